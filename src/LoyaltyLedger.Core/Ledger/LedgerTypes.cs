@@ -1,0 +1,111 @@
+namespace LoyaltyLedger.Ledger;
+
+/// <summary>Who a wallet belongs to: one customer, or a user group's pooled wallet.</summary>
+public enum OwnerType { Customer, Group }
+
+/// <summary>The three kinds of ledger line.</summary>
+public enum EntryType { Credit, Debit, OpeningBalance }
+
+/// <summary>
+/// Point categories. A wallet holds points of exactly one category: REGULAR points are redeemable
+/// (shown as "Main"), PROMISED points wait out a return window (DelayedAccrualPointCategory),
+/// TRIGGER_BASED points wait for an external release (ExternalTriggerBasedPointCategory).
+/// </summary>
+public enum PointCategory { Regular, Promised, TriggerBased }
+
+public static class LedgerNames
+{
+    public static string ToWire(this OwnerType t) => t == OwnerType.Customer ? "CUSTOMER" : "GROUP";
+    public static OwnerType ParseOwner(string s) => s == "GROUP" ? OwnerType.Group : OwnerType.Customer;
+
+    public static string ToWire(this EntryType t) => t switch
+    {
+        EntryType.Credit => "CREDIT",
+        EntryType.Debit => "DEBIT",
+        _ => "OPENING_BALANCE",
+    };
+
+    public static bool TryParseEntryType(string? s, out EntryType type)
+    {
+        switch (s?.ToUpperInvariant())
+        {
+            case "CREDIT": type = EntryType.Credit; return true;
+            case "DEBIT": type = EntryType.Debit; return true;
+            case "OPENING_BALANCE": type = EntryType.OpeningBalance; return true;
+            default: type = default; return false;
+        }
+    }
+
+    public static string ToWire(this PointCategory c) => c switch
+    {
+        PointCategory.Regular => "REGULAR",
+        PointCategory.Promised => "PROMISED",
+        _ => "TRIGGER_BASED",
+    };
+
+    /// <summary>The category's name in the points-ledger API's entryDetails.pointsCategory.</summary>
+    public static string DisplayName(this PointCategory c) => c switch
+    {
+        PointCategory.Regular => "Main",
+        PointCategory.Promised => "DelayedAccrualPointCategory",
+        _ => "ExternalTriggerBasedPointCategory",
+    };
+
+    public static bool TryParseCategory(string? s, out PointCategory category)
+    {
+        switch (s?.ToUpperInvariant())
+        {
+            case "REGULAR" or "MAIN": category = PointCategory.Regular; return true;
+            case "PROMISED" or "DELAYEDACCRUALPOINTCATEGORY": category = PointCategory.Promised; return true;
+            case "TRIGGER_BASED" or "EXTERNALTRIGGERBASEDPOINTCATEGORY": category = PointCategory.TriggerBased; return true;
+            default: category = default; return false;
+        }
+    }
+}
+
+/// <summary>The names of ledger events, as the points-ledger API shows them.</summary>
+public static class EventNames
+{
+    public const string CustomerRegistration = "CustomerRegistration";
+    public const string CustomerUpdate = "CustomerUpdate";
+    public const string TransactionAdd = "TransactionAdd";
+    public const string PointsRedemption = "PointsRedemption";
+    public const string BulkAllocatePoints = "BulkAllocatePoints";
+    public const string GenericEvent = "GenericEvent";
+    public const string PointsTransfer = "PointsTransfer";
+    public const string ReturnBill = "ReturnBill";
+    public const string DelayedAccrual = "DelayedAccrual";
+    public const string PointsExpiry = "PointsExpiry";
+}
+
+/// <summary>
+/// A wallet's identity: owner x program x currency x category. Currency 0 is the program's plain
+/// points. Ordered, so that a posting that touches several wallets locks them in one global order
+/// and two concurrent postings can never deadlock on each other.
+/// </summary>
+public readonly record struct WalletKey(OwnerType OwnerType, long OwnerId, long ProgramId, long CurrencyId, PointCategory Category)
+    : IComparable<WalletKey>
+{
+    public const long PlainPoints = 0;
+
+    public int CompareTo(WalletKey other)
+    {
+        var c = OwnerType.CompareTo(other.OwnerType);
+        if (c == 0) c = OwnerId.CompareTo(other.OwnerId);
+        if (c == 0) c = ProgramId.CompareTo(other.ProgramId);
+        if (c == 0) c = CurrencyId.CompareTo(other.CurrencyId);
+        if (c == 0) c = Category.CompareTo(other.Category);
+        return c;
+    }
+}
+
+/// <summary>A locked wallet inside a posting: its row id and current balance.</summary>
+public sealed class Wallet
+{
+    public long WalletId { get; init; }
+    public WalletKey Key { get; init; }
+    public Points Balance { get; set; }
+}
+
+/// <summary>A ledger line as posted.</summary>
+public sealed record PostedEntry(long EntryId, long WalletId, WalletKey Key, EntryType Type, Points Points, Points BalanceAfter, long? ExpiresAt);

@@ -1,0 +1,313 @@
+using System.Data.Common;
+using Dapper;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Ledger;
+
+/// <summary>
+/// One open write transaction against one organization's ledger. Every movement of points goes
+/// through <see cref="CreditAsync"/> or <see cref="DebitAsync"/>, so the ledger's invariants are
+/// enforced in exactly one place:
+/// <list type="bullet">
+/// <item>entries are only ever inserted (append-only; corrections are new entries);</item>
+/// <item>a wallet's stored balance moves by exactly the entry's points, and the entry records the balance after it;</item>
+/// <item>every credit is a lot, every debit consumes lots earliest expiry first and records each lot it touched,
+/// so the sum of a wallet's lot remainders always equals its balance;</item>
+/// <item>a debit beyond the balance is refused unless the caller allows a negative balance, in which case the
+/// shortfall is held in the wallet's debt lot and paid off by the next credits.</item>
+/// </list>
+/// </summary>
+public sealed class Posting
+{
+    private readonly Dictionary<WalletKey, Wallet> _locked = [];
+
+    public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
+    {
+        Connection = connection;
+        Transaction = transaction;
+        Dialect = dialect;
+        OrgId = orgId;
+        Now = now;
+        NowMs = now.ToUnixTimeMilliseconds();
+        PostedBy = postedBy;
+    }
+
+    public DbConnection Connection { get; }
+    public DbTransaction Transaction { get; }
+    public SqlDialect Dialect { get; }
+    public long OrgId { get; }
+    public DateTimeOffset Now { get; }
+    public long NowMs { get; }
+    public string? PostedBy { get; }
+
+    public Task<T?> ScalarAsync<T>(string sql, object? args = null) =>
+        Connection.ExecuteScalarAsync<T>(Dialect.Expand(sql), args, Transaction);
+
+    public Task<int> ExecuteAsync(string sql, object? args = null) =>
+        Connection.ExecuteAsync(Dialect.Expand(sql), args, Transaction);
+
+    public Task<IEnumerable<T>> QueryAsync<T>(string sql, object? args = null) =>
+        Connection.QueryAsync<T>(Dialect.Expand(sql), args, Transaction);
+
+    public Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null) =>
+        Connection.QuerySingleOrDefaultAsync<T>(Dialect.Expand(sql), args, Transaction);
+
+    /// <summary>
+    /// Creates (if needed) and locks the given wallets, in key order: every posting that touches
+    /// several wallets takes their locks in this one global order, so two postings cannot deadlock.
+    /// </summary>
+    public async Task LockWalletsAsync(IEnumerable<WalletKey> keys)
+    {
+        foreach (var key in keys.Distinct().Order())
+        {
+            if (_locked.ContainsKey(key)) continue;
+            // An upsert that touches the row takes PostgreSQL's row lock (as FOR UPDATE would) and
+            // returns the committed balance in one round trip; on SQLite the IMMEDIATE transaction
+            // already holds the writer lock.
+            var row = await Connection.QuerySingleAsync<(long WalletId, long Balance)>(
+                """
+                INSERT INTO wallets (org_id, owner_type, owner_id, program_id, currency_id, category, balance, updated_at)
+                VALUES (@org, @ownerType, @ownerId, @programId, @currencyId, @category, 0, @now)
+                ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
+                DO UPDATE SET updated_at = wallets.updated_at
+                RETURNING wallet_id, balance
+                """,
+                new
+                {
+                    org = OrgId, ownerType = key.OwnerType.ToWire(), ownerId = key.OwnerId, programId = key.ProgramId,
+                    currencyId = key.CurrencyId, category = key.Category.ToWire(), now = NowMs,
+                },
+                Transaction);
+            _locked[key] = new Wallet { WalletId = row.WalletId, Key = key, Balance = new Points(row.Balance) };
+        }
+    }
+
+    /// <summary>A wallet this posting has locked.</summary>
+    public Wallet Locked(WalletKey key) =>
+        _locked.TryGetValue(key, out var wallet)
+            ? wallet
+            : throw new InvalidOperationException($"Wallet {key} was not locked before posting to it.");
+
+    public async Task<long> InsertEventAsync(NewEvent e)
+    {
+        return await Connection.ExecuteScalarAsync<long>(
+            """
+            INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
+                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id)
+            VALUES (@org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
+                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId)
+            RETURNING event_id
+            """,
+            new
+            {
+                org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
+                eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
+                storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
+                postedBy = PostedBy, relatedEventId = e.RelatedEventId,
+            },
+            Transaction);
+    }
+
+    private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
+    {
+        return await Connection.ExecuteScalarAsync<long>(
+            """
+            INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
+                category, entry_type, points, balance_after, created_at)
+            VALUES (@org, @eventId, @walletId, @ownerType, @ownerId, @programId, @currencyId,
+                @category, @entryType, @points, @balanceAfter, @now)
+            RETURNING entry_id
+            """,
+            new
+            {
+                org = OrgId, eventId, walletId = wallet.WalletId, ownerType = wallet.Key.OwnerType.ToWire(),
+                ownerId = wallet.Key.OwnerId, programId = wallet.Key.ProgramId, currencyId = wallet.Key.CurrencyId,
+                category = wallet.Key.Category.ToWire(), entryType = type.ToWire(), points = points.Thousandths,
+                balanceAfter = wallet.Balance.Thousandths, now = NowMs,
+            },
+            Transaction);
+    }
+
+    private Task SaveBalanceAsync(Wallet wallet) =>
+        Connection.ExecuteAsync(
+            "UPDATE wallets SET balance = @balance, updated_at = @now WHERE wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId }, Transaction);
+
+    /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
+    public async Task<PostedEntry> OpenAsync(long eventId, WalletKey key)
+    {
+        var wallet = Locked(key);
+        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.OpeningBalance, Points.Zero);
+        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.OpeningBalance, Points.Zero, wallet.Balance, null);
+    }
+
+    /// <summary>
+    /// Credits a locked wallet: one CREDIT line and one lot expiring at <paramref name="expiresAt"/>
+    /// (null: never).
+    /// </summary>
+    public Task<PostedEntry> CreditAsync(long eventId, WalletKey key, Points points, long? expiresAt) =>
+        CreditLotsAsync(eventId, key, [new LotPiece(points, expiresAt)]);
+
+    /// <summary>
+    /// Credits a locked wallet with one CREDIT line made of several lots, each with its own expiry (a
+    /// transfer carries the expiry dates of the lots it took). A negative balance (debt) is paid off
+    /// first, and each lot records what it paid.
+    /// </summary>
+    public async Task<PostedEntry> CreditLotsAsync(long eventId, WalletKey key, IReadOnlyList<LotPiece> pieces)
+    {
+        if (pieces.Count == 0 || pieces.Any(p => !p.Points.IsPositive))
+            throw new LedgerException(ErrorCodes.InvalidPoints, "Points to credit must be positive.");
+        var points = pieces.Aggregate(Points.Zero, (sum, p) => sum + p.Points);
+        var wallet = Locked(key);
+        var debt = wallet.Balance.IsNegative ? -wallet.Balance : Points.Zero;
+        wallet.Balance += points;
+        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
+
+        long? debtLotId = debt.IsPositive ? await DebtLotAsync(wallet) : null;
+        foreach (var piece in pieces)
+        {
+            var settled = Points.Min(piece.Points, debt);
+            debt -= settled;
+            var lotId = await Connection.ExecuteScalarAsync<long>(
+                """
+                INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+                VALUES (@org, @walletId, @entryId, @now, @expiresAt, @original, @remaining, 0)
+                RETURNING lot_id
+                """,
+                new
+                {
+                    org = OrgId, walletId = wallet.WalletId, entryId, now = NowMs, expiresAt = piece.ExpiresAt,
+                    original = piece.Points.Thousandths, remaining = (piece.Points - settled).Thousandths,
+                },
+                Transaction);
+            if (settled.IsPositive)
+            {
+                // The lot gave `settled` to the debt lot: a movement out of the new lot and a negative
+                // movement (a repayment) on the debt lot, so every lot keeps
+                // remaining = original - sum(movements).
+                await ExecuteAsync("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
+                    new { settled = settled.Thousandths, lot = debtLotId });
+                await InsertMovementAsync(entryId, lotId, settled);
+                await InsertMovementAsync(entryId, debtLotId!.Value, -settled);
+            }
+        }
+
+        await SaveBalanceAsync(wallet);
+        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance,
+            pieces.Count == 1 ? pieces[0].ExpiresAt : pieces.Min(p => p.ExpiresAt));
+    }
+
+    /// <summary>
+    /// Debits a locked wallet, consuming its lots earliest expiry first (lots that never expire last).
+    /// Returns the lots consumed, so a transfer can carry their expiry dates across.
+    /// </summary>
+    public async Task<DebitResult> DebitAsync(long eventId, WalletKey key, Points points, bool allowNegative)
+    {
+        if (!points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to debit must be positive.");
+        var wallet = Locked(key);
+        if (wallet.Balance < points && !allowNegative)
+        {
+            throw new LedgerException(ErrorCodes.InsufficientBalance,
+                $"The balance is {wallet.Balance}, less than the {points} asked for.", 422);
+        }
+
+        wallet.Balance -= points;
+        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
+
+        var consumed = new List<ConsumedLot>();
+        var left = points;
+        var lots = await Connection.QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
+            """
+            SELECT lot_id, remaining, expires_at FROM lots
+            WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0
+            ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
+            """,
+            new { walletId = wallet.WalletId }, Transaction);
+        foreach (var lot in lots)
+        {
+            if (!left.IsPositive) break;
+            var take = Points.Min(left, new Points(lot.Remaining));
+            await ExecuteAsync("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
+                new { take = take.Thousandths, lot = lot.LotId });
+            await InsertMovementAsync(entryId, lot.LotId, take);
+            consumed.Add(new ConsumedLot(lot.LotId, take, lot.ExpiresAt));
+            left -= take;
+        }
+
+        if (left.IsPositive)
+        {
+            // Only reachable when a negative balance is allowed: the shortfall becomes debt.
+            var debtLot = await DebtLotAsync(wallet);
+            await ExecuteAsync("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
+                new { take = left.Thousandths, lot = debtLot });
+            await InsertMovementAsync(entryId, debtLot, left);
+            consumed.Add(new ConsumedLot(debtLot, left, null));
+        }
+
+        await SaveBalanceAsync(wallet);
+        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+    }
+
+    private async Task<long> DebtLotAsync(Wallet wallet)
+    {
+        var existing = await Connection.ExecuteScalarAsync<long?>(
+            "SELECT lot_id FROM lots WHERE wallet_id = @walletId AND is_debt = 1",
+            new { walletId = wallet.WalletId }, Transaction);
+        if (existing is { } id) return id;
+        return await Connection.ExecuteScalarAsync<long>(
+            """
+            INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+            VALUES (@org, @walletId, NULL, @now, NULL, 0, 0, 1)
+            RETURNING lot_id
+            """,
+            new { org = OrgId, walletId = wallet.WalletId, now = NowMs }, Transaction);
+    }
+
+    private Task InsertMovementAsync(long entryId, long lotId, Points points) =>
+        Connection.ExecuteAsync(
+            "INSERT INTO lot_movements (org_id, entry_id, lot_id, points) VALUES (@org, @entryId, @lotId, @points)",
+            new { org = OrgId, entryId, lotId, points = points.Thousandths }, Transaction);
+
+    /// <summary>Allocates the next id of a per-organization sequence (customers, programs, groups...).</summary>
+    public async Task<long> NextIdAsync(string sequence)
+    {
+        return await Connection.ExecuteScalarAsync<long>(
+            """
+            INSERT INTO id_counters (org_id, name, last_value) VALUES (@org, @sequence, 1)
+            ON CONFLICT (org_id, name) DO UPDATE SET last_value = id_counters.last_value + 1
+            RETURNING last_value
+            """,
+            new { org = OrgId, sequence }, Transaction);
+    }
+
+    /// <summary>Records an explicitly chosen id, so later generated ids never collide with it.</summary>
+    public Task ClaimIdAsync(string sequence, long id) =>
+        ExecuteAsync(
+            """
+            INSERT INTO id_counters (org_id, name, last_value) VALUES (@org, @sequence, @id)
+            ON CONFLICT (org_id, name) DO UPDATE SET last_value = {greatest}(id_counters.last_value, @id)
+            """,
+            new { org = OrgId, sequence, id });
+}
+
+/// <summary>What an event row says besides its entries.</summary>
+public sealed record NewEvent(
+    OwnerType OwnerType,
+    long OwnerId,
+    long CustomerId,
+    string EventName,
+    string? DisplayName = null,
+    long? SourceProgramId = null,
+    long? StoreId = null,
+    long? TillId = null,
+    long? BillId = null,
+    string? DetailsJson = null,
+    string? Reason = null,
+    long? RelatedEventId = null);
+
+/// <summary>Part of a credit that becomes one lot.</summary>
+public readonly record struct LotPiece(Points Points, long? ExpiresAt);
+
+public sealed record ConsumedLot(long LotId, Points Points, long? ExpiresAt);
+
+public sealed record DebitResult(PostedEntry Entry, IReadOnlyList<ConsumedLot> Consumed);

@@ -1,0 +1,354 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Customers;
+using LoyaltyLedger.Groups;
+using LoyaltyLedger.Programs;
+using LoyaltyLedger.Stores;
+
+namespace LoyaltyLedger.Ledger;
+
+/// <summary>An explicit award of points (no currency) or of an alternate currency.</summary>
+public sealed record Award(Points Points, string? Currency = null);
+
+/// <summary>A bill: the points of the program's earn rule and/or explicit awards.</summary>
+public sealed record NewBill(
+    long CustomerId,
+    string BillNumber,
+    decimal Amount,
+    string StoreCode,
+    string? TillCode = null,
+    decimal? GrossAmount = null,
+    DateTimeOffset? BillDate = null,
+    long? ProgramId = null,
+    string? Source = null,
+    bool EarnByRule = true,
+    IReadOnlyList<Award>? Awards = null,
+    string? Notes = null,
+    long? SourceProgramId = null);
+
+public sealed record NewRedemption(
+    Points Points,
+    long? CustomerId = null,
+    long? GroupId = null,
+    long? ProgramId = null,
+    string? Currency = null,
+    string? TransactionNumber = null,
+    string? ExternalReference = null,
+    string? Notes = null,
+    string? StoreCode = null,
+    string? TillCode = null);
+
+public sealed record NewAllocation(long CustomerId, Points Points, string? Currency = null);
+
+public sealed record NewBulkAllocation(IReadOnlyList<NewAllocation> Allocations, long? ProgramId = null, string? Reason = null);
+
+public sealed record NewGenericEvent(
+    long CustomerId,
+    string EventName,
+    IReadOnlyList<Award> Awards,
+    long? ProgramId = null,
+    string? StoreCode = null,
+    string? TillCode = null,
+    IReadOnlyDictionary<string, string>? Details = null,
+    string? Reason = null,
+    long? SourceProgramId = null);
+
+/// <summary>One side of a transfer: a customer, or a user group's pooled wallet.</summary>
+public sealed record TransferParty(long? CustomerId = null, long? GroupId = null);
+
+public sealed record NewTransfer(TransferParty From, TransferParty To, Points Points, long? ProgramId = null, string? Currency = null, string? Reason = null);
+
+/// <summary>A ledger line as the native API shows it after a posting.</summary>
+public sealed record EntryView(
+    long EntryId,
+    string OwnerType,
+    long OwnerId,
+    long ProgramId,
+    string? Currency,
+    string Category,
+    string EntryType,
+    Points Points,
+    Points BalanceAfter,
+    DateTimeOffset? ExpiresAt);
+
+public sealed record PostingResult(long EventId, string EventName, long? BillId, IReadOnlyList<EntryView> Entries);
+
+public sealed record TransferResult(long DebitEventId, long CreditEventId, IReadOnlyList<EntryView> Entries);
+
+/// <summary>
+/// The write side: each method is one business posting (a bill, a redemption, an allocation, an
+/// event, a transfer) inside a caller's <see cref="Posting"/>, so the caller decides the transaction
+/// and can make the idempotency record part of it.
+/// </summary>
+public static class Postings
+{
+    public const int MaxBulkAllocations = 1000;
+    public const int MaxAwards = 50;
+
+    public static async Task<PostingResult> AddTransactionAsync(Posting posting, NewBill bill)
+    {
+        if (string.IsNullOrWhiteSpace(bill.BillNumber) || bill.BillNumber.Length > 100)
+            throw LedgerException.Invalid("A bill needs a billNumber of 1 to 100 characters.");
+        var amount = Money(bill.Amount, "amount");
+        if (amount <= 0) throw new LedgerException(ErrorCodes.InvalidAmount, "The bill amount must be positive.");
+        var gross = bill.GrossAmount is { } g ? Money(g, "grossAmount") : amount;
+        if (gross < amount) throw new LedgerException(ErrorCodes.InvalidAmount, "grossAmount cannot be below amount.");
+        if (string.IsNullOrEmpty(bill.StoreCode)) throw LedgerException.Invalid("A bill needs the storeCode it was paid at.");
+        var source = CustomerDirectory.CanonicalSource(bill.Source ?? "INSTORE");
+        if (source is null or "ALL") throw LedgerException.Invalid($"Unknown source '{bill.Source}'.");
+        if ((bill.Awards?.Count ?? 0) > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per bill.");
+
+        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, bill.CustomerId, posting.Transaction);
+        var program = await ProgramCatalog.ResolveAsync(posting, bill.ProgramId);
+        var (store, till) = await StoreDirectory.ResolveAsync(posting, bill.StoreCode, bill.TillCode);
+
+        // Points from the earn rule, then explicit awards; each becomes its own ledger line.
+        var credits = new List<(AlternateCurrency? Currency, Points Points)>();
+        if (bill.EarnByRule)
+        {
+            var earned = Earn(amount, program.EarnPerUnit);
+            if (earned.IsPositive) credits.Add((null, earned));
+            foreach (var currency in program.Currencies)
+            {
+                var units = Earn(amount, currency.EarnPerUnit);
+                if (units.IsPositive) credits.Add((currency, units));
+            }
+        }
+        credits.AddRange(ResolveAwards(program, bill.Awards));
+
+        // A member of a pooling group earns for the group's wallet.
+        var pool = await GroupDirectory.PoolOfAsync(posting, bill.CustomerId);
+        var (ownerType, ownerId) = pool is { } p ? (OwnerType.Group, p.GroupId) : (OwnerType.Customer, bill.CustomerId);
+
+        long billId;
+        try
+        {
+            billId = await posting.ScalarAsync<long>(
+                """
+                INSERT INTO bills (org_id, store_id, till_id, bill_number, customer_id, amount, gross_amount, bill_date, source, event_id, created_at)
+                VALUES (@org, @storeId, @tillId, @billNumber, @customerId, @amount, @gross, @billDate, @source, 0, @now)
+                RETURNING bill_id
+                """,
+                new
+                {
+                    org = posting.OrgId, storeId = store!.StoreId, tillId = till?.TillId, billNumber = bill.BillNumber,
+                    customerId = bill.CustomerId, amount, gross, billDate = (bill.BillDate ?? posting.Now).ToUnixTimeMilliseconds(),
+                    source, now = posting.NowMs,
+                });
+        }
+        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        {
+            throw new LedgerException(ErrorCodes.DuplicateBill, $"Bill '{bill.BillNumber}' was already posted at store '{store!.Code}'.", 409);
+        }
+
+        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
+            SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
+            BillId: billId, Reason: bill.Notes));
+        await posting.ExecuteAsync("UPDATE bills SET event_id = @eventId WHERE bill_id = @billId", new { eventId, billId });
+
+        var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits);
+        return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries);
+    }
+
+    public static async Task<PostingResult> RedeemAsync(Posting posting, NewRedemption request)
+    {
+        if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to redeem must be positive.");
+        if (request.CustomerId is null) throw LedgerException.Invalid("A redemption needs the customerId redeeming.");
+        var customerId = request.CustomerId.Value;
+        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var currency = ResolveCurrency(program, request.Currency);
+        var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
+
+        var (ownerType, ownerId, allowNegative) = (OwnerType.Customer, customerId, program.AllowNegativeBalance);
+        if (request.GroupId is { } groupId)
+        {
+            // Cross-member redemption: drawn on the pooled wallet by a member allowed to redeem.
+            var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
+            var member = group.Members.FirstOrDefault(m => m.CustomerId == customerId)
+                ?? throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} is not a member of group {groupId}.", 403);
+            if (!member.MayRedeem) throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} may not redeem the points of group {groupId}.", 403);
+            (ownerType, ownerId) = (OwnerType.Group, groupId);
+        }
+
+        var key = new WalletKey(ownerType, ownerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
+        await posting.LockWalletsAsync([key]);
+        var details = Details(new Dictionary<string, string?>
+        {
+            ["transactionNumber"] = request.TransactionNumber,
+            ["externalReferenceNumber"] = request.ExternalReference,
+        });
+        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
+            SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes));
+        var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
+        return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
+    }
+
+    public static async Task<IReadOnlyList<PostingResult>> AllocateAsync(Posting posting, NewBulkAllocation request)
+    {
+        if (request.Allocations is null || request.Allocations.Count == 0) throw LedgerException.Invalid("A bulk allocation needs at least one allocation.");
+        if (request.Allocations.Count > MaxBulkAllocations) throw LedgerException.Invalid($"At most {MaxBulkAllocations} allocations per call.");
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        foreach (var a in request.Allocations)
+        {
+            if (!a.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, $"Points for customer {a.CustomerId} must be positive.");
+            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, a.CustomerId, posting.Transaction);
+        }
+
+        var results = new List<PostingResult>();
+        // Lock every wallet up front, in key order, before the first write.
+        var plan = request.Allocations.Select(a => (a, currency: ResolveCurrency(program, a.Currency))).ToList();
+        await posting.LockWalletsAsync(plan.Select(x => new WalletKey(OwnerType.Customer, x.a.CustomerId, program.ProgramId, x.currency?.CurrencyId ?? 0, PointCategory.Regular)));
+        foreach (var byCustomer in plan.GroupBy(x => x.a.CustomerId))
+        {
+            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, byCustomer.Key, byCustomer.Key, EventNames.BulkAllocatePoints,
+                SourceProgramId: program.ProgramId, Reason: request.Reason));
+            var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, byCustomer.Key, program,
+                byCustomer.Select(x => (x.currency, x.a.Points)).ToList());
+            results.Add(new PostingResult(eventId, EventNames.BulkAllocatePoints, null, entries));
+        }
+        return results;
+    }
+
+    public static async Task<PostingResult> PostGenericEventAsync(Posting posting, NewGenericEvent request)
+    {
+        if (string.IsNullOrWhiteSpace(request.EventName) || request.EventName.Length > 100)
+            throw LedgerException.Invalid("A generic event needs an eventName of 1 to 100 characters.");
+        if (request.Awards is null || request.Awards.Count == 0) throw LedgerException.Invalid("A generic event needs at least one award.");
+        if (request.Awards.Count > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per event.");
+        if (request.Details is { Count: > 50 }) throw LedgerException.Invalid("At most 50 details per event.");
+        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
+        var credits = ResolveAwards(program, request.Awards);
+
+        var details = new Dictionary<string, string?>(request.Details?.ToDictionary(kv => kv.Key, kv => (string?)kv.Value) ?? [])
+        {
+            ["eventDisplayName"] = request.EventName,
+            ["displayName"] = request.EventName,
+        };
+        var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GenericEvent,
+            DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
+            DetailsJson: Details(details), Reason: request.Reason));
+        var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits);
+        return new PostingResult(eventId, EventNames.GenericEvent, null, entries);
+    }
+
+    /// <summary>
+    /// Moves points between two customers, or a customer and a group: a DEBIT on one side and a
+    /// CREDIT on the other, in two linked PointsTransfer events. The credited lots keep the expiry
+    /// dates of the lots the debit consumed, so a transfer never extends the life of points.
+    /// </summary>
+    public static async Task<TransferResult> TransferAsync(Posting posting, NewTransfer request)
+    {
+        if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to transfer must be positive.");
+        var from = await ResolvePartyAsync(posting, request.From, "from");
+        var to = await ResolvePartyAsync(posting, request.To, "to");
+        if (from == to) throw LedgerException.Invalid("A transfer needs two different parties.");
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var currency = ResolveCurrency(program, request.Currency);
+        var currencyId = currency?.CurrencyId ?? WalletKey.PlainPoints;
+
+        var fromKey = new WalletKey(from.Type, from.Id, program.ProgramId, currencyId, PointCategory.Regular);
+        var toKey = new WalletKey(to.Type, to.Id, program.ProgramId, currencyId, PointCategory.Regular);
+        await posting.LockWalletsAsync([fromKey, toKey]);
+
+        var debitEvent = await posting.InsertEventAsync(new NewEvent(from.Type, from.Id, from.CustomerId, EventNames.PointsTransfer,
+            SourceProgramId: program.ProgramId, Reason: request.Reason,
+            DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "OUT", ["counterparty"] = Describe(to) })));
+        var debit = await posting.DebitAsync(debitEvent, fromKey, request.Points, from.Type == OwnerType.Group || program.AllowNegativeBalance);
+
+        var creditEvent = await posting.InsertEventAsync(new NewEvent(to.Type, to.Id, to.CustomerId, EventNames.PointsTransfer,
+            SourceProgramId: program.ProgramId, Reason: request.Reason, RelatedEventId: debitEvent,
+            DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "IN", ["counterparty"] = Describe(from) })));
+        var pieces = debit.Consumed.Select(c => new LotPiece(c.Points, c.ExpiresAt)).ToList();
+        var credit = await posting.CreditLotsAsync(creditEvent, toKey, pieces);
+        await posting.ExecuteAsync("UPDATE events SET related_event_id = @creditEvent WHERE event_id = @debitEvent", new { creditEvent, debitEvent });
+        return new TransferResult(debitEvent, creditEvent, [View(debit.Entry, currency), View(credit, currency)]);
+    }
+
+    private readonly record struct Party(OwnerType Type, long Id, long CustomerId);
+
+    private static string Describe(Party p) => $"{p.Type.ToWire()}:{p.Id.ToString(CultureInfo.InvariantCulture)}";
+
+    private static async Task<Party> ResolvePartyAsync(Posting posting, TransferParty? party, string side)
+    {
+        if (party is null || (party.CustomerId is null) == (party.GroupId is null))
+            throw LedgerException.Invalid($"'{side}' names exactly one of customerId or groupId.");
+        if (party.CustomerId is { } customerId)
+        {
+            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            return new Party(OwnerType.Customer, customerId, customerId);
+        }
+        var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, party.GroupId!.Value, posting.Transaction);
+        return new Party(OwnerType.Group, group.GroupId, group.PrimaryCustomerId);
+    }
+
+    /// <summary>
+    /// The program that triggered an event (a card program, say) when it is not the one credited;
+    /// the points-ledger API shows it as sourceProgramId.
+    /// </summary>
+    private static async Task<long> SourceProgramAsync(Posting posting, long? sourceProgramId, LoyaltyProgram credited) =>
+        sourceProgramId is { } id && id != credited.ProgramId ? (await ProgramCatalog.ResolveAsync(posting, id)).ProgramId : credited.ProgramId;
+
+    private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,
+        LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits)
+    {
+        var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular)).ToList();
+        await posting.LockWalletsAsync(keys);
+        var entries = new List<EntryView>();
+        for (var i = 0; i < credits.Count; i++)
+        {
+            var (currency, points) = credits[i];
+            var policy = currency?.Expiry ?? program.Expiry;
+            var expiresAt = policy.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();
+            var entry = await posting.CreditAsync(eventId, keys[i], points, expiresAt);
+            entries.Add(View(entry, currency));
+        }
+        return entries;
+    }
+
+    private static List<(AlternateCurrency? Currency, Points Points)> ResolveAwards(LoyaltyProgram program, IReadOnlyList<Award>? awards)
+    {
+        var credits = new List<(AlternateCurrency?, Points)>();
+        foreach (var award in awards ?? [])
+        {
+            if (award is null) throw LedgerException.Invalid("An award is empty.");
+            if (!award.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Awarded points must be positive.");
+            credits.Add((ResolveCurrency(program, award.Currency), award.Points));
+        }
+        return credits;
+    }
+
+    private static AlternateCurrency? ResolveCurrency(LoyaltyProgram program, string? name) =>
+        string.IsNullOrEmpty(name)
+            ? null
+            : program.Currency(name) ?? throw new LedgerException("currency_not_found",
+                $"Program {program.ProgramId} has no alternate currency '{name}'.", 404);
+
+    /// <summary>Points from an amount and a rate, both in thousandths, rounded down to the thousandth.</summary>
+    public static Points Earn(long amountThousandths, Points ratePerUnit) =>
+        new((long)((Int128)amountThousandths * ratePerUnit.Thousandths / Points.Scale));
+
+    /// <summary>A money amount in thousandths; more than three decimals is refused.</summary>
+    public static long Money(decimal value, string field)
+    {
+        if (value.Scale > 3 && decimal.Round(value, 3) != value)
+            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} has more than three decimals.");
+        if (value > 1_000_000_000_000m || value < -1_000_000_000_000m)
+            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} is out of range.");
+        return (long)(value * 1000);
+    }
+
+    private static string? Details(IDictionary<string, string?> details)
+    {
+        var present = details.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value);
+        return present.Count == 0 ? null : JsonSerializer.Serialize(present);
+    }
+
+    public static EntryView View(PostedEntry e, AlternateCurrency? currency) => new(
+        e.EntryId, e.Key.OwnerType.ToWire(), e.Key.OwnerId, e.Key.ProgramId, currency?.Name, e.Key.Category.ToWire(),
+        e.Type.ToWire(), e.Points, e.BalanceAfter, e.ExpiresAt is { } x ? DateTimeOffset.FromUnixTimeMilliseconds(x) : null);
+}

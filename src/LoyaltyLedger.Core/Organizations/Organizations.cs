@@ -1,0 +1,78 @@
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Organizations;
+
+/// <summary>What a key may do. Admin includes write, write includes read.</summary>
+public enum KeyRole { Read, Write, Admin }
+
+public sealed record Organization(long OrgId, string Name);
+
+/// <summary>A newly issued key: the secret is shown once and only its hash is stored.</summary>
+public sealed record IssuedKey(long OrgId, string KeyId, string Secret, KeyRole Role);
+
+/// <summary>An authenticated caller: the organization every query is scoped to, and the key used.</summary>
+public sealed record Caller(long OrgId, string KeyId, KeyRole Role);
+
+/// <summary>Organizations (tenants) and their API keys.</summary>
+public static class Tenants
+{
+    public static async Task<Organization> CreateOrganizationAsync(LedgerDatabase db, string name, TimeProvider clock, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(name)) throw LedgerException.Invalid("An organization needs a name.");
+        var id = await db.WriteAsync((c, tx) => c.ExecuteScalarAsync<long>(
+            "INSERT INTO organizations (name, created_at) VALUES (@name, @now) RETURNING org_id",
+            new { name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        return new Organization(id, name);
+    }
+
+    public static Task<Organization?> FindOrganizationAsync(LedgerDatabase db, string name, CancellationToken ct) =>
+        db.ReadAsync(c => c.QueryFirstOrDefaultAsync<Organization>(
+            "SELECT org_id AS OrgId, name AS Name FROM organizations WHERE name = @name ORDER BY org_id", new { name }), ct);
+
+    public static Task<IEnumerable<Organization>> ListOrganizationsAsync(LedgerDatabase db, CancellationToken ct) =>
+        db.ReadAsync(c => c.QueryAsync<Organization>("SELECT org_id AS OrgId, name AS Name FROM organizations ORDER BY org_id"), ct);
+
+    /// <summary>
+    /// Issues a key. With <paramref name="keyId"/> and <paramref name="secret"/> given (the demo's fixed
+    /// credentials) the key is created or its secret replaced.
+    /// </summary>
+    public static async Task<IssuedKey> IssueKeyAsync(LedgerDatabase db, long orgId, KeyRole role, TimeProvider clock, CancellationToken ct,
+        string? keyId = null, string? secret = null, string? name = null)
+    {
+        keyId ??= "lk_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        secret ??= Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_');
+        if (keyId.Contains(':', StringComparison.Ordinal) || keyId.Length is < 3 or > 100)
+            throw LedgerException.Invalid("A key id is 3 to 100 characters without ':'.");
+        if (secret.Length < 8) throw LedgerException.Invalid("A key secret is at least 8 characters.");
+        var exists = await db.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM organizations WHERE org_id = @orgId", new { orgId }), ct);
+        if (exists == 0) throw LedgerException.NotFound("organization", orgId);
+        await db.WriteAsync((c, tx) => c.ExecuteAsync(
+            """
+            INSERT INTO api_keys (key_id, org_id, secret_hash, role, name, created_at, revoked_at)
+            VALUES (@keyId, @orgId, @hash, @role, @name, @now, NULL)
+            ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash, role = excluded.role, revoked_at = NULL
+            """,
+            new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        return new IssuedKey(orgId, keyId, secret, role);
+    }
+
+    /// <summary>
+    /// Checks a key and secret. Secrets are random, so a SHA-256 of the secret is a safe stored form,
+    /// and the comparison is constant-time so response timing says nothing about the hash.
+    /// </summary>
+    public static async Task<Caller?> AuthenticateAsync(LedgerDatabase db, string keyId, string secret, CancellationToken ct)
+    {
+        var row = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
+            "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
+        var expected = Encoding.ASCII.GetBytes(row.SecretHash ?? new string('0', 64));
+        var actual = Encoding.ASCII.GetBytes(Hash(secret));
+        var matches = CryptographicOperations.FixedTimeEquals(expected, actual);
+        if (row.SecretHash is null || !matches) return null;
+        return new Caller(row.OrgId, keyId, Enum.Parse<KeyRole>(row.Role, ignoreCase: true));
+    }
+
+    public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+}

@@ -1,0 +1,114 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace LoyaltyLedger;
+
+/// <summary>
+/// An exact quantity of points (or of an alternate currency) in thousandths, held in 64 bits.
+/// Points are never floating point: "100.5" is 100500 thousandths, and arithmetic is integer arithmetic.
+/// </summary>
+[JsonConverter(typeof(PointsJsonConverter))]
+public readonly record struct Points(long Thousandths) : IComparable<Points>
+{
+    public const int Scale = 1000;
+    public static readonly Points Zero = new(0);
+
+    public static Points FromWhole(long whole) => new(checked(whole * Scale));
+
+    public bool IsPositive => Thousandths > 0;
+    public bool IsNegative => Thousandths < 0;
+
+    public static Points operator +(Points a, Points b) => new(checked(a.Thousandths + b.Thousandths));
+    public static Points operator -(Points a, Points b) => new(checked(a.Thousandths - b.Thousandths));
+    public static Points operator -(Points a) => new(checked(-a.Thousandths));
+    public static bool operator <(Points a, Points b) => a.Thousandths < b.Thousandths;
+    public static bool operator >(Points a, Points b) => a.Thousandths > b.Thousandths;
+    public static bool operator <=(Points a, Points b) => a.Thousandths <= b.Thousandths;
+    public static bool operator >=(Points a, Points b) => a.Thousandths >= b.Thousandths;
+    public static Points Min(Points a, Points b) => a < b ? a : b;
+    public static Points Max(Points a, Points b) => a > b ? a : b;
+
+    public int CompareTo(Points other) => Thousandths.CompareTo(other.Thousandths);
+
+    /// <summary>Three decimals always, as both platforms print points: "100.000", "-20.500".</summary>
+    public override string ToString()
+    {
+        var abs = Math.Abs((decimal)Thousandths) / Scale;
+        var text = abs.ToString("0.000", CultureInfo.InvariantCulture);
+        return Thousandths < 0 ? "-" + text : text;
+    }
+
+    /// <summary>The value as a decimal number, for APIs that print points as JSON numbers.</summary>
+    public decimal ToDecimal() => (decimal)Thousandths / Scale;
+
+    /// <summary>
+    /// Parses a decimal quantity with at most three decimals. Anything finer is refused rather than
+    /// rounded: silently rounding a client's points is how ledgers drift.
+    /// </summary>
+    public static bool TryParse(string? text, out Points points, out string? error)
+    {
+        points = Zero;
+        if (string.IsNullOrWhiteSpace(text)) { error = "points are empty"; return false; }
+        if (!decimal.TryParse(text, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint,
+                CultureInfo.InvariantCulture, out var value))
+        {
+            error = $"'{text}' is not a decimal number";
+            return false;
+        }
+        return TryFromDecimal(value, out points, out error);
+    }
+
+    public static bool TryFromDecimal(decimal value, out Points points, out string? error)
+    {
+        points = Zero;
+        if (value.Scale > 3 && decimal.Round(value, 3) != value)
+        {
+            error = "points have more than three decimals";
+            return false;
+        }
+        var scaled = value * Scale;
+        if (scaled > long.MaxValue / 4 || scaled < long.MinValue / 4)
+        {
+            error = "points are out of range";
+            return false;
+        }
+        points = new Points((long)scaled);
+        error = null;
+        return true;
+    }
+
+    public static Points Parse(string text) =>
+        TryParse(text, out var p, out var error) ? p : throw new FormatException(error);
+}
+
+/// <summary>Thrown by the JSON converter so the API can answer with the <c>invalid_points</c> code.</summary>
+public sealed class PointsFormatException(string message) : JsonException(message);
+
+/// <summary>Reads points from a JSON number or string (exactly, via decimal); writes "0.000" strings.</summary>
+public sealed class PointsJsonConverter : JsonConverter<Points>
+{
+    public override Points Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        string? error;
+        Points points;
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.Number:
+                if (!reader.TryGetDecimal(out var value))
+                    throw new PointsFormatException("points are out of range");
+                if (!Points.TryFromDecimal(value, out points, out error))
+                    throw new PointsFormatException(error!);
+                return points;
+            case JsonTokenType.String:
+                if (!Points.TryParse(reader.GetString(), out points, out error))
+                    throw new PointsFormatException(error!);
+                return points;
+            default:
+                throw new PointsFormatException("points must be a number or a decimal string");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, Points value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(value.ToString());
+}

@@ -1,0 +1,34 @@
+namespace LoyaltyLedger.Programs;
+
+/// <summary>
+/// A loyalty program: its own points (in thousandths), an earn rule, an expiry policy, and the
+/// alternate currencies (stars, stamps, tier points) that are earned beside its points. In the
+/// vault API a program is a "loyalty point definition".
+/// </summary>
+public sealed class LoyaltyProgram
+{
+    public long ProgramId { get; init; }
+    public string Name { get; init; } = "";
+    /// <summary>The concept (brand, banner) whose tills this program belongs to.</summary>
+    public string? Concept { get; init; }
+    /// <summary>Points earned per 1.000 of bill amount (the earn rule), e.g. 0.100 = one point per ten spent.</summary>
+    public Points EarnPerUnit { get; init; }
+    public bool AllowNegativeBalance { get; init; }
+    public ExpiryPolicy Expiry { get; init; } = ExpiryPolicy.NeverExpires;
+    public bool IsDefault { get; init; }
+    public IReadOnlyList<AlternateCurrency> Currencies { get; init; } = [];
+
+    public AlternateCurrency? Currency(string name) =>
+        Currencies.FirstOrDefault(c => string.Equals(c.Name, name, StringComparison.OrdinalIgnoreCase));
+}
+
+/// <summary>A named currency of a program, with its own ledger lines, balances and expiry.</summary>
+public sealed class AlternateCurrency
+{
+    public long CurrencyId { get; init; }
+    public long ProgramId { get; init; }
+    public string Name { get; init; } = "";
+    /// <summary>Units earned per 1.000 of bill amount; zero when only explicit awards give it.</summary>
+    public Points EarnPerUnit { get; init; }
+    public ExpiryPolicy Expiry { get; init; } = ExpiryPolicy.NeverExpires;
+}

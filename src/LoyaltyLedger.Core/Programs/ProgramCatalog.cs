@@ -1,0 +1,162 @@
+using System.Data.Common;
+using Dapper;
+using LoyaltyLedger.Ledger;
+
+namespace LoyaltyLedger.Programs;
+
+/// <summary>Creates and reads programs and their alternate currencies.</summary>
+public static class ProgramCatalog
+{
+    private sealed class ProgramRow
+    {
+        public long ProgramId { get; set; }
+        public string Name { get; set; } = "";
+        public string? Concept { get; set; }
+        public long EarnPerUnit { get; set; }
+        public long AllowNegativeBalance { get; set; }
+        public string ExpiryPolicy { get; set; } = "";
+        public long IsDefault { get; set; }
+    }
+
+    private sealed class CurrencyRow
+    {
+        public long CurrencyId { get; set; }
+        public long ProgramId { get; set; }
+        public string Name { get; set; } = "";
+        public long EarnPerUnit { get; set; }
+        public string ExpiryPolicy { get; set; } = "";
+    }
+
+    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx = null)
+    {
+        var programs = await connection.QueryAsync<ProgramRow>(
+            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default FROM programs WHERE org_id = @orgId ORDER BY program_id",
+            new { orgId }, tx);
+        var currencies = (await connection.QueryAsync<CurrencyRow>(
+            "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
+            new { orgId }, tx)).ToLookup(c => c.ProgramId);
+        return programs.Select(p => new LoyaltyProgram
+        {
+            ProgramId = p.ProgramId,
+            Name = p.Name,
+            Concept = p.Concept,
+            EarnPerUnit = new Points(p.EarnPerUnit),
+            AllowNegativeBalance = p.AllowNegativeBalance != 0,
+            Expiry = ExpiryPolicy.FromJson(p.ExpiryPolicy),
+            IsDefault = p.IsDefault != 0,
+            Currencies = currencies[p.ProgramId].Select(c => new AlternateCurrency
+            {
+                CurrencyId = c.CurrencyId,
+                ProgramId = c.ProgramId,
+                Name = c.Name,
+                EarnPerUnit = new Points(c.EarnPerUnit),
+                Expiry = ExpiryPolicy.FromJson(c.ExpiryPolicy),
+            }).ToList(),
+        }).ToList();
+    }
+
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null) =>
+        (await ListAsync(connection, orgId, tx)).FirstOrDefault(p => p.ProgramId == programId);
+
+    /// <summary>The program a posting goes to: the one named, else the organization's default program.</summary>
+    public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId)
+    {
+        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction);
+        if (programId is { } id)
+            return programs.FirstOrDefault(p => p.ProgramId == id) ?? throw LedgerException.NotFound("program", id);
+        return programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault()
+            ?? throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
+    }
+
+    public static async Task<LoyaltyProgram> CreateAsync(Posting posting, NewProgram request)
+    {
+        if (string.IsNullOrWhiteSpace(request.Name)) throw LedgerException.Invalid("A program needs a name.");
+        if (request.EarnRate is { IsNegative: true }) throw new LedgerException(ErrorCodes.InvalidPoints, "The earn rate cannot be negative.");
+        var expiry = request.Expiry ?? ExpiryPolicy.NeverExpires;
+        expiry.Validate();
+
+        long programId;
+        if (request.ProgramId is { } explicitId)
+        {
+            if (explicitId <= 0) throw LedgerException.Invalid("programId must be positive.");
+            programId = explicitId;
+            await posting.ClaimIdAsync("program", programId);
+        }
+        else
+        {
+            programId = await posting.NextIdAsync("program");
+        }
+
+        var exists = await posting.ScalarAsync<long>("SELECT COUNT(*) FROM programs WHERE org_id = @org AND program_id = @programId",
+            new { org = posting.OrgId, programId });
+        if (exists > 0) throw new LedgerException(ErrorCodes.AlreadyExists, $"Program {programId} already exists.", 409);
+
+        if (request.IsDefault)
+            await posting.ExecuteAsync("UPDATE programs SET is_default = 0 WHERE org_id = @org", new { org = posting.OrgId });
+        var isFirst = await posting.ScalarAsync<long>("SELECT COUNT(*) FROM programs WHERE org_id = @org", new { org = posting.OrgId }) == 0;
+
+        await posting.ExecuteAsync(
+            """
+            INSERT INTO programs (org_id, program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, created_at)
+            VALUES (@org, @programId, @name, @concept, @earn, @allowNegative, @expiry, @isDefault, @now)
+            """,
+            new
+            {
+                org = posting.OrgId, programId, name = request.Name.Trim(), concept = request.Concept,
+                earn = (request.EarnRate ?? Points.Zero).Thousandths, allowNegative = request.AllowNegativeBalance ? 1 : 0,
+                expiry = expiry.ToJson(), isDefault = request.IsDefault || isFirst ? 1 : 0, now = posting.NowMs,
+            });
+
+        foreach (var currency in request.Currencies ?? [])
+            await AddCurrencyAsync(posting, programId, currency);
+
+        return (await FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction))!;
+    }
+
+    public static async Task<AlternateCurrency> AddCurrencyAsync(Posting posting, long programId, NewCurrency request)
+    {
+        if (string.IsNullOrWhiteSpace(request.Name)) throw LedgerException.Invalid("An alternate currency needs a name.");
+        if (request.Name.Contains(',', StringComparison.Ordinal))
+            throw LedgerException.Invalid("Currency names cannot contain commas (clients pass them as a comma list).");
+        if (request.EarnRate is { IsNegative: true }) throw new LedgerException(ErrorCodes.InvalidPoints, "The earn rate cannot be negative.");
+        var expiry = request.Expiry ?? ExpiryPolicy.NeverExpires;
+        expiry.Validate();
+
+        var programExists = await posting.ScalarAsync<long>("SELECT COUNT(*) FROM programs WHERE org_id = @org AND program_id = @programId",
+            new { org = posting.OrgId, programId });
+        if (programExists == 0) throw LedgerException.NotFound("program", programId);
+        var taken = await posting.ScalarAsync<long>(
+            "SELECT COUNT(*) FROM currencies WHERE org_id = @org AND program_id = @programId AND lower(name) = lower(@name)",
+            new { org = posting.OrgId, programId, name = request.Name.Trim() });
+        if (taken > 0) throw new LedgerException(ErrorCodes.AlreadyExists, $"Program {programId} already has a currency '{request.Name}'.", 409);
+
+        var currencyId = await posting.NextIdAsync("currency");
+        await posting.ExecuteAsync(
+            """
+            INSERT INTO currencies (org_id, currency_id, program_id, name, earn_per_unit, expiry_policy, created_at)
+            VALUES (@org, @currencyId, @programId, @name, @earn, @expiry, @now)
+            """,
+            new
+            {
+                org = posting.OrgId, currencyId, programId, name = request.Name.Trim(),
+                earn = (request.EarnRate ?? Points.Zero).Thousandths, expiry = expiry.ToJson(), now = posting.NowMs,
+            });
+        return new AlternateCurrency
+        {
+            CurrencyId = currencyId, ProgramId = programId, Name = request.Name.Trim(),
+            EarnPerUnit = request.EarnRate ?? Points.Zero, Expiry = expiry,
+        };
+    }
+}
+
+public sealed record NewProgram(
+    string Name,
+    long? ProgramId = null,
+    string? Concept = null,
+    Points? EarnRate = null,
+    bool AllowNegativeBalance = false,
+    ExpiryPolicy? Expiry = null,
+    bool IsDefault = false,
+    IReadOnlyList<NewCurrency>? Currencies = null);
+
+public sealed record NewCurrency(string Name, Points? EarnRate = null, ExpiryPolicy? Expiry = null);

@@ -1,0 +1,147 @@
+using System.Data;
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace LoyaltyLedger.Storage;
+
+public enum DatabaseProvider { Sqlite, Postgres }
+
+/// <summary>
+/// The one store behind both read APIs. SQLite (a file, the embedded default) or PostgreSQL; the SQL
+/// is shared and the few dialect differences live in <see cref="SqlDialect"/>.
+/// </summary>
+public sealed class LedgerDatabase : IAsyncDisposable
+{
+    static LedgerDatabase()
+    {
+        // Columns are snake_case, properties PascalCase: let Dapper match program_id to ProgramId.
+        Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
+    }
+
+    private readonly NpgsqlDataSource? _postgres;
+    private readonly string? _sqliteConnectionString;
+
+    private LedgerDatabase(DatabaseProvider provider, NpgsqlDataSource? postgres, string? sqlite, string description)
+    {
+        Provider = provider;
+        _postgres = postgres;
+        _sqliteConnectionString = sqlite;
+        Description = description;
+        Dialect = provider == DatabaseProvider.Postgres ? SqlDialect.Postgres : SqlDialect.Sqlite;
+    }
+
+    public DatabaseProvider Provider { get; }
+    public SqlDialect Dialect { get; }
+
+    /// <summary>Where the data lives, for start-up messages (no secrets).</summary>
+    public string Description { get; }
+
+    public static LedgerDatabase ForSqliteFile(string path)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var builder = new SqliteConnectionStringBuilder
+        {
+            DataSource = full,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            // Microsoft.Data.Sqlite retries SQLITE_BUSY until the command timeout: writers from other
+            // processes wait their turn instead of failing.
+            DefaultTimeout = 30,
+        };
+        return new LedgerDatabase(DatabaseProvider.Sqlite, null, builder.ToString(), $"SQLite file {full}");
+    }
+
+    public static LedgerDatabase ForPostgres(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase))
+            builder.MaxPoolSize = 64;
+        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+        return new LedgerDatabase(DatabaseProvider.Postgres, dataSource, null,
+            $"PostgreSQL {builder.Host}:{builder.Port}/{builder.Database}");
+    }
+
+    public async Task<DbConnection> OpenAsync(CancellationToken ct)
+    {
+        if (_postgres is not null)
+            return await _postgres.OpenConnectionAsync(ct);
+
+        var connection = new SqliteConnection(_sqliteConnectionString);
+        await connection.OpenAsync(ct);
+        using var pragma = connection.CreateCommand();
+        // FULL: a write acknowledged to a client survives power loss, not just a process crash.
+        pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=OFF;";
+        await pragma.ExecuteNonQueryAsync(ct);
+        return connection;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> in one transaction and commits it, retrying the whole unit when the
+    /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
+    /// SQLite transactions start IMMEDIATE, so two writers never both read a balance and then write it.
+    /// </summary>
+    public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var connection = await OpenAsync(ct);
+            await using var transaction = connection is SqliteConnection sqlite
+                ? sqlite.BeginTransaction(deferred: false)
+                : await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+            try
+            {
+                var result = await work(connection, transaction);
+                await transaction.CommitAsync(ct);
+                return result;
+            }
+            catch (Exception ex) when (attempt < 8 && IsTransient(ex))
+            {
+                await SafeRollbackAsync(transaction);
+                await Task.Delay(Random.Shared.Next(5, 20 * attempt), ct);
+            }
+            catch
+            {
+                await SafeRollbackAsync(transaction);
+                throw;
+            }
+        }
+    }
+
+    public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken ct)
+    {
+        await using var connection = await OpenAsync(ct);
+        return await work(connection);
+    }
+
+    private static async Task SafeRollbackAsync(DbTransaction transaction)
+    {
+        try { await transaction.RollbackAsync(CancellationToken.None); }
+        catch (InvalidOperationException) { /* already completed */ }
+        catch (DbException) { /* connection broken: the server rolls back on its own */ }
+    }
+
+    public static bool IsTransient(Exception ex) => ex switch
+    {
+        PostgresException pg => pg.SqlState is PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected,
+        SqliteException sq => sq.SqliteErrorCode is 5 or 6, // SQLITE_BUSY, SQLITE_LOCKED
+        _ => false,
+    };
+
+    /// <summary>True when the exception is a unique-constraint violation (on either database).</summary>
+    public static bool IsUniqueViolation(Exception ex, string? constraintHint = null) => ex switch
+    {
+        PostgresException pg => pg.SqlState == PostgresErrorCodes.UniqueViolation
+            && (constraintHint is null || (pg.ConstraintName ?? "").Contains(constraintHint, StringComparison.Ordinal)),
+        SqliteException sq => sq.SqliteExtendedErrorCode is 2067 or 1555
+            && (constraintHint is null || sq.Message.Contains(constraintHint, StringComparison.Ordinal)),
+        _ => false,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_postgres is not null) await _postgres.DisposeAsync();
+        else SqliteConnection.ClearAllPools();
+    }
+}

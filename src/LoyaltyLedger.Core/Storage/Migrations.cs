@@ -1,0 +1,280 @@
+using System.Data.Common;
+using Dapper;
+using Npgsql;
+
+namespace LoyaltyLedger.Storage;
+
+/// <summary>
+/// Versioned schema migrations, applied in order at start-up. A migration is never edited once
+/// released; a change is a new entry at the end.
+/// </summary>
+/// <remarks>
+/// Schema for hundreds of millions of entries: every table carries <c>org_id</c>, every posting and
+/// every read touches one organization's and one owner's rows, and no table has a foreign key across
+/// owners, so the tables can be distributed by (org_id, owner) later. Timestamps are Unix
+/// milliseconds (UTC) in 64-bit integers, and points are 64-bit thousandths, on both databases.
+/// </remarks>
+public static class Migrations
+{
+    public static readonly IReadOnlyList<(int Version, string Name, string Sql)> All =
+    [
+        (1, "ledger core", """
+        CREATE TABLE organizations (
+            org_id {identity},
+            name text NOT NULL,
+            created_at bigint NOT NULL
+        );
+        CREATE TABLE api_keys (
+            key_id text PRIMARY KEY,
+            org_id bigint NOT NULL,
+            secret_hash text NOT NULL,
+            role text NOT NULL,
+            name text NULL,
+            created_at bigint NOT NULL,
+            revoked_at bigint NULL
+        );
+        CREATE INDEX ix_api_keys_org ON api_keys (org_id);
+        CREATE TABLE id_counters (
+            org_id bigint NOT NULL,
+            name text NOT NULL,
+            last_value bigint NOT NULL,
+            PRIMARY KEY (org_id, name)
+        );
+        CREATE TABLE programs (
+            org_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            name text NOT NULL,
+            concept text NULL,
+            earn_per_unit bigint NOT NULL,
+            allow_negative_balance smallint NOT NULL,
+            expiry_policy text NOT NULL,
+            is_default smallint NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, program_id)
+        );
+        CREATE TABLE currencies (
+            org_id bigint NOT NULL,
+            currency_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            name text NOT NULL,
+            earn_per_unit bigint NOT NULL,
+            expiry_policy text NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, currency_id),
+            CONSTRAINT ux_currencies_name UNIQUE (org_id, program_id, name)
+        );
+        CREATE TABLE stores (
+            org_id bigint NOT NULL,
+            store_id bigint NOT NULL,
+            code text NOT NULL,
+            name text NOT NULL,
+            concept text NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, store_id),
+            CONSTRAINT ux_stores_code UNIQUE (org_id, code)
+        );
+        CREATE TABLE tills (
+            org_id bigint NOT NULL,
+            till_id bigint NOT NULL,
+            store_id bigint NOT NULL,
+            code text NOT NULL,
+            name text NOT NULL,
+            concept text NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, till_id),
+            CONSTRAINT ux_tills_code UNIQUE (org_id, code)
+        );
+        CREATE TABLE customers (
+            org_id bigint NOT NULL,
+            customer_id bigint NOT NULL,
+            first_name text NULL,
+            last_name text NULL,
+            external_id text NULL,
+            email text NULL,
+            mobile text NULL,
+            entity_type text NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, customer_id)
+        );
+        CREATE TABLE customer_identifiers (
+            org_id bigint NOT NULL,
+            source text NOT NULL,
+            account_id text NOT NULL,
+            kind text NOT NULL,
+            value text NOT NULL,
+            customer_id bigint NOT NULL,
+            CONSTRAINT ux_customer_identifiers PRIMARY KEY (org_id, source, account_id, kind, value)
+        );
+        CREATE INDEX ix_customer_identifiers_customer ON customer_identifiers (org_id, customer_id);
+        CREATE TABLE loyalty_accounts (
+            org_id bigint NOT NULL,
+            account_number text NOT NULL,
+            customer_id bigint NOT NULL,
+            status text NOT NULL,
+            created_at bigint NOT NULL,
+            CONSTRAINT ux_loyalty_accounts PRIMARY KEY (org_id, account_number)
+        );
+        CREATE INDEX ix_loyalty_accounts_customer ON loyalty_accounts (org_id, customer_id);
+        CREATE TABLE user_groups (
+            org_id bigint NOT NULL,
+            group_id bigint NOT NULL,
+            external_id text NULL,
+            name text NOT NULL,
+            primary_customer_id bigint NOT NULL,
+            max_members integer NOT NULL,
+            pools_points smallint NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, group_id),
+            CONSTRAINT ux_user_groups_external UNIQUE (org_id, external_id)
+        );
+        CREATE TABLE group_members (
+            org_id bigint NOT NULL,
+            group_id bigint NOT NULL,
+            customer_id bigint NOT NULL,
+            role text NOT NULL,
+            may_redeem smallint NOT NULL,
+            may_transfer smallint NOT NULL,
+            joined_at bigint NOT NULL,
+            CONSTRAINT ux_group_members PRIMARY KEY (org_id, group_id, customer_id)
+        );
+        CREATE UNIQUE INDEX ux_group_members_customer ON group_members (org_id, customer_id);
+        CREATE TABLE wallets (
+            wallet_id {identity},
+            org_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            currency_id bigint NOT NULL,
+            category text NOT NULL,
+            balance bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            CONSTRAINT ux_wallets UNIQUE (org_id, owner_type, owner_id, program_id, currency_id, category)
+        );
+        CREATE TABLE events (
+            event_id {identity},
+            org_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            customer_id bigint NOT NULL,
+            event_name text NOT NULL,
+            display_name text NULL,
+            created_at bigint NOT NULL,
+            source_program_id bigint NULL,
+            store_id bigint NULL,
+            till_id bigint NULL,
+            bill_id bigint NULL,
+            details text NULL,
+            reason text NULL,
+            posted_by text NULL,
+            related_event_id bigint NULL
+        );
+        CREATE INDEX ix_events_owner ON events (org_id, owner_type, owner_id, created_at, event_id);
+        CREATE TABLE ledger_entries (
+            entry_id {identity},
+            org_id bigint NOT NULL,
+            event_id bigint NOT NULL,
+            wallet_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            currency_id bigint NOT NULL,
+            category text NOT NULL,
+            entry_type text NOT NULL,
+            points bigint NOT NULL,
+            balance_after bigint NOT NULL,
+            created_at bigint NOT NULL
+        );
+        CREATE INDEX ix_ledger_entries_event ON ledger_entries (event_id);
+        CREATE INDEX ix_ledger_entries_wallet ON ledger_entries (wallet_id, entry_id);
+        CREATE TABLE lots (
+            lot_id {identity},
+            org_id bigint NOT NULL,
+            wallet_id bigint NOT NULL,
+            credit_entry_id bigint NULL,
+            earned_at bigint NOT NULL,
+            expires_at bigint NULL,
+            original bigint NOT NULL,
+            remaining bigint NOT NULL,
+            is_debt smallint NOT NULL
+        );
+        CREATE INDEX ix_lots_open ON lots (wallet_id, expires_at, lot_id) WHERE remaining <> 0;
+        CREATE INDEX ix_lots_entry ON lots (credit_entry_id);
+        CREATE TABLE lot_movements (
+            movement_id {identity},
+            org_id bigint NOT NULL,
+            entry_id bigint NOT NULL,
+            lot_id bigint NOT NULL,
+            points bigint NOT NULL
+        );
+        CREATE INDEX ix_lot_movements_entry ON lot_movements (entry_id);
+        CREATE INDEX ix_lot_movements_lot ON lot_movements (lot_id);
+        CREATE TABLE bills (
+            bill_id {identity},
+            org_id bigint NOT NULL,
+            store_id bigint NOT NULL,
+            till_id bigint NULL,
+            bill_number text NOT NULL,
+            customer_id bigint NOT NULL,
+            amount bigint NOT NULL,
+            gross_amount bigint NOT NULL,
+            bill_date bigint NOT NULL,
+            source text NOT NULL,
+            event_id bigint NOT NULL,
+            created_at bigint NOT NULL,
+            CONSTRAINT ux_bills_number UNIQUE (org_id, store_id, bill_number)
+        );
+        CREATE INDEX ix_bills_customer ON bills (org_id, customer_id);
+        CREATE TABLE idempotency_keys (
+            org_id bigint NOT NULL,
+            idempotency_key text NOT NULL,
+            request_hash text NOT NULL,
+            status_code integer NOT NULL,
+            response_body text NULL,
+            created_at bigint NOT NULL,
+            CONSTRAINT ux_idempotency_keys PRIMARY KEY (org_id, idempotency_key)
+        );
+        """),
+    ];
+
+    /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
+    public static async Task ApplyAsync(LedgerDatabase database, CancellationToken ct)
+    {
+        await using var connection = await database.OpenAsync(ct);
+        if (database.Provider == DatabaseProvider.Sqlite)
+        {
+            // WAL lets readers run beside the single writer; it is a property of the file, set once.
+            await connection.ExecuteAsync("PRAGMA journal_mode=WAL;");
+        }
+        else
+        {
+            // Two servers starting at once must not both migrate: a session lock serializes them.
+            await connection.ExecuteAsync("SELECT pg_advisory_lock(7340001)");
+        }
+        try
+        {
+            await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)");
+            foreach (var (version, name, sql) in All)
+            {
+                await using var tx = await BeginAsync(connection, database, ct);
+                var applied = await connection.ExecuteScalarAsync<long>(
+                    "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", new { version }, tx);
+                if (applied > 0) { await tx.RollbackAsync(ct); continue; }
+                await connection.ExecuteAsync(database.Dialect.Expand(sql), transaction: tx);
+                await connection.ExecuteAsync(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (@version, @name, @now)",
+                    new { version, name, now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }, tx);
+                await tx.CommitAsync(ct);
+            }
+        }
+        finally
+        {
+            if (connection is NpgsqlConnection)
+                await connection.ExecuteAsync("SELECT pg_advisory_unlock(7340001)");
+        }
+    }
+
+    private static async Task<DbTransaction> BeginAsync(DbConnection connection, LedgerDatabase database, CancellationToken ct) =>
+        connection is Microsoft.Data.Sqlite.SqliteConnection sqlite
+            ? sqlite.BeginTransaction(deferred: false)
+            : await connection.BeginTransactionAsync(ct);
+}

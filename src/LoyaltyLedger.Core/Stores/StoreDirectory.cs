@@ -1,0 +1,106 @@
+using System.Data.Common;
+using Dapper;
+using LoyaltyLedger.Ledger;
+
+namespace LoyaltyLedger.Stores;
+
+/// <summary>A shop. Bills are unique by number within a store.</summary>
+public sealed class Store
+{
+    public long StoreId { get; set; }
+    public string Code { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string? Concept { get; set; }
+}
+
+/// <summary>A till (point of sale) in a store. It belongs to a concept, which programs are mapped to.</summary>
+public sealed class Till
+{
+    public long TillId { get; set; }
+    public long StoreId { get; set; }
+    public string Code { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string? Concept { get; set; }
+}
+
+public sealed record NewStore(string Code, string? Name = null, string? Concept = null);
+
+public sealed record NewTill(string Code, string StoreCode, string? Name = null, string? Concept = null);
+
+public static class StoreDirectory
+{
+    public static Task<IEnumerable<Store>> ListStoresAsync(DbConnection c, long orgId, DbTransaction? tx = null) =>
+        c.QueryAsync<Store>("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId ORDER BY code", new { orgId }, tx);
+
+    public static Task<IEnumerable<Till>> ListTillsAsync(DbConnection c, long orgId, DbTransaction? tx = null) =>
+        c.QueryAsync<Till>("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId ORDER BY code", new { orgId }, tx);
+
+    public static Task<Store?> FindStoreAsync(DbConnection c, long orgId, string code, DbTransaction? tx = null) =>
+        c.QuerySingleOrDefaultAsync<Store>("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx);
+
+    public static Task<Till?> FindTillAsync(DbConnection c, long orgId, string code, DbTransaction? tx = null) =>
+        c.QuerySingleOrDefaultAsync<Till>("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx);
+
+    /// <summary>Resolves the store and till a posting names; unknown codes are refused, never created on the fly.</summary>
+    public static async Task<(Store? Store, Till? Till)> ResolveAsync(Posting posting, string? storeCode, string? tillCode)
+    {
+        Store? store = null;
+        Till? till = null;
+        if (!string.IsNullOrEmpty(storeCode))
+            store = await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction)
+                ?? throw LedgerException.NotFound("store", storeCode);
+        if (!string.IsNullOrEmpty(tillCode))
+        {
+            till = await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction)
+                ?? throw LedgerException.NotFound("till", tillCode);
+            if (store is null)
+                store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction)).First(s => s.StoreId == till.StoreId);
+            else if (till.StoreId != store.StoreId)
+                throw LedgerException.Invalid($"Till '{tillCode}' does not belong to store '{storeCode}'.");
+        }
+        return (store, till);
+    }
+
+    public static async Task<Store> CreateStoreAsync(Posting posting, NewStore request)
+    {
+        ValidateCode(request.Code, "store");
+        var storeId = await posting.NextIdAsync("store");
+        try
+        {
+            await posting.ExecuteAsync(
+                "INSERT INTO stores (org_id, store_id, code, name, concept, created_at) VALUES (@org, @storeId, @code, @name, @concept, @now)",
+                new { org = posting.OrgId, storeId, code = request.Code, name = request.Name ?? request.Code, concept = request.Concept, now = posting.NowMs });
+        }
+        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        {
+            throw new LedgerException(ErrorCodes.AlreadyExists, $"Store '{request.Code}' already exists.", 409);
+        }
+        return new Store { StoreId = storeId, Code = request.Code, Name = request.Name ?? request.Code, Concept = request.Concept };
+    }
+
+    public static async Task<Till> CreateTillAsync(Posting posting, NewTill request)
+    {
+        ValidateCode(request.Code, "till");
+        var store = await FindStoreAsync(posting.Connection, posting.OrgId, request.StoreCode, posting.Transaction)
+            ?? throw LedgerException.NotFound("store", request.StoreCode);
+        var tillId = await posting.NextIdAsync("till");
+        var concept = request.Concept ?? store.Concept;
+        try
+        {
+            await posting.ExecuteAsync(
+                "INSERT INTO tills (org_id, till_id, store_id, code, name, concept, created_at) VALUES (@org, @tillId, @storeId, @code, @name, @concept, @now)",
+                new { org = posting.OrgId, tillId, storeId = store.StoreId, code = request.Code, name = request.Name ?? request.Code, concept, now = posting.NowMs });
+        }
+        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        {
+            throw new LedgerException(ErrorCodes.AlreadyExists, $"Till '{request.Code}' already exists.", 409);
+        }
+        return new Till { TillId = tillId, StoreId = store.StoreId, Code = request.Code, Name = request.Name ?? request.Code, Concept = concept };
+    }
+
+    private static void ValidateCode(string? code, string what)
+    {
+        if (string.IsNullOrWhiteSpace(code) || code.Length > 100)
+            throw LedgerException.Invalid($"A {what} needs a code of 1 to 100 characters.");
+    }
+}

@@ -1,0 +1,108 @@
+using LoyaltyLedger.Customers;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>A customer as the native API shows it.</summary>
+public sealed record CustomerView(
+    long CustomerId,
+    string? FirstName,
+    string? LastName,
+    string? ExternalId,
+    string? Email,
+    string? Mobile,
+    string EntityType,
+    DateTimeOffset RegisteredAt,
+    IReadOnlyList<CustomerIdentifier> Identifiers,
+    IReadOnlyList<string> AccountNumbers,
+    long? RegistrationEventId = null);
+
+public sealed record NewAccountNumber(string AccountNumber);
+
+/// <summary>Customers: registration, identifiers, loyalty account numbers (cards), balances.</summary>
+public static class CustomersApi
+{
+    public static RouteGroupBuilder MapCustomersApi(this RouteGroupBuilder v1)
+    {
+        var customers = v1.MapGroup("/customers").WithTags("Customers");
+        customers.MapPost("/", RegisterAsync).WithName("RegisterCustomer")
+            .WithSummary("Registers a customer: a CustomerRegistration event opens their wallets at zero.")
+            .RequireAuthorization(CallerClaims.Write);
+        customers.MapGet("/{customerId:long}", GetAsync).WithName("GetCustomer").WithSummary("One customer with identifiers and account numbers.");
+        customers.MapGet("/lookup", LookupAsync).WithName("LookupCustomer")
+            .WithSummary("Finds a customer by identifierName (id, email, mobile, externalId), identifierValue and source.");
+        customers.MapPost("/{customerId:long}/identifiers", AddIdentifierAsync).WithName("AddCustomerIdentifier")
+            .WithSummary("Registers another identifier of the customer in a source.").RequireAuthorization(CallerClaims.Write);
+        customers.MapPost("/{customerId:long}/accounts", AddAccountAsync).WithName("AddLoyaltyAccount")
+            .WithSummary("Issues a loyalty account number (card) to the customer.").RequireAuthorization(CallerClaims.Write);
+        customers.MapGet("/{customerId:long}/balances", BalancesAsync).WithName("GetCustomerBalances")
+            .WithSummary("The customer's balances per program, currency and category.");
+        return v1;
+    }
+
+    private static Task<IResult> RegisterAsync(NewCustomer request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status201Created, async posting =>
+        {
+            var (customer, eventId) = await CustomerDirectory.RegisterAsync(posting, request);
+            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction, eventId);
+        });
+
+    private static async Task<Ok<CustomerView>> GetAsync(long customerId, HttpContext http, LedgerDatabase db)
+    {
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+            await ViewAsync(c, orgId, await CustomerDirectory.RequireAsync(c, orgId, customerId)), http.RequestAborted));
+    }
+
+    private static async Task<Ok<CustomerView>> LookupAsync(string? identifierName, string? identifierValue, string? source, string? accountId,
+        HttpContext http, LedgerDatabase db)
+    {
+        var kind = CustomerDirectory.CanonicalKind(identifierName) ?? throw LedgerException.Invalid("identifierName is one of id, email, mobile, externalId.");
+        if (string.IsNullOrEmpty(identifierValue)) throw LedgerException.Invalid("identifierValue is required.");
+        var canonicalSource = CustomerDirectory.CanonicalSource(source ?? "ALL") ?? throw LedgerException.Invalid($"Unknown source '{source}'.");
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+        {
+            var customer = await CustomerDirectory.FindAsync(c, orgId, canonicalSource, kind, identifierValue, accountId)
+                ?? throw LedgerException.NotFound("customer", identifierValue);
+            return await ViewAsync(c, orgId, customer);
+        }, http.RequestAborted));
+    }
+
+    private static Task<IResult> AddIdentifierAsync(long customerId, CustomerIdentifier request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status201Created, async posting =>
+        {
+            var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            await CustomerDirectory.AddIdentifierAsync(posting, customerId, request);
+            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction);
+        });
+
+    private static Task<IResult> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status201Created, async posting =>
+        {
+            var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            await CustomerDirectory.AddAccountNumberAsync(posting, customerId, request.AccountNumber);
+            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction);
+        });
+
+    private static async Task<Ok<IReadOnlyList<BalanceView>>> BalancesAsync(long customerId, HttpContext http, LedgerDatabase db)
+    {
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+        {
+            await CustomerDirectory.RequireAsync(c, orgId, customerId);
+            return await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId);
+        }, http.RequestAborted));
+    }
+
+    private static async Task<CustomerView> ViewAsync(System.Data.Common.DbConnection c, long orgId, Customer customer,
+        System.Data.Common.DbTransaction? tx = null, long? registrationEventId = null) => new(
+        customer.CustomerId, customer.FirstName, customer.LastName, customer.ExternalId, customer.Email, customer.Mobile,
+        customer.EntityType, DateTimeOffset.FromUnixTimeMilliseconds(customer.CreatedAt),
+        (await CustomerDirectory.IdentifiersAsync(c, orgId, customer.CustomerId, tx)).ToList(),
+        (await CustomerDirectory.AccountNumbersAsync(c, orgId, customer.CustomerId, tx)).ToList(),
+        registrationEventId);
+}

@@ -1,0 +1,94 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>
+/// Runs a write in one transaction, and makes it idempotent under the client's
+/// <c>Idempotency-Key</c> header: the key is claimed by inserting it in the same transaction as the
+/// posting (a unique constraint, not look-then-insert), and the response is stored with it. A replay
+/// returns the stored response and writes nothing; the same key with another body is refused with 409.
+/// </summary>
+public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock, IOptions<JsonOptions> json)
+{
+    public const string HeaderName = "Idempotency-Key";
+    public const string ReplayedHeader = "Idempotent-Replayed";
+    private const int MaxKeyLength = 200;
+
+    private readonly JsonSerializerOptions _json = json.Value.SerializerOptions;
+
+    /// <summary>Posts <paramref name="work"/>; its result is answered with <paramref name="status"/>.</summary>
+    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<Posting, Task<TResult>> work)
+    {
+        var caller = http.User.Caller();
+        var ct = http.RequestAborted;
+        string? key = http.Request.Headers[HeaderName];
+        if (key is not null && (key.Length == 0 || key.Length > MaxKeyLength))
+            throw LedgerException.Invalid($"An {HeaderName} is 1 to {MaxKeyLength} characters.");
+        var requestHash = Hash(http.Request.Method, http.Request.Path, JsonSerializer.Serialize(request, _json));
+
+        var outcome = await database.WriteAsync(async (connection, transaction) =>
+        {
+            var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId);
+            if (key is not null)
+            {
+                // On PostgreSQL this insert waits for a concurrent transaction holding the same key and
+                // then inserts nothing: the later request becomes a replay, never a second posting.
+                var claimed = await posting.ExecuteAsync(
+                    """
+                    INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
+                    VALUES (@org, @key, @requestHash, 0, NULL, @now)
+                    ON CONFLICT (org_id, idempotency_key) DO NOTHING
+                    """,
+                    new { org = caller.OrgId, key, requestHash, now = posting.NowMs });
+                if (claimed == 0) return (Replay: true, Body: (string?)null);
+            }
+
+            var result = await work(posting);
+            var body = JsonSerializer.Serialize(result, _json);
+            if (key is not null)
+            {
+                await posting.ExecuteAsync(
+                    "UPDATE idempotency_keys SET status_code = @status, response_body = @body WHERE org_id = @org AND idempotency_key = @key",
+                    new { status, body, org = caller.OrgId, key });
+            }
+            return (Replay: false, Body: body);
+        }, ct);
+
+        if (!outcome.Replay) return Results.Content(outcome.Body, "application/json", Encoding.UTF8, status);
+        return await ReplayAsync(http, caller, key!, requestHash, ct);
+    }
+
+    private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
+    {
+        var stored = await database.ReadAsync(c => c.QuerySingleAsync<(string RequestHash, long StatusCode, string? ResponseBody)>(
+            "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
+            new { org = caller.OrgId, key }), ct);
+        if (stored.RequestHash != requestHash)
+        {
+            throw new LedgerException(ErrorCodes.IdempotencyKeyReused,
+                $"The {HeaderName} '{key}' was already used for a different request.", 409);
+        }
+        http.Response.Headers[ReplayedHeader] = "true";
+        return Results.Content(stored.ResponseBody, "application/json", Encoding.UTF8, (int)stored.StatusCode);
+    }
+
+    /// <summary>A write that is not a replayable posting (admin data): one transaction, no key.</summary>
+    public Task<TResult> RunAsync<TResult>(HttpContext http, Func<Posting, Task<TResult>> work)
+    {
+        var caller = http.User.Caller();
+        return database.WriteAsync((connection, transaction) =>
+            work(new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)), http.RequestAborted);
+    }
+
+    private static string Hash(string method, string path, string body) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{method} {path}\n{body}")));
+}

@@ -1,0 +1,179 @@
+using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Server.Demo;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Server.Cli;
+
+/// <summary>
+/// The executable's commands. Kept to plain argument parsing: a handful of verbs and options.
+/// </summary>
+public static class Commands
+{
+    private const string Usage = """
+        LoyaltyLedger: a loyalty points ledger service.
+
+        Usage:
+          LoyaltyLedger serve [--demo] [--urls URL] [--data-dir DIR] [--postgres CONNSTRING]
+          LoyaltyLedger org create --name NAME        creates an organization and its first admin key
+          LoyaltyLedger org list
+          LoyaltyLedger key create --org ID [--role read|write|admin] [--name TEXT]
+          LoyaltyLedger migrate                       applies schema migrations and exits
+
+        Storage: SQLite file DIR/ledger.db (default ./data, or LEDGER_DATA_DIR), unless a PostgreSQL
+        connection string is given by --postgres or the LEDGER_POSTGRES environment variable.
+        Demo credentials: LEDGER_DEMO_KEY and LEDGER_DEMO_SECRET (default demo / demo-secret).
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var parsed = ParsedArgs.Parse(args);
+        try
+        {
+            return parsed.Verb switch
+            {
+                "serve" or "" => await ServeAsync(parsed),
+                "org" when parsed.Noun == "create" => await CreateOrgAsync(parsed),
+                "org" when parsed.Noun == "list" => await ListOrgsAsync(parsed),
+                "key" when parsed.Noun == "create" => await CreateKeyAsync(parsed),
+                "migrate" => await MigrateAsync(parsed),
+                "help" or "--help" or "-h" => Help(0),
+                _ => Help(2),
+            };
+        }
+        catch (LedgerException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Code}: {ex.Message}");
+            return 1;
+        }
+        catch (ArgumentException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return 2;
+        }
+    }
+
+    private static int Help(int code)
+    {
+        (code == 0 ? Console.Out : Console.Error).WriteLine(Usage);
+        return code;
+    }
+
+    public static LedgerDatabase OpenDatabase(ParsedArgs args)
+    {
+        var postgres = args.Option("postgres") ?? Environment.GetEnvironmentVariable("LEDGER_POSTGRES");
+        if (!string.IsNullOrWhiteSpace(postgres)) return LedgerDatabase.ForPostgres(postgres);
+        var dataDir = args.Option("data-dir") ?? Environment.GetEnvironmentVariable("LEDGER_DATA_DIR") ?? "data";
+        return LedgerDatabase.ForSqliteFile(Path.Combine(dataDir, "ledger.db"));
+    }
+
+    private static async Task<int> ServeAsync(ParsedArgs args)
+    {
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var urls = args.Option("urls") ?? Environment.GetEnvironmentVariable("ASPNETCORE_URLS") ?? "http://127.0.0.1:5080";
+        var app = LedgerServer.Build(new LedgerServerOptions { Database = db, Args = ["--urls", urls] });
+
+        if (args.Flag("demo"))
+        {
+            var key = Environment.GetEnvironmentVariable("LEDGER_DEMO_KEY") ?? "demo";
+            var secret = Environment.GetEnvironmentVariable("LEDGER_DEMO_SECRET") ?? "demo-secret";
+            var demo = await DemoData.EnsureAsync(db, key, secret, CancellationToken.None);
+            var baseUrl = urls.Split(';')[0].TrimEnd('/');
+            Console.WriteLine($"""
+                LoyaltyLedger demo on {db.Description}
+                  organization: {demo.OrgId} ({DemoData.OrganizationName}){(demo.Seeded ? ", seeded now" : ", already seeded")}
+                  URL:          {baseUrl}
+                  credentials:  {key} / {secret}   (HTTP Basic)
+                  OpenAPI:      {baseUrl}/openapi/v1.json
+                  try:          curl -u {key}:{secret} '{baseUrl}/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=64035151&source=INSTORE&limit=10'
+                                curl -u {key}:{secret} '{baseUrl}/v1/customers/64035151/balances'
+                """);
+        }
+        else
+        {
+            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}");
+        }
+        await app.RunAsync();
+        return 0;
+    }
+
+    private static async Task<int> MigrateAsync(ParsedArgs args)
+    {
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        Console.WriteLine($"Schema up to date on {db.Description}.");
+        return 0;
+    }
+
+    private static async Task<int> CreateOrgAsync(ParsedArgs args)
+    {
+        var name = args.Option("name") ?? throw new ArgumentException("org create needs --name");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var org = await Tenants.CreateOrganizationAsync(db, name, TimeProvider.System, CancellationToken.None);
+        var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, CancellationToken.None, name: "first admin key");
+        Console.WriteLine($"organization {org.OrgId} '{org.Name}' created");
+        Console.WriteLine($"admin key: {key.KeyId}");
+        Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
+        return 0;
+    }
+
+    private static async Task<int> ListOrgsAsync(ParsedArgs args)
+    {
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        foreach (var org in await Tenants.ListOrganizationsAsync(db, CancellationToken.None))
+            Console.WriteLine($"{org.OrgId}\t{org.Name}");
+        return 0;
+    }
+
+    private static async Task<int> CreateKeyAsync(ParsedArgs args)
+    {
+        if (!long.TryParse(args.Option("org"), out var orgId)) throw new ArgumentException("key create needs --org ID");
+        if (!Enum.TryParse<KeyRole>(args.Option("role") ?? "write", ignoreCase: true, out var role))
+            throw new ArgumentException("--role is read, write or admin");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var key = await Tenants.IssueKeyAsync(db, orgId, role, TimeProvider.System, CancellationToken.None, name: args.Option("name"));
+        Console.WriteLine($"{role.ToString().ToLowerInvariant()} key: {key.KeyId}");
+        Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
+        return 0;
+    }
+}
+
+/// <summary>A verb, an optional noun, then --option value pairs and --flags.</summary>
+public sealed class ParsedArgs
+{
+    private readonly Dictionary<string, string?> _options = new(StringComparer.OrdinalIgnoreCase);
+
+    public string Verb { get; private set; } = "";
+    public string Noun { get; private set; } = "";
+
+    public string? Option(string name) => _options.TryGetValue(name, out var v) ? v : null;
+    public bool Flag(string name) => _options.ContainsKey(name);
+
+    public static ParsedArgs Parse(string[] args)
+    {
+        var parsed = new ParsedArgs();
+        var positional = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                var name = args[i][2..];
+                var eq = name.IndexOf('=', StringComparison.Ordinal);
+                if (eq >= 0) { parsed._options[name[..eq]] = name[(eq + 1)..]; continue; }
+                var hasValue = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal);
+                parsed._options[name] = hasValue ? args[++i] : null;
+            }
+            else
+            {
+                positional.Add(args[i]);
+            }
+        }
+        parsed.Verb = positional.ElementAtOrDefault(0) ?? "";
+        parsed.Noun = positional.ElementAtOrDefault(1) ?? "";
+        return parsed;
+    }
+}

@@ -1,0 +1,70 @@
+using System.Text.Json.Serialization;
+using LoyaltyLedger.Server.Api;
+using LoyaltyLedger.Storage;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.Json;
+
+namespace LoyaltyLedger.Server.Hosting;
+
+/// <summary>How a server instance is put together; tests pass their own database and clock.</summary>
+public sealed class LedgerServerOptions
+{
+    public required LedgerDatabase Database { get; init; }
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+    public string[] Args { get; init; } = [];
+    /// <summary>Lets a test swap Kestrel for the in-memory test server, or add settings.</summary>
+    public Action<WebApplicationBuilder>? Configure { get; init; }
+}
+
+public static class LedgerServer
+{
+    /// <summary>Largest request body accepted (a bulk allocation of 1,000 lines fits easily).</summary>
+    public const long MaxRequestBodyBytes = 1_048_576;
+
+    public static WebApplication Build(LedgerServerOptions options)
+    {
+        var builder = WebApplication.CreateSlimBuilder(options.Args);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.Services.AddSingleton(options.Database);
+        builder.Services.AddSingleton(options.Clock);
+        builder.Services.AddSingleton<IdempotentWriter>();
+        builder.Services.ConfigureHttpJsonOptions(json => ConfigureJson(json.SerializerOptions));
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddAuthentication(BasicAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, BasicAuthenticationHandler>(BasicAuthenticationHandler.SchemeName, null);
+        builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
+        builder.Services.AddOpenApi("v1");
+        builder.Services.AddProblemDetails();
+        options.Configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.UseLedgerErrors();
+        app.UseStatusCodePages(async context =>
+        {
+            // Routing misses (404/405) get the same problem body as every other error.
+            var status = context.HttpContext.Response.StatusCode;
+            if (context.HttpContext.Response.HasStarted || context.HttpContext.Response.ContentLength > 0) return;
+            var code = status switch { 404 => "not_found", 405 => "method_not_allowed", 415 => "unsupported_media_type", _ => "error" };
+            await ErrorResponses.WriteAsync(context.HttpContext, ErrorResponses.Problem(status, code,
+                status == 404 ? "No such resource." : "The request cannot be served as sent."));
+        });
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
+
+        var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
+        return app;
+    }
+
+    public static void ConfigureJson(System.Text.Json.JsonSerializerOptions json)
+    {
+        json.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+        json.RespectRequiredConstructorParameters = true;
+        json.RespectNullableAnnotations = true;
+        json.UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip;
+        json.Converters.Add(new JsonStringEnumConverter());
+    }
+}

@@ -1,0 +1,71 @@
+using System.Net;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Ledger;
+
+/// <summary>Balance-checked debits stay correct under parallel requests.</summary>
+public abstract class ConcurrencyTests(DatabaseFixture db)
+{
+    [Fact]
+    public async Task fifty_parallel_redemptions_of_ten_against_a_hundred_give_exactly_ten_successes_and_a_zero_balance()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var customer = await t.NewCustomerAsync();
+        await t.AwardAsync(customer, "100");
+
+        var attempts = Enumerable.Range(0, 50).Select(async i =>
+        {
+            using var response = await t.PostAsync("/v1/redemptions", new { customerId = customer, points = "10", programId = shop.ProgramId }, $"redeem-{i}");
+            return response.StatusCode;
+        });
+        var statuses = await Task.WhenAll(attempts);
+
+        statuses.Count(s => s == HttpStatusCode.Created).ShouldBe(10);
+        statuses.Count(s => s == HttpStatusCode.UnprocessableEntity).ShouldBe(40);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task parallel_replays_of_one_idempotency_key_post_once()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "1");
+        var customer = await t.NewCustomerAsync();
+
+        var bodies = await Task.WhenAll(Enumerable.Range(0, 20).Select(async _ =>
+        {
+            using var response = await t.PostAsync("/v1/events", new { customerId = customer, eventName = "Promo", awards = new[] { new { points = "5" } } }, "same-key");
+            response.StatusCode.ShouldBe(HttpStatusCode.Created);
+            return await response.Content.ReadAsStringAsync();
+        }));
+
+        bodies.Distinct().Count().ShouldBe(1);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(5_000);
+    }
+
+    [Fact]
+    public async Task opposite_transfers_between_two_customers_in_parallel_do_not_deadlock_and_conserve_points()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var a = await t.NewCustomerAsync();
+        var b = await t.NewCustomerAsync();
+        await t.AwardAsync(a, "500");
+        await t.AwardAsync(b, "500");
+
+        var transfers = Enumerable.Range(0, 30).Select(async i =>
+        {
+            var (from, to) = i % 2 == 0 ? (a, b) : (b, a);
+            using var response = await t.PostAsync("/v1/transfers", new { from = new { customerId = from }, to = new { customerId = to }, points = "7" });
+            return response.StatusCode;
+        });
+        (await Task.WhenAll(transfers)).ShouldAllBe(s => s == HttpStatusCode.Created);
+
+        ((await t.BalanceAsync(a, shop.ProgramId)) + (await t.BalanceAsync(b, shop.ProgramId))).ShouldBe(1_000_000);
+    }
+}
+
+public sealed class ConcurrencyTestsOnSqlite(SqliteDatabase db) : ConcurrencyTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class ConcurrencyTestsOnPostgres(PostgresDatabase db) : ConcurrencyTests(db), IClassFixture<PostgresDatabase>;
