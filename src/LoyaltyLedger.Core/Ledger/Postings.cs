@@ -258,7 +258,7 @@ public static class Postings
         var debitEvent = await posting.InsertEventAsync(new NewEvent(from.Type, from.Id, from.CustomerId, EventNames.PointsTransfer,
             SourceProgramId: program.ProgramId, Reason: request.Reason,
             DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "OUT", ["counterparty"] = Describe(to) })));
-        var debit = await posting.DebitAsync(debitEvent, fromKey, request.Points, from.Type == OwnerType.Group || program.AllowNegativeBalance);
+        var debit = await posting.DebitAsync(debitEvent, fromKey, request.Points, program.AllowNegativeBalance);
 
         var creditEvent = await posting.InsertEventAsync(new NewEvent(to.Type, to.Id, to.CustomerId, EventNames.PointsTransfer,
             SourceProgramId: program.ProgramId, Reason: request.Reason, RelatedEventId: debitEvent,

@@ -21,6 +21,12 @@ public abstract class DatabaseFixture : IAsyncLifetime
 
     protected abstract Task<LedgerDatabase> CreateDatabaseAsync();
 
+    /// <summary>
+    /// Another handle on the same database with its own connection pool: what a second server
+    /// process would have.
+    /// </summary>
+    public abstract LedgerDatabase OpenSecondInstance();
+
     public async Task InitializeAsync()
     {
         var db = await CreateDatabaseAsync();
@@ -42,6 +48,8 @@ public sealed class SqliteDatabase : DatabaseFixture
     private string? _dir;
 
     public override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+
+    public override LedgerDatabase OpenSecondInstance() => LedgerDatabase.ForSqliteFile(Path.Combine(_dir!, "ledger.db"));
 
     protected override Task<LedgerDatabase> CreateDatabaseAsync()
     {
@@ -66,6 +74,9 @@ public sealed class PostgresDatabase : DatabaseFixture
     private string? _name;
 
     public override DatabaseProvider Provider => DatabaseProvider.Postgres;
+
+    public override LedgerDatabase OpenSecondInstance() =>
+        LedgerDatabase.ForPostgres(new NpgsqlConnectionStringBuilder(ServerConnectionString) { Database = _name, MaxPoolSize = 40 }.ConnectionString);
 
     public static string ServerConnectionString =>
         Environment.GetEnvironmentVariable("LEDGER_TEST_POSTGRES")

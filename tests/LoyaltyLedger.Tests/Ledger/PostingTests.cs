@@ -1,0 +1,245 @@
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Ledger;
+
+/// <summary>Each posting of the write API, end to end over HTTP, and the ledger lines it leaves.</summary>
+public abstract class PostingTests(DatabaseFixture db)
+{
+    private static long Thousandths(JsonElement e, string property) => Points.Parse(e.GetProperty(property).GetString()!).Thousandths;
+
+    [Fact]
+    public async Task registering_a_customer_opens_every_wallet_at_zero_with_opening_balance_lines()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(currencies: ["Stars", "Stamps"]);
+        var customer = await t.PostOkAsync("/v1/customers", new { firstName = "Ada", lastName = "L", email = "ada@example.com", mobile = "447700900001", externalId = "EXT-1", accountNumbers = new[] { "6001" } });
+        var id = customer.GetProperty("customerId").GetInt64();
+
+        var balances = await t.GetOkAsync($"/v1/customers/{id}/balances");
+        balances.GetArrayLength().ShouldBe(3);
+        balances.EnumerateArray().ShouldAllBe(b => b.GetProperty("balance").GetString() == "0.000");
+        var lines = await db.Database.ReadAsync(c => c.QueryAsync<(string EventName, string EntryType, long Points)>(
+            "SELECT ev.event_name, e.entry_type, e.points FROM ledger_entries e JOIN events ev ON ev.event_id = e.event_id WHERE e.org_id = @org AND e.owner_id = @id",
+            new { org = t.OrgId, id }), CancellationToken.None);
+        lines.Count().ShouldBe(3);
+        lines.ShouldAllBe(l => l.EventName == "CustomerRegistration" && l.EntryType == "OPENING_BALANCE" && l.Points == 0);
+
+        var found = await t.GetOkAsync("/v1/customers/lookup?identifierName=email&identifierValue=ada@example.com&source=INSTORE");
+        found.GetProperty("customerId").GetInt64().ShouldBe(id);
+        found.GetProperty("accountNumbers")[0].GetString().ShouldBe("6001");
+        (await t.GetOkAsync("/v1/customers/lookup?identifierName=externalId&identifierValue=EXT-1&source=ALL")).GetProperty("customerId").GetInt64().ShouldBe(id);
+        shop.ProgramId.ShouldBePositive();
+    }
+
+    [Fact]
+    public async Task a_bill_earns_points_and_currencies_by_the_earn_rules_rounded_down_to_the_thousandth()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var program = await t.PostOkAsync("/v1/programs", new { name = "P", earnRate = "0.1", currencies = new[] { new { name = "Stars", earnRate = "0.5" } } });
+        var programId = program.GetProperty("programId").GetInt64();
+        await t.PostOkAsync("/v1/stores", new { code = "s1" });
+        var customer = await t.NewCustomerAsync();
+
+        var bill = await t.PostOkAsync("/v1/transactions", new { customerId = customer, billNumber = "B-1", amount = 200.005m, storeCode = "s1", programId });
+
+        var entries = bill.GetProperty("entries");
+        entries.GetArrayLength().ShouldBe(2);
+        Thousandths(entries[0], "points").ShouldBe(20_000); // 200.005 x 0.1 = 20.0005 -> 20.000
+        Thousandths(entries[1], "points").ShouldBe(100_002); // 200.005 x 0.5 = 100.0025 -> 100.002
+        entries[1].GetProperty("currency").GetString().ShouldBe("Stars");
+        (await t.BalanceAsync(customer, programId)).ShouldBe(20_000);
+        (await t.BalanceAsync(customer, programId, "Stars")).ShouldBe(100_002);
+    }
+
+    [Fact]
+    public async Task a_bill_with_explicit_awards_credits_each_award_as_its_own_line()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "0", currencies: ["Stars", "Stamps"]);
+        var customer = await t.NewCustomerAsync();
+
+        var bill = await t.PostOkAsync("/v1/transactions", new
+        {
+            customerId = customer, billNumber = "B-2", amount = 50, storeCode = shop.StoreCode, tillCode = shop.TillCode,
+            awards = new object[] { new { points = "7.25" }, new { points = 3, currency = "Stamps" } },
+        });
+
+        bill.GetProperty("entries").GetArrayLength().ShouldBe(2);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(7_250);
+        (await t.BalanceAsync(customer, shop.ProgramId, "Stamps")).ShouldBe(3_000);
+    }
+
+    [Fact]
+    public async Task a_redemption_consumes_lots_earliest_expiry_first_and_records_each_lot()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 30 });
+        var customer = await t.NewCustomerAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        await t.AwardAsync(customer, "40");
+        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 10, 0, 0, 0, TimeSpan.Zero));
+        await t.AwardAsync(customer, "60");
+
+        var redemption = await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "50", programId = shop.ProgramId });
+
+        Thousandths(redemption.GetProperty("entries")[0], "balanceAfter").ShouldBe(50_000);
+        var lots = (await db.Database.ReadAsync(c => c.QueryAsync<(long Original, long Remaining)>(
+            "SELECT original, remaining FROM lots WHERE org_id = @org ORDER BY expires_at", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        lots.ShouldBe([(40_000L, 0L), (60_000L, 50_000L)]);
+        var movements = await db.Database.ReadAsync(c => c.QueryAsync<long>(
+            "SELECT m.points FROM lot_movements m JOIN ledger_entries e ON e.entry_id = m.entry_id WHERE e.org_id = @org AND e.entry_type = 'DEBIT' ORDER BY m.movement_id",
+            new { org = t.OrgId }), CancellationToken.None);
+        movements.ShouldBe([40_000L, 10_000L]);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_bulk_allocation_posts_one_event_per_customer()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var a = await t.NewCustomerAsync();
+        var b = await t.NewCustomerAsync();
+
+        var result = await t.PostOkAsync("/v1/allocations", new
+        {
+            programId = shop.ProgramId, reason = "Goodwill",
+            allocations = new object[] { new { customerId = a, points = "2000" }, new { customerId = b, points = "5" }, new { customerId = b, points = "1", currency = "Stars" } },
+        });
+
+        result.GetArrayLength().ShouldBe(2);
+        result.EnumerateArray().ShouldAllBe(r => r.GetProperty("eventName").GetString() == "BulkAllocatePoints");
+        (await t.BalanceAsync(a, shop.ProgramId)).ShouldBe(2_000_000);
+        (await t.BalanceAsync(b, shop.ProgramId)).ShouldBe(5_000);
+        (await t.BalanceAsync(b, shop.ProgramId, "Stars")).ShouldBe(1_000);
+    }
+
+    [Fact]
+    public async Task a_generic_event_keeps_its_display_name_in_the_event_details()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(currencies: ["Tier-points"]);
+        var customer = await t.NewCustomerAsync();
+
+        var posted = await t.PostOkAsync("/v1/events", new { customerId = customer, eventName = "ThankYouSanta", awards = new[] { new { points = "100", currency = "Tier-points" } } });
+
+        posted.GetProperty("eventName").GetString().ShouldBe("GenericEvent");
+        var details = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<string>(
+            "SELECT details FROM events WHERE event_id = @id", new { id = posted.GetProperty("eventId").GetInt64() }), CancellationToken.None);
+        JsonDocument.Parse(details!).RootElement.GetProperty("eventDisplayName").GetString().ShouldBe("ThankYouSanta");
+        (await t.BalanceAsync(customer, shop.ProgramId, "Tier-points")).ShouldBe(100_000);
+    }
+
+    [Fact]
+    public async Task a_transfer_moves_points_in_two_linked_events_and_the_new_lots_keep_the_old_expiry()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 10 });
+        var a = await t.NewCustomerAsync();
+        var b = await t.NewCustomerAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2025, 5, 1, 0, 0, 0, TimeSpan.Zero));
+        await t.AwardAsync(a, "30");
+        db.Host.Clock.Set(new DateTimeOffset(2025, 5, 5, 0, 0, 0, TimeSpan.Zero));
+
+        var transfer = await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { customerId = b }, points = "12", programId = shop.ProgramId });
+
+        (await t.BalanceAsync(a, shop.ProgramId)).ShouldBe(18_000);
+        (await t.BalanceAsync(b, shop.ProgramId)).ShouldBe(12_000);
+        var debitEvent = transfer.GetProperty("debitEventId").GetInt64();
+        var creditEvent = transfer.GetProperty("creditEventId").GetInt64();
+        var links = await db.Database.ReadAsync(c => c.QueryAsync<(long EventId, long Related)>(
+            "SELECT event_id, related_event_id FROM events WHERE event_id IN (@debitEvent, @creditEvent) ORDER BY event_id", new { debitEvent, creditEvent }), CancellationToken.None);
+        links.ShouldBe([(debitEvent, creditEvent), (creditEvent, debitEvent)]);
+        var expiry = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT l.expires_at FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id WHERE w.org_id = @org AND w.owner_id = @b", new { org = t.OrgId, b }), CancellationToken.None);
+        expiry.ShouldBe(new DateTimeOffset(2025, 5, 11, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds());
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_pooling_group_collects_its_members_bills_and_a_member_may_redeem_from_it()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "1");
+        var primary = await t.NewCustomerAsync();
+        var child = await t.NewCustomerAsync();
+        var group = await t.PostOkAsync("/v1/groups", new
+        {
+            name = "Family", primaryCustomerId = primary, externalId = "fam-1",
+            members = new[] { new { customerId = child, role = "SECONDARY", mayRedeem = false } },
+        });
+        var groupId = group.GetProperty("groupId").GetInt64();
+
+        await t.BillAsync(shop, child, "G-1", 30);
+        await t.BillAsync(shop, primary, "G-2", 20);
+
+        var groupBalance = await t.GetOkAsync($"/v1/groups/{groupId}/balances");
+        groupBalance[0].GetProperty("balance").GetString().ShouldBe("50.000");
+        (await t.BalanceAsync(child, shop.ProgramId)).ShouldBe(0);
+
+        using var refused = await t.PostAsync("/v1/redemptions", new { customerId = child, groupId, points = "5" });
+        await Tenant.ShouldFailAsync(refused, 403, "not_permitted");
+        await t.PostOkAsync("/v1/redemptions", new { customerId = primary, groupId, points = "45" });
+        (await t.GetOkAsync($"/v1/groups/{groupId}/balances"))[0].GetProperty("balance").GetString().ShouldBe("5.000");
+    }
+
+    [Fact]
+    public async Task a_program_that_allows_negative_balances_holds_the_shortfall_as_debt_repaid_by_the_next_credit()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(allowNegative: true);
+        var customer = await t.NewCustomerAsync();
+        await t.AwardAsync(customer, "10");
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "25", programId = shop.ProgramId });
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(-15_000);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+
+        await t.AwardAsync(customer, "20");
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(5_000);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task every_wallet_balance_equals_its_entries_and_its_lots_after_a_mixed_day_of_postings()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "0.25", expiry: new { kind = "DATE_EARNED", months = 12, endOfMonth = true });
+        var customers = new List<long>();
+        for (var i = 0; i < 4; i++) customers.Add(await t.NewCustomerAsync());
+        var random = new Random(7);
+        for (var step = 0; step < 40; step++)
+        {
+            var who = customers[random.Next(customers.Count)];
+            var other = customers[random.Next(customers.Count)];
+            db.Host.Clock.Advance(TimeSpan.FromHours(random.Next(1, 48)));
+            switch (random.Next(4))
+            {
+                case 0: await t.BillAsync(shop, who, $"M-{step}", random.Next(1, 500)); break;
+                case 1: await t.AwardAsync(who, $"{random.Next(1, 50)}.{random.Next(0, 1000):000}"); break;
+                case 2: using (await t.PostAsync("/v1/redemptions", new { customerId = who, points = random.Next(1, 30).ToString(System.Globalization.CultureInfo.InvariantCulture) })) { } break;
+                default:
+                    if (who != other)
+                        using (await t.PostAsync("/v1/transfers", new { from = new { customerId = who }, to = new { customerId = other }, points = "3.5" })) { }
+                    break;
+            }
+        }
+
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task the_openapi_document_describes_the_write_api()
+    {
+        var json = await db.Host.Client().GetStringAsync("/openapi/v1.json");
+        var paths = JsonDocument.Parse(json).RootElement.GetProperty("paths");
+        foreach (var path in new[] { "/v1/transactions", "/v1/redemptions", "/v1/allocations", "/v1/events", "/v1/transfers", "/v1/customers", "/v1/groups", "/v1/programs" })
+            paths.TryGetProperty(path, out _).ShouldBeTrue(path);
+    }
+}
+
+public sealed class PostingTestsOnSqlite(SqliteDatabase db) : PostingTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class PostingTestsOnPostgres(PostgresDatabase db) : PostingTests(db), IClassFixture<PostgresDatabase>;
