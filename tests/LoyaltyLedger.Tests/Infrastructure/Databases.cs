@@ -27,6 +27,9 @@ public abstract class DatabaseFixture : IAsyncLifetime
     /// </summary>
     public abstract LedgerDatabase OpenSecondInstance();
 
+    /// <summary>The executable's options that select this database.</summary>
+    public abstract string[] CommandLineArgs { get; }
+
     public async Task InitializeAsync()
     {
         var db = await CreateDatabaseAsync();
@@ -50,6 +53,8 @@ public sealed class SqliteDatabase : DatabaseFixture
     public override DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
     public override LedgerDatabase OpenSecondInstance() => LedgerDatabase.ForSqliteFile(Path.Combine(_dir!, "ledger.db"));
+
+    public override string[] CommandLineArgs => ["--data-dir", _dir!];
 
     protected override Task<LedgerDatabase> CreateDatabaseAsync()
     {
@@ -75,8 +80,11 @@ public sealed class PostgresDatabase : DatabaseFixture
 
     public override DatabaseProvider Provider => DatabaseProvider.Postgres;
 
-    public override LedgerDatabase OpenSecondInstance() =>
-        LedgerDatabase.ForPostgres(new NpgsqlConnectionStringBuilder(ServerConnectionString) { Database = _name, MaxPoolSize = 40 }.ConnectionString);
+    public override LedgerDatabase OpenSecondInstance() => LedgerDatabase.ForPostgres(ConnectionString);
+
+    public override string[] CommandLineArgs => ["--postgres", ConnectionString];
+
+    private string ConnectionString => new NpgsqlConnectionStringBuilder(ServerConnectionString) { Database = _name, MaxPoolSize = 40 }.ConnectionString;
 
     public static string ServerConnectionString =>
         Environment.GetEnvironmentVariable("LEDGER_TEST_POSTGRES")
