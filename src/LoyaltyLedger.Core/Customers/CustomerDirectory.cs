@@ -81,7 +81,7 @@ public static class CustomerDirectory
 
     public static Task<IEnumerable<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
         c.QueryAsync<CustomerIdentifier>(
-            "SELECT source, kind AS type, value, account_id AS accountId FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId ORDER BY source, kind, value",
+            "SELECT source, kind AS type, value, NULLIF(account_id, '') AS accountId FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId ORDER BY source, kind, value",
             new { orgId, customerId }, tx);
 
     public static Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
