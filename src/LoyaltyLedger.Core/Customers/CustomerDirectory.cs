@@ -79,10 +79,22 @@ public static class CustomerDirectory
         return found.FirstOrDefault();
     }
 
-    public static Task<IEnumerable<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
-        c.QueryAsync<CustomerIdentifier>(
-            "SELECT source, kind AS type, value, NULLIF(account_id, '') AS accountId FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId ORDER BY source, kind, value",
+    // A settable row class: Dapper cannot infer a constructor when SQLite reports a NULL column as untyped.
+    private sealed class IdentifierRow
+    {
+        public string Source { get; set; } = "";
+        public string Kind { get; set; } = "";
+        public string Value { get; set; } = "";
+        public string AccountId { get; set; } = "";
+    }
+
+    public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null)
+    {
+        var rows = await c.QueryAsync<IdentifierRow>(
+            "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId ORDER BY source, kind, value",
             new { orgId, customerId }, tx);
+        return rows.Select(r => new CustomerIdentifier(r.Source, r.Kind, r.Value, r.AccountId.Length == 0 ? null : r.AccountId)).ToList();
+    }
 
     public static Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
         c.QueryAsync<string>("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId ORDER BY account_number",

@@ -102,7 +102,7 @@ public static class CustomersApi
         System.Data.Common.DbTransaction? tx = null, long? registrationEventId = null) => new(
         customer.CustomerId, customer.FirstName, customer.LastName, customer.ExternalId, customer.Email, customer.Mobile,
         customer.EntityType, DateTimeOffset.FromUnixTimeMilliseconds(customer.CreatedAt),
-        (await CustomerDirectory.IdentifiersAsync(c, orgId, customer.CustomerId, tx)).ToList(),
+        await CustomerDirectory.IdentifiersAsync(c, orgId, customer.CustomerId, tx),
         (await CustomerDirectory.AccountNumbersAsync(c, orgId, customer.CustomerId, tx)).ToList(),
         registrationEventId);
 }

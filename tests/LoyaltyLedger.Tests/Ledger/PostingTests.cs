@@ -29,6 +29,8 @@ public abstract class PostingTests(DatabaseFixture db)
         var found = await t.GetOkAsync("/v1/customers/lookup?identifierName=email&identifierValue=ada@example.com&source=INSTORE");
         found.GetProperty("customerId").GetInt64().ShouldBe(id);
         found.GetProperty("accountNumbers")[0].GetString().ShouldBe("6001");
+        found.GetProperty("identifiers").EnumerateArray().Select(i => i.GetProperty("type").GetString()).ShouldBe(["email", "externalId", "id", "mobile"]);
+        (await t.GetOkAsync($"/v1/customers/{id}")).GetProperty("email").GetString().ShouldBe("ada@example.com");
         (await t.GetOkAsync("/v1/customers/lookup?identifierName=externalId&identifierValue=EXT-1&source=ALL")).GetProperty("customerId").GetInt64().ShouldBe(id);
         shop.ProgramId.ShouldBePositive();
     }
