@@ -1,3 +1,4 @@
+using LoyaltyLedger.Audit;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
@@ -19,6 +20,7 @@ public static class Commands
           LoyaltyLedger org list
           LoyaltyLedger key create --org ID [--role read|write|admin] [--name TEXT]
           LoyaltyLedger migrate                       applies schema migrations and exits
+          LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
 
         Storage: SQLite file DIR/ledger.db (default ./data, or LEDGER_DATA_DIR), unless a PostgreSQL
         connection string is given by --postgres or the LEDGER_POSTGRES environment variable.
@@ -37,6 +39,7 @@ public static class Commands
                 "org" when parsed.Noun == "list" => await ListOrgsAsync(parsed),
                 "key" when parsed.Noun == "create" => await CreateKeyAsync(parsed),
                 "migrate" => await MigrateAsync(parsed),
+                "verify" => await VerifyAsync(parsed),
                 "help" or "--help" or "-h" => Help(0),
                 _ => Help(2),
             };
@@ -104,6 +107,21 @@ public static class Commands
         await Migrations.ApplyAsync(db, CancellationToken.None);
         Console.WriteLine($"Schema up to date on {db.Description}.");
         return 0;
+    }
+
+    private static async Task<int> VerifyAsync(ParsedArgs args)
+    {
+        long? orgId = args.Option("org") is { } text
+            ? long.TryParse(text, out var id) ? id : throw new ArgumentException("--org takes an organization id")
+            : null;
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var report = await LedgerVerifier.VerifyAsync(db, orgId, CancellationToken.None);
+        Console.WriteLine($"verify {db.Description}{(orgId is null ? "" : $" organization {orgId}")}:");
+        Console.WriteLine($"  organizations {report.Organizations}, wallets {report.Wallets}, events {report.Events}, entries {report.Entries}, lots {report.Lots}, idempotency keys {report.IdempotencyKeys}");
+        foreach (var violation in report.Violations) Console.WriteLine($"  VIOLATION: {violation}");
+        Console.WriteLine(report.Passed ? "  all invariants hold" : $"  {report.Violations.Count} violation(s)");
+        return report.Passed ? 0 : 1;
     }
 
     private static async Task<int> CreateOrgAsync(ParsedArgs args)

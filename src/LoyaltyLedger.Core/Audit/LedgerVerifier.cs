@@ -1,0 +1,109 @@
+using Dapper;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Audit;
+
+/// <summary>What a verification found: figures, and every violated invariant (empty when the ledger is sound).</summary>
+public sealed record VerificationReport(
+    long Organizations,
+    long Wallets,
+    long Events,
+    long Entries,
+    long Lots,
+    long IdempotencyKeys,
+    IReadOnlyList<string> Violations)
+{
+    public bool Passed => Violations.Count == 0;
+}
+
+/// <summary>
+/// Recomputes every wallet from its entries and lots and checks the ledger's invariants, on the raw
+/// rows, independently of the code that wrote them:
+/// stored balance = sum of entries = sum of lot remainders = the last entry's balance_after;
+/// every lot's remainder = original - its movements; every debit's lot movements add up to the
+/// debit; no negative balance where the program forbids one; no idempotency key posted twice; event
+/// and entry ids unique.
+/// </summary>
+public static class LedgerVerifier
+{
+    /// <summary>How many violations are listed at most; the count stays exact.</summary>
+    public const int MaxListed = 200;
+
+    public static async Task<VerificationReport> VerifyAsync(LedgerDatabase db, long? orgId, CancellationToken ct)
+    {
+        var scope = orgId is null ? "" : " AND w.org_id = @orgId";
+        var violations = new List<string>();
+        var extra = 0L;
+        void Violation(string text)
+        {
+            if (violations.Count < MaxListed) violations.Add(text);
+            else extra++;
+        }
+
+        return await db.ReadAsync(async c =>
+        {
+            var wallets = await c.QueryAsync<(long WalletId, long OrgId, long Balance, long Entries, long Lots, long? LastBalanceAfter, string OwnerType, string Category, long AllowNegative)>(
+                $"""
+                SELECT w.wallet_id, w.org_id, w.balance,
+                    COALESCE((SELECT SUM(CASE WHEN e.entry_type = 'DEBIT' THEN -e.points ELSE e.points END) FROM ledger_entries e WHERE e.wallet_id = w.wallet_id), 0),
+                    COALESCE((SELECT SUM(l.remaining) FROM lots l WHERE l.wallet_id = w.wallet_id), 0),
+                    (SELECT e.balance_after FROM ledger_entries e WHERE e.wallet_id = w.wallet_id ORDER BY e.entry_id DESC LIMIT 1),
+                    w.owner_type, w.category,
+                    COALESCE((SELECT p.allow_negative_balance FROM programs p WHERE p.org_id = w.org_id AND p.program_id = w.program_id), 0)
+                FROM wallets w WHERE 1 = 1{scope}
+                ORDER BY w.wallet_id
+                """, new { orgId });
+            var walletCount = 0L;
+            foreach (var w in wallets)
+            {
+                walletCount++;
+                if (w.Balance != w.Entries) Violation($"wallet {w.WalletId} (org {w.OrgId}): stored balance {w.Balance} but its entries sum to {w.Entries}");
+                if (w.Balance != w.Lots) Violation($"wallet {w.WalletId} (org {w.OrgId}): stored balance {w.Balance} but its lots hold {w.Lots}");
+                if (w.LastBalanceAfter is { } last && last != w.Balance) Violation($"wallet {w.WalletId} (org {w.OrgId}): stored balance {w.Balance} but the last entry says {last}");
+                if (w.Balance < 0 && w.AllowNegative == 0 && w.OwnerType == "CUSTOMER" && w.Category == "REGULAR")
+                    Violation($"wallet {w.WalletId} (org {w.OrgId}): negative balance {w.Balance} where the program forbids it");
+            }
+
+            var lotScope = orgId is null ? "" : " AND l.org_id = @orgId";
+            var badLots = await c.QueryAsync<(long LotId, long Original, long Remaining, long Moved)>(
+                $"""
+                SELECT l.lot_id, l.original, l.remaining, COALESCE(m.moved, 0)
+                FROM lots l LEFT JOIN (SELECT lot_id, SUM(points) AS moved FROM lot_movements GROUP BY lot_id) m ON m.lot_id = l.lot_id
+                WHERE l.remaining <> l.original - COALESCE(m.moved, 0){lotScope}
+                """, new { orgId });
+            foreach (var l in badLots) Violation($"lot {l.LotId}: remainder {l.Remaining} but original {l.Original} less movements {l.Moved}");
+
+            var entryScope = orgId is null ? "" : " AND e.org_id = @orgId";
+            var badDebits = await c.QueryAsync<(long EntryId, long Points, long Moved)>(
+                $"""
+                SELECT e.entry_id, e.points, COALESCE(m.moved, 0)
+                FROM ledger_entries e LEFT JOIN (SELECT entry_id, SUM(points) AS moved FROM lot_movements GROUP BY entry_id) m ON m.entry_id = e.entry_id
+                WHERE e.entry_type = 'DEBIT' AND COALESCE(m.moved, 0) <> e.points{entryScope}
+                """, new { orgId });
+            foreach (var d in badDebits) Violation($"debit entry {d.EntryId}: {d.Points} debited but its lot movements add up to {d.Moved}");
+
+            var orgFilter = orgId is null ? "" : " WHERE org_id = @orgId";
+            var duplicateKeys = await c.ExecuteScalarAsync<long>(
+                $"SELECT COUNT(*) FROM (SELECT org_id, idempotency_key FROM idempotency_keys{orgFilter} GROUP BY org_id, idempotency_key HAVING COUNT(*) > 1) d", new { orgId });
+            if (duplicateKeys > 0) Violation($"{duplicateKeys} idempotency keys recorded more than once");
+            var duplicateEvents = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING COUNT(*) > 1) d");
+            if (duplicateEvents > 0) Violation($"{duplicateEvents} event ids used more than once");
+            var duplicateEntries = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT entry_id FROM ledger_entries GROUP BY entry_id HAVING COUNT(*) > 1) d");
+            if (duplicateEntries > 0) Violation($"{duplicateEntries} entry ids used more than once");
+            var orphanEntries = await c.ExecuteScalarAsync<long>(
+                $"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId });
+            if (orphanEntries > 0) Violation($"{orphanEntries} entries belong to no event");
+
+            var counts = await c.QuerySingleAsync<(long Orgs, long Events, long Entries, long Lots, long Keys)>(
+                $"""
+                SELECT (SELECT COUNT(*) FROM organizations{(orgId is null ? "" : " WHERE org_id = @orgId")}),
+                       (SELECT COUNT(*) FROM events{orgFilter}),
+                       (SELECT COUNT(*) FROM ledger_entries{orgFilter}),
+                       (SELECT COUNT(*) FROM lots{orgFilter}),
+                       (SELECT COUNT(*) FROM idempotency_keys{orgFilter})
+                """, new { orgId });
+            if (extra > 0) violations.Add($"... and {extra} more violations");
+            return new VerificationReport(counts.Orgs, walletCount, counts.Events, counts.Entries, counts.Lots, counts.Keys, violations);
+        }, ct);
+    }
+}

@@ -1,0 +1,94 @@
+using Dapper;
+using LoyaltyLedger.Audit;
+using LoyaltyLedger.Server.Cli;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Audit;
+
+/// <summary>The verify audit passes a sound ledger and catches each kind of tampering.</summary>
+public abstract class VerifyTests(DatabaseFixture db)
+{
+    private async Task<(Tenant Tenant, long Customer)> BusyTenantAsync()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 90 });
+        var a = await t.NewCustomerAsync();
+        var b = await t.NewCustomerAsync();
+        await t.BillAsync(shop, a, "V-1", 500);
+        await t.AwardAsync(a, "30", "Stars");
+        await t.PostOkAsync("/v1/redemptions", new { customerId = a, points = "20" });
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { customerId = b }, points = "10" });
+        return (t, a);
+    }
+
+    private string[] Verify(long orgId) => ["verify", "--org", orgId.ToString(System.Globalization.CultureInfo.InvariantCulture), .. db.CommandLineArgs];
+
+    [Fact]
+    public async Task a_sound_ledger_passes_and_the_command_exits_zero()
+    {
+        var (t, _) = await BusyTenantAsync();
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldBeEmpty();
+        report.Entries.ShouldBeGreaterThan(5);
+        (await Commands.RunAsync(Verify(t.OrgId))).ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task a_stored_balance_that_drifted_from_its_entries_is_reported_and_the_command_exits_one()
+    {
+        var (t, customer) = await BusyTenantAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE wallets SET balance = balance + 1 WHERE org_id = @org AND owner_id = @customer AND currency_id = 0", new { org = t.OrgId, customer }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.Contains("entries sum to", StringComparison.Ordinal));
+        report.Violations.ShouldContain(v => v.Contains("lots hold", StringComparison.Ordinal));
+        (await Commands.RunAsync(Verify(t.OrgId))).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task a_lot_consumed_without_a_movement_is_reported()
+    {
+        var (t, _) = await BusyTenantAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE lots SET remaining = remaining - 1 WHERE lot_id = (SELECT MIN(lot_id) FROM lots WHERE org_id = @org AND remaining > 0)", new { org = t.OrgId }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.StartsWith("lot ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task a_debit_whose_lot_movements_do_not_add_up_is_reported()
+    {
+        var (t, _) = await BusyTenantAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "DELETE FROM lot_movements WHERE movement_id = (SELECT MIN(m.movement_id) FROM lot_movements m JOIN ledger_entries e ON e.entry_id = m.entry_id WHERE e.org_id = @org AND e.entry_type = 'DEBIT')",
+            new { org = t.OrgId }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.StartsWith("debit entry", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task a_negative_balance_where_the_program_forbids_it_is_reported()
+    {
+        var (t, customer) = await BusyTenantAsync();
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var wallet = await c.ExecuteScalarAsync<long>("SELECT wallet_id FROM wallets WHERE org_id = @org AND owner_id = @customer AND currency_id = 0", new { org = t.OrgId, customer }, tx);
+            // A consistent but forbidden state: balance, entries, lots and last line all at -5.
+            await c.ExecuteAsync("UPDATE lots SET remaining = 0, original = 0 WHERE wallet_id = @wallet", new { wallet }, tx);
+            await c.ExecuteAsync("DELETE FROM lot_movements WHERE lot_id IN (SELECT lot_id FROM lots WHERE wallet_id = @wallet)", new { wallet }, tx);
+            return 0;
+        }, CancellationToken.None);
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE wallets SET balance = -5 WHERE org_id = @org AND owner_id = @customer AND currency_id = 0", new { org = t.OrgId, customer }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.Contains("negative balance", StringComparison.Ordinal));
+    }
+}
+
+public sealed class VerifyTestsOnSqlite(SqliteDatabase db) : VerifyTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class VerifyTestsOnPostgres(PostgresDatabase db) : VerifyTests(db), IClassFixture<PostgresDatabase>;
