@@ -16,6 +16,9 @@ public sealed record IssuedKey(long OrgId, string KeyId, string Secret, KeyRole 
 /// <summary>An authenticated caller: the organization every query is scoped to, and the key used.</summary>
 public sealed record Caller(long OrgId, string KeyId, KeyRole Role);
 
+/// <summary>A key as listed to its organization's admins: never its secret or hash.</summary>
+public sealed record KeyView(string KeyId, KeyRole Role, string? Name, DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt);
+
 /// <summary>Organizations (tenants) and their API keys.</summary>
 public static class Tenants
 {
@@ -43,7 +46,7 @@ public static class Tenants
         string? keyId = null, string? secret = null, string? name = null)
     {
         keyId ??= "lk_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        secret ??= Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_');
+        secret ??= NewSecret();
         if (keyId.Contains(':', StringComparison.Ordinal) || keyId.Length is < 3 or > 100)
             throw LedgerException.Invalid("A key id is 3 to 100 characters without ':'.");
         if (secret.Length < 8) throw LedgerException.Invalid("A key secret is at least 8 characters.");
@@ -58,6 +61,54 @@ public static class Tenants
             new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
         return new IssuedKey(orgId, keyId, secret, role);
     }
+
+    private sealed class KeyRow
+    {
+        public string KeyId { get; set; } = "";
+        public string Role { get; set; } = "";
+        public string? Name { get; set; }
+        public long CreatedAt { get; set; }
+        public long? RevokedAt { get; set; }
+    }
+
+    public static async Task<IReadOnlyList<KeyView>> ListKeysAsync(LedgerDatabase db, long orgId, CancellationToken ct)
+    {
+        var rows = await db.ReadAsync(c => c.QueryAsync<KeyRow>(
+            "SELECT key_id, role, name, created_at, revoked_at FROM api_keys WHERE org_id = @orgId ORDER BY created_at, key_id", new { orgId }), ct);
+        return rows.Select(r => new KeyView(r.KeyId, Enum.Parse<KeyRole>(r.Role, ignoreCase: true), r.Name,
+            DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedAt), r.RevokedAt is { } at ? DateTimeOffset.FromUnixTimeMilliseconds(at) : null)).ToList();
+    }
+
+    /// <summary>
+    /// Revokes a key of the organization. Authentication reads the key on every request, so the
+    /// revocation takes effect on the next request, with no restart.
+    /// </summary>
+    public static async Task RevokeKeyAsync(LedgerDatabase db, long orgId, string keyId, TimeProvider clock, CancellationToken ct)
+    {
+        var changed = await db.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE api_keys SET revoked_at = @now WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL",
+            new { orgId, keyId, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        if (changed == 0) throw LedgerException.NotFound("key", keyId);
+    }
+
+    /// <summary>Gives an active key a new secret; the old secret stops working at once.</summary>
+    public static async Task<IssuedKey> RotateKeyAsync(LedgerDatabase db, long orgId, string keyId, CancellationToken ct)
+    {
+        var secret = NewSecret();
+        var role = await db.WriteAsync(async (c, tx) =>
+        {
+            var current = await c.ExecuteScalarAsync<string?>(
+                "SELECT role FROM api_keys WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL", new { orgId, keyId }, tx)
+                ?? throw LedgerException.NotFound("key", keyId);
+            await c.ExecuteAsync("UPDATE api_keys SET secret_hash = @hash WHERE org_id = @orgId AND key_id = @keyId",
+                new { hash = Hash(secret), orgId, keyId }, tx);
+            return current;
+        }, ct);
+        return new IssuedKey(orgId, keyId, secret, Enum.Parse<KeyRole>(role, ignoreCase: true));
+    }
+
+    private static string NewSecret() =>
+        Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_');
 
     /// <summary>
     /// Checks a key and secret. Secrets are random, so a SHA-256 of the secret is a safe stored form,

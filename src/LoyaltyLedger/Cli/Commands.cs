@@ -19,6 +19,9 @@ public static class Commands
           LoyaltyLedger org create --name NAME        creates an organization and its first admin key
           LoyaltyLedger org list
           LoyaltyLedger key create --org ID [--role read|write|admin] [--name TEXT]
+          LoyaltyLedger key list --org ID
+          LoyaltyLedger key rotate --org ID --key KEYID    new secret; the old one stops working at once
+          LoyaltyLedger key revoke --org ID --key KEYID    refused from the next request on
           LoyaltyLedger migrate                       applies schema migrations and exits
           LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
 
@@ -38,6 +41,7 @@ public static class Commands
                 "org" when parsed.Noun == "create" => await CreateOrgAsync(parsed),
                 "org" when parsed.Noun == "list" => await ListOrgsAsync(parsed),
                 "key" when parsed.Noun == "create" => await CreateKeyAsync(parsed),
+                "key" when parsed.Noun is "list" or "rotate" or "revoke" => await ManageKeyAsync(parsed),
                 "migrate" => await MigrateAsync(parsed),
                 "verify" => await VerifyAsync(parsed),
                 "help" or "--help" or "-h" => Help(0),
@@ -143,6 +147,30 @@ public static class Commands
         await Migrations.ApplyAsync(db, CancellationToken.None);
         foreach (var org in await Tenants.ListOrganizationsAsync(db, CancellationToken.None))
             Console.WriteLine($"{org.OrgId}\t{org.Name}");
+        return 0;
+    }
+
+    private static async Task<int> ManageKeyAsync(ParsedArgs args)
+    {
+        if (!long.TryParse(args.Option("org"), out var orgId)) throw new ArgumentException($"key {args.Noun} needs --org ID");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        if (args.Noun == "list")
+        {
+            foreach (var k in await Tenants.ListKeysAsync(db, orgId, CancellationToken.None))
+                Console.WriteLine($"{k.KeyId}	{k.Role.ToString().ToLowerInvariant()}	{(k.RevokedAt is null ? "active" : "revoked")}	{k.Name}");
+            return 0;
+        }
+        var keyId = args.Option("key") ?? throw new ArgumentException($"key {args.Noun} needs --key KEYID");
+        if (args.Noun == "revoke")
+        {
+            await Tenants.RevokeKeyAsync(db, orgId, keyId, TimeProvider.System, CancellationToken.None);
+            Console.WriteLine($"key {keyId} revoked");
+            return 0;
+        }
+        var rotated = await Tenants.RotateKeyAsync(db, orgId, keyId, CancellationToken.None);
+        Console.WriteLine($"key {rotated.KeyId} rotated");
+        Console.WriteLine($"secret:    {rotated.Secret}   (shown once; the old secret no longer works)");
         return 0;
     }
 

@@ -24,6 +24,8 @@ public static class LedgerServer
     public static WebApplication Build(LedgerServerOptions options)
     {
         var builder = WebApplication.CreateSlimBuilder(options.Args);
+        // First, so a caller's settings are seen by the registrations below.
+        options.Configure?.Invoke(builder);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
         builder.Services.AddSingleton(options.Database);
         builder.Services.AddSingleton(options.Clock);
@@ -33,9 +35,9 @@ public static class LedgerServer
         builder.Services.AddAuthentication(BasicAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, BasicAuthenticationHandler>(BasicAuthenticationHandler.SchemeName, null);
         builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
+        builder.Services.AddLedgerRateLimiting(builder.Configuration);
         builder.Services.AddOpenApi("v1");
         builder.Services.AddProblemDetails();
-        options.Configure?.Invoke(builder);
 
         var app = builder.Build();
         app.UseLedgerErrors();
@@ -49,6 +51,8 @@ public static class LedgerServer
                 status == 404 ? "No such resource." : "The request cannot be served as sent."));
         });
         app.UseAuthentication();
+        // After authentication, so each key has its own bucket; before authorization and the handlers.
+        app.UseRateLimiter();
         app.UseAuthorization();
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
@@ -56,6 +60,7 @@ public static class LedgerServer
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
+        v1.MapKeysApi();
         return app;
     }
 

@@ -8,6 +8,7 @@ using LoyaltyLedger.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.Configuration;
 
 namespace LoyaltyLedger.Tests.Infrastructure;
 
@@ -35,14 +36,18 @@ public sealed class TestServerHost : IAsyncDisposable
     public LedgerDatabase Database { get; }
     public TestClock Clock { get; }
 
-    public static async Task<TestServerHost> StartAsync(LedgerDatabase database)
+    public static async Task<TestServerHost> StartAsync(LedgerDatabase database, IDictionary<string, string?>? settings = null)
     {
         var clock = new TestClock(new DateTimeOffset(2025, 3, 1, 12, 0, 0, TimeSpan.Zero));
         var app = LedgerServer.Build(new LedgerServerOptions
         {
             Database = database,
             Clock = clock,
-            Configure = builder => builder.WebHost.UseTestServer(),
+            Configure = builder =>
+            {
+                builder.WebHost.UseTestServer();
+                if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
+            },
         });
         await app.StartAsync();
         return new TestServerHost(app, database, clock);

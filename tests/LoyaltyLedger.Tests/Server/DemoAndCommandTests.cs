@@ -65,6 +65,13 @@ public abstract class DemoAndCommandTests(DatabaseFixture db)
         var roles = await db.Database.ReadAsync(c => c.QueryAsync<string>("SELECT role FROM api_keys WHERE org_id = @org ORDER BY role", new { org = org.OrgId }), CancellationToken.None);
         roles.ShouldBe(["ADMIN", "READ"]);
 
+        var orgArg = org.OrgId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var readKey = (await Tenants.ListKeysAsync(db.Database, org.OrgId, CancellationToken.None)).Single(k => k.Role == KeyRole.Read).KeyId;
+        (await Commands.RunAsync(["key", "revoke", "--org", orgArg, "--key", readKey, .. db.CommandLineArgs])).ShouldBe(0);
+        (await Tenants.ListKeysAsync(db.Database, org.OrgId, CancellationToken.None)).Single(k => k.KeyId == readKey).RevokedAt.ShouldNotBeNull();
+        (await Commands.RunAsync(["key", "rotate", "--org", orgArg, "--key", readKey, .. db.CommandLineArgs])).ShouldBe(1);
+        (await Commands.RunAsync(["key", "list", "--org", orgArg, .. db.CommandLineArgs])).ShouldBe(0);
+
         (await Commands.RunAsync(["key", "create", "--org", "not-a-number", .. db.CommandLineArgs])).ShouldBe(2);
         (await Commands.RunAsync(["key", "create", "--org", "999999", .. db.CommandLineArgs])).ShouldBe(1);
         (await Commands.RunAsync(["no-such-command"])).ShouldBe(2);
