@@ -31,6 +31,10 @@ public static class VaultTransactions
 
     public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx = null)
     {
+        // Account numbers are issued without control characters; such a path names no account (and
+        // PostgreSQL would refuse a NUL in a parameter with an error rather than an empty result).
+        if (accountNumber.Length > 64 || HasControlCharacters(accountNumber))
+            throw new LedgerException(VaultErrorCodes.AccountNotFound, "No such loyalty account in this organization.", 404);
         var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(
             "SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
             new { orgId, accountNumber }, tx);
@@ -141,6 +145,7 @@ public static class VaultTransactions
     {
         if (string.IsNullOrWhiteSpace(request.ToAccountNumber)) throw LedgerException.Invalid("A transfer needs the toAccountNumber.");
         if (request.Comment is { Length: > MaxContextLength }) throw LedgerException.Invalid($"A comment is at most {MaxContextLength} characters.");
+        if (request.Comment is { } comment && comment.Contains('\0', StringComparison.Ordinal)) throw LedgerException.Invalid("The comment contains control characters.");
         var from = await RequireActiveAccountAsync(posting, fromAccountNumber);
         var to = await RequireActiveAccountAsync(posting, request.ToAccountNumber);
         if (from.CustomerId == to.CustomerId) throw LedgerException.Invalid("Both account numbers belong to the same customer.");
@@ -149,6 +154,15 @@ public static class VaultTransactions
             request.LoyaltyPointDefinitionId, Reason: request.Comment));
         return new VaultTransferResult(fromAccountNumber, request.ToAccountNumber, request.LoyaltyPointDefinitionId, request.Value.ToDecimal(),
             transfer.Entries[0].BalanceAfter.ToDecimal(), transfer.Entries[1].BalanceAfter.ToDecimal());
+    }
+
+    internal static bool HasControlCharacters(string text) => text.Any(char.IsControl);
+
+    /// <summary>Dates a client sends stay in a range where adding a validity period cannot overflow.</summary>
+    internal static void RequireSaneDate(DateTimeOffset? at, string field)
+    {
+        if (at is { } t && (t.Year < 1970 || t.Year > 9000))
+            throw LedgerException.Invalid($"{field} is out of range (years 1970 to 9000).");
     }
 
     internal static WalletKey PointsKey(long customerId, long programId) =>
@@ -183,6 +197,9 @@ public static class VaultTransactions
         {
             if (string.IsNullOrWhiteSpace(value)) return null;
             var trimmed = value.Trim();
+            // Ids are printable; a comment may span lines but never hold a NUL, which PostgreSQL cannot store.
+            if (field == "comment" ? trimmed.Contains('\0', StringComparison.Ordinal) : HasControlCharacters(trimmed))
+                throw LedgerException.Invalid($"context.{field} contains control characters.");
             if (trimmed.Length > MaxContextLength) throw LedgerException.Invalid($"context.{field} is at most {MaxContextLength} characters.");
             return trimmed;
         }
@@ -242,6 +259,8 @@ public static class VaultTransactions
         public async Task LoadAsync(VaultLoad load)
         {
             if (!load.Value.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "A load's value must be positive.");
+            RequireSaneDate(load.BalanceExpiresAt, "balanceExpiresAt");
+            RequireSaneDate(load.AccountExpiresAt, "accountExpiresAt");
             if (load.BalanceExpiresAt is { } explicitExpiry && explicitExpiry <= posting.Now)
                 throw LedgerException.Invalid("A load's balanceExpiresAt must be in the future.");
             if (load.AccountExpiresAt is { } accountExpiry && accountExpiry <= posting.Now)
@@ -264,6 +283,8 @@ public static class VaultTransactions
 
         public async Task BuyVoucherAsync(VaultVoucherPurchase purchase)
         {
+            RequireSaneDate(purchase.ValidFrom, "validFrom");
+            RequireSaneDate(purchase.ExpiresAt, "expiresAt");
             var definition = await VoucherCatalog.FindDefinitionAsync(posting.Connection, posting.OrgId, purchase.VoucherId, posting.Transaction);
             if (definition is null || definition.ProgramId != program.ProgramId)
             {
@@ -312,7 +333,8 @@ public static class VaultTransactions
 
         public async Task RedeemVoucherAsync(VaultVoucherRedemption use)
         {
-            if (string.IsNullOrWhiteSpace(use.SerialId)) throw LedgerException.Invalid("A voucher redemption needs the serialId.");
+            if (string.IsNullOrWhiteSpace(use.SerialId) || use.SerialId.Length > 100 || HasControlCharacters(use.SerialId))
+                throw LedgerException.Invalid("A voucher redemption needs a serialId of 1 to 100 printable characters.");
             var voucher = await VaultVoucherRow.FindAsync(posting, use.SerialId)
                 ?? throw new LedgerException(VaultErrorCodes.VoucherUnknown, $"No voucher with serial '{use.SerialId}'.", 422);
             if (voucher.CustomerId != account.CustomerId)

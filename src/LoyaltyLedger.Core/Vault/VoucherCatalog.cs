@@ -48,8 +48,8 @@ public static class VoucherCatalog
 
     public static async Task<VoucherDefinition> CreateAsync(Posting posting, long programId, NewVoucherDefinition request)
     {
-        if (string.IsNullOrWhiteSpace(request.Name) || request.Name.Length > 200)
-            throw LedgerException.Invalid("A voucher needs a name of 1 to 200 characters.");
+        if (string.IsNullOrWhiteSpace(request.Name) || request.Name.Length > 200 || VaultTransactions.HasControlCharacters(request.Name))
+            throw LedgerException.Invalid("A voucher needs a name of 1 to 200 printable characters.");
         if (!request.Price.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "A voucher's price in points must be positive.");
         if (request.ValidDays is < 1 or > 36_500) throw LedgerException.Invalid("validDays is 1 to 36500 (omit it for vouchers that never expire).");
         var uses = request.Uses ?? 1;

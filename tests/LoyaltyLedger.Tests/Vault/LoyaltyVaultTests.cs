@@ -215,6 +215,33 @@ public abstract class LoyaltyVaultTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task parallel_replays_of_one_receipt_post_once_and_parallel_uses_of_a_single_use_voucher_succeed_once()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var v = await t.NewVaultAsync();
+        var basket = Basket(v.ProgramId, "R-PAR", loads: [new { value = 7 }]);
+        var bodies = await Task.WhenAll(Enumerable.Range(0, 12).Select(async _ =>
+        {
+            using var response = await t.PostAsync($"{v.AccountPath}/Transaction", basket);
+            response.StatusCode.ShouldBe(HttpStatusCode.OK);
+            return await response.Content.ReadAsStringAsync();
+        }));
+        bodies.Distinct().Count().ShouldBe(1);
+        (await t.BalanceAsync(v.CustomerId, v.ProgramId)).ShouldBe(7_000);
+
+        var voucherId = (await t.NewVoucherAsync(v.ProgramId, "5")).GetProperty("voucherId").GetInt64();
+        var serial = (await t.PostBasketAsync(v, Basket(v.ProgramId, voucherPurchases: [new { voucherId }])))
+            .GetProperty("loyaltyPrograms")[0].GetProperty("vouchersPurchased")[0].GetProperty("serialId").GetString();
+        var statuses = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using var response = await t.PostAsync($"{v.AccountPath}/Transaction", Basket(v.ProgramId, voucherRedemptions: [new { serialId = serial }]));
+            return response.StatusCode;
+        }));
+        statuses.Count(s => s == HttpStatusCode.OK).ShouldBe(1);
+        statuses.Count(s => s == HttpStatusCode.UnprocessableEntity).ShouldBe(7);
+    }
+
+    [Fact]
     public async Task a_date_earned_program_shows_when_each_load_expires()
     {
         var t = await db.Host.NewTenantAsync();
@@ -381,6 +408,16 @@ public abstract class LoyaltyVaultTests(DatabaseFixture db)
             await Tenant.ShouldFailAsync(r, 400, "invalid_json");
         using (var r = await t.PostRawAsync($"{v.AccountPath}/Transaction", "not json"))
             await Tenant.ShouldFailAsync(r, 400, "invalid_json");
+        using (var r = await t.PostAsync($"{v.AccountPath}/Transaction", Basket(v.ProgramId, "R\u0000", loads: [new { value = 1 }])))
+            await Tenant.ShouldFailAsync(r, 400, "invalid_request");
+        using (var r = await t.PostAsync($"{v.AccountPath}/Transaction", Basket(v.ProgramId, voucherRedemptions: [new { serialId = "S\u0000" }])))
+            await Tenant.ShouldFailAsync(r, 400, "invalid_request");
+        using (var r = await t.PostAsync($"{v.AccountPath}/Transaction", Basket(v.ProgramId, voucherPurchases: [new { voucherId = 1, validFrom = DateTimeOffset.MaxValue }])))
+            await Tenant.ShouldFailAsync(r, 400, "invalid_request");
+        using (var r = await t.Http.GetAsync("/api/v1.0/LoyaltyVault/Account/A%01B"))
+            await Tenant.ShouldFailAsync(r, 404, "account_not_found");
+        using (var r = await t.Http.GetAsync("/openapi/v1.json"))
+            r.StatusCode.ShouldBe(HttpStatusCode.OK);
         (await t.CountAsync("ledger_entries")).ShouldBe(entries);
     }
 
