@@ -50,7 +50,8 @@ public static class VaultReads
             """,
             new { orgId, customerId = account.CustomerId, programId });
 
-        var window = (query.From is null ? "" : " AND {0}.created_at >= @from") + (query.To is null ? "" : " AND {0}.created_at < @to");
+        string Window(string alias) =>
+            (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");
         var page = query.Limit is null && query.Offset is null ? "" : " LIMIT @limit OFFSET @offset";
         var sql = $"""
             SELECT le.event_id AS EventId, e.event_name AS EventName, le.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
@@ -62,7 +63,7 @@ public static class VaultReads
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE le.wallet_id = @walletId AND le.entry_type <> 'OPENING_BALANCE'{string.Format(System.Globalization.CultureInfo.InvariantCulture, window, "le")}
+            WHERE le.wallet_id = @walletId AND le.entry_type <> 'OPENING_BALANCE'{Window("le")}
             UNION ALL
             SELECT e.event_id, e.event_name, e.created_at, e.details, e.reason,
                 s.code, t.code, CAST(NULL AS text), CAST(NULL AS bigint), CAST(NULL AS text),
@@ -71,7 +72,7 @@ public static class VaultReads
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             WHERE e.org_id = @orgId AND e.owner_type = 'CUSTOMER' AND e.owner_id = @customerId
-              AND e.event_name = '{VaultEventNames.VoucherRedemption}' AND e.source_program_id = @programId{string.Format(System.Globalization.CultureInfo.InvariantCulture, window, "e")}
+              AND e.event_name = '{VaultEventNames.VoucherRedemption}' AND e.source_program_id = @programId{Window("e")}
             ORDER BY CreatedAt, EventId, EntryId
             {page}
             """;
