@@ -234,6 +234,55 @@ public static class Migrations
             CONSTRAINT ux_idempotency_keys PRIMARY KEY (org_id, idempotency_key)
         );
         """),
+        (3, "loyalty vault: vouchers and receipts", """
+        CREATE TABLE voucher_definitions (
+            org_id bigint NOT NULL,
+            voucher_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            name text NOT NULL,
+            price bigint NOT NULL,
+            valid_days integer NULL,
+            uses integer NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (org_id, voucher_id)
+        );
+        CREATE INDEX ix_voucher_definitions_program ON voucher_definitions (org_id, program_id, voucher_id);
+        CREATE TABLE voucher_instances (
+            org_id bigint NOT NULL,
+            serial_id text NOT NULL,
+            voucher_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            customer_id bigint NOT NULL,
+            account_number text NOT NULL,
+            price bigint NOT NULL,
+            valid_from bigint NOT NULL,
+            expires_at bigint NULL,
+            uses_total integer NOT NULL,
+            uses_left integer NOT NULL,
+            purchase_event_id bigint NOT NULL,
+            created_at bigint NOT NULL,
+            CONSTRAINT ux_voucher_instances PRIMARY KEY (org_id, serial_id)
+        );
+        CREATE INDEX ix_voucher_instances_customer ON voucher_instances (org_id, customer_id, program_id);
+        CREATE TABLE vault_receipts (
+            org_id bigint NOT NULL,
+            shop_id text NOT NULL,
+            pos_id text NOT NULL,
+            receipt_nr text NOT NULL,
+            account_number text NOT NULL,
+            request_hash text NOT NULL,
+            response_body text NULL,
+            created_at bigint NOT NULL,
+            CONSTRAINT ux_vault_receipts PRIMARY KEY (org_id, shop_id, pos_id, receipt_nr)
+        );
+        CREATE TABLE vault_account_expiry (
+            org_id bigint NOT NULL,
+            account_number text NOT NULL,
+            expires_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            CONSTRAINT ux_vault_account_expiry PRIMARY KEY (org_id, account_number)
+        );
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -61,6 +61,7 @@ public static class LedgerServer
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
         v1.MapKeysApi();
+        app.MapLoyaltyVaultApi(v1);
         return app;
     }
 

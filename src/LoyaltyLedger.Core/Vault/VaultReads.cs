@@ -1,0 +1,179 @@
+using System.Data.Common;
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Programs;
+
+namespace LoyaltyLedger.Vault;
+
+/// <summary>
+/// The vault's read side: an account's history in one program and the account overview. Both read
+/// the same ledger rows as the points-ledger API; nothing here is a copy.
+/// </summary>
+public static class VaultReads
+{
+    public const int MaxLimit = 1000;
+
+    private sealed class MovementRow
+    {
+        public long EventId { get; set; }
+        public string EventName { get; set; } = "";
+        public long CreatedAt { get; set; }
+        public string? Details { get; set; }
+        public string? Reason { get; set; }
+        public string? StoreCode { get; set; }
+        public string? TillCode { get; set; }
+        public string? BillNumber { get; set; }
+        public long? EntryId { get; set; }
+        public string? EntryType { get; set; }
+        public long Points { get; set; }
+        public long? BalanceAfter { get; set; }
+        public long? ExpiresAt { get; set; }
+    }
+
+    /// <summary>
+    /// The account's movements in the program's plain points, oldest first (by time, then by the
+    /// order they were written). Opening-balance lines of zero are left out: they move nothing.
+    /// </summary>
+    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query)
+    {
+        if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
+        if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
+        if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
+        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
+        var program = await ProgramCatalog.FindAsync(c, orgId, programId) ?? throw LedgerException.NotFound("program", programId);
+
+        var walletId = await c.ExecuteScalarAsync<long?>(
+            """
+            SELECT wallet_id FROM wallets WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
+              AND program_id = @programId AND currency_id = 0 AND category = 'REGULAR'
+            """,
+            new { orgId, customerId = account.CustomerId, programId });
+
+        string Window(string alias) =>
+            (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");
+        var page = query.Limit is null && query.Offset is null ? "" : " LIMIT @limit OFFSET @offset";
+        var sql = $"""
+            SELECT le.event_id AS EventId, e.event_name AS EventName, le.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
+                s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, le.entry_id AS EntryId, le.entry_type AS EntryType,
+                le.points AS Points, le.balance_after AS BalanceAfter,
+                (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = le.entry_id) AS ExpiresAt
+            FROM ledger_entries le
+            JOIN events e ON e.event_id = le.event_id
+            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
+            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
+            LEFT JOIN bills b ON b.bill_id = e.bill_id
+            WHERE le.wallet_id = @walletId AND le.entry_type <> 'OPENING_BALANCE'{Window("le")}
+            UNION ALL
+            SELECT e.event_id, e.event_name, e.created_at, e.details, e.reason,
+                s.code, t.code, CAST(NULL AS text), CAST(NULL AS bigint), CAST(NULL AS text),
+                0, CAST(NULL AS bigint), CAST(NULL AS bigint)
+            FROM events e
+            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
+            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
+            WHERE e.org_id = @orgId AND e.owner_type = 'CUSTOMER' AND e.owner_id = @customerId
+              AND e.event_name = '{VaultEventNames.VoucherRedemption}' AND e.source_program_id = @programId{Window("e")}
+            ORDER BY CreatedAt, EventId, EntryId
+            {page}
+            """;
+        var rows = await c.QueryAsync<MovementRow>(sql, new
+        {
+            walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
+            from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
+            limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
+        });
+        return rows.Select(r => ToMovement(r, program)).ToList();
+    }
+
+    private static VaultMovement ToMovement(MovementRow r, LoyaltyProgram program)
+    {
+        var details = ParseDetails(r.Details);
+        string? Detail(string name) => details.TryGetValue(name, out var v) ? v : null;
+        var isCredit = r.EntryType == "CREDIT";
+        var points = new Points(r.Points);
+        var amount = isCredit ? points : -points;
+        var balance = r.BalanceAfter is { } after ? new Points(after)
+            : long.TryParse(Detail("balance"), System.Globalization.CultureInfo.InvariantCulture, out var recorded) ? new Points(recorded) : Points.Zero;
+
+        var properties = new Dictionary<string, string>();
+        foreach (var name in new[] { "voucherId", "serialId", "expiration", "void" })
+            if (Detail(name) is { } value) properties[name] = value;
+
+        var comment = Detail("comment") ?? r.Reason ?? (r.EventName == EventNames.PointsExpiry ? "Points expired" : null);
+        return new VaultMovement(
+            VaultFormat.Time(r.CreatedAt),
+            amount.ToDecimal(),
+            TransactionType(r.EventName, isCredit),
+            isCredit && !program.Expiry.ExpiresWholeBalance ? VaultFormat.Time(r.ExpiresAt) : null,
+            balance.ToDecimal(),
+            comment,
+            Detail("operatorId"),
+            Detail("shopId") ?? r.StoreCode,
+            Detail("posId") ?? r.TillCode,
+            Detail("receiptNr") ?? r.BillNumber ?? Detail("transactionNumber") ?? Detail("externalReferenceNumber"),
+            properties);
+    }
+
+    /// <summary>
+    /// Ledger event to vault movement type. Anything else that credits is a Load and anything else
+    /// that debits a Redeem, so events added later still appear with the right sign.
+    /// </summary>
+    public static string TransactionType(string eventName, bool isCredit) => eventName switch
+    {
+        EventNames.PointsTransfer => VaultTransactionTypes.Transfer,
+        EventNames.PointsExpiry => VaultTransactionTypes.Expire,
+        VaultEventNames.VoucherPurchase => VaultTransactionTypes.Convert,
+        VaultEventNames.VoucherRedemption => VaultTransactionTypes.RedeemVoucher,
+        _ => isCredit ? VaultTransactionTypes.Load : VaultTransactionTypes.Redeem,
+    };
+
+    private static Dictionary<string, string> ParseDetails(string? json)
+    {
+        var result = new Dictionary<string, string>();
+        if (string.IsNullOrEmpty(json)) return result;
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return result;
+            foreach (var p in doc.RootElement.EnumerateObject())
+                if (p.Value.ValueKind == JsonValueKind.String) result[p.Name] = p.Value.GetString()!;
+        }
+        catch (JsonException)
+        {
+            // Details written by another writer in another shape: the movement is still shown, without them.
+        }
+        return result;
+    }
+
+    /// <summary>Per program: the balance, the vouchers held (active only unless asked), and the vouchers the balance can buy.</summary>
+    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs)
+    {
+        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
+        var programs = await ProgramCatalog.ListAsync(c, orgId);
+        var balances = (await c.QueryAsync<(long ProgramId, long Balance)>(
+            """
+            SELECT program_id, balance FROM wallets
+            WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND currency_id = 0 AND category = 'REGULAR'
+            """,
+            new { orgId, customerId = account.CustomerId })).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
+        var vouchers = (await c.QueryAsync<VaultVoucherRow>(
+            VaultVoucherRow.Select + " WHERE v.org_id = @orgId AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
+            new { orgId, customerId = account.CustomerId })).ToLookup(v => v.ProgramId);
+        var accountExpiresAt = await c.ExecuteScalarAsync<long?>(
+            "SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber });
+
+        var result = new List<VaultAccountProgram>();
+        foreach (var program in programs)
+        {
+            var balance = balances.TryGetValue(program.ProgramId, out var b) ? b : Points.Zero;
+            var held = vouchers[program.ProgramId]
+                .Where(v => includeInactive || v.Status(nowMs) is "ACTIVE" or "NOT_YET_VALID")
+                .Select(v => v.View(nowMs)).ToList();
+            var purchasable = (await VoucherCatalog.ListDefinitionsAsync(c, orgId, program.ProgramId))
+                .Where(d => d.Price <= balance)
+                .Select(d => new VaultPurchasableVoucher(d.VoucherId, d.Name, d.Price.ToDecimal(), d.ValidDays, d.Uses)).ToList();
+            result.Add(new VaultAccountProgram(program.ProgramId, program.Name, balance.ToDecimal(), program.Expiry.Kind, held, purchasable));
+        }
+        return new VaultAccount(accountNumber, account.CustomerId, account.Status, VaultFormat.Time(accountExpiresAt), result);
+    }
+}

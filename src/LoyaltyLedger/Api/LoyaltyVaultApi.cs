@@ -1,0 +1,75 @@
+using System.Globalization;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Vault;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>
+/// The loyalty-vault API: a point-of-sale or web-shop client's view of an account (a customer's
+/// card) per loyalty program (loyalty point definition), over the same ledger as the native API.
+/// </summary>
+public static class LoyaltyVaultApi
+{
+    /// <summary>Maps the vault routes and the native voucher admin routes they depend on.</summary>
+    public static WebApplication MapLoyaltyVaultApi(this WebApplication app, RouteGroupBuilder v1)
+    {
+        v1.MapVouchersApi();
+        var account = app.MapGroup("/api/v1.0/LoyaltyVault/Account/{accountNumber}").WithTags("LoyaltyVault")
+            .RequireAuthorization(CallerClaims.Read);
+        account.MapGet("/", GetAccountAsync).WithName("VaultGetAccount")
+            .WithSummary("Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.");
+        account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).WithName("VaultGetAccountHistory")
+            .WithSummary("The account's point movements in one program, oldest first; optional from/to and offset/limit.");
+        account.MapPost("/Transaction", PostTransactionAsync).WithName("VaultPostTransaction")
+            .WithSummary("Posts a paid basket in one atomic write: loads, redemptions, voucher purchases and redemptions per program.")
+            .RequireAuthorization(CallerClaims.Write);
+        account.MapPost("/Transfer", PostTransferAsync).WithName("VaultTransfer")
+            .WithSummary("Transfers points of one program to another account (a Transfer movement on each side).")
+            .RequireAuthorization(CallerClaims.Write);
+        return app;
+    }
+
+    private static async Task<Ok<VaultAccount>> GetAccountAsync(string accountNumber, string? includeInactive, HttpContext http, LedgerDatabase db, TimeProvider clock)
+    {
+        var inactive = ParseBool(includeInactive, "includeInactive");
+        var orgId = http.User.Caller().OrgId;
+        var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs), http.RequestAborted));
+    }
+
+    private static async Task<Ok<IReadOnlyList<VaultMovement>>> GetHistoryAsync(string accountNumber, long loyaltyPointDefinitionId,
+        string? from, string? to, string? offset, string? limit, HttpContext http, LedgerDatabase db)
+    {
+        var query = new HistoryQuery(ParseTime(from, "from"), ParseTime(to, "to"), ParseInt(offset, "offset"), ParseInt(limit, "limit"));
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query), http.RequestAborted));
+    }
+
+    private static Task<IResult> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status200OK, async posting =>
+        {
+            var (result, replayed) = await VaultTransactions.PostAsync(posting, accountNumber, request);
+            if (replayed) http.Response.Headers[IdempotentWriter.ReplayedHeader] = "true";
+            return result;
+        });
+
+    private static Task<IResult> PostTransferAsync(string accountNumber, VaultTransferRequest request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status200OK, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
+
+    private static bool ParseBool(string? value, string name) =>
+        string.IsNullOrEmpty(value) ? false
+        : bool.TryParse(value, out var b) ? b
+        : throw LedgerException.Invalid($"{name} is true or false.");
+
+    private static int? ParseInt(string? value, string name) =>
+        string.IsNullOrEmpty(value) ? null
+        : int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n
+        : throw LedgerException.Invalid($"{name} is a whole number.");
+
+    private static DateTimeOffset? ParseTime(string? value, string name) =>
+        string.IsNullOrEmpty(value) ? null
+        : DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t) ? t
+        : throw LedgerException.Invalid($"{name} is an ISO 8601 date or date-time, e.g. 2025-03-01T00:00:00Z.");
+}

@@ -1,0 +1,26 @@
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Vault;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>Voucher definitions of a program: what its points buy through the loyalty-vault API.</summary>
+public static class VouchersApi
+{
+    public static RouteGroupBuilder MapVouchersApi(this RouteGroupBuilder v1)
+    {
+        var vouchers = v1.MapGroup("/programs/{programId:long}/vouchers").WithTags("Vouchers");
+        vouchers.MapGet("/", ListAsync).WithName("ListVouchers").WithSummary("The vouchers a program's points can buy.");
+        vouchers.MapPost("/", CreateAsync).WithName("CreateVoucher")
+            .WithSummary("Defines a voucher: name, price in points, validity in days, uses (admin key).")
+            .RequireAuthorization(CallerClaims.Admin);
+        return v1;
+    }
+
+    private static async Task<Ok<IReadOnlyList<VoucherDefinition>>> ListAsync(long programId, HttpContext http, LedgerDatabase db) =>
+        TypedResults.Ok(await db.ReadAsync(c => VoucherCatalog.ListAsync(c, http.User.Caller().OrgId, programId), http.RequestAborted));
+
+    private static Task<IResult> CreateAsync(long programId, NewVoucherDefinition request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => VoucherCatalog.CreateAsync(posting, programId, request));
+}
