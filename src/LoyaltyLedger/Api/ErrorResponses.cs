@@ -63,8 +63,12 @@ public static class ErrorResponses
                     if (inner is PointsFormatException pf) return Problem(400, ErrorCodes.InvalidPoints, pf.Message);
                     if (inner is JsonException je) return Problem(400, ErrorCodes.InvalidJson, "The body is not valid JSON for this call: " + je.Message);
                 }
-                if (bad.StatusCode == 413) return Problem(413, "payload_too_large", "The request body is too large.");
-                return Problem(400, ErrorCodes.InvalidRequest, bad.Message);
+                return bad.StatusCode switch
+                {
+                    413 => Problem(413, "payload_too_large", $"The request body is larger than {Hosting.LedgerServer.MaxRequestBodyBytes} bytes."),
+                    415 => Problem(415, "unsupported_media_type", "Send the body as application/json."),
+                    _ => Problem(400, ErrorCodes.InvalidRequest, bad.Message),
+                };
             case OverflowException:
                 return Problem(400, ErrorCodes.InvalidPoints, "A quantity is out of range.");
             case System.Data.Common.DbException db when LedgerDatabase.IsTransient(db):

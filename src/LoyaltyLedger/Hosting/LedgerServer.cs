@@ -41,6 +41,14 @@ public static class LedgerServer
 
         var app = builder.Build();
         app.UseLedgerErrors();
+        app.Use((context, next) =>
+        {
+            // Kestrel enforces the limit while reading; this also refuses a declared oversize body
+            // up front, on any server (the in-memory test server has no limit of its own).
+            if (context.Request.ContentLength > MaxRequestBodyBytes)
+                throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
+            return next(context);
+        });
         app.UseStatusCodePages(async context =>
         {
             // Routing misses (404/405) get the same problem body as every other error.
@@ -72,5 +80,6 @@ public static class LedgerServer
         json.RespectNullableAnnotations = true;
         json.UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip;
         json.Converters.Add(new JsonStringEnumConverter());
+        json.Converters.Add(new NoNulStringConverter());
     }
 }
