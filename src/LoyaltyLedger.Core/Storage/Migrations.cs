@@ -242,6 +242,14 @@ public static class Migrations
         CREATE INDEX ix_events_external_reference ON events (org_id, external_reference);
         CREATE INDEX ix_events_related ON events (org_id, related_event_id);
         CREATE INDEX ix_lots_due ON lots (expires_at) WHERE remaining > 0 AND is_debt = 0;
+        CREATE TABLE redemption_reversals (
+            org_id bigint NOT NULL,
+            redemption_event_id bigint NOT NULL,
+            reversal_event_id bigint NOT NULL,
+            lot_id bigint NOT NULL,
+            points bigint NOT NULL
+        );
+        CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
         """),
     ];
 
