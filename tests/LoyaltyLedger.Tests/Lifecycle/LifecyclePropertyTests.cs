@@ -37,8 +37,10 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
         for (var i = 0; i < 3; i++) customers.Add(await t.NewCustomerAsync());
         var bills = new List<(string Number, decimal Amount)>();
         var redemptions = new List<long>();
+        var done = new Dictionary<string, int>();
+        void Count(string kind, JsonElement? body) { if (body is not null) done[kind] = done.GetValueOrDefault(kind) + 1; }
 
-        for (var step = 0; step < 60; step++)
+        for (var step = 0; step < 120; step++)
         {
             var customer = customers[random.Next(customers.Count)];
             var op = random.Next(8);
@@ -50,7 +52,7 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
                     var amount = random.Next(100, 30_000) / 100m;
                     var number = $"B-{step}";
                     what = $"bill {number} of {amount} for {customer}";
-                    await ExpectAsync(await t.PostAsync("/v1/transactions", new { customerId = customer, billNumber = number, amount, storeCode = "store-1", programId }));
+                    Count("bill", await ExpectAsync(await t.PostAsync("/v1/transactions", new { customerId = customer, billNumber = number, amount, storeCode = "store-1", programId })));
                     bills.Add((number, amount));
                     break;
                 }
@@ -71,6 +73,7 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
                         currency = random.Next(4) == 0 ? "Stars" : null,
                     }));
                     if (body is { } b) redemptions.Add(b.GetProperty("eventId").GetInt64());
+                    Count("redeem", body);
                     break;
                 }
                 case 3 when bills.Count > 0:
@@ -78,7 +81,7 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
                     var bill = bills[random.Next(bills.Count)];
                     var amount = Math.Max(0.01m, Math.Round(bill.Amount * random.Next(1, 80) / 100m, 2));
                     what = $"return {amount} of {bill.Number}";
-                    await ExpectAsync(await t.PostAsync("/v1/returns", new { storeCode = "store-1", billNumber = bill.Number, amount }));
+                    Count("return", await ExpectAsync(await t.PostAsync("/v1/returns", new { storeCode = "store-1", billNumber = bill.Number, amount })));
                     break;
                 }
                 case 4 when redemptions.Count > 0:
@@ -86,18 +89,18 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
                     var id = redemptions[random.Next(redemptions.Count)];
                     var points = random.Next(2) == 0 ? null : random.Next(1, 60).ToString(CultureInfo.InvariantCulture);
                     what = $"reverse {points ?? "all"} of redemption {id}";
-                    await ExpectAsync(await t.PostAsync("/v1/redemptions/reversals", new { redemptionEventId = id, points }));
+                    Count("reverse", await ExpectAsync(await t.PostAsync("/v1/redemptions/reversals", new { redemptionEventId = id, points })));
                     break;
                 }
                 case 5:
                 {
                     var to = customers[(customers.IndexOf(customer) + 1 + random.Next(customers.Count - 1)) % customers.Count];
                     what = $"transfer {customer} -> {to}";
-                    await ExpectAsync(await t.PostAsync("/v1/transfers", new
+                    Count("transfer", await ExpectAsync(await t.PostAsync("/v1/transfers", new
                     {
                         from = new { customerId = customer }, to = new { customerId = to }, programId,
                         points = random.Next(1, 80).ToString(CultureInfo.InvariantCulture),
-                    }));
+                    })));
                     break;
                 }
                 case 6:
@@ -107,7 +110,9 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
                 default:
                 {
                     what = "expiry run twice";
-                    await t.PostOkAsync("/v1/lifecycle/expire", new { });
+                    var run = await t.PostOkAsync("/v1/lifecycle/expire", new { });
+                    if (run.GetProperty("expiries").GetInt32() > 0) Count("expire", run);
+                    if (run.GetProperty("conversions").GetInt32() > 0) Count("convert", run);
                     var again = await t.PostOkAsync("/v1/lifecycle/expire", new { });
                     again.GetProperty("expiries").GetInt32().ShouldBe(0, "a second run expires nothing more");
                     again.GetProperty("conversions").GetInt32().ShouldBe(0, "a second run converts nothing more");
@@ -116,6 +121,10 @@ public abstract class LifecyclePropertyTests(DatabaseFixture db)
             }
             await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId, $"seed {seed} step {step} ({what})");
         }
+
+        // The walk must have exercised every kind of posting, or the invariants prove little.
+        string.Join(",", done.Keys.Order()).ShouldBe("bill,convert,expire,redeem,return,reverse,transfer",
+            string.Join(", ", done.Select(kv => $"{kv.Key}={kv.Value}")));
     }
 
     /// <summary>A success (its body), or one of the documented refusals; anything else fails the test.</summary>
