@@ -374,6 +374,34 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task parallel_returns_of_one_bill_never_exceed_it_and_parallel_reversals_of_one_redemption_reverse_it_once()
+    {
+        var (t, shop, c) = await SetUpAsync();
+        await t.BillAsync(shop, c, "B-1", 100m);
+        var returns = await Task.WhenAll(Enumerable.Range(0, 10).Select(async _ =>
+        {
+            using var response = await t.PostAsync("/v1/returns", new { storeCode = "store-1", billNumber = "B-1", amount = 20m });
+            return (int)response.StatusCode;
+        }));
+        returns.Count(s => s == 201).ShouldBe(5);
+        returns.Count(s => s == 422).ShouldBe(5);
+        (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(0);
+
+        await t.AwardAsync(c, "50");
+        var redemption = await RedeemAsync(t, c, "40");
+        var id = redemption.GetProperty("eventId").GetInt64();
+        var reversals = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using var response = await t.PostAsync("/v1/redemptions/reversals", new { redemptionEventId = id });
+            return (int)response.StatusCode;
+        }));
+        reversals.Count(s => s == 201).ShouldBe(1);
+        reversals.Count(s => s == 409).ShouldBe(7);
+        (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(50_000);
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+    }
+
+    [Fact]
     public void partial_returns_round_down_cumulatively_so_they_add_up_to_the_full_return()
     {
         // A bill of 3.000 that earned 1.000 point, returned a third at a time.
