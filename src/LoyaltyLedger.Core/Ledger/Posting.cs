@@ -14,7 +14,10 @@ namespace LoyaltyLedger.Ledger;
 /// <item>every credit is a lot, every debit consumes lots earliest expiry first and records each lot it touched,
 /// so the sum of a wallet's lot remainders always equals its balance;</item>
 /// <item>a debit beyond the balance is refused unless the caller allows a negative balance, in which case the
-/// shortfall is held in the wallet's debt lot and paid off by the next credits.</item>
+/// shortfall is held in the wallet's debt lot and paid off by the next credits;</item>
+/// <item>lifecycle postings use the same two primitives with named lots: <see cref="DebitLotsAsync"/> takes
+/// exactly the lots due (expiry, conversion, return of held points), <see cref="RestoreLotsAsync"/> puts a
+/// reversed redemption back into the lots it consumed.</item>
 /// </list>
 /// </summary>
 public sealed class Posting

@@ -13,7 +13,9 @@ namespace LoyaltyLedger.Programs;
 /// <item><c>WHOLE_BALANCE</c>: lots carry no date; the whole balance expires N days/months after the last activity.</item>
 /// </list>
 /// Each lot is stamped with its expiry when it is credited, so a change of policy never moves points
-/// already earned (except by the rolling rule's own extension).
+/// already earned (except by the rolling rule's own extension). The rolling extension, the
+/// whole-balance clock (wallets.last_activity_at) and the expiry itself live in
+/// <see cref="LoyaltyLedger.Lifecycle.LotExpiry"/> and <see cref="LoyaltyLedger.Lifecycle.LifecycleRun"/>.
 /// </summary>
 public sealed record ExpiryPolicy
 {
