@@ -374,6 +374,17 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task the_expiry_endpoint_runs_without_a_body_and_refuses_an_instant_in_the_future()
+    {
+        Clock.Set(Jan1);
+        var t = await db.Host.NewTenantAsync();
+        using (var bare = await t.Http.PostAsync("/v1/lifecycle/expire", null))
+            ((int)bare.StatusCode).ShouldBe(200, await bare.Content.ReadAsStringAsync());
+        using var future = await t.PostAsync("/v1/lifecycle/expire", new { asOf = Jan1.AddDays(1) });
+        await Tenant.ShouldFailAsync(future, 400, "invalid_request");
+    }
+
+    [Fact]
     public async Task parallel_returns_of_one_bill_never_exceed_it_and_parallel_reversals_of_one_redemption_reverse_it_once()
     {
         var (t, shop, c) = await SetUpAsync();
