@@ -413,6 +413,23 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_pooled_group_goes_negative_when_one_member_earns_another_spends_and_the_first_returns_the_goods()
+    {
+        var (t, shop, a) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
+        var b = await t.NewCustomerAsync();
+        var group = await t.PostOkAsync("/v1/groups", new { name = "Family", primaryCustomerId = a, members = new[] { new { customerId = b } } });
+        var groupId = group.GetProperty("groupId").GetInt64();
+        await t.BillAsync(shop, a, "G-1", 100m);
+        await t.PostOkAsync("/v1/redemptions", new { customerId = b, groupId, points = "90" });
+        var returned = await ReturnAsync(t, "G-1", 100m);
+        returned.GetProperty("shortfalls").GetArrayLength().ShouldBe(0);
+
+        var balances = await t.GetOkAsync($"/v1/lifecycle/balances?groupId={groupId}&asOf=2025-01-01T10:00:00Z");
+        balances.EnumerateArray().Single(x => x.GetProperty("category").GetString() == "REGULAR").GetProperty("balance").GetString().ShouldBe("-90.000");
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+    }
+
+    [Fact]
     public void partial_returns_round_down_cumulatively_so_they_add_up_to_the_full_return()
     {
         // A bill of 3.000 that earned 1.000 point, returned a third at a time.
