@@ -90,6 +90,24 @@ public sealed record ExpiryPolicy
         }
     }
 
+    /// <summary>True when each qualifying activity moves every open lot of the wallet to activity + period.</summary>
+    [JsonIgnore]
+    public bool ExtendsOnActivity => Kind == Rolling;
+
+    /// <summary>
+    /// For WHOLE_BALANCE: the instant the whole balance of a wallet whose last activity was at
+    /// <paramref name="lastActivityAt"/> expires; null for the other kinds.
+    /// </summary>
+    public DateTimeOffset? WholeBalanceExpiry(DateTimeOffset? lastActivityAt) =>
+        Kind == WholeBalance && lastActivityAt is { } at ? AddPeriod(at) : null;
+
+    /// <summary>
+    /// The shortest time <see cref="AddPeriod"/> can add (a month counted as 28 days): a safe
+    /// lower bound that lets the expiry run pick candidate wallets in SQL before the exact check.
+    /// </summary>
+    [JsonIgnore]
+    public TimeSpan MinimumPeriod => TimeSpan.FromDays(((Months ?? 0) * 28) + (Days ?? 0));
+
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
     public static ExpiryPolicy FromJson(string? json) =>

@@ -35,6 +35,7 @@ public static class LedgerServer
         builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
         builder.Services.AddOpenApi("v1");
         builder.Services.AddProblemDetails();
+        builder.Services.AddLedgerLifecycle();
         options.Configure?.Invoke(builder);
 
         var app = builder.Build();
@@ -55,7 +56,7 @@ public static class LedgerServer
         app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
-        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();
         return app;
     }
 
