@@ -44,7 +44,8 @@ trap cleanup EXIT
 trap 'status=130; exit 130' INT TERM
 
 if [ "$build" = "1" ]; then
-  dotnet build LoyaltyLedger.slnx -c Release -v quiet -nologo
+  # The runner's project builds the server too (a build-order reference), and not the xunit suite.
+  dotnet build tests/LoyaltyLedger.FaultTest -c Release -v quiet -nologo
 fi
 server=src/LoyaltyLedger/bin/Release/net10.0/LoyaltyLedger.dll
 runner=tests/LoyaltyLedger.FaultTest/bin/Release/net10.0/LoyaltyLedger.FaultTest.dll
