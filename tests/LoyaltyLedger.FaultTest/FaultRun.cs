@@ -29,6 +29,13 @@ public static partial class FaultRun
         {
             return await RunAsync(settings, servers, pidFile);
         }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or HttpRequestException or IOException)
+        {
+            // A fault the run could not ride out (a server that does not come back, a failed set-up
+            // call): a failed test with its reason, not a crash dump.
+            await Console.Error.WriteLineAsync($"fault test ({settings.Mode.ToString().ToLowerInvariant()}): FAIL: {ex.Message}");
+            return 1;
+        }
         finally
         {
             foreach (var server in servers) server.Dispose();
