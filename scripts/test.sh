@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started_postgres=0
 if [ -z "${LEDGER_TEST_POSTGRES:-}" ]; then
   export LEDGER_PG_PORT="${LEDGER_PG_PORT:-55432}"
   LEDGER_TEST_POSTGRES="$(scripts/postgres.sh start)"
   export LEDGER_TEST_POSTGRES
+  started_postgres=1
   trap 'scripts/postgres.sh stop' EXIT
 fi
 echo "PostgreSQL for tests: $LEDGER_TEST_POSTGRES"
@@ -19,16 +21,35 @@ dotnet test LoyaltyLedger.slnx -c Release "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# The fault test (servers SIGKILLed, PostgreSQL restarted; see docs/reliability.md), short settings,
+# once per database; each database counts as one test in the summary. `dotnet test` does not build
+# the runner (it is no test project), so the first run builds the solution and the second reuses it.
+# It starts and restarts a PostgreSQL of its own (LEDGER_FAULT_PG_PORT, default 55436), so the
+# tests' server is stopped first rather than left idle beside it.
+fault_passed=0; fault_failed=0
+if [ -z "${LEDGER_SKIP_FAULT_TEST:-}" ]; then
+  if [ "$started_postgres" = "1" ]; then scripts/postgres.sh stop; trap - EXIT; fi
+  build=""
+  for mode in sqlite postgres; do
+    if scripts/fault-test.sh --short $build "--$mode-only"; then
+      fault_passed=$((fault_passed + 1))
+    else
+      fault_failed=$((fault_failed + 1)); status=1
+    fi
+    build="--no-build"
+  done
+fi
+
 # One plain closing line that any CI reader understands.
 summary="$(grep -E '(Passed|Failed)!? +- +Failed: +[0-9]+, Passed: +[0-9]+' "$log" | tail -n 1 || true)"
 if [ -n "$summary" ]; then
   failed="$(echo "$summary" | sed -E 's/.*Failed: +([0-9]+).*/\1/')"
   passed="$(echo "$summary" | sed -E 's/.*Passed: +([0-9]+).*/\1/')"
   skipped="$(echo "$summary" | sed -E 's/.*Skipped: +([0-9]+).*/\1/')"
-  echo "tests: $passed passed, $failed failed, $skipped skipped"
+  echo "tests: $((passed + fault_passed)) passed, $((failed + fault_failed)) failed, $skipped skipped"
   if [ "$passed" = "0" ]; then echo "no test ran" >&2; status=1; fi
 else
-  echo "tests: 0 passed, 1 failed (no test summary found)"
+  echo "tests: $fault_passed passed, $((fault_failed + 1)) failed (no test summary found)"
   status=1
 fi
 rm -f "$log"

@@ -1,5 +1,5 @@
-using LoyaltyLedger.Audit;
 using System.Globalization;
+using LoyaltyLedger.Audit;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Demo;

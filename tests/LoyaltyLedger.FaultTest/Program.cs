@@ -1,0 +1,3 @@
+using LoyaltyLedger.FaultTest;
+
+return await FaultRun.MainAsync(args);
