@@ -32,7 +32,8 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
     ];
 
     /// <summary>An endpoint: how to build a valid-looking request, and defects that must refuse it.</summary>
-    private sealed record Endpoint(string Method, Func<Random, string> Path, Func<Random, JsonObject>? Body, Func<Random, JsonObject, JsonObject>[] Defects);
+    private sealed record Endpoint(string Method, Func<Random, string> Path, Func<Random, JsonObject>? Body, Func<Random, JsonObject, JsonObject>[] Defects,
+        bool BodyOptional = false);
 
     private sealed record Fixture(Tenant Tenant, Shop Shop, long Customer, long Other, long GroupId, string Card, string OtherCard, long VoucherId);
 
@@ -99,6 +100,13 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
                  (r, b) => { b["loyaltyPrograms"]![0]!["loads"]![0]!["value"] = badPoints[r.Next(badPoints.Length)]?.DeepClone(); return b; }]),
             new("POST", r => $"/api/v1.0/LoyaltyVault/Account/{f.Card}/Transfer", r => new JsonObject { ["toAccountNumber"] = f.OtherCard, ["loyaltyPointDefinitionId"] = f.Shop.ProgramId, ["value"] = 1 },
                 [Field("toAccountNumber", "no-such-card", f.Card), Field("value", badPoints), Field("loyaltyPointDefinitionId", 4242)]),
+            new("POST", _ => "/v1/returns", r => new JsonObject { ["storeCode"] = f.Shop.StoreCode, ["billNumber"] = "no-such-bill", ["amount"] = 1 },
+                [Field("amount", 0, -1, 1.0001, "x"), Field("storeCode", "nowhere"), Field("billNumber", "missing-" + "bill", "")]),
+            new("POST", _ => "/v1/redemptions/reversals", r => new JsonObject { ["redemptionEventId"] = 999_999_999 },
+                [Field("redemptionEventId", 999_999_999, -1, "x"), Field("points", badPoints), (r, b) => { b.Remove("redemptionEventId"); b["externalReference"] = Pick(r, HostileStrings); return b; }]),
+            new("POST", r => Pick(r, ["/v1/lifecycle/triggers/release", "/v1/lifecycle/triggers/cancel"]), r => new JsonObject { ["storeCode"] = f.Shop.StoreCode, ["billNumber"] = "no-such-bill" },
+                [Field("billNumber", "nope", ""), Field("storeCode", "nowhere")]),
+            new("POST", _ => "/v1/lifecycle/expire", r => new JsonObject(), [Field("asOf", "junk", new JsonObject(), 12, "9999-99-99")], BodyOptional: true),
             new("GET", r => Pick(r,
             [
                 $"/v1/customers/{Segment(r)}",
@@ -107,6 +115,9 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
                 $"/api/v1.0/LoyaltyVault/Account/{Segment(r)}?includeInactive={Segment(r)}",
                 $"/api/v1.0/LoyaltyVault/Account/{f.Card}/LoyaltyPrograms/{f.Shop.ProgramId}/History?from={Segment(r)}&limit={Segment(r)}",
                 $"/api/v1.0/LoyaltyVault/Account/{f.Card}/LoyaltyPrograms/{Segment(r)}/History",
+                $"/v1/lifecycle/expiry-schedule?customerId={Segment(r)}&earliestOnly={Segment(r)}",
+                $"/v1/lifecycle/held-schedule?groupId={Segment(r)}",
+                $"/v1/lifecycle/balances?customerId={f.Customer}&asOf={Segment(r)}",
             ]), null, [(r, b) => b]),
         ];
     }
@@ -158,7 +169,8 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
         if (endpoint.Body is null) return request;
 
         byte[] bytes;
-        var shape = r.Next(100);
+        // An endpoint whose body is optional accepts an empty or null one: only defective bodies there.
+        var shape = endpoint.BodyOptional ? 50 : r.Next(100);
         if (shape < 8)
         {
             // Not JSON at all: garbage, truncated, invalid UTF-8, or empty.
