@@ -56,6 +56,7 @@ public static class LedgerServer
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
+        app.MapPointsLedgerApi();
         return app;
     }
 
