@@ -23,6 +23,13 @@ public static class LedgerReader
 {
     private sealed record Subject(string OwnerType, long OwnerId, SubjectDetails Details, long? GroupId);
 
+    /// <summary>
+    /// A column in a list parameter: Dapper expands <c>IN @list</c> for SQLite, while Npgsql takes
+    /// the list as one array parameter.
+    /// </summary>
+    private static string In(DbConnection c, string column, string parameter) =>
+        c is SqliteConnection ? $"{column} IN @{parameter}" : $"{column} = ANY(@{parameter})";
+
     public static async Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
         await using var connection = await database.OpenAsync(ct);
@@ -129,9 +136,9 @@ public static class LedgerReader
         Subject subject, Filter filter, List<long> ids, CancellationToken ct)
     {
         var args = new DynamicParameters(filter.Args);
-        args.Add("ids", ids);
+        args.Add("ids", ids.ToArray());
         var rows = (await c.QueryAsync<EventRow>(new CommandDefinition(
-            """
+            $"""
             SELECT e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id,
                 sp.name AS source_program_name, s.name AS store_name, s.code AS store_code, t.code AS till_code,
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source
@@ -140,7 +147,7 @@ public static class LedgerReader
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE e.org_id = @org AND e.event_id IN @ids
+            WHERE e.org_id = @org AND {In(c, "e.event_id", "ids")}
             """, args, tx, cancellationToken: ct))).ToDictionary(r => r.EventId);
 
         var entries = (await c.QueryAsync<EntryRow>(new CommandDefinition(
@@ -150,20 +157,20 @@ public static class LedgerReader
             JOIN events e ON e.event_id = le.event_id
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
-            WHERE le.event_id IN @ids{filter.Entries}
+            WHERE {In(c, "le.event_id", "ids")}{filter.Entries}
             ORDER BY le.event_id, le.entry_id
             """, args, tx, cancellationToken: ct))).ToLookup(r => r.EventId);
 
         var members = new Dictionary<long, MemberRow>();
         if (subject.GroupId is { } groupId)
         {
-            var memberArgs = new { org = orgId, groupId, customers = rows.Values.Select(r => r.CustomerId).Distinct().ToList() };
+            var memberArgs = new { org = orgId, groupId, customers = rows.Values.Select(r => r.CustomerId).Distinct().ToArray() };
             members = (await c.QueryAsync<MemberRow>(new CommandDefinition(
-                """
+                $"""
                 SELECT cu.customer_id, cu.first_name, cu.last_name, cu.external_id, m.role
                 FROM customers cu
                 LEFT JOIN group_members m ON m.org_id = cu.org_id AND m.group_id = @groupId AND m.customer_id = cu.customer_id
-                WHERE cu.org_id = @org AND cu.customer_id IN @customers
+                WHERE cu.org_id = @org AND {In(c, "cu.customer_id", "customers")}
                 """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
         }
 
@@ -278,8 +285,8 @@ public static class LedgerReader
             var members = (await c.QueryAsync<long>(new CommandDefinition(
                 "SELECT customer_id FROM group_members WHERE org_id = @org AND group_id = @groupId AND upper(role) = @role",
                 new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
-            events.Append(" AND e.customer_id IN @roleMembers");
-            args.Add("roleMembers", members.Count == 0 ? [-1L] : members);
+            events.Append(" AND ").Append(In(c, "e.customer_id", "roleMembers"));
+            args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
         }
 
         switch (query.Currencies)
@@ -303,9 +310,9 @@ public static class LedgerReader
                             $"Invalid alternateCurrencyNames passed in request: no alternate currency '{name}'", 400);
                     currencyIds.AddRange(matching.Select(x => x.CurrencyId));
                 }
-                entries.Append(" AND le.currency_id IN @currencyIds");
-                wallet.Append(" AND w.currency_id IN @currencyIds");
-                args.Add("currencyIds", currencyIds);
+                entries.Append(" AND ").Append(In(c, "le.currency_id", "currencyIds"));
+                wallet.Append(" AND ").Append(In(c, "w.currency_id", "currencyIds"));
+                args.Add("currencyIds", currencyIds.ToArray());
                 break;
             case CurrencyScope.PointsAndCurrencies:
                 break;
@@ -338,8 +345,9 @@ public static class LedgerReader
             else
             {
                 // Deductions at the program's concept's tills count even when another program paid them.
-                entries.Append(" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND e.till_id IN @conceptTills))");
-                args.Add("conceptTills", conceptTills);
+                entries.Append(CultureInfo.InvariantCulture,
+                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {In(c, "e.till_id", "conceptTills")}))");
+                args.Add("conceptTills", conceptTills.ToArray());
             }
         }
 
