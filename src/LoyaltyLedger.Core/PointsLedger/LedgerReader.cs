@@ -354,8 +354,11 @@ public static class LedgerReader
         }
 
         // Every posting writes at least one line, so without a condition on lines no probe is needed.
+        // The probe is a correlated scalar subquery rather than EXISTS: PostgreSQL turns EXISTS into a
+        // hash semi-join that scans every owner's lines to count one owner's events, while a scalar
+        // subquery stays a per-event index probe on both databases.
         if (entries.Length > 0)
-            events.Append(CultureInfo.InvariantCulture, $" AND EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries})");
+            events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args);
     }
 }
