@@ -46,6 +46,12 @@ public sealed class TestServerHost : IAsyncDisposable
             Configure = builder =>
             {
                 builder.WebHost.UseTestServer();
+                // The in-memory server outruns the production default limit; tests of the limit set their own.
+                builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+                {
+                    ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
+                    ["Ledger:RateLimit:Burst"] = "1000000",
+                });
                 if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
             },
         });
