@@ -304,6 +304,20 @@ public static class Migrations
         );
         CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
         """),
+        (5, "write audit", """
+        CREATE TABLE write_audit (
+            audit_id {identity},
+            org_id bigint NOT NULL,
+            key_id text NOT NULL,
+            method text NOT NULL,
+            path text NOT NULL,
+            status_code integer NOT NULL,
+            idempotency_key text NULL,
+            created_at bigint NOT NULL
+        );
+        CREATE INDEX ix_write_audit_org ON write_audit (org_id, created_at);
+        CREATE INDEX ix_write_audit_key ON write_audit (org_id, key_id, created_at);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Dapper;
+using LoyaltyLedger.Audit;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Hosting;
@@ -54,6 +55,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
 
             var result = await work(posting);
             var body = JsonSerializer.Serialize(result, _json);
+            await WriteAudit.RecordAsync(connection, transaction, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
             if (key is not null)
             {
                 await posting.ExecuteAsync(
@@ -81,12 +83,19 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         return Results.Content(stored.ResponseBody, "application/json", Encoding.UTF8, (int)stored.StatusCode);
     }
 
-    /// <summary>A write that is not a replayable posting (admin data): one transaction, no key.</summary>
-    public Task<TResult> RunAsync<TResult>(HttpContext http, Func<Posting, Task<TResult>> work)
+    /// <summary>
+    /// Records a write that did not go through <see cref="PostAsync"/> (key management, the expiry
+    /// run), once it has succeeded.
+    /// </summary>
+    public Task RecordAsync(HttpContext http, int status)
     {
         var caller = http.User.Caller();
-        return database.WriteAsync((connection, transaction) =>
-            work(new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)), http.RequestAborted);
+        return database.WriteAsync(async (connection, transaction) =>
+        {
+            await WriteAudit.RecordAsync(connection, transaction, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status,
+                http.Request.Headers[HeaderName], clock.GetUtcNow().ToUnixTimeMilliseconds());
+            return 0;
+        }, http.RequestAborted);
     }
 
     private static string Hash(string method, string path, string body) =>

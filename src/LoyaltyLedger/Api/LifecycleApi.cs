@@ -46,11 +46,14 @@ public static class LifecycleApi
         return v1;
     }
 
-    private static async Task<Ok<LifecycleRunResult>> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock)
+    private static async Task<Ok<LifecycleRunResult>> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock,
+        IdempotentWriter writer)
     {
         var caller = http.User.Caller();
         var now = clock.GetUtcNow();
-        return TypedResults.Ok(await LifecycleRun.RunAsync(db, caller.OrgId, request?.AsOf ?? now, now, caller.KeyId, http.RequestAborted));
+        var result = await LifecycleRun.RunAsync(db, caller.OrgId, request?.AsOf ?? now, now, caller.KeyId, http.RequestAborted);
+        await writer.RecordAsync(http, StatusCodes.Status200OK);
+        return TypedResults.Ok(result);
     }
 
     private static async Task<Ok<IReadOnlyList<ExpiryScheduleItem>>> ExpiryScheduleAsync(long? customerId, long? groupId, long? programId, bool? earliestOnly,

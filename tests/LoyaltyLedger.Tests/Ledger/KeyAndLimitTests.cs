@@ -19,6 +19,9 @@ public abstract class KeyAndLimitTests(DatabaseFixture db)
         (await client.GetAsync("/v1/programs")).StatusCode.ShouldBe(HttpStatusCode.OK);
 
         (await admin.Http.DeleteAsync($"/v1/keys/{keyId}")).StatusCode.ShouldBe(HttpStatusCode.NoContent);
+        var audited = await db.Database.ReadAsync(c => Dapper.SqlMapper.QueryAsync<string>(c,
+            "SELECT method || ' ' || path FROM write_audit WHERE org_id = @org AND key_id = @key ORDER BY audit_id", new { org = admin.OrgId, key = admin.Key.KeyId }), CancellationToken.None);
+        audited.ShouldBe(["POST /v1/keys", $"DELETE /v1/keys/{keyId}"]);
 
         using var refused = await client.GetAsync("/v1/programs");
         await Tenant.ShouldFailAsync(refused, 401, "unauthorized");
@@ -64,7 +67,7 @@ public abstract class KeyAndLimitTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task every_event_records_the_key_that_posted_it()
+    public async Task every_event_and_every_write_request_records_the_key_that_made_it()
     {
         var admin = await db.Host.NewTenantAsync();
         await admin.NewShopAsync();
@@ -77,6 +80,10 @@ public abstract class KeyAndLimitTests(DatabaseFixture db)
             "SELECT posted_by FROM events WHERE org_id = @org AND owner_id = @customer", new { org = admin.OrgId, customer }), CancellationToken.None);
         postedBy.ShouldAllBe(k => k == writer.KeyId);
         posted.GetProperty("eventId").GetInt64().ShouldBePositive();
+        var audit = await db.Database.ReadAsync(c => Dapper.SqlMapper.QueryAsync<(string KeyId, string Method, string Path, long Status)>(c,
+            "SELECT key_id, method, path, status_code FROM write_audit WHERE org_id = @org ORDER BY audit_id", new { org = admin.OrgId }), CancellationToken.None);
+        audit.Where(a => a.KeyId == writer.KeyId).Select(a => $"{a.Method} {a.Path} {a.Status}").ShouldBe(["POST /v1/customers 201", "POST /v1/events 201"]);
+        audit.Where(a => a.KeyId == admin.Key.KeyId).Select(a => a.Path).ShouldBe(["/v1/programs", "/v1/stores", "/v1/tills"]);
     }
 
     [Fact]

@@ -252,7 +252,7 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
 
     private Task<long[]> RowCountsAsync(long orgId) => db.Database.ReadAsync(async c =>
     {
-        var tables = new[] { "events", "ledger_entries", "lots", "lot_movements", "bills", "customers", "customer_identifiers", "loyalty_accounts", "programs", "currencies", "stores", "tills", "user_groups", "group_members", "api_keys", "idempotency_keys", "wallets" };
+        var tables = new[] { "events", "ledger_entries", "lots", "lot_movements", "bills", "customers", "customer_identifiers", "loyalty_accounts", "programs", "currencies", "stores", "tills", "user_groups", "group_members", "api_keys", "idempotency_keys", "wallets", "write_audit" };
         var counts = new List<long>();
         foreach (var table in tables)
             counts.Add(await c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table} WHERE org_id = @orgId", new { orgId }));

@@ -1,0 +1,21 @@
+using System.Data.Common;
+using Dapper;
+
+namespace LoyaltyLedger.Audit;
+
+/// <summary>
+/// Which key made each write: one row per accepted write request (method, path, status, key,
+/// idempotency key), inserted in the same transaction as the write itself, so a write and its
+/// record stand or fall together. Ledger events also carry the key in <c>events.posted_by</c>.
+/// </summary>
+public static class WriteAudit
+{
+    public static Task RecordAsync(DbConnection connection, DbTransaction transaction, long orgId, string keyId, string method, string path,
+        int status, string? idempotencyKey, long nowMs) =>
+        connection.ExecuteAsync(
+            """
+            INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)
+            VALUES (@orgId, @keyId, @method, @path, @status, @idempotencyKey, @nowMs)
+            """,
+            new { orgId, keyId, method, path = path.Length > 500 ? path[..500] : path, status, idempotencyKey, nowMs }, transaction);
+}
