@@ -304,7 +304,7 @@ public static class Migrations
         );
         CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
         """),
-        (5, "write audit", """
+        (6, "write audit", """
         CREATE TABLE write_audit (
             audit_id {identity},
             org_id bigint NOT NULL,
