@@ -12,25 +12,13 @@ using Microsoft.Extensions.Configuration;
 
 namespace LoyaltyLedger.Tests.Lifecycle;
 
-/// <summary>The background lifecycle service, on a server of its own with a short Ledger:ExpiryInterval.</summary>
-public sealed class LifecycleServiceTests : IAsyncLifetime
+/// <summary>The background lifecycle service, on a server of its own (over the class's database) with a short Ledger:ExpiryInterval.</summary>
+public abstract class LifecycleServiceTests(DatabaseFixture db)
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "loyaltyledger-tests", Guid.NewGuid().ToString("N"));
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public Task DisposeAsync()
-    {
-        try { Directory.Delete(_dir, recursive: true); }
-        catch (IOException) { /* a pooled handle may linger; the temp dir is reclaimed later */ }
-        return Task.CompletedTask;
-    }
-
     [Fact]
     public async Task the_background_service_expires_due_points_on_its_interval_by_the_injected_clock()
     {
-        await using var database = LedgerDatabase.ForSqliteFile(Path.Combine(_dir, "ledger.db"));
-        await Migrations.ApplyAsync(database, CancellationToken.None);
+        await using var database = db.OpenSecondInstance();
         var clock = new TestClock(new DateTimeOffset(2025, 1, 1, 10, 0, 0, TimeSpan.Zero));
         await using var app = LedgerServer.Build(new LedgerServerOptions
         {
@@ -72,3 +60,7 @@ public sealed class LifecycleServiceTests : IAsyncLifetime
         await app.StopAsync();
     }
 }
+
+public sealed class LifecycleServiceTestsOnSqlite(SqliteDatabase db) : LifecycleServiceTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class LifecycleServiceTestsOnPostgres(PostgresDatabase db) : LifecycleServiceTests(db), IClassFixture<PostgresDatabase>;
