@@ -234,6 +234,10 @@ public static class Migrations
             CONSTRAINT ux_idempotency_keys PRIMARY KEY (org_id, idempotency_key)
         );
         """),
+        (2, "points-ledger read indexes", """
+        CREATE INDEX ix_ledger_entries_event_filter ON ledger_entries (event_id, currency_id, category, entry_type, program_id);
+        CREATE INDEX ix_ledger_entries_wallet_time ON ledger_entries (wallet_id, created_at, entry_id);
+        """),
         (3, "loyalty vault: vouchers and receipts", """
         CREATE TABLE voucher_definitions (
             org_id bigint NOT NULL,

@@ -62,6 +62,7 @@ public static class LedgerServer
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
         v1.MapKeysApi();
         app.MapLoyaltyVaultApi(v1);
+        app.MapPointsLedgerApi();
         return app;
     }
 

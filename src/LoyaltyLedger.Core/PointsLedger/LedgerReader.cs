@@ -1,0 +1,359 @@
+using System.Data;
+using System.Data.Common;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Customers;
+using LoyaltyLedger.Groups;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
+using Microsoft.Data.Sqlite;
+
+namespace LoyaltyLedger.PointsLedger;
+
+/// <summary>
+/// Reads one owner's ledger a page at a time. A page is a page of events (each with the ledger lines
+/// of it the query keeps), in (created_at, event_id) order, read from the owner's slice of
+/// <c>ix_events_owner</c>: the count and the page touch only that owner's rows, and each event's
+/// lines are checked through <c>ix_ledger_entries_event_filter</c> without reading the table.
+/// </summary>
+public static class LedgerReader
+{
+    private sealed record Subject(string OwnerType, long OwnerId, SubjectDetails Details, long? GroupId);
+
+    /// <summary>
+    /// A column in a list parameter: Dapper expands <c>IN @list</c> for SQLite, while Npgsql takes
+    /// the list as one array parameter.
+    /// </summary>
+    private static string In(DbConnection c, string column, string parameter) =>
+        c is SqliteConnection ? $"{column} IN @{parameter}" : $"{column} = ANY(@{parameter})";
+
+    public static async Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
+    {
+        await using var connection = await database.OpenAsync(ct);
+        // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
+        await using var tx = connection is SqliteConnection sqlite
+            ? sqlite.BeginTransaction(deferred: true)
+            : await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+
+        var subject = await ResolveSubjectAsync(connection, tx, orgId, query);
+        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx);
+        var filter = await BuildFilterAsync(connection, tx, orgId, query, subject, programs, ct);
+
+        if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)
+        {
+            var wallets = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+                $"SELECT COUNT(*) FROM wallets w WHERE w.org_id = @org AND w.owner_type = @ownerType AND w.owner_id = @ownerId{filter.Wallet}",
+                filter.Args, tx, cancellationToken: ct));
+            if (wallets == 0) throw new PointsLedgerException(PointsLedgerErrors.NoPointsSummary, "No CPS entry for the given points type.", 404);
+        }
+
+        var total = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"SELECT COUNT(*) FROM events e WHERE {filter.Events}", filter.Args, tx, cancellationToken: ct));
+        var pageCount = (total + query.Limit - 1) / query.Limit;
+        if (total == 0 || query.Page >= pageCount) throw PointsLedgerException.NoEntries();
+
+        var ids = await PageAsync(connection, tx, query, filter, total, ct);
+        var events = await LoadEventsAsync(connection, tx, orgId, query, subject, filter, ids, ct);
+
+        IReadOnlyList<LedgerClosingBalance>? closing = null;
+        if (query.IsDateBounded) closing = await ClosingBalancesAsync(connection, tx, filter, query.ToMs!.Value, ct);
+
+        await tx.CommitAsync(ct);
+        return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, pageCount), events, closing,
+            query.Warnings.Select(w => new LedgerWarning(w)).ToList());
+    }
+
+    /// <summary>
+    /// The event ids of the page, in the order asked for. Pages in the back half are read from the
+    /// other end of the index and reversed, so no page skips more than half of the owner's matching
+    /// events: the last page costs what the first does.
+    /// </summary>
+    private static async Task<List<long>> PageAsync(DbConnection c, DbTransaction tx, LedgerQuery query, Filter filter, long total, CancellationToken ct)
+    {
+        var skip = (long)query.Page * query.Limit;
+        var take = Math.Min(query.Limit, total - skip);
+        var fromOtherEnd = skip > total - skip - take;
+        var descending = query.Descending != fromOtherEnd;
+        var direction = descending ? "DESC" : "ASC";
+        var args = new DynamicParameters(filter.Args);
+        args.Add("take", take);
+        args.Add("skip", fromOtherEnd ? total - skip - take : skip);
+        var ids = (await c.QueryAsync<long>(new CommandDefinition(
+            $"""
+            SELECT e.event_id FROM events e WHERE {filter.Events}
+            ORDER BY e.created_at {direction}, e.event_id {direction}
+            LIMIT @take OFFSET @skip
+            """, args, tx, cancellationToken: ct))).ToList();
+        if (fromOtherEnd) ids.Reverse();
+        return ids;
+    }
+
+    private sealed class EventRow
+    {
+        public long EventId { get; set; }
+        public string EventName { get; set; } = "";
+        public long CustomerId { get; set; }
+        public long CreatedAt { get; set; }
+        public string? Details { get; set; }
+        public string? Reason { get; set; }
+        public long? SourceProgramId { get; set; }
+        public string? SourceProgramName { get; set; }
+        public string? StoreName { get; set; }
+        public string? StoreCode { get; set; }
+        public string? TillCode { get; set; }
+        public long? BillId { get; set; }
+        public string? BillNumber { get; set; }
+        public long? BillAmount { get; set; }
+        public long? BillGross { get; set; }
+        public long? BillDate { get; set; }
+        public string? BillSource { get; set; }
+    }
+
+    private sealed class EntryRow
+    {
+        public long EventId { get; set; }
+        public string EntryType { get; set; } = "";
+        public long Points { get; set; }
+        public string Category { get; set; } = "";
+        public long ProgramId { get; set; }
+        public string ProgramName { get; set; } = "";
+        public string? CurrencyName { get; set; }
+    }
+
+    private sealed class MemberRow
+    {
+        public long CustomerId { get; set; }
+        public string? FirstName { get; set; }
+        public string? LastName { get; set; }
+        public string? ExternalId { get; set; }
+        public string? Role { get; set; }
+    }
+
+    private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query,
+        Subject subject, Filter filter, List<long> ids, CancellationToken ct)
+    {
+        var args = new DynamicParameters(filter.Args);
+        args.Add("ids", ids.ToArray());
+        var rows = (await c.QueryAsync<EventRow>(new CommandDefinition(
+            $"""
+            SELECT e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id,
+                sp.name AS source_program_name, s.name AS store_name, s.code AS store_code, t.code AS till_code,
+                b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source
+            FROM events e
+            LEFT JOIN programs sp ON sp.org_id = e.org_id AND sp.program_id = e.source_program_id
+            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
+            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
+            LEFT JOIN bills b ON b.bill_id = e.bill_id
+            WHERE e.org_id = @org AND {In(c, "e.event_id", "ids")}
+            """, args, tx, cancellationToken: ct))).ToDictionary(r => r.EventId);
+
+        var entries = (await c.QueryAsync<EntryRow>(new CommandDefinition(
+            $"""
+            SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
+            FROM ledger_entries le
+            JOIN events e ON e.event_id = le.event_id
+            JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
+            LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
+            WHERE {In(c, "le.event_id", "ids")}{filter.Entries}
+            ORDER BY le.event_id, le.entry_id
+            """, args, tx, cancellationToken: ct))).ToLookup(r => r.EventId);
+
+        var members = new Dictionary<long, MemberRow>();
+        if (subject.GroupId is { } groupId)
+        {
+            var memberArgs = new { org = orgId, groupId, customers = rows.Values.Select(r => r.CustomerId).Distinct().ToArray() };
+            members = (await c.QueryAsync<MemberRow>(new CommandDefinition(
+                $"""
+                SELECT cu.customer_id, cu.first_name, cu.last_name, cu.external_id, m.role
+                FROM customers cu
+                LEFT JOIN group_members m ON m.org_id = cu.org_id AND m.group_id = @groupId AND m.customer_id = cu.customer_id
+                WHERE cu.org_id = @org AND {In(c, "cu.customer_id", "customers")}
+                """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
+        }
+
+        return ids.Select(id => ToEvent(rows[id], entries[id], subject, members)).ToList();
+    }
+
+    private static LedgerEvent ToEvent(EventRow e, IEnumerable<EntryRow> entries, Subject subject, Dictionary<long, MemberRow> members)
+    {
+        var details = entries.Select(x => new EntryDetail(x.EntryType, new Points(x.Points),
+            LedgerNames.TryParseCategory(x.Category, out var category) ? category.DisplayName() : x.Category,
+            x.ProgramName, x.ProgramId, x.CurrencyName)).ToList();
+        var net = entries.Aggregate(Points.Zero, (sum, x) => x.EntryType == "DEBIT" ? sum - new Points(x.Points) : sum + new Points(x.Points));
+
+        EntryCustomer? customer = null;
+        if (subject.GroupId is not null && members.TryGetValue(e.CustomerId, out var m))
+            customer = new EntryCustomer(m.CustomerId, m.FirstName, m.LastName, m.ExternalId, m.Role);
+        else if (subject.GroupId is null && e.EventName == EventNames.TransactionAdd)
+            customer = new EntryCustomer(0);
+
+        var transaction = e.BillId is { } billId
+            ? new TransactionDetails(billId, e.BillNumber, e.BillDate, e.BillAmount, e.BillGross, e.BillSource?.ToLowerInvariant())
+            : TransactionDetails.None;
+
+        var eventDetails = new Dictionary<string, string>();
+        if (!string.IsNullOrEmpty(e.Details))
+        {
+            foreach (var (key, value) in JsonSerializer.Deserialize<Dictionary<string, string>>(e.Details) ?? [])
+                eventDetails[key] = value;
+        }
+        if (!string.IsNullOrEmpty(e.Reason)) eventDetails["reason"] = e.Reason;
+
+        return new LedgerEvent(e.EventId, e.EventName, e.CustomerId, e.CreatedAt, customer, details, net, transaction,
+            e.StoreName ?? "default", e.StoreCode ?? "default", e.TillCode ?? "default", eventDetails, e.SourceProgramId, e.SourceProgramName);
+    }
+
+    private sealed class ClosingRow
+    {
+        public long ProgramId { get; set; }
+        public string ProgramName { get; set; } = "";
+        public string? CurrencyName { get; set; }
+        public string Category { get; set; } = "";
+        public long? Closing { get; set; }
+    }
+
+    /// <summary>Each kept wallet's balance after its last line on or before the window's end.</summary>
+    private static async Task<IReadOnlyList<LedgerClosingBalance>> ClosingBalancesAsync(DbConnection c, DbTransaction tx, Filter filter, long toMs,
+        CancellationToken ct)
+    {
+        var args = new DynamicParameters(filter.Args);
+        args.Add("closingAt", toMs);
+        var rows = await c.QueryAsync<ClosingRow>(new CommandDefinition(
+            $"""
+            SELECT w.program_id, p.name AS program_name, cur.name AS currency_name, w.category,
+                (SELECT le.balance_after FROM ledger_entries le
+                 WHERE le.wallet_id = w.wallet_id AND le.created_at <= @closingAt
+                 ORDER BY le.created_at DESC, le.entry_id DESC LIMIT 1) AS closing
+            FROM wallets w
+            JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
+            LEFT JOIN currencies cur ON cur.org_id = w.org_id AND cur.currency_id = w.currency_id
+            WHERE w.org_id = @org AND w.owner_type = @ownerType AND w.owner_id = @ownerId{filter.Wallet}
+            ORDER BY w.program_id, w.currency_id, w.category
+            """, args, tx, cancellationToken: ct));
+        return rows.Where(r => r.Closing is not null).Select(r => new LedgerClosingBalance(r.ProgramId, r.ProgramName,
+            LedgerNames.TryParseCategory(r.Category, out var category) ? category.DisplayName() : r.Category,
+            r.CurrencyName, new Points(r.Closing!.Value), toMs)).ToList();
+    }
+
+    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query)
+    {
+        if (query.Subject == LedgerSubject.Customer)
+        {
+            var customer = await CustomerDirectory.FindAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, tx)
+                ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request", 404);
+            return new Subject(OwnerType.Customer.ToWire(), customer.CustomerId,
+                new SubjectDetails(customer.FirstName, customer.LastName, customer.CustomerId, customer.ExternalId, customer.EntityType), null);
+        }
+        var group = await GroupDirectory.FindAsync(c, orgId, query.IdentifierName, query.IdentifierValue, tx)
+            ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request: no such user group", 404);
+        return new Subject(OwnerType.Group.ToWire(), group.GroupId,
+            new SubjectDetails(group.Name, null, group.GroupId, group.ExternalId, "FLEET"), group.GroupId);
+    }
+
+    /// <summary>The query as SQL: conditions on the owner's events, on their lines, and on the owner's wallets.</summary>
+    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args);
+
+    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query, Subject subject,
+        IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
+    {
+        var args = new DynamicParameters();
+        args.Add("org", orgId);
+        args.Add("ownerType", subject.OwnerType);
+        args.Add("ownerId", subject.OwnerId);
+        var events = new StringBuilder("e.org_id = @org AND e.owner_type = @ownerType AND e.owner_id = @ownerId");
+        var entries = new StringBuilder();
+        var wallet = new StringBuilder();
+
+        if (query.FromMs is { } from) { events.Append(" AND e.created_at >= @fromMs"); args.Add("fromMs", from); }
+        if (query.ToMs is { } to) { events.Append(" AND e.created_at <= @toMs"); args.Add("toMs", to); }
+
+        if (query.TillId is { } till)
+        {
+            var tillId = await c.ExecuteScalarAsync<long?>(new CommandDefinition(
+                "SELECT till_id FROM tills WHERE org_id = @org AND (code = @till OR CAST(till_id AS text) = @till) ORDER BY till_id LIMIT 1",
+                new { org = orgId, till }, tx, cancellationToken: ct));
+            // An unknown till has no entries: the page is empty, which the spec answers with 11003.
+            events.Append(" AND e.till_id = @tillId");
+            args.Add("tillId", tillId ?? -1);
+        }
+
+        if (subject.GroupId is { } groupId && query.Role is { } role)
+        {
+            var members = (await c.QueryAsync<long>(new CommandDefinition(
+                "SELECT customer_id FROM group_members WHERE org_id = @org AND group_id = @groupId AND upper(role) = @role",
+                new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
+            events.Append(" AND ").Append(In(c, "e.customer_id", "roleMembers"));
+            args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
+        }
+
+        switch (query.Currencies)
+        {
+            case CurrencyScope.PointsOnly:
+                entries.Append(" AND le.currency_id = 0");
+                wallet.Append(" AND w.currency_id = 0");
+                break;
+            case CurrencyScope.CurrenciesOnly:
+                entries.Append(" AND le.currency_id <> 0");
+                wallet.Append(" AND w.currency_id <> 0");
+                break;
+            case CurrencyScope.NamedCurrencies:
+                var currencyIds = new List<long>();
+                foreach (var name in query.CurrencyNames)
+                {
+                    var matching = programs.Where(p => query.ProgramId is null || p.ProgramId == query.ProgramId)
+                        .SelectMany(p => p.Currencies).Where(x => string.Equals(x.Name, name, StringComparison.OrdinalIgnoreCase)).ToList();
+                    if (matching.Count == 0)
+                        throw new PointsLedgerException(PointsLedgerErrors.InvalidAlternateCurrencyNames,
+                            $"Invalid alternateCurrencyNames passed in request: no alternate currency '{name}'", 400);
+                    currencyIds.AddRange(matching.Select(x => x.CurrencyId));
+                }
+                entries.Append(" AND ").Append(In(c, "le.currency_id", "currencyIds"));
+                wallet.Append(" AND ").Append(In(c, "w.currency_id", "currencyIds"));
+                args.Add("currencyIds", currencyIds.ToArray());
+                break;
+            case CurrencyScope.PointsAndCurrencies:
+                break;
+        }
+
+        if (query.Category is { } category)
+        {
+            entries.Append(" AND le.category = @category");
+            wallet.Append(" AND w.category = @category");
+            args.Add("category", category.ToWire());
+        }
+        if (query.EntryType is { } entryType)
+        {
+            entries.Append(" AND le.entry_type = @entryType");
+            args.Add("entryType", entryType.ToWire());
+        }
+        if (query.ProgramId is { } programId)
+        {
+            args.Add("programId", programId);
+            wallet.Append(" AND w.program_id = @programId");
+            var concept = programs.FirstOrDefault(p => p.ProgramId == programId)?.Concept;
+            var conceptTills = query.IncludeTillConceptEvents && concept is not null
+                ? (await c.QueryAsync<long>(new CommandDefinition("SELECT till_id FROM tills WHERE org_id = @org AND concept = @concept",
+                    new { org = orgId, concept }, tx, cancellationToken: ct))).ToList()
+                : [];
+            if (conceptTills.Count == 0)
+            {
+                entries.Append(" AND le.program_id = @programId");
+            }
+            else
+            {
+                // Deductions at the program's concept's tills count even when another program paid them.
+                entries.Append(CultureInfo.InvariantCulture,
+                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {In(c, "e.till_id", "conceptTills")}))");
+                args.Add("conceptTills", conceptTills.ToArray());
+            }
+        }
+
+        // Every posting writes at least one line, so without a condition on lines no probe is needed.
+        if (entries.Length > 0)
+            events.Append(CultureInfo.InvariantCulture, $" AND EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries})");
+        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args);
+    }
+}

@@ -1,0 +1,59 @@
+using LoyaltyLedger.PointsLedger;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>
+/// <c>GET /v2/pointsLedger/getCustomerLedgerInfo</c>, wire-compatible with the points-ledger spec:
+/// its parameter names and spellings, its response fields and formats, and its error body
+/// <c>{"errors":[{"code":N,"message":"..."}],"warnings":[]}</c> instead of the native problem body.
+/// </summary>
+public static class PointsLedgerApi
+{
+    public const string Path = "/v2/pointsLedger/getCustomerLedgerInfo";
+
+    public static IEndpointRouteBuilder MapPointsLedgerApi(this IEndpointRouteBuilder app)
+    {
+        app.MapGet(Path, GetCustomerLedgerInfoAsync)
+            .RequireAuthorization(CallerClaims.Read)
+            .WithName("GetCustomerLedgerInfo")
+            .WithTags("Points ledger")
+            .WithSummary("The points ledger of a customer or a user group (type=USERGROUP2), a page of events at a time.");
+        return app;
+    }
+
+    /// <remarks>
+    /// Parameters are read from the raw query string rather than bound, so that a malformed value is
+    /// answered with the spec's codes, never with the framework's binding error.
+    /// </remarks>
+    private static async Task<IResult> GetCustomerLedgerInfoAsync(HttpContext http, LedgerDatabase db, ILoggerFactory loggers)
+    {
+        try
+        {
+            var query = LedgerQueryParser.Parse(name => http.Request.Query.TryGetValue(name, out var v) ? v.ToString() : null);
+            var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, http.RequestAborted);
+            return Results.Json(response, LedgerJson.Options);
+        }
+        catch (PointsLedgerException ex)
+        {
+            return Error(ex.Status, ex.Code, ex.Message);
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (System.Data.Common.DbException ex) when (LedgerDatabase.IsTransient(ex))
+        {
+            return Error(503, 503, "The ledger is busy; retry the request.");
+        }
+        catch (Exception ex)
+        {
+            loggers.CreateLogger("LoyaltyLedger.PointsLedger").LogError(ex, "Points-ledger read failed");
+            return Error(500, 500, "An unexpected error occurred.");
+        }
+    }
+
+    private static IResult Error(int status, int code, string message) =>
+        Results.Json(new LedgerErrorBody([new LedgerError(code, message)], []), LedgerJson.Options, statusCode: status);
+}
