@@ -14,7 +14,10 @@ namespace LoyaltyLedger.Ledger;
 /// <item>every credit is a lot, every debit consumes lots earliest expiry first and records each lot it touched,
 /// so the sum of a wallet's lot remainders always equals its balance;</item>
 /// <item>a debit beyond the balance is refused unless the caller allows a negative balance, in which case the
-/// shortfall is held in the wallet's debt lot and paid off by the next credits.</item>
+/// shortfall is held in the wallet's debt lot and paid off by the next credits;</item>
+/// <item>lifecycle postings use the same two primitives with named lots: <see cref="DebitLotsAsync"/> takes
+/// exactly the lots due (expiry, conversion, return of held points), <see cref="RestoreLotsAsync"/> puts a
+/// reversed redemption back into the lots it consumed.</item>
 /// </list>
 /// </summary>
 public sealed class Posting
@@ -133,6 +136,15 @@ public sealed class Posting
             "UPDATE wallets SET balance = @balance, updated_at = @now WHERE wallet_id = @walletId",
             new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId }, Transaction);
 
+    /// <summary>
+    /// Saves the balance after a credit. A wallet's first credit also starts its activity clock, so
+    /// a wallet filled only by transfers or allocations still has a date a WHOLE_BALANCE expiry counts from.
+    /// </summary>
+    private Task SaveCreditedBalanceAsync(Wallet wallet) =>
+        Connection.ExecuteAsync(
+            "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId }, Transaction);
+
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
     public async Task<PostedEntry> OpenAsync(long eventId, WalletKey key)
     {
@@ -192,7 +204,7 @@ public sealed class Posting
             }
         }
 
-        await SaveBalanceAsync(wallet);
+        await SaveCreditedBalanceAsync(wallet);
         return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance,
             pieces.Count == 1 ? pieces[0].ExpiresAt : pieces.Min(p => p.ExpiresAt));
     }
@@ -214,8 +226,6 @@ public sealed class Posting
         wallet.Balance -= points;
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
 
-        var consumed = new List<ConsumedLot>();
-        var left = points;
         var lots = await Connection.QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
             """
             SELECT lot_id, remaining, expires_at FROM lots
@@ -223,6 +233,110 @@ public sealed class Posting
             ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
             """,
             new { walletId = wallet.WalletId }, Transaction);
+        var consumed = await ConsumeAsync(entryId, wallet, lots, points);
+        await SaveBalanceAsync(wallet);
+        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+    }
+
+    /// <summary>
+    /// Debits exactly the given lots of a locked wallet (an expiry takes the lots that are due, a
+    /// conversion the promised lot of one bill), never more than a lot still holds.
+    /// </summary>
+    public async Task<DebitResult> DebitLotsAsync(long eventId, WalletKey key, IReadOnlyList<ConsumedLot> take)
+    {
+        if (take.Count == 0 || take.Any(t => !t.Points.IsPositive))
+            throw new LedgerException(ErrorCodes.InvalidPoints, "Points to debit must be positive.");
+        var wallet = Locked(key);
+        var lots = new List<(long LotId, long Remaining, long? ExpiresAt)>();
+        foreach (var t in take)
+        {
+            var lot = await Connection.QuerySingleOrDefaultAsync<(long LotId, long Remaining, long? ExpiresAt)?>(
+                "SELECT lot_id, remaining, expires_at FROM lots WHERE lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
+                new { lot = t.LotId, walletId = wallet.WalletId }, Transaction);
+            if (lot is not { } found || found.Remaining < t.Points.Thousandths)
+                throw new InvalidOperationException($"Lot {t.LotId} of wallet {wallet.WalletId} does not hold {t.Points}.");
+            lots.Add((found.LotId, t.Points.Thousandths, found.ExpiresAt));
+        }
+
+        var points = take.Aggregate(Points.Zero, (sum, t) => sum + t.Points);
+        wallet.Balance -= points;
+        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
+        var consumed = await ConsumeAsync(entryId, wallet, lots, points);
+        await SaveBalanceAsync(wallet);
+        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+    }
+
+    /// <summary>
+    /// Credits a locked wallet by putting points back into the lots a debit took them from (a
+    /// reversal): one CREDIT line, and a negative movement on each lot, so every lot keeps
+    /// remaining = original - sum(movements) and no lot ever holds more than it was credited.
+    /// A restored lot keeps its own expiry date. A debt is paid off first, as by any credit.
+    /// </summary>
+    public async Task<PostedEntry> RestoreLotsAsync(long eventId, WalletKey key, IReadOnlyList<ConsumedLot> restore)
+    {
+        if (restore.Count == 0 || restore.Any(r => !r.Points.IsPositive))
+            throw new LedgerException(ErrorCodes.InvalidPoints, "Points to restore must be positive.");
+        var points = restore.Aggregate(Points.Zero, (sum, r) => sum + r.Points);
+        var wallet = Locked(key);
+        var debt = wallet.Balance.IsNegative ? -wallet.Balance : Points.Zero;
+        wallet.Balance += points;
+        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
+        foreach (var r in restore)
+        {
+            var isDebt = await Connection.ExecuteScalarAsync<long>(
+                "SELECT is_debt FROM lots WHERE lot_id = @lot AND wallet_id = @walletId",
+                new { lot = r.LotId, walletId = wallet.WalletId }, Transaction);
+            if (isDebt != 0)
+            {
+                // Points the debit took on credit go back to the debt as far as it is still owed; what
+                // later credits already repaid comes back as a fresh lot that never expires.
+                var toDebt = Points.Min(r.Points, debt);
+                if (toDebt.IsPositive)
+                {
+                    await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE lot_id = @lot",
+                        new { points = toDebt.Thousandths, lot = r.LotId });
+                    await InsertMovementAsync(entryId, r.LotId, -toDebt);
+                    debt -= toDebt;
+                }
+                var excess = r.Points - toDebt;
+                if (excess.IsPositive)
+                {
+                    await ExecuteAsync(
+                        """
+                        INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+                        VALUES (@org, @walletId, @entryId, @now, NULL, @points, @points, 0)
+                        """,
+                        new { org = OrgId, walletId = wallet.WalletId, entryId, now = NowMs, points = excess.Thousandths });
+                }
+                continue;
+            }
+
+            await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE lot_id = @lot",
+                new { points = r.Points.Thousandths, lot = r.LotId });
+            await InsertMovementAsync(entryId, r.LotId, -r.Points);
+            var settled = Points.Min(r.Points, debt);
+            if (settled.IsPositive)
+            {
+                var debtLot = await DebtLotAsync(wallet);
+                debt -= settled;
+                await ExecuteAsync("UPDATE lots SET remaining = remaining - @settled WHERE lot_id = @lot",
+                    new { settled = settled.Thousandths, lot = r.LotId });
+                await ExecuteAsync("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
+                    new { settled = settled.Thousandths, lot = debtLot });
+                await InsertMovementAsync(entryId, r.LotId, settled);
+                await InsertMovementAsync(entryId, debtLot, -settled);
+            }
+        }
+
+        await SaveBalanceAsync(wallet);
+        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, null);
+    }
+
+    /// <summary>Takes <paramref name="points"/> from the lots in the order given; any shortfall becomes debt.</summary>
+    private async Task<List<ConsumedLot>> ConsumeAsync(long entryId, Wallet wallet, IEnumerable<(long LotId, long Remaining, long? ExpiresAt)> lots, Points points)
+    {
+        var consumed = new List<ConsumedLot>();
+        var left = points;
         foreach (var lot in lots)
         {
             if (!left.IsPositive) break;
@@ -243,9 +357,7 @@ public sealed class Posting
             await InsertMovementAsync(entryId, debtLot, left);
             consumed.Add(new ConsumedLot(debtLot, left, null));
         }
-
-        await SaveBalanceAsync(wallet);
-        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+        return consumed;
     }
 
     private async Task<long> DebtLotAsync(Wallet wallet)

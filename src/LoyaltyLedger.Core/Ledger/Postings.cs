@@ -4,6 +4,7 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
+using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 
@@ -26,7 +27,8 @@ public sealed record NewBill(
     bool EarnByRule = true,
     IReadOnlyList<Award>? Awards = null,
     string? Notes = null,
-    long? SourceProgramId = null);
+    long? SourceProgramId = null,
+    bool HoldForTrigger = false);
 
 public sealed record NewRedemption(
     Points Points,
@@ -143,12 +145,18 @@ public static class Postings
             throw new LedgerException(ErrorCodes.DuplicateBill, $"Bill '{bill.BillNumber}' was already posted at store '{store!.Code}'.", 409);
         }
 
+        // Points of a bill wait in a held category when the bill asks for an external trigger or the
+        // program has a return window; either way the bill is a qualifying activity of the main wallet.
+        var category = bill.HoldForTrigger ? PointCategory.TriggerBased
+            : program.PromisedDays is not null ? PointCategory.Promised
+            : PointCategory.Regular;
+        await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
             SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
             BillId: billId, Reason: bill.Notes));
         await posting.ExecuteAsync("UPDATE bills SET event_id = @eventId WHERE bill_id = @billId", new { eventId, billId });
 
-        var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits);
+        var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
         return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries);
     }
 
@@ -175,6 +183,7 @@ public static class Postings
 
         var key = new WalletKey(ownerType, ownerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
         await posting.LockWalletsAsync([key]);
+        await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
         var details = Details(new Dictionary<string, string?>
         {
             ["transactionNumber"] = request.TransactionNumber,
@@ -182,6 +191,12 @@ public static class Postings
         });
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
             SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes));
+        if (request.ExternalReference is { } reference)
+        {
+            if (reference.Length > 200) throw LedgerException.Invalid("externalReference is at most 200 characters.");
+            // A column of its own (not only the details) so a reversal finds the redemption by it.
+            await posting.ExecuteAsync("UPDATE events SET external_reference = @reference WHERE event_id = @eventId", new { reference, eventId });
+        }
         var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
         return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
     }
@@ -223,6 +238,7 @@ public static class Postings
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
+        await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true);
 
         var details = new Dictionary<string, string?>(request.Details?.ToDictionary(kv => kv.Key, kv => (string?)kv.Value) ?? [])
         {
@@ -232,7 +248,7 @@ public static class Postings
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GenericEvent,
             DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
             DetailsJson: Details(details), Reason: request.Reason));
-        var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits);
+        var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits, PointCategory.Regular, qualifying: true);
         return new PostingResult(eventId, EventNames.GenericEvent, null, entries);
     }
 
@@ -254,6 +270,7 @@ public static class Postings
         var fromKey = new WalletKey(from.Type, from.Id, program.ProgramId, currencyId, PointCategory.Regular);
         var toKey = new WalletKey(to.Type, to.Id, program.ProgramId, currencyId, PointCategory.Regular);
         await posting.LockWalletsAsync([fromKey, toKey]);
+        await LotExpiry.ExpireDueAsync(posting, program, fromKey, posting.Now);
 
         var debitEvent = await posting.InsertEventAsync(new NewEvent(from.Type, from.Id, from.CustomerId, EventNames.PointsTransfer,
             SourceProgramId: program.ProgramId, Reason: request.Reason,
@@ -293,19 +310,47 @@ public static class Postings
     private static async Task<long> SourceProgramAsync(Posting posting, long? sourceProgramId, LoyaltyProgram credited) =>
         sourceProgramId is { } id && id != credited.ProgramId ? (await ProgramCatalog.ResolveAsync(posting, id)).ProgramId : credited.ProgramId;
 
-    private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,
-        LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits)
+    /// <summary>
+    /// Locks every wallet a credit posting touches, in one call so they are taken in the global key
+    /// order; for a qualifying activity that includes the main wallets, whose due lots are expired
+    /// before the activity is recorded (an activity never revives points already due).
+    /// </summary>
+    private static async Task LockForCreditsAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId,
+        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying)
     {
-        var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular)).ToList();
+        var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
+        var mainKeys = qualifying ? keys.Select(k => k with { Category = PointCategory.Regular }).Distinct().ToList() : [];
+        await posting.LockWalletsAsync(keys.Concat(mainKeys));
+        foreach (var key in mainKeys)
+            await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
+    }
+
+    private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,
+        LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits,
+        PointCategory category = PointCategory.Regular, bool qualifying = false)
+    {
+        var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         await posting.LockWalletsAsync(keys);
         var entries = new List<EntryView>();
         for (var i = 0; i < credits.Count; i++)
         {
             var (currency, points) = credits[i];
             var policy = currency?.Expiry ?? program.Expiry;
-            var expiresAt = policy.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();
+            // A promised lot's date is the end of its return window (when it converts); a lot waiting
+            // for a trigger has none; main points expire by the policy.
+            var expiresAt = category switch
+            {
+                PointCategory.Promised => posting.Now.AddDays(program.PromisedDays ?? 0).ToUnixTimeMilliseconds(),
+                PointCategory.TriggerBased => (long?)null,
+                _ => policy.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds(),
+            };
             var entry = await posting.CreditAsync(eventId, keys[i], points, expiresAt);
             entries.Add(View(entry, currency));
+        }
+        if (qualifying)
+        {
+            foreach (var key in keys.Select(k => k with { Category = PointCategory.Regular }).Distinct())
+                await LotExpiry.RecordActivityAsync(posting, program, key);
         }
         return entries;
     }

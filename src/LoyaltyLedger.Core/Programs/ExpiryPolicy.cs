@@ -13,7 +13,9 @@ namespace LoyaltyLedger.Programs;
 /// <item><c>WHOLE_BALANCE</c>: lots carry no date; the whole balance expires N days/months after the last activity.</item>
 /// </list>
 /// Each lot is stamped with its expiry when it is credited, so a change of policy never moves points
-/// already earned (except by the rolling rule's own extension).
+/// already earned (except by the rolling rule's own extension). The rolling extension, the
+/// whole-balance clock (wallets.last_activity_at) and the expiry itself live in
+/// <see cref="LoyaltyLedger.Lifecycle.LotExpiry"/> and <see cref="LoyaltyLedger.Lifecycle.LifecycleRun"/>.
 /// </summary>
 public sealed record ExpiryPolicy
 {
@@ -89,6 +91,24 @@ public sealed record ExpiryPolicy
                 return null;
         }
     }
+
+    /// <summary>True when each qualifying activity moves every open lot of the wallet to activity + period.</summary>
+    [JsonIgnore]
+    public bool ExtendsOnActivity => Kind == Rolling;
+
+    /// <summary>
+    /// For WHOLE_BALANCE: the instant the whole balance of a wallet whose last activity was at
+    /// <paramref name="lastActivityAt"/> expires; null for the other kinds.
+    /// </summary>
+    public DateTimeOffset? WholeBalanceExpiry(DateTimeOffset? lastActivityAt) =>
+        Kind == WholeBalance && lastActivityAt is { } at ? AddPeriod(at) : null;
+
+    /// <summary>
+    /// The shortest time <see cref="AddPeriod"/> can add (a month counted as 28 days): a safe
+    /// lower bound that lets the expiry run pick candidate wallets in SQL before the exact check.
+    /// </summary>
+    [JsonIgnore]
+    public TimeSpan MinimumPeriod => TimeSpan.FromDays(((Months ?? 0) * 28) + (Days ?? 0));
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 

@@ -16,6 +16,11 @@ public sealed class LoyaltyProgram
     public bool AllowNegativeBalance { get; init; }
     public ExpiryPolicy Expiry { get; init; } = ExpiryPolicy.NeverExpires;
     public bool IsDefault { get; init; }
+    /// <summary>
+    /// When set, the points of a bill are held PROMISED for this many days (a return window) and
+    /// become regular points only when it passes.
+    /// </summary>
+    public int? PromisedDays { get; init; }
     public IReadOnlyList<AlternateCurrency> Currencies { get; init; } = [];
 
     public AlternateCurrency? Currency(string name) =>

@@ -16,6 +16,7 @@ public static class ProgramCatalog
         public long AllowNegativeBalance { get; set; }
         public string ExpiryPolicy { get; set; } = "";
         public long IsDefault { get; set; }
+        public long? PromisedDays { get; set; }
     }
 
     private sealed class CurrencyRow
@@ -30,7 +31,7 @@ public static class ProgramCatalog
     public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx = null)
     {
         var programs = await connection.QueryAsync<ProgramRow>(
-            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default FROM programs WHERE org_id = @orgId ORDER BY program_id",
+            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
             new { orgId }, tx);
         var currencies = (await connection.QueryAsync<CurrencyRow>(
             "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
@@ -44,6 +45,7 @@ public static class ProgramCatalog
             AllowNegativeBalance = p.AllowNegativeBalance != 0,
             Expiry = ExpiryPolicy.FromJson(p.ExpiryPolicy),
             IsDefault = p.IsDefault != 0,
+            PromisedDays = (int?)p.PromisedDays,
             Currencies = currencies[p.ProgramId].Select(c => new AlternateCurrency
             {
                 CurrencyId = c.CurrencyId,
@@ -74,6 +76,8 @@ public static class ProgramCatalog
         if (request.EarnRate is { IsNegative: true }) throw new LedgerException(ErrorCodes.InvalidPoints, "The earn rate cannot be negative.");
         var expiry = request.Expiry ?? ExpiryPolicy.NeverExpires;
         expiry.Validate();
+        if (request.PromisedDays is < 1 or > 3650)
+            throw LedgerException.Invalid("promisedDays is a number of days from 1 to 3650 (omit it to credit bills straight away).");
 
         long programId;
         if (request.ProgramId is { } explicitId)
@@ -97,14 +101,15 @@ public static class ProgramCatalog
 
         await posting.ExecuteAsync(
             """
-            INSERT INTO programs (org_id, program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, created_at)
-            VALUES (@org, @programId, @name, @concept, @earn, @allowNegative, @expiry, @isDefault, @now)
+            INSERT INTO programs (org_id, program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, created_at, promised_days)
+            VALUES (@org, @programId, @name, @concept, @earn, @allowNegative, @expiry, @isDefault, @now, @promisedDays)
             """,
             new
             {
                 org = posting.OrgId, programId, name = request.Name.Trim(), concept = request.Concept,
                 earn = (request.EarnRate ?? Points.Zero).Thousandths, allowNegative = request.AllowNegativeBalance ? 1 : 0,
                 expiry = expiry.ToJson(), isDefault = request.IsDefault || isFirst ? 1 : 0, now = posting.NowMs,
+                promisedDays = request.PromisedDays,
             });
 
         foreach (var currency in request.Currencies ?? [])
@@ -157,6 +162,7 @@ public sealed record NewProgram(
     bool AllowNegativeBalance = false,
     ExpiryPolicy? Expiry = null,
     bool IsDefault = false,
-    IReadOnlyList<NewCurrency>? Currencies = null);
+    IReadOnlyList<NewCurrency>? Currencies = null,
+    int? PromisedDays = null);
 
 public sealed record NewCurrency(string Name, Points? EarnRate = null, ExpiryPolicy? Expiry = null);

@@ -287,6 +287,23 @@ public static class Migrations
             CONSTRAINT ux_vault_account_expiry PRIMARY KEY (org_id, account_number)
         );
         """),
+        (4, "points lifecycle", """
+        ALTER TABLE wallets ADD COLUMN last_activity_at bigint NULL;
+        ALTER TABLE bills ADD COLUMN returned_amount bigint NOT NULL DEFAULT 0;
+        ALTER TABLE programs ADD COLUMN promised_days integer NULL;
+        ALTER TABLE events ADD COLUMN external_reference text NULL;
+        CREATE INDEX ix_events_external_reference ON events (org_id, external_reference);
+        CREATE INDEX ix_events_related ON events (org_id, related_event_id);
+        CREATE INDEX ix_lots_due ON lots (expires_at) WHERE remaining > 0 AND is_debt = 0;
+        CREATE TABLE redemption_reversals (
+            org_id bigint NOT NULL,
+            redemption_event_id bigint NOT NULL,
+            reversal_event_id bigint NOT NULL,
+            lot_id bigint NOT NULL,
+            points bigint NOT NULL
+        );
+        CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

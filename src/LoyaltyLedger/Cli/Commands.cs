@@ -1,4 +1,6 @@
+using System.Globalization;
 using LoyaltyLedger.Audit;
+using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
@@ -24,6 +26,10 @@ public static class Commands
           LoyaltyLedger key revoke --org ID --key KEYID    refused from the next request on
           LoyaltyLedger migrate                       applies schema migrations and exits
           LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
+          LoyaltyLedger expire [--as-of INSTANT] [--org ID]
+                                                      converts due promised points and expires due points
+                                                      (as of INSTANT, e.g. 2025-01-01T00:00:00Z; default now),
+                                                      for one organization or all; running it twice changes nothing
 
         Storage: SQLite file DIR/ledger.db (default ./data, or LEDGER_DATA_DIR), unless a PostgreSQL
         connection string is given by --postgres or the LEDGER_POSTGRES environment variable.
@@ -44,6 +50,7 @@ public static class Commands
                 "key" when parsed.Noun is "list" or "rotate" or "revoke" => await ManageKeyAsync(parsed),
                 "migrate" => await MigrateAsync(parsed),
                 "verify" => await VerifyAsync(parsed),
+                "expire" => await ExpireAsync(parsed),
                 "help" or "--help" or "-h" => Help(0),
                 _ => Help(2),
             };
@@ -126,6 +133,25 @@ public static class Commands
         foreach (var violation in report.Violations) Console.WriteLine($"  VIOLATION: {violation}");
         Console.WriteLine(report.Passed ? "  all invariants hold" : $"  {report.Violations.Count} violation(s)");
         return report.Passed ? 0 : 1;
+    }
+
+    private static async Task<int> ExpireAsync(ParsedArgs args)
+    {
+        var now = TimeProvider.System.GetUtcNow();
+        var asOf = now;
+        if (args.Option("as-of") is { } text && !DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out asOf))
+            throw new ArgumentException($"--as-of '{text}' is not an instant (e.g. 2025-01-01T00:00:00Z)");
+        long? orgId = null;
+        if (args.Option("org") is { } org)
+            orgId = long.TryParse(org, CultureInfo.InvariantCulture, out var id) ? id : throw new ArgumentException("--org takes an organization id");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var result = await LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", CancellationToken.None);
+        Console.WriteLine($"as of {asOf.UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
+        foreach (var e in result.Events)
+            Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
+        return 0;
     }
 
     private static async Task<int> CreateOrgAsync(ParsedArgs args)

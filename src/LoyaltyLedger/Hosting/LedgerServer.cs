@@ -38,6 +38,7 @@ public static class LedgerServer
         builder.Services.AddLedgerRateLimiting(builder.Configuration);
         builder.Services.AddOpenApi("v1");
         builder.Services.AddProblemDetails();
+        builder.Services.AddLedgerLifecycle();
 
         var app = builder.Build();
         app.UseLedgerErrors();
@@ -59,7 +60,7 @@ public static class LedgerServer
         app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
-        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi();
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();
         v1.MapKeysApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();

@@ -1,0 +1,105 @@
+using Dapper;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Lifecycle;
+
+/// <summary>What one lifecycle run did: promised lots converted and wallets expired.</summary>
+public sealed record LifecycleRunResult(DateTimeOffset AsOf, int Conversions, int Expiries, IReadOnlyList<PostingResult> Events);
+
+/// <summary>
+/// The periodic lifecycle run (background service, <c>expire</c> command, operator endpoint):
+/// converts PROMISED lots whose window has passed into main points, then expires what is due.
+/// </summary>
+/// <remarks>
+/// Candidates are found outside any transaction, then each wallet (or promised lot) is settled in a
+/// transaction of its own that locks the wallet and looks again, so the run never holds many locks,
+/// competes safely with postings and with another run, and running it twice writes nothing more.
+/// </remarks>
+public static class LifecycleRun
+{
+    public static async Task<LifecycleRunResult> RunAsync(LedgerDatabase db, long? orgId, DateTimeOffset asOf, DateTimeOffset now,
+        string? postedBy, CancellationToken ct)
+    {
+        if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: that would expire points before their date.");
+        var orgs = orgId is { } single
+            ? [single]
+            : (await db.ReadAsync(c => c.QueryAsync<long>("SELECT org_id FROM organizations ORDER BY org_id"), ct)).ToList();
+        var events = new List<PostingResult>();
+        var conversions = 0;
+        var expiries = 0;
+        var asOfMs = asOf.ToUnixTimeMilliseconds();
+        foreach (var org in orgs)
+        {
+            var promised = await db.ReadAsync(c => c.QueryAsync<long>(db.Dialect.Expand(
+                """
+                SELECT l.lot_id FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+                WHERE w.org_id = @org AND w.category = 'PROMISED' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
+                ORDER BY l.expires_at, l.lot_id
+                """), new { org, asOf = asOfMs }), ct);
+            foreach (var lotId in promised)
+            {
+                var converted = await db.WriteAsync((c, tx) =>
+                    HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy), lotId, asOf), ct);
+                if (converted is null) continue;
+                conversions++;
+                events.Add(converted);
+            }
+
+            foreach (var key in await DueWalletsAsync(db, org, asOf, ct))
+            {
+                var expired = await db.WriteAsync(async (c, tx) =>
+                {
+                    var posting = new Posting(c, tx, db.Dialect, org, now, postedBy);
+                    var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId);
+                    await posting.LockWalletsAsync([key]);
+                    return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
+                }, ct);
+                if (expired is null) continue;
+                expiries++;
+                events.Add(expired);
+            }
+        }
+        return new LifecycleRunResult(asOf, conversions, expiries, events);
+    }
+
+    /// <summary>Main wallets with a dated lot due, or whose WHOLE_BALANCE period may have run out.</summary>
+    private static async Task<IReadOnlyList<WalletKey>> DueWalletsAsync(LedgerDatabase db, long org, DateTimeOffset asOf, CancellationToken ct)
+    {
+        return await db.ReadAsync(async c =>
+        {
+            var keys = new HashSet<WalletKey>();
+            var dated = await c.QueryAsync<(string OwnerType, long OwnerId, long ProgramId, long CurrencyId)>(
+                """
+                SELECT DISTINCT w.owner_type, w.owner_id, w.program_id, w.currency_id FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+                WHERE w.org_id = @org AND w.category = 'REGULAR' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
+                """, new { org, asOf = asOf.ToUnixTimeMilliseconds() });
+            foreach (var w in dated)
+                keys.Add(new WalletKey(LedgerNames.ParseOwner(w.OwnerType), w.OwnerId, w.ProgramId, w.CurrencyId, PointCategory.Regular));
+
+            foreach (var program in await ProgramCatalog.ListAsync(c, org))
+            {
+                var policies = new List<(long CurrencyId, ExpiryPolicy Policy)> { (WalletKey.PlainPoints, program.Expiry) };
+                policies.AddRange(program.Currencies.Select(cur => (cur.CurrencyId, cur.Expiry)));
+                foreach (var (currencyId, policy) in policies.Where(p => p.Policy.ExpiresWholeBalance))
+                {
+                    // A SQL bound that can only let too many through; the exact date is checked per wallet.
+                    var bound = (asOf - policy.MinimumPeriod).ToUnixTimeMilliseconds();
+                    var idle = await c.QueryAsync<(string OwnerType, long OwnerId, long LastActivityAt)>(
+                        """
+                        SELECT owner_type, owner_id, last_activity_at FROM wallets
+                        WHERE org_id = @org AND program_id = @programId AND currency_id = @currencyId AND category = 'REGULAR'
+                            AND balance > 0 AND last_activity_at <= @bound
+                        """, new { org, programId = program.ProgramId, currencyId, bound });
+                    foreach (var w in idle)
+                    {
+                        if (policy.WholeBalanceExpiry(DateTimeOffset.FromUnixTimeMilliseconds(w.LastActivityAt)) <= asOf)
+                            keys.Add(new WalletKey(LedgerNames.ParseOwner(w.OwnerType), w.OwnerId, program.ProgramId, currencyId, PointCategory.Regular));
+                    }
+                }
+            }
+            return keys.Order().ToList();
+        }, ct);
+    }
+}

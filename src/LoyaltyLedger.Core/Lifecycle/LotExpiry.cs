@@ -1,0 +1,94 @@
+using System.Text.Json;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Programs;
+
+namespace LoyaltyLedger.Lifecycle;
+
+/// <summary>
+/// Expiry inside a posting: which lots of a wallet are due, the PointsExpiry event that takes
+/// exactly those lots, and the activity that moves ROLLING dates and restarts the WHOLE_BALANCE clock.
+/// </summary>
+/// <remarks>
+/// Every posting that spends or takes back points from a REGULAR wallet first expires the lots of
+/// that wallet that are due, in the same transaction, so a lot past its date is never spent, even
+/// when the background run has not reached it yet; and a qualifying activity expires first and
+/// extends afterwards, so it never revives points that were already due.
+/// </remarks>
+public static class LotExpiry
+{
+    /// <summary>The expiry policy of a wallet's points: the currency's own, else the program's.</summary>
+    public static ExpiryPolicy PolicyFor(LoyaltyProgram program, long currencyId) =>
+        currencyId == WalletKey.PlainPoints
+            ? program.Expiry
+            : program.Currencies.FirstOrDefault(c => c.CurrencyId == currencyId)?.Expiry ?? program.Expiry;
+
+    public static string? CurrencyName(LoyaltyProgram program, long currencyId) =>
+        currencyId == WalletKey.PlainPoints ? null : program.Currencies.FirstOrDefault(c => c.CurrencyId == currencyId)?.Name;
+
+    /// <summary>
+    /// Expires the lots of a locked REGULAR wallet that are due at <paramref name="asOf"/>: the lots
+    /// whose date has come, or (WHOLE_BALANCE) every lot once the wallet's last activity is a full
+    /// period old. One PointsExpiry event with one DEBIT line; null when nothing is due, so running
+    /// it again writes nothing.
+    /// </summary>
+    public static async Task<PostingResult?> ExpireDueAsync(Posting posting, LoyaltyProgram program, WalletKey key, DateTimeOffset asOf)
+    {
+        if (key.Category != PointCategory.Regular) return null;
+        var wallet = posting.Locked(key);
+        var policy = PolicyFor(program, key.CurrencyId);
+        var lastActivity = await posting.ScalarAsync<long?>("SELECT last_activity_at FROM wallets WHERE wallet_id = @id", new { id = wallet.WalletId });
+        var wholeBalanceDue = policy.WholeBalanceExpiry(lastActivity is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null) is { } at && at <= asOf;
+
+        var asOfMs = asOf.ToUnixTimeMilliseconds();
+        var due = (await posting.QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
+            """
+            SELECT lot_id, remaining, expires_at FROM lots
+            WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND (@all = 1 OR expires_at <= @asOf)
+            ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
+            """,
+            new { walletId = wallet.WalletId, all = wholeBalanceDue ? 1 : 0, asOf = asOfMs }))
+            .Select(l => new ConsumedLot(l.LotId, new Points(l.Remaining), l.ExpiresAt))
+            .ToList();
+        if (due.Count == 0) return null;
+
+        var customerId = await CustomerOfAsync(posting, key.OwnerType, key.OwnerId);
+        var details = JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["asOf"] = asOf.ToUniversalTime().ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            ["expiryType"] = policy.Kind,
+        });
+        var eventId = await posting.InsertEventAsync(new NewEvent(key.OwnerType, key.OwnerId, customerId, EventNames.PointsExpiry,
+            SourceProgramId: program.ProgramId, DetailsJson: details,
+            Reason: wholeBalanceDue ? "The balance expired: no qualifying activity within the expiry period." : "Points reached their expiry date."));
+        var debit = await posting.DebitLotsAsync(eventId, key, due);
+        return new PostingResult(eventId, EventNames.PointsExpiry, null, [Postings.View(debit.Entry, CurrencyOf(program, key.CurrencyId))]);
+    }
+
+    /// <summary>
+    /// A qualifying activity (a bill or a named event crediting the wallet) at the posting's time:
+    /// restarts the WHOLE_BALANCE clock and, under ROLLING, moves every open dated lot to now + period.
+    /// Call it after <see cref="ExpireDueAsync"/>, so lots already due stay expired.
+    /// </summary>
+    public static async Task RecordActivityAsync(Posting posting, LoyaltyProgram program, WalletKey key)
+    {
+        var wallet = posting.Locked(key);
+        await posting.ExecuteAsync("UPDATE wallets SET last_activity_at = @now WHERE wallet_id = @id", new { now = posting.NowMs, id = wallet.WalletId });
+        var policy = PolicyFor(program, key.CurrencyId);
+        if (!policy.ExtendsOnActivity) return;
+        var extended = policy.AddPeriod(posting.Now).ToUnixTimeMilliseconds();
+        // Only ever later: an extension never shortens the life of a lot.
+        await posting.ExecuteAsync(
+            "UPDATE lots SET expires_at = @extended WHERE wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
+            new { extended, id = wallet.WalletId });
+    }
+
+    /// <summary>The customer an owner's event is shown for: the customer, or a group's primary member.</summary>
+    public static async Task<long> CustomerOfAsync(Posting posting, OwnerType ownerType, long ownerId) =>
+        ownerType == OwnerType.Customer
+            ? ownerId
+            : await posting.ScalarAsync<long>("SELECT primary_customer_id FROM user_groups WHERE org_id = @org AND group_id = @ownerId",
+                new { org = posting.OrgId, ownerId });
+
+    public static AlternateCurrency? CurrencyOf(LoyaltyProgram program, long currencyId) =>
+        currencyId == WalletKey.PlainPoints ? null : program.Currencies.FirstOrDefault(c => c.CurrencyId == currencyId);
+}

@@ -1,0 +1,100 @@
+using LoyaltyLedger.Customers;
+using LoyaltyLedger.Groups;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Lifecycle;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Storage;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>An operator's request to run expiry and promised-points conversion now (or as of an earlier instant).</summary>
+public sealed record ExpireRequest(DateTimeOffset? AsOf = null);
+
+/// <summary>
+/// The points lifecycle: returns (ReturnBill), reversals of redemptions, release or cancellation of
+/// TRIGGER_BASED points, the operator's expiry run, and the schedule and as-of reads.
+/// </summary>
+public static class LifecycleApi
+{
+    public static RouteGroupBuilder MapLifecycleApi(this RouteGroupBuilder v1)
+    {
+        var writes = v1.MapGroup("/").WithTags("Lifecycle").RequireAuthorization(CallerClaims.Write);
+        writes.MapPost("/returns", (NewReturn request, HttpContext http, IdempotentWriter writer) =>
+                writer.PostAsync(http, request, StatusCodes.Status201Created, p => Returns.ReturnBillAsync(p, request)))
+            .WithName("ReturnBill").WithSummary("Returns all or part of a bill (ReturnBill): takes back its points pro rata.");
+        writes.MapPost("/redemptions/reversals", (NewReversal request, HttpContext http, IdempotentWriter writer) =>
+                writer.PostAsync(http, request, StatusCodes.Status201Created, p => Reversals.ReverseRedemptionAsync(p, request)))
+            .WithName("ReverseRedemption").WithSummary("Reverses all or part of a redemption: points go back to the lots they came from.");
+        writes.MapPost("/lifecycle/triggers/release", (BillReference request, HttpContext http, IdempotentWriter writer) =>
+                writer.PostAsync(http, request, StatusCodes.Status201Created, p => HeldPoints.SettleTriggerAsync(p, request, release: true)))
+            .WithName("ReleaseTriggeredPoints").WithSummary("Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).");
+        writes.MapPost("/lifecycle/triggers/cancel", (BillReference request, HttpContext http, IdempotentWriter writer) =>
+                writer.PostAsync(http, request, StatusCodes.Status201Created, p => HeldPoints.SettleTriggerAsync(p, request, release: false)))
+            .WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
+
+        var lifecycle = v1.MapGroup("/lifecycle").WithTags("Lifecycle");
+        lifecycle.MapPost("/expire", ExpireAsync).WithName("RunExpiry")
+            .WithSummary("Converts due promised points and expires due points of this organization now (admin key).")
+            .RequireAuthorization(CallerClaims.Admin);
+        lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).WithName("GetExpirySchedule")
+            .WithSummary("Upcoming expiries of a customer's or group's main points, soonest first.");
+        lifecycle.MapGet("/held-schedule", HeldScheduleAsync).WithName("GetHeldSchedule")
+            .WithSummary("Promised points and when they convert; points waiting for a trigger.");
+        lifecycle.MapGet("/balances", BalancesAsOfAsync).WithName("GetBalancesAsOf")
+            .WithSummary("A customer's or group's balances as they stood at asOf.");
+        return v1;
+    }
+
+    private static async Task<Ok<LifecycleRunResult>> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock)
+    {
+        var caller = http.User.Caller();
+        var now = clock.GetUtcNow();
+        return TypedResults.Ok(await LifecycleRun.RunAsync(db, caller.OrgId, request?.AsOf ?? now, now, caller.KeyId, http.RequestAborted));
+    }
+
+    private static async Task<Ok<IReadOnlyList<ExpiryScheduleItem>>> ExpiryScheduleAsync(long? customerId, long? groupId, long? programId, bool? earliestOnly,
+        HttpContext http, LedgerDatabase db)
+    {
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+        {
+            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
+            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, programId, earliestOnly ?? false);
+        }, http.RequestAborted));
+    }
+
+    private static async Task<Ok<IReadOnlyList<HeldScheduleItem>>> HeldScheduleAsync(long? customerId, long? groupId, HttpContext http, LedgerDatabase db)
+    {
+        var orgId = http.User.Caller().OrgId;
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+        {
+            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
+            return await Schedules.HeldScheduleAsync(c, orgId, type, id);
+        }, http.RequestAborted));
+    }
+
+    private static async Task<Ok<IReadOnlyList<BalanceAsOf>>> BalancesAsOfAsync(long? customerId, long? groupId, DateTimeOffset? asOf,
+        HttpContext http, LedgerDatabase db)
+    {
+        var orgId = http.User.Caller().OrgId;
+        var at = asOf ?? throw LedgerException.Invalid("asOf is required (an ISO 8601 instant).");
+        return TypedResults.Ok(await db.ReadAsync(async c =>
+        {
+            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
+            return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at);
+        }, http.RequestAborted));
+    }
+
+    private static async Task<(OwnerType Type, long Id)> OwnerAsync(System.Data.Common.DbConnection c, long orgId, long? customerId, long? groupId)
+    {
+        if ((customerId is null) == (groupId is null)) throw LedgerException.Invalid("Name exactly one of customerId or groupId.");
+        if (customerId is { } cid)
+        {
+            await CustomerDirectory.RequireAsync(c, orgId, cid);
+            return (OwnerType.Customer, cid);
+        }
+        var group = await GroupDirectory.RequireAsync(c, orgId, groupId!.Value);
+        return (OwnerType.Group, group.GroupId);
+    }
+}

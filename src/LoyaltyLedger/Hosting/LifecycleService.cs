@@ -1,0 +1,46 @@
+using LoyaltyLedger.Lifecycle;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Server.Hosting;
+
+/// <summary>
+/// Runs the lifecycle (promised-points conversion, then expiry) for every organization on an
+/// interval, <c>Ledger:ExpiryInterval</c> (a TimeSpan, default 5 minutes; zero or negative turns
+/// it off, e.g. when an external scheduler runs the <c>expire</c> command instead). Time comes from
+/// the injected <see cref="TimeProvider"/>, so a test clock decides what is due.
+/// </summary>
+public sealed class LifecycleService(LedgerDatabase database, TimeProvider clock, IConfiguration configuration, ILogger<LifecycleService> logger)
+    : BackgroundService
+{
+    public const string IntervalKey = "Ledger:ExpiryInterval";
+    public static readonly TimeSpan DefaultInterval = TimeSpan.FromMinutes(5);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = configuration.GetValue(IntervalKey, DefaultInterval);
+        if (interval <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(interval, clock);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                var now = clock.GetUtcNow();
+                var result = await LifecycleRun.RunAsync(database, null, now, now, "lifecycle-service", stoppingToken);
+                if (result.Conversions + result.Expiries > 0)
+                    logger.LogInformation("Lifecycle run: {Conversions} promised lots converted, {Expiries} wallets expired", result.Conversions, result.Expiries);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // One failed run (a database restart, say) must not stop the service: the next tick retries,
+                // and the run is idempotent.
+                logger.LogError(ex, "Lifecycle run failed");
+            }
+        }
+    }
+}
+
+public static class LifecycleServiceRegistration
+{
+    public static IServiceCollection AddLedgerLifecycle(this IServiceCollection services) =>
+        services.AddHostedService<LifecycleService>();
+}
