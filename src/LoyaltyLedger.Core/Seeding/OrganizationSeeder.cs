@@ -225,7 +225,7 @@ public static class OrganizationSeeder
         if (db.Provider == DatabaseProvider.Postgres)
         {
             // Fresh statistics, so the planner sees millions of rows rather than an empty table.
-            await db.ReadAsync(c => c.ExecuteAsync("ANALYZE"), ct);
+            await db.ReadAsync(c => c.ExecuteAsync("ANALYZE", commandType: System.Data.CommandType.Text), ct);
         }
 
         clock.Stop();
