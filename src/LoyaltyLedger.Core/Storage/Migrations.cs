@@ -304,6 +304,9 @@ public static class Migrations
         );
         CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
         """),
+        (5, "performance: identifier lookup index", """
+        CREATE INDEX ix_customer_identifiers_lookup ON customer_identifiers (org_id, kind, value);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
