@@ -63,6 +63,10 @@ start_server() { # args: storage options...
   echo "server did not start:" >&2; cat "$work/server.log" >&2; exit 1
 }
 
+cpu_ms() { # the server process's CPU time so far, user + system, in ms
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$server_pid/stat"
+}
+
 stop_server() {
   echo "   server peak memory: $(awk '/VmHWM/ {printf "%d MB", $2/1024}' "/proc/$server_pid/status")"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
@@ -82,8 +86,14 @@ seed() { # args: customers events storage options...
 
 writes() { # args: clients
   # Writers use the lighter half of the customers, so concurrent postings rarely share a wallet.
-  dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients "$1" --seconds "$seconds" \
-    --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true
+  # The server's own CPU per request is printed too: on a shared machine it moves far less than
+  # throughput does.
+  local before out n
+  before=$(cpu_ms)
+  out=$(dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients "$1" --seconds "$seconds" \
+    --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true)
+  n=$(echo "$out" | sed -nE 's/.* committed=([0-9]+) refused=([0-9]+).*/\1 \2/p' | awk '{print $1 + $2}')
+  echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')"
 }
 
 read_one() { # args: path
