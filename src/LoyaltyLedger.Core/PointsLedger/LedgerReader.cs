@@ -135,6 +135,8 @@ public static class LedgerReader
     private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query,
         Subject subject, Filter filter, List<long> ids, CancellationToken ct)
     {
+        // The ids come from the owner-scoped page query: looked up by primary key alone, since a
+        // condition on org_id beside them leads SQLite to scan the organization's slice of events.
         var args = new DynamicParameters(filter.Args);
         args.Add("ids", ids.ToArray());
         var rows = (await c.QueryAsync<EventRow>(new CommandDefinition(
@@ -147,7 +149,7 @@ public static class LedgerReader
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE e.org_id = @org AND {In(c, "e.event_id", "ids")}
+            WHERE {In(c, "e.event_id", "ids")}
             """, args, tx, cancellationToken: ct))).ToDictionary(r => r.EventId);
 
         var entries = (await c.QueryAsync<EntryRow>(new CommandDefinition(
@@ -352,8 +354,11 @@ public static class LedgerReader
         }
 
         // Every posting writes at least one line, so without a condition on lines no probe is needed.
+        // The probe is a correlated scalar subquery rather than EXISTS: PostgreSQL turns EXISTS into a
+        // hash semi-join that scans every owner's lines to count one owner's events, while a scalar
+        // subquery stays a per-event index probe on both databases.
         if (entries.Length > 0)
-            events.Append(CultureInfo.InvariantCulture, $" AND EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries})");
+            events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args);
     }
 }

@@ -1,3 +1,4 @@
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.PointsLedger;
@@ -126,16 +127,39 @@ public abstract class GroupLedgerTests(DatabaseFixture db)
         await f.T.LedgerFailsAsync(Group("groupId", f.GroupId, "&limit=3&offset=2"), 404, 11003);
     }
 
-    [Fact]
-    public async Task the_behaviour_table_applies_to_groups()
+    private const string Bill = "points/Main/CREDIT/10.000";
+    private const string Stars = "Stars/Main/CREDIT/50.000";
+    private const string Redeemed = "points/Main/DEBIT/5.000";
+    private const string Promised = "points/DelayedAccrualPointCategory/CREDIT/7.000";
+
+    /// <summary>The spec's behaviour table on a group's pool that also holds 7 PROMISED points.</summary>
+    [Theory]
+    [InlineData(1, "&includeAlternateCurrencies=true&pointCategoryType=PROMISED", new[] { Promised })]
+    [InlineData(1, "&includeAlternateCurrencies=true&pointCategoryType=REGULAR&excludePointCategories=false", new[] { Bill, Bill, Bill, Redeemed, Stars, Stars, Stars })]
+    [InlineData(2, "&includeAlternateCurrencies=true", new[] { Bill, Bill, Bill, Redeemed, Promised, Stars, Stars, Stars })]
+    [InlineData(3, "&includeAlternateCurrencies=true&excludePointCategories=true", new[] { Stars, Stars, Stars })]
+    [InlineData(4, "&includeAlternateCurrencies=true&pointCategoryType=REGULAR&excludePointCategories=true", new[] { Stars, Stars, Stars })]
+    [InlineData(5, "", new[] { Bill, Bill, Bill, Redeemed, Promised })]
+    [InlineData(5, "&includeAlternateCurrencies=false&excludePointCategories=false", new[] { Bill, Bill, Bill, Redeemed, Promised })]
+    [InlineData(6, "&pointCategoryType=PROMISED", new[] { Promised })]
+    [InlineData(6, "&pointCategoryType=REGULAR&includeAlternateCurrencies=false", new[] { Bill, Bill, Bill, Redeemed })]
+    public async Task the_behaviour_table_row_applies_to_a_groups_pool(int row, string flags, string[] lines)
     {
         var f = await FamilyAsync();
-        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&includeAlternateCurrencies=true&excludePointCategories=true"))).Lines()
-            .ShouldBe(["Stars/Main/CREDIT/50.000", "Stars/Main/CREDIT/50.000", "Stars/Main/CREDIT/50.000"]);
-        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&includeAlternateCurrencies=true&pointCategoryType=REGULAR"))).Lines().Count.ShouldBe(7);
+        await db.CreditCategoryAsync(f.T, f.Child, f.ProgramId, 0, PointCategory.Promised, 7, groupId: f.GroupId);
+        var body = await f.T.LedgerOkAsync(Group("groupId", f.GroupId, flags));
+        body.Lines().ShouldBe(lines.Order(StringComparer.Ordinal).ToList(), $"row {row}");
+    }
+
+    [Fact]
+    public async Task filters_apply_to_groups_and_a_category_the_pool_lacks_is_9003()
+    {
+        var f = await FamilyAsync();
         (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&alternateCurrencyNames=Stars"))).Total().ShouldBe(3);
-        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&ledgerEntryType=DEBIT"))).Lines().ShouldBe(["points/Main/DEBIT/5.000"]);
-        await f.T.LedgerFailsAsync(Group("groupId", f.GroupId, "&pointCategoryType=PROMISED"), 404, 9003);
+        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&ledgerEntryType=DEBIT"))).Lines().ShouldBe([Redeemed]);
+        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, "&tillId=till-1"))).Total().ShouldBe(3);
+        (await f.T.LedgerOkAsync(Group("groupId", f.GroupId, $"&programId={f.ProgramId}"))).Total().ShouldBe(4);
+        await f.T.LedgerFailsAsync(Group("groupId", f.GroupId, "&pointCategoryType=TRIGGER_BASED"), 404, 9003);
     }
 
     [Fact]

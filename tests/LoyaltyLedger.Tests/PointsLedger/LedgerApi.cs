@@ -77,12 +77,13 @@ public static class LedgerApi
     /// the one place that writes entries, as the points-lifecycle postings will.
     /// </summary>
     public static Task CreditCategoryAsync(this DatabaseFixture db, Tenant t, long customerId, long programId, long currencyId,
-        PointCategory category, long wholePoints, string eventName = "DelayedAccrual") =>
+        PointCategory category, long wholePoints, string eventName = "DelayedAccrual", long? groupId = null) =>
         db.Database.WriteAsync(async (c, tx) =>
         {
             var posting = new Posting(c, tx, db.Database.Dialect, t.OrgId, db.Host.Clock.GetUtcNow(), "test");
-            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, customerId, customerId, eventName, SourceProgramId: programId));
-            var key = new WalletKey(OwnerType.Customer, customerId, programId, currencyId, category);
+            var (ownerType, ownerId) = groupId is { } g ? (OwnerType.Group, g) : (OwnerType.Customer, customerId);
+            var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, eventName, SourceProgramId: programId));
+            var key = new WalletKey(ownerType, ownerId, programId, currencyId, category);
             await posting.LockWalletsAsync([key]);
             await posting.CreditAsync(eventId, key, Points.FromWhole(wholePoints), null);
             return 0;

@@ -168,6 +168,29 @@ public abstract class LedgerErrorTests(DatabaseFixture db)
         var message = await t.LedgerFailsAsync(LedgerApi.Customer(customer).Replace("&limit=100", "", StringComparison.Ordinal) + parameter, 400, 11004);
         message.ShouldContain(name);
     }
+
+    [Theory]
+    [InlineData("&offset=99999999999", 400, 11004)]
+    [InlineData("&offset=2147483647", 404, 11003)]
+    [InlineData("&programId=99999999999999999999", 400, 11004)]
+    [InlineData("&tillId=%27%20OR%201%3D1%20--", 404, 11003)]
+    [InlineData("&alternateCurrencyNames=%27);DROP%20TABLE%20events;--", 400, 9005)]
+    [InlineData("&role=%27", 200, 0)]
+    public async Task hostile_values_get_a_spec_error_never_a_500(string parameter, int status, int code)
+    {
+        var (t, customer) = await CustomerAsync();
+        if (status == 200) (await t.LedgerOkAsync(LedgerApi.Customer(customer, parameter))).Warnings().Count.ShouldBe(1);
+        else await t.LedgerFailsAsync(LedgerApi.Customer(customer, parameter), status, code);
+        (await t.LedgerOkAsync(LedgerApi.Customer(customer))).Total().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task an_identifier_value_too_large_for_an_id_is_11012()
+    {
+        var (t, _) = await CustomerAsync();
+        await t.LedgerFailsAsync("identifierName=id&identifierValue=99999999999999999999&source=INSTORE", 400, 11012);
+        await t.LedgerFailsAsync("type=USERGROUP2&identifierName=groupId&identifierValue=-1&source=INSTORE", 400, 11012);
+    }
 }
 
 public sealed class LedgerErrorTestsOnSqlite(SqliteDatabase db) : LedgerErrorTests(db), IClassFixture<SqliteDatabase>;
