@@ -374,6 +374,17 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task the_expiry_endpoint_runs_without_a_body_and_refuses_an_instant_in_the_future()
+    {
+        Clock.Set(Jan1);
+        var t = await db.Host.NewTenantAsync();
+        using (var bare = await t.Http.PostAsync("/v1/lifecycle/expire", null))
+            ((int)bare.StatusCode).ShouldBe(200, await bare.Content.ReadAsStringAsync());
+        using var future = await t.PostAsync("/v1/lifecycle/expire", new { asOf = Jan1.AddDays(1) });
+        await Tenant.ShouldFailAsync(future, 400, "invalid_request");
+    }
+
+    [Fact]
     public async Task parallel_returns_of_one_bill_never_exceed_it_and_parallel_reversals_of_one_redemption_reverse_it_once()
     {
         var (t, shop, c) = await SetUpAsync();
@@ -398,6 +409,23 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
         reversals.Count(s => s == 201).ShouldBe(1);
         reversals.Count(s => s == 409).ShouldBe(7);
         (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(50_000);
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+    }
+
+    [Fact]
+    public async Task a_pooled_group_goes_negative_when_one_member_earns_another_spends_and_the_first_returns_the_goods()
+    {
+        var (t, shop, a) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
+        var b = await t.NewCustomerAsync();
+        var group = await t.PostOkAsync("/v1/groups", new { name = "Family", primaryCustomerId = a, members = new[] { new { customerId = b } } });
+        var groupId = group.GetProperty("groupId").GetInt64();
+        await t.BillAsync(shop, a, "G-1", 100m);
+        await t.PostOkAsync("/v1/redemptions", new { customerId = b, groupId, points = "90" });
+        var returned = await ReturnAsync(t, "G-1", 100m);
+        returned.GetProperty("shortfalls").GetArrayLength().ShouldBe(0);
+
+        var balances = await t.GetOkAsync($"/v1/lifecycle/balances?groupId={groupId}&asOf=2025-01-01T10:00:00Z");
+        balances.EnumerateArray().Single(x => x.GetProperty("category").GetString() == "REGULAR").GetProperty("balance").GetString().ShouldBe("-90.000");
         await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
     }
 
