@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$quick" = 1 ]; then
-  pg_customers=50000; pg_events=1000000; lite_customers=20000; lite_events=400000; read_requests=400
+  pg_customers=50000; pg_events=1000000; lite_customers=20000; lite_events=400000; read_requests=200
 else
   pg_customers=1000000; pg_events=20000000; lite_customers=100000; lite_events=2000000; read_requests=2000
 fi
