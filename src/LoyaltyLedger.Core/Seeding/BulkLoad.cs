@@ -89,7 +89,7 @@ public abstract class BulkLoad : IAsyncDisposable
         var transaction = connection.BeginTransaction(deferred: false);
         var load = new SqliteBulkLoad(connection, transaction);
         foreach (var table in tables)
-            load.Attach(new SqliteRowWriter(table, connection, transaction));
+            load.Attach(new SqliteRowWriter(table, connection));
         return load;
     }
 
@@ -189,10 +189,9 @@ public abstract class BulkLoad : IAsyncDisposable
         private readonly SQLitePCL.sqlite3_stmt _statement;
         private int _column;
 
-        public SqliteRowWriter(BulkTable table, SqliteConnection connection, SqliteTransaction transaction) : base(table)
+        /// <remarks>The statements run on the connection's own handle, inside the transaction it began.</remarks>
+        public SqliteRowWriter(BulkTable table, SqliteConnection connection) : base(table)
         {
-            // The statements run on the connection's own handle, inside the transaction it began.
-            _ = transaction;
             _db = connection.Handle!;
             var columns = string.Join(", ", table.Columns.Select(c => c.Column));
             var values = string.Join(", ", table.Columns.Select(_ => "?"));
