@@ -42,17 +42,23 @@ public static class LedgerVerifier
 
         return await db.ReadAsync(async c =>
         {
+            // Set-based: one grouped pass over entries and one over lots, joined to the wallets, so the
+            // audit stays linear in the ledger's size (a correlated sum per wallet rescans the lots of
+            // every wallet, which at millions of rows never finishes).
+            var entryOrg = orgId is null ? "" : " WHERE org_id = @orgId";
             var wallets = await c.QueryAsync<(long WalletId, long OrgId, long Balance, long Entries, long Lots, long? LastBalanceAfter, string OwnerType, string Category, long AllowNegative)>(
-                $"""
-                SELECT w.wallet_id, w.org_id, w.balance,
-                    COALESCE((SELECT SUM(CASE WHEN e.entry_type = 'DEBIT' THEN -e.points ELSE e.points END) FROM ledger_entries e WHERE e.wallet_id = w.wallet_id), 0),
-                    COALESCE((SELECT SUM(l.remaining) FROM lots l WHERE l.wallet_id = w.wallet_id), 0),
-                    (SELECT e.balance_after FROM ledger_entries e WHERE e.wallet_id = w.wallet_id ORDER BY e.entry_id DESC LIMIT 1),
-                    w.owner_type, w.category,
-                    COALESCE((SELECT p.allow_negative_balance FROM programs p WHERE p.org_id = w.org_id AND p.program_id = w.program_id), 0)
-                FROM wallets w WHERE 1 = 1{scope}
+                new CommandDefinition($"""
+                SELECT w.wallet_id, w.org_id, w.balance, COALESCE(es.total, 0), COALESCE(ls.total, 0), le.balance_after,
+                    w.owner_type, w.category, COALESCE(p.allow_negative_balance, 0)
+                FROM wallets w
+                LEFT JOIN (SELECT wallet_id, SUM(CASE WHEN entry_type = 'DEBIT' THEN -points ELSE points END) AS total, MAX(entry_id) AS last_entry
+                           FROM ledger_entries{entryOrg} GROUP BY wallet_id) es ON es.wallet_id = w.wallet_id
+                LEFT JOIN ledger_entries le ON le.entry_id = es.last_entry
+                LEFT JOIN (SELECT wallet_id, SUM(remaining) AS total FROM lots{entryOrg} GROUP BY wallet_id) ls ON ls.wallet_id = w.wallet_id
+                LEFT JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
+                WHERE 1 = 1{scope}
                 ORDER BY w.wallet_id
-                """, new { orgId });
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             var walletCount = 0L;
             foreach (var w in wallets)
             {
@@ -66,32 +72,32 @@ public static class LedgerVerifier
 
             var lotScope = orgId is null ? "" : " AND l.org_id = @orgId";
             var badLots = await c.QueryAsync<(long LotId, long Original, long Remaining, long Moved)>(
-                $"""
+                new CommandDefinition($"""
                 SELECT l.lot_id, l.original, l.remaining, COALESCE(m.moved, 0)
                 FROM lots l LEFT JOIN (SELECT lot_id, SUM(points) AS moved FROM lot_movements GROUP BY lot_id) m ON m.lot_id = l.lot_id
                 WHERE l.remaining <> l.original - COALESCE(m.moved, 0){lotScope}
-                """, new { orgId });
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             foreach (var l in badLots) Violation($"lot {l.LotId}: remainder {l.Remaining} but original {l.Original} less movements {l.Moved}");
 
             var entryScope = orgId is null ? "" : " AND e.org_id = @orgId";
             var badDebits = await c.QueryAsync<(long EntryId, long Points, long Moved)>(
-                $"""
+                new CommandDefinition($"""
                 SELECT e.entry_id, e.points, COALESCE(m.moved, 0)
                 FROM ledger_entries e LEFT JOIN (SELECT entry_id, SUM(points) AS moved FROM lot_movements GROUP BY entry_id) m ON m.entry_id = e.entry_id
                 WHERE e.entry_type = 'DEBIT' AND COALESCE(m.moved, 0) <> e.points{entryScope}
-                """, new { orgId });
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             foreach (var d in badDebits) Violation($"debit entry {d.EntryId}: {d.Points} debited but its lot movements add up to {d.Moved}");
 
             var orgFilter = orgId is null ? "" : " WHERE org_id = @orgId";
             var duplicateKeys = await c.ExecuteScalarAsync<long>(
-                $"SELECT COUNT(*) FROM (SELECT org_id, idempotency_key FROM idempotency_keys{orgFilter} GROUP BY org_id, idempotency_key HAVING COUNT(*) > 1) d", new { orgId });
+                $"SELECT COUNT(*) FROM (SELECT org_id, idempotency_key FROM idempotency_keys{orgFilter} GROUP BY org_id, idempotency_key HAVING COUNT(*) > 1) d", new { orgId }, commandTimeout: 0);
             if (duplicateKeys > 0) Violation($"{duplicateKeys} idempotency keys recorded more than once");
-            var duplicateEvents = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING COUNT(*) > 1) d");
+            var duplicateEvents = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING COUNT(*) > 1) d", commandTimeout: 0);
             if (duplicateEvents > 0) Violation($"{duplicateEvents} event ids used more than once");
-            var duplicateEntries = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT entry_id FROM ledger_entries GROUP BY entry_id HAVING COUNT(*) > 1) d");
+            var duplicateEntries = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT entry_id FROM ledger_entries GROUP BY entry_id HAVING COUNT(*) > 1) d", commandTimeout: 0);
             if (duplicateEntries > 0) Violation($"{duplicateEntries} entry ids used more than once");
             var orphanEntries = await c.ExecuteScalarAsync<long>(
-                $"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId });
+                $"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId }, commandTimeout: 0);
             if (orphanEntries > 0) Violation($"{orphanEntries} entries belong to no event");
 
             var counts = await c.QuerySingleAsync<(long Orgs, long Events, long Entries, long Lots, long Keys)>(
@@ -101,7 +107,7 @@ public static class LedgerVerifier
                        (SELECT COUNT(*) FROM ledger_entries{orgFilter}),
                        (SELECT COUNT(*) FROM lots{orgFilter}),
                        (SELECT COUNT(*) FROM idempotency_keys{orgFilter})
-                """, new { orgId });
+                """, new { orgId }, commandTimeout: 0);
             if (extra > 0) violations.Add($"... and {extra} more violations");
             return new VerificationReport(counts.Orgs, walletCount, counts.Events, counts.Entries, counts.Lots, counts.Keys, violations);
         }, ct);

@@ -58,6 +58,13 @@ public sealed class LedgerDatabase : IAsyncDisposable
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase))
             builder.MaxPoolSize = 64;
+        // A posting is a few dozen short statements of a few fixed shapes: prepared once per pooled
+        // connection, PostgreSQL skips parsing and planning them on every call after the second.
+        if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase))
+        {
+            builder.MaxAutoPrepare = 256;
+            builder.AutoPrepareMinUsages = 2;
+        }
         var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
         return new LedgerDatabase(DatabaseProvider.Postgres, dataSource, null,
             $"PostgreSQL {builder.Host}:{builder.Port}/{builder.Database}");

@@ -304,6 +304,10 @@ public static class Migrations
         );
         CREATE INDEX ix_redemption_reversals ON redemption_reversals (org_id, redemption_event_id);
         """),
+        (5, "performance: identifier lookup and wallet lot indexes", """
+        CREATE INDEX ix_customer_identifiers_lookup ON customer_identifiers (org_id, kind, value);
+        CREATE INDEX ix_lots_wallet ON lots (wallet_id, is_debt, expires_at, lot_id);
+        """),
         (6, "write audit", """
         CREATE TABLE write_audit (
             audit_id {identity},

@@ -52,27 +52,33 @@ public static class VaultReads
 
         string Window(string alias) =>
             (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");
-        var page = query.Limit is null && query.Offset is null ? "" : " LIMIT @limit OFFSET @offset";
+        var paged = query.Limit is not null || query.Offset is not null;
+        var page = paged ? " LIMIT @limit OFFSET @offset" : "";
+        // Each branch keeps only its first offset + limit rows in the page's order before the joins:
+        // the page of the union lies within them, and a page near the start of a long history then
+        // costs its own depth, not the whole history sorted (and joined) on every request.
+        var top = paged ? " ORDER BY created_at, event_id, entry_id LIMIT @top" : "";
+        var topEvents = paged ? " ORDER BY created_at, event_id LIMIT @top" : "";
         var sql = $"""
             SELECT le.event_id AS EventId, e.event_name AS EventName, le.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
                 s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, le.entry_id AS EntryId, le.entry_type AS EntryType,
                 le.points AS Points, le.balance_after AS BalanceAfter,
                 (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = le.entry_id) AS ExpiresAt
-            FROM ledger_entries le
+            FROM (SELECT event_id, created_at, entry_id, entry_type, points, balance_after FROM ledger_entries
+                  WHERE wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
             JOIN events e ON e.event_id = le.event_id
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE le.wallet_id = @walletId AND le.entry_type <> 'OPENING_BALANCE'{Window("le")}
             UNION ALL
             SELECT e.event_id, e.event_name, e.created_at, e.details, e.reason,
                 s.code, t.code, CAST(NULL AS text), CAST(NULL AS bigint), CAST(NULL AS text),
                 0, CAST(NULL AS bigint), CAST(NULL AS bigint)
-            FROM events e
+            FROM (SELECT event_id, event_name, created_at, details, reason, org_id, store_id, till_id FROM events
+                  WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
+                    AND event_name = '{VaultEventNames.VoucherRedemption}' AND source_program_id = @programId{Window("events")}{topEvents}) e
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
-            WHERE e.org_id = @orgId AND e.owner_type = 'CUSTOMER' AND e.owner_id = @customerId
-              AND e.event_name = '{VaultEventNames.VoucherRedemption}' AND e.source_program_id = @programId{Window("e")}
             ORDER BY CreatedAt, EventId, EntryId
             {page}
             """;
@@ -81,6 +87,7 @@ public static class VaultReads
             walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
+            top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
         });
         return rows.Select(r => ToMovement(r, program)).ToList();
     }

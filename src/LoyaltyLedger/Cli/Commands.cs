@@ -2,6 +2,7 @@ using System.Globalization;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Seeding;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
@@ -25,6 +26,11 @@ public static class Commands
           LoyaltyLedger key rotate --org ID --key KEYID    new secret; the old one stops working at once
           LoyaltyLedger key revoke --org ID --key KEYID    refused from the next request on
           LoyaltyLedger migrate                       applies schema migrations and exits
+          LoyaltyLedger seed [--customers N] [--events N] [--org-name NAME] [--skew S] [--random-seed N]
+                             [--key-id ID --key-secret SECRET]
+                                                      bulk-loads a synthetic organization (default 1,000,000
+                                                      customers, 20,000,000 events, Zipf skew 1.0); no other
+                                                      writer may use the database meanwhile
           LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
           LoyaltyLedger expire [--as-of INSTANT] [--org ID]
                                                       converts due promised points and expires due points
@@ -50,6 +56,7 @@ public static class Commands
                 "key" when parsed.Noun is "list" or "rotate" or "revoke" => await ManageKeyAsync(parsed),
                 "migrate" => await MigrateAsync(parsed),
                 "verify" => await VerifyAsync(parsed),
+                "seed" => await SeedAsync(parsed),
                 "expire" => await ExpireAsync(parsed),
                 "help" or "--help" or "-h" => Help(0),
                 _ => Help(2),
@@ -153,6 +160,54 @@ public static class Commands
             Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
         return 0;
     }
+
+    private static async Task<int> SeedAsync(ParsedArgs args)
+    {
+        var options = new SeedOptions
+        {
+            OrganizationName = args.Option("org-name") ?? "seeded organization",
+            Customers = LongOption(args, "customers") ?? 1_000_000,
+            Events = LongOption(args, "events") ?? 20_000_000,
+            Skew = args.Option("skew") is { } skew
+                ? double.TryParse(skew, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) ? s : throw new ArgumentException("--skew takes a number")
+                : 1.0,
+            RandomSeed = (int)(LongOption(args, "random-seed") ?? 7),
+            KeyId = args.Option("key-id"),
+            KeySecret = args.Option("key-secret"),
+        };
+        if ((options.KeyId is null) != (options.KeySecret is null)) throw new ArgumentException("--key-id and --key-secret go together");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        Console.WriteLine($"seeding '{options.OrganizationName}' on {db.Description}: {options.Customers:N0} customers, {options.Events:N0} events");
+        var interactive = !Console.IsOutputRedirected;
+        var lastLine = TimeSpan.Zero;
+        var result = await OrganizationSeeder.SeedAsync(db, options, p =>
+        {
+            // A redrawn bar on a terminal; a line every ten seconds in a log.
+            if (!interactive && (p.Elapsed - lastLine).TotalSeconds < 10 && p.CustomersDone < p.Customers) return;
+            lastLine = p.Elapsed;
+            const int width = 30;
+            var filled = (int)(width * p.CustomersDone / Math.Max(1, p.Customers));
+            var line = $"[{new string('#', filled)}{new string('.', width - filled)}] {p.CustomersDone:N0}/{p.Customers:N0} customers, "
+                + $"{p.Events:N0} events, {p.Entries:N0} entries, {p.EntriesPerSecond:N0} entries/s, {p.Elapsed.TotalSeconds:N0} s";
+            if (interactive) Console.Write("\r" + line);
+            else Console.WriteLine(line);
+        }, CancellationToken.None);
+        if (interactive) Console.WriteLine();
+        Console.WriteLine($"organization {result.OrgId} '{options.OrganizationName}' seeded in {result.Elapsed.TotalSeconds:N1} s");
+        Console.WriteLine($"  customers {result.Customers:N0}, events {result.Events:N0}, entries {result.Entries:N0}, lots {result.Lots:N0}, rows {result.Rows:N0}");
+        Console.WriteLine($"  rate: {result.EntriesPerSecond:N0} entries/s, {result.Rows / Math.Max(0.001, result.Elapsed.TotalSeconds):N0} rows/s");
+        Console.WriteLine($"  program {result.ProgramId}; heaviest customer {result.HeaviestCustomerId} ({result.HeaviestCustomerEvents:N0} events, account {result.HeaviestAccountNumber}); light customer {result.LightCustomerId} (account {result.LightAccountNumber})");
+        Console.WriteLine($"admin key: {result.Key.KeyId}");
+        Console.WriteLine($"secret:    {result.Key.Secret}   (shown once; only its hash is stored)");
+        return 0;
+    }
+
+    private static long? LongOption(ParsedArgs args, string name) =>
+        args.Option(name) is { } text
+            ? long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value)
+                ? value : throw new ArgumentException($"--{name} takes a whole number")
+            : null;
 
     private static async Task<int> CreateOrgAsync(ParsedArgs args)
     {

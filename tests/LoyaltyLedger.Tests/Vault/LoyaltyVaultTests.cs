@@ -371,6 +371,10 @@ public abstract class LoyaltyVaultTests(DatabaseFixture db)
         var all = await t.HistoryAsync(v);
         all.Select(h => h.Number("amount")).ShouldBe([1m, 2m, 3m, 4m, 5m]);
         (await t.HistoryAsync(v, "?offset=1&limit=2")).Select(h => h.Number("amount")).ShouldBe([2m, 3m]);
+        // Every page is the matching slice of the whole history (each branch of the read is cut to offset + limit rows).
+        for (var offset = 0; offset <= 6; offset++)
+            (await t.HistoryAsync(v, $"?offset={offset}&limit=2")).Select(h => h.Number("amount")).ShouldBe(all.Skip(offset).Take(2).Select(h => h.Number("amount")));
+        (await t.HistoryAsync(v, $"?from={Iso(start.AddDays(1))}&offset=1&limit=2")).Select(h => h.Number("amount")).ShouldBe([3m, 4m]);
         (await t.HistoryAsync(v, $"?from={Iso(start.AddDays(1))}&to={Iso(start.AddDays(3))}")).Select(h => h.Number("amount")).ShouldBe([2m, 3m]);
 
         using var badLimit = await t.Http.GetAsync(v.HistoryPath + "?limit=0");

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The performance benchmark of docs/performance.md, end to end:
+#   1. starts a throwaway PostgreSQL (scripts/postgres.sh; fsync on, synchronous_commit on),
+#   2. seeds an organization with the seed command (--quick: 50k customers / 1M events;
+#      default: 1M customers / 20M events),
+#   3. starts the real server process against it and measures, at 8 and 32 clients, write
+#      throughput over HTTP (bills and balance-checked redemptions, each with an Idempotency-Key)
+#      and, on the same server in the same run, pgbench TPC-B; prints both and their ratio,
+#   4. measures read latency (p50, p99 at 32 clients) of the points-ledger read and the vault history
+#      for a light and a heavy customer at page 0, 100 and 1000,
+#   5. repeats writes and reads on SQLite at a smaller scale,
+#   6. reports each server's peak memory (VmHWM), then stops everything and removes the data.
+# Usage: bench/run.sh [--quick] [--seconds N]
+# Environment: LEDGER_PG_PORT (default 55437), BENCH_HTTP_PORT (default 58437).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0; seconds=20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --seconds) seconds="$2"; shift ;;
+    *) echo "usage: $0 [--quick] [--seconds N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$quick" = 1 ]; then
+  pg_customers=50000; pg_events=1000000; lite_customers=20000; lite_events=400000; read_requests=200
+else
+  pg_customers=1000000; pg_events=20000000; lite_customers=100000; lite_events=2000000; read_requests=2000
+fi
+
+export LEDGER_PG_PORT="${LEDGER_PG_PORT:-55437}"
+http_port="${BENCH_HTTP_PORT:-58437}"
+url="http://127.0.0.1:$http_port"
+key=bench-key; secret=bench-secret-0123
+PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+app=src/LoyaltyLedger/bin/Release/net10.0/LoyaltyLedger.dll
+load=bench/LoyaltyLedger.Load/bin/Release/net10.0/LoyaltyLedger.Load.dll
+work="$(mktemp -d /tmp/loyaltyledger-bench.XXXXXX)"
+server_pid=""
+
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  scripts/postgres.sh stop || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+dotnet build -c Release src/LoyaltyLedger >/dev/null
+dotnet build -c Release bench/LoyaltyLedger.Load >/dev/null
+
+start_server() { # args: storage options...
+  # The per-key rate limit is lifted: the benchmark measures the ledger, not the limiter.
+  Ledger__RateLimit__PermitsPerSecond=1000000 Ledger__RateLimit__Burst=1000000 \
+    dotnet "$app" serve "$@" --urls "$url" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 120); do
+    curl -fs "$url/health" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "server did not start:" >&2; cat "$work/server.log" >&2; exit 1
+}
+
+cpu_ms() { # the server process's CPU time so far, user + system, in ms
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$server_pid/stat"
+}
+
+stop_server() {
+  echo "   server peak memory: $(awk '/VmHWM/ {printf "%d MB", $2/1024}' "/proc/$server_pid/status")"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+}
+
+seed() { # args: customers events storage options...
+  local customers="$1" events="$2"; shift 2
+  dotnet "$app" seed --customers "$customers" --events "$events" --org-name "bench" --key-id "$key" --key-secret "$secret" "$@" \
+    | tee "$work/seed.log" | tr '\r' '\n' | grep -v '^\[' || true
+  heavy=$(sed -nE 's/.*heaviest customer ([0-9]+) .*/\1/p' "$work/seed.log")
+  heavy_account=$(sed -nE 's/.*heaviest customer [0-9]+ \([0-9,]+ events, account ([A-Z0-9]+)\).*/\1/p' "$work/seed.log")
+  light=$(sed -nE 's/.*light customer ([0-9]+) .*/\1/p' "$work/seed.log")
+  light_account=$(sed -nE 's/.*light customer [0-9]+ \(account ([A-Z0-9]+)\).*/\1/p' "$work/seed.log")
+  program=$(sed -nE 's/.*program ([0-9]+);.*/\1/p' "$work/seed.log")
+  last_customer=$customers
+}
+
+writes() { # args: clients
+  # Writers use the lighter half of the customers, so concurrent postings rarely share a wallet.
+  # The server's own CPU per request is printed too: on a shared machine it moves far less than
+  # throughput does.
+  local before out n
+  before=$(cpu_ms)
+  out=$(dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients "$1" --seconds "$seconds" \
+    --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true)
+  n=$(echo "$out" | sed -nE 's/.* committed=([0-9]+) refused=([0-9]+).*/\1 \2/p' | awk '{print $1 + $2}')
+  echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')"
+}
+
+read_one() { # args: path
+  dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" | tail -n 1 || true
+}
+
+reads() {
+  # A light customer has a handful of events: only its page 0 exists (pages 100 and 1000 answer
+  # 404 at once); the heavy customer is read at pages 0, 100 and 1000.
+  for who in light heavy; do
+    if [ "$who" = light ]; then id=$light; account=$light_account; pages="0"; else id=$heavy; account=$heavy_account; pages="0 100 1000"; fi
+    for page in $pages; do
+      r1=$(read_one "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$id&source=INSTORE&limit=10&offset=$page")
+      r2=$(read_one "/api/v1.0/LoyaltyVault/Account/$account/LoyaltyPrograms/$program/History?limit=10&offset=$((page * 10))")
+      echo "   $who customer $id page $page: points-ledger $r1"
+      echo "   $who customer $id page $page: vault history  $r2"
+    done
+  done
+}
+
+echo "== PostgreSQL: seeding $pg_customers customers, $pg_events events"
+pg="$(scripts/postgres.sh start)"
+"$PGBIN/psql" -q -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres -c "SHOW fsync" -c "SHOW synchronous_commit" -At | paste -sd' ' | sed 's/^/   fsync, synchronous_commit: /'
+seed "$pg_customers" "$pg_events" --postgres "$pg"
+"$PGBIN/createdb" -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench
+"$PGBIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench >/dev/null 2>&1
+start_server --postgres "$pg"
+echo "== PostgreSQL writes ($seconds s per run; pgbench TPC-B scale 10 on the same server)"
+for clients in 8 32; do
+  ours=$(writes "$clients")
+  bench=$("$PGBIN/pgbench" -c "$clients" -j 2 -T "$seconds" -n -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench 2>/dev/null \
+    | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -n 1)
+  ledger_tps=$(echo "$ours" | sed -nE 's/.* tps=([0-9.]+).*/\1/p')
+  echo "   $clients clients: ledger $ours"
+  echo "   $clients clients: pgbench tps=$bench   ratio ledger/pgbench = $(awk -v a="$ledger_tps" -v b="$bench" 'BEGIN {printf "%.2f", a / b}')"
+done
+echo "== PostgreSQL reads (32 clients, $read_requests requests each, limit 10)"
+reads
+stop_server
+scripts/postgres.sh stop
+
+echo "== SQLite: seeding $lite_customers customers, $lite_events events"
+seed "$lite_customers" "$lite_events" --data-dir "$work/sqlite"
+start_server --data-dir "$work/sqlite"
+echo "== SQLite writes ($seconds s per run)"
+for clients in 8 32; do echo "   $clients clients: ledger $(writes "$clients")"; done
+echo "== SQLite reads (32 clients, $read_requests requests each, limit 10)"
+reads
+stop_server
