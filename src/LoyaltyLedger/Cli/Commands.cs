@@ -45,6 +45,7 @@ public static class Commands
     public static async Task<int> RunAsync(string[] args)
     {
         var parsed = ParsedArgs.Parse(args);
+        if (parsed.Flag("help") || parsed.Flag("h")) return Help(0);
         try
         {
             return parsed.Verb switch

@@ -75,6 +75,7 @@ public abstract class DemoAndCommandTests(DatabaseFixture db)
         (await Commands.RunAsync(["key", "create", "--org", "not-a-number", .. db.CommandLineArgs])).ShouldBe(2);
         (await Commands.RunAsync(["key", "create", "--org", "999999", .. db.CommandLineArgs])).ShouldBe(1);
         (await Commands.RunAsync(["no-such-command"])).ShouldBe(2);
+        (await Commands.RunAsync(["--help"])).ShouldBe(0);
     }
 }
 
