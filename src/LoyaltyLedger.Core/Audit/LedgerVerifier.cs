@@ -99,6 +99,19 @@ public static class LedgerVerifier
             var orphanEntries = await c.ExecuteScalarAsync<long>(
                 $"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId }, commandTimeout: 0);
             if (orphanEntries > 0) Violation($"{orphanEntries} entries belong to no event");
+            // line_kinds is what the points-ledger read counts and pages by: it must say exactly
+            // which kinds of lines (plain points = 1, a currency = 2) each event holds.
+            var wrongKinds = await c.ExecuteScalarAsync<long>(
+                $"""
+                SELECT COUNT(*) FROM (
+                    SELECT e.event_id, e.line_kinds, COALESCE(MAX(CASE WHEN le.currency_id = 0 THEN 1 ELSE 0 END), 0)
+                        + COALESCE(MAX(CASE WHEN le.currency_id <> 0 THEN 2 ELSE 0 END), 0) AS actual
+                    FROM events e LEFT JOIN ledger_entries le ON le.event_id = e.event_id
+                    WHERE 1 = 1{(orgId is null ? "" : " AND e.org_id = @orgId")}
+                    GROUP BY e.event_id, e.line_kinds) k
+                WHERE k.line_kinds <> k.actual
+                """, new { orgId }, commandTimeout: 0);
+            if (wrongKinds > 0) Violation($"{wrongKinds} events whose line_kinds do not match their lines");
 
             var counts = await c.QuerySingleAsync<(long Orgs, long Events, long Entries, long Lots, long Keys)>(
                 $"""

@@ -23,6 +23,7 @@ namespace LoyaltyLedger.Ledger;
 public sealed class Posting
 {
     private readonly Dictionary<WalletKey, Wallet> _locked = [];
+    private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
 
     public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
     {
@@ -113,6 +114,15 @@ public sealed class Posting
 
     private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
     {
+        // The event remembers which kinds of lines it holds (plain points, a currency), so the
+        // points-ledger read can count and page a long history from the events index alone
+        // instead of probing every event's lines.
+        var kind = wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
+        if (_eventKinds.Add((eventId, kind)))
+        {
+            await Connection.ExecuteAsync("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId",
+                new { kind, eventId }, Transaction);
+        }
         return await Connection.ExecuteScalarAsync<long>(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
@@ -400,6 +410,13 @@ public sealed class Posting
             ON CONFLICT (org_id, name) DO UPDATE SET last_value = {greatest}(id_counters.last_value, @id)
             """,
             new { org = OrgId, sequence, id });
+}
+
+/// <summary>Bits of <c>events.line_kinds</c>: which kinds of ledger lines an event holds.</summary>
+public static class EventLineKinds
+{
+    public const int Points = 1;
+    public const int Currency = 2;
 }
 
 /// <summary>What an event row says besides its entries.</summary>

@@ -291,13 +291,18 @@ public static class LedgerReader
             args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
         }
 
+        // Set when the only condition on an event's lines is the points/currency scope: the event's
+        // own line_kinds bits answer it, read from the owner's events index with no probe of lines.
+        int? scopeKind = null;
         switch (query.Currencies)
         {
             case CurrencyScope.PointsOnly:
+                scopeKind = EventLineKinds.Points;
                 entries.Append(" AND le.currency_id = 0");
                 wallet.Append(" AND w.currency_id = 0");
                 break;
             case CurrencyScope.CurrenciesOnly:
+                scopeKind = EventLineKinds.Currency;
                 entries.Append(" AND le.currency_id <> 0");
                 wallet.Append(" AND w.currency_id <> 0");
                 break;
@@ -357,7 +362,10 @@ public static class LedgerReader
         // The probe is a correlated scalar subquery rather than EXISTS: PostgreSQL turns EXISTS into a
         // hash semi-join that scans every owner's lines to count one owner's events, while a scalar
         // subquery stays a per-event index probe on both databases.
-        if (entries.Length > 0)
+        var scopeOnly = scopeKind is not null && query.Category is null && query.EntryType is null && query.ProgramId is null;
+        if (scopeOnly)
+            events.Append(CultureInfo.InvariantCulture, $" AND (e.line_kinds & {scopeKind}) <> 0");
+        else if (entries.Length > 0)
             events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args);
     }

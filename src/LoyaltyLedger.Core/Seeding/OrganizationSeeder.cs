@@ -116,7 +116,7 @@ public static class OrganizationSeeder
         ("event_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint),
         ("customer_id", BulkType.Bigint), ("event_name", BulkType.Text), ("display_name", BulkType.Text), ("created_at", BulkType.Bigint),
         ("source_program_id", BulkType.Bigint), ("store_id", BulkType.Bigint), ("till_id", BulkType.Bigint), ("bill_id", BulkType.Bigint),
-        ("details", BulkType.Text), ("reason", BulkType.Text), ("posted_by", BulkType.Text),
+        ("details", BulkType.Text), ("reason", BulkType.Text), ("posted_by", BulkType.Text), ("line_kinds", BulkType.Integer),
     ]);
 
     internal static readonly BulkTable Entries = new("ledger_entries",
@@ -326,7 +326,8 @@ public static class OrganizationSeeder
 
             WriteCustomer(customerId, joinedAt);
             // Registration: an OPENING_BALANCE line of zero per wallet, as CustomerDirectory.RegisterAsync posts.
-            var registration = Event(customerId, EventNames.CustomerRegistration, joinedAt, null, null, null, null, null, null);
+            var registration = Event(customerId, EventNames.CustomerRegistration, joinedAt, null, null, null, null, null, null,
+                EventLineKinds.Points | (wallets.Length > 1 ? EventLineKinds.Currency : 0));
             foreach (var w in wallets) Entry(registration, customerId, w, EntryType.OpeningBalance, 0, joinedAt);
 
             var at = joinedAt;
@@ -385,16 +386,17 @@ public static class OrganizationSeeder
             var amount = (500 + (long)(Math.Pow(_random.NextDouble(), 2) * 39_500)) * 10;
             var (storeId, tillId) = tills[_random.Next(tills.Count)];
             var billId = _billId++;
-            var eventId = Event(customerId, EventNames.TransactionAdd, at, null, storeId, tillId, billId, null, null);
+            var earnings = wallets.Select(w => Postings.Earn(amount, new Points(w.EarnPerUnit)).Thousandths).ToArray();
+            var kinds = wallets.Select((w, i) => earnings[i] <= 0 ? 0 : w.CurrencyId == 0 ? EventLineKinds.Points : EventLineKinds.Currency).Aggregate(0, (a, b) => a | b);
+            var eventId = Event(customerId, EventNames.TransactionAdd, at, null, storeId, tillId, billId, null, null, kinds);
             var bill = _bills;
             bill.Start();
             bill.Long(billId); bill.Long(orgId); bill.Long(storeId); bill.Long(tillId); bill.Text("B" + billId.ToString(CultureInfo.InvariantCulture));
             bill.Long(customerId); bill.Long(amount); bill.Long(amount); bill.Long(at); bill.Text("INSTORE"); bill.Long(eventId); bill.Long(at);
             bill.End();
-            foreach (var w in wallets)
+            for (var i = 0; i < wallets.Length; i++)
             {
-                var earned = Postings.Earn(amount, new Points(w.EarnPerUnit)).Thousandths;
-                if (earned > 0) Credit(eventId, customerId, w, earned, at);
+                if (earnings[i] > 0) Credit(eventId, customerId, wallets[i], earnings[i], at);
             }
         }
 
@@ -402,13 +404,13 @@ public static class OrganizationSeeder
         {
             var name = GenericNames[_random.Next(GenericNames.Length)];
             var details = JsonSerializer.Serialize(new Dictionary<string, string> { ["eventDisplayName"] = name, ["displayName"] = name });
-            var eventId = Event(customerId, EventNames.GenericEvent, at, name, null, null, null, details, null);
+            var eventId = Event(customerId, EventNames.GenericEvent, at, name, null, null, null, details, null, EventLineKinds.Points);
             Credit(eventId, customerId, points, (_random.Next(2) + 1) * 50_000, at);
         }
 
         private void Allocate(long customerId, SeedWallet points, long at)
         {
-            var eventId = Event(customerId, EventNames.BulkAllocatePoints, at, null, null, null, null, null, "seeded campaign");
+            var eventId = Event(customerId, EventNames.BulkAllocatePoints, at, null, null, null, null, null, "seeded campaign", EventLineKinds.Points);
             Credit(eventId, customerId, points, (25 + _random.Next(476)) * 1000L, at);
         }
 
@@ -419,7 +421,8 @@ public static class OrganizationSeeder
             var points = Math.Max(1, (long)(whole * (0.1 + _random.NextDouble() * 0.4))) * 1000;
             var (storeId, tillId) = _random.Next(3) == 0 ? tills[_random.Next(tills.Count)] : (0L, 0L);
             var details = "{\"transactionNumber\":\"RDM-" + _eventId.ToString(CultureInfo.InvariantCulture) + "\"}";
-            var eventId = Event(customerId, EventNames.PointsRedemption, at, null, storeId == 0 ? null : storeId, tillId == 0 ? null : tillId, null, details, null);
+            var eventId = Event(customerId, EventNames.PointsRedemption, at, null, storeId == 0 ? null : storeId, tillId == 0 ? null : tillId, null, details, null,
+                wallet.CurrencyId == 0 ? EventLineKinds.Points : EventLineKinds.Currency);
             wallet.Balance -= points;
             wallet.UpdatedAt = at;
             var entryId = Entry(eventId, customerId, wallet, EntryType.Debit, points, at);
@@ -451,13 +454,15 @@ public static class OrganizationSeeder
             });
         }
 
-        private long Event(long customerId, string name, long at, string? displayName, long? storeId, long? tillId, long? billId, string? details, string? reason)
+        private long Event(long customerId, string name, long at, string? displayName, long? storeId, long? tillId, long? billId, string? details, string? reason,
+            int lineKinds)
         {
             var id = _eventId++;
             var e = _events;
             e.Start();
             e.Long(id); e.Long(orgId); e.Text("CUSTOMER"); e.Long(customerId); e.Long(customerId); e.Text(name); e.Text(displayName); e.Long(at);
             e.Long(program.ProgramId); e.Long(storeId); e.Long(tillId); e.Long(billId); e.Text(details); e.Text(reason); e.Text("seed");
+            e.Long(lineKinds);
             e.End();
             EventCount++;
             return id;

@@ -322,6 +322,14 @@ public static class Migrations
         CREATE INDEX ix_write_audit_org ON write_audit (org_id, created_at);
         CREATE INDEX ix_write_audit_key ON write_audit (org_id, key_id, created_at);
         """),
+        (7, "event line kinds", """
+        ALTER TABLE events ADD COLUMN line_kinds integer NOT NULL DEFAULT 0;
+        UPDATE events SET line_kinds =
+            (CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = events.event_id AND le.currency_id = 0) THEN 1 ELSE 0 END)
+          + (CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = events.event_id AND le.currency_id <> 0) THEN 2 ELSE 0 END);
+        DROP INDEX ix_events_owner;
+        CREATE INDEX ix_events_owner ON events (org_id, owner_type, owner_id, created_at, event_id, line_kinds);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

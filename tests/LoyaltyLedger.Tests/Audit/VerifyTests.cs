@@ -70,6 +70,19 @@ public abstract class VerifyTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task an_event_whose_line_kinds_disagree_with_its_lines_is_reported()
+    {
+        var (t, customer) = await BusyTenantAsync();
+        (await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None)).Violations.ShouldBeEmpty();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE events SET line_kinds = 2 WHERE event_id = (SELECT MIN(event_id) FROM events WHERE org_id = @org AND owner_id = @customer AND event_name = 'TransactionAdd')",
+            new { org = t.OrgId, customer }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.Contains("line_kinds", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task a_negative_balance_where_the_program_forbids_it_is_reported()
     {
         var (t, customer) = await BusyTenantAsync();
