@@ -59,28 +59,32 @@ public static class VaultReads
         // costs its own depth, not the whole history sorted (and joined) on every request.
         var top = paged ? " ORDER BY created_at, event_id, entry_id LIMIT @top" : "";
         var topEvents = paged ? " ORDER BY created_at, event_id LIMIT @top" : "";
+        // The page is chosen on the bare keys first, and only its rows are then joined to their
+        // events, stores, tills, bills and lots: a deep page costs its scan, not its depth in joins.
         var sql = $"""
-            SELECT le.event_id AS EventId, e.event_name AS EventName, le.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
-                s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, le.entry_id AS EntryId, le.entry_type AS EntryType,
-                le.points AS Points, le.balance_after AS BalanceAfter,
-                (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = le.entry_id) AS ExpiresAt
-            FROM (SELECT event_id, created_at, entry_id, entry_type, points, balance_after FROM ledger_entries
-                  WHERE wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
-            JOIN events e ON e.event_id = le.event_id
+            WITH page AS (
+                SELECT created_at, event_id, entry_id FROM (
+                    SELECT created_at, event_id, entry_id FROM ledger_entries
+                    WHERE wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
+                UNION ALL
+                SELECT created_at, event_id, CAST(NULL AS bigint) FROM (
+                    SELECT created_at, event_id FROM events
+                    WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
+                      AND event_name = '{VaultEventNames.VoucherRedemption}' AND source_program_id = @programId{Window("events")}{topEvents}) v
+                ORDER BY created_at, event_id, entry_id
+                {page}
+            )
+            SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
+                s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
+                COALESCE(le.points, 0) AS Points, le.balance_after AS BalanceAfter,
+                (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = p.entry_id) AS ExpiresAt
+            FROM page p
+            JOIN events e ON e.event_id = p.event_id
+            LEFT JOIN ledger_entries le ON le.entry_id = p.entry_id
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            UNION ALL
-            SELECT e.event_id, e.event_name, e.created_at, e.details, e.reason,
-                s.code, t.code, CAST(NULL AS text), CAST(NULL AS bigint), CAST(NULL AS text),
-                0, CAST(NULL AS bigint), CAST(NULL AS bigint)
-            FROM (SELECT event_id, event_name, created_at, details, reason, org_id, store_id, till_id FROM events
-                  WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
-                    AND event_name = '{VaultEventNames.VoucherRedemption}' AND source_program_id = @programId{Window("events")}{topEvents}) e
-            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
-            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
-            ORDER BY CreatedAt, EventId, EntryId
-            {page}
+            ORDER BY p.created_at, p.event_id, p.entry_id
             """;
         var rows = await c.QueryAsync<MovementRow>(sql, new
         {
