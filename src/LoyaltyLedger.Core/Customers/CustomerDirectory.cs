@@ -100,15 +100,6 @@ public static class CustomerDirectory
         c.QueryAsync<string>("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId ORDER BY account_number",
             new { orgId, customerId }, tx);
 
-    /// <summary>The customer that holds a loyalty card (account number), if any.</summary>
-    public static async Task<Customer?> FindByAccountNumberAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx = null)
-    {
-        var customerId = await c.ExecuteScalarAsync<long?>(
-            "SELECT customer_id FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
-            new { orgId, accountNumber }, tx);
-        return customerId is { } id ? await GetAsync(c, orgId, id, tx) : null;
-    }
-
     /// <summary>
     /// Registers a customer and posts a CustomerRegistration event that opens, at zero, a wallet for
     /// the points of every program and for each of its alternate currencies.

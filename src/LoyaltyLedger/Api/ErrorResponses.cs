@@ -30,9 +30,6 @@ public static class ErrorResponses
         _ => "Error",
     };
 
-    public static IResult ToResult(LedgerException ex) => Results.Json(Problem(ex.Status, ex.Code, ex.Message),
-        statusCode: ex.Status, contentType: "application/problem+json");
-
     public static Task WriteAsync(HttpContext context, ApiProblem problem)
     {
         context.Response.StatusCode = problem.Status;
