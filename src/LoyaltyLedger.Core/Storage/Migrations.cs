@@ -330,6 +330,11 @@ public static class Migrations
         DROP INDEX ix_events_owner;
         CREATE INDEX ix_events_owner ON events (org_id, owner_type, owner_id, created_at, event_id, line_kinds);
         """),
+        (8, "drop a redundant index", """
+        -- ix_ledger_entries_event_filter (migration 2) starts with event_id and serves every lookup
+        -- this one did; keeping both only made each ledger line cost one more index write.
+        DROP INDEX ix_ledger_entries_event;
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
