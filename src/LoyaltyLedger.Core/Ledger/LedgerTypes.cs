@@ -105,6 +105,9 @@ public sealed class Wallet
     public long WalletId { get; init; }
     public WalletKey Key { get; init; }
     public Points Balance { get; set; }
+
+    /// <summary>The wallet's qualifying-activity clock (Unix ms), as read when it was locked and kept by the posting.</summary>
+    public long? LastActivityAt { get; set; }
 }
 
 /// <summary>A ledger line as posted.</summary>

@@ -62,29 +62,57 @@ public sealed class Posting
     /// </summary>
     public async Task LockWalletsAsync(IEnumerable<WalletKey> keys)
     {
-        foreach (var key in keys.Distinct().Order())
+        var toLock = keys.Distinct().Where(k => !_locked.ContainsKey(k)).Order().ToList();
+        if (toLock.Count == 0) return;
+        // One multi-row upsert: it touches each row in the order of its VALUES (the key order), which
+        // takes PostgreSQL's row locks as FOR UPDATE would, creates the wallets that do not exist yet,
+        // and returns the committed balances and activity clocks, all in one round trip. On SQLite the
+        // IMMEDIATE transaction already holds the writer lock.
+        var values = new System.Text.StringBuilder();
+        var args = new Dictionary<string, object?> { ["org"] = OrgId, ["now"] = NowMs };
+        for (var i = 0; i < toLock.Count; i++)
         {
-            if (_locked.ContainsKey(key)) continue;
-            // An upsert that touches the row takes PostgreSQL's row lock (as FOR UPDATE would) and
-            // returns the committed balance in one round trip; on SQLite the IMMEDIATE transaction
-            // already holds the writer lock.
-            var row = await Connection.QuerySingleAsync<(long WalletId, long Balance)>(
-                """
-                INSERT INTO wallets (org_id, owner_type, owner_id, program_id, currency_id, category, balance, updated_at)
-                VALUES (@org, @ownerType, @ownerId, @programId, @currencyId, @category, 0, @now)
-                ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
-                DO UPDATE SET updated_at = wallets.updated_at
-                RETURNING wallet_id, balance
-                """,
-                new
-                {
-                    org = OrgId, ownerType = key.OwnerType.ToWire(), ownerId = key.OwnerId, programId = key.ProgramId,
-                    currencyId = key.CurrencyId, category = key.Category.ToWire(), now = NowMs,
-                },
-                Transaction);
-            _locked[key] = new Wallet { WalletId = row.WalletId, Key = key, Balance = new Points(row.Balance) };
+            var key = toLock[i];
+            var n = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (i > 0) values.Append(", ");
+            values.Append($"(@org, @ot{n}, @oi{n}, @p{n}, @c{n}, @k{n}, 0, @now)");
+            args["ot" + n] = key.OwnerType.ToWire();
+            args["oi" + n] = key.OwnerId;
+            args["p" + n] = key.ProgramId;
+            args["c" + n] = key.CurrencyId;
+            args["k" + n] = key.Category.ToWire();
         }
+        var batch = Batch();
+        var locked = batch.Query(
+            $"""
+            INSERT INTO wallets (org_id, owner_type, owner_id, program_id, currency_id, category, balance, updated_at)
+            VALUES {values}
+            ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
+            DO UPDATE SET updated_at = wallets.updated_at
+            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category
+            """,
+            args);
+        var rows = (await batch.RunAsync()).Rows(locked);
+        foreach (var row in rows)
+        {
+            LedgerNames.TryParseCategory((string)row[7]!, out var category);
+            var key = new WalletKey(LedgerNames.ParseOwner((string)row[3]!), AsLong(row[4]), AsLong(row[5]), AsLong(row[6]), category);
+            _locked[key] = new Wallet
+            {
+                WalletId = AsLong(row[0]),
+                Key = key,
+                Balance = new Points(AsLong(row[1])),
+                LastActivityAt = row[2] is null ? null : AsLong(row[2]),
+            };
+        }
+        if (toLock.Any(k => !_locked.ContainsKey(k)))
+            throw new InvalidOperationException($"Locking {toLock.Count} wallets returned {rows.Count} rows that do not match them.");
     }
+
+    private static long AsLong(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>A batch of statements in this posting's transaction (one round trip on PostgreSQL).</summary>
+    public StatementBatch Batch() => new(Connection, Transaction, Dialect);
 
     /// <summary>A wallet this posting has locked.</summary>
     public Wallet Locked(WalletKey key) =>
@@ -94,7 +122,17 @@ public sealed class Posting
 
     public async Task<long> InsertEventAsync(NewEvent e)
     {
-        return await Connection.ExecuteScalarAsync<long>(
+        var batch = Batch();
+        var inserted = AddEventInsert(batch, e);
+        return (await batch.RunAsync()).SingleLong(inserted);
+    }
+
+    /// <summary>
+    /// Adds an event's insert to <paramref name="batch"/> (its row returns the event id); statements
+    /// added after it may refer to the new event as <c>{lastEventId}</c>.
+    /// </summary>
+    public int AddEventInsert(StatementBatch batch, NewEvent e) =>
+        batch.Query(
             """
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
                 source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id)
@@ -108,22 +146,21 @@ public sealed class Posting
                 eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
                 storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
                 postedBy = PostedBy, relatedEventId = e.RelatedEventId,
-            },
-            Transaction);
-    }
+            });
 
-    private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
+    /// <summary>
+    /// Adds a ledger line's insert to <paramref name="batch"/> (its row returns the entry id). The
+    /// next statement added may refer to the new entry as <c>{lastEntryId}</c>.
+    /// </summary>
+    private int AddEntryInsert(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points)
     {
         // The event remembers which kinds of lines it holds (plain points, a currency), so the
         // points-ledger read can count and page a long history from the events index alone
         // instead of probing every event's lines.
         var kind = wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
         if (_eventKinds.Add((eventId, kind)))
-        {
-            await Connection.ExecuteAsync("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId",
-                new { kind, eventId }, Transaction);
-        }
-        return await Connection.ExecuteScalarAsync<long>(
+            batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId", new { kind, eventId });
+        return batch.Query(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
                 category, entry_type, points, balance_after, created_at)
@@ -137,23 +174,32 @@ public sealed class Posting
                 ownerId = wallet.Key.OwnerId, programId = wallet.Key.ProgramId, currencyId = wallet.Key.CurrencyId,
                 category = wallet.Key.Category.ToWire(), entryType = type.ToWire(), points = points.Thousandths,
                 balanceAfter = wallet.Balance.Thousandths, now = NowMs,
-            },
-            Transaction);
+            });
     }
 
-    private Task SaveBalanceAsync(Wallet wallet) =>
-        Connection.ExecuteAsync(
+    private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
+    {
+        var batch = Batch();
+        var inserted = AddEntryInsert(batch, eventId, wallet, type, points);
+        return (await batch.RunAsync()).SingleLong(inserted);
+    }
+
+    private void AddSaveBalance(StatementBatch batch, Wallet wallet) =>
+        batch.Execute(
             "UPDATE wallets SET balance = @balance, updated_at = @now WHERE wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId }, Transaction);
+            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId });
 
     /// <summary>
     /// Saves the balance after a credit. A wallet's first credit also starts its activity clock, so
     /// a wallet filled only by transfers or allocations still has a date a WHOLE_BALANCE expiry counts from.
     /// </summary>
-    private Task SaveCreditedBalanceAsync(Wallet wallet) =>
-        Connection.ExecuteAsync(
+    private void AddSaveCreditedBalance(StatementBatch batch, Wallet wallet)
+    {
+        wallet.LastActivityAt ??= NowMs;
+        batch.Execute(
             "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId }, Transaction);
+            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId });
+    }
 
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
     public async Task<PostedEntry> OpenAsync(long eventId, WalletKey key)
@@ -183,14 +229,47 @@ public sealed class Posting
         var wallet = Locked(key);
         var debt = wallet.Balance.IsNegative ? -wallet.Balance : Points.Zero;
         wallet.Balance += points;
-        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
+        var expiresAt = pieces.Count == 1 ? pieces[0].ExpiresAt : pieces.Min(p => p.ExpiresAt);
 
+        if (pieces.Count == 1 && !debt.IsPositive)
+        {
+            // The common credit, in one round trip: the line, its lot (which refers to the line just
+            // inserted) and the balance.
+            var batch = Batch();
+            var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Credit, points);
+            batch.Execute(
+                """
+                INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+                VALUES (@org, @walletId, {lastEntryId}, @now, @expiresAt, @points, @points, 0)
+                """,
+                new { org = OrgId, walletId = wallet.WalletId, now = NowMs, expiresAt = pieces[0].ExpiresAt, points = points.Thousandths });
+            AddSaveCreditedBalance(batch, wallet);
+            var entryId = (await batch.RunAsync()).SingleLong(inserted);
+            return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
+        }
+
+        var creditEntryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
         long? debtLotId = debt.IsPositive ? await DebtLotAsync(wallet) : null;
+        var writes = Batch();
         foreach (var piece in pieces)
         {
             var settled = Points.Min(piece.Points, debt);
             debt -= settled;
-            var lotId = await Connection.ExecuteScalarAsync<long>(
+            if (!settled.IsPositive)
+            {
+                writes.Execute(
+                    """
+                    INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+                    VALUES (@org, @walletId, @entryId, @now, @expiresAt, @points, @points, 0)
+                    """,
+                    new { org = OrgId, walletId = wallet.WalletId, entryId = creditEntryId, now = NowMs, expiresAt = piece.ExpiresAt, points = piece.Points.Thousandths });
+                continue;
+            }
+
+            // The lot gave `settled` to the debt lot: a movement out of the new lot and a negative
+            // movement (a repayment) on the debt lot, so every lot keeps
+            // remaining = original - sum(movements). The movements need the new lot's id.
+            var lotId = await ScalarAsync<long>(
                 """
                 INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
                 VALUES (@org, @walletId, @entryId, @now, @expiresAt, @original, @remaining, 0)
@@ -198,25 +277,18 @@ public sealed class Posting
                 """,
                 new
                 {
-                    org = OrgId, walletId = wallet.WalletId, entryId, now = NowMs, expiresAt = piece.ExpiresAt,
+                    org = OrgId, walletId = wallet.WalletId, entryId = creditEntryId, now = NowMs, expiresAt = piece.ExpiresAt,
                     original = piece.Points.Thousandths, remaining = (piece.Points - settled).Thousandths,
-                },
-                Transaction);
-            if (settled.IsPositive)
-            {
-                // The lot gave `settled` to the debt lot: a movement out of the new lot and a negative
-                // movement (a repayment) on the debt lot, so every lot keeps
-                // remaining = original - sum(movements).
-                await ExecuteAsync("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
-                    new { settled = settled.Thousandths, lot = debtLotId });
-                await InsertMovementAsync(entryId, lotId, settled);
-                await InsertMovementAsync(entryId, debtLotId!.Value, -settled);
-            }
+                });
+            writes.Execute("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
+                new { settled = settled.Thousandths, lot = debtLotId });
+            AddMovement(writes, creditEntryId, lotId, settled);
+            AddMovement(writes, creditEntryId, debtLotId!.Value, -settled);
         }
 
-        await SaveCreditedBalanceAsync(wallet);
-        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance,
-            pieces.Count == 1 ? pieces[0].ExpiresAt : pieces.Min(p => p.ExpiresAt));
+        AddSaveCreditedBalance(writes, wallet);
+        await writes.RunAsync();
+        return new PostedEntry(creditEntryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
     }
 
     /// <summary>
@@ -234,17 +306,24 @@ public sealed class Posting
         }
 
         wallet.Balance -= points;
-        var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
-
-        var lots = await Connection.QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
+        // The line and the wallet's open lots in one round trip.
+        var batch = Batch();
+        var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Debit, points);
+        var open = batch.Query(
             """
             SELECT lot_id, remaining, expires_at FROM lots
             WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0
             ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
             """,
-            new { walletId = wallet.WalletId }, Transaction);
-        var consumed = await ConsumeAsync(entryId, wallet, lots, points);
-        await SaveBalanceAsync(wallet);
+            new { walletId = wallet.WalletId });
+        var results = await batch.RunAsync();
+        var entryId = results.SingleLong(inserted);
+        var lots = results.Rows(open).Select(r => (LotId: AsLong(r[0]), Remaining: AsLong(r[1]), ExpiresAt: r[2] is null ? (long?)null : AsLong(r[2])));
+
+        var writes = Batch();
+        var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
+        AddSaveBalance(writes, wallet);
+        await writes.RunAsync();
         return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
     }
 
@@ -257,22 +336,28 @@ public sealed class Posting
         if (take.Count == 0 || take.Any(t => !t.Points.IsPositive))
             throw new LedgerException(ErrorCodes.InvalidPoints, "Points to debit must be positive.");
         var wallet = Locked(key);
+        var reads = Batch();
+        var found = take.Select(t => reads.Query(
+            "SELECT lot_id, remaining, expires_at FROM lots WHERE lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
+            new { lot = t.LotId, walletId = wallet.WalletId })).ToList();
+        var readResults = await reads.RunAsync();
         var lots = new List<(long LotId, long Remaining, long? ExpiresAt)>();
-        foreach (var t in take)
+        for (var i = 0; i < take.Count; i++)
         {
-            var lot = await Connection.QuerySingleOrDefaultAsync<(long LotId, long Remaining, long? ExpiresAt)?>(
-                "SELECT lot_id, remaining, expires_at FROM lots WHERE lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
-                new { lot = t.LotId, walletId = wallet.WalletId }, Transaction);
-            if (lot is not { } found || found.Remaining < t.Points.Thousandths)
+            var t = take[i];
+            var row = readResults.Rows(found[i]).SingleOrDefault();
+            if (row is null || AsLong(row[1]) < t.Points.Thousandths)
                 throw new InvalidOperationException($"Lot {t.LotId} of wallet {wallet.WalletId} does not hold {t.Points}.");
-            lots.Add((found.LotId, t.Points.Thousandths, found.ExpiresAt));
+            lots.Add((t.LotId, t.Points.Thousandths, row[2] is null ? null : AsLong(row[2])));
         }
 
         var points = take.Aggregate(Points.Zero, (sum, t) => sum + t.Points);
         wallet.Balance -= points;
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
-        var consumed = await ConsumeAsync(entryId, wallet, lots, points);
-        await SaveBalanceAsync(wallet);
+        var writes = Batch();
+        var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
+        AddSaveBalance(writes, wallet);
+        await writes.RunAsync();
         return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
     }
 
@@ -338,12 +423,18 @@ public sealed class Posting
             }
         }
 
-        await SaveBalanceAsync(wallet);
+        var save = Batch();
+        AddSaveBalance(save, wallet);
+        await save.RunAsync();
         return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, null);
     }
 
-    /// <summary>Takes <paramref name="points"/> from the lots in the order given; any shortfall becomes debt.</summary>
-    private async Task<List<ConsumedLot>> ConsumeAsync(long entryId, Wallet wallet, IEnumerable<(long LotId, long Remaining, long? ExpiresAt)> lots, Points points)
+    /// <summary>
+    /// Takes <paramref name="points"/> from the lots in the order given, adding the lot updates and
+    /// movements to <paramref name="writes"/>; any shortfall becomes debt.
+    /// </summary>
+    private async Task<List<ConsumedLot>> ConsumeAsync(StatementBatch writes, long entryId, Wallet wallet,
+        IEnumerable<(long LotId, long Remaining, long? ExpiresAt)> lots, Points points)
     {
         var consumed = new List<ConsumedLot>();
         var left = points;
@@ -351,9 +442,9 @@ public sealed class Posting
         {
             if (!left.IsPositive) break;
             var take = Points.Min(left, new Points(lot.Remaining));
-            await ExecuteAsync("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
+            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
                 new { take = take.Thousandths, lot = lot.LotId });
-            await InsertMovementAsync(entryId, lot.LotId, take);
+            AddMovement(writes, entryId, lot.LotId, take);
             consumed.Add(new ConsumedLot(lot.LotId, take, lot.ExpiresAt));
             left -= take;
         }
@@ -362,9 +453,9 @@ public sealed class Posting
         {
             // Only reachable when a negative balance is allowed: the shortfall becomes debt.
             var debtLot = await DebtLotAsync(wallet);
-            await ExecuteAsync("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
+            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
                 new { take = left.Thousandths, lot = debtLot });
-            await InsertMovementAsync(entryId, debtLot, left);
+            AddMovement(writes, entryId, debtLot, left);
             consumed.Add(new ConsumedLot(debtLot, left, null));
         }
         return consumed;
@@ -385,10 +476,17 @@ public sealed class Posting
             new { org = OrgId, walletId = wallet.WalletId, now = NowMs }, Transaction);
     }
 
-    private Task InsertMovementAsync(long entryId, long lotId, Points points) =>
-        Connection.ExecuteAsync(
+    private Task InsertMovementAsync(long entryId, long lotId, Points points)
+    {
+        var batch = Batch();
+        AddMovement(batch, entryId, lotId, points);
+        return batch.RunAsync();
+    }
+
+    private void AddMovement(StatementBatch batch, long entryId, long lotId, Points points) =>
+        batch.Execute(
             "INSERT INTO lot_movements (org_id, entry_id, lot_id, points) VALUES (@org, @entryId, @lotId, @points)",
-            new { org = OrgId, entryId, lotId, points = points.Thousandths }, Transaction);
+            new { org = OrgId, entryId, lotId, points = points.Thousandths });
 
     /// <summary>Allocates the next id of a per-organization sequence (customers, programs, groups...).</summary>
     public async Task<long> NextIdAsync(string sequence)

@@ -151,10 +151,12 @@ public static class Postings
             : program.PromisedDays is not null ? PointCategory.Promised
             : PointCategory.Regular;
         await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
-        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
+        var batch = posting.Batch();
+        var inserted = posting.AddEventInsert(batch, new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
             SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
             BillId: billId, Reason: bill.Notes));
-        await posting.ExecuteAsync("UPDATE bills SET event_id = @eventId WHERE bill_id = @billId", new { eventId, billId });
+        batch.Execute("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId });
+        var eventId = (await batch.RunAsync()).SingleLong(inserted);
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
         return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries);
@@ -321,8 +323,7 @@ public static class Postings
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         var mainKeys = qualifying ? keys.Select(k => k with { Category = PointCategory.Regular }).Distinct().ToList() : [];
         await posting.LockWalletsAsync(keys.Concat(mainKeys));
-        foreach (var key in mainKeys)
-            await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
+        await LotExpiry.ExpireDueAsync(posting, program, mainKeys, posting.Now);
     }
 
     private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,
@@ -348,10 +349,7 @@ public static class Postings
             entries.Add(View(entry, currency));
         }
         if (qualifying)
-        {
-            foreach (var key in keys.Select(k => k with { Category = PointCategory.Regular }).Distinct())
-                await LotExpiry.RecordActivityAsync(posting, program, key);
-        }
+            await LotExpiry.RecordActivityAsync(posting, program, keys.Select(k => k with { Category = PointCategory.Regular }));
         return entries;
     }
 

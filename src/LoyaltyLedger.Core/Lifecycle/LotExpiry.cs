@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
@@ -31,55 +32,86 @@ public static class LotExpiry
     /// period old. One PointsExpiry event with one DEBIT line; null when nothing is due, so running
     /// it again writes nothing.
     /// </summary>
-    public static async Task<PostingResult?> ExpireDueAsync(Posting posting, LoyaltyProgram program, WalletKey key, DateTimeOffset asOf)
+    public static async Task<PostingResult?> ExpireDueAsync(Posting posting, LoyaltyProgram program, WalletKey key, DateTimeOffset asOf) =>
+        (await ExpireDueAsync(posting, program, [key], asOf)).SingleOrDefault();
+
+    /// <summary>
+    /// <see cref="ExpireDueAsync(Posting, LoyaltyProgram, WalletKey, DateTimeOffset)"/> for several
+    /// locked wallets: the due lots of all of them are found in one round trip, and only a wallet
+    /// that has some gets an expiry event.
+    /// </summary>
+    public static async Task<IReadOnlyList<PostingResult>> ExpireDueAsync(Posting posting, LoyaltyProgram program,
+        IReadOnlyList<WalletKey> keys, DateTimeOffset asOf)
     {
-        if (key.Category != PointCategory.Regular) return null;
-        var wallet = posting.Locked(key);
-        var policy = PolicyFor(program, key.CurrencyId);
-        var lastActivity = await posting.ScalarAsync<long?>("SELECT last_activity_at FROM wallets WHERE wallet_id = @id", new { id = wallet.WalletId });
-        var wholeBalanceDue = policy.WholeBalanceExpiry(lastActivity is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null) is { } at && at <= asOf;
-
         var asOfMs = asOf.ToUnixTimeMilliseconds();
-        var due = (await posting.QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
-            """
-            SELECT lot_id, remaining, expires_at FROM lots
-            WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND (@all = 1 OR expires_at <= @asOf)
-            ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
-            """,
-            new { walletId = wallet.WalletId, all = wholeBalanceDue ? 1 : 0, asOf = asOfMs }))
-            .Select(l => new ConsumedLot(l.LotId, new Points(l.Remaining), l.ExpiresAt))
-            .ToList();
-        if (due.Count == 0) return null;
-
-        var customerId = await CustomerOfAsync(posting, key.OwnerType, key.OwnerId);
-        var details = JsonSerializer.Serialize(new Dictionary<string, string>
+        var batch = posting.Batch();
+        var checks = new List<(WalletKey Key, bool WholeBalanceDue, int Query)>();
+        foreach (var key in keys.Where(k => k.Category == PointCategory.Regular).Distinct())
         {
-            ["asOf"] = asOf.ToUniversalTime().ToString("O", System.Globalization.CultureInfo.InvariantCulture),
-            ["expiryType"] = policy.Kind,
-        });
-        var eventId = await posting.InsertEventAsync(new NewEvent(key.OwnerType, key.OwnerId, customerId, EventNames.PointsExpiry,
-            SourceProgramId: program.ProgramId, DetailsJson: details,
-            Reason: wholeBalanceDue ? "The balance expired: no qualifying activity within the expiry period." : "Points reached their expiry date."));
-        var debit = await posting.DebitLotsAsync(eventId, key, due);
-        return new PostingResult(eventId, EventNames.PointsExpiry, null, [Postings.View(debit.Entry, CurrencyOf(program, key.CurrencyId))]);
+            var wallet = posting.Locked(key);
+            var policy = PolicyFor(program, key.CurrencyId);
+            var lastActivity = wallet.LastActivityAt is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : (DateTimeOffset?)null;
+            var wholeBalanceDue = policy.WholeBalanceExpiry(lastActivity) is { } at && at <= asOf;
+            var query = batch.Query(
+                """
+                SELECT lot_id, remaining, expires_at FROM lots
+                WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND (@all = 1 OR expires_at <= @asOf)
+                ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
+                """,
+                new { walletId = wallet.WalletId, all = wholeBalanceDue ? 1 : 0, asOf = asOfMs });
+            checks.Add((key, wholeBalanceDue, query));
+        }
+        if (checks.Count == 0) return [];
+        var found = await batch.RunAsync();
+
+        var expired = new List<PostingResult>();
+        foreach (var (key, wholeBalanceDue, query) in checks)
+        {
+            var due = found.Rows(query)
+                .Select(r => new ConsumedLot(Convert.ToInt64(r[0], CultureInfo.InvariantCulture), new Points(Convert.ToInt64(r[1], CultureInfo.InvariantCulture)),
+                    r[2] is null ? null : Convert.ToInt64(r[2], CultureInfo.InvariantCulture)))
+                .ToList();
+            if (due.Count == 0) continue;
+
+            var policy = PolicyFor(program, key.CurrencyId);
+            var customerId = await CustomerOfAsync(posting, key.OwnerType, key.OwnerId);
+            var details = JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                ["asOf"] = asOf.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture),
+                ["expiryType"] = policy.Kind,
+            });
+            var eventId = await posting.InsertEventAsync(new NewEvent(key.OwnerType, key.OwnerId, customerId, EventNames.PointsExpiry,
+                SourceProgramId: program.ProgramId, DetailsJson: details,
+                Reason: wholeBalanceDue ? "The balance expired: no qualifying activity within the expiry period." : "Points reached their expiry date."));
+            var debit = await posting.DebitLotsAsync(eventId, key, due);
+            expired.Add(new PostingResult(eventId, EventNames.PointsExpiry, null, [Postings.View(debit.Entry, CurrencyOf(program, key.CurrencyId))]));
+        }
+        return expired;
     }
 
     /// <summary>
-    /// A qualifying activity (a bill or a named event crediting the wallet) at the posting's time:
-    /// restarts the WHOLE_BALANCE clock and, under ROLLING, moves every open dated lot to now + period.
-    /// Call it after <see cref="ExpireDueAsync"/>, so lots already due stay expired.
+    /// A qualifying activity (a bill or a named event crediting the wallets) at the posting's time:
+    /// restarts each wallet's WHOLE_BALANCE clock and, under ROLLING, moves every open dated lot to
+    /// now + period; one round trip for all the wallets. Call it after <see cref="ExpireDueAsync(Posting, LoyaltyProgram, IReadOnlyList{WalletKey}, DateTimeOffset)"/>,
+    /// so lots already due stay expired.
     /// </summary>
-    public static async Task RecordActivityAsync(Posting posting, LoyaltyProgram program, WalletKey key)
+    public static async Task RecordActivityAsync(Posting posting, LoyaltyProgram program, IEnumerable<WalletKey> keys)
     {
-        var wallet = posting.Locked(key);
-        await posting.ExecuteAsync("UPDATE wallets SET last_activity_at = @now WHERE wallet_id = @id", new { now = posting.NowMs, id = wallet.WalletId });
-        var policy = PolicyFor(program, key.CurrencyId);
-        if (!policy.ExtendsOnActivity) return;
-        var extended = policy.AddPeriod(posting.Now).ToUnixTimeMilliseconds();
-        // Only ever later: an extension never shortens the life of a lot.
-        await posting.ExecuteAsync(
-            "UPDATE lots SET expires_at = @extended WHERE wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
-            new { extended, id = wallet.WalletId });
+        var batch = posting.Batch();
+        foreach (var key in keys.Distinct())
+        {
+            var wallet = posting.Locked(key);
+            wallet.LastActivityAt = posting.NowMs;
+            batch.Execute("UPDATE wallets SET last_activity_at = @now WHERE wallet_id = @id", new { now = posting.NowMs, id = wallet.WalletId });
+            var policy = PolicyFor(program, key.CurrencyId);
+            if (!policy.ExtendsOnActivity) continue;
+            var extended = policy.AddPeriod(posting.Now).ToUnixTimeMilliseconds();
+            // Only ever later: an extension never shortens the life of a lot.
+            batch.Execute(
+                "UPDATE lots SET expires_at = @extended WHERE wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
+                new { extended, id = wallet.WalletId });
+        }
+        await batch.RunAsync();
     }
 
     /// <summary>The customer an owner's event is shown for: the customer, or a group's primary member.</summary>

@@ -1,0 +1,159 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Reflection;
+
+namespace LoyaltyLedger.Storage;
+
+/// <summary>
+/// Several statements of one transaction sent to the database together. On PostgreSQL they go as
+/// one <see cref="DbBatch"/>: one network round trip instead of one per statement, which is most of
+/// what a posting costs (a bill is a dozen statements, and on a busy machine every round trip is a
+/// hand-off between the server, Npgsql and a PostgreSQL backend). On SQLite, which runs in-process
+/// and has no round trips to save, they run one after another. Either way they run in the order
+/// added, so a statement sees the writes of the ones before it; an error in any of them fails the
+/// whole call (and the caller's transaction with it).
+/// </summary>
+public sealed class StatementBatch(DbConnection connection, DbTransaction transaction, SqlDialect dialect)
+{
+    private readonly List<(string Sql, object? Args, bool ReturnsRows)> _statements = [];
+
+    public int Count => _statements.Count;
+
+    /// <summary>Adds a statement whose rows are wanted; returns its index for <see cref="BatchResults.Rows"/>.</summary>
+    public int Query(string sql, object? args = null) => Add(sql, args, returnsRows: true);
+
+    /// <summary>Adds a statement run for its effect; returns its index for <see cref="BatchResults.Affected"/>.</summary>
+    public int Execute(string sql, object? args = null) => Add(sql, args, returnsRows: false);
+
+    private int Add(string sql, object? args, bool returnsRows)
+    {
+        _statements.Add((dialect.Expand(sql), args, returnsRows));
+        return _statements.Count - 1;
+    }
+
+    public async Task<BatchResults> RunAsync(CancellationToken ct = default)
+    {
+        var results = new BatchResults(_statements.Count);
+        if (_statements.Count == 0) return results;
+        if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
+        else await RunOneByOneAsync(results, ct);
+        _statements.Clear();
+        return results;
+    }
+
+    private async Task RunAsBatchAsync(BatchResults results, CancellationToken ct)
+    {
+        await using var batch = connection.CreateBatch();
+        batch.Transaction = transaction;
+        foreach (var (sql, args, _) in _statements)
+        {
+            var command = batch.CreateBatchCommand();
+            command.CommandText = sql;
+            Bind(args, command.CreateParameter, command.Parameters);
+            batch.BatchCommands.Add(command);
+        }
+
+        await using (var reader = await batch.ExecuteReaderAsync(ct))
+        {
+            // The reader has one result set per statement that returns rows, in order; statements
+            // without rows (an INSERT without RETURNING, an UPDATE) produce none.
+            var first = true;
+            for (var i = 0; i < _statements.Count; i++)
+            {
+                if (!_statements[i].ReturnsRows) continue;
+                if (!first) await reader.NextResultAsync(ct);
+                first = false;
+                results.SetRows(i, await ReadRowsAsync(reader, ct));
+            }
+        }
+        for (var i = 0; i < _statements.Count; i++)
+            results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);
+    }
+
+    private async Task RunOneByOneAsync(BatchResults results, CancellationToken ct)
+    {
+        for (var i = 0; i < _statements.Count; i++)
+        {
+            var (sql, args, returnsRows) = _statements[i];
+            await using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = sql;
+            Bind(args, command.CreateParameter, command.Parameters);
+            if (returnsRows)
+            {
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                results.SetRows(i, await ReadRowsAsync(reader, ct));
+                results.SetAffected(i, reader.RecordsAffected);
+            }
+            else
+            {
+                results.SetAffected(i, await command.ExecuteNonQueryAsync(ct));
+            }
+        }
+    }
+
+    private static async Task<List<object?[]>> ReadRowsAsync(DbDataReader reader, CancellationToken ct)
+    {
+        var rows = new List<object?[]>();
+        while (await reader.ReadAsync(ct))
+        {
+            var row = new object?[reader.FieldCount];
+            for (var f = 0; f < row.Length; f++) row[f] = reader.IsDBNull(f) ? null : reader.GetValue(f);
+            rows.Add(row);
+        }
+        return rows;
+    }
+
+    private static readonly ConcurrentDictionary<Type, PropertyInfo[]> PropertiesByType = new();
+
+    /// <summary>
+    /// Binds named parameters: a dictionary's entries, or the public properties of an (anonymous)
+    /// object, as Dapper does.
+    /// </summary>
+    private static void Bind(object? args, Func<DbParameter> create, DbParameterCollection parameters)
+    {
+        if (args is null) return;
+        if (args is IEnumerable<KeyValuePair<string, object?>> named)
+        {
+            foreach (var (name, value) in named)
+            {
+                var parameter = create();
+                parameter.ParameterName = name;
+                parameter.Value = value ?? DBNull.Value;
+                parameters.Add(parameter);
+            }
+            return;
+        }
+        foreach (var property in PropertiesByType.GetOrAdd(args.GetType(), t => t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray()))
+        {
+            var parameter = create();
+            parameter.ParameterName = property.Name;
+            parameter.Value = property.GetValue(args) ?? DBNull.Value;
+            parameters.Add(parameter);
+        }
+    }
+}
+
+/// <summary>What each statement of a <see cref="StatementBatch"/> returned.</summary>
+public sealed class BatchResults
+{
+    private readonly List<object?[]>?[] _rows;
+    private readonly int[] _affected;
+
+    internal BatchResults(int count)
+    {
+        _rows = new List<object?[]>?[count];
+        _affected = new int[count];
+    }
+
+    internal void SetRows(int index, List<object?[]> rows) => _rows[index] = rows;
+    internal void SetAffected(int index, int affected) => _affected[index] = affected;
+
+    public IReadOnlyList<object?[]> Rows(int index) =>
+        _rows[index] ?? throw new InvalidOperationException($"Statement {index} of the batch was not added as a query.");
+
+    public int Affected(int index) => _affected[index];
+
+    /// <summary>The first column of the statement's only row, as a 64-bit integer.</summary>
+    public long SingleLong(int index) => Convert.ToInt64(Rows(index).Single()[0], System.Globalization.CultureInfo.InvariantCulture);
+}
