@@ -1,5 +1,6 @@
 using System.Data.Common;
 using Dapper;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Audit;
 
@@ -10,12 +11,20 @@ namespace LoyaltyLedger.Audit;
 /// </summary>
 public static class WriteAudit
 {
+    private const string Insert =
+        """
+        INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)
+        VALUES (@orgId, @keyId, @method, @path, @status, @idempotencyKey, @nowMs)
+        """;
+
     public static Task RecordAsync(DbConnection connection, DbTransaction transaction, long orgId, string keyId, string method, string path,
         int status, string? idempotencyKey, long nowMs) =>
-        connection.ExecuteAsync(
-            """
-            INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)
-            VALUES (@orgId, @keyId, @method, @path, @status, @idempotencyKey, @nowMs)
-            """,
-            new { orgId, keyId, method, path = path.Length > 500 ? path[..500] : path, status, idempotencyKey, nowMs }, transaction);
+        connection.ExecuteAsync(Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs), transaction);
+
+    /// <summary>Adds the record to a batch of the write's other statements.</summary>
+    public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
+        batch.Execute(Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs));
+
+    private static object Args(long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
+        new { orgId, keyId, method, path = path.Length > 500 ? path[..500] : path, status, idempotencyKey, nowMs };
 }

@@ -103,25 +103,35 @@ public static class GroupDirectory
         return groupId is { } g ? await GetAsync(c, orgId, g, tx) : null;
     }
 
-    /// <summary>The group whose pooled wallet a customer's earnings go to, if any.</summary>
-    public static async Task<(long GroupId, GroupMember Member)?> PoolOfAsync(Posting posting, long customerId)
+    /// <summary>
+    /// The group whose pooled wallet a customer's earnings go to, if any. With
+    /// <paramref name="requireCustomer"/> it also refuses an unknown customer, in the same round trip.
+    /// </summary>
+    public static async Task<(long GroupId, GroupMember Member)?> PoolOfAsync(Posting posting, long customerId, bool requireCustomer = false)
     {
-        var row = await posting.QuerySingleOrDefaultAsync<MemberRowWithGroup>(
+        var batch = posting.Batch();
+        var customer = requireCustomer
+            ? batch.Query("SELECT customer_id FROM customers WHERE org_id = @org AND customer_id = @customerId", new { org = posting.OrgId, customerId })
+            : -1;
+        var pool = batch.Query(
             """
-            SELECT m.group_id AS GroupId, m.role AS Role, m.may_redeem AS MayRedeem, m.may_transfer AS MayTransfer
+            SELECT m.group_id, m.role, m.may_redeem, m.may_transfer
             FROM group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
             WHERE m.org_id = @org AND m.customer_id = @customerId AND g.pools_points = 1
             """,
             new { org = posting.OrgId, customerId });
-        return row is null ? null : (row.GroupId, new GroupMember { CustomerId = customerId, Role = row.Role, MayRedeem = row.MayRedeem != 0, MayTransfer = row.MayTransfer != 0 });
-    }
-
-    private sealed class MemberRowWithGroup
-    {
-        public long GroupId { get; set; }
-        public string Role { get; set; } = "";
-        public long MayRedeem { get; set; }
-        public long MayTransfer { get; set; }
+        var results = await batch.RunAsync();
+        if (requireCustomer && results.Rows(customer).Count == 0) throw LedgerException.NotFound("customer", customerId);
+        var row = results.Rows(pool).SingleOrDefault();
+        if (row is null) return null;
+        var groupId = Convert.ToInt64(row[0], System.Globalization.CultureInfo.InvariantCulture);
+        return (groupId, new GroupMember
+        {
+            CustomerId = customerId,
+            Role = (string)row[1]!,
+            MayRedeem = Convert.ToInt64(row[2], System.Globalization.CultureInfo.InvariantCulture) != 0,
+            MayTransfer = Convert.ToInt64(row[3], System.Globalization.CultureInfo.InvariantCulture) != 0,
+        });
     }
 
     public static async Task<UserGroup> CreateAsync(Posting posting, NewGroup request)

@@ -102,7 +102,9 @@ public static class Postings
         if (source is null or "ALL") throw LedgerException.Invalid($"Unknown source '{bill.Source}'.");
         if ((bill.Awards?.Count ?? 0) > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per bill.");
 
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, bill.CustomerId, posting.Transaction);
+        // A member of a pooling group earns for the group's wallet.
+        var pool = await GroupDirectory.PoolOfAsync(posting, bill.CustomerId, requireCustomer: true);
+        var (ownerType, ownerId) = pool is { } p ? (OwnerType.Group, p.GroupId) : (OwnerType.Customer, bill.CustomerId);
         var program = await ProgramCatalog.ResolveAsync(posting, bill.ProgramId);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, bill.StoreCode, bill.TillCode);
 
@@ -119,10 +121,6 @@ public static class Postings
             }
         }
         credits.AddRange(ResolveAwards(program, bill.Awards));
-
-        // A member of a pooling group earns for the group's wallet.
-        var pool = await GroupDirectory.PoolOfAsync(posting, bill.CustomerId);
-        var (ownerType, ownerId) = pool is { } p ? (OwnerType.Group, p.GroupId) : (OwnerType.Customer, bill.CustomerId);
 
         long billId;
         try

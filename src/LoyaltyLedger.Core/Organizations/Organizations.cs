@@ -80,14 +80,16 @@ public static class Tenants
     }
 
     /// <summary>
-    /// Revokes a key of the organization. Authentication reads the key on every request, so the
-    /// revocation takes effect on the next request, with no restart.
+    /// Revokes a key of the organization. Authentication forgets the key in this process at once, so
+    /// the revocation takes effect on the next request, with no restart (other server processes
+    /// re-read keys within <see cref="CatalogCache.KeysTtl"/>).
     /// </summary>
     public static async Task RevokeKeyAsync(LedgerDatabase db, long orgId, string keyId, TimeProvider clock, CancellationToken ct)
     {
         var changed = await db.WriteAsync((c, tx) => c.ExecuteAsync(
             "UPDATE api_keys SET revoked_at = @now WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL",
             new { orgId, keyId, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        db.Catalog.InvalidateKey(keyId);
         if (changed == 0) throw LedgerException.NotFound("key", keyId);
     }
 
@@ -104,6 +106,7 @@ public static class Tenants
                 new { hash = Hash(secret), orgId, keyId }, tx);
             return current;
         }, ct);
+        db.Catalog.InvalidateKey(keyId);
         return new IssuedKey(orgId, keyId, secret, Enum.Parse<KeyRole>(role, ignoreCase: true));
     }
 
@@ -116,13 +119,20 @@ public static class Tenants
     /// </summary>
     public static async Task<Caller?> AuthenticateAsync(LedgerDatabase db, string keyId, string secret, CancellationToken ct)
     {
-        var row = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
-            "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
+        var row = db.Catalog.Key(keyId);
+        if (row is null)
+        {
+            var loadedAt = CatalogCache.Now();
+            var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
+                "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
+            row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
+            db.Catalog.SetKey(keyId, row, loadedAt);
+        }
         var expected = Encoding.ASCII.GetBytes(row.SecretHash ?? new string('0', 64));
         var actual = Encoding.ASCII.GetBytes(Hash(secret));
         var matches = CryptographicOperations.FixedTimeEquals(expected, actual);
         if (row.SecretHash is null || !matches) return null;
-        return new Caller(row.OrgId, keyId, Enum.Parse<KeyRole>(row.Role, ignoreCase: true));
+        return new Caller(row.OrgId, keyId, Enum.Parse<KeyRole>(row.Role!, ignoreCase: true));
     }
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));

@@ -39,7 +39,7 @@ public static class LedgerReader
             : await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
 
         var subject = await ResolveSubjectAsync(connection, tx, orgId, query);
-        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx);
+        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx, database.Catalog);
         var filter = await BuildFilterAsync(connection, tx, orgId, query, subject, programs, ct);
 
         if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
 
 namespace LoyaltyLedger.Programs;
 
@@ -57,21 +58,47 @@ public static class ProgramCatalog
         }).ToList();
     }
 
-    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null) =>
-        (await ListAsync(connection, orgId, tx)).FirstOrDefault(p => p.ProgramId == programId);
+    /// <summary>
+    /// The organization's programs through the server's cache (see <see cref="CatalogCache"/>): from
+    /// memory when read within the last second, else from the database.
+    /// </summary>
+    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CatalogCache? cache)
+    {
+        if (cache?.Programs(orgId) is { } cached) return cached;
+        var loadedAt = CatalogCache.Now();
+        var programs = await ListAsync(connection, orgId, tx);
+        cache?.SetPrograms(orgId, programs, loadedAt);
+        return programs;
+    }
+
+    /// <summary>
+    /// A program by id. A program missing from the cached list may be newer than the list (created
+    /// through another server process): the database decides before it is called unknown.
+    /// </summary>
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, CatalogCache? cache = null)
+    {
+        var found = (await ListAsync(connection, orgId, tx, cache)).FirstOrDefault(p => p.ProgramId == programId);
+        if (found is not null || cache is null) return found;
+        cache.InvalidatePrograms(orgId);
+        return (await ListAsync(connection, orgId, tx, cache)).FirstOrDefault(p => p.ProgramId == programId);
+    }
 
     /// <summary>The program a posting goes to: the one named, else the organization's default program.</summary>
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId)
     {
-        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction);
         if (programId is { } id)
-            return programs.FirstOrDefault(p => p.ProgramId == id) ?? throw LedgerException.NotFound("program", id);
+        {
+            return await FindAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.CatalogForReads)
+                ?? throw LedgerException.NotFound("program", id);
+        }
+        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.CatalogForReads);
         return programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault()
             ?? throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
     }
 
     public static async Task<LoyaltyProgram> CreateAsync(Posting posting, NewProgram request)
     {
+        posting.ChangeCatalog();
         if (string.IsNullOrWhiteSpace(request.Name)) throw LedgerException.Invalid("A program needs a name.");
         if (request.EarnRate is { IsNegative: true }) throw new LedgerException(ErrorCodes.InvalidPoints, "The earn rate cannot be negative.");
         var expiry = request.Expiry ?? ExpiryPolicy.NeverExpires;
@@ -120,6 +147,7 @@ public static class ProgramCatalog
 
     public static async Task<AlternateCurrency> AddCurrencyAsync(Posting posting, long programId, NewCurrency request)
     {
+        posting.ChangeCatalog();
         if (string.IsNullOrWhiteSpace(request.Name)) throw LedgerException.Invalid("An alternate currency needs a name.");
         if (request.Name.Contains(',', StringComparison.Ordinal))
             throw LedgerException.Invalid("Currency names cannot contain commas (clients pass them as a comma list).");

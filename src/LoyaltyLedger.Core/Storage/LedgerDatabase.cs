@@ -34,6 +34,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public DatabaseProvider Provider { get; }
     public SqlDialect Dialect { get; }
 
+    /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="Organizations.CatalogCache"/>).</summary>
+    public Organizations.CatalogCache Catalog { get; } = new();
+
     /// <summary>Where the data lives, for start-up messages (no secrets).</summary>
     public string Description { get; }
 

@@ -44,15 +44,24 @@ public static class StoreDirectory
     /// <summary>Resolves the store and till a posting names; unknown codes are refused, never created on the fly.</summary>
     public static async Task<(Store? Store, Till? Till)> ResolveAsync(Posting posting, string? storeCode, string? tillCode)
     {
+        // Stores and tills never change once created, so a cached one is always right; an unknown
+        // code is looked up in the database every time.
+        var cache = posting.CatalogForReads;
         Store? store = null;
         Till? till = null;
         if (!string.IsNullOrEmpty(storeCode))
-            store = await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction)
+        {
+            store = cache?.Store(posting.OrgId, storeCode)
+                ?? await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction)
                 ?? throw LedgerException.NotFound("store", storeCode);
+            cache?.SetStore(posting.OrgId, store);
+        }
         if (!string.IsNullOrEmpty(tillCode))
         {
-            till = await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction)
+            till = cache?.Till(posting.OrgId, tillCode)
+                ?? await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction)
                 ?? throw LedgerException.NotFound("till", tillCode);
+            cache?.SetTill(posting.OrgId, till);
             if (store is null)
                 store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction)).First(s => s.StoreId == till.StoreId);
             else if (till.StoreId != store.StoreId)
@@ -63,6 +72,7 @@ public static class StoreDirectory
 
     public static async Task<Store> CreateStoreAsync(Posting posting, NewStore request)
     {
+        posting.ChangeCatalog();
         ValidateCode(request.Code, "store");
         var storeId = await posting.NextIdAsync("store");
         try
@@ -80,6 +90,7 @@ public static class StoreDirectory
 
     public static async Task<Till> CreateTillAsync(Posting posting, NewTill request)
     {
+        posting.ChangeCatalog();
         ValidateCode(request.Code, "till");
         var store = await FindStoreAsync(posting.Connection, posting.OrgId, request.StoreCode, posting.Transaction)
             ?? throw LedgerException.NotFound("store", request.StoreCode);

@@ -35,13 +35,14 @@ public static class VaultReads
     /// The account's movements in the program's plain points, oldest first (by time, then by the
     /// order they were written). Opening-balance lines of zero are left out: they move nothing.
     /// </summary>
-    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query)
+    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query,
+        Organizations.CatalogCache? catalog = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
         var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
-        var program = await ProgramCatalog.FindAsync(c, orgId, programId) ?? throw LedgerException.NotFound("program", programId);
+        var program = await ProgramCatalog.FindAsync(c, orgId, programId, cache: catalog) ?? throw LedgerException.NotFound("program", programId);
 
         var walletId = await c.ExecuteScalarAsync<long?>(
             """
@@ -157,10 +158,11 @@ public static class VaultReads
     }
 
     /// <summary>Per program: the balance, the vouchers held (active only unless asked), and the vouchers the balance can buy.</summary>
-    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs)
+    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs,
+        Organizations.CatalogCache? catalog = null)
     {
         var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
-        var programs = await ProgramCatalog.ListAsync(c, orgId);
+        var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog);
         var balances = (await c.QueryAsync<(long ProgramId, long Balance)>(
             """
             SELECT program_id, balance FROM wallets

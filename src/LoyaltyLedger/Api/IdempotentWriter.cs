@@ -36,9 +36,28 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             throw LedgerException.Invalid($"An {HeaderName} is 1 to {MaxKeyLength} characters.");
         var requestHash = Hash(http.Request.Method, http.Request.Path, JsonSerializer.Serialize(request, _json));
 
-        var outcome = await database.WriteAsync(async (connection, transaction) =>
+        var catalogChanged = false;
+        (bool Replay, string? Body) outcome;
+        try
         {
-            var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId);
+            outcome = await WriteAsync();
+        }
+        finally
+        {
+            // After the commit (or the rollback): requests that read the programs while this one was
+            // changing them may have cached what they saw; they read again.
+            if (catalogChanged) database.Catalog.InvalidatePrograms(caller.OrgId);
+        }
+
+        if (!outcome.Replay) return Results.Content(outcome.Body, "application/json", Encoding.UTF8, status);
+        return await ReplayAsync(http, caller, key!, requestHash, ct);
+
+        Task<(bool Replay, string? Body)> WriteAsync() => database.WriteAsync(async (connection, transaction) =>
+        {
+            var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)
+            {
+                Catalog = database.Catalog,
+            };
             if (key is not null)
             {
                 // On PostgreSQL this insert waits for a concurrent transaction holding the same key and
@@ -53,20 +72,28 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 if (claimed == 0) return (Replay: true, Body: (string?)null);
             }
 
-            var result = await work(posting);
+            TResult result;
+            try
+            {
+                result = await work(posting);
+            }
+            finally
+            {
+                catalogChanged |= posting.CatalogChanged;
+            }
             var body = JsonSerializer.Serialize(result, _json);
-            await WriteAudit.RecordAsync(connection, transaction, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
+            // The audit record and the stored answer in one round trip.
+            var batch = posting.Batch();
+            WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
             if (key is not null)
             {
-                await posting.ExecuteAsync(
+                batch.Execute(
                     "UPDATE idempotency_keys SET status_code = @status, response_body = @body WHERE org_id = @org AND idempotency_key = @key",
                     new { status, body, org = caller.OrgId, key });
             }
-            return (Replay: false, Body: body);
+            await batch.RunAsync(ct);
+            return (Replay: false, Body: (string?)body);
         }, ct);
-
-        if (!outcome.Replay) return Results.Content(outcome.Body, "application/json", Encoding.UTF8, status);
-        return await ReplayAsync(http, caller, key!, requestHash, ct);
     }
 
     private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)

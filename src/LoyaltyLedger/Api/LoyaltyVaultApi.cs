@@ -36,7 +36,7 @@ public static class LoyaltyVaultApi
         var inactive = ParseBool(includeInactive, "includeInactive");
         var orgId = http.User.Caller().OrgId;
         var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs), http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs, db.Catalog), http.RequestAborted));
     }
 
     private static async Task<Ok<IReadOnlyList<VaultMovement>>> GetHistoryAsync(string accountNumber, long loyaltyPointDefinitionId,
@@ -44,7 +44,7 @@ public static class LoyaltyVaultApi
     {
         var query = new HistoryQuery(ParseTime(from, "from"), ParseTime(to, "to"), ParseInt(offset, "offset"), ParseInt(limit, "limit"));
         var orgId = http.User.Caller().OrgId;
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query), http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, db.Catalog), http.RequestAborted));
     }
 
     private static Task<IResult> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>

@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using LoyaltyLedger.Programs;
+using LoyaltyLedger.Stores;
+
+namespace LoyaltyLedger.Organizations;
+
+/// <summary>
+/// The reference data every posting and read looks up (an organization's programs, its stores and
+/// tills, its API keys), held in memory by one server process so that a request does not spend
+/// round trips on it.
+/// </summary>
+/// <remarks>
+/// Why this is safe for a ledger:
+/// <list type="bullet">
+/// <item>Stores and tills are never changed or deleted once created, so a cached one is never wrong
+/// and is kept for the life of the process; an unknown code always falls through to the database.</item>
+/// <item>A program's rules (earn rate, expiry, negative balances, return window) are never changed
+/// once created either. What can change is which program is the default and the list of alternate
+/// currencies. The list is reloaded after <see cref="ProgramsTtl"/>, and at once in this process when
+/// this process changes it; a program or currency that is asked for by id or name and not found in the
+/// cached list is looked up in the database before it is refused. So another server process sees a new
+/// default program, or earns a new currency by rule, at most <see cref="ProgramsTtl"/> late.</item>
+/// <item>An API key is re-read after <see cref="KeysTtl"/>, and at once in this process when this
+/// process revokes or rotates it; so a key revoked through another server process still works there for
+/// at most <see cref="KeysTtl"/>.</item>
+/// </list>
+/// </remarks>
+public sealed class CatalogCache
+{
+    public static readonly TimeSpan ProgramsTtl = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan KeysTtl = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<long, (IReadOnlyList<LoyaltyProgram> Programs, long LoadedAt)> _programs = new();
+    private readonly ConcurrentDictionary<(long OrgId, string Code), Store> _stores = new();
+    private readonly ConcurrentDictionary<(long OrgId, string Code), Till> _tills = new();
+    private readonly ConcurrentDictionary<string, (CachedKey Key, long LoadedAt)> _keys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<long, long> _programsChangedAt = new();
+    private readonly ConcurrentDictionary<string, long> _keysChangedAt = new(StringComparer.Ordinal);
+
+    /// <summary>The organization's programs if loaded within <see cref="ProgramsTtl"/>.</summary>
+    public IReadOnlyList<LoyaltyProgram>? Programs(long orgId) =>
+        _programs.TryGetValue(orgId, out var entry) && Fresh(entry.LoadedAt, ProgramsTtl) ? entry.Programs : null;
+
+    public void SetPrograms(long orgId, IReadOnlyList<LoyaltyProgram> programs, long loadedAt)
+    {
+        // A read that started before this process's last change may have seen the old list: not kept.
+        if (_programsChangedAt.TryGetValue(orgId, out var changedAt) && loadedAt <= changedAt) return;
+        _programs[orgId] = (programs, loadedAt);
+    }
+
+    /// <summary>Forgets an organization's programs (this process created a program or a currency).</summary>
+    public void InvalidatePrograms(long orgId)
+    {
+        _programsChangedAt[orgId] = Now();
+        _programs.TryRemove(orgId, out _);
+    }
+
+    public Store? Store(long orgId, string code) => _stores.GetValueOrDefault((orgId, code));
+    public void SetStore(long orgId, Store store) => _stores[(orgId, store.Code)] = store;
+    public Till? Till(long orgId, string code) => _tills.GetValueOrDefault((orgId, code));
+    public void SetTill(long orgId, Till till) => _tills[(orgId, till.Code)] = till;
+
+    /// <summary>A key as last read, if read within <see cref="KeysTtl"/>.</summary>
+    public CachedKey? Key(string keyId) =>
+        _keys.TryGetValue(keyId, out var entry) && Fresh(entry.LoadedAt, KeysTtl) ? entry.Key : null;
+
+    public void SetKey(string keyId, CachedKey key, long loadedAt)
+    {
+        if (_keysChangedAt.TryGetValue(keyId, out var changedAt) && loadedAt <= changedAt) return;
+        // A bounded cache: clients sending random key ids must not grow it without limit.
+        if (_keys.Count > 100_000) _keys.Clear();
+        _keys[keyId] = (key, loadedAt);
+    }
+
+    /// <summary>Forgets a key (this process revoked or rotated it).</summary>
+    public void InvalidateKey(string keyId)
+    {
+        _keysChangedAt[keyId] = Now();
+        _keys.TryRemove(keyId, out _);
+    }
+
+    /// <summary>
+    /// A timestamp to pass to the setters, taken before the database read: a change this process
+    /// makes while the read is under way then still wins, since the read is older than the change.
+    /// </summary>
+    public static long Now() => Stopwatch.GetTimestamp();
+
+    private static bool Fresh(long loadedAt, TimeSpan ttl) => Stopwatch.GetElapsedTime(loadedAt) < ttl;
+}
+
+/// <summary>What authentication needs of a key: its organization, the hash of its secret, its role (null when the key is unknown or revoked).</summary>
+public sealed record CachedKey(long OrgId, string? SecretHash, string? Role);
