@@ -24,6 +24,7 @@ public sealed class Posting
 {
     private readonly Dictionary<WalletKey, Wallet> _locked = [];
     private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
+    private readonly Dictionary<long, (OwnerType Type, long Id)> _eventOwners = [];
 
     public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
     {
@@ -94,7 +95,7 @@ public sealed class Posting
 
     public async Task<long> InsertEventAsync(NewEvent e)
     {
-        return await Connection.ExecuteScalarAsync<long>(
+        var eventId = await Connection.ExecuteScalarAsync<long>(
             """
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
                 source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id)
@@ -110,6 +111,40 @@ public sealed class Posting
                 postedBy = PostedBy, relatedEventId = e.RelatedEventId,
             },
             Transaction);
+        _eventOwners[eventId] = (e.OwnerType, e.OwnerId);
+        await CountOwnerEventAsync(eventId, events: 1, kind: 0);
+        return eventId;
+    }
+
+    /// <summary>
+    /// Adds to the event's owner's row of <c>owner_event_counts</c>: one more event, or one more event
+    /// holding lines of <paramref name="kind"/> (an <see cref="EventLineKinds"/> bit), so the
+    /// points-ledger read takes totalEntries from that row instead of counting the owner's history.
+    /// </summary>
+    /// <remarks>
+    /// The upsert locks the owner's counter row until commit. Every posting has already locked the
+    /// owner's wallets by then (a new customer's registration excepted, which nobody else can
+    /// touch yet), so counter locks always follow wallet locks and add no new deadlock.
+    /// </remarks>
+    private Task CountOwnerEventAsync(long eventId, int events, int kind)
+    {
+        if (!_eventOwners.TryGetValue(eventId, out var owner))
+            throw new InvalidOperationException($"Event {eventId} was not inserted by this posting, so its owner's counts cannot be kept.");
+        return Connection.ExecuteAsync(
+            """
+            INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events)
+            VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents)
+            ON CONFLICT (org_id, owner_type, owner_id) DO UPDATE SET
+                events = owner_event_counts.events + excluded.events,
+                points_events = owner_event_counts.points_events + excluded.points_events,
+                currency_events = owner_event_counts.currency_events + excluded.currency_events
+            """,
+            new
+            {
+                org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events,
+                pointsEvents = kind == EventLineKinds.Points ? 1 : 0, currencyEvents = kind == EventLineKinds.Currency ? 1 : 0,
+            },
+            Transaction);
     }
 
     private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
@@ -122,6 +157,7 @@ public sealed class Posting
         {
             await Connection.ExecuteAsync("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId",
                 new { kind, eventId }, Transaction);
+            await CountOwnerEventAsync(eventId, events: 0, kind);
         }
         return await Connection.ExecuteScalarAsync<long>(
             """
