@@ -1,3 +1,4 @@
+using System.Globalization;
 using Dapper;
 using LoyaltyLedger.Storage;
 
@@ -22,10 +23,24 @@ public sealed record VerificationReport(
 /// stored balance = sum of entries = sum of lot remainders = the last entry's balance_after;
 /// every lot's remainder = original - its movements; every debit's lot movements add up to the
 /// debit; no negative balance where the program forbids one; no idempotency key posted twice; event
-/// and entry ids unique.
+/// and entry ids unique; each event's line_kinds and each owner's running event counts agree with
+/// the rows they summarize.
 /// </summary>
 public static class LedgerVerifier
 {
+    private sealed class OwnerCountRow
+    {
+        public long OrgId { get; set; }
+        public string OwnerType { get; set; } = "";
+        public long OwnerId { get; set; }
+        public long? Stored { get; set; }
+        public long? StoredPoints { get; set; }
+        public long? StoredCurrency { get; set; }
+        public long Events { get; set; }
+        public long Points { get; set; }
+        public long Currency { get; set; }
+    }
+
     /// <summary>How many violations are listed at most; the count stays exact.</summary>
     public const int MaxListed = 200;
 
@@ -112,6 +127,34 @@ public static class LedgerVerifier
                 WHERE k.line_kinds <> k.actual
                 """, new { orgId }, commandTimeout: 0);
             if (wrongKinds > 0) Violation($"{wrongKinds} events whose line_kinds do not match their lines");
+
+            // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
+            // row must equal its events, counted by line_kinds (checked against the lines above).
+            // Owners with events are matched in one grouped pass; a row for an owner with no events
+            // must hold zeros.
+            var countOrg = orgId is null ? "" : " AND c.org_id = @orgId";
+            var wrongCounts = await c.QueryAsync<OwnerCountRow>(
+                new CommandDefinition($"""
+                SELECT a.org_id, a.owner_type, a.owner_id, c.events AS stored, c.points_events AS stored_points, c.currency_events AS stored_currency,
+                    a.events, a.points_events AS points, a.currency_events AS currency
+                FROM (SELECT org_id, owner_type, owner_id, COUNT(*) AS events,
+                          SUM(CASE WHEN (line_kinds & 1) <> 0 THEN 1 ELSE 0 END) AS points_events,
+                          SUM(CASE WHEN (line_kinds & 2) <> 0 THEN 1 ELSE 0 END) AS currency_events
+                      FROM events{orgFilter} GROUP BY org_id, owner_type, owner_id) a
+                LEFT JOIN owner_event_counts c ON c.org_id = a.org_id AND c.owner_type = a.owner_type AND c.owner_id = a.owner_id
+                WHERE c.events IS NULL OR c.events <> a.events OR c.points_events <> a.points_events OR c.currency_events <> a.currency_events
+                UNION ALL
+                SELECT c.org_id, c.owner_type, c.owner_id, c.events, c.points_events, c.currency_events, 0, 0, 0
+                FROM owner_event_counts c
+                WHERE (c.events <> 0 OR c.points_events <> 0 OR c.currency_events <> 0){countOrg}
+                    AND NOT EXISTS (SELECT 1 FROM events e WHERE e.org_id = c.org_id AND e.owner_type = c.owner_type AND e.owner_id = c.owner_id)
+                ORDER BY 1, 2, 3
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            foreach (var w in wrongCounts)
+            {
+                Violation($"owner {w.OwnerType} {w.OwnerId} (org {w.OrgId}): owner_event_counts says {w.Stored?.ToString(CultureInfo.InvariantCulture) ?? "nothing"} events " +
+                    $"({w.StoredPoints ?? 0} with points, {w.StoredCurrency ?? 0} with currencies) but it has {w.Events} ({w.Points} with points, {w.Currency} with currencies)");
+            }
 
             var counts = await c.QuerySingleAsync<(long Orgs, long Events, long Entries, long Lots, long Keys)>(
                 $"""

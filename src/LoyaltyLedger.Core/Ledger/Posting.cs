@@ -24,6 +24,7 @@ public sealed class Posting
 {
     private readonly Dictionary<WalletKey, Wallet> _locked = [];
     private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
+    private readonly Dictionary<long, (OwnerType Type, long Id)> _eventOwners = [];
 
     public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
     {
@@ -139,19 +140,14 @@ public sealed class Posting
             ? wallet
             : throw new InvalidOperationException($"Wallet {key} was not locked before posting to it.");
 
-    public async Task<long> InsertEventAsync(NewEvent e)
+    /// <summary>
+    /// Inserts an event and returns its id. <paramref name="then"/>, if given, runs in the same round
+    /// trip right after the insert and may refer to the new event as <c>{lastEventId}</c>.
+    /// </summary>
+    public async Task<long> InsertEventAsync(NewEvent e, (string Sql, object? Args)? then = null)
     {
         var batch = Batch();
-        var inserted = AddEventInsert(batch, e);
-        return (await batch.RunAsync()).SingleLong(inserted);
-    }
-
-    /// <summary>
-    /// Adds an event's insert to <paramref name="batch"/> (its row returns the event id); statements
-    /// added after it may refer to the new event as <c>{lastEventId}</c>.
-    /// </summary>
-    public int AddEventInsert(StatementBatch batch, NewEvent e) =>
-        batch.Query(
+        var inserted = batch.Query(
             """
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
                 source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id)
@@ -166,6 +162,40 @@ public sealed class Posting
                 storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
                 postedBy = PostedBy, relatedEventId = e.RelatedEventId,
             });
+        // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid, which the
+        // counter's upsert below would change.
+        if (then is { } next) batch.Execute(next.Sql, next.Args);
+        AddOwnerEventCount((e.OwnerType, e.OwnerId), batch, events: 1, kind: 0);
+        var eventId = (await batch.RunAsync()).SingleLong(inserted);
+        _eventOwners[eventId] = (e.OwnerType, e.OwnerId);
+        return eventId;
+    }
+
+    /// <summary>
+    /// Adds to the event's owner's row of <c>owner_event_counts</c>: one more event, or one more event
+    /// holding lines of <paramref name="kind"/> (an <see cref="EventLineKinds"/> bit), so the
+    /// points-ledger read takes totalEntries from that row instead of counting the owner's history.
+    /// </summary>
+    /// <remarks>
+    /// The upsert locks the owner's counter row until commit. Every posting has already locked the
+    /// owner's wallets by then (a new customer's registration excepted, which nobody else can
+    /// touch yet), so counter locks always follow wallet locks and add no new deadlock.
+    /// </remarks>
+    private void AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kind) =>
+        batch.Execute(
+            """
+            INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events)
+            VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents)
+            ON CONFLICT (org_id, owner_type, owner_id) DO UPDATE SET
+                events = owner_event_counts.events + excluded.events,
+                points_events = owner_event_counts.points_events + excluded.points_events,
+                currency_events = owner_event_counts.currency_events + excluded.currency_events
+            """,
+            new
+            {
+                org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events,
+                pointsEvents = kind == EventLineKinds.Points ? 1 : 0, currencyEvents = kind == EventLineKinds.Currency ? 1 : 0,
+            });
 
     /// <summary>
     /// Adds a ledger line's insert to <paramref name="batch"/> (its row returns the entry id). The
@@ -178,7 +208,12 @@ public sealed class Posting
         // instead of probing every event's lines.
         var kind = wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
         if (_eventKinds.Add((eventId, kind)))
+        {
+            if (!_eventOwners.TryGetValue(eventId, out var owner))
+                throw new InvalidOperationException($"Event {eventId} was not inserted by this posting, so its owner's counts cannot be kept.");
             batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId", new { kind, eventId });
+            AddOwnerEventCount(owner, batch, events: 0, kind);
+        }
         return batch.Query(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,

@@ -149,12 +149,10 @@ public static class Postings
             : program.PromisedDays is not null ? PointCategory.Promised
             : PointCategory.Regular;
         await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
-        var batch = posting.Batch();
-        var inserted = posting.AddEventInsert(batch, new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
-            SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
-            BillId: billId, Reason: bill.Notes));
-        batch.Execute("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId });
-        var eventId = (await batch.RunAsync()).SingleLong(inserted);
+        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
+                SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
+                BillId: billId, Reason: bill.Notes),
+            then: ("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId }));
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
         return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries);

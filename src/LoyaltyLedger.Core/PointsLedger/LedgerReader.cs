@@ -17,7 +17,9 @@ namespace LoyaltyLedger.PointsLedger;
 /// Reads one owner's ledger a page at a time. A page is a page of events (each with the ledger lines
 /// of it the query keeps), in (created_at, event_id) order, read from the owner's slice of
 /// <c>ix_events_owner</c>: the count and the page touch only that owner's rows, and each event's
-/// lines are checked through <c>ix_ledger_entries_event_filter</c> without reading the table.
+/// lines are checked through <c>ix_ledger_entries_event_filter</c> without reading the table. The
+/// common queries (no window, no condition on lines beyond the points/currency scope) take their
+/// total from the owner's row of <c>owner_event_counts</c>, so they cost a page, not a history.
 /// </summary>
 public static class LedgerReader
 {
@@ -50,8 +52,7 @@ public static class LedgerReader
             if (wallets == 0) throw new PointsLedgerException(PointsLedgerErrors.NoPointsSummary, "No CPS entry for the given points type.", 404);
         }
 
-        var total = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
-            $"SELECT COUNT(*) FROM events e WHERE {filter.Events}", filter.Args, tx, cancellationToken: ct));
+        var total = await TotalAsync(connection, tx, filter, ct);
         var pageCount = (total + query.Limit - 1) / query.Limit;
         if (total == 0 || query.Page >= pageCount) throw PointsLedgerException.NoEntries();
 
@@ -64,6 +65,24 @@ public static class LedgerReader
         await tx.CommitAsync(ct);
         return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, pageCount), events, closing,
             query.Warnings.Select(w => new LedgerWarning(w)).ToList());
+    }
+
+    /// <summary>
+    /// How many of the owner's events the query keeps. A query with no window and no condition but
+    /// the points/currency scope reads the owner's running count (kept by Posting) from one row, so
+    /// its cost does not grow with the history; any other query counts the matching events.
+    /// </summary>
+    private static async Task<long> TotalAsync(DbConnection c, DbTransaction tx, Filter filter, CancellationToken ct)
+    {
+        if (filter.CountColumn is { } column)
+        {
+            // No row: the owner has no events yet.
+            return await c.ExecuteScalarAsync<long?>(new CommandDefinition(
+                $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId",
+                filter.Args, tx, cancellationToken: ct)) ?? 0;
+        }
+        return await c.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"SELECT COUNT(*) FROM events e WHERE {filter.Events}", filter.Args, tx, cancellationToken: ct));
     }
 
     /// <summary>
@@ -255,8 +274,11 @@ public static class LedgerReader
             new SubjectDetails(group.Name, null, group.GroupId, group.ExternalId, "FLEET"), group.GroupId);
     }
 
-    /// <summary>The query as SQL: conditions on the owner's events, on their lines, and on the owner's wallets.</summary>
-    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args);
+    /// <summary>
+    /// The query as SQL: conditions on the owner's events, on their lines, and on the owner's wallets;
+    /// and the column of <c>owner_event_counts</c> that holds the number of matching events, when one does.
+    /// </summary>
+    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn);
 
     private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
@@ -268,6 +290,8 @@ public static class LedgerReader
         var events = new StringBuilder("e.org_id = @org AND e.owner_type = @ownerType AND e.owner_id = @ownerId");
         var entries = new StringBuilder();
         var wallet = new StringBuilder();
+        // Set by any condition on events beyond the owner and the scope: the counts then no longer apply.
+        var narrowed = query.IsDateBounded;
 
         if (query.FromMs is { } from) { events.Append(" AND e.created_at >= @fromMs"); args.Add("fromMs", from); }
         if (query.ToMs is { } to) { events.Append(" AND e.created_at <= @toMs"); args.Add("toMs", to); }
@@ -279,6 +303,7 @@ public static class LedgerReader
                 new { org = orgId, till }, tx, cancellationToken: ct));
             // An unknown till has no entries: the page is empty, which the spec answers with 11003.
             events.Append(" AND e.till_id = @tillId");
+            narrowed = true;
             args.Add("tillId", tillId ?? -1);
         }
 
@@ -289,6 +314,7 @@ public static class LedgerReader
                 new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
             events.Append(" AND ").Append(In(c, "e.customer_id", "roleMembers"));
             args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
+            narrowed = true;
         }
 
         // Set when the only condition on an event's lines is the points/currency scope: the event's
@@ -367,6 +393,11 @@ public static class LedgerReader
             events.Append(CultureInfo.InvariantCulture, $" AND (e.line_kinds & {scopeKind}) <> 0");
         else if (entries.Length > 0)
             events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
-        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args);
+        // The running counts follow line_kinds exactly: every event of the owner (those with no lines,
+        // such as a registration before any program existed, included), or those with the scope's bit set.
+        string? countColumn = null;
+        if (!narrowed && scopeOnly) countColumn = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
+        else if (!narrowed && entries.Length == 0) countColumn = "events";
+        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args, countColumn);
     }
 }

@@ -144,7 +144,13 @@ public static class OrganizationSeeder
         ("bill_date", BulkType.Bigint), ("source", BulkType.Text), ("event_id", BulkType.Bigint), ("created_at", BulkType.Bigint),
     ]);
 
-    private static readonly BulkTable[] AllTables = [Customers, Identifiers, Accounts, Groups, Members, Wallets, Events, Entries, Lots, Movements, Bills];
+    internal static readonly BulkTable OwnerEventCounts = new("owner_event_counts",
+    [
+        ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint), ("events", BulkType.Bigint),
+        ("points_events", BulkType.Bigint), ("currency_events", BulkType.Bigint),
+    ]);
+
+    private static readonly BulkTable[] AllTables = [Customers, Identifiers, Accounts, Groups, Members, Wallets, Events, Entries, Lots, Movements, Bills, OwnerEventCounts];
 
     /// <summary>The tables whose ids the seeder assigns, with their id column.</summary>
     private static readonly (string Table, string Column)[] IdentityTables =
@@ -274,6 +280,8 @@ public static class OrganizationSeeder
         private long _billId = next["bills"];
         private BulkLoad _load = null!;
         private BulkRowWriter _events = null!, _entries = null!, _lots = null!, _movements = null!, _bills = null!;
+        // The current customer's events, as Posting counts them in owner_event_counts.
+        private (long Events, long PointsEvents, long CurrencyEvents) _counts;
 
         public long LastCustomerId { get; private set; }
         public long LastGroupId { get; private set; }
@@ -325,6 +333,7 @@ public static class OrganizationSeeder
             }
 
             WriteCustomer(customerId, joinedAt);
+            _counts = default;
             // Registration: an OPENING_BALANCE line of zero per wallet, as CustomerDirectory.RegisterAsync posts.
             var registration = Event(customerId, EventNames.CustomerRegistration, joinedAt, null, null, null, null, null, null,
                 EventLineKinds.Points | (wallets.Length > 1 ? EventLineKinds.Currency : 0));
@@ -352,6 +361,12 @@ public static class OrganizationSeeder
                 row.Long(w.CurrencyId); row.Text("REGULAR"); row.Long(w.Balance); row.Long(w.UpdatedAt); row.Long(w.FirstCreditAt);
                 row.End();
             }
+
+            var counts = _load[OwnerEventCounts.Name];
+            counts.Start();
+            counts.Long(orgId); counts.Text("CUSTOMER"); counts.Long(customerId);
+            counts.Long(_counts.Events); counts.Long(_counts.PointsEvents); counts.Long(_counts.CurrencyEvents);
+            counts.End();
         }
 
         private void WriteCustomer(long customerId, long joinedAt)
@@ -465,6 +480,9 @@ public static class OrganizationSeeder
             e.Long(lineKinds);
             e.End();
             EventCount++;
+            _counts.Events++;
+            if ((lineKinds & EventLineKinds.Points) != 0) _counts.PointsEvents++;
+            if ((lineKinds & EventLineKinds.Currency) != 0) _counts.CurrencyEvents++;
             return id;
         }
 

@@ -335,6 +335,27 @@ public static class Migrations
         -- this one did; keeping both only made each ledger line cost one more index write.
         DROP INDEX ix_ledger_entries_event;
         """),
+        (9, "owner event counts", """
+        -- Each owner's running count of events, and of events holding plain-points lines (line_kinds
+        -- bit 1) and alternate-currency lines (bit 2), kept by Posting in the posting's transaction:
+        -- the points-ledger read takes an unfiltered query's totalEntries from this one row instead of
+        -- counting the owner's whole history. The backfill makes an upgraded database correct at once.
+        CREATE TABLE owner_event_counts (
+            org_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            events bigint NOT NULL,
+            points_events bigint NOT NULL,
+            currency_events bigint NOT NULL,
+            CONSTRAINT ux_owner_event_counts PRIMARY KEY (org_id, owner_type, owner_id)
+        );
+        INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events)
+        SELECT org_id, owner_type, owner_id, COUNT(*),
+            SUM(CASE WHEN (line_kinds & 1) <> 0 THEN 1 ELSE 0 END),
+            SUM(CASE WHEN (line_kinds & 2) <> 0 THEN 1 ELSE 0 END)
+        FROM events
+        GROUP BY org_id, owner_type, owner_id;
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -82,6 +82,22 @@ public abstract class VerifyTests(DatabaseFixture db)
         report.Violations.ShouldContain(v => v.Contains("line_kinds", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("UPDATE owner_event_counts SET points_events = points_events + 1 WHERE org_id = @org AND owner_id = @customer")]
+    [InlineData("UPDATE owner_event_counts SET events = events - 1 WHERE org_id = @org AND owner_id = @customer")]
+    [InlineData("DELETE FROM owner_event_counts WHERE org_id = @org AND owner_id = @customer")]
+    [InlineData("INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events) VALUES (@org, 'CUSTOMER', 987654321, 1, 0, 0)")]
+    public async Task an_owner_event_count_that_disagrees_with_the_owners_events_is_reported(string tampering)
+    {
+        var (t, customer) = await BusyTenantAsync();
+        (await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None)).Violations.ShouldBeEmpty();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(tampering, new { org = t.OrgId, customer }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.Contains("owner_event_counts", StringComparison.Ordinal));
+        (await Commands.RunAsync(Verify(t.OrgId))).ShouldBe(1);
+    }
+
     [Fact]
     public async Task a_negative_balance_where_the_program_forbids_it_is_reported()
     {

@@ -1,0 +1,185 @@
+using System.Globalization;
+using Dapper;
+using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.PointsLedger;
+
+/// <summary>
+/// owner_event_counts, the running counts the points-ledger read takes totalEntries from: kept by
+/// every kind of posting, backfilled by the migration, and equal to a count of the events and their
+/// lines (not of line_kinds, which the counts are derived from) in each scope the read answers from them.
+/// </summary>
+public abstract class OwnerEventCountTests(DatabaseFixture db)
+{
+    private sealed record Busy(Tenant T, long Early, long A, long B, long Primary, long Child, long GroupId);
+
+    /// <summary>One owner's counts as "TYPE id: events/with points/with currencies".</summary>
+    private static string Line(string ownerType, long ownerId, long events, long points, long currency) =>
+        string.Create(CultureInfo.InvariantCulture, $"{ownerType} {ownerId}: {events}/{points}/{currency}");
+
+    /// <summary>Postings of every kind, on customers and a pooling group, in points and a currency.</summary>
+    private async Task<Busy> BusyTenantAsync()
+    {
+        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 1, 10, 0, 0, TimeSpan.Zero));
+        var t = await db.Host.NewTenantAsync();
+        // Registered before any program exists: a registration with no lines at all.
+        var early = await t.NewCustomerAsync();
+        var shop = await t.NewShopAsync(earnRate: "1", currencies: ["Stars"], expiry: new { kind = "DATE_EARNED", days = 30 });
+        var a = await t.NewCustomerAsync();
+        var b = await t.NewCustomerAsync();
+        var primary = await t.NewCustomerAsync();
+        var child = await t.NewCustomerAsync();
+        var group = await t.PostOkAsync("/v1/groups", new
+        {
+            name = "Family", primaryCustomerId = primary,
+            members = new[] { new { customerId = child, role = "SECONDARY", mayRedeem = false } },
+        });
+        var groupId = group.GetProperty("groupId").GetInt64();
+
+        await t.BillAsync(shop, a, "C-1", 200);
+        await t.AwardAsync(a, "40", "Stars");
+        await t.PostOkAsync("/v1/events", new { customerId = a, eventName = "Both", awards = new object[] { new { points = "5" }, new { points = "6", currency = "Stars" } } });
+        var redemption = await t.PostOkAsync("/v1/redemptions", new { customerId = a, points = "30" });
+        await t.PostOkAsync("/v1/redemptions", new { customerId = a, points = "10", currency = "Stars" });
+        await t.PostOkAsync("/v1/redemptions/reversals", new { redemptionEventId = redemption.GetProperty("eventId").GetInt64(), points = "10" });
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { customerId = b }, points = "20" });
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { customerId = b }, points = "3", currency = "Stars" });
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { groupId }, points = "7" });
+        await t.PostOkAsync("/v1/allocations", new { allocations = new object[] { new { customerId = a, points = "2" }, new { customerId = b, points = "1", currency = "Stars" } } });
+        await t.BillAsync(shop, child, "G-1", 50);
+        await t.BillAsync(shop, primary, "G-2", 20);
+        await t.PostOkAsync("/v1/returns", new { storeCode = shop.StoreCode, billNumber = "C-1", amount = 10m });
+        db.Host.Clock.Set(new DateTimeOffset(2025, 3, 1, 10, 0, 0, TimeSpan.Zero));
+        (await t.PostOkAsync("/v1/lifecycle/expire", new { })).GetProperty("expiries").GetInt32().ShouldBeGreaterThan(0);
+        return new Busy(t, early, a, b, primary, child, groupId);
+    }
+
+    private Task<List<string>> StoredCountsAsync(long orgId) =>
+        db.Database.ReadAsync(async c => (await c.QueryAsync<(string OwnerType, long OwnerId, long Events, long Points, long Currency)>(
+            """
+            SELECT owner_type, owner_id, events, points_events, currency_events FROM owner_event_counts
+            WHERE org_id = @orgId ORDER BY owner_type, owner_id
+            """, new { orgId })).Select(r => Line(r.OwnerType, r.OwnerId, r.Events, r.Points, r.Currency)).ToList(), CancellationToken.None);
+
+    /// <summary>The counts by brute force: every event of each owner, and those holding a line of each kind.</summary>
+    private Task<List<string>> CountedAsync(long orgId) =>
+        db.Database.ReadAsync(async c => (await c.QueryAsync<(string OwnerType, long OwnerId, long Events, long Points, long Currency)>(
+            """
+            SELECT e.owner_type, e.owner_id, COUNT(*),
+                SUM(CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id AND le.currency_id = 0) THEN 1 ELSE 0 END),
+                SUM(CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id AND le.currency_id <> 0) THEN 1 ELSE 0 END)
+            FROM events e WHERE e.org_id = @orgId
+            GROUP BY e.owner_type, e.owner_id ORDER BY e.owner_type, e.owner_id
+            """, new { orgId })).Select(r => Line(r.OwnerType, r.OwnerId, r.Events, r.Points, r.Currency)).ToList(), CancellationToken.None);
+
+    [Fact]
+    public async Task every_kind_of_posting_keeps_each_owners_counts_equal_to_its_events_and_lines()
+    {
+        var f = await BusyTenantAsync();
+
+        var stored = await StoredCountsAsync(f.T.OrgId);
+        stored.ShouldBe(await CountedAsync(f.T.OrgId));
+        // Each kind of owner and line is exercised: the lineless registration, mixed events, the group.
+        stored.ShouldContain(Line("CUSTOMER", f.Early, 1, 0, 0));
+        stored.ShouldContain(s => s.StartsWith($"GROUP {f.GroupId}:", StringComparison.Ordinal));
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task total_entries_equals_the_counted_events_in_each_scope_for_customers_and_groups()
+    {
+        var f = await BusyTenantAsync();
+        var counted = await db.Database.ReadAsync(c => c.QueryAsync<(string OwnerType, long OwnerId, long Events, long Points, long Currency)>(
+            """
+            SELECT e.owner_type, e.owner_id, COUNT(*),
+                SUM(CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id AND le.currency_id = 0) THEN 1 ELSE 0 END),
+                SUM(CASE WHEN EXISTS (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id AND le.currency_id <> 0) THEN 1 ELSE 0 END)
+            FROM events e WHERE e.org_id = @orgId GROUP BY e.owner_type, e.owner_id
+            """, new { orgId = f.T.OrgId }), CancellationToken.None);
+
+        var owners = new[] { ("CUSTOMER", f.Early), ("CUSTOMER", f.A), ("CUSTOMER", f.B), ("CUSTOMER", f.Primary), ("CUSTOMER", f.Child), ("GROUP", f.GroupId) };
+        foreach (var (ownerType, ownerId) in owners)
+        {
+            var expected = counted.SingleOrDefault(r => r.OwnerType == ownerType && r.OwnerId == ownerId);
+            var who = ownerType == "GROUP"
+                ? $"type=USERGROUP2&identifierName=id&identifierValue={ownerId}&source=INSTORE&limit=100"
+                : LedgerApi.Customer(ownerId);
+            foreach (var (scope, total) in new[]
+            {
+                ("", expected.Points),
+                ("&includeAlternateCurrencies=true", expected.Events),
+                ("&includeAlternateCurrencies=true&excludePointCategories=true", expected.Currency),
+            })
+            {
+                if (total == 0)
+                {
+                    await f.T.LedgerFailsAsync(who + scope, 404, 11003);
+                    continue;
+                }
+                var body = await f.T.LedgerOkAsync(who + scope);
+                body.Total().ShouldBe(total, $"{ownerType} {ownerId}{scope}");
+                body.Events().Count.ShouldBe((int)total);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task a_deep_page_read_from_the_other_end_with_the_counted_total_matches_the_same_slice_of_the_whole_history()
+    {
+        var f = await BusyTenantAsync();
+        var everything = (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true&sortOrder=ASC"))).EventIds();
+        everything.Count.ShouldBeGreaterThan(6);
+
+        var pages = (everything.Count + 2) / 3;
+        for (var page = 0; page < pages; page++)
+        {
+            var body = await f.T.LedgerOkAsync(
+                $"identifierName=id&identifierValue={f.A}&source=INSTORE&includeAlternateCurrencies=true&sortOrder=ASC&limit=3&offset={page}");
+            body.Total().ShouldBe(everything.Count);
+            body.EventIds().ShouldBe(everything.Skip(page * 3).Take(3).ToList(), $"page {page}");
+        }
+    }
+
+    [Fact]
+    public async Task an_event_posted_without_lines_counts_in_the_whole_ledger_but_in_neither_scope()
+    {
+        var f = await BusyTenantAsync();
+        var before = await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"));
+        var points = (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A))).Total();
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, db.Database.Dialect, f.T.OrgId, db.Host.Clock.GetUtcNow(), "test");
+            return await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, f.A, f.A, "NoteOnly"));
+        }, CancellationToken.None);
+
+        (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"))).Total().ShouldBe(before.Total() + 1);
+        (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A))).Total().ShouldBe(points);
+        (await StoredCountsAsync(f.T.OrgId)).ShouldBe(await CountedAsync(f.T.OrgId));
+    }
+
+    [Fact]
+    public async Task the_migration_backfills_the_counts_of_a_database_written_before_it()
+    {
+        var f = await BusyTenantAsync();
+        var expected = await CountedAsync(f.T.OrgId);
+        // The database as it was before migration 9: no table, the migration not recorded.
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            await c.ExecuteAsync("DROP TABLE owner_event_counts", transaction: tx);
+            return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 9", transaction: tx);
+        }, CancellationToken.None);
+
+        await Migrations.ApplyAsync(db.Database, CancellationToken.None);
+
+        (await StoredCountsAsync(f.T.OrgId)).ShouldBe(expected);
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+        (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"))).Total()
+            .ShouldBe(long.Parse(expected.Single(s => s.StartsWith($"CUSTOMER {f.A}:", StringComparison.Ordinal)).Split(' ', '/')[2], CultureInfo.InvariantCulture));
+    }
+}
+
+public sealed class OwnerEventCountTestsOnSqlite(SqliteDatabase db) : OwnerEventCountTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class OwnerEventCountTestsOnPostgres(PostgresDatabase db) : OwnerEventCountTests(db), IClassFixture<PostgresDatabase>;
