@@ -105,7 +105,7 @@ public static class Postings
         // A member of a pooling group earns for the group's wallet.
         var pool = await GroupDirectory.PoolOfAsync(posting, bill.CustomerId, requireCustomer: true);
         var (ownerType, ownerId) = pool is { } p ? (OwnerType.Group, p.GroupId) : (OwnerType.Customer, bill.CustomerId);
-        var program = await ProgramCatalog.ResolveAsync(posting, bill.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, bill.ProgramId, bill.Awards?.Select(a => a?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, bill.StoreCode, bill.TillCode);
 
         // Points from the earn rule, then explicit awards; each becomes its own ledger line.
@@ -164,7 +164,7 @@ public static class Postings
         if (request.CustomerId is null) throw LedgerException.Invalid("A redemption needs the customerId redeeming.");
         var customerId = request.CustomerId.Value;
         await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
-        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
 
@@ -203,7 +203,7 @@ public static class Postings
     {
         if (request.Allocations is null || request.Allocations.Count == 0) throw LedgerException.Invalid("A bulk allocation needs at least one allocation.");
         if (request.Allocations.Count > MaxBulkAllocations) throw LedgerException.Invalid($"At most {MaxBulkAllocations} allocations per call.");
-        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Allocations.Select(x => x?.Currency));
         foreach (var a in request.Allocations)
         {
             if (!a.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, $"Points for customer {a.CustomerId} must be positive.");
@@ -233,7 +233,7 @@ public static class Postings
         if (request.Awards.Count > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per event.");
         if (request.Details is { Count: > 50 }) throw LedgerException.Invalid("At most 50 details per event.");
         await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
-        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
         await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true);
@@ -261,7 +261,7 @@ public static class Postings
         var from = await ResolvePartyAsync(posting, request.From, "from");
         var to = await ResolvePartyAsync(posting, request.To, "to");
         if (from == to) throw LedgerException.Invalid("A transfer needs two different parties.");
-        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var currencyId = currency?.CurrencyId ?? WalletKey.PlainPoints;
 

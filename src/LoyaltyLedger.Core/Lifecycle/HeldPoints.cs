@@ -61,7 +61,7 @@ public static class HeldPoints
         var lot = await posting.QuerySingleOrDefaultAsync<HeldLot>(
             HeldLotSelect + " WHERE l.lot_id = @lotId AND w.org_id = @org", new { lotId, org = posting.OrgId });
         if (lot is null || lot.Category != PointCategory.Promised.ToWire()) return null;
-        var program = await ProgramCatalog.ResolveAsync(posting, lot.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, lot.ProgramId, fresh: true);
         var heldKey = KeyOf(lot);
         await posting.LockWalletsAsync([heldKey, heldKey with { Category = PointCategory.Regular }]);
         // Re-read under the lock: a concurrent return or run may have taken the lot.
@@ -77,7 +77,7 @@ public static class HeldPoints
         if (lots.Count == 0)
             throw new LedgerException("no_held_points", $"Bill '{bill.BillNumber}' has no points waiting for a trigger.", 409);
         var results = new List<PostingResult>();
-        var program = await ProgramCatalog.ResolveAsync(posting, lots[0].ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, lots[0].ProgramId, fresh: true);
         await posting.LockWalletsAsync(lots.SelectMany(l => new[] { KeyOf(l), KeyOf(l) with { Category = PointCategory.Regular } }));
         foreach (var lot in lots)
         {

@@ -52,7 +52,7 @@ public static class LifecycleRun
                 var expired = await db.WriteAsync(async (c, tx) =>
                 {
                     var posting = new Posting(c, tx, db.Dialect, org, now, postedBy);
-                    var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId);
+                    var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
                     await posting.LockWalletsAsync([key]);
                     return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
                 }, ct);

@@ -84,7 +84,7 @@ public static class Returns
         var billEvent = (await posting.QueryAsync<(string OwnerType, long OwnerId, long? ProgramId)>(
             "SELECT owner_type, owner_id, source_program_id FROM events WHERE event_id = @eventId", new { eventId = bill.EventId })).Single();
         var ownerType = LedgerNames.ParseOwner(billEvent.OwnerType);
-        var program = await ProgramCatalog.ResolveAsync(posting, credits.FirstOrDefault()?.ProgramId ?? billEvent.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, credits.FirstOrDefault()?.ProgramId ?? billEvent.ProgramId, fresh: true);
 
         var plan = new List<(BillCredit Credit, WalletKey HeldKey, long? HeldLot, Points FromHeld, Points FromMain)>();
         foreach (var c in credits)

@@ -62,7 +62,7 @@ public static class Reversals
             new { org = posting.OrgId, redemptionId, name = EventNames.PointsRedemption })
             ?? throw LedgerException.NotFound("redemption", redemptionId);
 
-        var program = await ProgramCatalog.ResolveAsync(posting, debit.ProgramId);
+        var program = await ProgramCatalog.ResolveAsync(posting, debit.ProgramId, fresh: true);
         var key = new WalletKey(LedgerNames.ParseOwner(debit.OwnerType), debit.OwnerId, debit.ProgramId, debit.CurrencyId, PointCategory.Regular);
         // The wallet lock also serializes two reversals of one redemption, so their sum is checked
         // against what is committed.

@@ -83,15 +83,33 @@ public static class ProgramCatalog
         return (await ListAsync(connection, orgId, tx, cache)).FirstOrDefault(p => p.ProgramId == programId);
     }
 
-    /// <summary>The program a posting goes to: the one named, else the organization's default program.</summary>
-    public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId)
+    /// <summary>
+    /// The program a posting goes to: the one named, else the organization's default program. A
+    /// posting naming alternate currencies passes them in <paramref name="currencies"/>: one missing from
+    /// the cached program may have been added through another server process, so the program is read
+    /// again before the currency is refused. <paramref name="fresh"/> skips the cache altogether (the
+    /// lifecycle postings, which are rare and work on existing wallets of any currency).
+    /// </summary>
+    public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
+    {
+        var cache = fresh ? null : posting.CatalogForReads;
+        var program = await ResolveAsync(posting, programId, cache);
+        if (cache is not null && currencies is not null && currencies.Any(name => !string.IsNullOrEmpty(name) && program.Currency(name) is null))
+        {
+            cache.InvalidatePrograms(posting.OrgId);
+            program = await ResolveAsync(posting, programId, cache);
+        }
+        return program;
+    }
+
+    private static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, CatalogCache? cache)
     {
         if (programId is { } id)
         {
-            return await FindAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.CatalogForReads)
+            return await FindAsync(posting.Connection, posting.OrgId, id, posting.Transaction, cache)
                 ?? throw LedgerException.NotFound("program", id);
         }
-        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.CatalogForReads);
+        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction, cache);
         return programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault()
             ?? throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
     }

@@ -39,14 +39,22 @@ public static class ErrorResponses
     }
 
     /// <summary>Maps exceptions that escape a handler to documented errors.</summary>
-    public static void UseLedgerErrors(this WebApplication app) => app.UseExceptionHandler(errorApp => errorApp.Run(async context =>
+    public static void UseLedgerErrors(this WebApplication app) => app.UseExceptionHandler(new ExceptionHandlerOptions
     {
-        var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
-        var problem = Classify(error);
-        if (problem.Status >= 500)
-            context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("LoyaltyLedger").LogError(error, "Unhandled error");
-        await WriteAsync(context, problem);
-    }));
+        ExceptionHandler = async context =>
+        {
+            var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+            var problem = Classify(error);
+            if (problem.Status >= 500)
+                context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("LoyaltyLedger").LogError(error, "Unhandled error");
+            await WriteAsync(context, problem);
+        },
+        // A refused request (a 4xx: an insufficient balance, a duplicate bill, bad input) is an
+        // answer, not a failure of the server: the middleware's own "unhandled exception" log of it,
+        // with a stack trace per refused request, would bury real errors and cost CPU under load.
+        // Errors (5xx) are logged above.
+        SuppressDiagnosticsCallback = _ => true,
+    });
 
     public static ApiProblem Classify(Exception? error)
     {

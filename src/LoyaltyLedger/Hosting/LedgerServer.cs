@@ -27,6 +27,12 @@ public static class LedgerServer
         // First, so a caller's settings are seen by the registrations below.
         options.Configure?.Invoke(builder);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        // ASP.NET Core logs several lines per request at Information (request started, endpoint,
+        // result, finished): at thousands of requests a second that is most of the server's output and
+        // a measurable share of its CPU. Warning and above, unless the operator sets the level
+        // (Logging__LogLevel__Microsoft.AspNetCore=Information).
+        if (builder.Configuration["Logging:LogLevel:Microsoft.AspNetCore"] is null)
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddSingleton(options.Database);
         builder.Services.AddSingleton(options.Clock);
         builder.Services.AddSingleton<IdempotentWriter>();

@@ -1,0 +1,96 @@
+using Dapper;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Storage;
+
+/// <summary>
+/// A StatementBatch is one round trip on PostgreSQL and one statement after another on SQLite; on
+/// both it must behave like the statements run one by one in the caller's transaction.
+/// </summary>
+public abstract class StatementBatchTests(DatabaseFixture db)
+{
+    private async Task<string> NewTableAsync()
+    {
+        var table = "batch_probe_" + Guid.NewGuid().ToString("N")[..8];
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            db.Database.Dialect.Expand($"CREATE TABLE {table} (id {{identity}}, v bigint NOT NULL, note text)"), transaction: tx), CancellationToken.None);
+        return table;
+    }
+
+    [Fact]
+    public async Task statements_run_in_order_each_seeing_the_writes_before_it()
+    {
+        var table = await NewTableAsync();
+        var (inserted, rows, affected) = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect);
+            var insert = batch.Query($"INSERT INTO {table} (v, note) VALUES (@v, @note) RETURNING id", new { v = 1L, note = (string?)null });
+            batch.Execute($"INSERT INTO {table} (v) VALUES (@v)", new Dictionary<string, object?> { ["v"] = 2L });
+            var update = batch.Execute($"UPDATE {table} SET v = v + 10");
+            var select = batch.Query($"SELECT v, note FROM {table} ORDER BY id");
+            var results = await batch.RunAsync();
+            return (results.SingleLong(insert), results.Rows(select), results.Affected(update));
+        }, CancellationToken.None);
+
+        inserted.ShouldBeGreaterThan(0);
+        affected.ShouldBe(2);
+        rows.Select(r => Convert.ToInt64(r[0])).ShouldBe([11L, 12L]);
+        rows.ShouldAllBe(r => r[1] == null);
+    }
+
+    [Fact]
+    public async Task a_failing_statement_fails_the_batch_and_the_transaction_keeps_nothing()
+    {
+        var table = await NewTableAsync();
+        await Should.ThrowAsync<System.Data.Common.DbException>(() => db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect);
+            batch.Execute($"INSERT INTO {table} (v) VALUES (1)");
+            batch.Execute($"INSERT INTO {table} (v) VALUES (NULL)");
+            batch.Execute($"INSERT INTO {table} (v) VALUES (3)");
+            await batch.RunAsync();
+            return 0;
+        }, CancellationToken.None));
+
+        var count = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table}"), CancellationToken.None);
+        count.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task a_bill_links_its_event_and_each_lot_to_the_line_it_credits()
+    {
+        // The bill's event id and each lot's credit line are filled in by statements batched after
+        // the inserts ({lastEventId}, {lastEntryId}), not from ids read back first.
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(currencies: ["Stars", "Stamps"]);
+        await t.PostOkAsync($"/v1/programs/{shop.ProgramId}/currencies", new { name = "Gems", earnRate = "0.5" });
+        var customer = await t.NewCustomerAsync();
+        var bill = await t.BillAsync(shop, customer, "B-1", 40m);
+
+        var eventId = bill.GetProperty("eventId").GetInt64();
+        var billId = bill.GetProperty("billId").GetInt64();
+        var lines = await db.Database.ReadAsync(async c =>
+        {
+            var billEvent = await c.ExecuteScalarAsync<long>("SELECT event_id FROM bills WHERE bill_id = @billId", new { billId });
+            var lots = await c.QueryAsync<(long EntryId, long LotWallet, long EntryWallet, long Original, long Points, long EntryEvent)>(
+                """
+                SELECT le.entry_id, l.wallet_id, le.wallet_id, l.original, le.points, le.event_id
+                FROM lots l JOIN ledger_entries le ON le.entry_id = l.credit_entry_id
+                WHERE l.org_id = @org AND l.is_debt = 0
+                """, new { org = t.OrgId });
+            return (billEvent, lots.ToList());
+        }, CancellationToken.None);
+
+        lines.billEvent.ShouldBe(eventId);
+        var credited = bill.GetProperty("entries").EnumerateArray().Select(e => e.GetProperty("entryId").GetInt64()).ToList();
+        credited.Count.ShouldBe(2);
+        lines.Item2.Where(l => l.EntryEvent == eventId).Select(l => l.EntryId).Order().ShouldBe(credited.Order());
+        lines.Item2.ShouldAllBe(l => l.LotWallet == l.EntryWallet && l.Original == l.Points);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+}
+
+public sealed class StatementBatchTestsOnSqlite(SqliteDatabase db) : StatementBatchTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class StatementBatchTestsOnPostgres(PostgresDatabase db) : StatementBatchTests(db), IClassFixture<PostgresDatabase>;
