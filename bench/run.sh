@@ -11,7 +11,8 @@
 #   5. repeats writes and reads on SQLite at a smaller scale,
 #   6. reports each server's peak memory (VmHWM), then stops everything and removes the data.
 # Usage: bench/run.sh [--quick] [--seconds N]
-# Environment: LEDGER_PG_PORT (default 55437), BENCH_HTTP_PORT (default 58437).
+# Environment: LEDGER_PG_PORT (default 55437), BENCH_HTTP_PORT (default 18437: below Linux's
+# ephemeral range, 32768-60999, where an outgoing connection can already hold the port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ else
 fi
 
 export LEDGER_PG_PORT="${LEDGER_PG_PORT:-55437}"
-http_port="${BENCH_HTTP_PORT:-58437}"
+http_port="${BENCH_HTTP_PORT:-18437}"
 url="http://127.0.0.1:$http_port"
 key=bench-key; secret=bench-secret-0123
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
@@ -96,6 +97,18 @@ writes() { # args: clients
   echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')"
 }
 
+warm_up() {
+  # Unmeasured: the server's first seconds are spent compiling (tiered JIT, then profile-guided
+  # recompilation), which a long-running server has long finished. Writes and both reads, so every
+  # path measured below is already compiled.
+  dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 8 --seconds 10 \
+    --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+  for path in "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$light&source=INSTORE&limit=10&offset=0" \
+              "/api/v1.0/LoyaltyVault/Account/$light_account/LoyaltyPrograms/$program/History?limit=10&offset=0"; do
+    dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 8 --requests 2000 --path "$path" >/dev/null 2>&1 || true
+  done
+}
+
 read_one() { # args: path
   dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" | tail -n 1 || true
 }
@@ -121,6 +134,7 @@ seed "$pg_customers" "$pg_events" --postgres "$pg"
 "$PGBIN/createdb" -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench
 "$PGBIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench >/dev/null 2>&1
 start_server --postgres "$pg"
+warm_up
 echo "== PostgreSQL writes ($seconds s per run; pgbench TPC-B scale 10 on the same server)"
 for clients in 8 32; do
   ours=$(writes "$clients")
@@ -138,6 +152,7 @@ scripts/postgres.sh stop
 echo "== SQLite: seeding $lite_customers customers, $lite_events events"
 seed "$lite_customers" "$lite_events" --data-dir "$work/sqlite"
 start_server --data-dir "$work/sqlite"
+warm_up
 echo "== SQLite writes ($seconds s per run)"
 for clients in 8 32; do echo "   $clients clients: ledger $(writes "$clients")"; done
 echo "== SQLite reads (32 clients, $read_requests requests each, limit 10)"

@@ -52,11 +52,31 @@ public static class LedgerReader
             if (wallets == 0) throw new PointsLedgerException(PointsLedgerErrors.NoPointsSummary, "No CPS entry for the given points type.", 404);
         }
 
-        var total = await TotalAsync(connection, tx, filter, ct);
+        long total;
+        List<long> ids;
+        if (query.Page == 0)
+        {
+            // The first page (the usual read) never reads from the other end, so it does not need
+            // the total first: the count and the page go to the database together, in one round trip.
+            var args = new DynamicParameters(filter.Args);
+            args.Add("take", query.Limit);
+            args.Add("skip", 0);
+            await using (var grid = await connection.QueryMultipleAsync(new CommandDefinition(
+                TotalSql(filter) + ";\n" + PageSql(filter, query.Descending), args, tx, cancellationToken: ct)))
+            {
+                total = await grid.ReadSingleOrDefaultAsync<long?>() ?? 0;
+                ids = (await grid.ReadAsync<long>()).ToList();
+            }
+        }
+        else
+        {
+            total = await TotalAsync(connection, tx, filter, ct);
+            ids = [];
+        }
         var pageCount = (total + query.Limit - 1) / query.Limit;
         if (total == 0 || query.Page >= pageCount) throw PointsLedgerException.NoEntries();
 
-        var ids = await PageAsync(connection, tx, query, filter, total, ct);
+        if (query.Page > 0) ids = await PageAsync(connection, tx, query, filter, total, ct);
         var events = await LoadEventsAsync(connection, tx, orgId, query, subject, filter, ids, ct);
 
         IReadOnlyList<LedgerClosingBalance>? closing = null;
@@ -72,17 +92,22 @@ public static class LedgerReader
     /// the points/currency scope reads the owner's running count (kept by Posting) from one row, so
     /// its cost does not grow with the history; any other query counts the matching events.
     /// </summary>
-    private static async Task<long> TotalAsync(DbConnection c, DbTransaction tx, Filter filter, CancellationToken ct)
+    private static async Task<long> TotalAsync(DbConnection c, DbTransaction tx, Filter filter, CancellationToken ct) =>
+        // No counter row: the owner has no events yet.
+        await c.ExecuteScalarAsync<long?>(new CommandDefinition(TotalSql(filter), filter.Args, tx, cancellationToken: ct)) ?? 0;
+
+    private static string TotalSql(Filter filter) => filter.CountColumn is { } column
+        ? $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId"
+        : $"SELECT COUNT(*) FROM events e WHERE {filter.Events}";
+
+    private static string PageSql(Filter filter, bool descending)
     {
-        if (filter.CountColumn is { } column)
-        {
-            // No row: the owner has no events yet.
-            return await c.ExecuteScalarAsync<long?>(new CommandDefinition(
-                $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId",
-                filter.Args, tx, cancellationToken: ct)) ?? 0;
-        }
-        return await c.ExecuteScalarAsync<long>(new CommandDefinition(
-            $"SELECT COUNT(*) FROM events e WHERE {filter.Events}", filter.Args, tx, cancellationToken: ct));
+        var direction = descending ? "DESC" : "ASC";
+        return $"""
+            SELECT e.event_id FROM events e WHERE {filter.Events}
+            ORDER BY e.created_at {direction}, e.event_id {direction}
+            LIMIT @take OFFSET @skip
+            """;
     }
 
     /// <summary>
@@ -96,16 +121,10 @@ public static class LedgerReader
         var take = Math.Min(query.Limit, total - skip);
         var fromOtherEnd = skip > total - skip - take;
         var descending = query.Descending != fromOtherEnd;
-        var direction = descending ? "DESC" : "ASC";
         var args = new DynamicParameters(filter.Args);
         args.Add("take", take);
         args.Add("skip", fromOtherEnd ? total - skip - take : skip);
-        var ids = (await c.QueryAsync<long>(new CommandDefinition(
-            $"""
-            SELECT e.event_id FROM events e WHERE {filter.Events}
-            ORDER BY e.created_at {direction}, e.event_id {direction}
-            LIMIT @take OFFSET @skip
-            """, args, tx, cancellationToken: ct))).ToList();
+        var ids = (await c.QueryAsync<long>(new CommandDefinition(PageSql(filter, descending), args, tx, cancellationToken: ct))).ToList();
         if (fromOtherEnd) ids.Reverse();
         return ids;
     }
@@ -158,7 +177,8 @@ public static class LedgerReader
         // condition on org_id beside them leads SQLite to scan the organization's slice of events.
         var args = new DynamicParameters(filter.Args);
         args.Add("ids", ids.ToArray());
-        var rows = (await c.QueryAsync<EventRow>(new CommandDefinition(
+        // The events and their lines in one round trip.
+        var grid = await c.QueryMultipleAsync(new CommandDefinition(
             $"""
             SELECT e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id,
                 sp.name AS source_program_name, s.name AS store_name, s.code AS store_code, t.code AS till_code,
@@ -168,11 +188,7 @@ public static class LedgerReader
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE {In(c, "e.event_id", "ids")}
-            """, args, tx, cancellationToken: ct))).ToDictionary(r => r.EventId);
-
-        var entries = (await c.QueryAsync<EntryRow>(new CommandDefinition(
-            $"""
+            WHERE {In(c, "e.event_id", "ids")};
             SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
             FROM ledger_entries le
             JOIN events e ON e.event_id = le.event_id
@@ -180,7 +196,14 @@ public static class LedgerReader
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
             WHERE {In(c, "le.event_id", "ids")}{filter.Entries}
             ORDER BY le.event_id, le.entry_id
-            """, args, tx, cancellationToken: ct))).ToLookup(r => r.EventId);
+            """, args, tx, cancellationToken: ct));
+        Dictionary<long, EventRow> rows;
+        ILookup<long, EntryRow> entries;
+        await using (grid)
+        {
+            rows = (await grid.ReadAsync<EventRow>()).ToDictionary(r => r.EventId);
+            entries = (await grid.ReadAsync<EntryRow>()).ToLookup(r => r.EventId);
+        }
 
         var members = new Dictionary<long, MemberRow>();
         if (subject.GroupId is { } groupId)
