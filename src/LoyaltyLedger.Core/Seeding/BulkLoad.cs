@@ -184,7 +184,10 @@ public abstract class BulkLoad : IAsyncDisposable
     /// costs a boxed value per parameter and a data reader per row, which at tens of millions of rows
     /// is most of the load's time. The statement inserts <see cref="RowsPerStatement"/> rows at once:
     /// each execution opens a cursor on the table and on every one of its indexes and closes them
-    /// again, which a statement per row pays on every row.
+    /// again, which a statement per row pays on every row. It is INSERT OR FAIL: a plain (OR ABORT)
+    /// statement that writes several rows keeps a statement journal, a copy of every page it
+    /// touches, so it can undo its own rows on a constraint error; here any error already discards
+    /// the whole load, which is one transaction, so that copy would be pure cost.
     /// </summary>
     private sealed class SqliteRowWriter : BulkRowWriter
     {
@@ -252,7 +255,7 @@ public abstract class BulkLoad : IAsyncDisposable
         {
             var columns = string.Join(", ", Table.Columns.Select(c => c.Column));
             var row = "(" + string.Join(", ", Table.Columns.Select(_ => "?")) + ")";
-            Check(SQLitePCL.raw.sqlite3_prepare_v2(_db, $"INSERT INTO {Table.Name} ({columns}) VALUES {string.Join(", ", Enumerable.Repeat(row, rows))}", out var statement));
+            Check(SQLitePCL.raw.sqlite3_prepare_v2(_db, $"INSERT OR FAIL INTO {Table.Name} ({columns}) VALUES {string.Join(", ", Enumerable.Repeat(row, rows))}", out var statement));
             return statement;
         }
 

@@ -72,6 +72,43 @@ public abstract class SeedTests(DatabaseFixture db)
         """, new { org = orgId }), CancellationToken.None)).Order(StringComparer.Ordinal).ToArray();
 
     [Fact]
+    public async Task a_bulk_load_that_hits_a_duplicate_key_keeps_none_of_its_rows()
+    {
+        // SQLite inserts several rows per statement (INSERT OR FAIL, so without a statement journal):
+        // a failure part-way must still leave nothing, because the whole load is one transaction.
+        var bills = new BulkTable("bills",
+        [
+            ("bill_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("store_id", BulkType.Bigint), ("bill_number", BulkType.Text),
+            ("customer_id", BulkType.Bigint), ("amount", BulkType.Bigint), ("gross_amount", BulkType.Bigint), ("bill_date", BulkType.Bigint),
+            ("source", BulkType.Text), ("event_id", BulkType.Bigint), ("created_at", BulkType.Bigint),
+        ]);
+        const long firstId = 9_000_000_000;
+        var load = db.Database.Provider == LoyaltyLedger.Storage.DatabaseProvider.Postgres
+            ? await BulkLoad.OpenPostgresAsync(db.Database.OpenAsync, [bills], CancellationToken.None)
+            : await BulkLoad.OpenSqliteAsync(db.Database.OpenAsync, [bills], CancellationToken.None);
+        var error = await Should.ThrowAsync<Exception>(async () =>
+        {
+            await using (load)
+            {
+                var row = load[bills.Name];
+                // 100 rows, then the 50th again: the duplicate lands in the middle of a statement's rows.
+                foreach (var id in Enumerable.Range(0, 100).Append(50).Select(i => firstId + i))
+                {
+                    row.Start();
+                    row.Long(id); row.Long(999_999); row.Long(1); row.Text("DUP" + id.ToString(CultureInfo.InvariantCulture)); row.Long(1);
+                    row.Long(1000); row.Long(1000); row.Long(0); row.Text("INSTORE"); row.Long(1); row.Long(0);
+                    row.End();
+                }
+                await load.CompleteAsync(CancellationToken.None);
+            }
+        });
+
+        error.Message.ShouldContain("unique", Case.Insensitive);
+        var kept = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM bills WHERE bill_id >= @firstId", new { firstId }), CancellationToken.None);
+        kept.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task a_seeded_customers_balances_read_through_the_api_equal_the_sums_of_its_entries()
     {
         var seeded = await SeedSmallAsync();
