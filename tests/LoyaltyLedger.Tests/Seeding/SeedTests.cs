@@ -34,6 +34,81 @@ public abstract class SeedTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_pipelined_seed_loads_the_same_rows_as_a_seed_written_from_the_generators_thread()
+    {
+        // The same random seed and end of history generate the same organization; only the ids
+        // differ, by where each load starts.
+        var until = new DateTimeOffset(2025, 6, 1, 0, 0, 0, TimeSpan.Zero);
+        SeedOptions Options(bool pipelined) => new()
+        {
+            OrganizationName = Name + (pipelined ? " piped" : " direct"), Customers = 300, Events = 6_000, Stores = 5, Until = until, Pipelined = pipelined,
+        };
+        var direct = await OrganizationSeeder.SeedAsync(db.Database, Options(false), null, CancellationToken.None);
+        var piped = await OrganizationSeeder.SeedAsync(db.Database, Options(true), null, CancellationToken.None);
+
+        (piped.Events, piped.Entries, piped.Lots, piped.Rows, piped.HeaviestCustomerEvents)
+            .ShouldBe((direct.Events, direct.Entries, direct.Lots, direct.Rows, direct.HeaviestCustomerEvents));
+        (await FingerprintAsync(piped.OrgId)).ShouldBe(await FingerprintAsync(direct.OrgId));
+        (await LedgerVerifier.VerifyAsync(db.Database, piped.OrgId, CancellationToken.None)).Violations.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// Per table, what does not depend on where the ids start: counts, sums and the spread of kinds
+    /// (a redemption's details carry its event id, so only their presence is compared).
+    /// </summary>
+    private async Task<string[]> FingerprintAsync(long orgId) => (await db.Database.ReadAsync(c => c.QueryAsync<string>(
+        """
+        SELECT 'customers ' || COUNT(*) || ' ' || SUM(created_at) || ' ' || SUM(LENGTH(first_name || last_name || email || mobile)) FROM customers WHERE org_id = @org
+        UNION ALL SELECT 'identifiers ' || COUNT(*) || ' ' || SUM(LENGTH(value)) FROM customer_identifiers WHERE org_id = @org
+        UNION ALL SELECT 'accounts ' || COUNT(*) || ' ' || SUM(created_at) FROM loyalty_accounts WHERE org_id = @org
+        UNION ALL SELECT 'groups ' || COUNT(*) FROM user_groups WHERE org_id = @org
+        UNION ALL SELECT 'members ' || COUNT(*) || ' ' || SUM(may_transfer) FROM group_members WHERE org_id = @org
+        UNION ALL SELECT 'wallets ' || COUNT(*) || ' ' || SUM(balance) || ' ' || SUM(updated_at) || ' ' || COALESCE(SUM(last_activity_at), 0) FROM wallets WHERE org_id = @org
+        UNION ALL SELECT 'events ' || event_name || ' ' || COUNT(*) || ' ' || SUM(created_at) || ' ' || SUM(line_kinds) || ' ' || COUNT(details) || ' ' || COALESCE(SUM(CASE WHEN event_name <> 'PointsRedemption' THEN LENGTH(details) END), 0) FROM events WHERE org_id = @org GROUP BY event_name
+        UNION ALL SELECT 'entries ' || entry_type || ' ' || currency_id || ' ' || COUNT(*) || ' ' || SUM(points) || ' ' || SUM(balance_after) || ' ' || SUM(created_at) FROM ledger_entries WHERE org_id = @org GROUP BY entry_type, currency_id
+        UNION ALL SELECT 'lots ' || COUNT(*) || ' ' || SUM(original) || ' ' || SUM(remaining) || ' ' || COALESCE(SUM(expires_at), 0) FROM lots WHERE org_id = @org
+        UNION ALL SELECT 'movements ' || COUNT(*) || ' ' || SUM(points) FROM lot_movements WHERE org_id = @org
+        UNION ALL SELECT 'bills ' || COUNT(*) || ' ' || SUM(amount) || ' ' || SUM(bill_date) FROM bills WHERE org_id = @org
+        """, new { org = orgId }), CancellationToken.None)).Order(StringComparer.Ordinal).ToArray();
+
+    [Fact]
+    public async Task a_bulk_load_that_hits_a_duplicate_key_keeps_none_of_its_rows()
+    {
+        // SQLite inserts several rows per statement (INSERT OR FAIL, so without a statement journal):
+        // a failure part-way must still leave nothing, because the whole load is one transaction.
+        var bills = new BulkTable("bills",
+        [
+            ("bill_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("store_id", BulkType.Bigint), ("bill_number", BulkType.Text),
+            ("customer_id", BulkType.Bigint), ("amount", BulkType.Bigint), ("gross_amount", BulkType.Bigint), ("bill_date", BulkType.Bigint),
+            ("source", BulkType.Text), ("event_id", BulkType.Bigint), ("created_at", BulkType.Bigint),
+        ]);
+        const long firstId = 9_000_000_000;
+        var load = db.Database.Provider == LoyaltyLedger.Storage.DatabaseProvider.Postgres
+            ? await BulkLoad.OpenPostgresAsync(db.Database.OpenAsync, [bills], CancellationToken.None)
+            : await BulkLoad.OpenSqliteAsync(db.Database.OpenAsync, [bills], CancellationToken.None);
+        var error = await Should.ThrowAsync<Exception>(async () =>
+        {
+            await using (load)
+            {
+                var row = load[bills.Name];
+                // 100 rows, then the 50th again: the duplicate lands in the middle of a statement's rows.
+                foreach (var id in Enumerable.Range(0, 100).Append(50).Select(i => firstId + i))
+                {
+                    row.Start();
+                    row.Long(id); row.Long(999_999); row.Long(1); row.Text("DUP" + id.ToString(CultureInfo.InvariantCulture)); row.Long(1);
+                    row.Long(1000); row.Long(1000); row.Long(0); row.Text("INSTORE"); row.Long(1); row.Long(0);
+                    row.End();
+                }
+                await load.CompleteAsync(CancellationToken.None);
+            }
+        });
+
+        error.Message.ShouldContain("unique", Case.Insensitive);
+        var kept = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM bills WHERE bill_id >= @firstId", new { firstId }), CancellationToken.None);
+        kept.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task a_seeded_customers_balances_read_through_the_api_equal_the_sums_of_its_entries()
     {
         var seeded = await SeedSmallAsync();
