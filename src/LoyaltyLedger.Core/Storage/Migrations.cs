@@ -356,6 +356,14 @@ public static class Migrations
         FROM events
         GROUP BY org_id, owner_type, owner_id;
         """),
+        // The vault history merges a wallet's lines with the customer's voucher redemptions (which
+        // move no points, so have no lines). Without this index that branch read every event of the
+        // customer to find the few redemptions: 13 ms for a 32,000-event customer, on every page.
+        // Partial, so only voucher redemptions pay for it on write.
+        (10, "vault: voucher redemptions index", """
+        CREATE INDEX ix_events_voucher_redemptions ON events (org_id, owner_type, owner_id, source_program_id, created_at, event_id)
+            WHERE event_name = 'VoucherRedemption';
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
