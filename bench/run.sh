@@ -144,7 +144,7 @@ for clients in 8 32; do
   echo "   $clients clients: ledger $ours"
   echo "   $clients clients: pgbench tps=$bench   ratio ledger/pgbench = $(awk -v a="$ledger_tps" -v b="$bench" 'BEGIN {printf "%.2f", a / b}')"
 done
-echo "== PostgreSQL reads (32 clients, $read_requests requests each, limit 10)"
+echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10)"
 reads
 stop_server
 scripts/postgres.sh stop
@@ -155,6 +155,6 @@ start_server --data-dir "$work/sqlite"
 warm_up
 echo "== SQLite writes ($seconds s per run)"
 for clients in 8 32; do echo "   $clients clients: ledger $(writes "$clients")"; done
-echo "== SQLite reads (32 clients, $read_requests requests each, limit 10)"
+echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
 reads
 stop_server

@@ -364,6 +364,16 @@ public static class Migrations
         CREATE INDEX ix_events_voucher_redemptions ON events (org_id, owner_type, owner_id, source_program_id, created_at, event_id)
             WHERE event_name = 'VoucherRedemption';
         """),
+        // A wallet's lines in time order, covering what the vault history's page and the
+        // points-ledger closing balance read of them (event, entry type, balance after): both become
+        // index-only walks of the wallet's slice. SQLite 3.50 otherwise chose (wallet_id, entry_id)
+        // and sorted the whole wallet for every page (10 ms for a 36,000-event customer, 0.3 ms now).
+        // Key columns rather than INCLUDE, so the one statement serves both databases; entry_id is
+        // unique, so the trailing columns never change the order.
+        (11, "covering wallet time index", """
+        DROP INDEX ix_ledger_entries_wallet_time;
+        CREATE INDEX ix_ledger_entries_wallet_time ON ledger_entries (wallet_id, created_at, entry_id, event_id, entry_type, balance_after);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
