@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace LoyaltyLedger.Tests.Infrastructure;
 
@@ -36,7 +37,8 @@ public sealed class TestServerHost : IAsyncDisposable
     public LedgerDatabase Database { get; }
     public TestClock Clock { get; }
 
-    public static async Task<TestServerHost> StartAsync(LedgerDatabase database, IDictionary<string, string?>? settings = null)
+    public static async Task<TestServerHost> StartAsync(LedgerDatabase database, IDictionary<string, string?>? settings = null,
+        ILoggerProvider? logs = null)
     {
         var clock = new TestClock(new DateTimeOffset(2025, 3, 1, 12, 0, 0, TimeSpan.Zero));
         var app = LedgerServer.Build(new LedgerServerOptions
@@ -53,6 +55,7 @@ public sealed class TestServerHost : IAsyncDisposable
                     ["Ledger:RateLimit:Burst"] = "1000000",
                 });
                 if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
+                if (logs is not null) builder.Logging.AddProvider(logs);
             },
         });
         await app.StartAsync();
