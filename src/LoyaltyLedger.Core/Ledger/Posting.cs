@@ -287,17 +287,9 @@ public sealed class Posting
 
         if (pieces.Count == 1 && !debt.IsPositive)
         {
-            // The common credit, in one round trip: the line, its lot (which refers to the line just
-            // inserted) and the balance.
+            // The common credit, in one round trip: the line, its lot and the balance.
             var batch = Batch();
-            var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Credit, points);
-            batch.Execute(
-                """
-                INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
-                VALUES (@org, @walletId, {lastEntryId}, @now, @expiresAt, @points, @points, 0)
-                """,
-                new { org = OrgId, walletId = wallet.WalletId, now = NowMs, expiresAt = pieces[0].ExpiresAt, points = points.Thousandths });
-            AddSaveCreditedBalance(batch, wallet);
+            var inserted = AddPlainCredit(batch, eventId, wallet, points, expiresAt);
             var entryId = (await batch.RunAsync()).SingleLong(inserted);
             return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
         }
@@ -343,6 +335,57 @@ public sealed class Posting
         AddSaveCreditedBalance(writes, wallet);
         await writes.RunAsync();
         return new PostedEntry(creditEntryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
+    }
+
+    /// <summary>
+    /// Adds a credit of a wallet that owes nothing to <paramref name="batch"/>: the line, its one lot
+    /// (which names the line just inserted as <c>{lastEntryId}</c>, so it must follow it directly)
+    /// and the balance. The caller has already added the points to <c>wallet.Balance</c>.
+    /// </summary>
+    private int AddPlainCredit(StatementBatch batch, long eventId, Wallet wallet, Points points, long? expiresAt)
+    {
+        var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Credit, points);
+        batch.Execute(
+            """
+            INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+            VALUES (@org, @walletId, {lastEntryId}, @now, @expiresAt, @points, @points, 0)
+            """,
+            new { org = OrgId, walletId = wallet.WalletId, now = NowMs, expiresAt, points = points.Thousandths });
+        AddSaveCreditedBalance(batch, wallet);
+        return inserted;
+    }
+
+    /// <summary>
+    /// Credits several locked wallets for one event (a bill's points and currencies), each as
+    /// <see cref="CreditAsync"/> would. When no wallet owes a debt, all the credits and whatever
+    /// <paramref name="andThen"/> adds go to the database in one round trip; otherwise they go one by one.
+    /// </summary>
+    public async Task<IReadOnlyList<PostedEntry>> CreditEachAsync(long eventId, IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits,
+        Action<StatementBatch>? andThen = null)
+    {
+        if (credits.Any(c => !c.Points.IsPositive))
+            throw new LedgerException(ErrorCodes.InvalidPoints, "Points to credit must be positive.");
+        if (credits.Any(c => Locked(c.Key).Balance.IsNegative))
+        {
+            var posted = new List<PostedEntry>();
+            foreach (var (key, points, expiresAt) in credits) posted.Add(await CreditAsync(eventId, key, points, expiresAt));
+            var rest = Batch();
+            andThen?.Invoke(rest);
+            await rest.RunAsync();
+            return posted;
+        }
+
+        var batch = Batch();
+        var pending = new List<(int Inserted, Wallet Wallet, WalletKey Key, Points Points, Points BalanceAfter, long? ExpiresAt)>();
+        foreach (var (key, points, expiresAt) in credits)
+        {
+            var wallet = Locked(key);
+            wallet.Balance += points;
+            pending.Add((AddPlainCredit(batch, eventId, wallet, points, expiresAt), wallet, key, points, wallet.Balance, expiresAt));
+        }
+        andThen?.Invoke(batch);
+        var results = await batch.RunAsync();
+        return pending.Select(p => new PostedEntry(results.SingleLong(p.Inserted), p.Wallet.WalletId, p.Key, EntryType.Credit, p.Points, p.BalanceAfter, p.ExpiresAt)).ToList();
     }
 
     /// <summary>

@@ -328,7 +328,7 @@ public static class Postings
     {
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         await posting.LockWalletsAsync(keys);
-        var entries = new List<EntryView>();
+        var lines = new List<(WalletKey, Points, long?)>();
         for (var i = 0; i < credits.Count; i++)
         {
             var (currency, points) = credits[i];
@@ -341,12 +341,13 @@ public static class Postings
                 PointCategory.TriggerBased => (long?)null,
                 _ => policy.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds(),
             };
-            var entry = await posting.CreditAsync(eventId, keys[i], points, expiresAt);
-            entries.Add(View(entry, currency));
+            lines.Add((keys[i], points, expiresAt));
         }
-        if (qualifying)
-            await LotExpiry.RecordActivityAsync(posting, program, keys.Select(k => k with { Category = PointCategory.Regular }));
-        return entries;
+        // The credits and, for a qualifying activity, the activity clocks: one round trip.
+        var posted = await posting.CreditEachAsync(eventId, lines, qualifying
+            ? batch => LotExpiry.AddActivity(batch, posting, program, keys.Select(k => k with { Category = PointCategory.Regular }))
+            : null);
+        return posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList();
     }
 
     private static List<(AlternateCurrency? Currency, Points Points)> ResolveAwards(LoyaltyProgram program, IReadOnlyList<Award>? awards)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Lifecycle;
 
@@ -98,6 +99,13 @@ public static class LotExpiry
     public static async Task RecordActivityAsync(Posting posting, LoyaltyProgram program, IEnumerable<WalletKey> keys)
     {
         var batch = posting.Batch();
+        AddActivity(batch, posting, program, keys);
+        await batch.RunAsync();
+    }
+
+    /// <summary><see cref="RecordActivityAsync"/>, added to a batch of the posting's other statements.</summary>
+    public static void AddActivity(StatementBatch batch, Posting posting, LoyaltyProgram program, IEnumerable<WalletKey> keys)
+    {
         foreach (var key in keys.Distinct())
         {
             var wallet = posting.Locked(key);
@@ -111,7 +119,6 @@ public static class LotExpiry
                 "UPDATE lots SET expires_at = @extended WHERE wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
                 new { extended, id = wallet.WalletId });
         }
-        await batch.RunAsync();
     }
 
     /// <summary>The customer an owner's event is shown for: the customer, or a group's primary member.</summary>
