@@ -59,6 +59,8 @@ public static class Tenants
             ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash, role = excluded.role, revoked_at = NULL
             """,
             new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        // An explicit key id may name a key already known (and cached) here: it now has this secret.
+        db.Catalog.InvalidateKey(keyId);
         return new IssuedKey(orgId, keyId, secret, role);
     }
 

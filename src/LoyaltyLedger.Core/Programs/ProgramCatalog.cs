@@ -62,57 +62,51 @@ public static class ProgramCatalog
     /// The organization's programs through the server's cache (see <see cref="CatalogCache"/>): from
     /// memory when read within the last second, else from the database.
     /// </summary>
-    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CatalogCache? cache)
+    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CatalogCache? cache) =>
+        ReadThroughAsync(connection, orgId, tx, cache, _ => true);
+
+    /// <summary>
+    /// The cached list when it has what the caller needs, else the database's (which then replaces
+    /// the cached one). Something missing from the cached list may be newer than the list (created
+    /// through another server process), so the database decides before it is called unknown; a list
+    /// just read from the database is never read twice.
+    /// </summary>
+    private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(DbConnection connection, long orgId, DbTransaction? tx,
+        CatalogCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies)
     {
-        if (cache?.Programs(orgId) is { } cached) return cached;
+        if (cache?.Programs(orgId) is { } cached && satisfies(cached)) return cached;
         var loadedAt = CatalogCache.Now();
         var programs = await ListAsync(connection, orgId, tx);
         cache?.SetPrograms(orgId, programs, loadedAt);
         return programs;
     }
 
-    /// <summary>
-    /// A program by id. A program missing from the cached list may be newer than the list (created
-    /// through another server process): the database decides before it is called unknown.
-    /// </summary>
-    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, CatalogCache? cache = null)
-    {
-        var found = (await ListAsync(connection, orgId, tx, cache)).FirstOrDefault(p => p.ProgramId == programId);
-        if (found is not null || cache is null) return found;
-        cache.InvalidatePrograms(orgId);
-        return (await ListAsync(connection, orgId, tx, cache)).FirstOrDefault(p => p.ProgramId == programId);
-    }
+    /// <summary>A program by id, through the cache when one is given.</summary>
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, CatalogCache? cache = null) =>
+        (await ReadThroughAsync(connection, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId)))
+            .FirstOrDefault(p => p.ProgramId == programId);
 
     /// <summary>
     /// The program a posting goes to: the one named, else the organization's default program. A
-    /// posting naming alternate currencies passes them in <paramref name="currencies"/>: one missing from
-    /// the cached program may have been added through another server process, so the program is read
-    /// again before the currency is refused. <paramref name="fresh"/> skips the cache altogether (the
-    /// lifecycle postings, which are rare and work on existing wallets of any currency).
+    /// posting naming alternate currencies passes them in <paramref name="currencies"/>: a cached
+    /// program without one of them is read again before the currency is refused.
+    /// <paramref name="fresh"/> skips the cache altogether (the lifecycle postings, which are rare and
+    /// work on existing wallets of any currency).
     /// </summary>
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
-        var cache = fresh ? null : posting.CatalogForReads;
-        var program = await ResolveAsync(posting, programId, cache);
-        if (cache is not null && currencies is not null && currencies.Any(name => !string.IsNullOrEmpty(name) && program.Currency(name) is null))
-        {
-            cache.InvalidatePrograms(posting.OrgId);
-            program = await ResolveAsync(posting, programId, cache);
-        }
-        return program;
+        var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
+        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads,
+            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null));
+        return Pick(programs, programId) ?? (programId is { } id
+            ? throw LedgerException.NotFound("program", id)
+            : throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404));
     }
 
-    private static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, CatalogCache? cache)
-    {
-        if (programId is { } id)
-        {
-            return await FindAsync(posting.Connection, posting.OrgId, id, posting.Transaction, cache)
-                ?? throw LedgerException.NotFound("program", id);
-        }
-        var programs = await ListAsync(posting.Connection, posting.OrgId, posting.Transaction, cache);
-        return programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault()
-            ?? throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
-    }
+    private static LoyaltyProgram? Pick(IReadOnlyList<LoyaltyProgram> programs, long? programId) =>
+        programId is { } id
+            ? programs.FirstOrDefault(p => p.ProgramId == id)
+            : programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
 
     public static async Task<LoyaltyProgram> CreateAsync(Posting posting, NewProgram request)
     {

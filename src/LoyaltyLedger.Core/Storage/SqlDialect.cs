@@ -54,7 +54,7 @@ public sealed class SqlDialect
     /// <inheritdoc cref="LastEntryId"/>
     public string LastEventId { get; }
 
-    public string Expand(string sql) => sql
+    public string Expand(string sql) => !sql.Contains('{', StringComparison.Ordinal) ? sql : sql
         .Replace("{lastEntryId}", LastEntryId, StringComparison.Ordinal)
         .Replace("{lastEventId}", LastEventId, StringComparison.Ordinal)
         .Replace("{identity}", Identity, StringComparison.Ordinal)

@@ -70,6 +70,20 @@ public abstract class CatalogCacheTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_key_issued_again_under_its_id_works_at_once_with_its_new_secret_only()
+    {
+        var t = await db.Host.NewTenantAsync();
+        (await t.Http.GetAsync("/v1/programs")).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        var reissued = await Tenants.IssueKeyAsync(db.Database, t.OrgId, KeyRole.Admin, db.Host.Clock, CancellationToken.None,
+            keyId: t.Key.KeyId, secret: "a-new-secret-1234");
+
+        (await db.Host.Client(t.Key.KeyId, reissued.Secret).GetAsync("/v1/programs")).StatusCode.ShouldBe(HttpStatusCode.OK);
+        using var old = await t.Http.GetAsync("/v1/programs");
+        await Tenant.ShouldFailAsync(old, 401, "unauthorized");
+    }
+
+    [Fact]
     public async Task a_wrong_secret_is_refused_even_while_the_key_is_cached()
     {
         var t = await db.Host.NewTenantAsync();
