@@ -3,6 +3,7 @@ using LoyaltyLedger.Server.Api;
 using LoyaltyLedger.Storage;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.Json;
+using Scalar.AspNetCore;
 
 namespace LoyaltyLedger.Server.Hosting;
 
@@ -42,7 +43,7 @@ public static class LedgerServer
             .AddScheme<AuthenticationSchemeOptions, BasicAuthenticationHandler>(BasicAuthenticationHandler.SchemeName, null);
         builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
         builder.Services.AddLedgerRateLimiting(builder.Configuration);
-        builder.Services.AddOpenApi("v1");
+        builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
 
@@ -71,6 +72,18 @@ public static class LedgerServer
         app.UseAuthorization();
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        // The reference page works offline: Scalar's script is served from the package itself, and
+        // its default fonts (fetched from Scalar's CDN) and telemetry are off.
+        app.MapScalarApiReference("/docs", scalar => scalar
+                .WithTitle("LoyaltyLedger API reference")
+                .WithOpenApiRoutePattern("/openapi/{documentName}.json")
+                .DisableDefaultFonts()
+                .DisableTelemetry()
+                .DisableAgent()
+                .DisableMcp()
+                .AddDocument("v1")
+                .AddHttpAuthentication("Basic", _ => { }))
+            .AllowAnonymous();
         app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
@@ -84,6 +97,10 @@ public static class LedgerServer
     public static void ConfigureJson(System.Text.Json.JsonSerializerOptions json)
     {
         json.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+        // A number is a JSON number (the web defaults also read "12" as 12): what the document
+        // says an integer is, and what a generated client sends. Points and amounts that may be
+        // strings have converters of their own.
+        json.NumberHandling = JsonNumberHandling.Strict;
         json.RespectRequiredConstructorParameters = true;
         json.RespectNullableAnnotations = true;
         json.UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip;

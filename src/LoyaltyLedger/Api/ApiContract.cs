@@ -1,0 +1,55 @@
+using LoyaltyLedger.PointsLedger;
+
+namespace LoyaltyLedger.Server.Api;
+
+/// <summary>
+/// What an endpoint answers besides its success: the statuses of its documented refusals. The
+/// OpenAPI document is built from this metadata (and from the typed results), so a status that is
+/// not declared here is not documented, and the conformance test fails on it.
+/// </summary>
+public sealed record RefusalMetadata(IReadOnlyList<int> Statuses);
+
+/// <summary>Marks a write: it takes an <c>Idempotency-Key</c> header and answers <see cref="Status"/> on success.</summary>
+public sealed record WriteMetadata(int Status, Type Result);
+
+/// <summary>Which error body an endpoint refuses with: the native problem, or the points-ledger spec's body.</summary>
+public enum ErrorBody
+{
+    Problem,
+    PointsLedger,
+}
+
+public sealed record ErrorBodyMetadata(ErrorBody Body);
+
+public static class ApiContract
+{
+    /// <summary>
+    /// Declares a write that answers <paramref name="status"/> with <typeparamref name="TResult"/>; the
+    /// <see cref="IdempotentWriter"/> answers with this very status, so the document cannot drift from it.
+    /// </summary>
+    public static RouteHandlerBuilder Writes<TResult>(this RouteHandlerBuilder endpoint, int status) => endpoint
+        .WithMetadata(new WriteMetadata(status, typeof(TResult)))
+        .Produces<TResult>(status, "application/json");
+
+    /// <summary>Declares the refusals an endpoint answers beyond those every call can get (see Hosting/ApiReference.cs).</summary>
+    public static TBuilder Refuses<TBuilder>(this TBuilder endpoint, params int[] statuses) where TBuilder : IEndpointConventionBuilder
+    {
+        endpoint.WithMetadata(new RefusalMetadata(statuses));
+        return endpoint;
+    }
+
+    /// <summary>The endpoint refuses with the points-ledger spec's <c>{errors, warnings}</c> body.</summary>
+    public static TBuilder RefusesWithLedgerErrors<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder
+    {
+        endpoint.WithMetadata(new ErrorBodyMetadata(ErrorBody.PointsLedger));
+        return endpoint;
+    }
+
+    /// <summary>The success status of the write an endpoint declared with <see cref="Writes{TResult}"/>.</summary>
+    public static int WriteStatus(HttpContext http) =>
+        http.GetEndpoint()?.Metadata.GetMetadata<WriteMetadata>()?.Status
+        ?? throw new InvalidOperationException("A write endpoint must declare its success status with Writes<T>(status).");
+
+    /// <summary>The points-ledger error body type, for the document.</summary>
+    public static readonly Type LedgerErrorBodyType = typeof(LedgerErrorBody);
+}

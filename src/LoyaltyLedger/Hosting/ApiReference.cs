@@ -1,0 +1,252 @@
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using LoyaltyLedger.PointsLedger;
+using LoyaltyLedger.Server.Api;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace LoyaltyLedger.Server.Hosting;
+
+/// <summary>
+/// Makes the OpenAPI document (<c>/openapi/v1.json</c>) say what the code does. Success statuses and
+/// schemas come from the handlers' typed results and <see cref="ApiContract.Writes{TResult}"/>;
+/// refusals from each endpoint's declared statuses plus those that every call of its kind can get
+/// (credentials, role, rate limit, body, Idempotency-Key, a busy database); the security scheme
+/// from the authorization metadata; and the schemas of types with converters of their own (strings
+/// that refuse NUL, <see cref="Points"/>) from what those converters read and write.
+/// </summary>
+public static class ApiReference
+{
+    public const string DocumentName = "v1";
+    private const string BasicScheme = "basic";
+
+    /// <summary>Points as answered: always a string with three decimals.</summary>
+    public const string PointsPattern = @"^-?\d+\.\d{3}$";
+
+    /// <summary>Points as accepted: a JSON string or number with at most three decimals.</summary>
+    public const string PointsInputPattern = @"^-?\d+(\.\d{1,3})?$";
+
+    public static IServiceCollection AddLedgerApiReference(this IServiceCollection services) =>
+        services.AddOpenApi(DocumentName, options =>
+        {
+            options.AddSchemaTransformer(DescribeConvertedTypes);
+            options.AddOperationTransformer(DescribeOperationAsync);
+            options.AddDocumentTransformer(DescribeDocument);
+        });
+
+    private static Task DescribeConvertedTypes(OpenApiSchema schema, OpenApiSchemaTransformerContext context, CancellationToken ct)
+    {
+        var type = context.JsonTypeInfo.Type;
+        if (type == typeof(string))
+        {
+            // NoNulStringConverter hides the type from the schema exporter; it reads and writes strings.
+            var nullable = context.JsonPropertyInfo is { } p && (p.IsGetNullable || p.IsSetNullable);
+            schema.Type = nullable ? JsonSchemaType.String | JsonSchemaType.Null : JsonSchemaType.String;
+        }
+        else if (type == typeof(Points))
+        {
+            schema.Type = JsonSchemaType.String;
+            schema.Pattern = PointsPattern;
+            schema.Examples = [JsonValue.Create("100.000")];
+        }
+        else if (context.JsonTypeInfo.Kind == System.Text.Json.Serialization.Metadata.JsonTypeInfoKind.Object && schema.Required is { Count: > 0 })
+        {
+            // Both serializers omit a null property (WhenWritingNull), so a property that can be null
+            // may be absent: it is not required, unless it is always written.
+            foreach (var property in context.JsonTypeInfo.Properties)
+            {
+                if (!property.IsGetNullable || IsAlwaysWritten(property)) continue;
+                schema.Required.Remove(property.Name);
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    private static bool IsAlwaysWritten(System.Text.Json.Serialization.Metadata.JsonPropertyInfo property) =>
+        property.AttributeProvider?.GetCustomAttributes(typeof(JsonIgnoreAttribute), true)
+            .OfType<JsonIgnoreAttribute>().Any(a => a.Condition == JsonIgnoreCondition.Never) == true;
+
+    private static async Task DescribeOperationAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
+    {
+        var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+        var method = context.Description.HttpMethod ?? "GET";
+        var anonymous = metadata.OfType<IAllowAnonymous>().Any();
+        var policies = metadata.OfType<IAuthorizeData>().Select(a => a.Policy).ToHashSet();
+        var authenticated = !anonymous && policies.Count > 0;
+        var write = !HttpMethods.IsGet(method);
+        var hasBody = context.Description.ParameterDescriptions.Any(p => p.Source.Id == "Body");
+        var hasInput = hasBody || context.Description.ParameterDescriptions.Any(p => p.Source.Id is "Query" or "Path") || operation.Parameters is { Count: > 0 };
+        var ledgerErrors = metadata.OfType<ErrorBodyMetadata>().LastOrDefault()?.Body == ErrorBody.PointsLedger;
+
+        var statuses = new SortedSet<int>(metadata.OfType<RefusalMetadata>().SelectMany(r => r.Statuses));
+        if (hasInput || write) statuses.Add(400);
+        if (hasBody) { statuses.Add(413); statuses.Add(415); }
+        if (write) statuses.Add(409); // idempotency_key_reused
+        if (authenticated)
+        {
+            statuses.Add(401);
+            statuses.Add(429);
+            if (policies.Contains(CallerClaims.Write) || policies.Contains(CallerClaims.Admin)) statuses.Add(403);
+            operation.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(BasicScheme, context.Document)] = [] }];
+        }
+        statuses.Add(503);
+
+        var problem = await ComponentAsync(context, typeof(ApiProblem), nameof(ApiProblem), ct);
+        var ledgerError = ledgerErrors ? await ComponentAsync(context, typeof(LedgerErrorBody), nameof(LedgerErrorBody), ct) : null;
+        operation.Responses ??= new OpenApiResponses();
+        foreach (var status in statuses)
+        {
+            var key = status.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (operation.Responses.ContainsKey(key)) continue;
+            // 401 and 429 are answered before the endpoint runs, so the points-ledger read gets the
+            // native problem body for them too (as the README says).
+            var spec = ledgerError is not null && status is not (401 or 429);
+            operation.Responses[key] = new OpenApiResponse
+            {
+                Description = Describe(status, spec),
+                Content = new Dictionary<string, OpenApiMediaType>
+                {
+                    [spec ? "application/json" : "application/problem+json"] = new() { Schema = spec ? ledgerError : problem },
+                },
+            };
+        }
+
+        if (write)
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = IdempotentWriter.HeaderName,
+                In = ParameterLocation.Header,
+                Required = false,
+                Description = "Makes the write safe to retry: a replay with the same key and body returns the first answer " +
+                              "(with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. " +
+                              "1 to 200 characters, per organization.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = 200 },
+            });
+        }
+    }
+
+    private static async Task<IOpenApiSchema> ComponentAsync(OpenApiOperationTransformerContext context, Type type, string name, CancellationToken ct)
+    {
+        var document = context.Document!;
+        if (document.Components?.Schemas?.ContainsKey(name) != true)
+            document.AddComponent(name, await context.GetOrCreateSchemaAsync(type, null, ct));
+        return new OpenApiSchemaReference(name, document);
+    }
+
+    private static string Describe(int status, bool ledgerSpec) => status switch
+    {
+        400 => ledgerSpec ? "A parameter is missing, malformed or out of range (the spec's error codes)." : "The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.",
+        401 => "No or wrong credentials (unauthorized).",
+        403 => "The key's role does not allow the call (forbidden), or a group member lacks the right (not_permitted).",
+        404 => ledgerSpec ? "No such customer or group, or no entries for the parameters." : "A referenced resource does not exist in this organization.",
+        409 => "A conflict: the Idempotency-Key was used for another request, or the resource already exists or was already posted.",
+        413 => "The body is larger than 1 MiB (payload_too_large).",
+        415 => "The body is not sent as application/json (unsupported_media_type).",
+        422 => "The request is well formed but the ledger refuses it (e.g. insufficient_balance).",
+        429 => "The key is over its rate limit (rate_limited); Retry-After says when to retry.",
+        503 => "The database is busy; retry (with the same Idempotency-Key for a write).",
+        _ => "Error.",
+    };
+
+    private static Task DescribeDocument(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
+    {
+        document.Info = new OpenApiInfo
+        {
+            Title = "LoyaltyLedger",
+            Version = "1.0.0",
+            Description = "A loyalty points ledger: the native API (/v1), the points-ledger read (/v2/pointsLedger/getCustomerLedgerInfo) " +
+                          "and the loyalty-vault API (/api/v1.0/LoyaltyVault). Every call authenticates with HTTP Basic: an API key id and its secret. " +
+                          "Points are exact to three decimals: answered as strings (\"100.000\"), accepted as strings or numbers.",
+            License = new OpenApiLicense { Name = "MIT", Identifier = "MIT" },
+        };
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes[BasicScheme] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "basic",
+            Description = "An API key id as the user name and its secret as the password.",
+        };
+        AcceptPointsAsNumbersInRequests(document);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Requests accept points as a string or a number; answers always write a string with three
+    /// decimals. The request types (and only they) refer to <c>PointsInput</c> instead of <c>Points</c>.
+    /// </summary>
+    private static void AcceptPointsAsNumbersInRequests(OpenApiDocument document)
+    {
+        var schemas = document.Components?.Schemas;
+        if (schemas is null || !schemas.ContainsKey(nameof(Points))) return;
+        var requestSchemas = new HashSet<string>();
+        foreach (var operation in document.Paths.Values.SelectMany(p => p.Operations?.Values ?? Enumerable.Empty<OpenApiOperation>()))
+        {
+            foreach (var media in operation.RequestBody?.Content?.Values ?? Enumerable.Empty<OpenApiMediaType>())
+                CollectReferences(media.Schema, schemas, requestSchemas);
+        }
+        schemas["PointsInput"] = new OpenApiSchema
+        {
+            Type = JsonSchemaType.String | JsonSchemaType.Number,
+            Pattern = PointsInputPattern,
+            Description = "A quantity of points with at most three decimals, as a JSON string (\"12.5\") or number (12.5).",
+            Examples = [JsonValue.Create("100")],
+        };
+        foreach (var name in requestSchemas)
+        {
+            if (schemas[name] is OpenApiSchema schema) RetargetPoints(schema, document);
+        }
+    }
+
+    private static void CollectReferences(IOpenApiSchema? schema, IDictionary<string, IOpenApiSchema> schemas, HashSet<string> found)
+    {
+        switch (schema)
+        {
+            case null:
+                return;
+            case OpenApiSchemaReference reference:
+                var id = reference.Reference.Id;
+                if (id is not null && found.Add(id) && schemas.TryGetValue(id, out var target)) CollectReferences(target, schemas, found);
+                return;
+            case OpenApiSchema inline:
+                foreach (var child in Children(inline)) CollectReferences(child, schemas, found);
+                return;
+        }
+    }
+
+    private static IEnumerable<IOpenApiSchema> Children(OpenApiSchema schema)
+    {
+        foreach (var p in schema.Properties?.Values ?? Enumerable.Empty<IOpenApiSchema>()) yield return p;
+        if (schema.Items is not null) yield return schema.Items;
+        if (schema.AdditionalProperties is not null) yield return schema.AdditionalProperties;
+        foreach (var s in schema.OneOf ?? []) yield return s;
+        foreach (var s in schema.AnyOf ?? []) yield return s;
+        foreach (var s in schema.AllOf ?? []) yield return s;
+    }
+
+    private static void RetargetPoints(OpenApiSchema schema, OpenApiDocument document)
+    {
+        if (schema.Properties is { } properties)
+        {
+            foreach (var name in properties.Keys.ToList())
+            {
+                if (IsPoints(properties[name])) properties[name] = new OpenApiSchemaReference("PointsInput", document);
+                else if (properties[name] is OpenApiSchema inline) RetargetPoints(inline, document);
+            }
+        }
+        if (schema.Items is not null && IsPoints(schema.Items)) schema.Items = new OpenApiSchemaReference("PointsInput", document);
+        foreach (var list in new[] { schema.OneOf, schema.AnyOf })
+        {
+            if (list is null) continue;
+            for (var i = 0; i < list.Count; i++)
+            {
+                if (IsPoints(list[i])) list[i] = new OpenApiSchemaReference("PointsInput", document);
+            }
+        }
+    }
+
+    private static bool IsPoints(IOpenApiSchema schema) => schema is OpenApiSchemaReference { Reference.Id: nameof(Points) };
+}
