@@ -19,7 +19,11 @@ public static class PointsLedgerApi
             .RequireAuthorization(CallerClaims.Read)
             .WithName("GetCustomerLedgerInfo")
             .WithTags("Points ledger")
-            .WithSummary("The points ledger of a customer or a user group (type=USERGROUP2), a page of events at a time.");
+            .WithSummary("The points ledger of a customer or a user group (type=USERGROUP2), a page of events at a time.")
+            .Produces<LedgerResponse>(StatusCodes.Status200OK, "application/json")
+            .Refuses(StatusCodes.Status404NotFound)
+            .RefusesWithLedgerErrors()
+            .AddOpenApiOperationTransformer(PointsLedgerParameters.DescribeAsync);
         return app;
     }
 

@@ -38,7 +38,28 @@ public static class ApiReference
     private static Task DescribeConvertedTypes(OpenApiSchema schema, OpenApiSchemaTransformerContext context, CancellationToken ct)
     {
         var type = context.JsonTypeInfo.Type;
-        if (type == typeof(string))
+        var converter = context.JsonPropertyInfo?.CustomConverter;
+        if (converter is LedgerDateConverter or NullableLedgerDateConverter)
+        {
+            // The points-ledger spec's timestamps: "2024-05-04 07:16:34.0".
+            schema.Type = converter is NullableLedgerDateConverter ? JsonSchemaType.String | JsonSchemaType.Null : JsonSchemaType.String;
+            schema.Pattern = @"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{1,3}$";
+            schema.Format = null;
+        }
+        else if (converter is MoneyConverter)
+        {
+            // Money as the vendor's JSON numbers (200.0), exact decimal text.
+            schema.Type = JsonSchemaType.Number | JsonSchemaType.Null;
+            schema.Pattern = null;
+            schema.Format = null;
+        }
+        else if (Nullable.GetUnderlyingType(type) == typeof(Points))
+        {
+            // Optional points appear only in requests: a string or a number, or null for none.
+            schema.Type = JsonSchemaType.String | JsonSchemaType.Number | JsonSchemaType.Null;
+            schema.Pattern = PointsInputPattern;
+        }
+        else if (type == typeof(string))
         {
             // NoNulStringConverter hides the type from the schema exporter; it reads and writes strings.
             var nullable = context.JsonPropertyInfo is { } p && (p.IsGetNullable || p.IsSetNullable);
@@ -170,9 +191,26 @@ public static class ApiReference
             Scheme = "basic",
             Description = "An API key id as the user name and its secret as the password.",
         };
+        // A server URL without a trailing slash, so that clients append paths that start with one.
+        foreach (var server in document.Servers ?? []) server.Url = server.Url?.TrimEnd('/');
+        document.Tags = new HashSet<OpenApiTag>(Tags.Select(t => new OpenApiTag { Name = t.Name, Description = t.Description }));
         AcceptPointsAsNumbersInRequests(document);
         return Task.CompletedTask;
     }
+
+    private static readonly (string Name, string Description)[] Tags =
+    [
+        ("Points ledger", "The points-ledger read, wire-compatible with the points-ledger spec (GET /v2/pointsLedger/getCustomerLedgerInfo)."),
+        ("LoyaltyVault", "The loyalty-vault API: an account's history, balances and vouchers per program, paid baskets and transfers."),
+        ("Programs", "Programs (loyalty point definitions) with their earn rules, expiry and alternate currencies."),
+        ("Stores", "Stores and their tills; bills are unique by number within a store."),
+        ("Customers", "Customers: registration, identifiers per source, loyalty account numbers (cards), balances."),
+        ("Groups", "User groups: a primary member, members with roles and rights, and a pooled wallet."),
+        ("Postings", "The postings that move points: bills, redemptions, bulk allocations, named events, transfers."),
+        ("Lifecycle", "Returns, reversals, held points, the expiry run, and the schedule and as-of reads."),
+        ("Keys", "The organization's API keys: issue, list, rotate, revoke (admin keys)."),
+        ("Vouchers", "Voucher definitions: what a program's points buy through the loyalty-vault API."),
+    ];
 
     /// <summary>
     /// Requests accept points as a string or a number; answers always write a string with three
