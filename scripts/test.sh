@@ -40,6 +40,11 @@ if [ -z "${LEDGER_SKIP_FAULT_TEST:-}" ]; then
   done
 fi
 
+# The served OpenAPI document must pass the linter (Redocly, no errors); it counts as one test.
+lint_passed=0; lint_failed=0
+if scripts/lint-openapi.sh --no-build; then lint_passed=1; else lint_failed=1; status=1; fi
+fault_passed=$((fault_passed + lint_passed)); fault_failed=$((fault_failed + lint_failed))
+
 # One plain closing line that any CI reader understands.
 summary="$(grep -E '(Passed|Failed)!? +- +Failed: +[0-9]+, Passed: +[0-9]+' "$log" | tail -n 1 || true)"
 if [ -n "$summary" ]; then
