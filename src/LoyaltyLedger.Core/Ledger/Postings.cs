@@ -112,11 +112,11 @@ public static class Postings
         var credits = new List<(AlternateCurrency? Currency, Points Points)>();
         if (bill.EarnByRule)
         {
-            var earned = Earn(amount, program.EarnPerUnit);
+            var earned = Earn(amount, program.EarnRate);
             if (earned.IsPositive) credits.Add((null, earned));
             foreach (var currency in program.Currencies)
             {
-                var units = Earn(amount, currency.EarnPerUnit);
+                var units = Earn(amount, currency.EarnRate);
                 if (units.IsPositive) credits.Add((currency, units));
             }
         }

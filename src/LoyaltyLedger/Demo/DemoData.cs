@@ -5,6 +5,7 @@ using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
+using LoyaltyLedger.Vault;
 
 namespace LoyaltyLedger.Server.Demo;
 
@@ -12,7 +13,7 @@ namespace LoyaltyLedger.Server.Demo;
 /// The demo organization: the customers, group, programs, currencies, stores and tills named in the
 /// points-ledger spec's examples, with January to May 2024 of bills, allocations, named events,
 /// redemptions and transfers around them, so that the spec's example requests return data of the
-/// same shape. Postings go through the same code as the API, each stamped with its demo date.
+/// same shape; and for the vault, a voucher definition and a voucher one customer holds. Postings go through the same code as the API, each stamped with its demo date.
 /// </summary>
 public static class DemoData
 {
@@ -26,6 +27,9 @@ public static class DemoData
     public const long CardProgramId = 817;
     public const long SevenProgramId = 469;
     public const long SevenSourceProgramId = 805;
+    public const long FreeCoffeeVoucherId = 1;
+    /// <summary>The serial of the voucher Priya holds: fixed, so the README's basket can redeem it.</summary>
+    public const string PriyasVoucherSerial = "VDEMO0000000000000001";
 
     public sealed record Result(long OrgId, bool Seeded);
 
@@ -70,6 +74,9 @@ public static class DemoData
             await StoreDirectory.CreateTillAsync(p, new NewTill("till.marketsuper.2", "supermarketdemo"));
             await StoreDirectory.CreateStoreAsync(p, new NewStore("demostorebukl", "demostorebukl Mobile", "entertainment"));
             await StoreDirectory.CreateTillAsync(p, new NewTill("demostorebukl.1", "demostorebukl"));
+
+            // A voucher of the vault API: what program 626's points buy at the till.
+            await VoucherCatalog.CreateAsync(p, DefaultProgramId, new NewVoucherDefinition("Free coffee", Points.FromWhole(40), FreeCoffeeVoucherId, Uses: 1));
         }, ct);
 
         // Customers: 2024-01-03 onwards.
@@ -137,6 +144,11 @@ public static class DemoData
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
         await PostAsync(db, orgId, At(5, 4, 7, 16, 34), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
+        // Priya buys a Free coffee voucher at the till in April and has not used it yet. Posted in date
+        // order with her other movements, so her vault history's running balance reads straight.
+        await PostAsync(db, orgId, At(4, 15, 10, 30), p => VaultTransactions.PostAsync(p, "6001000098662653", new VaultTransactionRequest(
+            [new VaultProgramLines(DefaultProgramId, VoucherPurchases: [new VaultVoucherPurchase(FreeCoffeeVoucherId)])],
+            new VaultContext("R-0415", "supermarketdemo", "till.marketsuper", "op-1", "Free coffee")), () => PriyasVoucherSerial), ct);
         await PostAsync(db, orgId, At(5, 6, 9, 0), p => Postings.TransferAsync(p, new NewTransfer(
             new TransferParty(NareshId), new TransferParty(PlainCustomerId), Points.FromWhole(250), DefaultProgramId, Reason: "Gift to a friend")), ct);
 
