@@ -119,8 +119,11 @@ public sealed partial class ReadmeExamples
 {
     public List<ReadmeCommand> Commands { get; } = [];
 
-    /// <summary>Lines outside <c>sh</c> blocks that mention curl: a request the test would not run.</summary>
+    /// <summary>Lines with a curl command outside <c>sh</c> blocks (in prose or another block): a request the test would not run.</summary>
     public List<(int Line, string Text)> StrayCurls { get; } = [];
+
+    [GeneratedRegex("""\bcurl\s+(-|https?://|'|"|\$)""")]
+    private static partial Regex CurlCommand();
 
     [GeneratedRegex(@"^Answer \(`(\d{3})`\)")]
     private static partial Regex AnswerParagraph();
@@ -148,7 +151,7 @@ public sealed partial class ReadmeExamples
         {
             if (!lines[i].StartsWith("```", StringComparison.Ordinal))
             {
-                if (lines[i].Contains("curl ", StringComparison.Ordinal)) result.StrayCurls.Add((i + 1, lines[i]));
+                if (CurlCommand().IsMatch(lines[i])) result.StrayCurls.Add((i + 1, lines[i]));
                 if (lines[i].Trim().Length > 0) prose.Add(lines[i].Trim());
                 continue;
             }
@@ -157,7 +160,7 @@ public sealed partial class ReadmeExamples
             var close = first;
             while (close < lines.Length && !lines[close].StartsWith("```", StringComparison.Ordinal)) close++;
             var body = lines[first..Math.Min(close, lines.Length)];
-            if (language == "sh")
+            if (language is "sh" or "bash" or "shell")
             {
                 lastShBlock = result.ParseShell(body, first + 1, variables);
             }
@@ -175,6 +178,11 @@ public sealed partial class ReadmeExamples
             else
             {
                 lastShBlock = null;
+            }
+            if (language is not ("sh" or "bash" or "shell"))
+            {
+                for (var k = 0; k < body.Length; k++)
+                    if (CurlCommand().IsMatch(body[k])) result.StrayCurls.Add((first + k + 1, body[k]));
             }
             prose.Clear();
             i = close;
