@@ -51,12 +51,14 @@ public static class DemoData
 
     public static async Task SeedAsync(LedgerDatabase db, long orgId, CancellationToken ct)
     {
-        // Programs and currencies, stores and tills: 2024-01-02.
+        // Programs and currencies, stores and tills: 2024-01-02. Program 626's points expire by date
+        // earned, ten years on: the README's examples run on a demo served today, so no demo point may
+        // expire (and change the answers they show) for years after the demo's 2024 activity.
         await PostAsync(db, orgId, At(1, 2, 9, 0), async p =>
         {
             await ProgramCatalog.CreateAsync(p, new NewProgram("David Jones- Default Program", DefaultProgramId, Concept: "supermarket",
                 EarnRate: Points.Parse("0.1"), IsDefault: true,
-                Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 36, EndOfMonth = true },
+                Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 120, EndOfMonth = true },
                 Currencies:
                 [
                     new NewCurrency("Tier-points"), new NewCurrency("Pebbles"), new NewCurrency("Boost"),
