@@ -338,6 +338,8 @@ public static class LedgerReader
             args.Add("tillId", tillId ?? -1);
         }
 
+        // A pool's event names the customer who acted (NewEvent.CustomerId; 0 when none did), so the
+        // role keeps exactly what members of that role did.
         if (subject.GroupId is { } groupId && query.Role is { } role)
         {
             var members = (await c.QueryAsync<long>(new CommandDefinition(
