@@ -30,6 +30,8 @@ public static class DemoData
     public const long FreeCoffeeVoucherId = 1;
     /// <summary>The serial of the voucher Priya holds: fixed, so the README's basket can redeem it.</summary>
     public const string PriyasVoucherSerial = "VDEMO0000000000000001";
+    /// <summary>The alternate currency the spec's example request names (alternateCurrencyNames=acNjnkvfgfdeun).</summary>
+    public const string SpecCurrencyName = "acNjnkvfgfdeun";
 
     public sealed record Result(long OrgId, bool Seeded);
 
@@ -193,5 +195,17 @@ public static class DemoData
             DefaultProgramId, Notes: "Family treat")), ct);
         await PostAsync(db, orgId, At(4, 29, 10, 0), p => Postings.TransferAsync(p, new NewTransfer(
             new TransferParty(GroupId: GroupId), new TransferParty(381335654), Points.FromWhole(5), DefaultProgramId, Reason: "Pocket money")), ct);
+
+        // The spec's own alternate currency: launched in the default program in March (so no bill
+        // earns it and no registration opened it), earned by the alternate-currency customer in app
+        // challenges and partly spent. Posted last, so the ids of everything above stay as they were.
+        await PostAsync(db, orgId, At(3, 1, 9, 0), p => ProgramCatalog.AddCurrencyAsync(p, DefaultProgramId, new NewCurrency(SpecCurrencyName)), ct);
+        for (var i = 0; i < 3; i++)
+        {
+            await PostAsync(db, orgId, At(3, 4, 18, 30).AddDays(i * 14), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId,
+                "AppChallenge", [new Award(Points.FromWhole(25), SpecCurrencyName)], DefaultProgramId)), ct);
+        }
+        await PostAsync(db, orgId, At(4, 12, 12, 0), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(30), CurrencyCustomerId,
+            ProgramId: DefaultProgramId, Currency: SpecCurrencyName, Notes: "Challenge reward")), ct);
     }
 }
