@@ -72,7 +72,11 @@ public static class RejectedRequests
             if (features[typeof(RejectionAwareWriter)] is not RejectionAwareWriter writer) return;
             // A response already under way cannot be replaced; a HEAD answer has no body.
             if (features.Get<IHttpResponseFeature>()?.HasStarted == true) return;
-            if (string.Equals(features.Get<IHttpRequestFeature>()?.Method, "HEAD", StringComparison.Ordinal)) return;
+            var request = features.Get<IHttpRequestFeature>();
+            if (string.Equals(request?.Method, "HEAD", StringComparison.Ordinal)) return;
+            // HTTP/2 and 3 multiplex streams over the connection's writer and answer a bad stream
+            // in frames of their own: only an HTTP/1 connection is held back and rewritten.
+            if (request?.Protocol is { } protocol && (HttpProtocol.IsHttp2(protocol) || HttpProtocol.IsHttp3(protocol))) return;
             var error = features.Get<IBadRequestExceptionFeature>()?.Error as Microsoft.AspNetCore.Http.BadHttpRequestException;
             writer.Arm(error?.Message);
         }
