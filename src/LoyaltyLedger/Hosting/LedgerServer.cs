@@ -60,8 +60,9 @@ public static class LedgerServer
             // up front, on any server (the in-memory test server has no limit of its own).
             if (context.Request.ContentLength > MaxRequestBodyBytes)
                 throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
-            // Kestrel refuses a NUL in the path itself, but not in the query, and other servers (the
-            // test server) let both through; PostgreSQL text cannot hold one.
+            // PostgreSQL text cannot hold a NUL. Kestrel refuses one in the path itself but lets one in
+            // the query through (other servers may let either through). The points-ledger read parses
+            // its own parameters and answers in its spec's error body.
             if (context.Request.Path.Value?.Contains('\0', StringComparison.Ordinal) == true)
                 throw LedgerException.Invalid("The path contains a NUL character (%00).");
             if (!context.Request.Path.StartsWithSegments(PointsLedgerApi.Path))

@@ -201,6 +201,12 @@ public abstract partial class BadInputTests(DatabaseFixture db)
             (await ProblemDetailAsync(lookup, 400, "invalid_request")).ShouldContain("identifierValue");
         using (var balances = await t.Http.GetAsync($"/v1/lifecycle/balances?customerId={customer}&as%00Of=x"))
             await ProblemDetailAsync(balances, 400, "invalid_request");
+        // The points-ledger read answers in its spec's body: a malformed value, 11004.
+        using (var ledger = await t.Http.GetAsync("/v2/pointsLedger/getCustomerLedgerInfo?identifierName=email&identifierValue=a%00b&source=INSTORE"))
+        {
+            ((int)ledger.StatusCode).ShouldBe(400);
+            JsonDocument.Parse(await ledger.Content.ReadAsStringAsync()).RootElement.GetProperty("errors")[0].GetProperty("code").GetInt32().ShouldBe(11004);
+        }
         (await LedgerAudit.SnapshotAsync(db.Database, t.OrgId)).ShouldBe(before);
     }
 
