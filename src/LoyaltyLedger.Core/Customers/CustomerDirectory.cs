@@ -65,7 +65,16 @@ public static class CustomerDirectory
         await GetAsync(c, orgId, customerId, tx) ?? throw LedgerException.NotFound("customer", customerId);
 
     /// <summary>Finds a customer by an identifier in a source (ALL: any source). Null when nobody matches.</summary>
-    public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx = null)
+    public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx = null) =>
+        (await FindAllAsync(c, orgId, source, kind, value, accountId, 1, tx)).FirstOrDefault();
+
+    /// <summary>
+    /// The customers an identifier names in a source (ALL: any source), at most <paramref name="limit"/>,
+    /// in id order. More than one means the identifier alone is ambiguous there: customers of different
+    /// accounts of the source (or, with ALL, of different sources) share it.
+    /// </summary>
+    public static async Task<IReadOnlyList<Customer>> FindAllAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId,
+        int limit, DbTransaction? tx = null)
     {
         var sql = $"""
             SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id IN (
@@ -74,9 +83,9 @@ public static class CustomerDirectory
                 {(source == "ALL" ? "" : "AND source = @source")}
                 {(string.IsNullOrEmpty(accountId) ? "" : "AND account_id = @accountId")})
             ORDER BY customer_id
+            LIMIT @limit
             """;
-        var found = await c.QueryAsync<Customer>(sql, new { orgId, kind, value, source, accountId }, tx);
-        return found.FirstOrDefault();
+        return (await c.QueryAsync<Customer>(sql, new { orgId, kind, value, source, accountId, limit }, tx)).ToList();
     }
 
     // A settable row class: Dapper cannot infer a constructor when SQLite reports a NULL column as untyped.

@@ -26,7 +26,7 @@ public sealed class GroupMember
     public string Role { get; set; } = "";
     public bool MayRedeem { get; set; }
     public bool MayTransfer { get; set; }
-    public long JoinedAt { get; set; }
+    public DateTimeOffset JoinedAt { get; set; }
 }
 
 public sealed record NewGroup(
@@ -80,7 +80,7 @@ public static class GroupDirectory
             MaxMembers = (int)row.MaxMembers, PoolsPoints = row.PoolsPoints != 0,
             Members = members.Select(m => new GroupMember
             {
-                CustomerId = m.CustomerId, Role = m.Role, MayRedeem = m.MayRedeem != 0, MayTransfer = m.MayTransfer != 0, JoinedAt = m.JoinedAt,
+                CustomerId = m.CustomerId, Role = m.Role, MayRedeem = m.MayRedeem != 0, MayTransfer = m.MayTransfer != 0, JoinedAt = DateTimeOffset.FromUnixTimeMilliseconds(m.JoinedAt),
             }).ToList(),
         };
     }
@@ -207,6 +207,6 @@ public static class GroupDirectory
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"Customer {request.CustomerId} already belongs to a group.", 409);
         }
-        return new GroupMember { CustomerId = request.CustomerId, Role = role, MayRedeem = request.MayRedeem, MayTransfer = request.MayTransfer, JoinedAt = posting.NowMs };
+        return new GroupMember { CustomerId = request.CustomerId, Role = role, MayRedeem = request.MayRedeem, MayTransfer = request.MayTransfer, JoinedAt = DateTimeOffset.FromUnixTimeMilliseconds(posting.NowMs) };
     }
 }

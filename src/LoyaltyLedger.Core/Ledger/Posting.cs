@@ -614,7 +614,13 @@ public static class EventLineKinds
     public const int Currency = 2;
 }
 
-/// <summary>What an event row says besides its entries.</summary>
+/// <summary>
+/// What an event row says besides its entries. <see cref="CustomerId"/> is the customer whose action
+/// the event records: the owner, for a customer's own events; for a group's pool, the member (or the
+/// customer outside the group) who acted, or <see cref="NoCustomer"/> when no customer did (the pool's
+/// expiry, a transfer out of the pool). The points-ledger read shows it as each entry's customerId and
+/// filters a group's events by role on it.
+/// </summary>
 public sealed record NewEvent(
     OwnerType OwnerType,
     long OwnerId,
@@ -627,7 +633,11 @@ public sealed record NewEvent(
     long? BillId = null,
     string? DetailsJson = null,
     string? Reason = null,
-    long? RelatedEventId = null);
+    long? RelatedEventId = null)
+{
+    /// <summary>The customer id of an event no customer made: no customer has id 0.</summary>
+    public const long NoCustomer = 0;
+}
 
 /// <summary>Part of a credit that becomes one lot.</summary>
 public readonly record struct LotPiece(Points Points, long? ExpiresAt);

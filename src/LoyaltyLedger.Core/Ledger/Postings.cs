@@ -112,11 +112,11 @@ public static class Postings
         var credits = new List<(AlternateCurrency? Currency, Points Points)>();
         if (bill.EarnByRule)
         {
-            var earned = Earn(amount, program.EarnPerUnit);
+            var earned = Earn(amount, program.EarnRate);
             if (earned.IsPositive) credits.Add((null, earned));
             foreach (var currency in program.Currencies)
             {
-                var units = Earn(amount, currency.EarnPerUnit);
+                var units = Earn(amount, currency.EarnRate);
                 if (units.IsPositive) credits.Add((currency, units));
             }
         }
@@ -270,12 +270,14 @@ public static class Postings
         await posting.LockWalletsAsync([fromKey, toKey]);
         await LotExpiry.ExpireDueAsync(posting, program, fromKey, posting.Now);
 
-        var debitEvent = await posting.InsertEventAsync(new NewEvent(from.Type, from.Id, from.CustomerId, EventNames.PointsTransfer,
+        // Both sides name the customer who sent the points; a customer's own side names that customer.
+        var sender = from.Type == OwnerType.Customer ? from.Id : NewEvent.NoCustomer;
+        var debitEvent = await posting.InsertEventAsync(new NewEvent(from.Type, from.Id, sender, EventNames.PointsTransfer,
             SourceProgramId: program.ProgramId, Reason: request.Reason,
             DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "OUT", ["counterparty"] = Describe(to) })));
         var debit = await posting.DebitAsync(debitEvent, fromKey, request.Points, program.AllowNegativeBalance);
 
-        var creditEvent = await posting.InsertEventAsync(new NewEvent(to.Type, to.Id, to.CustomerId, EventNames.PointsTransfer,
+        var creditEvent = await posting.InsertEventAsync(new NewEvent(to.Type, to.Id, to.Type == OwnerType.Customer ? to.Id : sender, EventNames.PointsTransfer,
             SourceProgramId: program.ProgramId, Reason: request.Reason, RelatedEventId: debitEvent,
             DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "IN", ["counterparty"] = Describe(from) })));
         var pieces = debit.Consumed.Select(c => new LotPiece(c.Points, c.ExpiresAt)).ToList();
@@ -284,7 +286,7 @@ public static class Postings
         return new TransferResult(debitEvent, creditEvent, [View(debit.Entry, currency), View(credit, currency)]);
     }
 
-    private readonly record struct Party(OwnerType Type, long Id, long CustomerId);
+    private readonly record struct Party(OwnerType Type, long Id);
 
     private static string Describe(Party p) => $"{p.Type.ToWire()}:{p.Id.ToString(CultureInfo.InvariantCulture)}";
 
@@ -295,10 +297,10 @@ public static class Postings
         if (party.CustomerId is { } customerId)
         {
             await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
-            return new Party(OwnerType.Customer, customerId, customerId);
+            return new Party(OwnerType.Customer, customerId);
         }
         var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, party.GroupId!.Value, posting.Transaction);
-        return new Party(OwnerType.Group, group.GroupId, group.PrimaryCustomerId);
+        return new Party(OwnerType.Group, group.GroupId);
     }
 
     /// <summary>

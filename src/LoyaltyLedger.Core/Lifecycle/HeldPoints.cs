@@ -39,13 +39,16 @@ public static class HeldPoints
         public long BillEventId { get; set; }
         public long CustomerId { get; set; }
         public long? BillId { get; set; }
+        public long? StoreId { get; set; }
+        public long? TillId { get; set; }
     }
 
     private const string HeldLotSelect =
         """
         SELECT l.lot_id AS LotId, l.remaining AS Remaining, l.expires_at AS ExpiresAt, w.wallet_id AS WalletId,
             w.owner_type AS OwnerType, w.owner_id AS OwnerId, w.program_id AS ProgramId, w.currency_id AS CurrencyId,
-            w.category AS Category, e.event_id AS BillEventId, e.customer_id AS CustomerId, e.bill_id AS BillId
+            w.category AS Category, e.event_id AS BillEventId, e.customer_id AS CustomerId, e.bill_id AS BillId,
+            e.store_id AS StoreId, e.till_id AS TillId
         FROM lots l
         JOIN wallets w ON w.wallet_id = l.wallet_id
         JOIN ledger_entries le ON le.entry_id = l.credit_entry_id
@@ -89,7 +92,7 @@ public static class HeldPoints
                 continue;
             }
             var eventId = await posting.InsertEventAsync(new NewEvent(OwnerOf(lot), lot.OwnerId, lot.CustomerId,
-                LifecycleEventNames.TriggeredPointsCancellation, SourceProgramId: program.ProgramId, BillId: lot.BillId,
+                LifecycleEventNames.TriggeredPointsCancellation, SourceProgramId: program.ProgramId, StoreId: lot.StoreId, TillId: lot.TillId, BillId: lot.BillId,
                 RelatedEventId: lot.BillEventId, Reason: bill.Notes ?? "The trigger was cancelled."));
             var debit = await posting.DebitLotsAsync(eventId, KeyOf(lot), [new ConsumedLot(lot.LotId, remaining, lot.ExpiresAt)]);
             results.Add(new PostingResult(eventId, LifecycleEventNames.TriggeredPointsCancellation, lot.BillId,
@@ -101,8 +104,8 @@ public static class HeldPoints
     }
 
     /// <summary>
-    /// One DelayedAccrual event, linked to the bill's event, with a DEBIT of the held lot and a
-    /// CREDIT in Main. The main lot's expiry counts from the conversion: points cannot start
+    /// One DelayedAccrual event, linked to the bill's event and at the bill's store and till (so a
+    /// till's ledger shows it beside its bill), with a DEBIT of the held lot and a CREDIT in Main. The main lot's expiry counts from the conversion: points cannot start
     /// expiring before the customer can spend them.
     /// </summary>
     private static async Task<PostingResult> MoveToMainAsync(Posting posting, LoyaltyProgram program, HeldLot lot, Points points, string why)
@@ -110,7 +113,7 @@ public static class HeldPoints
         var heldKey = KeyOf(lot);
         var mainKey = heldKey with { Category = PointCategory.Regular };
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerOf(lot), lot.OwnerId, lot.CustomerId, EventNames.DelayedAccrual,
-            SourceProgramId: program.ProgramId, BillId: lot.BillId, RelatedEventId: lot.BillEventId,
+            SourceProgramId: program.ProgramId, StoreId: lot.StoreId, TillId: lot.TillId, BillId: lot.BillId, RelatedEventId: lot.BillEventId,
             DetailsJson: JsonSerializer.Serialize(new Dictionary<string, string> { ["conversion"] = why, ["fromCategory"] = lot.Category })));
         var debit = await posting.DebitLotsAsync(eventId, heldKey, [new ConsumedLot(lot.LotId, points, lot.ExpiresAt)]);
         var expiresAt = LotExpiry.PolicyFor(program, lot.CurrencyId).ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();

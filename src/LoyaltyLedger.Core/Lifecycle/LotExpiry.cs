@@ -75,7 +75,8 @@ public static class LotExpiry
             if (due.Count == 0) continue;
 
             var policy = PolicyFor(program, key.CurrencyId);
-            var customerId = await CustomerOfAsync(posting, key.OwnerType, key.OwnerId);
+            // No customer expires a pool's points: its expiry names none (nor the primary member).
+            var customerId = key.OwnerType == OwnerType.Customer ? key.OwnerId : NewEvent.NoCustomer;
             var details = JsonSerializer.Serialize(new Dictionary<string, string>
             {
                 ["asOf"] = asOf.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture),
@@ -120,13 +121,6 @@ public static class LotExpiry
                 new { extended, id = wallet.WalletId });
         }
     }
-
-    /// <summary>The customer an owner's event is shown for: the customer, or a group's primary member.</summary>
-    public static async Task<long> CustomerOfAsync(Posting posting, OwnerType ownerType, long ownerId) =>
-        ownerType == OwnerType.Customer
-            ? ownerId
-            : await posting.ScalarAsync<long>("SELECT primary_customer_id FROM user_groups WHERE org_id = @org AND group_id = @ownerId",
-                new { org = posting.OrgId, ownerId });
 
     public static AlternateCurrency? CurrencyOf(LoyaltyProgram program, long currencyId) =>
         currencyId == WalletKey.PlainPoints ? null : program.Currencies.FirstOrDefault(c => c.CurrencyId == currencyId);

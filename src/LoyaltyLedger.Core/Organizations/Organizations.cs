@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text;
 using Dapper;
@@ -45,22 +46,35 @@ public static class Tenants
     public static async Task<IssuedKey> IssueKeyAsync(LedgerDatabase db, long orgId, KeyRole role, TimeProvider clock, CancellationToken ct,
         string? keyId = null, string? secret = null, string? name = null)
     {
+        var key = await db.WriteAsync((c, tx) => IssueKeyAsync(c, tx, orgId, role, clock.GetUtcNow().ToUnixTimeMilliseconds(), keyId, secret, name), ct);
+        // An explicit key id may name a key already known (and cached) here: it now has this secret.
+        db.Catalog.InvalidateKey(key.KeyId);
+        return key;
+    }
+
+    /// <summary>
+    /// Issues a key inside the caller's transaction (the HTTP API's, which also claims the request's
+    /// Idempotency-Key). The caller forgets the key in <see cref="CatalogCache"/> after the commit.
+    /// </summary>
+    public static async Task<IssuedKey> IssueKeyAsync(DbConnection c, DbTransaction tx, long orgId, KeyRole role, long nowMs,
+        string? keyId = null, string? secret = null, string? name = null)
+    {
+        if (!Enum.IsDefined(role)) throw LedgerException.Invalid("role is Read, Write or Admin.");
+        if (name is { Length: > 200 }) throw LedgerException.Invalid("A key name is at most 200 characters.");
         keyId ??= "lk_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         secret ??= NewSecret();
         if (keyId.Contains(':', StringComparison.Ordinal) || keyId.Length is < 3 or > 100)
             throw LedgerException.Invalid("A key id is 3 to 100 characters without ':'.");
         if (secret.Length < 8) throw LedgerException.Invalid("A key secret is at least 8 characters.");
-        var exists = await db.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM organizations WHERE org_id = @orgId", new { orgId }), ct);
+        var exists = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM organizations WHERE org_id = @orgId", new { orgId }, tx);
         if (exists == 0) throw LedgerException.NotFound("organization", orgId);
-        await db.WriteAsync((c, tx) => c.ExecuteAsync(
+        await c.ExecuteAsync(
             """
             INSERT INTO api_keys (key_id, org_id, secret_hash, role, name, created_at, revoked_at)
             VALUES (@keyId, @orgId, @hash, @role, @name, @now, NULL)
             ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash, role = excluded.role, revoked_at = NULL
             """,
-            new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
-        // An explicit key id may name a key already known (and cached) here: it now has this secret.
-        db.Catalog.InvalidateKey(keyId);
+            new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = nowMs }, tx);
         return new IssuedKey(orgId, keyId, secret, role);
     }
 
@@ -88,27 +102,47 @@ public static class Tenants
     /// </summary>
     public static async Task RevokeKeyAsync(LedgerDatabase db, long orgId, string keyId, TimeProvider clock, CancellationToken ct)
     {
-        var changed = await db.WriteAsync((c, tx) => c.ExecuteAsync(
+        try
+        {
+            await db.WriteAsync((c, tx) => RevokeKeyAsync(c, tx, orgId, keyId, clock.GetUtcNow().ToUnixTimeMilliseconds()), ct);
+        }
+        finally
+        {
+            db.Catalog.InvalidateKey(keyId);
+        }
+    }
+
+    /// <summary>Revokes a key inside the caller's transaction; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
+    public static async Task<bool> RevokeKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId, long nowMs)
+    {
+        var changed = await c.ExecuteAsync(
             "UPDATE api_keys SET revoked_at = @now WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL",
-            new { orgId, keyId, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
-        db.Catalog.InvalidateKey(keyId);
-        if (changed == 0) throw LedgerException.NotFound("key", keyId);
+            new { orgId, keyId, now = nowMs }, tx);
+        return changed == 0 ? throw LedgerException.NotFound("key", keyId) : true;
     }
 
     /// <summary>Gives an active key a new secret; the old secret stops working at once.</summary>
     public static async Task<IssuedKey> RotateKeyAsync(LedgerDatabase db, long orgId, string keyId, CancellationToken ct)
     {
-        var secret = NewSecret();
-        var role = await db.WriteAsync(async (c, tx) =>
+        try
         {
-            var current = await c.ExecuteScalarAsync<string?>(
-                "SELECT role FROM api_keys WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL", new { orgId, keyId }, tx)
-                ?? throw LedgerException.NotFound("key", keyId);
-            await c.ExecuteAsync("UPDATE api_keys SET secret_hash = @hash WHERE org_id = @orgId AND key_id = @keyId",
-                new { hash = Hash(secret), orgId, keyId }, tx);
-            return current;
-        }, ct);
-        db.Catalog.InvalidateKey(keyId);
+            return await db.WriteAsync((c, tx) => RotateKeyAsync(c, tx, orgId, keyId), ct);
+        }
+        finally
+        {
+            db.Catalog.InvalidateKey(keyId);
+        }
+    }
+
+    /// <summary>Rotates a key inside the caller's transaction; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
+    public static async Task<IssuedKey> RotateKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId)
+    {
+        var secret = NewSecret();
+        var role = await c.ExecuteScalarAsync<string?>(
+            "SELECT role FROM api_keys WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL", new { orgId, keyId }, tx)
+            ?? throw LedgerException.NotFound("key", keyId);
+        await c.ExecuteAsync("UPDATE api_keys SET secret_hash = @hash WHERE org_id = @orgId AND key_id = @keyId",
+            new { hash = Hash(secret), orgId, keyId }, tx);
         return new IssuedKey(orgId, keyId, secret, Enum.Parse<KeyRole>(role, ignoreCase: true));
     }
 

@@ -62,8 +62,8 @@ public sealed record LedgerQuery
 /// </summary>
 public static class LedgerQueryParser
 {
-    private static readonly string[] DateFormats =
-        ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.FFF", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm:ss.FFF", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"];
+    /// <summary>The spec's one date format, <c>YYYY-MM-DDThh:mm:ss</c>, read as UTC.</summary>
+    private const string DateFormat = "yyyy-MM-dd'T'HH:mm:ss";
 
     /// <param name="query">Parameter name to value, names matched case-insensitively by the caller.</param>
     public static LedgerQuery Parse(Func<string, string?> query)
@@ -203,12 +203,13 @@ public static class LedgerQueryParser
     /// <summary>
     /// The spec's date rules: both dates at most 90 days apart; one date alone reads 90 days from it
     /// (forwards from a start, backwards from an end), a year with includeLastOneYearData=true;
-    /// neither, or isFilterBasedOnDate=false, reads the whole history.
+    /// neither, or isFilterBasedOnDate=false, reads the whole history. A one-date window that would
+    /// reach before 0001-01-01 or past 9999-12-31 ends at the calendar's edge instead.
     /// </summary>
     private static (long? From, long? To) ParseWindow(Func<string, string?> query)
     {
-        var start = ParseDate(query, "startDate", endOfDay: false);
-        var end = ParseDate(query, "endDate", endOfDay: true);
+        var start = ParseDate(query, "startDate");
+        var end = ParseDate(query, "endDate");
         var filterOnDate = ParseBool(query, "isFilterBasedOnDate") ?? true;
         var lastYear = ParseBool(query, "includeLastOneYearData") ?? false;
         if (!filterOnDate || (start is null && end is null)) return (null, null);
@@ -223,23 +224,29 @@ public static class LedgerQueryParser
         }
         if (start is { } from)
         {
-            var to = lastYear ? from.AddYears(1) : from + LedgerQuery.MaxWindow;
+            var to = lastYear
+                ? (from.Year < DateTimeOffset.MaxValue.Year ? from.AddYears(1) : DateTimeOffset.MaxValue)
+                : (DateTimeOffset.MaxValue - from > LedgerQuery.MaxWindow ? from + LedgerQuery.MaxWindow : DateTimeOffset.MaxValue);
             return (from.ToUnixTimeMilliseconds(), to.ToUnixTimeMilliseconds());
         }
         var until = end!.Value;
-        var since = lastYear ? until.AddYears(-1) : until - LedgerQuery.MaxWindow;
+        var since = lastYear
+            ? (until.Year > DateTimeOffset.MinValue.Year ? until.AddYears(-1) : DateTimeOffset.MinValue)
+            : (until - DateTimeOffset.MinValue > LedgerQuery.MaxWindow ? until - LedgerQuery.MaxWindow : DateTimeOffset.MinValue);
         return (since.ToUnixTimeMilliseconds(), until.ToUnixTimeMilliseconds());
     }
 
-    private static DateTimeOffset? ParseDate(Func<string, string?> query, string name, bool endOfDay)
+    /// <summary>
+    /// A date in the spec's one format and no other: no bare dates, fractions, zones or spaces
+    /// (an empty value is an absent one, as for every parameter).
+    /// </summary>
+    private static DateTimeOffset? ParseDate(Func<string, string?> query, string name)
     {
-        if (Optional(query(name)) is not { } text) return null;
-        if (!DateTime.TryParseExact(text, DateFormats, CultureInfo.InvariantCulture,
-                DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var parsed))
+        var text = query(name);
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        if (!DateTime.TryParseExact(text, DateFormat, CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed))
             throw PointsLedgerException.Invalid(name, text, "a date in YYYY-MM-DDThh:mm:ss format");
-        var at = new DateTimeOffset(DateTime.SpecifyKind(parsed, DateTimeKind.Utc));
-        // A bare date as an end date means the whole of that day.
-        return endOfDay && text.Length == 10 ? at.AddDays(1).AddMilliseconds(-1) : at;
+        return new DateTimeOffset(DateTime.SpecifyKind(parsed, DateTimeKind.Utc));
     }
 
     private static LedgerSubject ParseType(string? type) => Optional(type)?.ToUpperInvariant() switch

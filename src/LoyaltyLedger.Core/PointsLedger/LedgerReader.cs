@@ -286,8 +286,16 @@ public static class LedgerReader
     {
         if (query.Subject == LedgerSubject.Customer)
         {
-            var customer = await CustomerDirectory.FindAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, tx)
-                ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request", 404);
+            // Two customers, not one of them: answering with either would show a customer another's ledger.
+            var matches = await CustomerDirectory.FindAllAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, 2, tx);
+            if (matches.Count == 0) throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request", 404);
+            if (matches.Count > 1)
+            {
+                throw new PointsLedgerException(PointsLedgerErrors.AmbiguousIdentifier, query.Source == "ALL"
+                    ? $"Several customers have this {query.IdentifierName} in different sources or accounts: pass the source, and acountId for a source with several accounts, to name one"
+                    : $"Several customers have this {query.IdentifierName} in source {query.Source}, under different accounts: pass acountId to name one", 400);
+            }
+            var customer = matches[0];
             return new Subject(OwnerType.Customer.ToWire(), customer.CustomerId,
                 new SubjectDetails(customer.FirstName, customer.LastName, customer.CustomerId, customer.ExternalId, customer.EntityType), null);
         }
@@ -330,6 +338,8 @@ public static class LedgerReader
             args.Add("tillId", tillId ?? -1);
         }
 
+        // A pool's event names the customer who acted (NewEvent.CustomerId; 0 when none did), so the
+        // role keeps exactly what members of that role did.
         if (subject.GroupId is { } groupId && query.Role is { } role)
         {
             var members = (await c.QueryAsync<long>(new CommandDefinition(

@@ -22,6 +22,12 @@ public static class PointsLedgerErrors
     /// <summary>Ours: startDate and endDate more than 90 days apart.</summary>
     public const int DateWindowTooWide = 11006;
 
+    /// <summary>
+    /// Ours: the identifier names customers of several accounts in the source (or, with source ALL,
+    /// of several sources), and no acountId says which: the spec marks acountId mandatory there.
+    /// </summary>
+    public const int AmbiguousIdentifier = 11009;
+
     /// <summary>Spec: invalid ledgerEntryType.</summary>
     public const int InvalidLedgerEntryType = 11007;
 

@@ -12,7 +12,7 @@ public sealed class LoyaltyProgram
     /// <summary>The concept (brand, banner) whose tills this program belongs to.</summary>
     public string? Concept { get; init; }
     /// <summary>Points earned per 1.000 of bill amount (the earn rule), e.g. 0.100 = one point per ten spent.</summary>
-    public Points EarnPerUnit { get; init; }
+    public Points EarnRate { get; init; }
     public bool AllowNegativeBalance { get; init; }
     public ExpiryPolicy Expiry { get; init; } = ExpiryPolicy.NeverExpires;
     public bool IsDefault { get; init; }
@@ -34,6 +34,6 @@ public sealed class AlternateCurrency
     public long ProgramId { get; init; }
     public string Name { get; init; } = "";
     /// <summary>Units earned per 1.000 of bill amount; zero when only explicit awards give it.</summary>
-    public Points EarnPerUnit { get; init; }
+    public Points EarnRate { get; init; }
     public ExpiryPolicy Expiry { get; init; } = ExpiryPolicy.NeverExpires;
 }

@@ -42,7 +42,7 @@ public static class ProgramCatalog
             ProgramId = p.ProgramId,
             Name = p.Name,
             Concept = p.Concept,
-            EarnPerUnit = new Points(p.EarnPerUnit),
+            EarnRate = new Points(p.EarnPerUnit),
             AllowNegativeBalance = p.AllowNegativeBalance != 0,
             Expiry = ExpiryPolicy.FromJson(p.ExpiryPolicy),
             IsDefault = p.IsDefault != 0,
@@ -52,7 +52,7 @@ public static class ProgramCatalog
                 CurrencyId = c.CurrencyId,
                 ProgramId = c.ProgramId,
                 Name = c.Name,
-                EarnPerUnit = new Points(c.EarnPerUnit),
+                EarnRate = new Points(c.EarnPerUnit),
                 Expiry = ExpiryPolicy.FromJson(c.ExpiryPolicy),
             }).ToList(),
         }).ToList();
@@ -189,7 +189,7 @@ public static class ProgramCatalog
         return new AlternateCurrency
         {
             CurrencyId = currencyId, ProgramId = programId, Name = request.Name.Trim(),
-            EarnPerUnit = request.EarnRate ?? Points.Zero, Expiry = expiry,
+            EarnRate = request.EarnRate ?? Points.Zero, Expiry = expiry,
         };
     }
 }

@@ -350,11 +350,11 @@ public static class OrganizationSeeder
             var span = _untilMs - _fromMs;
             // Heavy customers joined early; everyone joins in the first half of the history at the latest.
             var joinedAt = _fromMs + (long)(_random.NextDouble() * span * (activityCount > 1000 ? 0.05 : 0.5));
-            wallets[0] = new SeedWallet { WalletId = _walletId++, CurrencyId = WalletKey.PlainPoints, Expiry = program.Expiry, EarnPerUnit = program.EarnPerUnit.Thousandths, UpdatedAt = joinedAt };
+            wallets[0] = new SeedWallet { WalletId = _walletId++, CurrencyId = WalletKey.PlainPoints, Expiry = program.Expiry, EarnPerUnit = program.EarnRate.Thousandths, UpdatedAt = joinedAt };
             for (var c = 0; c < program.Currencies.Count; c++)
             {
                 var currency = program.Currencies[c];
-                wallets[c + 1] = new SeedWallet { WalletId = _walletId++, CurrencyId = currency.CurrencyId, Expiry = currency.Expiry, EarnPerUnit = currency.EarnPerUnit.Thousandths, UpdatedAt = joinedAt };
+                wallets[c + 1] = new SeedWallet { WalletId = _walletId++, CurrencyId = currency.CurrencyId, Expiry = currency.Expiry, EarnPerUnit = currency.EarnRate.Thousandths, UpdatedAt = joinedAt };
             }
 
             WriteCustomer(customerId, joinedAt);

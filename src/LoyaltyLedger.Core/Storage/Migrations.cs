@@ -374,6 +374,26 @@ public static class Migrations
         DROP INDEX ix_ledger_entries_wallet_time;
         CREATE INDEX ix_ledger_entries_wallet_time ON ledger_entries (wallet_id, created_at, entry_id, event_id, entry_type, balance_after);
         """),
+        // Events written before two corrections, made right in place (no column changes):
+        // - a bill's held points converted (DelayedAccrual) or cancelled (TriggeredPointsCancellation)
+        //   are at the bill's store and till, so the points-ledger read's tillId finds them with it;
+        // - a pool's event names the customer who acted (NewEvent.CustomerId), not the primary
+        //   member: a transfer into the pool its sender (0 when a group sent it), a transfer out of
+        //   the pool and the pool's expiry no customer (0). Of a transfer's two events the sending
+        //   side is written first, so an event whose related event is older is the receiving side.
+        (12, "points-ledger: bill stores on held-point events, actors on pool events", """
+        UPDATE events SET
+            store_id = (SELECT b.store_id FROM bills b WHERE b.bill_id = events.bill_id),
+            till_id = (SELECT b.till_id FROM bills b WHERE b.bill_id = events.bill_id)
+        WHERE event_name IN ('DelayedAccrual', 'TriggeredPointsCancellation') AND bill_id IS NOT NULL
+            AND store_id IS NULL AND till_id IS NULL;
+        UPDATE events SET customer_id = CASE
+                WHEN related_event_id < event_id THEN COALESCE(
+                    (SELECT CASE WHEN d.owner_type = 'CUSTOMER' THEN d.owner_id ELSE 0 END FROM events d WHERE d.event_id = events.related_event_id), 0)
+                ELSE 0 END
+        WHERE owner_type = 'GROUP' AND event_name = 'PointsTransfer';
+        UPDATE events SET customer_id = 0 WHERE owner_type = 'GROUP' AND event_name = 'PointsExpiry';
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -62,6 +62,9 @@ public static class VaultReads
         var topEvents = paged ? " ORDER BY created_at, event_id LIMIT @top" : "";
         // The page is chosen on the bare keys first, and only its rows are then joined to their
         // events, stores, tills, bills and lots: a deep page costs its scan, not its depth in joins.
+        // A credit's expiry is the earliest date of the lots it created; a credit that created none
+        // with a date (a redemption reversal) puts points back into the lots a debit took, recorded
+        // as negative lot movements, and shows the earliest date among those.
         var sql = $"""
             WITH page AS (
                 SELECT created_at, event_id, entry_id FROM (
@@ -78,7 +81,10 @@ public static class VaultReads
             SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
                 s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
                 COALESCE(le.points, 0) AS Points, le.balance_after AS BalanceAfter,
-                (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = p.entry_id) AS ExpiresAt
+                CASE WHEN le.entry_type = 'CREDIT' THEN COALESCE(
+                    (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = p.entry_id),
+                    (SELECT MIN(l.expires_at) FROM lot_movements m JOIN lots l ON l.lot_id = m.lot_id
+                     WHERE m.entry_id = p.entry_id AND m.points < 0)) END AS ExpiresAt
             FROM page p
             JOIN events e ON e.event_id = p.event_id
             LEFT JOIN ledger_entries le ON le.entry_id = p.entry_id
@@ -111,7 +117,7 @@ public static class VaultReads
         foreach (var name in new[] { "voucherId", "serialId", "expiration", "void" })
             if (Detail(name) is { } value) properties[name] = value;
 
-        var comment = Detail("comment") ?? r.Reason ?? (r.EventName == EventNames.PointsExpiry ? "Points expired" : null);
+        var comment = Detail("comment") ?? r.Reason;
         return new VaultMovement(
             VaultFormat.Time(r.CreatedAt),
             amount.ToDecimal(),

@@ -55,9 +55,11 @@ public static class VaultTransactions
     /// Posts a paid basket in one transaction: per program its loads first (so a basket can spend
     /// what it earns), then redemptions, voucher purchases and voucher redemptions, each in the order
     /// sent. Any refusal rolls back the whole basket. A receipt already posted from the same shop and
-    /// till returns the first answer and writes nothing (Replayed).
+    /// till returns the first answer and writes nothing (Replayed). Vouchers bought get random serials
+    /// unless <paramref name="newSerial"/> says otherwise (the demo data, whose examples name a serial).
     /// </summary>
-    public static async Task<(VaultTransactionResult Result, bool Replayed)> PostAsync(Posting posting, string accountNumber, VaultTransactionRequest request)
+    public static async Task<(VaultTransactionResult Result, bool Replayed)> PostAsync(Posting posting, string accountNumber, VaultTransactionRequest request,
+        Func<string>? newSerial = null)
     {
         Validate(request);
         var context = Normalize(request.Context);
@@ -103,7 +105,7 @@ public static class VaultTransactions
         DateTimeOffset? accountExpiresAt = null;
         for (var i = 0; i < programs.Count; i++)
         {
-            var basket = new Basket(posting, account, programs[i], keys[i], context, storeId, tillId);
+            var basket = new Basket(posting, account, programs[i], keys[i], context, storeId, tillId, newSerial ?? RandomSerial);
             var lines = request.LoyaltyPrograms[i];
             foreach (var load in lines.Loads ?? [])
             {
@@ -234,7 +236,8 @@ public static class VaultTransactions
     }
 
     /// <summary>The lines of one program of one basket, posted in order against its locked wallet.</summary>
-    private sealed class Basket(Posting posting, VaultAccountRef account, LoyaltyProgram program, WalletKey key, VaultContext context, long? storeId, long? tillId)
+    private sealed class Basket(Posting posting, VaultAccountRef account, LoyaltyProgram program, WalletKey key, VaultContext context, long? storeId, long? tillId,
+        Func<string> newSerial)
     {
         public List<VaultMovementResult> Movements { get; } = [];
         public List<VaultVoucher> Vouchers { get; } = [];
@@ -266,7 +269,12 @@ public static class VaultTransactions
             if (load.AccountExpiresAt is { } accountExpiry && accountExpiry <= posting.Now)
                 throw LedgerException.Invalid("A load's accountExpiresAt must be in the future.");
             var expiresAt = (load.BalanceExpiresAt ?? program.Expiry.ExpiryFor(posting.Now))?.ToUnixTimeMilliseconds();
-            var eventId = await EventAsync(EventNames.GenericEvent, ContextDetails(), VaultEventNames.LoadDisplayName);
+            // Named like any GenericEvent (Postings.PostGenericEventAsync), so the points-ledger API's
+            // eventDetails say that this credit was a vault load.
+            var details = ContextDetails();
+            details["eventDisplayName"] = VaultEventNames.LoadDisplayName;
+            details["displayName"] = VaultEventNames.LoadDisplayName;
+            var eventId = await EventAsync(EventNames.GenericEvent, details, VaultEventNames.LoadDisplayName);
             var entry = await posting.CreditAsync(eventId, key, load.Value, expiresAt);
             Movements.Add(new VaultMovementResult(VaultTransactionTypes.Load, load.Value.ToDecimal(), entry.BalanceAfter.ToDecimal(), ShownExpiry(expiresAt), null));
         }
@@ -299,7 +307,7 @@ public static class VaultTransactions
             if (expiresAt is { } end && (end <= validFrom || end <= posting.Now))
                 throw LedgerException.Invalid("A voucher's expiresAt must be after its validFrom and in the future.");
 
-            var serialId = NewSerial();
+            var serialId = newSerial();
             var expiration = VaultFormat.Time(expiresAt?.ToUnixTimeMilliseconds());
             var details = ContextDetails();
             details["voucherId"] = VaultFormat.Text(definition.VoucherId);
@@ -381,10 +389,11 @@ public static class VaultTransactions
             Movements.Add(new VaultMovementResult(VaultTransactionTypes.RedeemVoucher, 0m, balance.ToDecimal(), null, properties));
         }
 
-        private static string NewSerial() =>
-            // 80 random bits: a collision (refused by the primary key, never silently merged) is not a practical concern.
-            "V" + Convert.ToHexString(RandomNumberGenerator.GetBytes(10));
     }
+
+    private static string RandomSerial() =>
+        // 80 random bits: a collision (refused by the primary key, never silently merged) is not a practical concern.
+        "V" + Convert.ToHexString(RandomNumberGenerator.GetBytes(10));
 
     internal static Dictionary<string, string> Properties(long voucherId, string serialId, string? expiration)
     {

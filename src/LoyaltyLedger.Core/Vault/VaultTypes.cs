@@ -49,8 +49,7 @@ public static class VaultErrorCodes
 public static class VaultFormat
 {
     /// <summary>ISO 8601 in UTC with milliseconds and a <c>Z</c>, as the vault spec prints dates.</summary>
-    public static string Time(long unixMs) =>
-        DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+    public static string Time(long unixMs) => IsoTime.Format(unixMs);
 
     public static string? Time(long? unixMs) => unixMs is { } ms ? Time(ms) : null;
 

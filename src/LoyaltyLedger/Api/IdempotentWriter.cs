@@ -13,28 +13,48 @@ using Microsoft.Extensions.Options;
 namespace LoyaltyLedger.Server.Api;
 
 /// <summary>
-/// Runs a write in one transaction, and makes it idempotent under the client's
-/// <c>Idempotency-Key</c> header: the key is claimed by inserting it in the same transaction as the
-/// posting (a unique constraint, not look-then-insert), and the response is stored with it. A replay
-/// returns the stored response and writes nothing; the same key with another body is refused with 409.
+/// Every write of the HTTP APIs goes through here, and so honours the client's
+/// <c>Idempotency-Key</c> header through one store (<c>idempotency_keys</c>): a replay returns the
+/// stored response (status and body, with <c>Idempotent-Replayed: true</c>) and writes nothing; the
+/// same key with another request is refused with 409 <c>idempotency_key_reused</c>.
 /// </summary>
+/// <remarks>
+/// A write in one transaction (<see cref="PostAsync"/>) claims the key by inserting it in that same
+/// transaction (a unique constraint, not look-then-insert), so the key and the write commit or roll
+/// back together. A write that takes several transactions (<see cref="RunAsync"/>, the expiry run)
+/// claims the key first, as pending, and stores the answer when it is done.
+/// </remarks>
 public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock, IOptions<JsonOptions> json)
 {
     public const string HeaderName = "Idempotency-Key";
     public const string ReplayedHeader = "Idempotent-Replayed";
+    public const string InProgressCode = "idempotency_key_in_progress";
     private const int MaxKeyLength = 200;
+
+    /// <summary>
+    /// How long a pending claim of <see cref="RunAsync"/> holds its key. A run whose server died
+    /// leaves its claim pending; after this a retry with the same key runs the write again (the expiry
+    /// run may: running it twice writes nothing more).
+    /// </summary>
+    public static readonly TimeSpan PendingLease = TimeSpan.FromMinutes(5);
+
+    private const string SealedPrefix = "sealed:v1:";
 
     private readonly JsonSerializerOptions _json = json.Value.SerializerOptions;
 
-    /// <summary>Posts <paramref name="work"/>; its result is answered with <paramref name="status"/>.</summary>
-    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<Posting, Task<TResult>> work)
+    /// <summary>
+    /// Posts <paramref name="work"/> in one transaction; its result is answered with
+    /// <paramref name="status"/> (204: no body). With <paramref name="sealAnswer"/> (an answer that
+    /// holds a key's secret) the stored answer is encrypted with a key derived from the caller's own
+    /// secret, so the database never holds a readable secret and only the same credentials can replay it.
+    /// </summary>
+    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<Posting, Task<TResult>> work,
+        bool sealAnswer = false)
     {
         var caller = http.User.Caller();
         var ct = http.RequestAborted;
-        string? key = http.Request.Headers[HeaderName];
-        if (key is not null && (key.Length == 0 || key.Length > MaxKeyLength))
-            throw LedgerException.Invalid($"An {HeaderName} is 1 to {MaxKeyLength} characters.");
-        var requestHash = Hash(http.Request.Method, http.Request.Path, JsonSerializer.Serialize(request, _json));
+        var key = IdempotencyKey(http);
+        var requestHash = RequestHash(http, request, sealAnswer ? caller.KeyId : null);
 
         var catalogChanged = false;
         (bool Replay, string? Body) outcome;
@@ -49,7 +69,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             if (catalogChanged) database.Catalog.InvalidatePrograms(caller.OrgId);
         }
 
-        if (!outcome.Replay) return Results.Content(outcome.Body, "application/json", Encoding.UTF8, status);
+        if (!outcome.Replay) return Answer(status, outcome.Body);
         return await ReplayAsync(http, caller, key!, requestHash, ct);
 
         Task<(bool Replay, string? Body)> WriteAsync() => database.WriteAsync(async (connection, transaction) =>
@@ -81,50 +101,191 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             {
                 catalogChanged |= posting.CatalogChanged;
             }
-            var body = JsonSerializer.Serialize(result, _json);
+            var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
             // The audit record and the stored answer in one round trip.
             var batch = posting.Batch();
             WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
             if (key is not null)
             {
+                var stored = sealAnswer && body is not null ? Seal(body, http, caller, key) : body;
                 batch.Execute(
-                    "UPDATE idempotency_keys SET status_code = @status, response_body = @body WHERE org_id = @org AND idempotency_key = @key",
-                    new { status, body, org = caller.OrgId, key });
+                    "UPDATE idempotency_keys SET status_code = @status, response_body = @stored WHERE org_id = @org AND idempotency_key = @key",
+                    new { status, stored, org = caller.OrgId, key });
             }
             await batch.RunAsync(ct);
-            return (Replay: false, Body: (string?)body);
+            return (Replay: false, Body: body);
         }, ct);
     }
 
+    /// <summary>
+    /// Runs a write that takes several transactions of its own (the expiry run settles each wallet in
+    /// its own). The key is claimed first, as pending; a request with the same key meanwhile is refused
+    /// with 409 <see cref="InProgressCode"/>; a failed or refused run releases the key; the answer is
+    /// stored when the run is done.
+    /// </summary>
+    public async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<CancellationToken, Task<TResult>> work)
+    {
+        var caller = http.User.Caller();
+        var ct = http.RequestAborted;
+        var key = IdempotencyKey(http);
+        var requestHash = RequestHash(http, request, null);
+        var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
+
+        if (key is null)
+        {
+            var unkeyed = JsonSerializer.Serialize(await work(ct), _json);
+            await database.WriteAsync(async (c, tx) =>
+            {
+                await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, null, nowMs);
+                return 0;
+            }, CancellationToken.None);
+            return Answer(status, unkeyed);
+        }
+
+        var claimed = await database.WriteAsync((c, tx) => c.ExecuteAsync(
+            """
+            INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
+            VALUES (@org, @key, @requestHash, 0, NULL, @now)
+            ON CONFLICT (org_id, idempotency_key) DO NOTHING
+            """, new { org = caller.OrgId, key, requestHash, now = nowMs }, tx), ct) == 1;
+        if (!claimed)
+        {
+            var stored = await StoredAsync(caller, key, ct);
+            if (stored is null || stored.Value.RequestHash != requestHash || stored.Value.StatusCode != 0
+                || nowMs - stored.Value.CreatedAt < (long)PendingLease.TotalMilliseconds)
+                return await ReplayAsync(http, caller, key, requestHash, ct);
+            // The claim of a run that never finished (its server died): take it over.
+            claimed = await database.WriteAsync((c, tx) => c.ExecuteAsync(
+                """
+                UPDATE idempotency_keys SET created_at = @now
+                WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @old
+                """, new { now = nowMs, org = caller.OrgId, key, old = stored.Value.CreatedAt }, tx), ct) == 1;
+            if (!claimed) return await ReplayAsync(http, caller, key, requestHash, ct);
+        }
+
+        TResult result;
+        try
+        {
+            result = await work(ct);
+        }
+        catch
+        {
+            // A refused or failed run does not burn its key, as a rolled-back posting does not.
+            await ReleaseAsync(caller, key, nowMs);
+            throw;
+        }
+        var body = JsonSerializer.Serialize(result, _json);
+        // Stored even when the client has gone: its retry gets this answer.
+        var mine = await database.WriteAsync(async (c, tx) =>
+        {
+            var updated = await c.ExecuteAsync(
+                """
+                UPDATE idempotency_keys SET status_code = @status, response_body = @body
+                WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @claimedAt
+                """, new { status, body, org = caller.OrgId, key, claimedAt = nowMs }, tx);
+            if (updated == 0) return false;
+            await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, nowMs);
+            return true;
+        }, CancellationToken.None);
+        // Not ours any more (a retry took over a claim this slow run still held): that run's answer stands.
+        return mine ? Answer(status, body) : await ReplayAsync(http, caller, key, requestHash, ct);
+    }
+
+    private async Task ReleaseAsync(Caller caller, string key, long claimedAt)
+    {
+        try
+        {
+            await database.WriteAsync((c, tx) => c.ExecuteAsync(
+                "DELETE FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @claimedAt",
+                new { org = caller.OrgId, key, claimedAt }, tx), CancellationToken.None);
+        }
+        catch (Exception)
+        {
+            // The database is unreachable: the claim stays pending until its lease runs out.
+        }
+    }
+
+    private Task<(string RequestHash, long StatusCode, string? ResponseBody, long CreatedAt)?> StoredAsync(Caller caller, string key, CancellationToken ct) =>
+        database.ReadAsync(c => c.QuerySingleOrDefaultAsync<(string RequestHash, long StatusCode, string? ResponseBody, long CreatedAt)?>(
+            "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
+            new { org = caller.OrgId, key }), ct);
+
     private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
     {
-        var stored = await database.ReadAsync(c => c.QuerySingleAsync<(string RequestHash, long StatusCode, string? ResponseBody)>(
-            "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
-            new { org = caller.OrgId, key }), ct);
-        if (stored.RequestHash != requestHash)
+        var stored = await StoredAsync(caller, key, ct);
+        if (stored is { } s && s.RequestHash != requestHash)
         {
             throw new LedgerException(ErrorCodes.IdempotencyKeyReused,
                 $"The {HeaderName} '{key}' was already used for a different request.", 409);
         }
-        http.Response.Headers[ReplayedHeader] = "true";
-        return Results.Content(stored.ResponseBody, "application/json", Encoding.UTF8, (int)stored.StatusCode);
-    }
-
-    /// <summary>
-    /// Records a write that did not go through <see cref="PostAsync"/> (key management, the expiry
-    /// run), once it has succeeded.
-    /// </summary>
-    public Task RecordAsync(HttpContext http, int status)
-    {
-        var caller = http.User.Caller();
-        return database.WriteAsync(async (connection, transaction) =>
+        if (stored is not { StatusCode: not 0 } done)
         {
-            await WriteAudit.RecordAsync(connection, transaction, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status,
-                http.Request.Headers[HeaderName], clock.GetUtcNow().ToUnixTimeMilliseconds());
-            return 0;
-        }, http.RequestAborted);
+            // Claimed by a request still running (or one that just released it after failing).
+            http.Response.Headers.RetryAfter = "1";
+            return Results.Json(ErrorResponses.Problem(409, InProgressCode,
+                $"A request with the {HeaderName} '{key}' is still running; retry it shortly."), _json, "application/problem+json", 409);
+        }
+        var body = done.ResponseBody;
+        if (body is not null && body.StartsWith(SealedPrefix, StringComparison.Ordinal))
+        {
+            body = Unseal(body, http, caller, key) ?? throw new LedgerException(ErrorCodes.IdempotencyKeyReused,
+                $"The {HeaderName} '{key}' was used by a request whose answer only its own credentials can read.", 409);
+        }
+        http.Response.Headers[ReplayedHeader] = "true";
+        return Answer((int)done.StatusCode, body);
     }
 
-    private static string Hash(string method, string path, string body) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{method} {path}\n{body}")));
+    private static IResult Answer(int status, string? body) =>
+        body is null ? Results.StatusCode(status) : Results.Content(body, "application/json", Encoding.UTF8, status);
+
+    private static string? IdempotencyKey(HttpContext http)
+    {
+        string? key = http.Request.Headers[HeaderName];
+        if (key is not null && (key.Length == 0 || key.Length > MaxKeyLength))
+            throw LedgerException.Invalid($"An {HeaderName} is 1 to {MaxKeyLength} characters.");
+        return key;
+    }
+
+    /// <summary>What makes two requests the same: method, path and body (and, for sealed answers, the key that asked).</summary>
+    private string RequestHash<TRequest>(HttpContext http, TRequest request, string? callerKeyId) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+            $"{http.Request.Method} {http.Request.Path}\n{JsonSerializer.Serialize(request, _json)}" + (callerKeyId is null ? "" : "\n" + callerKeyId))));
+
+    // AES-GCM under a key derived (HKDF-SHA256) from the secret the caller presented, bound to the
+    // organization and the Idempotency-Key. The database holds only the secret's hash, so what it
+    // stores cannot be read without the credentials of the request that wrote it.
+    private static string Seal(string body, HttpContext http, Caller caller, string key)
+    {
+        var plain = Encoding.UTF8.GetBytes(body);
+        var sealedBytes = new byte[12 + 16 + plain.Length];
+        var nonce = sealedBytes.AsSpan(0, 12);
+        RandomNumberGenerator.Fill(nonce);
+        using var aes = new AesGcm(SealingKey(http, caller, key), 16);
+        aes.Encrypt(nonce, plain, sealedBytes.AsSpan(28), sealedBytes.AsSpan(12, 16));
+        return SealedPrefix + Convert.ToBase64String(sealedBytes);
+    }
+
+    private static string? Unseal(string stored, HttpContext http, Caller caller, string key)
+    {
+        try
+        {
+            var sealedBytes = Convert.FromBase64String(stored[SealedPrefix.Length..]);
+            if (sealedBytes.Length < 28) return null;
+            var plain = new byte[sealedBytes.Length - 28];
+            using var aes = new AesGcm(SealingKey(http, caller, key), 16);
+            aes.Decrypt(sealedBytes.AsSpan(0, 12), sealedBytes.AsSpan(28), sealedBytes.AsSpan(12, 16), plain);
+            return Encoding.UTF8.GetString(plain);
+        }
+        catch (Exception ex) when (ex is CryptographicException or FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static byte[] SealingKey(HttpContext http, Caller caller, string key)
+    {
+        BasicAuthenticationHandler.TryReadCredentials(http.Request.Headers.Authorization, out _, out var secret);
+        return HKDF.DeriveKey(HashAlgorithmName.SHA256, Encoding.UTF8.GetBytes(secret), 32,
+            info: Encoding.UTF8.GetBytes($"loyaltyledger idempotent answer v1\n{caller.OrgId}\n{caller.KeyId}\n{key}"));
+    }
 }

@@ -8,41 +8,69 @@ namespace LoyaltyLedger.Server.Api;
 public sealed record NewKey(KeyRole Role, string? Name = null);
 
 /// <summary>An organization's API keys: issue, list, rotate, revoke (admin keys only).</summary>
+/// <remarks>
+/// Each write honours the Idempotency-Key header like every other write; the answers that carry a
+/// secret (issue, rotate) are stored sealed (see <see cref="IdempotentWriter.PostAsync"/>), so a
+/// retried "create key" gets the first key back, never a second one, and the database never holds
+/// a readable secret.
+/// </remarks>
 public static class KeysApi
 {
     public static RouteGroupBuilder MapKeysApi(this RouteGroupBuilder v1)
     {
         var keys = v1.MapGroup("/keys").WithTags("Keys").RequireAuthorization(CallerClaims.Admin);
         keys.MapGet("/", ListAsync).WithName("ListKeys").WithSummary("The organization's keys (never their secrets).");
-        keys.MapPost("/", IssueAsync).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
-        keys.MapPost("/{keyId}/rotate", RotateAsync).WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
-        keys.MapDelete("/{keyId}", RevokeAsync).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
+        keys.MapPost("/", IssueAsync).Produces<IssuedKey>(StatusCodes.Status201Created).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
+        keys.MapPost("/{keyId}/rotate", RotateAsync).Produces<IssuedKey>().WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
+        keys.MapDelete("/{keyId}", RevokeAsync).Produces(StatusCodes.Status204NoContent).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
         return v1;
     }
 
     private static async Task<Ok<IReadOnlyList<KeyView>>> ListAsync(HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await Tenants.ListKeysAsync(db, http.User.Caller().OrgId, http.RequestAborted));
 
-    private static async Task<Created<IssuedKey>> IssueAsync(NewKey request, HttpContext http, LedgerDatabase db, TimeProvider clock, IdempotentWriter writer)
+    private static async Task<IResult> IssueAsync(NewKey request, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
-        if (!Enum.IsDefined(request.Role)) throw LedgerException.Invalid("role is Read, Write or Admin.");
-        if (request.Name is { Length: > 200 }) throw LedgerException.Invalid("A key name is at most 200 characters.");
-        var key = await Tenants.IssueKeyAsync(db, http.User.Caller().OrgId, request.Role, clock, http.RequestAborted, name: request.Name);
-        await writer.RecordAsync(http, StatusCodes.Status201Created);
-        return TypedResults.Created($"/v1/keys/{key.KeyId}", key);
+        string? issued = null;
+        try
+        {
+            return await writer.PostAsync(http, request, StatusCodes.Status201Created, async posting =>
+            {
+                var key = await Tenants.IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, request.Role, posting.NowMs, name: request.Name);
+                issued = key.KeyId;
+                return key;
+            }, sealAnswer: true);
+        }
+        finally
+        {
+            if (issued is not null) db.Catalog.InvalidateKey(issued);
+        }
     }
 
-    private static async Task<Ok<IssuedKey>> RotateAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
+    private static async Task<IResult> RotateAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
-        var key = await Tenants.RotateKeyAsync(db, http.User.Caller().OrgId, keyId, http.RequestAborted);
-        await writer.RecordAsync(http, StatusCodes.Status200OK);
-        return TypedResults.Ok(key);
+        try
+        {
+            return await writer.PostAsync(http, new { keyId }, StatusCodes.Status200OK,
+                posting => Tenants.RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId), sealAnswer: true);
+        }
+        finally
+        {
+            // After the commit: the old secret is refused from the next request on.
+            db.Catalog.InvalidateKey(keyId);
+        }
     }
 
-    private static async Task<NoContent> RevokeAsync(string keyId, HttpContext http, LedgerDatabase db, TimeProvider clock, IdempotentWriter writer)
+    private static async Task<IResult> RevokeAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
-        await Tenants.RevokeKeyAsync(db, http.User.Caller().OrgId, keyId, clock, http.RequestAborted);
-        await writer.RecordAsync(http, StatusCodes.Status204NoContent);
-        return TypedResults.NoContent();
+        try
+        {
+            return await writer.PostAsync(http, new { keyId }, StatusCodes.Status204NoContent,
+                posting => Tenants.RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs));
+        }
+        finally
+        {
+            db.Catalog.InvalidateKey(keyId);
+        }
     }
 }

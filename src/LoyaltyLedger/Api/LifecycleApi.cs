@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
@@ -34,7 +35,7 @@ public static class LifecycleApi
             .WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
 
         var lifecycle = v1.MapGroup("/lifecycle").WithTags("Lifecycle");
-        lifecycle.MapPost("/expire", ExpireAsync).WithName("RunExpiry")
+        lifecycle.MapPost("/expire", ExpireAsync).Produces<LifecycleRunResult>().WithName("RunExpiry")
             .WithSummary("Converts due promised points and expires due points of this organization now (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).WithName("GetExpirySchedule")
@@ -46,51 +47,76 @@ public static class LifecycleApi
         return v1;
     }
 
-    private static async Task<Ok<LifecycleRunResult>> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock,
+    /// <remarks>
+    /// The run settles each wallet in a transaction of its own, so it goes through
+    /// <see cref="IdempotentWriter.RunAsync"/>: the Idempotency-Key is claimed before it starts and
+    /// the answer stored when it ends.
+    /// </remarks>
+    private static Task<IResult> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock,
         IdempotentWriter writer)
     {
         var caller = http.User.Caller();
         var now = clock.GetUtcNow();
-        var result = await LifecycleRun.RunAsync(db, caller.OrgId, request?.AsOf ?? now, now, caller.KeyId, http.RequestAborted);
-        await writer.RecordAsync(http, StatusCodes.Status200OK);
-        return TypedResults.Ok(result);
+        var asOf = request?.AsOf ?? now;
+        if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: that would expire points before their date.");
+        return writer.RunAsync(http, request ?? new ExpireRequest(), StatusCodes.Status200OK,
+            ct => LifecycleRun.RunAsync(db, caller.OrgId, asOf, now, caller.KeyId, ct));
     }
 
-    private static async Task<Ok<IReadOnlyList<ExpiryScheduleItem>>> ExpiryScheduleAsync(long? customerId, long? groupId, long? programId, bool? earliestOnly,
+    private static async Task<Ok<IReadOnlyList<ExpiryScheduleItem>>> ExpiryScheduleAsync(
+        [Description("The customer (or give groupId).")] string? customerId,
+        [Description("The user group (or give customerId).")] string? groupId,
+        [Description("Only this program.")] string? programId,
+        [Description("true: only the soonest expiry per program and currency.")] string? earliestOnly,
         HttpContext http, LedgerDatabase db)
     {
         var orgId = http.User.Caller().OrgId;
+        var program = QueryParameters.Long(programId, "programId");
+        var earliest = QueryParameters.Bool(earliestOnly, "earliestOnly") ?? false;
+        var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
-            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, programId, earliestOnly ?? false);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
+            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, program, earliest);
         }, http.RequestAborted));
     }
 
-    private static async Task<Ok<IReadOnlyList<HeldScheduleItem>>> HeldScheduleAsync(long? customerId, long? groupId, HttpContext http, LedgerDatabase db)
+    private static async Task<Ok<IReadOnlyList<HeldScheduleItem>>> HeldScheduleAsync(
+        [Description("The customer (or give groupId).")] string? customerId,
+        [Description("The user group (or give customerId).")] string? groupId,
+        HttpContext http, LedgerDatabase db)
     {
         var orgId = http.User.Caller().OrgId;
+        var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
             return await Schedules.HeldScheduleAsync(c, orgId, type, id);
         }, http.RequestAborted));
     }
 
-    private static async Task<Ok<IReadOnlyList<BalanceAsOf>>> BalancesAsOfAsync(long? customerId, long? groupId, DateTimeOffset? asOf,
+    private static async Task<Ok<IReadOnlyList<BalanceAsOf>>> BalancesAsOfAsync(
+        [Description("The customer (or give groupId).")] string? customerId,
+        [Description("The user group (or give customerId).")] string? groupId,
+        [Description("The instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.")] string? asOf,
         HttpContext http, LedgerDatabase db)
     {
         var orgId = http.User.Caller().OrgId;
-        var at = asOf ?? throw LedgerException.Invalid("asOf is required (an ISO 8601 instant).");
+        var at = QueryParameters.Time(asOf, "asOf") ?? throw LedgerException.Invalid($"asOf is required: {IsoTime.ExpectedDateTime}.");
+        var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await OwnerAsync(c, orgId, customerId, groupId);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
             return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at);
         }, http.RequestAborted));
     }
 
-    private static async Task<(OwnerType Type, long Id)> OwnerAsync(System.Data.Common.DbConnection c, long orgId, long? customerId, long? groupId)
+    private static (long? CustomerId, long? GroupId) Owner(string? customerId, string? groupId) =>
+        (QueryParameters.Long(customerId, "customerId"), QueryParameters.Long(groupId, "groupId"));
+
+    private static async Task<(OwnerType Type, long Id)> RequireOwnerAsync(System.Data.Common.DbConnection c, long orgId, (long? CustomerId, long? GroupId) owner)
     {
+        var (customerId, groupId) = owner;
         if ((customerId is null) == (groupId is null)) throw LedgerException.Invalid("Name exactly one of customerId or groupId.");
         if (customerId is { } cid)
         {

@@ -1,4 +1,3 @@
-using System.Globalization;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Vault;
@@ -58,18 +57,9 @@ public static class LoyaltyVaultApi
     private static Task<IResult> PostTransferAsync(string accountNumber, VaultTransferRequest request, HttpContext http, IdempotentWriter writer) =>
         writer.PostAsync(http, request, StatusCodes.Status200OK, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
 
-    private static bool ParseBool(string? value, string name) =>
-        string.IsNullOrEmpty(value) ? false
-        : bool.TryParse(value, out var b) ? b
-        : throw LedgerException.Invalid($"{name} is true or false.");
+    private static bool ParseBool(string? value, string name) => QueryParameters.Bool(value, name) ?? false;
 
-    private static int? ParseInt(string? value, string name) =>
-        string.IsNullOrEmpty(value) ? null
-        : int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n
-        : throw LedgerException.Invalid($"{name} is a whole number.");
+    private static int? ParseInt(string? value, string name) => QueryParameters.Int(value, name);
 
-    private static DateTimeOffset? ParseTime(string? value, string name) =>
-        string.IsNullOrEmpty(value) ? null
-        : DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t) ? t
-        : throw LedgerException.Invalid($"{name} is an ISO 8601 date or date-time, e.g. 2025-03-01T00:00:00Z.");
+    private static DateTimeOffset? ParseTime(string? value, string name) => QueryParameters.Time(value, name, allowDate: true);
 }

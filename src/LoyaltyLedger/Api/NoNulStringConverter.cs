@@ -16,7 +16,7 @@ public sealed class NoNulStringConverter : JsonConverter<string>
     {
         var value = reader.GetString();
         if (value is not null && value.Contains('\0', StringComparison.Ordinal))
-            throw new JsonException("Strings cannot contain the NUL character.");
+            throw new JsonValueException(ErrorCodes.InvalidJson, "a string without NUL characters");
         return value;
     }
 

@@ -35,7 +35,7 @@ public static class PointsLedgerApi
     {
         try
         {
-            var query = LedgerQueryParser.Parse(name => http.Request.Query.TryGetValue(name, out var v) ? v.ToString() : null);
+            var query = LedgerQueryParser.Parse(name => QueryValue(http, name));
             var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, http.RequestAborted);
             return Results.Json(response, LedgerJson.Options);
         }
@@ -57,6 +57,13 @@ public static class PointsLedgerApi
             return Error(500, 500, "An unexpected error occurred.");
         }
     }
+
+    /// <summary>A query parameter; one holding a NUL (which PostgreSQL text cannot hold) is a malformed value on both databases.</summary>
+    private static string? QueryValue(HttpContext http, string name) =>
+        !http.Request.Query.TryGetValue(name, out var values) ? null
+        : values.ToString() is var text && text.Contains('\0', StringComparison.Ordinal)
+            ? throw PointsLedgerException.Invalid(name, text.Replace("\0", "%00", StringComparison.Ordinal), "no NUL characters")
+            : text;
 
     private static IResult Error(int status, int code, string message) =>
         Results.Json(new LedgerErrorBody([new LedgerError(code, message)], []), LedgerJson.Options, statusCode: status);

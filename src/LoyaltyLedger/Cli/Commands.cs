@@ -147,16 +147,15 @@ public static class Commands
     {
         var now = TimeProvider.System.GetUtcNow();
         var asOf = now;
-        if (args.Option("as-of") is { } text && !DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture,
-                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out asOf))
-            throw new ArgumentException($"--as-of '{text}' is not an instant (e.g. 2025-01-01T00:00:00Z)");
+        if (args.Option("as-of") is { } text && !IsoTime.TryParse(text, allowDate: false, out asOf))
+            throw new ArgumentException($"--as-of must be {IsoTime.ExpectedDateTime}");
         long? orgId = null;
         if (args.Option("org") is { } org)
             orgId = long.TryParse(org, CultureInfo.InvariantCulture, out var id) ? id : throw new ArgumentException("--org takes an organization id");
         await using var db = OpenDatabase(args);
         await Migrations.ApplyAsync(db, CancellationToken.None);
         var result = await LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", CancellationToken.None);
-        Console.WriteLine($"as of {asOf.UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
+        Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
         foreach (var e in result.Events)
             Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
         return 0;

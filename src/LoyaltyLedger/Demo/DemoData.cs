@@ -5,6 +5,7 @@ using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
+using LoyaltyLedger.Vault;
 
 namespace LoyaltyLedger.Server.Demo;
 
@@ -12,7 +13,7 @@ namespace LoyaltyLedger.Server.Demo;
 /// The demo organization: the customers, group, programs, currencies, stores and tills named in the
 /// points-ledger spec's examples, with January to May 2024 of bills, allocations, named events,
 /// redemptions and transfers around them, so that the spec's example requests return data of the
-/// same shape. Postings go through the same code as the API, each stamped with its demo date.
+/// same shape; and for the vault, a voucher definition and a voucher one customer holds. Postings go through the same code as the API, each stamped with its demo date.
 /// </summary>
 public static class DemoData
 {
@@ -26,6 +27,11 @@ public static class DemoData
     public const long CardProgramId = 817;
     public const long SevenProgramId = 469;
     public const long SevenSourceProgramId = 805;
+    public const long FreeCoffeeVoucherId = 1;
+    /// <summary>The serial of the voucher Priya holds: fixed, so the README's basket can redeem it.</summary>
+    public const string PriyasVoucherSerial = "VDEMO0000000000000001";
+    /// <summary>The alternate currency the spec's example request names (alternateCurrencyNames=acNjnkvfgfdeun).</summary>
+    public const string SpecCurrencyName = "acNjnkvfgfdeun";
 
     public sealed record Result(long OrgId, bool Seeded);
 
@@ -47,12 +53,14 @@ public static class DemoData
 
     public static async Task SeedAsync(LedgerDatabase db, long orgId, CancellationToken ct)
     {
-        // Programs and currencies, stores and tills: 2024-01-02.
+        // Programs and currencies, stores and tills: 2024-01-02. Program 626's points expire by date
+        // earned, ten years on: the README's examples run on a demo served today, so no demo point may
+        // expire (and change the answers they show) for years after the demo's 2024 activity.
         await PostAsync(db, orgId, At(1, 2, 9, 0), async p =>
         {
             await ProgramCatalog.CreateAsync(p, new NewProgram("David Jones- Default Program", DefaultProgramId, Concept: "supermarket",
                 EarnRate: Points.Parse("0.1"), IsDefault: true,
-                Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 36, EndOfMonth = true },
+                Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 120, EndOfMonth = true },
                 Currencies:
                 [
                     new NewCurrency("Tier-points"), new NewCurrency("Pebbles"), new NewCurrency("Boost"),
@@ -70,6 +78,9 @@ public static class DemoData
             await StoreDirectory.CreateTillAsync(p, new NewTill("till.marketsuper.2", "supermarketdemo"));
             await StoreDirectory.CreateStoreAsync(p, new NewStore("demostorebukl", "demostorebukl Mobile", "entertainment"));
             await StoreDirectory.CreateTillAsync(p, new NewTill("demostorebukl.1", "demostorebukl"));
+
+            // A voucher of the vault API: what program 626's points buy at the till.
+            await VoucherCatalog.CreateAsync(p, DefaultProgramId, new NewVoucherDefinition("Free coffee", Points.FromWhole(40), FreeCoffeeVoucherId, Uses: 1));
         }, ct);
 
         // Customers: 2024-01-03 onwards.
@@ -137,6 +148,11 @@ public static class DemoData
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
         await PostAsync(db, orgId, At(5, 4, 7, 16, 34), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
+        // Priya buys a Free coffee voucher at the till in April and has not used it yet. Posted in date
+        // order with her other movements, so her vault history's running balance reads straight.
+        await PostAsync(db, orgId, At(4, 15, 10, 30), p => VaultTransactions.PostAsync(p, "6001000098662653", new VaultTransactionRequest(
+            [new VaultProgramLines(DefaultProgramId, VoucherPurchases: [new VaultVoucherPurchase(FreeCoffeeVoucherId)])],
+            new VaultContext("R-0415", "supermarketdemo", "till.marketsuper", "op-1", "Free coffee")), () => PriyasVoucherSerial), ct);
         await PostAsync(db, orgId, At(5, 6, 9, 0), p => Postings.TransferAsync(p, new NewTransfer(
             new TransferParty(NareshId), new TransferParty(PlainCustomerId), Points.FromWhole(250), DefaultProgramId, Reason: "Gift to a friend")), ct);
 
@@ -179,5 +195,17 @@ public static class DemoData
             DefaultProgramId, Notes: "Family treat")), ct);
         await PostAsync(db, orgId, At(4, 29, 10, 0), p => Postings.TransferAsync(p, new NewTransfer(
             new TransferParty(GroupId: GroupId), new TransferParty(381335654), Points.FromWhole(5), DefaultProgramId, Reason: "Pocket money")), ct);
+
+        // The spec's own alternate currency: launched in the default program in March (so no bill
+        // earns it and no registration opened it), earned by the alternate-currency customer in app
+        // challenges and partly spent. Posted last, so the ids of everything above stay as they were.
+        await PostAsync(db, orgId, At(3, 1, 9, 0), p => ProgramCatalog.AddCurrencyAsync(p, DefaultProgramId, new NewCurrency(SpecCurrencyName)), ct);
+        for (var i = 0; i < 3; i++)
+        {
+            await PostAsync(db, orgId, At(3, 4, 18, 30).AddDays(i * 14), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId,
+                "AppChallenge", [new Award(Points.FromWhole(25), SpecCurrencyName)], DefaultProgramId)), ct);
+        }
+        await PostAsync(db, orgId, At(4, 12, 12, 0), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(30), CurrencyCustomerId,
+            ProgramId: DefaultProgramId, Currency: SpecCurrencyName, Notes: "Challenge reward")), ct);
     }
 }

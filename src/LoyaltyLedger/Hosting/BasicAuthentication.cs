@@ -26,17 +26,10 @@ public sealed class BasicAuthenticationHandler(
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         if (!Request.Headers.TryGetValue("Authorization", out var header)) return AuthenticateResult.NoResult();
-        if (!AuthenticationHeaderValue.TryParse(header.ToString(), out var value)
-            || !string.Equals(value.Scheme, "Basic", StringComparison.OrdinalIgnoreCase) || value.Parameter is null)
-            return AuthenticateResult.Fail("Not HTTP Basic credentials.");
+        if (!TryReadCredentials(header.ToString(), out var keyId, out var secret))
+            return AuthenticateResult.Fail("Not HTTP Basic credentials of the form key:secret.");
 
-        string decoded;
-        try { decoded = Encoding.UTF8.GetString(Convert.FromBase64String(value.Parameter)); }
-        catch (FormatException) { return AuthenticateResult.Fail("Credentials are not base64."); }
-        var colon = decoded.IndexOf(':', StringComparison.Ordinal);
-        if (colon <= 0) return AuthenticateResult.Fail("Credentials are not key:secret.");
-
-        var caller = await Tenants.AuthenticateAsync(database, decoded[..colon], decoded[(colon + 1)..], Context.RequestAborted);
+        var caller = await Tenants.AuthenticateAsync(database, keyId, secret, Context.RequestAborted);
         if (caller is null) return AuthenticateResult.Fail("Unknown key or wrong secret.");
 
         var identity = new ClaimsIdentity(
@@ -46,6 +39,22 @@ public sealed class BasicAuthenticationHandler(
             new Claim(ClaimTypes.Role, caller.Role.ToString()),
         ], SchemeName);
         return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName));
+    }
+
+    /// <summary>The key id and secret of an <c>Authorization: Basic</c> header.</summary>
+    public static bool TryReadCredentials(string? header, out string keyId, out string secret)
+    {
+        keyId = secret = "";
+        if (!AuthenticationHeaderValue.TryParse(header, out var value)
+            || !string.Equals(value.Scheme, "Basic", StringComparison.OrdinalIgnoreCase) || value.Parameter is null)
+            return false;
+        string decoded;
+        try { decoded = Encoding.UTF8.GetString(Convert.FromBase64String(value.Parameter)); }
+        catch (FormatException) { return false; }
+        var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+        if (colon <= 0) return false;
+        (keyId, secret) = (decoded[..colon], decoded[(colon + 1)..]);
+        return true;
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)

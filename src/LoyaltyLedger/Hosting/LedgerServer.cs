@@ -27,7 +27,11 @@ public static class LedgerServer
         var builder = WebApplication.CreateSlimBuilder(options.Args);
         // First, so a caller's settings are seen by the registrations below.
         options.Configure?.Invoke(builder);
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            k.ConfigureEndpointDefaults(listen => listen.UseProblemBodies());
+        });
         // ASP.NET Core logs several lines per request at Information (request started, endpoint,
         // result, finished): at thousands of requests a second that is most of the server's output and
         // a measurable share of its CPU. Warning and above, unless the operator sets the level
@@ -48,6 +52,8 @@ public static class LedgerServer
         builder.Services.AddLedgerLifecycle();
 
         var app = builder.Build();
+        var rejections = RejectedRequests.Listen(app.Services.GetRequiredService<System.Diagnostics.DiagnosticListener>());
+        app.Lifetime.ApplicationStopped.Register(rejections.Dispose);
         app.UseLedgerErrors();
         app.Use((context, next) =>
         {
@@ -55,16 +61,20 @@ public static class LedgerServer
             // up front, on any server (the in-memory test server has no limit of its own).
             if (context.Request.ContentLength > MaxRequestBodyBytes)
                 throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
+            // PostgreSQL text cannot hold a NUL. Kestrel refuses one in the path itself but lets one in
+            // the query through (other servers may let either through). The points-ledger read parses
+            // its own parameters and answers in its spec's error body.
+            if (context.Request.Path.Value?.Contains('\0', StringComparison.Ordinal) == true)
+                throw LedgerException.Invalid("The path contains a NUL character (%00).");
+            if (!context.Request.Path.StartsWithSegments(PointsLedgerApi.Path))
+            {
+                foreach (var (name, values) in context.Request.Query)
+                {
+                    if (name.Contains('\0', StringComparison.Ordinal) || values.Any(v => v?.Contains('\0', StringComparison.Ordinal) == true))
+                        throw LedgerException.Invalid($"The query parameter {name.Replace("\0", "%00", StringComparison.Ordinal)} contains a NUL character (%00).");
+                }
+            }
             return next(context);
-        });
-        app.UseStatusCodePages(async context =>
-        {
-            // Routing misses (404/405) get the same problem body as every other error.
-            var status = context.HttpContext.Response.StatusCode;
-            if (context.HttpContext.Response.HasStarted || context.HttpContext.Response.ContentLength > 0) return;
-            var code = status switch { 404 => "not_found", 405 => "method_not_allowed", 415 => "unsupported_media_type", _ => "error" };
-            await ErrorResponses.WriteAsync(context.HttpContext, ErrorResponses.Problem(status, code,
-                status == 404 ? "No such resource." : "The request cannot be served as sent."));
         });
         app.UseAuthentication();
         // After authentication, so each key has its own bucket; before authorization and the handlers.
@@ -106,5 +116,6 @@ public static class LedgerServer
         json.UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip;
         json.Converters.Add(new JsonStringEnumConverter());
         json.Converters.Add(new NoNulStringConverter());
+        json.Converters.Add(new IsoTimeJsonConverter());
     }
 }

@@ -17,6 +17,33 @@ public static class LedgerAudit
                    (SELECT COUNT(*) FROM customers WHERE org_id = @orgId)
             """, new { orgId }), CancellationToken.None);
 
+    /// <summary>Every table that holds an organization's rows.</summary>
+    public static readonly string[] OrgTables =
+    [
+        "api_keys", "id_counters", "programs", "currencies", "stores", "tills", "customers", "customer_identifiers", "loyalty_accounts",
+        "user_groups", "group_members", "wallets", "events", "ledger_entries", "lots", "lot_movements", "bills", "idempotency_keys",
+        "voucher_definitions", "voucher_instances", "vault_receipts", "vault_account_expiry", "redemption_reversals", "write_audit",
+        "owner_event_counts",
+    ];
+
+    /// <summary>
+    /// A snapshot of everything the organization has: rows per table, each wallet's balance, and each
+    /// key's secret hash and revocation (a rotation or revocation changes no row count). A request
+    /// that writes nothing leaves it equal.
+    /// </summary>
+    public static Task<string> SnapshotAsync(LedgerDatabase db, long orgId) => db.ReadAsync(async c =>
+    {
+        var parts = new List<string>();
+        foreach (var table in OrgTables)
+            parts.Add($"{table}={await c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table} WHERE org_id = @orgId", new { orgId })}");
+        var balances = await c.QueryAsync<(long WalletId, long Balance)>("SELECT wallet_id, balance FROM wallets WHERE org_id = @orgId ORDER BY wallet_id", new { orgId });
+        parts.Add("balances=" + string.Join(",", balances.Select(b => $"{b.WalletId}:{b.Balance}")));
+        var keys = await c.QueryAsync<(string KeyId, string SecretHash, long? RevokedAt)>(
+            "SELECT key_id, secret_hash, revoked_at FROM api_keys WHERE org_id = @orgId ORDER BY key_id", new { orgId });
+        parts.Add("keys=" + string.Join(",", keys.Select(k => $"{k.KeyId}:{k.SecretHash}:{k.RevokedAt}")));
+        return string.Join("\n", parts);
+    }, CancellationToken.None);
+
     /// <summary>The organization's invariant violations (empty when sound), from the production verifier.</summary>
     public static async Task<IReadOnlyList<string>> ViolationsAsync(LedgerDatabase db, long orgId) =>
         (await LoyaltyLedger.Audit.LedgerVerifier.VerifyAsync(db, orgId, CancellationToken.None)).Violations;

@@ -37,6 +37,9 @@ public sealed class TestServerHost : IAsyncDisposable
     public LedgerDatabase Database { get; }
     public TestClock Clock { get; }
 
+    /// <summary>The server's services (its route table, for tests that cover every endpoint).</summary>
+    public IServiceProvider Services => _app.Services;
+
     public static async Task<TestServerHost> StartAsync(LedgerDatabase database, IDictionary<string, string?>? settings = null,
         ILoggerProvider? logs = null)
     {

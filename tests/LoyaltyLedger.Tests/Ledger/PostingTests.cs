@@ -56,6 +56,29 @@ public abstract class PostingTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_program_and_its_currencies_answer_their_earn_rate_by_the_name_they_are_given_it_by()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var created = await t.PostOkAsync("/v1/programs", new { name = "P", earnRate = "0.1", currencies = new[] { new { name = "Stars", earnRate = "0.5" } } });
+        var programId = created.GetProperty("programId").GetInt64();
+        var added = await t.PostOkAsync($"/v1/programs/{programId}/currencies", new { name = "Stamps", earnRate = "2" });
+        var read = await t.GetOkAsync($"/v1/programs/{programId}");
+
+        foreach (var program in new[] { created, read })
+        {
+            program.GetProperty("earnRate").GetString().ShouldBe("0.100");
+            program.GetProperty("currencies")[0].GetProperty("earnRate").GetString().ShouldBe("0.500");
+        }
+        added.GetProperty("earnRate").GetString().ShouldBe("2.000");
+        read.GetProperty("currencies")[1].GetProperty("earnRate").GetString().ShouldBe("2.000");
+        foreach (var answer in new[] { created, added, read, await t.GetOkAsync("/v1/programs") })
+            answer.GetRawText().ShouldNotContain("earnPerUnit");
+
+        // The answer's old name is no second way in: like any unknown member, it is ignored.
+        (await t.PostOkAsync("/v1/programs", new { name = "Q", earnPerUnit = "2" })).GetProperty("earnRate").GetString().ShouldBe("0.000");
+    }
+
+    [Fact]
     public async Task a_bill_with_explicit_awards_credits_each_award_as_its_own_line()
     {
         var t = await db.Host.NewTenantAsync();

@@ -92,6 +92,38 @@ public abstract class CustomerLedgerTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task delayed_accrual_entries_carry_the_bills_store_and_till_so_till_id_finds_them_with_their_bill()
+    {
+        var t = await db.Host.NewTenantAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2024, 6, 1, 9, 0, 0, TimeSpan.Zero));
+        var programId = (await t.PostOkAsync("/v1/programs", new { name = "Held program", earnRate = "1", promisedDays = 14 })).GetProperty("programId").GetInt64();
+        await t.PostOkAsync("/v1/stores", new { code = "store-1", name = "Store One" });
+        await t.PostOkAsync("/v1/tills", new { code = "till-1", storeCode = "store-1" });
+        await t.PostOkAsync("/v1/tills", new { code = "till-2", storeCode = "store-1" });
+        var customer = await t.NewCustomerAsync();
+        await t.PostOkAsync("/v1/transactions", new { customerId = customer, billNumber = "PROMISED-1", amount = 30m, storeCode = "store-1", tillCode = "till-1", programId });
+        await t.PostOkAsync("/v1/transactions", new { customerId = customer, billNumber = "ELSEWHERE", amount = 20m, storeCode = "store-1", tillCode = "till-2", programId });
+        await t.PostOkAsync("/v1/transactions", new { customerId = customer, billNumber = "TRIGGER-1", amount = 40m, storeCode = "store-1", tillCode = "till-1", programId, holdForTrigger = true });
+        db.Host.Clock.Advance(TimeSpan.FromDays(15));
+        await t.PostOkAsync("/v1/lifecycle/expire", new { });
+        await t.PostOkAsync("/v1/lifecycle/triggers/release", new { storeCode = "store-1", billNumber = "TRIGGER-1" });
+
+        var atTill = await t.LedgerOkAsync(LedgerApi.Customer(customer, "&tillId=till-1&sortOrder=ASC"));
+
+        atTill.Events().Select(e => e.GetProperty("eventName").GetString() + " " + e.GetProperty("transactionDetails").GetProperty("transactionNumber").GetString())
+            .ShouldBe(["TransactionAdd PROMISED-1", "TransactionAdd TRIGGER-1", "DelayedAccrual PROMISED-1", "DelayedAccrual TRIGGER-1"]);
+        foreach (var accrual in atTill.Events().Where(e => e.GetProperty("eventName").GetString() == "DelayedAccrual"))
+        {
+            accrual.GetProperty("store").GetString().ShouldBe("Store One");
+            accrual.GetProperty("storeCode").GetString().ShouldBe("store-1");
+            accrual.GetProperty("tillCode").GetString().ShouldBe("till-1");
+        }
+        (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&tillId=till-2&sortOrder=ASC"))).Events()
+            .Select(e => e.GetProperty("eventName").GetString() + " " + e.GetProperty("transactionDetails").GetProperty("transactionNumber").GetString())
+            .ShouldBe(["TransactionAdd ELSEWHERE", "DelayedAccrual ELSEWHERE"]);
+    }
+
+    [Fact]
     public async Task program_id_keeps_the_lines_of_that_program()
     {
         var t = await db.Host.NewTenantAsync();
@@ -188,6 +220,34 @@ public abstract class CustomerLedgerTests(DatabaseFixture db)
         (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&startDate=2024-01-10T08:00:00&includeLastOneYearData=true"))).Total().ShouldBe(367);
         (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&endDate=2025-01-10T08:00:00&includeLastOneYearData=true"))).Total().ShouldBe(367);
         (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&startDate=2024-01-10T08:00:00&includeLastOneYearData=false"))).Total().ShouldBe(91);
+    }
+
+    [Fact]
+    public async Task a_single_date_near_either_end_of_the_calendar_reads_a_window_clamped_to_it()
+    {
+        var before = db.Host.Clock.GetUtcNow();
+        try
+        {
+            var t = await db.Host.NewTenantAsync();
+            var (programId, _) = await t.NewProgramAsync("Main program");
+            var customer = await t.NewCustomerAsync();
+            db.Host.Clock.Set(new DateTimeOffset(1, 1, 20, 8, 0, 0, TimeSpan.Zero));
+            await t.AwardAsync(customer, "1", programId: programId);
+            db.Host.Clock.Set(new DateTimeOffset(9999, 12, 1, 8, 0, 0, TimeSpan.Zero));
+            await t.AwardAsync(customer, "2", programId: programId);
+
+            // 90 days (or a year) back from early in year 1 reaches 0001-01-01, forward from late in 9999 its last instant.
+            (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&endDate=0001-03-01T00:00:00"))).Lines().ShouldBe(["points/Main/CREDIT/1.000"]);
+            (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&endDate=0001-03-01T00:00:00&includeLastOneYearData=true"))).Lines().ShouldBe(["points/Main/CREDIT/1.000"]);
+            var late = await t.LedgerOkAsync(LedgerApi.Customer(customer, "&startDate=9999-10-15T00:00:00"));
+            late.Lines().ShouldBe(["points/Main/CREDIT/2.000"]);
+            late.GetProperty("ledgerClosingBalance")[0].GetProperty("date").GetString().ShouldBe("9999-12-31 23:59:59.999");
+            (await t.LedgerOkAsync(LedgerApi.Customer(customer, "&startDate=9999-10-15T00:00:00&includeLastOneYearData=true"))).Lines().ShouldBe(["points/Main/CREDIT/2.000"]);
+        }
+        finally
+        {
+            db.Host.Clock.Set(before);
+        }
     }
 
     [Fact]

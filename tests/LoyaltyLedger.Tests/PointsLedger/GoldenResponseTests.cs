@@ -134,8 +134,21 @@ public abstract class GoldenResponseTests(DatabaseFixture db)
 
         var named = await demo.LedgerOkAsync($"identifierName=id&identifierValue={DemoData.CurrencyCustomerId}&source=INSTORE&alternateCurrencyNames=Pebbles");
         named.Lines().ShouldAllBe(l => l.StartsWith("Pebbles/", StringComparison.Ordinal));
-        // The spec's own currency name does not exist in the demo: 9005.
-        await demo.LedgerFailsAsync($"identifierName=id&identifierValue={DemoData.CurrencyCustomerId}&source=INSTORE&alternateCurrencyNames=acNjnkvfgfdeun", 400, 9005);
+    }
+
+    [Fact]
+    public async Task golden_the_specs_alternate_currency_names_example_answers_200_with_entries_on_the_demo()
+    {
+        var demo = await DemoAsync();
+        var body = await demo.LedgerOkAsync("identifierName=id&identifierValue=423725119&source=INSTORE&alternateCurrencyNames=acNjnkvfgfdeun");
+
+        body.GetProperty("customerDetails").GetProperty("userId").GetInt64().ShouldBe(DemoData.CurrencyCustomerId);
+        body.Total().ShouldBeGreaterThan(1);
+        body.Lines().ShouldAllBe(l => l.StartsWith("acNjnkvfgfdeun/Main/", StringComparison.Ordinal));
+        body.Lines().ShouldContain(l => l.StartsWith("acNjnkvfgfdeun/Main/CREDIT/", StringComparison.Ordinal));
+        body.Lines().ShouldContain(l => l.StartsWith("acNjnkvfgfdeun/Main/DEBIT/", StringComparison.Ordinal));
+        body.Events().SelectMany(e => e.GetProperty("entryDetails").EnumerateArray())
+            .ShouldAllBe(d => d.GetProperty("programId").GetInt64() == DemoData.DefaultProgramId);
     }
 
     [Fact]

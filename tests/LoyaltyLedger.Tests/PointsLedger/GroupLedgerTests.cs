@@ -102,6 +102,63 @@ public abstract class GroupLedgerTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_transfer_into_the_pool_from_a_customer_outside_the_group_names_that_customer()
+    {
+        var f = await FamilyAsync();
+        var outsider = await f.T.NewCustomerAsync(firstName: "Olga");
+        await f.T.AwardAsync(outsider, "20", programId: f.ProgramId);
+        db.Host.Clock.Advance(TimeSpan.FromDays(1));
+        await f.T.PostOkAsync("/v1/transfers", new { from = new { customerId = outsider }, to = new { groupId = f.GroupId }, points = "8", programId = f.ProgramId });
+
+        var transfer = (await f.T.LedgerOkAsync(Group("groupId", f.GroupId))).Events()[0];
+
+        transfer.GetProperty("eventName").GetString().ShouldBe("PointsTransfer");
+        transfer.GetProperty("customerId").GetInt64().ShouldBe(outsider);
+        var sender = transfer.GetProperty("customerDetails");
+        sender.GetProperty("userId").GetInt64().ShouldBe(outsider);
+        sender.GetProperty("firstName").GetString().ShouldBe("Olga");
+        sender.TryGetProperty("role", out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task role_primary_returns_only_the_events_the_primary_member_made()
+    {
+        var t = await db.Host.NewTenantAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2024, 3, 1, 9, 0, 0, TimeSpan.Zero));
+        var programId = (await t.PostOkAsync("/v1/programs", new { name = "Expiring program", earnRate = "0.1", expiry = new { kind = "DATE_EARNED", days = 30 } }))
+            .GetProperty("programId").GetInt64();
+        await t.PostOkAsync("/v1/stores", new { code = "store-1" });
+        var primary = await t.NewCustomerAsync(firstName: "Pat");
+        var secondary = await t.NewCustomerAsync(firstName: "Sam");
+        var outsider = await t.NewCustomerAsync(firstName: "Olga");
+        var groupId = (await t.PostOkAsync("/v1/groups", new
+        {
+            name = "The Family", primaryCustomerId = primary, members = new object[] { new { customerId = secondary, role = "SECONDARY" } },
+        })).GetProperty("groupId").GetInt64();
+
+        await t.PostOkAsync("/v1/transactions", new { customerId = primary, billNumber = "P-1", amount = 100m, storeCode = "store-1", programId });
+        await t.AwardAsync(secondary, "10", programId: programId);
+        await t.AwardAsync(outsider, "10", programId: programId);
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = secondary }, to = new { groupId }, points = "4", programId });
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = outsider }, to = new { groupId }, points = "5", programId });
+        await t.PostOkAsync("/v1/transfers", new { from = new { groupId }, to = new { customerId = outsider }, points = "2", programId });
+        db.Host.Clock.Advance(TimeSpan.FromDays(60));
+        await t.PostOkAsync("/v1/lifecycle/expire", new { });
+
+        var all = (await t.LedgerOkAsync(Group("groupId", groupId, "&sortOrder=ASC"))).Events()
+            .Select(e => $"{e.GetProperty("eventName").GetString()} by {e.GetProperty("customerId").GetInt64()}").ToList();
+        all.ShouldBe([
+            $"TransactionAdd by {primary}",
+            $"PointsTransfer by {secondary}",
+            $"PointsTransfer by {outsider}",
+            "PointsTransfer by 0",
+            "PointsExpiry by 0",
+        ]);
+        (await t.LedgerOkAsync(Group("groupId", groupId, "&role=PRIMARY"))).EventNames().ShouldBe(["TransactionAdd"]);
+        (await t.LedgerOkAsync(Group("groupId", groupId, "&role=SECONDARY"))).EventNames().ShouldBe(["PointsTransfer"]);
+    }
+
+    [Fact]
     public async Task sort_orders_the_group_ledger_both_ways()
     {
         var f = await FamilyAsync();

@@ -33,6 +33,52 @@ public abstract class LedgerErrorTests(DatabaseFixture db)
         await t.LedgerFailsAsync("identifierName=email&identifierValue=nobody@example.com&source=INSTORE", 404, 11012);
     }
 
+    [Theory]
+    [InlineData("MARTJACK")]
+    [InlineData("ALL")]
+    public async Task an_identifier_of_customers_under_two_accounts_without_acount_id_is_11009_not_one_of_their_ledgers(string source)
+    {
+        var t = await db.Host.NewTenantAsync();
+        await t.NewProgramAsync("Main program");
+        var first = (await t.PostOkAsync("/v1/customers", new { firstName = "First", source = "MARTJACK", accountId = "shop-a", email = "twice@example.com" }))
+            .GetProperty("customerId").GetInt64();
+        await t.PostOkAsync("/v1/customers", new { firstName = "Second", source = "MARTJACK", accountId = "shop-b", email = "twice@example.com" });
+
+        var message = await t.LedgerFailsAsync($"identifierName=email&identifierValue=twice@example.com&source={source}", 400, 11009);
+
+        message.ShouldContain("acountId");
+        message.ShouldNotContain(first.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        (await t.LedgerOkAsync($"identifierName=email&identifierValue=twice@example.com&source={source}&acountId=shop-a"))
+            .GetProperty("customerDetails").GetProperty("userId").GetInt64().ShouldBe(first);
+    }
+
+    [Fact]
+    public async Task an_identifier_of_customers_in_two_sources_read_with_source_all_is_11009()
+    {
+        var t = await db.Host.NewTenantAsync();
+        await t.NewProgramAsync("Main program");
+        var inStore = (await t.PostOkAsync("/v1/customers", new { firstName = "Shop", source = "INSTORE", email = "both@example.com" }))
+            .GetProperty("customerId").GetInt64();
+        await t.PostOkAsync("/v1/customers", new { firstName = "Chat", source = "WECHAT", email = "both@example.com" });
+
+        (await t.LedgerFailsAsync("identifierName=email&identifierValue=both@example.com&source=ALL", 400, 11009)).ShouldContain("source");
+        (await t.LedgerOkAsync("identifierName=email&identifierValue=both@example.com&source=INSTORE"))
+            .GetProperty("customerDetails").GetProperty("userId").GetInt64().ShouldBe(inStore);
+    }
+
+    [Fact]
+    public async Task one_customer_under_two_accounts_of_a_source_is_read_without_acount_id()
+    {
+        var t = await db.Host.NewTenantAsync();
+        await t.NewProgramAsync("Main program");
+        var customer = (await t.PostOkAsync("/v1/customers", new { firstName = "Both", source = "MARTJACK", accountId = "shop-a", email = "mine@example.com" }))
+            .GetProperty("customerId").GetInt64();
+        await t.PostOkAsync($"/v1/customers/{customer}/identifiers", new { source = "MARTJACK", type = "email", value = "mine@example.com", accountId = "shop-b" });
+
+        (await t.LedgerOkAsync("identifierName=email&identifierValue=mine@example.com&source=MARTJACK"))
+            .GetProperty("customerDetails").GetProperty("userId").GetInt64().ShouldBe(customer);
+    }
+
     [Fact]
     public async Task a_non_numeric_customer_id_is_11012()
     {
@@ -167,6 +213,62 @@ public abstract class LedgerErrorTests(DatabaseFixture db)
         var name = parameter[1..parameter.IndexOf('=', StringComparison.Ordinal)];
         var message = await t.LedgerFailsAsync(LedgerApi.Customer(customer).Replace("&limit=100", "", StringComparison.Ordinal) + parameter, 400, 11004);
         message.ShouldContain(name);
+    }
+
+    [Theory]
+    [InlineData("2024-01-10")]
+    [InlineData("2024-01-10 08:00:00")]
+    [InlineData("2024-01-10T08:00:00.000")]
+    [InlineData("2024-01-10T08:00")]
+    [InlineData("2024-01-10T08:00:00Z")]
+    [InlineData("2024-01-10T08:00:00%2B01:00")]
+    [InlineData("2024-1-10T08:00:00")]
+    [InlineData("2024-01-10T8:00:00")]
+    [InlineData("2024-01-10t08:00:00")]
+    [InlineData("%202024-01-10T08:00:00")]
+    [InlineData("2024-01-10T08:00:00%20")]
+    [InlineData("20240110T080000")]
+    [InlineData("02024-01-10T08:00:00")]
+    [InlineData("2024-01-10T24:00:00")]
+    [InlineData("2024-02-30T08:00:00")]
+    [InlineData("0000-01-01T00:00:00")]
+    public async Task a_date_in_any_but_the_specs_one_format_is_11004(string date)
+    {
+        var (t, customer) = await CustomerAsync();
+        foreach (var name in new[] { "startDate", "endDate" })
+            (await t.LedgerFailsAsync(LedgerApi.Customer(customer, $"&{name}={date}"), 400, 11004)).ShouldContain(name);
+    }
+
+    /// <summary>
+    /// Every combination of startDate, endDate and includeLastOneYearData at both ends of the
+    /// calendar: windows that would reach past year 1 or 9999 are clamped to it (nothing is there,
+    /// so 11003), two dates keep their own rules (11005, 11006); none is a 500.
+    /// </summary>
+    [Fact]
+    public async Task extreme_dates_at_both_ends_of_the_calendar_get_a_spec_answer_never_a_500()
+    {
+        var (t, customer) = await CustomerAsync();
+        string[] dates = ["0001-01-01T00:00:00", "0001-03-01T00:00:00", "9999-10-15T00:00:00", "9999-12-31T23:59:59"];
+        string[] years = ["", "&includeLastOneYearData=true", "&includeLastOneYearData=false"];
+        var cases = 0;
+        foreach (var year in years)
+        {
+            foreach (var date in dates)
+            {
+                await t.LedgerFailsAsync(LedgerApi.Customer(customer, $"&startDate={date}{year}"), 404, 11003);
+                await t.LedgerFailsAsync(LedgerApi.Customer(customer, $"&endDate={date}{year}"), 404, 11003);
+                cases += 2;
+            }
+            foreach (var start in dates)
+            foreach (var end in dates)
+            {
+                var span = DateTime.Parse(end, System.Globalization.CultureInfo.InvariantCulture) - DateTime.Parse(start, System.Globalization.CultureInfo.InvariantCulture);
+                var (status, code) = span < TimeSpan.Zero ? (400, 11005) : span > TimeSpan.FromDays(90) ? (400, 11006) : (404, 11003);
+                await t.LedgerFailsAsync(LedgerApi.Customer(customer, $"&startDate={start}&endDate={end}{year}"), status, code);
+                cases++;
+            }
+        }
+        cases.ShouldBe(72);
     }
 
     [Theory]

@@ -74,7 +74,8 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
 
         return
         [
-            new("POST", _ => "/v1/transactions", Bill, [Field("amount", 0, -10, 10.0001, "x", null), Field("customerId", unknownCustomer, -1, "x"), Field("storeCode", "no-such-store"), Field("tillCode", "no-such-till"), Typed("billNumber"), Field("source", "MOON")]),
+            new("POST", _ => "/v1/transactions", Bill, [Field("amount", 0, -10, 10.0001, "x", null), Field("customerId", unknownCustomer, -1, "x"), Field("storeCode", "no-such-store"), Field("tillCode", "no-such-till"), Typed("billNumber"), Field("source", "MOON"),
+                Field("billDate", "1.5", "2024-05-04T07:16:34", "2024-05-04", 12, new JsonObject())]),
             new("POST", _ => "/v1/redemptions", Redemption, [Field("points", badPoints), Field("customerId", unknownCustomer), Field("points", "100000"), Field("currency", "Doubloons"), Field("programId", 4242)]),
             new("POST", _ => "/v1/events", Event, [Field("awards", new JsonArray(), null, "x"), Field("customerId", unknownCustomer, "x"), Field("eventName", "", new string('e', 200))]),
             new("POST", _ => "/v1/allocations", r => new JsonObject { ["allocations"] = new JsonArray(new JsonObject { ["customerId"] = f.Customer, ["points"] = "1" }) },
@@ -97,7 +98,8 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
                 [(r, b) => { b["loyaltyPrograms"]![0]!["loyaltyPointDefinitionId"] = 4242; return b; },
                  (r, b) => { b["loyaltyPrograms"]![0]!["redemptions"] = new JsonArray(new JsonObject { ["value"] = 1_000_000 }); return b; },
                  (r, b) => { b["loyaltyPrograms"]![0]!["voucherRedemptions"] = new JsonArray(new JsonObject { ["serialId"] = Pick(r, HostileStrings) }); return b; },
-                 (r, b) => { b["loyaltyPrograms"]![0]!["loads"]![0]!["value"] = badPoints[r.Next(badPoints.Length)]?.DeepClone(); return b; }]),
+                 (r, b) => { b["loyaltyPrograms"]![0]!["loads"]![0]!["value"] = badPoints[r.Next(badPoints.Length)]?.DeepClone(); return b; },
+                 (r, b) => { b["loyaltyPrograms"]![0]!["loads"]![0]![Pick(r, ["balanceExpiresAt", "accountExpiresAt"])] = Pick(r, ["1.5", "2025-13-01T00:00:00Z", "2025-01-01", "tomorrow"]); return b; }]),
             new("POST", r => $"/api/v1.0/LoyaltyVault/Account/{f.Card}/Transfer", r => new JsonObject { ["toAccountNumber"] = f.OtherCard, ["loyaltyPointDefinitionId"] = f.Shop.ProgramId, ["value"] = 1 },
                 [Field("toAccountNumber", "no-such-card", f.Card), Field("value", badPoints), Field("loyaltyPointDefinitionId", 4242)]),
             new("POST", _ => "/v1/returns", r => new JsonObject { ["storeCode"] = f.Shop.StoreCode, ["billNumber"] = "no-such-bill", ["amount"] = 1 },

@@ -23,7 +23,7 @@ public abstract class DemoAndCommandTests(DatabaseFixture db)
         byId[469].GetProperty("name").GetString().ShouldBe("Default Program");
         byId[805].GetProperty("name").GetString().ShouldBe("Seven Entertainment");
         byId[626].GetProperty("currencies").EnumerateArray().Select(c => c.GetProperty("name").GetString())
-            .ShouldBe(["Tier-points", "Pebbles", "Boost", "Stars", "Stamps"], ignoreOrder: true);
+            .ShouldBe(["Tier-points", "Pebbles", "Boost", "Stars", "Stamps", DemoData.SpecCurrencyName], ignoreOrder: true);
         byId[469].GetProperty("currencies").EnumerateArray().Select(c => c.GetProperty("name").GetString()).ShouldBe(["Stars", "Coins"], ignoreOrder: true);
 
         var naresh = await t.GetOkAsync("/v1/customers/64035151");

@@ -267,13 +267,68 @@ public abstract class LoyaltyVaultTests(DatabaseFixture db)
         var result = await t.PostBasketAsync(v, Basket(v.ProgramId, loads: [new { value = 10 }]));
         result.GetProperty("loyaltyPrograms")[0].GetProperty("movements")[0].TryGetProperty("expiresAt", out _).ShouldBeFalse();
         await t.AwardAsync(v.CustomerId, "4", programId: v.ProgramId);
+        var redemption = await t.PostOkAsync("/v1/redemptions", new { customerId = v.CustomerId, points = "6", programId = v.ProgramId });
+        await t.PostOkAsync("/v1/redemptions/reversals", new { redemptionEventId = redemption.GetProperty("eventId").GetInt64() });
 
         var history = await t.HistoryAsync(v);
-        history.Length.ShouldBe(2);
+        history.Select(h => h.GetProperty("transactionType").GetString()).ShouldBe(["Load", "Load", "Redeem", "Load"]);
         history.Count(h => h.TryGetProperty("expiresAt", out _)).ShouldBe(0);
         var raw = (await t.GetOkAsync(v.HistoryPath)).GetRawText();
         raw.ShouldNotContain("expiresAt");
         (await t.GetOkAsync(v.AccountPath)).GetProperty("loyaltyPrograms")[0].GetProperty("expiryType").GetString().ShouldBe("WHOLE_BALANCE");
+    }
+
+    [Fact]
+    public async Task a_redemption_reversal_load_shows_the_earliest_expiry_among_the_lots_it_restored()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var v = await t.NewVaultAsync(expiry: DateEarned30Days);
+        var day0 = t.Host.Clock.GetUtcNow();
+        await t.AwardAsync(v.CustomerId, "100", programId: v.ProgramId);
+        t.Host.Clock.Advance(TimeSpan.FromDays(20));
+        await t.AwardAsync(v.CustomerId, "100", programId: v.ProgramId);
+        t.Host.Clock.Advance(TimeSpan.FromDays(5));
+        var redemption = await t.PostOkAsync("/v1/redemptions", new { customerId = v.CustomerId, points = "150", programId = v.ProgramId });
+        var redemptionId = redemption.GetProperty("eventId").GetInt64();
+
+        // 30 back go to the latest-expiring lot the redemption took (earned on day 20, due day 50).
+        await t.PostOkAsync("/v1/redemptions/reversals", new { redemptionEventId = redemptionId, points = "30" });
+        var partial = (await t.HistoryAsync(v))[^1];
+        partial.GetProperty("transactionType").GetString().ShouldBe("Load");
+        partial.Number("amount").ShouldBe(30m);
+        partial.GetProperty("expiresAt").GetString().ShouldBe(Iso(day0.AddDays(50)));
+
+        // The rest go to both lots; the day-0 lot (due day 30) is past its date and expires at once.
+        t.Host.Clock.Advance(TimeSpan.FromDays(10));
+        await t.PostOkAsync("/v1/redemptions/reversals", new { redemptionEventId = redemptionId });
+        var history = await t.HistoryAsync(v);
+        var rest = history[^2];
+        rest.GetProperty("transactionType").GetString().ShouldBe("Load");
+        rest.Number("amount").ShouldBe(120m);
+        rest.GetProperty("expiresAt").GetString().ShouldBe(Iso(day0.AddDays(30)));
+        var expired = history[^1];
+        expired.GetProperty("transactionType").GetString().ShouldBe("Expire");
+        expired.Number("amount").ShouldBe(-100m);
+        expired.GetProperty("comment").GetString().ShouldBe("Points reached their expiry date.");
+        expired.TryGetProperty("expiresAt", out _).ShouldBeFalse();
+        history.Select(h => h.Number("balance")).ShouldBe([100m, 200m, 50m, 80m, 200m, 100m]);
+    }
+
+    [Fact]
+    public async Task a_vault_load_is_named_LoyaltyVaultLoad_in_the_points_ledger_event_details()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var v = await t.NewVaultAsync();
+        await t.PostBasketAsync(v, Basket(v.ProgramId, "R-9", loads: [new { value = 12 }]));
+
+        var ledger = await t.GetOkAsync($"/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue={v.CustomerId}&source=INSTORE");
+        var load = ledger.GetProperty("ledgerEntries").EnumerateArray().Single(e => e.GetProperty("eventName").GetString() == "GenericEvent");
+        var details = load.GetProperty("eventDetails");
+        details.GetProperty("eventDisplayName").GetString().ShouldBe("LoyaltyVaultLoad");
+        details.GetProperty("displayName").GetString().ShouldBe("LoyaltyVaultLoad");
+        details.GetProperty("receiptNr").GetString().ShouldBe("R-9");
+        details.GetProperty("accountNumber").GetString().ShouldBe(v.Account);
+        (await t.HistoryAsync(v)).ShouldHaveSingleItem().GetProperty("comment").GetString().ShouldBe("basket");
     }
 
     [Fact]
