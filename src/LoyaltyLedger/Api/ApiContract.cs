@@ -1,4 +1,7 @@
+using System.Reflection;
+using System.Text.Json.Nodes;
 using LoyaltyLedger.PointsLedger;
+using Microsoft.OpenApi;
 
 namespace LoyaltyLedger.Server.Api;
 
@@ -31,6 +34,11 @@ public static class ApiContract
         .WithMetadata(new WriteMetadata(status, typeof(TResult)))
         .Produces<TResult>(status, "application/json");
 
+    /// <summary>Declares a write that answers 204 with no body.</summary>
+    public static RouteHandlerBuilder WritesNoContent(this RouteHandlerBuilder endpoint) => endpoint
+        .WithMetadata(new WriteMetadata(StatusCodes.Status204NoContent, typeof(void)))
+        .Produces(StatusCodes.Status204NoContent);
+
     /// <summary>Declares the refusals an endpoint answers beyond those every call can get (see Hosting/ApiReference.cs).</summary>
     public static TBuilder Refuses<TBuilder>(this TBuilder endpoint, params int[] statuses) where TBuilder : IEndpointConventionBuilder
     {
@@ -49,6 +57,27 @@ public static class ApiContract
     public static int WriteStatus(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<WriteMetadata>()?.Status
         ?? throw new InvalidOperationException("A write endpoint must declare its success status with Writes<T>(status).");
+
+    /// <summary>Shows an example answer taken from a spec file (embedded from Api/Examples) on the success status.</summary>
+    public static RouteHandlerBuilder WithSpecExample(this RouteHandlerBuilder endpoint, string file, string summary) =>
+        endpoint.AddOpenApiOperationTransformer((operation, context, ct) =>
+        {
+            var success = operation.Responses?.FirstOrDefault(r => r.Key.StartsWith('2')).Value as OpenApiResponse;
+            if (success?.Content?.TryGetValue("application/json", out var media) == true)
+            {
+                media.Examples ??= new Dictionary<string, IOpenApiExample>();
+                media.Examples[Path.GetFileNameWithoutExtension(file)] = new OpenApiExample { Summary = summary, Value = Example(file) };
+            }
+            return Task.CompletedTask;
+        });
+
+    /// <summary>An example answer taken from a spec file, embedded in the assembly.</summary>
+    public static JsonNode Example(string file)
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"LoyaltyLedger.Server.Api.Examples.{file}")
+            ?? throw new InvalidOperationException($"The example {file} is not embedded.");
+        return JsonNode.Parse(stream)!;
+    }
 
     /// <summary>The points-ledger error body type, for the document.</summary>
     public static readonly Type LedgerErrorBodyType = typeof(LedgerErrorBody);

@@ -43,14 +43,16 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     private readonly JsonSerializerOptions _json = json.Value.SerializerOptions;
 
     /// <summary>
-    /// Posts <paramref name="work"/> in one transaction; its result is answered with
-    /// <paramref name="status"/> (204: no body). With <paramref name="sealAnswer"/> (an answer that
+    /// Posts <paramref name="work"/> in one transaction; its result is answered with the status the
+    /// endpoint declares with <see cref="ApiContract.Writes{TResult}"/> (204: no body). With <paramref name="sealAnswer"/> (an answer that
     /// holds a key's secret) the stored answer is encrypted with a key derived from the caller's own
     /// secret, so the database never holds a readable secret and only the same credentials can replay it.
     /// </summary>
-    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<Posting, Task<TResult>> work,
+    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
         bool sealAnswer = false)
     {
+        // The status the endpoint declares (and the OpenAPI document shows): one source for both.
+        var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
         var ct = http.RequestAborted;
         var key = IdempotencyKey(http);
@@ -123,8 +125,9 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// with 409 <see cref="InProgressCode"/>; a failed or refused run releases the key; the answer is
     /// stored when the run is done.
     /// </summary>
-    public async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, int status, Func<CancellationToken, Task<TResult>> work)
+    public async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work)
     {
+        var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
         var ct = http.RequestAborted;
         var key = IdempotencyKey(http);

@@ -20,9 +20,9 @@ public static class KeysApi
     {
         var keys = v1.MapGroup("/keys").WithTags("Keys").RequireAuthorization(CallerClaims.Admin);
         keys.MapGet("/", ListAsync).WithName("ListKeys").WithSummary("The organization's keys (never their secrets).");
-        keys.MapPost("/", IssueAsync).Produces<IssuedKey>(StatusCodes.Status201Created).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
-        keys.MapPost("/{keyId}/rotate", RotateAsync).Produces<IssuedKey>().WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
-        keys.MapDelete("/{keyId}", RevokeAsync).Produces(StatusCodes.Status204NoContent).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
+        keys.MapPost("/", IssueAsync).Writes<IssuedKey>(StatusCodes.Status201Created).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
+        keys.MapPost("/{keyId}/rotate", RotateAsync).Writes<IssuedKey>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound).WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
+        keys.MapDelete("/{keyId}", RevokeAsync).WritesNoContent().Refuses(StatusCodes.Status404NotFound).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
         return v1;
     }
 
@@ -34,7 +34,7 @@ public static class KeysApi
         string? issued = null;
         try
         {
-            return await writer.PostAsync(http, request, StatusCodes.Status201Created, async posting =>
+            return await writer.PostAsync(http, request, async posting =>
             {
                 var key = await Tenants.IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, request.Role, posting.NowMs, name: request.Name);
                 issued = key.KeyId;
@@ -51,7 +51,7 @@ public static class KeysApi
     {
         try
         {
-            return await writer.PostAsync(http, new { keyId }, StatusCodes.Status200OK,
+            return await writer.PostAsync(http, new { keyId },
                 posting => Tenants.RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId), sealAnswer: true);
         }
         finally
@@ -65,7 +65,7 @@ public static class KeysApi
     {
         try
         {
-            return await writer.PostAsync(http, new { keyId }, StatusCodes.Status204NoContent,
+            return await writer.PostAsync(http, new { keyId },
                 posting => Tenants.RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs));
         }
         finally

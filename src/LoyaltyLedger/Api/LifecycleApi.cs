@@ -22,27 +22,27 @@ public static class LifecycleApi
     {
         var writes = v1.MapGroup("/").WithTags("Lifecycle").RequireAuthorization(CallerClaims.Write);
         writes.MapPost("/returns", (NewReturn request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, StatusCodes.Status201Created, p => Returns.ReturnBillAsync(p, request)))
-            .WithName("ReturnBill").WithSummary("Returns all or part of a bill (ReturnBill): takes back its points pro rata.");
+                writer.PostAsync(http, request, p => Returns.ReturnBillAsync(p, request)))
+            .Writes<ReturnResult>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReturnBill").WithSummary("Returns all or part of a bill (ReturnBill): takes back its points pro rata.");
         writes.MapPost("/redemptions/reversals", (NewReversal request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, StatusCodes.Status201Created, p => Reversals.ReverseRedemptionAsync(p, request)))
-            .WithName("ReverseRedemption").WithSummary("Reverses all or part of a redemption: points go back to the lots they came from.");
+                writer.PostAsync(http, request, p => Reversals.ReverseRedemptionAsync(p, request)))
+            .Writes<ReversalResult>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReverseRedemption").WithSummary("Reverses all or part of a redemption: points go back to the lots they came from.");
         writes.MapPost("/lifecycle/triggers/release", (BillReference request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, StatusCodes.Status201Created, p => HeldPoints.SettleTriggerAsync(p, request, release: true)))
-            .WithName("ReleaseTriggeredPoints").WithSummary("Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).");
+                writer.PostAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: true)))
+            .Writes<IReadOnlyList<PostingResult>>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("ReleaseTriggeredPoints").WithSummary("Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).");
         writes.MapPost("/lifecycle/triggers/cancel", (BillReference request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, StatusCodes.Status201Created, p => HeldPoints.SettleTriggerAsync(p, request, release: false)))
-            .WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
+                writer.PostAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: false)))
+            .Writes<IReadOnlyList<PostingResult>>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
 
         var lifecycle = v1.MapGroup("/lifecycle").WithTags("Lifecycle");
-        lifecycle.MapPost("/expire", ExpireAsync).Produces<LifecycleRunResult>().WithName("RunExpiry")
+        lifecycle.MapPost("/expire", ExpireAsync).Writes<LifecycleRunResult>(StatusCodes.Status200OK).WithName("RunExpiry")
             .WithSummary("Converts due promised points and expires due points of this organization now (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
-        lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).WithName("GetExpirySchedule")
+        lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetExpirySchedule")
             .WithSummary("Upcoming expiries of a customer's or group's main points, soonest first.");
-        lifecycle.MapGet("/held-schedule", HeldScheduleAsync).WithName("GetHeldSchedule")
+        lifecycle.MapGet("/held-schedule", HeldScheduleAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetHeldSchedule")
             .WithSummary("Promised points and when they convert; points waiting for a trigger.");
-        lifecycle.MapGet("/balances", BalancesAsOfAsync).WithName("GetBalancesAsOf")
+        lifecycle.MapGet("/balances", BalancesAsOfAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetBalancesAsOf")
             .WithSummary("A customer's or group's balances as they stood at asOf.");
         return v1;
     }
@@ -59,7 +59,7 @@ public static class LifecycleApi
         var now = clock.GetUtcNow();
         var asOf = request?.AsOf ?? now;
         if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: that would expire points before their date.");
-        return writer.RunAsync(http, request ?? new ExpireRequest(), StatusCodes.Status200OK,
+        return writer.RunAsync(http, request ?? new ExpireRequest(),
             ct => LifecycleRun.RunAsync(db, caller.OrgId, asOf, now, caller.KeyId, ct));
     }
 

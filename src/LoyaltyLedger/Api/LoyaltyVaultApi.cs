@@ -17,14 +17,14 @@ public static class LoyaltyVaultApi
         v1.MapVouchersApi();
         var account = app.MapGroup("/api/v1.0/LoyaltyVault/Account/{accountNumber}").WithTags("LoyaltyVault")
             .RequireAuthorization(CallerClaims.Read);
-        account.MapGet("/", GetAccountAsync).WithName("VaultGetAccount")
+        account.MapGet("/", GetAccountAsync).Refuses(StatusCodes.Status404NotFound).WithName("VaultGetAccount")
             .WithSummary("Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.");
-        account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).WithName("VaultGetAccountHistory")
+        account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).Refuses(StatusCodes.Status404NotFound).WithSpecExample("vault-history.json", "The spec's example movement").WithName("VaultGetAccountHistory")
             .WithSummary("The account's point movements in one program, oldest first; optional from/to and offset/limit.");
-        account.MapPost("/Transaction", PostTransactionAsync).WithName("VaultPostTransaction")
+        account.MapPost("/Transaction", PostTransactionAsync).Writes<VaultTransactionResult>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultPostTransaction")
             .WithSummary("Posts a paid basket in one atomic write: loads, redemptions, voucher purchases and redemptions per program.")
             .RequireAuthorization(CallerClaims.Write);
-        account.MapPost("/Transfer", PostTransferAsync).WithName("VaultTransfer")
+        account.MapPost("/Transfer", PostTransferAsync).Writes<VaultTransferResult>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultTransfer")
             .WithSummary("Transfers points of one program to another account (a Transfer movement on each side).")
             .RequireAuthorization(CallerClaims.Write);
         return app;
@@ -47,7 +47,7 @@ public static class LoyaltyVaultApi
     }
 
     private static Task<IResult> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status200OK, async posting =>
+        writer.PostAsync(http, request, async posting =>
         {
             var (result, replayed) = await VaultTransactions.PostAsync(posting, accountNumber, request);
             if (replayed) http.Response.Headers[IdempotentWriter.ReplayedHeader] = "true";
@@ -55,7 +55,7 @@ public static class LoyaltyVaultApi
         });
 
     private static Task<IResult> PostTransferAsync(string accountNumber, VaultTransferRequest request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status200OK, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
+        writer.PostAsync(http, request, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
 
     private static bool ParseBool(string? value, string name) => QueryParameters.Bool(value, name) ?? false;
 

@@ -21,9 +21,10 @@ public static class PointsLedgerApi
             .WithTags("Points ledger")
             .WithSummary("The points ledger of a customer or a user group (type=USERGROUP2), a page of events at a time.")
             .Produces<LedgerResponse>(StatusCodes.Status200OK, "application/json")
-            .Refuses(StatusCodes.Status404NotFound)
+            .Refuses(StatusCodes.Status400BadRequest, StatusCodes.Status404NotFound)
             .RefusesWithLedgerErrors()
-            .AddOpenApiOperationTransformer(PointsLedgerParameters.DescribeAsync);
+            .AddOpenApiOperationTransformer(PointsLedgerParameters.DescribeAsync)
+            .WithSpecExample("points-ledger-customer.json", "A customer's ledger with alternate currencies (the spec's first example)");
         return app;
     }
 

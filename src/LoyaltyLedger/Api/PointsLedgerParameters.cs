@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
@@ -65,7 +64,7 @@ public static class PointsLedgerParameters
     /// <summary>The names of the documented parameters, for the test that compares them with the parser's.</summary>
     public static IEnumerable<string> Names => All.Select(p => p.Name);
 
-    /// <summary>Adds the parameters and the spec's examples to the operation.</summary>
+    /// <summary>Adds the parameters to the operation.</summary>
     public static Task DescribeAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken ct)
     {
         operation.Description =
@@ -82,22 +81,6 @@ public static class PointsLedgerParameters
                 Name = p.Name, In = ParameterLocation.Query, Required = p.Required, Description = p.Description, Schema = schema,
             });
         }
-        if (operation.Responses?.TryGetValue("200", out var ok) == true && ok is OpenApiResponse response
-            && response.Content?.TryGetValue("application/json", out var media) == true)
-        {
-            media.Examples = new Dictionary<string, IOpenApiExample>
-            {
-                ["customer"] = new OpenApiExample { Summary = "A customer's ledger with alternate currencies (the spec's first example)", Value = Example("points-ledger-customer.json") },
-            };
-        }
         return Task.CompletedTask;
-    }
-
-    /// <summary>An example answer taken from the spec file, embedded in the assembly.</summary>
-    public static JsonNode Example(string name)
-    {
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"LoyaltyLedger.Server.Api.Examples.{name}")
-            ?? throw new InvalidOperationException($"The example {name} is not embedded.");
-        return JsonNode.Parse(stream)!;
     }
 }

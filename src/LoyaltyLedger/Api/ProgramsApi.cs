@@ -12,10 +12,10 @@ public static class ProgramsApi
     {
         var programs = v1.MapGroup("/programs").WithTags("Programs");
         programs.MapGet("/", ListAsync).WithName("ListPrograms").WithSummary("The organization's programs with their currencies.");
-        programs.MapGet("/{programId:long}", GetAsync).WithName("GetProgram").WithSummary("One program.");
-        programs.MapPost("/", CreateAsync).WithName("CreateProgram").WithSummary("Creates a program (admin key).")
+        programs.MapGet("/{programId:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetProgram").WithSummary("One program.");
+        programs.MapPost("/", CreateAsync).Writes<LoyaltyProgram>(StatusCodes.Status201Created).WithName("CreateProgram").WithSummary("Creates a program (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
-        programs.MapPost("/{programId:long}/currencies", AddCurrencyAsync).WithName("AddCurrency")
+        programs.MapPost("/{programId:long}/currencies", AddCurrencyAsync).Writes<AlternateCurrency>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddCurrency")
             .WithSummary("Adds an alternate currency to a program (admin key).").RequireAuthorization(CallerClaims.Admin);
         return v1;
     }
@@ -23,15 +23,15 @@ public static class ProgramsApi
     private static async Task<Ok<IReadOnlyList<LoyaltyProgram>>> ListAsync(HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await db.ReadAsync(c => ProgramCatalog.ListAsync(c, http.User.Caller().OrgId), http.RequestAborted));
 
-    private static async Task<Results<Ok<LoyaltyProgram>, NotFound>> GetAsync(long programId, HttpContext http, LedgerDatabase db)
+    private static async Task<Ok<LoyaltyProgram>> GetAsync(long programId, HttpContext http, LedgerDatabase db)
     {
         var program = await db.ReadAsync(c => ProgramCatalog.FindAsync(c, http.User.Caller().OrgId, programId), http.RequestAborted);
         return program is null ? throw LedgerException.NotFound("program", programId) : TypedResults.Ok(program);
     }
 
     private static Task<IResult> CreateAsync(NewProgram request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => ProgramCatalog.CreateAsync(posting, request));
+        writer.PostAsync(http, request, posting => ProgramCatalog.CreateAsync(posting, request));
 
     private static Task<IResult> AddCurrencyAsync(long programId, NewCurrency request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => ProgramCatalog.AddCurrencyAsync(posting, programId, request));
+        writer.PostAsync(http, request, posting => ProgramCatalog.AddCurrencyAsync(posting, programId, request));
 }

@@ -12,11 +12,11 @@ public static class StoresApi
     {
         var stores = v1.MapGroup("/stores").WithTags("Stores");
         stores.MapGet("/", ListStoresAsync).WithName("ListStores").WithSummary("The organization's stores.");
-        stores.MapPost("/", CreateStoreAsync).WithName("CreateStore").WithSummary("Creates a store (admin key).")
+        stores.MapPost("/", CreateStoreAsync).Writes<Store>(StatusCodes.Status201Created).WithName("CreateStore").WithSummary("Creates a store (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         var tills = v1.MapGroup("/tills").WithTags("Stores");
         tills.MapGet("/", ListTillsAsync).WithName("ListTills").WithSummary("The organization's tills.");
-        tills.MapPost("/", CreateTillAsync).WithName("CreateTill").WithSummary("Creates a till in a store (admin key).")
+        tills.MapPost("/", CreateTillAsync).Writes<Till>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CreateTill").WithSummary("Creates a till in a store (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         return v1;
     }
@@ -28,8 +28,8 @@ public static class StoresApi
         TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListTillsAsync(c, http.User.Caller().OrgId), http.RequestAborted));
 
     private static Task<IResult> CreateStoreAsync(NewStore request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => StoreDirectory.CreateStoreAsync(posting, request));
+        writer.PostAsync(http, request, posting => StoreDirectory.CreateStoreAsync(posting, request));
 
     private static Task<IResult> CreateTillAsync(NewTill request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => StoreDirectory.CreateTillAsync(posting, request));
+        writer.PostAsync(http, request, posting => StoreDirectory.CreateTillAsync(posting, request));
 }

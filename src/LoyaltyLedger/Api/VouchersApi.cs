@@ -11,8 +11,8 @@ public static class VouchersApi
     public static RouteGroupBuilder MapVouchersApi(this RouteGroupBuilder v1)
     {
         var vouchers = v1.MapGroup("/programs/{programId:long}/vouchers").WithTags("Vouchers");
-        vouchers.MapGet("/", ListAsync).WithName("ListVouchers").WithSummary("The vouchers a program's points can buy.");
-        vouchers.MapPost("/", CreateAsync).WithName("CreateVoucher")
+        vouchers.MapGet("/", ListAsync).Refuses(StatusCodes.Status404NotFound).WithName("ListVouchers").WithSummary("The vouchers a program's points can buy.");
+        vouchers.MapPost("/", CreateAsync).Writes<VoucherDefinition>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CreateVoucher")
             .WithSummary("Defines a voucher: name, price in points, validity in days, uses (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         return v1;
@@ -22,5 +22,5 @@ public static class VouchersApi
         TypedResults.Ok(await db.ReadAsync(c => VoucherCatalog.ListAsync(c, http.User.Caller().OrgId, programId), http.RequestAborted));
 
     private static Task<IResult> CreateAsync(long programId, NewVoucherDefinition request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, StatusCodes.Status201Created, posting => VoucherCatalog.CreateAsync(posting, programId, request));
+        writer.PostAsync(http, request, posting => VoucherCatalog.CreateAsync(posting, programId, request));
 }

@@ -59,6 +59,14 @@ public static class ApiReference
             schema.Type = JsonSchemaType.String | JsonSchemaType.Number | JsonSchemaType.Null;
             schema.Pattern = PointsInputPattern;
         }
+        else if (converter is IsoTimeJsonConverter || context.JsonTypeInfo.Converter is IsoTimeJsonConverter
+                 || type == typeof(DateTimeOffset) || Nullable.GetUnderlyingType(type) == typeof(DateTimeOffset))
+        {
+            // Instants are ISO 8601 with an offset (IsoTime), read and written as strings.
+            var nullable = Nullable.GetUnderlyingType(type) is not null || context.JsonPropertyInfo is { IsGetNullable: true };
+            schema.Type = nullable ? JsonSchemaType.String | JsonSchemaType.Null : JsonSchemaType.String;
+            schema.Format = "date-time";
+        }
         else if (type == typeof(string))
         {
             // NoNulStringConverter hides the type from the schema exporter; it reads and writes strings.
@@ -119,7 +127,9 @@ public static class ApiReference
         foreach (var status in statuses)
         {
             var key = status.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            if (operation.Responses.ContainsKey(key)) continue;
+            // A status already described with a body (a typed result) stays; one without a body (e.g.
+            // TypedResults.NotFound()) gets the error body the service really sends.
+            if (operation.Responses.TryGetValue(key, out var existing) && existing.Content is { Count: > 0 }) continue;
             // 401 and 429 are answered before the endpoint runs, so the points-ledger read gets the
             // native problem body for them too (as the README says).
             var spec = ledgerError is not null && status is not (401 or 429);

@@ -91,6 +91,7 @@ public static class LedgerServer
                 .DisableTelemetry()
                 .DisableAgent()
                 .DisableMcp()
+                .ExpandAllTags()
                 .AddDocument("v1")
                 .AddHttpAuthentication("Basic", _ => { }))
             .AllowAnonymous();

@@ -269,6 +269,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             return objectResponse_.Object;
                         }
                         else
+                        if (status_ == 400)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<LedgerErrorBody>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<LedgerErrorBody>("A parameter is missing, malformed or out of range (the spec\'s error codes).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 401)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -446,9 +456,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a program (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CreateProgramAsync(string? idempotency_Key, NewProgram body)
+        public virtual System.Threading.Tasks.Task<LoyaltyProgram> CreateProgramAsync(string? idempotency_Key, NewProgram body)
         {
             return CreateProgramAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -458,9 +468,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a program (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CreateProgramAsync(string? idempotency_Key, NewProgram body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<LoyaltyProgram> CreateProgramAsync(string? idempotency_Key, NewProgram body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -479,6 +489,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -508,9 +519,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<LoyaltyProgram>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -703,8 +719,12 @@ namespace LoyaltyLedger.Tests.Api.Client
                         else
                         if (status_ == 404)
                         {
-                            string responseText_ = ( response_.Content == null ) ? string.Empty : await ReadAsStringAsync(response_.Content, cancellationToken).ConfigureAwait(false);
-                            throw new ApiException("Not Found", status_, responseText_, headers_, null);
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -750,9 +770,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Adds an alternate currency to a program (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task AddCurrencyAsync(long programId, string? idempotency_Key, NewCurrency body)
+        public virtual System.Threading.Tasks.Task<AlternateCurrency> AddCurrencyAsync(long programId, string? idempotency_Key, NewCurrency body)
         {
             return AddCurrencyAsync(programId, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -762,9 +782,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Adds an alternate currency to a program (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task AddCurrencyAsync(long programId, string? idempotency_Key, NewCurrency body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<AlternateCurrency> AddCurrencyAsync(long programId, string? idempotency_Key, NewCurrency body, System.Threading.CancellationToken cancellationToken)
         {
             if (programId == null)
                 throw new System.ArgumentNullException("programId");
@@ -786,6 +806,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -817,9 +838,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<AlternateCurrency>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -850,6 +876,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -1039,9 +1075,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a store (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CreateStoreAsync(string? idempotency_Key, NewStore body)
+        public virtual System.Threading.Tasks.Task<Store> CreateStoreAsync(string? idempotency_Key, NewStore body)
         {
             return CreateStoreAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -1051,9 +1087,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a store (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CreateStoreAsync(string? idempotency_Key, NewStore body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<Store> CreateStoreAsync(string? idempotency_Key, NewStore body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -1072,6 +1108,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -1101,9 +1138,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<Store>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -1323,9 +1365,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a till in a store (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CreateTillAsync(string? idempotency_Key, NewTill body)
+        public virtual System.Threading.Tasks.Task<Till> CreateTillAsync(string? idempotency_Key, NewTill body)
         {
             return CreateTillAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -1335,9 +1377,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a till in a store (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CreateTillAsync(string? idempotency_Key, NewTill body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<Till> CreateTillAsync(string? idempotency_Key, NewTill body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -1356,6 +1398,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -1385,9 +1428,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<Till>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -1418,6 +1466,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -1493,9 +1551,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Registers a customer: a CustomerRegistration event opens their wallets at zero.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task RegisterCustomerAsync(string? idempotency_Key, NewCustomer body)
+        public virtual System.Threading.Tasks.Task<CustomerView> RegisterCustomerAsync(string? idempotency_Key, NewCustomer body)
         {
             return RegisterCustomerAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -1505,9 +1563,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Registers a customer: a CustomerRegistration event opens their wallets at zero.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task RegisterCustomerAsync(string? idempotency_Key, NewCustomer body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<CustomerView> RegisterCustomerAsync(string? idempotency_Key, NewCustomer body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -1526,6 +1584,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -1555,9 +1614,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<CustomerView>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -1588,6 +1652,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -1748,6 +1822,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -1890,6 +1974,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -1933,9 +2027,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Registers another identifier of the customer in a source.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task AddCustomerIdentifierAsync(long customerId, string? idempotency_Key, CustomerIdentifier body)
+        public virtual System.Threading.Tasks.Task<CustomerView> AddCustomerIdentifierAsync(long customerId, string? idempotency_Key, CustomerIdentifier body)
         {
             return AddCustomerIdentifierAsync(customerId, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -1945,9 +2039,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Registers another identifier of the customer in a source.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task AddCustomerIdentifierAsync(long customerId, string? idempotency_Key, CustomerIdentifier body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<CustomerView> AddCustomerIdentifierAsync(long customerId, string? idempotency_Key, CustomerIdentifier body, System.Threading.CancellationToken cancellationToken)
         {
             if (customerId == null)
                 throw new System.ArgumentNullException("customerId");
@@ -1969,6 +2063,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -2000,9 +2095,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<CustomerView>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -2033,6 +2133,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -2108,9 +2218,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Issues a loyalty account number (card) to the customer.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task AddLoyaltyAccountAsync(long customerId, string? idempotency_Key, NewAccountNumber body)
+        public virtual System.Threading.Tasks.Task<CustomerView> AddLoyaltyAccountAsync(long customerId, string? idempotency_Key, NewAccountNumber body)
         {
             return AddLoyaltyAccountAsync(customerId, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -2120,9 +2230,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Issues a loyalty account number (card) to the customer.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task AddLoyaltyAccountAsync(long customerId, string? idempotency_Key, NewAccountNumber body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<CustomerView> AddLoyaltyAccountAsync(long customerId, string? idempotency_Key, NewAccountNumber body, System.Threading.CancellationToken cancellationToken)
         {
             if (customerId == null)
                 throw new System.ArgumentNullException("customerId");
@@ -2144,6 +2254,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -2175,9 +2286,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<CustomerView>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -2208,6 +2324,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -2369,6 +2495,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -2412,9 +2548,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a user group with its primary member.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CreateGroupAsync(string? idempotency_Key, NewGroup body)
+        public virtual System.Threading.Tasks.Task<UserGroup> CreateGroupAsync(string? idempotency_Key, NewGroup body)
         {
             return CreateGroupAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -2424,9 +2560,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Creates a user group with its primary member.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CreateGroupAsync(string? idempotency_Key, NewGroup body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<UserGroup> CreateGroupAsync(string? idempotency_Key, NewGroup body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -2445,6 +2581,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -2474,9 +2611,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<UserGroup>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -2507,6 +2649,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -2667,6 +2819,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -2710,9 +2872,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Adds a member with a role.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task AddGroupMemberAsync(long groupId, string? idempotency_Key, NewGroupMember body)
+        public virtual System.Threading.Tasks.Task<GroupMember> AddGroupMemberAsync(long groupId, string? idempotency_Key, NewGroupMember body)
         {
             return AddGroupMemberAsync(groupId, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -2722,9 +2884,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Adds a member with a role.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task AddGroupMemberAsync(long groupId, string? idempotency_Key, NewGroupMember body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<GroupMember> AddGroupMemberAsync(long groupId, string? idempotency_Key, NewGroupMember body, System.Threading.CancellationToken cancellationToken)
         {
             if (groupId == null)
                 throw new System.ArgumentNullException("groupId");
@@ -2746,6 +2908,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -2777,9 +2940,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<GroupMember>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -2810,6 +2978,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -2971,6 +3149,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3014,9 +3202,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Posts a bill (TransactionAdd): earn-rule points and explicit awards.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task AddTransactionAsync(string? idempotency_Key, NewBill body)
+        public virtual System.Threading.Tasks.Task<PostingResult> AddTransactionAsync(string? idempotency_Key, NewBill body)
         {
             return AddTransactionAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3026,9 +3214,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Posts a bill (TransactionAdd): earn-rule points and explicit awards.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task AddTransactionAsync(string? idempotency_Key, NewBill body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<PostingResult> AddTransactionAsync(string? idempotency_Key, NewBill body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3047,6 +3235,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3076,9 +3265,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<PostingResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3111,6 +3305,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3139,6 +3343,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -3184,9 +3398,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Redeems points or a currency (PointsRedemption), balance-checked, earliest expiry first.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task RedeemAsync(string? idempotency_Key, NewRedemption body)
+        public virtual System.Threading.Tasks.Task<PostingResult> RedeemAsync(string? idempotency_Key, NewRedemption body)
         {
             return RedeemAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3196,9 +3410,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Redeems points or a currency (PointsRedemption), balance-checked, earliest expiry first.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task RedeemAsync(string? idempotency_Key, NewRedemption body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<PostingResult> RedeemAsync(string? idempotency_Key, NewRedemption body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3217,6 +3431,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3246,9 +3461,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<PostingResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3281,6 +3501,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3309,6 +3539,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -3354,9 +3594,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Allocates points to many customers in one call (BulkAllocatePoints), all or nothing.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task BulkAllocateAsync(string? idempotency_Key, NewBulkAllocation body)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> BulkAllocateAsync(string? idempotency_Key, NewBulkAllocation body)
         {
             return BulkAllocateAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3366,9 +3606,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Allocates points to many customers in one call (BulkAllocatePoints), all or nothing.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task BulkAllocateAsync(string? idempotency_Key, NewBulkAllocation body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> BulkAllocateAsync(string? idempotency_Key, NewBulkAllocation body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3387,6 +3627,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3416,9 +3657,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<System.Collections.Generic.ICollection<PostingResult>>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3451,6 +3697,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3479,6 +3735,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -3524,9 +3790,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Posts a named event (GenericEvent) that awards points or currencies.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task PostEventAsync(string? idempotency_Key, NewGenericEvent body)
+        public virtual System.Threading.Tasks.Task<PostingResult> PostEventAsync(string? idempotency_Key, NewGenericEvent body)
         {
             return PostEventAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3536,9 +3802,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Posts a named event (GenericEvent) that awards points or currencies.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task PostEventAsync(string? idempotency_Key, NewGenericEvent body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<PostingResult> PostEventAsync(string? idempotency_Key, NewGenericEvent body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3557,6 +3823,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3586,9 +3853,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<PostingResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3621,6 +3893,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3649,6 +3931,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -3694,9 +3986,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Transfers points between two customers or a customer and a group (PointsTransfer).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task TransferAsync(string? idempotency_Key, NewTransfer body)
+        public virtual System.Threading.Tasks.Task<TransferResult> TransferAsync(string? idempotency_Key, NewTransfer body)
         {
             return TransferAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3706,9 +3998,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Transfers points between two customers or a customer and a group (PointsTransfer).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task TransferAsync(string? idempotency_Key, NewTransfer body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<TransferResult> TransferAsync(string? idempotency_Key, NewTransfer body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3727,6 +4019,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3756,9 +4049,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<TransferResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3791,6 +4089,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3819,6 +4127,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -3864,9 +4182,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Returns all or part of a bill (ReturnBill): takes back its points pro rata.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task ReturnBillAsync(string? idempotency_Key, NewReturn body)
+        public virtual System.Threading.Tasks.Task<ReturnResult> ReturnBillAsync(string? idempotency_Key, NewReturn body)
         {
             return ReturnBillAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -3876,9 +4194,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Returns all or part of a bill (ReturnBill): takes back its points pro rata.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task ReturnBillAsync(string? idempotency_Key, NewReturn body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<ReturnResult> ReturnBillAsync(string? idempotency_Key, NewReturn body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -3897,6 +4215,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -3926,9 +4245,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<ReturnResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -3961,6 +4285,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -3989,6 +4323,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -4034,9 +4378,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Reverses all or part of a redemption: points go back to the lots they came from.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task ReverseRedemptionAsync(string? idempotency_Key, NewReversal body)
+        public virtual System.Threading.Tasks.Task<ReversalResult> ReverseRedemptionAsync(string? idempotency_Key, NewReversal body)
         {
             return ReverseRedemptionAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -4046,9 +4390,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Reverses all or part of a redemption: points go back to the lots they came from.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task ReverseRedemptionAsync(string? idempotency_Key, NewReversal body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<ReversalResult> ReverseRedemptionAsync(string? idempotency_Key, NewReversal body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -4067,6 +4411,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -4096,9 +4441,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<ReversalResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -4131,6 +4481,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -4159,6 +4519,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -4204,9 +4574,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task ReleaseTriggeredPointsAsync(string? idempotency_Key, BillReference body)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> ReleaseTriggeredPointsAsync(string? idempotency_Key, BillReference body)
         {
             return ReleaseTriggeredPointsAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -4216,9 +4586,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task ReleaseTriggeredPointsAsync(string? idempotency_Key, BillReference body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> ReleaseTriggeredPointsAsync(string? idempotency_Key, BillReference body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -4237,6 +4607,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -4266,9 +4637,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<System.Collections.Generic.ICollection<PostingResult>>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -4299,6 +4675,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -4374,9 +4760,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Cancels a bill's TRIGGER_BASED points.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CancelTriggeredPointsAsync(string? idempotency_Key, BillReference body)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> CancelTriggeredPointsAsync(string? idempotency_Key, BillReference body)
         {
             return CancelTriggeredPointsAsync(idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -4386,9 +4772,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Cancels a bill's TRIGGER_BASED points.
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CancelTriggeredPointsAsync(string? idempotency_Key, BillReference body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<PostingResult>> CancelTriggeredPointsAsync(string? idempotency_Key, BillReference body, System.Threading.CancellationToken cancellationToken)
         {
             if (body == null)
                 throw new System.ArgumentNullException("body");
@@ -4407,6 +4793,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -4436,9 +4823,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<System.Collections.Generic.ICollection<PostingResult>>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -4469,6 +4861,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -4716,9 +5118,13 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Upcoming expiries of a customer's or group's main points, soonest first.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="programId">Only this program.</param>
+        /// <param name="earliestOnly">true: only the soonest expiry per program and currency.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(long? customerId, long? groupId, long? programId, bool? earliestOnly)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly)
         {
             return GetExpiryScheduleAsync(customerId, groupId, programId, earliestOnly, System.Threading.CancellationToken.None);
         }
@@ -4727,9 +5133,13 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Upcoming expiries of a customer's or group's main points, soonest first.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="programId">Only this program.</param>
+        /// <param name="earliestOnly">true: only the soonest expiry per program and currency.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(long? customerId, long? groupId, long? programId, bool? earliestOnly, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -4816,6 +5226,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -4858,9 +5278,11 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Promised points and when they convert; points waiting for a trigger.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(long? customerId, long? groupId)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId)
         {
             return GetHeldScheduleAsync(customerId, groupId, System.Threading.CancellationToken.None);
         }
@@ -4869,9 +5291,11 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Promised points and when they convert; points waiting for a trigger.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(long? customerId, long? groupId, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -4950,6 +5374,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -4992,9 +5426,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// A customer's or group's balances as they stood at asOf.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="asOf">The instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(long? customerId, long? groupId, System.DateTimeOffset? asOf)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf)
         {
             return GetBalancesAsOfAsync(customerId, groupId, asOf, System.Threading.CancellationToken.None);
         }
@@ -5003,9 +5440,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// A customer's or group's balances as they stood at asOf.
         /// </summary>
+        /// <param name="customerId">The customer (or give groupId).</param>
+        /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="asOf">The instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(long? customerId, long? groupId, System.DateTimeOffset? asOf, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5031,7 +5471,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     }
                     if (asOf != null)
                     {
-                        urlBuilder_.Append(System.Uri.EscapeDataString("asOf")).Append('=').Append(System.Uri.EscapeDataString(asOf.Value.ToString("s", System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                        urlBuilder_.Append(System.Uri.EscapeDataString("asOf")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(asOf, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
                     }
                     urlBuilder_.Length--;
 
@@ -5086,6 +5526,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -5533,6 +5983,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -5680,6 +6140,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -5819,6 +6289,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -5862,9 +6342,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Defines a voucher: name, price in points, validity in days, uses (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task CreateVoucherAsync(long programId, string? idempotency_Key, NewVoucherDefinition body)
+        public virtual System.Threading.Tasks.Task<VoucherDefinition> CreateVoucherAsync(long programId, string? idempotency_Key, NewVoucherDefinition body)
         {
             return CreateVoucherAsync(programId, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -5874,9 +6354,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// Defines a voucher: name, price in points, validity in days, uses (admin key).
         /// </summary>
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
-        /// <returns>OK</returns>
+        /// <returns>Created</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task CreateVoucherAsync(long programId, string? idempotency_Key, NewVoucherDefinition body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<VoucherDefinition> CreateVoucherAsync(long programId, string? idempotency_Key, NewVoucherDefinition body, System.Threading.CancellationToken cancellationToken)
         {
             if (programId == null)
                 throw new System.ArgumentNullException("programId");
@@ -5898,6 +6378,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -5929,9 +6410,14 @@ namespace LoyaltyLedger.Tests.Api.Client
                         ProcessResponse(client_, response_);
 
                         var status_ = (int)response_.StatusCode;
-                        if (status_ == 200)
+                        if (status_ == 201)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<VoucherDefinition>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -5962,6 +6448,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 409)
@@ -6128,6 +6624,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -6280,6 +6786,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 429)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -6325,7 +6841,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task VaultPostTransactionAsync(string accountNumber, string? idempotency_Key, VaultTransactionRequest body)
+        public virtual System.Threading.Tasks.Task<VaultTransactionResult> VaultPostTransactionAsync(string accountNumber, string? idempotency_Key, VaultTransactionRequest body)
         {
             return VaultPostTransactionAsync(accountNumber, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -6337,7 +6853,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task VaultPostTransactionAsync(string accountNumber, string? idempotency_Key, VaultTransactionRequest body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<VaultTransactionResult> VaultPostTransactionAsync(string accountNumber, string? idempotency_Key, VaultTransactionRequest body, System.Threading.CancellationToken cancellationToken)
         {
             if (accountNumber == null)
                 throw new System.ArgumentNullException("accountNumber");
@@ -6359,6 +6875,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -6392,7 +6909,12 @@ namespace LoyaltyLedger.Tests.Api.Client
                         var status_ = (int)response_.StatusCode;
                         if (status_ == 200)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<VaultTransactionResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -6425,6 +6947,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -6453,6 +6985,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -6500,7 +7042,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task VaultTransferAsync(string accountNumber, string? idempotency_Key, VaultTransferRequest body)
+        public virtual System.Threading.Tasks.Task<VaultTransferResult> VaultTransferAsync(string accountNumber, string? idempotency_Key, VaultTransferRequest body)
         {
             return VaultTransferAsync(accountNumber, idempotency_Key, body, System.Threading.CancellationToken.None);
         }
@@ -6512,7 +7054,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="idempotency_Key">Makes the write safe to retry: a replay with the same key and body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is 409 idempotency_key_reused. 1 to 200 characters, per organization.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task VaultTransferAsync(string accountNumber, string? idempotency_Key, VaultTransferRequest body, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<VaultTransferResult> VaultTransferAsync(string accountNumber, string? idempotency_Key, VaultTransferRequest body, System.Threading.CancellationToken cancellationToken)
         {
             if (accountNumber == null)
                 throw new System.ArgumentNullException("accountNumber");
@@ -6534,6 +7076,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                     content_.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json");
                     request_.Content = content_;
                     request_.Method = new System.Net.Http.HttpMethod("POST");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
                     var urlBuilder_ = new System.Text.StringBuilder();
                 
@@ -6567,7 +7110,12 @@ namespace LoyaltyLedger.Tests.Api.Client
                         var status_ = (int)response_.StatusCode;
                         if (status_ == 200)
                         {
-                            return;
+                            var objectResponse_ = await ReadObjectResponseAsync<VaultTransferResult>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
                         }
                         else
                         if (status_ == 400)
@@ -6600,6 +7148,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                             throw new ApiException<ApiProblem>("The key\'s role does not allow the call (forbidden), or a group member lacks the right (not_permitted).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
                         if (status_ == 409)
                         {
                             var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
@@ -6628,6 +7186,16 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The body is not sent as application/json (unsupported_media_type).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 422)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -6817,9 +7385,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Units earned per 1.000 of bill amount; zero when only explicit awards give it.
         /// </summary>
-        [System.Text.Json.Serialization.JsonPropertyName("earnPerUnit")]
+        [System.Text.Json.Serialization.JsonPropertyName("earnRate")]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
-        public string EarnPerUnit { get; set; } = default!;
+        public string EarnRate { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("expiry")]
         public ExpiryPolicy Expiry { get; set; } = default!;
@@ -7349,7 +7917,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public bool MayTransfer { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("joinedAt")]
-        public long JoinedAt { get; set; } = default!;
+        public System.DateTimeOffset JoinedAt { get; set; } = default!;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -7740,9 +8308,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Points earned per 1.000 of bill amount (the earn rule), e.g. 0.100 = one point per ten spent.
         /// </summary>
-        [System.Text.Json.Serialization.JsonPropertyName("earnPerUnit")]
+        [System.Text.Json.Serialization.JsonPropertyName("earnRate")]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
-        public string EarnPerUnit { get; set; } = default!;
+        public string EarnRate { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("allowNegativeBalance")]
         public bool AllowNegativeBalance { get; set; } = default!;
@@ -8450,6 +9018,131 @@ namespace LoyaltyLedger.Tests.Api.Client
 
     }
 
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class ReturnResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("eventId")]
+        public long EventId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("eventName")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string EventName { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("billId")]
+        public long BillId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("returnedAmount")]
+        public double ReturnedAmount { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("totalReturned")]
+        public double TotalReturned { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("entries")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<EntryView> Entries { get; set; } = new System.Collections.ObjectModel.Collection<EntryView>();
+
+        [System.Text.Json.Serialization.JsonPropertyName("shortfalls")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<ReturnShortfall> Shortfalls { get; set; } = new System.Collections.ObjectModel.Collection<ReturnShortfall>();
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    /// <summary>
+    /// Points a return should have taken back but could not, because they were already spent.
+    /// </summary>
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class ReturnShortfall
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("programId")]
+        public long ProgramId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("currency")]
+        public string? Currency { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("points")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string Points { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class ReversalResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("eventId")]
+        public long EventId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("eventName")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string EventName { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("redemptionEventId")]
+        public long RedemptionEventId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("reversed")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string Reversed { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("cameBackAvailable")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string CameBackAvailable { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("cameBackExpired")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string CameBackExpired { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("totalReversed")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string TotalReversed { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("redeemed")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+\.\d{3}$")]
+        public string Redeemed { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("entries")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<EntryView> Entries { get; set; } = new System.Collections.ObjectModel.Collection<EntryView>();
+
+        [System.Text.Json.Serialization.JsonPropertyName("expiryEventId")]
+        public long? ExpiryEventId { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
     /// <summary>
     /// A shop. Bills are unique by number within a store.
     /// </summary>
@@ -8593,6 +9286,31 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("groupId")]
         public long? GroupId { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class TransferResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("debitEventId")]
+        public long DebitEventId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("creditEventId")]
+        public long CreditEventId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("entries")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<EntryView> Entries { get; set; } = new System.Collections.ObjectModel.Collection<EntryView>();
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -8826,6 +9544,40 @@ namespace LoyaltyLedger.Tests.Api.Client
     }
 
     /// <summary>
+    /// One movement a basket wrote.
+    /// </summary>
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class VaultMovementResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("transactionType")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string TransactionType { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("amount")]
+        public double Amount { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("balance")]
+        public double Balance { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("expiresAt")]
+        public string? ExpiresAt { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("properties")]
+        public object? Properties { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    /// <summary>
     /// What a basket does in one program (a loyalty point definition).
     /// </summary>
     [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
@@ -8846,6 +9598,35 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("voucherRedemptions")]
         public System.Collections.Generic.ICollection<VaultVoucherRedemption>? VoucherRedemptions { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class VaultProgramResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("loyaltyPointDefinitionId")]
+        public long LoyaltyPointDefinitionId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("balance")]
+        public double Balance { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("movements")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<VaultMovementResult> Movements { get; set; } = new System.Collections.ObjectModel.Collection<VaultMovementResult>();
+
+        [System.Text.Json.Serialization.JsonPropertyName("vouchersPurchased")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<VaultVoucher> VouchersPurchased { get; set; } = new System.Collections.ObjectModel.Collection<VaultVoucher>();
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -8932,6 +9713,36 @@ namespace LoyaltyLedger.Tests.Api.Client
     }
 
     [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class VaultTransactionResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("accountNumber")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string AccountNumber { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("receiptNr")]
+        public string? ReceiptNr { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("dateTime")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string DateTime { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("loyaltyPrograms")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<VaultProgramResult> LoyaltyPrograms { get; set; } = new System.Collections.ObjectModel.Collection<VaultProgramResult>();
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
     public partial class VaultTransferRequest
     {
 
@@ -8949,6 +9760,41 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("comment")]
         public string? Comment { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class VaultTransferResult
+    {
+
+        [System.Text.Json.Serialization.JsonPropertyName("fromAccountNumber")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string FromAccountNumber { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("toAccountNumber")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string ToAccountNumber { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("loyaltyPointDefinitionId")]
+        public long LoyaltyPointDefinitionId { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("value")]
+        public double Value { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("fromBalance")]
+        public double FromBalance { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("toBalance")]
+        public double ToBalance { get; set; } = default!;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
