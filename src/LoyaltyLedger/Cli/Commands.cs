@@ -107,14 +107,14 @@ public static class Commands
                   organization: {demo.OrgId} ({DemoData.OrganizationName}){(demo.Seeded ? ", seeded now" : ", already seeded")}
                   URL:          {baseUrl}
                   credentials:  {key} / {secret}   (HTTP Basic)
-                  OpenAPI:      {baseUrl}/openapi/v1.json
+                  reference:    {baseUrl}/docs   (OpenAPI document: {baseUrl}/openapi/v1.json)
                   try:          curl -u {key}:{secret} '{baseUrl}/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=64035151&source=INSTORE&limit=10'
                                 curl -u {key}:{secret} '{baseUrl}/v1/customers/64035151/balances'
                 """);
         }
         else
         {
-            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}");
+            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {urls.Split(';')[0].TrimEnd('/')}/docs");
         }
         await app.RunAsync();
         return 0;

@@ -24,6 +24,8 @@ public abstract class ReadmeExampleTests(DatabaseFixture db, ITestOutputHelper o
             + "serving on PostgreSQL is the PostgreSQL half of the suite",
         ["scripts/test.sh"] = "runs this suite",
         ["scripts/fault-test.sh"] = "the fault test, which scripts/test.sh runs after the suite",
+        ["scripts/lint-openapi.sh"] = "the OpenAPI linter, which scripts/test.sh runs after the suite",
+        ["scripts/generate-client.sh"] = "rewrites the committed client; GeneratedClientTests checks that it is what the generator makes",
     };
 
     /// <summary>Fields whose value a run cannot reproduce: only their presence is checked.</summary>
