@@ -23,6 +23,7 @@ public static class LifecycleRun
         string? postedBy, CancellationToken ct)
     {
         if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: that would expire points before their date.");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var orgs = orgId is { } single
             ? [single]
             : (await db.ReadAsync(c => c.QueryAsync<long>("SELECT org_id FROM organizations ORDER BY org_id"), ct)).ToList();
@@ -61,6 +62,11 @@ public static class LifecycleRun
                 events.Add(expired);
             }
         }
+        Telemetry.LedgerTelemetry.ConvertedLots.Add(conversions);
+        Telemetry.LedgerTelemetry.ExpiredWallets.Add(expiries);
+        Telemetry.LedgerTelemetry.ExpiredPoints.Add((double)events.Where(e => e.EventName == EventNames.PointsExpiry)
+            .SelectMany(e => e.Entries).Sum(x => Math.Abs(x.Points.ToDecimal())));
+        Telemetry.LedgerTelemetry.ExpiryRunDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new LifecycleRunResult(asOf, conversions, expiries, events);
     }
 

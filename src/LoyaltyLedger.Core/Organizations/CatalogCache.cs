@@ -62,8 +62,12 @@ public sealed class CatalogCache
     public void SetTill(long orgId, Till till) => _tills[(orgId, till.Code)] = till;
 
     /// <summary>A key as last read, if read within <see cref="KeysTtl"/>.</summary>
-    public CachedKey? Key(string keyId) =>
-        _keys.TryGetValue(keyId, out var entry) && Fresh(entry.LoadedAt, KeysTtl) ? entry.Key : null;
+    public CachedKey? Key(string keyId)
+    {
+        var key = _keys.TryGetValue(keyId, out var entry) && Fresh(entry.LoadedAt, KeysTtl) ? entry.Key : null;
+        Telemetry.LedgerTelemetry.KeyCacheLookups.Add(1, new KeyValuePair<string, object?>("hit", key is not null));
+        return key;
+    }
 
     public void SetKey(string keyId, CachedKey key, long loadedAt)
     {

@@ -7,6 +7,7 @@ using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
+using LoyaltyLedger.Telemetry;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
 
@@ -60,18 +61,35 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
 
         var catalogChanged = false;
         (bool Replay, string? Body) outcome;
+        var kind = Kind(http);
+        using var activity = LedgerTelemetry.Source.StartActivity("posting " + kind);
+        activity?.SetTag("ledger.posting.kind", kind);
+        activity?.SetTag("ledger.org_id", caller.OrgId);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = "failed";
         try
         {
             outcome = await WriteAsync();
+            result = outcome.Replay ? "replayed" : "committed";
+        }
+        catch (LedgerException refused) when (refused.Status < 500)
+        {
+            result = "refused";
+            throw;
         }
         finally
         {
             // After the commit (or the rollback): requests that read the programs while this one was
             // changing them may have cached what they saw; they read again.
             if (catalogChanged) database.Catalog.InvalidatePrograms(caller.OrgId);
+            activity?.SetTag("ledger.posting.outcome", result);
+            var tags = new System.Diagnostics.TagList { { "kind", kind }, { "outcome", result } };
+            LedgerTelemetry.Postings.Add(1, tags);
+            LedgerTelemetry.PostingDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
         }
 
         if (!outcome.Replay) return Answer(status, outcome.Body);
+        LedgerTelemetry.IdempotentReplays.Add(1, new KeyValuePair<string, object?>("kind", kind));
         return await ReplayAsync(http, caller, key!, requestHash, ct);
 
         Task<(bool Replay, string? Body)> WriteAsync() => database.WriteAsync(async (connection, transaction) =>
@@ -212,6 +230,10 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         database.ReadAsync(c => c.QuerySingleOrDefaultAsync<(string RequestHash, long StatusCode, string? ResponseBody, long CreatedAt)?>(
             "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
             new { org = caller.OrgId, key }), ct);
+
+    /// <summary>The endpoint's operation id (AddTransaction, Redeem, ...): the posting kind in metrics and traces.</summary>
+    private static string Kind(HttpContext http) =>
+        http.GetEndpoint()?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName ?? "unknown";
 
     private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
     {

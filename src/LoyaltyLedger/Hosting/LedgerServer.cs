@@ -50,6 +50,8 @@ public static class LedgerServer
         builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
+        builder.Services.AddLedgerHealth();
+        builder.AddLedgerObservability();
 
         var app = builder.Build();
         var rejections = RejectedRequests.Listen(app.Services.GetRequiredService<System.Diagnostics.DiagnosticListener>());
@@ -95,7 +97,8 @@ public static class LedgerServer
                 .AddDocument("v1")
                 .AddHttpAuthentication("Basic", _ => { }))
             .AllowAnonymous();
-        app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
+        app.MapLedgerHealth();
+        app.MapLedgerMetrics();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();

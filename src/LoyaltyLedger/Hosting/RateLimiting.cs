@@ -41,6 +41,7 @@ public static class RateLimiting
             });
             options.OnRejected = async (context, ct) =>
             {
+                LoyaltyLedger.Telemetry.LedgerTelemetry.RateLimitRefusals.Add(1);
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)) : 1;
                 context.HttpContext.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
                 await ErrorResponses.WriteAsync(context.HttpContext, ErrorResponses.Problem(429, "rate_limited",

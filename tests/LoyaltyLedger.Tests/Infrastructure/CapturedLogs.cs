@@ -20,6 +20,9 @@ public sealed class CapturedLogs : ILoggerProvider
         public bool IsEnabled(LogLevel logLevel) => true;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            entries.Enqueue((category, logLevel, formatter(state, exception)));
+            // The message, and everything else a sink could write: the structured values and the exception.
+            entries.Enqueue((category, logLevel, formatter(state, exception)
+                + (state is IEnumerable<KeyValuePair<string, object?>> values ? " " + string.Join(" ", values.Select(v => $"{v.Key}={v.Value}")) : "")
+                + (exception is null ? "" : " " + exception)));
     }
 }

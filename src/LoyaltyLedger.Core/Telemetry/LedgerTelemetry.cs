@@ -1,0 +1,46 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace LoyaltyLedger.Telemetry;
+
+/// <summary>
+/// The ledger's own instruments, on the BCL's <see cref="Meter"/> and <see cref="ActivitySource"/>
+/// so the kernel depends on no exporter: the host decides where they go (Prometheus at /metrics,
+/// OTLP when configured). Names follow OpenTelemetry's conventions (dotted, units in the unit field).
+/// </summary>
+public static class LedgerTelemetry
+{
+    public const string Name = "LoyaltyLedger";
+
+    public static readonly Meter Meter = new(Name);
+    public static readonly ActivitySource Source = new(Name);
+
+    /// <summary>Postings by kind (the endpoint's operation id) and outcome (committed, refused, replayed, failed).</summary>
+    public static readonly Counter<long> Postings = Meter.CreateCounter<long>("ledger.postings", "{posting}", "Postings by kind and outcome.");
+
+    public static readonly Histogram<double> PostingDuration = Meter.CreateHistogram<double>("ledger.posting.duration", "s",
+        "Time from the start of a posting's transaction to its answer.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5] });
+
+    /// <summary>Requests answered from the idempotency store: retries that wrote nothing.</summary>
+    public static readonly Counter<long> IdempotentReplays = Meter.CreateCounter<long>("ledger.idempotent_replays", "{request}",
+        "Writes answered from the idempotency store (a retry with the same Idempotency-Key).");
+
+    public static readonly Counter<long> RateLimitRefusals = Meter.CreateCounter<long>("ledger.rate_limit.refusals", "{request}",
+        "Requests refused with 429 because their key was over its rate limit.");
+
+    public static readonly Counter<long> KeyCacheLookups = Meter.CreateCounter<long>("ledger.key_cache.lookups", "{lookup}",
+        "API key lookups by whether the process's key cache held the key (hit=true) or the database was asked.");
+
+    public static readonly Counter<long> ExpiredWallets = Meter.CreateCounter<long>("ledger.expiry.wallets", "{wallet}",
+        "Wallets whose due points an expiry run expired.");
+
+    public static readonly Counter<long> ConvertedLots = Meter.CreateCounter<long>("ledger.expiry.conversions", "{lot}",
+        "Promised lots an expiry run converted to main points.");
+
+    public static readonly Counter<double> ExpiredPoints = Meter.CreateCounter<double>("ledger.expiry.points", "{point}",
+        "Points expired by expiry runs (all currencies and programs).");
+
+    public static readonly Histogram<double> ExpiryRunDuration = Meter.CreateHistogram<double>("ledger.expiry.duration", "s",
+        "How long an expiry run took.");
+}
