@@ -26,9 +26,15 @@ public static class Tenants
     public static async Task<Organization> CreateOrganizationAsync(LedgerDatabase db, string name, TimeProvider clock, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(name)) throw LedgerException.Invalid("An organization needs a name.");
-        var id = await db.WriteAsync((c, tx) => c.ExecuteScalarAsync<long>(
-            "INSERT INTO organizations (name, created_at) VALUES (@name, @now) RETURNING org_id",
-            new { name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx), ct);
+        var id = await db.WriteAsync(async (c, tx) =>
+        {
+            // Names are how operators tell tenants apart (org list, seed --org-name): one per name.
+            if (await c.ExecuteScalarAsync<long?>("SELECT org_id FROM organizations WHERE name = @name", new { name }, tx) is { } existing)
+                throw new LedgerException(ErrorCodes.AlreadyExists, $"An organization named '{name}' already exists (id {existing}).", 409);
+            return await c.ExecuteScalarAsync<long>(
+                "INSERT INTO organizations (name, created_at) VALUES (@name, @now) RETURNING org_id",
+                new { name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx);
+        }, ct);
         return new Organization(id, name);
     }
 

@@ -397,7 +397,8 @@ public static class Migrations
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
-    public static async Task ApplyAsync(LedgerDatabase database, CancellationToken ct)
+    /// <remarks>A progress callback, when given, is told (migrations looked at, the name of the next) as it goes.</remarks>
+    public static async Task ApplyAsync(LedgerDatabase database, CancellationToken ct, Action<long, string>? progress = null)
     {
         await using var connection = await database.OpenAsync(ct);
         if (database.Provider == DatabaseProvider.Sqlite)
@@ -413,8 +414,10 @@ public static class Migrations
         try
         {
             await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)");
+            var done = 0L;
             foreach (var (version, name, sql) in All)
             {
+                progress?.Invoke(done++, name);
                 await using var tx = await BeginAsync(connection, database, ct);
                 var applied = await connection.ExecuteScalarAsync<long>(
                     "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", new { version }, tx);

@@ -1,4 +1,7 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
+using System.Net.Sockets;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
@@ -10,101 +13,131 @@ using LoyaltyLedger.Storage;
 namespace LoyaltyLedger.Server.Cli;
 
 /// <summary>
-/// The executable's commands. Kept to plain argument parsing: a handful of verbs and options.
+/// The executable's commands, on System.CommandLine: help per command (<c>-h</c>), unknown commands
+/// and options named, every argument validated before anything is opened or created.
+/// Exit codes: 0 success, 1 failure (the ledger refused, a violation was found, the port is taken),
+/// 2 usage (a command, option or value that is not understood).
 /// </summary>
 public static class Commands
 {
-    private const string Usage = """
-        LoyaltyLedger: a loyalty points ledger service.
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
 
-        Usage:
-          LoyaltyLedger serve [--demo] [--urls URL] [--data-dir DIR] [--postgres CONNSTRING]
-          LoyaltyLedger org create --name NAME        creates an organization and its first admin key
-          LoyaltyLedger org list
-          LoyaltyLedger key create --org ID [--role read|write|admin] [--name TEXT]
-          LoyaltyLedger key list --org ID
-          LoyaltyLedger key rotate --org ID --key KEYID    new secret; the old one stops working at once
-          LoyaltyLedger key revoke --org ID --key KEYID    refused from the next request on
-          LoyaltyLedger migrate                       applies schema migrations and exits
-          LoyaltyLedger seed [--customers N] [--events N] [--org-name NAME] [--skew S] [--random-seed N]
-                             [--key-id ID --key-secret SECRET]
-                                                      bulk-loads a synthetic organization (default 1,000,000
-                                                      customers, 20,000,000 events, Zipf skew 1.0); no other
-                                                      writer may use the database meanwhile
-          LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
-          LoyaltyLedger expire [--as-of INSTANT] [--org ID]
-                                                      converts due promised points and expires due points
-                                                      (as of INSTANT, e.g. 2025-01-01T00:00:00Z; default now),
-                                                      for one organization or all; running it twice changes nothing
-
-        Storage: SQLite file DIR/ledger.db (default ./data, or LEDGER_DATA_DIR), unless a PostgreSQL
-        connection string is given by --postgres or the LEDGER_POSTGRES environment variable.
-        Demo credentials: LEDGER_DEMO_KEY and LEDGER_DEMO_SECRET (default demo / demo-secret).
-        """;
+    // Storage, on every command that opens the ledger.
+    private static readonly Option<string?> PostgresOption = new("--postgres")
+    {
+        Description = "PostgreSQL connection string (or LEDGER_POSTGRES); without it, SQLite",
+        Recursive = true,
+    };
+    private static readonly Option<string?> DataDirOption = new("--data-dir")
+    {
+        Description = "SQLite directory holding ledger.db (or LEDGER_DATA_DIR; default ./data)",
+        Recursive = true,
+    };
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var parsed = ParsedArgs.Parse(args);
-        if (parsed.Flag("help") || parsed.Flag("h")) return Help(0);
+        var root = Build();
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors) await Console.Error.WriteLineAsync($"error: {error.Message}");
+            await Console.Error.WriteLineAsync($"Run '{CommandPath(parsed)} --help' for usage.");
+            return Usage;
+        }
         try
         {
-            return parsed.Verb switch
-            {
-                "serve" or "" => await ServeAsync(parsed),
-                "org" when parsed.Noun == "create" => await CreateOrgAsync(parsed),
-                "org" when parsed.Noun == "list" => await ListOrgsAsync(parsed),
-                "key" when parsed.Noun == "create" => await CreateKeyAsync(parsed),
-                "key" when parsed.Noun is "list" or "rotate" or "revoke" => await ManageKeyAsync(parsed),
-                "migrate" => await MigrateAsync(parsed),
-                "verify" => await VerifyAsync(parsed),
-                "seed" => await SeedAsync(parsed),
-                "expire" => await ExpireAsync(parsed),
-                "help" or "--help" or "-h" => Help(0),
-                _ => Help(2),
-            };
+            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (LedgerException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Code}: {ex.Message}");
-            return 1;
+            return Failure;
         }
-        catch (ArgumentException ex)
+        catch (UsageException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
-            return 2;
+            return Usage;
+        }
+        catch (FailureException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return Failure;
         }
     }
 
-    private static int Help(int code)
+    private static string CommandPath(ParseResult parsed)
     {
-        (code == 0 ? Console.Out : Console.Error).WriteLine(Usage);
-        return code;
+        var names = new List<string>();
+        for (SymbolResult? r = parsed.CommandResult; r is CommandResult c; r = c.Parent) names.Insert(0, c.Command.Name);
+        names[0] = "LoyaltyLedger";
+        return string.Join(' ', names);
     }
 
-    public static LedgerDatabase OpenDatabase(ParsedArgs args)
+    public static RootCommand Build()
     {
-        var postgres = args.Option("postgres") ?? Environment.GetEnvironmentVariable("LEDGER_POSTGRES");
+        var root = new RootCommand("LoyaltyLedger: a loyalty points ledger service. Without a command, serve.");
+        root.Options.Add(PostgresOption);
+        root.Options.Add(DataDirOption);
+        var serve = ServeCommand();
+        root.Subcommands.Add(serve);
+        // `LoyaltyLedger` alone serves, as before; `LoyaltyLedger bogus` is an unknown command.
+        root.SetAction((parsed, ct) => ServeAsync(parsed, demo: false, urlsOption: null, ct));
+        root.Subcommands.Add(OrgCommand());
+        root.Subcommands.Add(KeyCommand());
+        root.Subcommands.Add(MigrateCommand());
+        root.Subcommands.Add(VerifyCommand());
+        root.Subcommands.Add(ExpireCommand());
+        root.Subcommands.Add(SeedCommand());
+        root.Subcommands.Add(BackupCommand());
+        root.Subcommands.Add(RestoreCommand());
+        return root;
+    }
+
+    /// <summary>The database chosen by --postgres / --data-dir or their environment variables.</summary>
+    public static LedgerDatabase OpenDatabase(ParseResult parsed)
+    {
+        var postgres = parsed.GetValue(PostgresOption) ?? Environment.GetEnvironmentVariable("LEDGER_POSTGRES");
         if (!string.IsNullOrWhiteSpace(postgres)) return LedgerDatabase.ForPostgres(postgres);
-        var dataDir = args.Option("data-dir") ?? Environment.GetEnvironmentVariable("LEDGER_DATA_DIR") ?? "data";
-        return LedgerDatabase.ForSqliteFile(Path.Combine(dataDir, "ledger.db"));
+        return LedgerDatabase.ForSqliteFile(Path.Combine(SqliteDirectory(parsed), "ledger.db"));
     }
 
-    private static async Task<int> ServeAsync(ParsedArgs args)
-    {
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        var urls = args.Option("urls") ?? Environment.GetEnvironmentVariable("ASPNETCORE_URLS") ?? "http://127.0.0.1:5080";
-        var app = LedgerServer.Build(new LedgerServerOptions { Database = db, Args = ["--urls", urls] });
+    private static string SqliteDirectory(ParseResult parsed) =>
+        parsed.GetValue(DataDirOption) ?? Environment.GetEnvironmentVariable("LEDGER_DATA_DIR") ?? "data";
 
-        if (args.Flag("demo"))
+    private static bool UsesPostgres(ParseResult parsed) =>
+        !string.IsNullOrWhiteSpace(parsed.GetValue(PostgresOption) ?? Environment.GetEnvironmentVariable("LEDGER_POSTGRES"));
+
+    // ---- serve -------------------------------------------------------------------------------
+
+    private static readonly Option<bool> DemoOption = new("--demo") { Description = "seed the demo organization (the specs' customers and programs) and print its credentials" };
+    private static readonly Option<string?> UrlsOption = new("--urls") { Description = "where to listen (or ASPNETCORE_URLS; default http://127.0.0.1:5080)" };
+
+    private static Command ServeCommand()
+    {
+        var serve = new Command("serve", "Runs the HTTP service: the native API, both read APIs, the reference page at /docs.") { DemoOption, UrlsOption };
+        serve.SetAction((parsed, ct) => ServeAsync(parsed, parsed.GetValue(DemoOption), parsed.GetValue(UrlsOption), ct));
+        return serve;
+    }
+
+    private static async Task<int> ServeAsync(ParseResult parsed, bool demo, string? urlsOption, CancellationToken ct)
+    {
+        var urls = urlsOption ?? Environment.GetEnvironmentVariable("ASPNETCORE_URLS") ?? "http://127.0.0.1:5080";
+        foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries))
+            EnsurePortIsFree(url);
+        await using var db = OpenDatabase(parsed);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var app = LedgerServer.Build(new LedgerServerOptions { Database = db, Args = ["--urls", urls] });
+        var baseUrl = urls.Split(';')[0].TrimEnd('/');
+        if (demo)
         {
             var key = Environment.GetEnvironmentVariable("LEDGER_DEMO_KEY") ?? "demo";
             var secret = Environment.GetEnvironmentVariable("LEDGER_DEMO_SECRET") ?? "demo-secret";
-            var demo = await DemoData.EnsureAsync(db, key, secret, CancellationToken.None);
-            var baseUrl = urls.Split(';')[0].TrimEnd('/');
+            var seeded = await DemoData.EnsureAsync(db, key, secret, CancellationToken.None);
             Console.WriteLine($"""
                 LoyaltyLedger demo on {db.Description}
-                  organization: {demo.OrgId} ({DemoData.OrganizationName}){(demo.Seeded ? ", seeded now" : ", already seeded")}
+                  organization: {seeded.OrgId} ({DemoData.OrganizationName}){(seeded.Seeded ? ", seeded now" : ", already seeded")}
                   URL:          {baseUrl}
                   credentials:  {key} / {secret}   (HTTP Basic)
                   reference:    {baseUrl}/docs   (OpenAPI document: {baseUrl}/openapi/v1.json)
@@ -114,193 +147,358 @@ public static class Commands
         }
         else
         {
-            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {urls.Split(';')[0].TrimEnd('/')}/docs");
+            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {baseUrl}/docs");
         }
-        await app.RunAsync();
-        return 0;
-    }
-
-    private static async Task<int> MigrateAsync(ParsedArgs args)
-    {
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        Console.WriteLine($"Schema up to date on {db.Description}.");
-        return 0;
-    }
-
-    private static async Task<int> VerifyAsync(ParsedArgs args)
-    {
-        long? orgId = args.Option("org") is { } text
-            ? long.TryParse(text, out var id) ? id : throw new ArgumentException("--org takes an organization id")
-            : null;
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        var report = await LedgerVerifier.VerifyAsync(db, orgId, CancellationToken.None);
-        Console.WriteLine($"verify {db.Description}{(orgId is null ? "" : $" organization {orgId}")}:");
-        Console.WriteLine($"  organizations {report.Organizations}, wallets {report.Wallets}, events {report.Events}, entries {report.Entries}, lots {report.Lots}, idempotency keys {report.IdempotencyKeys}");
-        foreach (var violation in report.Violations) Console.WriteLine($"  VIOLATION: {violation}");
-        Console.WriteLine(report.Passed ? "  all invariants hold" : $"  {report.Violations.Count} violation(s)");
-        return report.Passed ? 0 : 1;
-    }
-
-    private static async Task<int> ExpireAsync(ParsedArgs args)
-    {
-        var now = TimeProvider.System.GetUtcNow();
-        var asOf = now;
-        if (args.Option("as-of") is { } text && !IsoTime.TryParse(text, allowDate: false, out asOf))
-            throw new ArgumentException($"--as-of must be {IsoTime.ExpectedDateTime}");
-        long? orgId = null;
-        if (args.Option("org") is { } org)
-            orgId = long.TryParse(org, CultureInfo.InvariantCulture, out var id) ? id : throw new ArgumentException("--org takes an organization id");
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        var result = await LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", CancellationToken.None);
-        Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
-        foreach (var e in result.Events)
-            Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
-        return 0;
-    }
-
-    private static async Task<int> SeedAsync(ParsedArgs args)
-    {
-        var options = new SeedOptions
+        try
         {
-            OrganizationName = args.Option("org-name") ?? "seeded organization",
-            Customers = LongOption(args, "customers") ?? 1_000_000,
-            Events = LongOption(args, "events") ?? 20_000_000,
-            Skew = args.Option("skew") is { } skew
-                ? double.TryParse(skew, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) ? s : throw new ArgumentException("--skew takes a number")
-                : 1.0,
-            RandomSeed = (int)(LongOption(args, "random-seed") ?? 7),
-            KeyId = args.Option("key-id"),
-            KeySecret = args.Option("key-secret"),
+            await app.StartAsync(ct);
+        }
+        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            // Taken between the check above and the bind.
+            var port = Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) ? uri.Port.ToString(CultureInfo.InvariantCulture) : urls;
+            throw new FailureException($"port {port} is in use; choose another with --urls");
+        }
+        await app.WaitForShutdownAsync(CancellationToken.None);
+        await app.DisposeAsync();
+        return Success;
+    }
+
+    /// <summary>
+    /// Refuses a listen address whose port is taken with one line, before anything is opened: Kestrel
+    /// would fail later, after the host has logged a stack trace.
+    /// </summary>
+    private static void EnsurePortIsFree(string url)
+    {
+        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0", StringComparison.Ordinal).Replace("://+", "://0.0.0.0", StringComparison.Ordinal), UriKind.Absolute, out var uri))
+            throw new UsageException($"--urls takes addresses such as http://127.0.0.1:5080, not '{url}'");
+        if (uri.Port == 0) return;
+        var address = uri.Host == "localhost" ? System.Net.IPAddress.Loopback
+            : System.Net.IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) ? ip : System.Net.IPAddress.Any;
+        try
+        {
+            using var probe = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(new System.Net.IPEndPoint(address, uri.Port));
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new FailureException($"port {uri.Port} is in use; choose another with --urls");
+        }
+    }
+
+    // ---- org and key -------------------------------------------------------------------------
+
+    private static readonly Option<string> NameOption = new("--name") { Description = "the organization's name (unique)", Required = true };
+    private static readonly Option<long> OrgOption = OrganizationId(required: true);
+    private static readonly Option<string> KeyIdOption = new("--key") { Description = "the key id", Required = true };
+    private static readonly Option<string> RoleOption = new("--role") { Description = "read, write or admin", DefaultValueFactory = _ => "write" };
+    private static readonly Option<string?> KeyNameOption = new("--name") { Description = "what the key is for (e.g. 'till app')" };
+
+    private static Option<long> OrganizationId(bool required)
+    {
+        var option = new Option<long>("--org")
+        {
+            Description = "the organization's id",
+            Required = required,
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+                if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
+                result.AddError($"--org takes an organization id (a whole number), not '{text}'");
+                return 0;
+            },
         };
-        if ((options.KeyId is null) != (options.KeySecret is null)) throw new ArgumentException("--key-id and --key-secret go together");
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        Console.WriteLine($"seeding '{options.OrganizationName}' on {db.Description}: {options.Customers:N0} customers, {options.Events:N0} events");
-        var interactive = !Console.IsOutputRedirected;
-        var lastLine = TimeSpan.Zero;
-        var result = await OrganizationSeeder.SeedAsync(db, options, p =>
+        return option;
+    }
+
+    private static Command OrgCommand()
+    {
+        var create = new Command("create", "Creates an organization and its first admin key (the secret is shown once).") { NameOption };
+        create.SetAction(async (parsed, ct) =>
         {
-            // A redrawn bar on a terminal; a line every ten seconds in a log.
-            if (!interactive && (p.Elapsed - lastLine).TotalSeconds < 10 && p.CustomersDone < p.Customers) return;
-            lastLine = p.Elapsed;
-            const int width = 30;
-            var filled = (int)(width * p.CustomersDone / Math.Max(1, p.Customers));
-            var line = $"[{new string('#', filled)}{new string('.', width - filled)}] {p.CustomersDone:N0}/{p.Customers:N0} customers, "
-                + $"{p.Events:N0} events, {p.Entries:N0} entries, {p.EntriesPerSecond:N0} entries/s, {p.Elapsed.TotalSeconds:N0} s";
-            if (interactive) Console.Write("\r" + line);
-            else Console.WriteLine(line);
-        }, CancellationToken.None);
-        if (interactive) Console.WriteLine();
-        Console.WriteLine($"organization {result.OrgId} '{options.OrganizationName}' seeded in {result.Elapsed.TotalSeconds:N1} s");
-        Console.WriteLine($"  customers {result.Customers:N0}, events {result.Events:N0}, entries {result.Entries:N0}, lots {result.Lots:N0}, rows {result.Rows:N0}");
-        Console.WriteLine($"  rate: {result.EntriesPerSecond:N0} entries/s, {result.Rows / Math.Max(0.001, result.Elapsed.TotalSeconds):N0} rows/s");
-        Console.WriteLine($"  program {result.ProgramId}; heaviest customer {result.HeaviestCustomerId} ({result.HeaviestCustomerEvents:N0} events, account {result.HeaviestAccountNumber}); light customer {result.LightCustomerId} (account {result.LightAccountNumber})");
-        Console.WriteLine($"admin key: {result.Key.KeyId}");
-        Console.WriteLine($"secret:    {result.Key.Secret}   (shown once; only its hash is stored)");
-        return 0;
-    }
-
-    private static long? LongOption(ParsedArgs args, string name) =>
-        args.Option(name) is { } text
-            ? long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value)
-                ? value : throw new ArgumentException($"--{name} takes a whole number")
-            : null;
-
-    private static async Task<int> CreateOrgAsync(ParsedArgs args)
-    {
-        var name = args.Option("name") ?? throw new ArgumentException("org create needs --name");
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        var org = await Tenants.CreateOrganizationAsync(db, name, TimeProvider.System, CancellationToken.None);
-        var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, CancellationToken.None, name: "first admin key");
-        Console.WriteLine($"organization {org.OrgId} '{org.Name}' created");
-        Console.WriteLine($"admin key: {key.KeyId}");
-        Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
-        return 0;
-    }
-
-    private static async Task<int> ListOrgsAsync(ParsedArgs args)
-    {
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        foreach (var org in await Tenants.ListOrganizationsAsync(db, CancellationToken.None))
-            Console.WriteLine($"{org.OrgId}\t{org.Name}");
-        return 0;
-    }
-
-    private static async Task<int> ManageKeyAsync(ParsedArgs args)
-    {
-        if (!long.TryParse(args.Option("org"), out var orgId)) throw new ArgumentException($"key {args.Noun} needs --org ID");
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        if (args.Noun == "list")
+            var name = parsed.GetRequiredValue(NameOption);
+            if (string.IsNullOrWhiteSpace(name)) throw new UsageException("--name cannot be empty");
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var org = await Tenants.CreateOrganizationAsync(db, name, TimeProvider.System, ct);
+            var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, ct, name: "first admin key");
+            Console.WriteLine($"organization {org.OrgId} '{org.Name}' created");
+            Console.WriteLine($"admin key: {key.KeyId}");
+            Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
+            return Success;
+        });
+        var list = new Command("list", "Lists the organizations.");
+        list.SetAction(async (parsed, ct) =>
         {
-            foreach (var k in await Tenants.ListKeysAsync(db, orgId, CancellationToken.None))
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            foreach (var org in await Tenants.ListOrganizationsAsync(db, ct)) Console.WriteLine($"{org.OrgId}\t{org.Name}");
+            return Success;
+        });
+        return new Command("org", "Organizations (tenants).") { create, list };
+    }
+
+    private static Command KeyCommand()
+    {
+        RoleOption.AcceptOnlyFromAmong("read", "write", "admin");
+        var create = new Command("create", "Issues a key of an organization (the secret is shown once).") { OrgOption, RoleOption, KeyNameOption };
+        create.SetAction(async (parsed, ct) =>
+        {
+            var role = Enum.Parse<KeyRole>(parsed.GetRequiredValue(RoleOption), ignoreCase: true);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var orgId = await RequireOrganizationAsync(db, parsed.GetValue(OrgOption), ct);
+            var key = await Tenants.IssueKeyAsync(db, orgId, role, TimeProvider.System, ct, name: parsed.GetValue(KeyNameOption));
+            Console.WriteLine($"{role.ToString().ToLowerInvariant()} key: {key.KeyId}");
+            Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
+            return Success;
+        });
+        var list = new Command("list", "Lists an organization's keys (never their secrets).") { OrgOption };
+        list.SetAction(async (parsed, ct) =>
+        {
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var orgId = await RequireOrganizationAsync(db, parsed.GetValue(OrgOption), ct);
+            foreach (var k in await Tenants.ListKeysAsync(db, orgId, ct))
                 Console.WriteLine($"{k.KeyId}\t{k.Role.ToString().ToLowerInvariant()}\t{(k.RevokedAt is null ? "active" : "revoked")}\t{k.Name}");
-            return 0;
-        }
-        var keyId = args.Option("key") ?? throw new ArgumentException($"key {args.Noun} needs --key KEYID");
-        if (args.Noun == "revoke")
+            return Success;
+        });
+        var rotate = new Command("rotate", "Gives a key a new secret; the old one stops working at once.") { OrgOption, KeyIdOption };
+        rotate.SetAction(async (parsed, ct) =>
         {
-            await Tenants.RevokeKeyAsync(db, orgId, keyId, TimeProvider.System, CancellationToken.None);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var orgId = await RequireOrganizationAsync(db, parsed.GetValue(OrgOption), ct);
+            var rotated = await Tenants.RotateKeyAsync(db, orgId, parsed.GetRequiredValue(KeyIdOption), ct);
+            Console.WriteLine($"key {rotated.KeyId} rotated");
+            Console.WriteLine($"secret:    {rotated.Secret}   (shown once; the old secret no longer works)");
+            return Success;
+        });
+        var revoke = new Command("revoke", "Revokes a key; it is refused from the next request on.") { OrgOption, KeyIdOption };
+        revoke.SetAction(async (parsed, ct) =>
+        {
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var orgId = await RequireOrganizationAsync(db, parsed.GetValue(OrgOption), ct);
+            var keyId = parsed.GetRequiredValue(KeyIdOption);
+            await Tenants.RevokeKeyAsync(db, orgId, keyId, TimeProvider.System, ct);
             Console.WriteLine($"key {keyId} revoked");
-            return 0;
-        }
-        var rotated = await Tenants.RotateKeyAsync(db, orgId, keyId, CancellationToken.None);
-        Console.WriteLine($"key {rotated.KeyId} rotated");
-        Console.WriteLine($"secret:    {rotated.Secret}   (shown once; the old secret no longer works)");
-        return 0;
+            return Success;
+        });
+        return new Command("key", "API keys.") { create, list, rotate, revoke };
     }
 
-    private static async Task<int> CreateKeyAsync(ParsedArgs args)
+    // ---- migrate, verify, expire -------------------------------------------------------------
+
+    private static Command MigrateCommand()
     {
-        if (!long.TryParse(args.Option("org"), out var orgId)) throw new ArgumentException("key create needs --org ID");
-        if (!Enum.TryParse<KeyRole>(args.Option("role") ?? "write", ignoreCase: true, out var role))
-            throw new ArgumentException("--role is read, write or admin");
-        await using var db = OpenDatabase(args);
-        await Migrations.ApplyAsync(db, CancellationToken.None);
-        var key = await Tenants.IssueKeyAsync(db, orgId, role, TimeProvider.System, CancellationToken.None, name: args.Option("name"));
-        Console.WriteLine($"{role.ToString().ToLowerInvariant()} key: {key.KeyId}");
-        Console.WriteLine($"secret:    {key.Secret}   (shown once; only its hash is stored)");
-        return 0;
-    }
-}
-
-/// <summary>A verb, an optional noun, then --option value pairs and --flags.</summary>
-public sealed class ParsedArgs
-{
-    private readonly Dictionary<string, string?> _options = new(StringComparer.OrdinalIgnoreCase);
-
-    public string Verb { get; private set; } = "";
-    public string Noun { get; private set; } = "";
-
-    public string? Option(string name) => _options.TryGetValue(name, out var v) ? v : null;
-    public bool Flag(string name) => _options.ContainsKey(name);
-
-    public static ParsedArgs Parse(string[] args)
-    {
-        var parsed = new ParsedArgs();
-        var positional = new List<string>();
-        for (var i = 0; i < args.Length; i++)
+        var migrate = new Command("migrate", "Applies the schema migrations and exits.");
+        migrate.SetAction(async (parsed, ct) =>
         {
-            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            await using var db = OpenDatabase(parsed);
+            await ProgressDisplay.RunAsync($"migrating {db.Description}", Migrations.All.Count, "migrations",
+                progress => Migrations.ApplyAsync(db, ct, progress));
+            Console.WriteLine($"Schema up to date on {db.Description} (migration {Migrations.All[^1].Version}).");
+            return Success;
+        });
+        return migrate;
+    }
+
+    private static readonly Option<long?> OptionalOrgOption = new("--org")
+    {
+        Description = "one organization's id (default: all)",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
+            result.AddError($"--org takes an organization id (a whole number), not '{text}'");
+            return null;
+        },
+    };
+
+    private static Command VerifyCommand()
+    {
+        var verify = new Command("verify", "Audits every wallet, lot and debit; exits 1 on any violation.") { OptionalOrgOption };
+        verify.SetAction(async (parsed, ct) =>
+        {
+            var orgId = parsed.GetValue(OptionalOrgOption);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
+            var report = await ProgressDisplay.RunAsync($"verifying {db.Description}", null, "checks",
+                _ => LedgerVerifier.VerifyAsync(db, orgId, ct));
+            Console.WriteLine($"verify {db.Description}{(orgId is null ? "" : $" organization {orgId}")}:");
+            Console.WriteLine($"  organizations {report.Organizations}, wallets {report.Wallets}, events {report.Events}, entries {report.Entries}, lots {report.Lots}, idempotency keys {report.IdempotencyKeys}");
+            foreach (var violation in report.Violations) Console.WriteLine($"  VIOLATION: {violation}");
+            Console.WriteLine(report.Passed ? "  all invariants hold" : $"  {report.Violations.Count} violation(s)");
+            return report.Passed ? Success : Failure;
+        });
+        return verify;
+    }
+
+    private static readonly Option<DateTimeOffset?> AsOfOption = new("--as-of")
+    {
+        Description = "the instant to expire as of, ISO 8601 with an offset (default now; never in the future)",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (IsoTime.TryParse(text, allowDate: false, out var at)) return at;
+            result.AddError($"--as-of must be {IsoTime.ExpectedDateTime}, not '{text}'");
+            return null;
+        },
+    };
+
+    private static Command ExpireCommand()
+    {
+        var expire = new Command("expire", "Converts due promised points and expires due points; running it twice changes nothing.") { AsOfOption, OptionalOrgOption };
+        expire.SetAction(async (parsed, ct) =>
+        {
+            var now = TimeProvider.System.GetUtcNow();
+            var asOf = parsed.GetValue(AsOfOption) ?? now;
+            if (asOf > now) throw new UsageException("--as-of cannot be in the future: that would expire points before their date");
+            var orgId = parsed.GetValue(OptionalOrgOption);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
+            var result = await ProgressDisplay.RunAsync($"expiring as of {IsoTime.Format(asOf)}", null, "wallets",
+                _ => LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", ct));
+            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
+            foreach (var e in result.Events)
+                Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
+            return Success;
+        });
+        return expire;
+    }
+
+    // ---- seed --------------------------------------------------------------------------------
+
+    private static Option<long> Positive(string name, string description, long defaultValue) => new(name)
+    {
+        Description = description,
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0) return n;
+            result.AddError($"{name} takes a whole number above 0, not '{text}'");
+            return 0;
+        },
+    };
+
+    private static readonly Option<long> CustomersOption = Positive("--customers", "customers to create", 1_000_000);
+    private static readonly Option<long> EventsOption = Positive("--events", "events to create", 20_000_000);
+    private static readonly Option<string> OrgNameOption = new("--org-name") { Description = "the organization's name (unique)", DefaultValueFactory = _ => "seeded organization" };
+    private static readonly Option<double> SkewOption = new("--skew")
+    {
+        Description = "Zipf skew of activity across customers (0 = even)",
+        DefaultValueFactory = _ => 1.0,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 5) return s;
+            result.AddError($"--skew takes a number from 0 to 5, not '{text}'");
+            return 0;
+        },
+    };
+    private static readonly Option<long> RandomSeedOption = Positive("--random-seed", "the generator's seed (same seed, same data)", 7);
+    private static readonly Option<string?> SeedKeyIdOption = new("--key-id") { Description = "a fixed admin key id (with --key-secret)" };
+    private static readonly Option<string?> SeedKeySecretOption = new("--key-secret") { Description = "its secret" };
+
+    private static Command SeedCommand()
+    {
+        var seed = new Command("seed", "Bulk-loads a synthetic organization (no other writer may use the database meanwhile).")
+        {
+            CustomersOption, EventsOption, OrgNameOption, SkewOption, RandomSeedOption, SeedKeyIdOption, SeedKeySecretOption,
+        };
+        seed.Validators.Add(result =>
+        {
+            if ((result.GetValue(SeedKeyIdOption) is null) != (result.GetValue(SeedKeySecretOption) is null))
+                result.AddError("--key-id and --key-secret go together");
+        });
+        seed.SetAction(async (parsed, ct) =>
+        {
+            var options = new SeedOptions
             {
-                var name = args[i][2..];
-                var eq = name.IndexOf('=', StringComparison.Ordinal);
-                if (eq >= 0) { parsed._options[name[..eq]] = name[(eq + 1)..]; continue; }
-                var hasValue = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal);
-                parsed._options[name] = hasValue ? args[++i] : null;
-            }
-            else
-            {
-                positional.Add(args[i]);
-            }
-        }
-        parsed.Verb = positional.ElementAtOrDefault(0) ?? "";
-        parsed.Noun = positional.ElementAtOrDefault(1) ?? "";
-        return parsed;
+                OrganizationName = parsed.GetRequiredValue(OrgNameOption),
+                Customers = parsed.GetValue(CustomersOption),
+                Events = parsed.GetValue(EventsOption),
+                Skew = parsed.GetValue(SkewOption),
+                RandomSeed = (int)Math.Min(int.MaxValue, parsed.GetValue(RandomSeedOption)),
+                KeyId = parsed.GetValue(SeedKeyIdOption),
+                KeySecret = parsed.GetValue(SeedKeySecretOption),
+            };
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            if (await Tenants.FindOrganizationAsync(db, options.OrganizationName, ct) is not null)
+                throw new FailureException($"an organization named '{options.OrganizationName}' already exists; choose another with --org-name");
+            Console.WriteLine($"seeding '{options.OrganizationName}' on {db.Description}: {options.Customers:N0} customers, {options.Events:N0} events");
+            var result = await ProgressDisplay.RunAsync("seeding", options.Customers, "customers",
+                progress => OrganizationSeeder.SeedAsync(db, options, p => progress(p.CustomersDone, $"{p.Entries:N0} entries, {p.EntriesPerSecond:N0} entries/s"), ct));
+            Console.WriteLine($"organization {result.OrgId} '{options.OrganizationName}' seeded in {result.Elapsed.TotalSeconds:N1} s");
+            Console.WriteLine($"  customers {result.Customers:N0}, events {result.Events:N0}, entries {result.Entries:N0}, lots {result.Lots:N0}, rows {result.Rows:N0}");
+            Console.WriteLine($"  rate: {result.EntriesPerSecond:N0} entries/s, {result.Rows / Math.Max(0.001, result.Elapsed.TotalSeconds):N0} rows/s");
+            Console.WriteLine($"  program {result.ProgramId}; heaviest customer {result.HeaviestCustomerId} ({result.HeaviestCustomerEvents:N0} events, account {result.HeaviestAccountNumber}); light customer {result.LightCustomerId} (account {result.LightAccountNumber})");
+            Console.WriteLine($"admin key: {result.Key.KeyId}");
+            Console.WriteLine($"secret:    {result.Key.Secret}   (shown once; only its hash is stored)");
+            return Success;
+        });
+        return seed;
+    }
+
+    // ---- backup and restore (SQLite) -----------------------------------------------------------
+
+    private static readonly Option<FileInfo> OutOption = new("--out") { Description = "the backup file to write (must not exist)", Required = true };
+    private static readonly Option<FileInfo> FromOption = new("--from") { Description = "the backup file to restore", Required = true };
+
+    private static Command BackupCommand()
+    {
+        var backup = new Command("backup", "Copies the SQLite ledger to a file, consistently, while the server runs (SQLite's online backup). For PostgreSQL use pg_dump (see the README).") { OutOption };
+        backup.SetAction(async (parsed, ct) =>
+        {
+            if (UsesPostgres(parsed)) throw new UsageException("backup copies a SQLite ledger; for PostgreSQL use pg_dump (see the README)");
+            var target = parsed.GetRequiredValue(OutOption);
+            if (target.Exists) throw new UsageException($"{target.FullName} exists; a backup never overwrites a file");
+            var source = Path.Combine(SqliteDirectory(parsed), "ledger.db");
+            if (!File.Exists(source)) throw new FailureException($"there is no ledger at {Path.GetFullPath(source)}");
+            var pages = await ProgressDisplay.RunAsync($"backing up {Path.GetFullPath(source)}", null, "pages",
+                _ => SqliteBackup.BackupAsync(source, target.FullName, ct));
+            target.Refresh();
+            Console.WriteLine($"backed up {Path.GetFullPath(source)} to {target.FullName} ({pages:N0} pages, {target.Length / 1024.0 / 1024.0:N1} MiB)");
+            return Success;
+        });
+        return backup;
+    }
+
+    private static Command RestoreCommand()
+    {
+        var restore = new Command("restore", "Restores a SQLite backup into --data-dir (which must hold no ledger yet), then verifies it.") { FromOption };
+        restore.SetAction(async (parsed, ct) =>
+        {
+            if (UsesPostgres(parsed)) throw new UsageException("restore writes a SQLite ledger; for PostgreSQL use pg_restore (see the README)");
+            var from = parsed.GetRequiredValue(FromOption);
+            if (!from.Exists) throw new UsageException($"{from.FullName} does not exist");
+            var target = Path.Combine(SqliteDirectory(parsed), "ledger.db");
+            if (File.Exists(target)) throw new UsageException($"{Path.GetFullPath(target)} exists; restore into an empty directory");
+            await SqliteBackup.RestoreAsync(from.FullName, target, ct);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var report = await LedgerVerifier.VerifyAsync(db, null, ct);
+            Console.WriteLine($"restored {from.FullName} to {Path.GetFullPath(target)}: {report.Events:N0} events, {report.Entries:N0} entries; "
+                + (report.Passed ? "all invariants hold" : $"{report.Violations.Count} violation(s)"));
+            return report.Passed ? Success : Failure;
+        });
+        return restore;
+    }
+
+    // ---- shared ------------------------------------------------------------------------------
+
+    private static async Task<LedgerDatabase> OpenMigratedAsync(ParseResult parsed, CancellationToken ct)
+    {
+        var db = OpenDatabase(parsed);
+        await Migrations.ApplyAsync(db, ct);
+        return db;
+    }
+
+    private static async Task<long> RequireOrganizationAsync(LedgerDatabase db, long orgId, CancellationToken ct)
+    {
+        if ((await Tenants.ListOrganizationsAsync(db, ct)).All(o => o.OrgId != orgId))
+            throw new FailureException($"organization {orgId} does not exist (see 'LoyaltyLedger org list')");
+        return orgId;
     }
 }
+
+/// <summary>A command line that is not understood: exit 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>A command that understood its arguments but could not do its work: exit 1.</summary>
+public sealed class FailureException(string message) : Exception(message);
