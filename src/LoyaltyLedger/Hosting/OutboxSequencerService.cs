@@ -17,9 +17,10 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
 
     /// <summary>
     /// The least time between two runs: under a stream of commits the rows of many postings are
-    /// numbered together, at most a hundred runs a second, rather than one run per commit.
+    /// numbered together, at most forty runs a second (each a small transaction of its own, with its
+    /// own commit to flush), rather than one run per commit.
     /// </summary>
-    private static readonly TimeSpan MinimumSpacing = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan MinimumSpacing = TimeSpan.FromMilliseconds(25);
 
     /// <summary>After a failed run (the database restarting, say), the next waits this long at least.</summary>
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
