@@ -231,26 +231,19 @@ public sealed class LedgerExport : IAsyncDisposable
         catch (InvalidOperationException) { /* the command is no longer running */ }
     }
 
-    // Read in column order (SequentialAccess).
-    private static LedgerExportLine Read(DbDataReader r) => new(
-        EventId: r.GetInt64(0),
-        EntryId: r.GetInt64(1),
-        CreatedAt: r.GetInt64(2),
-        EventName: r.GetString(3),
-        DisplayName: r.IsDBNull(4) ? null : r.GetString(4),
-        OwnerType: r.GetString(5),
-        OwnerId: r.GetInt64(6),
-        ProgramId: r.GetInt64(7),
-        Currency: r.IsDBNull(8) ? null : r.GetString(8),
-        Category: r.GetString(9),
-        EntryType: r.GetString(10),
-        Points: SignedPoints(r.GetString(10), r.GetInt64(11)),
-        BalanceAfter: new Points(r.GetInt64(12)),
-        BillNumber: r.IsDBNull(13) ? null : r.GetString(13),
-        StoreCode: r.IsDBNull(14) ? null : r.GetString(14),
-        TillCode: r.IsDBNull(15) ? null : r.GetString(15),
-        Reason: r.IsDBNull(16) ? null : r.GetString(16),
-        RelatedEventId: r.IsDBNull(17) ? null : r.GetInt64(17));
+    // Each column read once, in order (SequentialAccess).
+    private static LedgerExportLine Read(DbDataReader r)
+    {
+        var (eventId, entryId, createdAt, eventName, displayName) = (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetString(3), Text(r, 4));
+        var (ownerType, ownerId, programId, currency, category) = (r.GetString(5), r.GetInt64(6), r.GetInt64(7), Text(r, 8), r.GetString(9));
+        var (entryType, points, balanceAfter) = (r.GetString(10), r.GetInt64(11), r.GetInt64(12));
+        return new LedgerExportLine(eventId, entryId, createdAt, eventName, displayName, ownerType, ownerId, programId, currency, category,
+            entryType, SignedPoints(entryType, points), new Points(balanceAfter),
+            BillNumber: Text(r, 13), StoreCode: Text(r, 14), TillCode: Text(r, 15), Reason: Text(r, 16),
+            RelatedEventId: r.IsDBNull(17) ? null : r.GetInt64(17));
+    }
+
+    private static string? Text(DbDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
 
     /// <summary>
     /// Lines store a debit's points as a positive quantity with its entry type; the export signs
