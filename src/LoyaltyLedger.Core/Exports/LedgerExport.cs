@@ -162,6 +162,9 @@ public sealed class LedgerExport : IAsyncDisposable
     // (On SQLite the timeout is how long to wait for a lock, which a reader never takes.)
     private int? Unlimited => _database.Provider == DatabaseProvider.Postgres ? 0 : null;
 
+    /// <summary>Lines fetched from a PostgreSQL cursor per round trip.</summary>
+    private const int FetchSize = 5_000;
+
     /// <summary>
     /// Writes the lines to <paramref name="output"/> in <paramref name="format"/>, reporting the
     /// number written so far to <paramref name="progress"/> every <see cref="ProgressEvery"/> lines
@@ -169,66 +172,92 @@ public sealed class LedgerExport : IAsyncDisposable
     /// </summary>
     public async Task<long> WriteAsync(Stream output, LedgerExportFormat format, Action<long>? progress, CancellationToken ct)
     {
-        await using var command = _connection.CreateCommand();
-        // Each line's currency, bill, store and till are scalar subqueries, not joins: a join lets a
-        // planner hash the organization's bills and then sort the result, which holds the first line
-        // back until the whole history is read; a subquery is one index probe per line and keeps the
-        // plan a walk of the events' time index (ix_events_time, or ix_events_owner for one owner).
-        command.CommandText =
-            $"""
-            SELECT e.event_id, le.entry_id, e.created_at, e.event_name, e.display_name, le.owner_type, le.owner_id, le.program_id,
-                CASE WHEN le.currency_id = 0 THEN NULL
-                     ELSE (SELECT c.name FROM currencies c WHERE c.org_id = le.org_id AND c.currency_id = le.currency_id) END,
-                le.category, le.entry_type, le.points, le.balance_after,
-                CASE WHEN e.bill_id IS NULL THEN NULL ELSE (SELECT b.bill_number FROM bills b WHERE b.bill_id = e.bill_id) END,
-                CASE WHEN e.store_id IS NULL THEN NULL
-                     ELSE (SELECT s.code FROM stores s WHERE s.org_id = e.org_id AND s.store_id = e.store_id) END,
-                CASE WHEN e.till_id IS NULL THEN NULL
-                     ELSE (SELECT t.code FROM tills t WHERE t.org_id = e.org_id AND t.till_id = e.till_id) END,
-                e.reason, e.related_event_id
-            FROM events e
-            JOIN ledger_entries le ON le.event_id = e.event_id
-            WHERE {_where}
-            ORDER BY e.created_at, e.event_id, le.entry_id
-            """;
-        foreach (var (name, value) in _parameters)
-        {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = name;
-            parameter.Value = value;
-            command.Parameters.Add(parameter);
-        }
-        if (Unlimited is { } timeout) command.CommandTimeout = timeout;
-
         await using var lines = format == LedgerExportFormat.Csv ? (ILineWriter)new CsvLines(output) : new NdjsonLines(output);
         var written = 0L;
-        var finished = false;
-        try
+        var rows = _database.Provider == DatabaseProvider.Postgres ? ReadFromCursorAsync(ct) : ReadAsync(ct);
+        await foreach (var line in rows.WithCancellation(ct))
         {
-            await using var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
-            while (await reader.ReadAsync(ct))
-            {
-                await lines.WriteAsync(Read(reader), ct);
-                if (++written % ProgressEvery == 0) progress?.Invoke(written);
-            }
-            finished = true;
-        }
-        finally
-        {
-            // Disposing a PostgreSQL reader with rows left reads them all off the connection first:
-            // an export abandoned by its client must stop the query, not drain it.
-            if (!finished) TryCancel(command);
+            await lines.WriteAsync(line, ct);
+            if (++written % ProgressEvery == 0) progress?.Invoke(written);
         }
         await lines.CompleteAsync(ct);
         progress?.Invoke(written);
         return written;
     }
 
-    private static void TryCancel(DbCommand command)
+    // Each line's currency, bill, store and till are scalar subqueries, not joins: a join lets a
+    // planner hash the organization's bills and then sort the result, which holds the first line back
+    // until the whole history is read; a subquery is one index probe per line and keeps the plan a
+    // walk of the events' time index (ix_events_time, or ix_events_owner for one owner) with each
+    // event's lines sorted on their own (SQLite: "temp b-tree for right part of order by";
+    // PostgreSQL: an incremental sort).
+    private string Query =>
+        $"""
+        SELECT e.event_id, le.entry_id, e.created_at, e.event_name, e.display_name, le.owner_type, le.owner_id, le.program_id,
+            CASE WHEN le.currency_id = 0 THEN NULL
+                 ELSE (SELECT c.name FROM currencies c WHERE c.org_id = le.org_id AND c.currency_id = le.currency_id) END,
+            le.category, le.entry_type, le.points, le.balance_after,
+            CASE WHEN e.bill_id IS NULL THEN NULL ELSE (SELECT b.bill_number FROM bills b WHERE b.bill_id = e.bill_id) END,
+            CASE WHEN e.store_id IS NULL THEN NULL
+                 ELSE (SELECT s.code FROM stores s WHERE s.org_id = e.org_id AND s.store_id = e.store_id) END,
+            CASE WHEN e.till_id IS NULL THEN NULL
+                 ELSE (SELECT t.code FROM tills t WHERE t.org_id = e.org_id AND t.till_id = e.till_id) END,
+            e.reason, e.related_event_id
+        FROM events e
+        JOIN ledger_entries le ON le.event_id = e.event_id
+        WHERE {_where}
+        ORDER BY e.created_at, e.event_id, le.entry_id
+        """;
+
+    private DbCommand Command(string sql, DbTransaction? transaction = null, bool parameters = true)
     {
-        try { command.Cancel(); }
-        catch (DbException) { /* the connection is broken: nothing left to cancel */ }
-        catch (InvalidOperationException) { /* the command is no longer running */ }
+        var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = transaction;
+        if (Unlimited is { } timeout) command.CommandTimeout = timeout;
+        foreach (var (name, value) in parameters ? _parameters : [])
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = value;
+            command.Parameters.Add(parameter);
+        }
+        return command;
+    }
+
+    /// <summary>SQLite: one statement, stepped a row at a time by the reader (SQLite runs in this process).</summary>
+    private async IAsyncEnumerable<LedgerExportLine> ReadAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        await using var command = Command(Query);
+        await using var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
+        while (await reader.ReadAsync(ct)) yield return Read(reader);
+    }
+
+    /// <summary>
+    /// PostgreSQL: a cursor, fetched a batch at a time. Declared as a cursor, the query is planned for
+    /// its first rows (<c>cursor_tuple_fraction</c>): the time index walked in order with an
+    /// incremental sort per event, where a plain SELECT of a whole organization is planned for its
+    /// total cost, as a hash join sorted at the end, and sends nothing until all of it is sorted. A
+    /// client that goes away leaves at most a batch unread: the transaction is rolled back, which
+    /// closes the cursor, instead of the connection draining the rest of a result.
+    /// </summary>
+    private async IAsyncEnumerable<LedgerExportLine> ReadFromCursorAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        await using var transaction = await _connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+        await using (var declare = Command("DECLARE ledger_export NO SCROLL CURSOR FOR " + Query, transaction))
+            await declare.ExecuteNonQueryAsync(ct);
+        await using var fetch = Command($"FETCH FORWARD {FetchSize} FROM ledger_export", transaction, parameters: false);
+        for (var fetched = FetchSize; fetched == FetchSize;)
+        {
+            fetched = 0;
+            await using var reader = await fetch.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
+            while (await reader.ReadAsync(ct))
+            {
+                fetched++;
+                yield return Read(reader);
+            }
+        }
+        await transaction.CommitAsync(ct);
     }
 
     // Each column read once, in order (SequentialAccess).
