@@ -256,7 +256,7 @@ public static class Commands
             }
             catch
             {
-                File.Delete(partial);
+                if (File.Exists(partial)) File.Delete(partial);
                 throw;
             }
             var seconds = Math.Max(0.001, started.Elapsed.TotalSeconds);
@@ -267,6 +267,11 @@ public static class Commands
         {
             await Console.Error.WriteLineAsync("export interrupted; no file written");
             return 130;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync($"error: cannot write {output}: {ex.Message}");
+            return 1;
         }
         finally
         {

@@ -240,6 +240,7 @@ public abstract class LedgerExportTests(DatabaseFixture db)
             (await Commands.RunAsync(["export", "--format", "xml", "--org", org, "--out", refused, .. db.CommandLineArgs])).ShouldBe(2);
             (await Commands.RunAsync(["export", "--format", "csv", "--org", org, "--from", "yesterday", "--out", refused, .. db.CommandLineArgs])).ShouldBe(2);
             (await Commands.RunAsync(["export", "--format", "csv", "--org", "987654321", "--out", refused, .. db.CommandLineArgs])).ShouldBe(1);
+            (await Commands.RunAsync(["export", "--format", "csv", "--org", org, "--out", Path.Combine(dir, "no-such-dir", "x.csv"), .. db.CommandLineArgs])).ShouldBe(1);
             // This class's database holds the organizations of every test: the command will not guess which.
             (await Commands.RunAsync(["export", "--format", "csv", "--out", refused, .. db.CommandLineArgs])).ShouldBe(2);
             Directory.GetFiles(dir).Select(Path.GetFileName).ShouldBe(["ada.ndjson", "ledger.csv"], ignoreOrder: true);
