@@ -423,6 +423,14 @@ public static class Migrations
         );
         ALTER TABLE programs ADD COLUMN expiry_notice_days integer NULL;
         """),
+        // An organization's events in time order, for the ledger export (Exports/LedgerExport.cs):
+        // the export walks it and streams lines as it goes, so its first line leaves at once and
+        // neither database sorts the organization's history. Event ids are not in time order (the
+        // seeder writes customer by customer, the expiry run writes as of an earlier instant), so
+        // the primary key cannot serve. One entry per event, not per line, on the write path.
+        (14, "exports: events in time order", """
+        CREATE INDEX ix_events_time ON events (org_id, created_at, event_id);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

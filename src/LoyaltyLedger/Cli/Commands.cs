@@ -1,11 +1,13 @@
 using System.Globalization;
 using LoyaltyLedger.Audit;
+using LoyaltyLedger.Exports;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Seeding;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
+using Spectre.Console;
 
 namespace LoyaltyLedger.Server.Cli;
 
@@ -36,6 +38,11 @@ public static class Commands
                                                       converts due promised points, expires due points, sends expiry notices
                                                       (as of INSTANT, e.g. 2025-01-01T00:00:00Z; default now),
                                                       for one organization or all; running it twice changes nothing
+          LoyaltyLedger export --format csv|ndjson --out FILE [--org ID] [--from INSTANT] [--to INSTANT]
+                               [--customer ID | --group ID] [--program ID] [--event-name NAME]
+                                                      writes the organization's ledger lines to FILE, as the
+                                                      /v1/exports/ledger.csv and .ndjson endpoints do; --org may be
+                                                      left out when the database holds one organization
 
         Storage: SQLite file DIR/ledger.db (default ./data, or LEDGER_DATA_DIR), unless a PostgreSQL
         connection string is given by --postgres or the LEDGER_POSTGRES environment variable.
@@ -59,6 +66,7 @@ public static class Commands
                 "verify" => await VerifyAsync(parsed),
                 "seed" => await SeedAsync(parsed),
                 "expire" => await ExpireAsync(parsed),
+                "export" => await ExportAsync(parsed),
                 "help" or "--help" or "-h" => Help(0),
                 _ => Help(2),
             };
@@ -202,6 +210,113 @@ public static class Commands
         Console.WriteLine($"secret:    {result.Key.Secret}   (shown once; only its hash is stored)");
         return 0;
     }
+
+    private static async Task<int> ExportAsync(ParsedArgs args)
+    {
+        if (!LedgerExportFormats.TryParse(args.Option("format"), out var format)) throw new ArgumentException("export needs --format csv or --format ndjson");
+        var output = args.Option("out") is { Length: > 0 } path ? Path.GetFullPath(path) : throw new ArgumentException("export needs --out FILE");
+        var filter = new LedgerExportFilter
+        {
+            From = TimeOption(args, "from"),
+            To = TimeOption(args, "to"),
+            CustomerId = LongOption(args, "customer"),
+            GroupId = LongOption(args, "group"),
+            ProgramId = LongOption(args, "program"),
+            EventName = args.Option("event-name"),
+        };
+        var orgOption = LongOption(args, "org");
+        await using var db = OpenDatabase(args);
+        await Migrations.ApplyAsync(db, CancellationToken.None);
+        var organizations = (await Tenants.ListOrganizationsAsync(db, CancellationToken.None)).ToList();
+        var orgId = orgOption is { } id
+            ? organizations.Any(o => o.OrgId == id) ? id : throw LedgerException.NotFound("organization", id)
+            : organizations.Count == 1 ? organizations[0].OrgId
+            : throw new ArgumentException($"the database holds {organizations.Count} organizations: name one with --org ID (see org list)");
+
+        // Ctrl+C stops the query and leaves no file behind.
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            await using var export = await LedgerExport.OpenAsync(db, orgId, filter, cancel.Token);
+            var total = await export.CountAsync(cancel.Token);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            // Written beside the target and moved over it at the end: a failed or interrupted export
+            // leaves no half file under the name asked for.
+            var partial = output + ".partial";
+            long written;
+            try
+            {
+                await using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+                {
+                    written = await WithProgressAsync(total, started, progress => export.WriteAsync(file, format, progress, cancel.Token));
+                }
+                File.Move(partial, output, overwrite: true);
+            }
+            catch
+            {
+                if (File.Exists(partial)) File.Delete(partial);
+                throw;
+            }
+            var seconds = Math.Max(0.001, started.Elapsed.TotalSeconds);
+            Console.WriteLine($"exported {written:N0} ledger lines of organization {orgId} to {output} ({format.FileExtension()}) in {seconds:N1} s, {written / seconds:N0} lines/s");
+            return 0;
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync("export interrupted; no file written");
+            return 130;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync($"error: cannot write {output}: {ex.Message}");
+            return 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    /// <summary>
+    /// A progress bar on a terminal (Spectre.Console); a plain line every ten seconds when the output
+    /// is redirected to a log or a pipe, where a redrawn bar would be noise.
+    /// </summary>
+    private static async Task<long> WithProgressAsync(long total, System.Diagnostics.Stopwatch started, Func<Action<long>, Task<long>> work)
+    {
+        string Line(long done) =>
+            $"{done:N0}/{Math.Max(total, done):N0} lines, {done / Math.Max(0.001, started.Elapsed.TotalSeconds):N0} lines/s, {started.Elapsed.TotalSeconds:N0} s";
+        if (Console.IsOutputRedirected)
+        {
+            var lastLine = TimeSpan.Zero;
+            return await work(done =>
+            {
+                if (started.Elapsed - lastLine < TimeSpan.FromSeconds(10)) return;
+                lastLine = started.Elapsed;
+                Console.WriteLine(Line(done));
+            });
+        }
+        return await AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .StartAsync(async context =>
+            {
+                var task = context.AddTask("exporting", maxValue: Math.Max(1, total));
+                var written = await work(done =>
+                {
+                    task.MaxValue = Math.Max(task.MaxValue, done);
+                    task.Value = done;
+                    task.Description = Line(done);
+                });
+                task.StopTask();
+                return written;
+            });
+    }
+
+    private static DateTimeOffset? TimeOption(ParsedArgs args, string name) =>
+        args.Option(name) is { } text
+            ? IsoTime.TryParse(text, allowDate: false, out var value) ? value : throw new ArgumentException($"--{name} must be {IsoTime.ExpectedDateTime}")
+            : null;
 
     private static long? LongOption(ParsedArgs args, string name) =>
         args.Option(name) is { } text

@@ -218,6 +218,7 @@ public static class ApiReference
         ("Groups", "User groups: a primary member, members with roles and rights, and a pooled wallet."),
         ("Postings", "The postings that move points: bills, redemptions, bulk allocations, named events, transfers."),
         ("Lifecycle", "Returns, reversals, held points, the expiry run, and the schedule and as-of reads."),
+        ("Exports", "The organization's ledger, one row per ledger line, streamed as CSV or NDJSON."),
         ("Keys", "The organization's API keys: issue, list, rotate, revoke (admin keys)."),
         ("Vouchers", "Voucher definitions: what a program's points buy through the loyalty-vault API."),
     ];

@@ -99,7 +99,7 @@ public static class LedgerServer
         app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
-        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi();
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi().MapExportsApi();
         v1.MapKeysApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();

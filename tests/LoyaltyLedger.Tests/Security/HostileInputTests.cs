@@ -124,6 +124,8 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
                 $"/v2/pointsLedger/getCustomerLedgerInfo?type=USERGROUP2&identifierName={Segment(r)}&identifierValue={Segment(r)}&source=INSTORE&role={Segment(r)}",
                 $"/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue={f.Customer}&source=INSTORE&ledgerEntryType={Segment(r)}&pointCategoryType={Segment(r)}&alternateCurrencyNames={Segment(r)}&includeAlternateCurrencies={Segment(r)}",
                 $"/v1/lifecycle/balances?customerId={f.Customer}&asOf={Segment(r)}",
+                $"/v1/exports/ledger.{Pick(r, ["csv", "ndjson"])}?from={Segment(r)}&to={Segment(r)}&customerId={f.Customer}",
+                $"/v1/exports/ledger.{Pick(r, ["csv", "ndjson"])}?customerId={Segment(r)}&groupId={Segment(r)}&programId={Segment(r)}&eventName={Segment(r)}",
             ]), null, [(r, b) => b]),
         ];
     }

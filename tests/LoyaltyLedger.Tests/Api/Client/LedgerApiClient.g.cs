@@ -5722,6 +5722,358 @@ namespace LoyaltyLedger.Tests.Api.Client
         }
 
         /// <summary>
+        /// The organization's ledger lines as CSV (RFC 4180, with a header row).
+        /// </summary>
+        /// <remarks>
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
+        /// </remarks>
+        /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
+        /// <param name="customerId">Only the lines of this customer's wallets (or give groupId).</param>
+        /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
+        /// <param name="programId">Only the lines of this program.</param>
+        /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName)
+        {
+            return ExportLedgerCsvAsync(from, to, customerId, groupId, programId, eventName, System.Threading.CancellationToken.None);
+        }
+
+        /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
+        /// <summary>
+        /// The organization's ledger lines as CSV (RFC 4180, with a header row).
+        /// </summary>
+        /// <remarks>
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
+        /// </remarks>
+        /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
+        /// <param name="customerId">Only the lines of this customer's wallets (or give groupId).</param>
+        /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
+        /// <param name="programId">Only the lines of this program.</param>
+        /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, System.Threading.CancellationToken cancellationToken)
+        {
+            var client_ = _httpClient;
+            var disposeClient_ = false;
+            try
+            {
+                using (var request_ = new System.Net.Http.HttpRequestMessage())
+                {
+                    request_.Method = new System.Net.Http.HttpMethod("GET");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("text/csv"));
+
+                    var urlBuilder_ = new System.Text.StringBuilder();
+                
+                    // Operation Path: "v1/exports/ledger.csv"
+                    urlBuilder_.Append("v1/exports/ledger.csv");
+                    urlBuilder_.Append('?');
+                    if (from != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("from")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(from, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (to != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("to")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(to, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (customerId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("customerId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(customerId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (groupId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("groupId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(groupId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (programId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("programId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(programId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (eventName != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("eventName")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(eventName, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    urlBuilder_.Length--;
+
+                    PrepareRequest(client_, request_, urlBuilder_);
+
+                    var url_ = urlBuilder_.ToString();
+                    request_.RequestUri = new System.Uri(url_, System.UriKind.RelativeOrAbsolute);
+
+                    PrepareRequest(client_, request_, url_);
+
+                    var response_ = await client_.SendAsync(request_, System.Net.Http.HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+                    var disposeResponse_ = true;
+                    try
+                    {
+                        var headers_ = new System.Collections.Generic.Dictionary<string, System.Collections.Generic.IEnumerable<string>>();
+                        foreach (var item_ in response_.Headers)
+                            headers_[item_.Key] = item_.Value;
+                        if (response_.Content != null && response_.Content.Headers != null)
+                        {
+                            foreach (var item_ in response_.Content.Headers)
+                                headers_[item_.Key] = item_.Value;
+                        }
+
+                        ProcessResponse(client_, response_);
+
+                        var status_ = (int)response_.StatusCode;
+                        if (status_ == 200 || status_ == 206)
+                        {
+                            var responseStream_ = response_.Content == null ? System.IO.Stream.Null : await ReadAsStreamAsync(response_.Content, cancellationToken).ConfigureAwait(false);
+                            var fileResponse_ = new FileResponse(status_, headers_, responseStream_, null, response_);
+                            disposeClient_ = false; disposeResponse_ = false; // response and client are disposed by FileResponse
+                            return fileResponse_;
+                        }
+                        else
+                        if (status_ == 400)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 401)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 429)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The key is over its rate limit (rate_limited); Retry-After says when to retry.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 503)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The database is busy; retry (with the same Idempotency-Key for a write).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        {
+                            var responseData_ = response_.Content == null ? null : await ReadAsStringAsync(response_.Content, cancellationToken).ConfigureAwait(false);
+                            throw new ApiException("The HTTP status code of the response was not expected (" + status_ + ").", status_, responseData_, headers_, null);
+                        }
+                    }
+                    finally
+                    {
+                        if (disposeResponse_)
+                            response_.Dispose();
+                    }
+                }
+            }
+            finally
+            {
+                if (disposeClient_)
+                    client_.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// The organization's ledger lines as NDJSON (one JSON object per line).
+        /// </summary>
+        /// <remarks>
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
+        /// </remarks>
+        /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
+        /// <param name="customerId">Only the lines of this customer's wallets (or give groupId).</param>
+        /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
+        /// <param name="programId">Only the lines of this program.</param>
+        /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName)
+        {
+            return ExportLedgerNdjsonAsync(from, to, customerId, groupId, programId, eventName, System.Threading.CancellationToken.None);
+        }
+
+        /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
+        /// <summary>
+        /// The organization's ledger lines as NDJSON (one JSON object per line).
+        /// </summary>
+        /// <remarks>
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
+        /// </remarks>
+        /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
+        /// <param name="customerId">Only the lines of this customer's wallets (or give groupId).</param>
+        /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
+        /// <param name="programId">Only the lines of this program.</param>
+        /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, System.Threading.CancellationToken cancellationToken)
+        {
+            var client_ = _httpClient;
+            var disposeClient_ = false;
+            try
+            {
+                using (var request_ = new System.Net.Http.HttpRequestMessage())
+                {
+                    request_.Method = new System.Net.Http.HttpMethod("GET");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/x-ndjson"));
+
+                    var urlBuilder_ = new System.Text.StringBuilder();
+                
+                    // Operation Path: "v1/exports/ledger.ndjson"
+                    urlBuilder_.Append("v1/exports/ledger.ndjson");
+                    urlBuilder_.Append('?');
+                    if (from != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("from")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(from, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (to != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("to")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(to, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (customerId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("customerId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(customerId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (groupId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("groupId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(groupId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (programId != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("programId")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(programId, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (eventName != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("eventName")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(eventName, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    urlBuilder_.Length--;
+
+                    PrepareRequest(client_, request_, urlBuilder_);
+
+                    var url_ = urlBuilder_.ToString();
+                    request_.RequestUri = new System.Uri(url_, System.UriKind.RelativeOrAbsolute);
+
+                    PrepareRequest(client_, request_, url_);
+
+                    var response_ = await client_.SendAsync(request_, System.Net.Http.HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+                    var disposeResponse_ = true;
+                    try
+                    {
+                        var headers_ = new System.Collections.Generic.Dictionary<string, System.Collections.Generic.IEnumerable<string>>();
+                        foreach (var item_ in response_.Headers)
+                            headers_[item_.Key] = item_.Value;
+                        if (response_.Content != null && response_.Content.Headers != null)
+                        {
+                            foreach (var item_ in response_.Content.Headers)
+                                headers_[item_.Key] = item_.Value;
+                        }
+
+                        ProcessResponse(client_, response_);
+
+                        var status_ = (int)response_.StatusCode;
+                        if (status_ == 200 || status_ == 206)
+                        {
+                            var responseStream_ = response_.Content == null ? System.IO.Stream.Null : await ReadAsStreamAsync(response_.Content, cancellationToken).ConfigureAwait(false);
+                            var fileResponse_ = new FileResponse(status_, headers_, responseStream_, null, response_);
+                            disposeClient_ = false; disposeResponse_ = false; // response and client are disposed by FileResponse
+                            return fileResponse_;
+                        }
+                        else
+                        if (status_ == 400)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 401)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 404)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("A referenced resource does not exist in this organization.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 429)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The key is over its rate limit (rate_limited); Retry-After says when to retry.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 503)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The database is busy; retry (with the same Idempotency-Key for a write).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        {
+                            var responseData_ = response_.Content == null ? null : await ReadAsStringAsync(response_.Content, cancellationToken).ConfigureAwait(false);
+                            throw new ApiException("The HTTP status code of the response was not expected (" + status_ + ").", status_, responseData_, headers_, null);
+                        }
+                    }
+                    finally
+                    {
+                        if (disposeResponse_)
+                            response_.Dispose();
+                    }
+                }
+            }
+            finally
+            {
+                if (disposeClient_)
+                    client_.Dispose();
+            }
+        }
+
+        /// <summary>
         /// The organization's keys (never their secrets).
         /// </summary>
         /// <returns>OK</returns>
@@ -10387,6 +10739,41 @@ namespace LoyaltyLedger.Tests.Api.Client
 
     }
 
+    [System.CodeDom.Compiler.GeneratedCode("NSwag", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class FileResponse : System.IDisposable
+    {
+        private System.IDisposable? _client;
+        private System.IDisposable? _response;
+
+        public int StatusCode { get; private set; }
+
+        public System.Collections.Generic.IReadOnlyDictionary<string, System.Collections.Generic.IEnumerable<string>> Headers { get; private set; }
+
+        public System.IO.Stream Stream { get; private set; }
+
+        public bool IsPartial
+        {
+            get { return StatusCode == 206; }
+        }
+
+        public FileResponse(int statusCode, System.Collections.Generic.IReadOnlyDictionary<string, System.Collections.Generic.IEnumerable<string>> headers, System.IO.Stream stream, System.IDisposable? client, System.IDisposable? response)
+        {
+            StatusCode = statusCode;
+            Headers = headers;
+            Stream = stream;
+            _client = client;
+            _response = response;
+        }
+
+        public void Dispose()
+        {
+            Stream.Dispose();
+            if (_response != null)
+                _response.Dispose();
+            if (_client != null)
+                _client.Dispose();
+        }
+    }
 
 
     [System.CodeDom.Compiler.GeneratedCode("NSwag", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
