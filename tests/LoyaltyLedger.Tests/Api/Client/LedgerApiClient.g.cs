@@ -5835,7 +5835,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6011,7 +6011,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
