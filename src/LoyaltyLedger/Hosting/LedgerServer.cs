@@ -50,6 +50,7 @@ public static class LedgerServer
         builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
+        builder.Services.AddLedgerWebhooks();
 
         var app = builder.Build();
         var rejections = RejectedRequests.Listen(app.Services.GetRequiredService<System.Diagnostics.DiagnosticListener>());
@@ -99,7 +100,7 @@ public static class LedgerServer
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();
-        v1.MapKeysApi();
+        v1.MapKeysApi().MapWebhooksApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();
         return app;

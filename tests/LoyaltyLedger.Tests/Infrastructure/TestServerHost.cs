@@ -56,6 +56,8 @@ public sealed class TestServerHost : IAsyncDisposable
                 {
                     ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
                     ["Ledger:RateLimit:Burst"] = "1000000",
+                    // No webhook is sent from a test server unless its test asks for it (and then only to 127.0.0.1).
+                    ["Ledger:Webhooks:Dispatch"] = "false",
                 });
                 if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
                 if (logs is not null) builder.Logging.AddProvider(logs);
