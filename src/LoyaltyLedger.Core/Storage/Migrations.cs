@@ -394,6 +394,35 @@ public static class Migrations
         WHERE owner_type = 'GROUP' AND event_name = 'PointsTransfer';
         UPDATE events SET customer_id = 0 WHERE owner_type = 'GROUP' AND event_name = 'PointsExpiry';
         """),
+        // The transactional outbox (LoyaltyLedger.Outbox): each ledger change writes the events it
+        // announces in its own transaction; positions are given later, in commit order, by the
+        // sequencer, and readers page by position, never by event_id (ids are taken in one order and
+        // transactions commit in another). xact (PostgreSQL) is the writing transaction.
+        // expiry_notices records each points.expiring sent, per lot (0: a WHOLE_BALANCE wallet's
+        // whole balance) and expiry instant, so a notice goes out once per lot and window; a
+        // program's expiry_notice_days is its notice window (NULL: the default, 14 days).
+        (13, "outbox, expiry notices", """
+        CREATE TABLE outbox_events (
+            event_id {identity},
+            org_id bigint NOT NULL,
+            position bigint NULL,
+            type text NOT NULL,
+            created_at bigint NOT NULL,
+            payload text NOT NULL{transactionIdColumn}
+        );
+        CREATE INDEX ix_outbox_events_org_position ON outbox_events (org_id, position);
+        CREATE UNIQUE INDEX ux_outbox_events_position ON outbox_events (position);
+        CREATE INDEX ix_outbox_events_unsequenced ON outbox_events (event_id) WHERE position IS NULL;
+        CREATE TABLE expiry_notices (
+            org_id bigint NOT NULL,
+            wallet_id bigint NOT NULL,
+            lot_id bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            noticed_at bigint NOT NULL,
+            CONSTRAINT ux_expiry_notices PRIMARY KEY (wallet_id, lot_id, expires_at)
+        );
+        ALTER TABLE programs ADD COLUMN expiry_notice_days integer NULL;
+        """),
         // Webhooks (Webhooks/): an organization's endpoints, and per endpoint a queue of deliveries
         // in commit order with every attempt logged. An endpoint's cursor is the last outbox position
         // fanned out to it; its lease is held by the one dispatcher sending its queue. The signing

@@ -9,18 +9,7 @@ public static class WebhookEventTypes
     public const int MaxPerEndpoint = 50;
 
     /// <summary>Every type the outbox writes, and the ping (which the test call sends whatever the subscription).</summary>
-    public static readonly IReadOnlyList<string> Known =
-    [
-        OutboxEventTypes.LedgerEventPosted,
-        OutboxEventTypes.BalanceChanged,
-        OutboxEventTypes.PointsExpiring,
-        OutboxEventTypes.PointsExpired,
-        OutboxEventTypes.RedemptionReversed,
-        OutboxEventTypes.ReturnPosted,
-        OutboxEventTypes.HeldPointsReleased,
-        OutboxEventTypes.CustomerRegistered,
-        OutboxEventTypes.WebhookTest,
-    ];
+    public static IReadOnlyList<string> Known => OutboxEventTypes.All;
 
     /// <summary>The subscription as stored: distinct, in the order given; <c>*</c> alone if it is among them.</summary>
     public static IReadOnlyList<string> Validate(IReadOnlyList<string>? events)
