@@ -18,6 +18,11 @@ public sealed record ReceivedWebhook(string Path, IHeaderDictionary Headers, str
 
     /// <summary>Checks the signature as a receiver would, with the StandardWebhooks package (it throws if it does not hold).</summary>
     public void Verify(string secret) => new StandardWebhook(secret).Verify(Body, Headers);
+
+    /// <summary>The <c>v1,</c> signature of this request with <paramref name="secret"/>, computed by hand as the README's openssl snippet does.</summary>
+    public string SignatureWith(string secret) => "v1," + Convert.ToBase64String(System.Security.Cryptography.HMACSHA256.HashData(
+        Convert.FromBase64String(secret["whsec_".Length..]),
+        System.Text.Encoding.UTF8.GetBytes($"{Id}.{Headers["webhook-timestamp"]}.{Body}")));
 }
 
 /// <summary>
