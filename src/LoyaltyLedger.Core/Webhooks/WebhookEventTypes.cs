@@ -16,6 +16,7 @@ public static class WebhookEventTypes
     {
         if (events is null || events.Count == 0)
             throw LedgerException.Invalid($"events lists at least one event type, or \"*\" for all: {string.Join(", ", Known)}.");
+        if (events.Any(e => e is null)) throw LedgerException.Invalid("events holds event type names: strings, not null.");
         if (events.Count > MaxPerEndpoint) throw LedgerException.Invalid($"events lists at most {MaxPerEndpoint} event types.");
         var unknown = events.Where(e => e != All && !Known.Contains(e, StringComparer.Ordinal)).Distinct().ToList();
         if (unknown.Count > 0)

@@ -46,6 +46,7 @@ public abstract class WebhookApiTests(DatabaseFixture db)
     [InlineData(Url, "[\"points.expried\"]", "Unknown event type 'points.expried'")]
     [InlineData(Url, "[\"balance.changed\", \"BALANCE.CHANGED\"]", "Unknown event type 'BALANCE.CHANGED'")]
     [InlineData(Url, "[]", "events lists at least one event type")]
+    [InlineData(Url, "[\"*\", null]", "strings, not null")]
     public async Task unknown_event_types_and_urls_that_are_not_http_are_refused_with_400_and_nothing_is_written(string url, string events, string detail)
     {
         var t = await db.Host.NewTenantAsync();
