@@ -161,7 +161,8 @@ public static class CustomerDirectory
         var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction);
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, customerId, customerId,
-            EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId));
+            EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId,
+            StoreCode: store?.Code, TillCode: till?.Code));
         await OpenWalletsAsync(posting, eventId, OwnerType.Customer, customerId, programs);
 
         var customer = await GetAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);

@@ -151,7 +151,7 @@ public static class Postings
         await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
-                BillId: billId, Reason: bill.Notes),
+                BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code),
             then: ("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId }));
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
@@ -187,14 +187,11 @@ public static class Postings
             ["transactionNumber"] = request.TransactionNumber,
             ["externalReferenceNumber"] = request.ExternalReference,
         });
+        if (request.ExternalReference is { Length: > 200 }) throw LedgerException.Invalid("externalReference is at most 200 characters.");
+        // The reference has a column of its own (not only the details) so a reversal finds the redemption by it.
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
-            SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes));
-        if (request.ExternalReference is { } reference)
-        {
-            if (reference.Length > 200) throw LedgerException.Invalid("externalReference is at most 200 characters.");
-            // A column of its own (not only the details) so a reversal finds the redemption by it.
-            await posting.ExecuteAsync("UPDATE events SET external_reference = @reference WHERE event_id = @eventId", new { reference, eventId });
-        }
+            SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes,
+            ExternalReference: request.ExternalReference, StoreCode: store?.Code, TillCode: till?.Code));
         var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
         return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
     }
@@ -245,7 +242,7 @@ public static class Postings
         };
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GenericEvent,
             DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
-            DetailsJson: Details(details), Reason: request.Reason));
+            DetailsJson: Details(details), Reason: request.Reason, StoreCode: store?.Code, TillCode: till?.Code));
         var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits, PointCategory.Regular, qualifying: true);
         return new PostingResult(eventId, EventNames.GenericEvent, null, entries);
     }
@@ -282,7 +279,7 @@ public static class Postings
             DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "IN", ["counterparty"] = Describe(from) })));
         var pieces = debit.Consumed.Select(c => new LotPiece(c.Points, c.ExpiresAt)).ToList();
         var credit = await posting.CreditLotsAsync(creditEvent, toKey, pieces);
-        await posting.ExecuteAsync("UPDATE events SET related_event_id = @creditEvent WHERE event_id = @debitEvent", new { creditEvent, debitEvent });
+        await posting.SetRelatedEventAsync(debitEvent, creditEvent);
         return new TransferResult(debitEvent, creditEvent, [View(debit.Entry, currency), View(credit, currency)]);
     }
 

@@ -104,9 +104,10 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 catalogChanged |= posting.CatalogChanged;
             }
             var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
-            // The audit record and the stored answer in one round trip.
+            // The audit record, the stored answer and the posting's outbox rows in one round trip.
             var batch = posting.Batch();
             WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
+            posting.AddAnnouncements(batch);
             if (key is not null)
             {
                 var stored = sealAnswer && body is not null ? Seal(body, http, caller, key) : body;

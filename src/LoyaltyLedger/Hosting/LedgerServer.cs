@@ -50,6 +50,7 @@ public static class LedgerServer
         builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
+        builder.Services.AddOutboxSequencer();
         builder.Services.AddLedgerWebhooks();
 
         var app = builder.Build();
@@ -99,7 +100,7 @@ public static class LedgerServer
         app.MapGet("/health", () => Results.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
-        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi();
         v1.MapKeysApi().MapWebhooksApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();

@@ -160,6 +160,7 @@ public sealed class RequestSamples(Tenant demo)
         ["GetHeldSchedule"] = _ => Task.FromResult(Get("/v1/lifecycle/held-schedule", ("customerId", Naresh.ToString()))),
         ["GetBalancesAsOf"] = _ => Task.FromResult(Get("/v1/lifecycle/balances", ("customerId", Naresh.ToString()), ("asOf", "2024-05-05T00:00:00Z"))),
         ["ListKeys"] = _ => Task.FromResult(Get("/v1/keys")),
+        ["ReadEventFeed"] = _ => Task.FromResult(Get("/v1/events", ("limit", "5"), ("types", "ledger.event.posted,balance.changed"))),
         ["IssueKey"] = _ => Task.FromResult(Post("/v1/keys", new JsonObject { ["role"] = "Read", ["name"] = "till app" })),
         ["RotateKey"] = async s => new SampleRequest($"/v1/keys/{await s.KeyAsync()}/rotate", [], null),
         ["RevokeKey"] = async s => new SampleRequest($"/v1/keys/{await s.KeyAsync()}", [], null),

@@ -536,7 +536,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -704,7 +704,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -855,7 +855,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -1155,7 +1155,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -1445,7 +1445,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -1631,7 +1631,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -1809,7 +1809,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -1961,7 +1961,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2112,7 +2112,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2303,7 +2303,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2482,7 +2482,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2628,7 +2628,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2806,7 +2806,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -2957,7 +2957,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3136,7 +3136,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3282,7 +3282,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3478,7 +3478,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3674,7 +3674,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3870,7 +3870,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -3941,6 +3941,150 @@ namespace LoyaltyLedger.Tests.Api.Client
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
                             throw new ApiException<ApiProblem>("The request is well formed but the ledger refuses it (e.g. insufficient_balance).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 429)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The key is over its rate limit (rate_limited); Retry-After says when to retry.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 503)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The database is busy; retry (with the same Idempotency-Key for a write).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        {
+                            var responseData_ = response_.Content == null ? null : await ReadAsStringAsync(response_.Content, cancellationToken).ConfigureAwait(false);
+                            throw new ApiException("The HTTP status code of the response was not expected (" + status_ + ").", status_, responseData_, headers_, null);
+                        }
+                    }
+                    finally
+                    {
+                        if (disposeResponse_)
+                            response_.Dispose();
+                    }
+                }
+            }
+            finally
+            {
+                if (disposeClient_)
+                    client_.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// The organization's events in commit order after a cursor (the change feed): every event exactly once, in order.
+        /// </summary>
+        /// <param name="after">The nextCursor of the previous page; omit it to start from the first event.</param>
+        /// <param name="limit">Events per page, 1 to 1000 (default 100).</param>
+        /// <param name="types">Only these types, comma-separated (e.g. points.expiring,points.expired); default: every type.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types)
+        {
+            return ReadEventFeedAsync(after, limit, types, System.Threading.CancellationToken.None);
+        }
+
+        /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
+        /// <summary>
+        /// The organization's events in commit order after a cursor (the change feed): every event exactly once, in order.
+        /// </summary>
+        /// <param name="after">The nextCursor of the previous page; omit it to start from the first event.</param>
+        /// <param name="limit">Events per page, 1 to 1000 (default 100).</param>
+        /// <param name="types">Only these types, comma-separated (e.g. points.expiring,points.expired); default: every type.</param>
+        /// <returns>OK</returns>
+        /// <exception cref="ApiException">A server side error occurred.</exception>
+        public virtual async System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types, System.Threading.CancellationToken cancellationToken)
+        {
+            var client_ = _httpClient;
+            var disposeClient_ = false;
+            try
+            {
+                using (var request_ = new System.Net.Http.HttpRequestMessage())
+                {
+                    request_.Method = new System.Net.Http.HttpMethod("GET");
+                    request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
+
+                    var urlBuilder_ = new System.Text.StringBuilder();
+                
+                    // Operation Path: "v1/events"
+                    urlBuilder_.Append("v1/events");
+                    urlBuilder_.Append('?');
+                    if (after != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("after")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(after, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (limit != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("limit")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(limit, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    if (types != null)
+                    {
+                        urlBuilder_.Append(System.Uri.EscapeDataString("types")).Append('=').Append(System.Uri.EscapeDataString(ConvertToString(types, System.Globalization.CultureInfo.InvariantCulture))).Append('&');
+                    }
+                    urlBuilder_.Length--;
+
+                    PrepareRequest(client_, request_, urlBuilder_);
+
+                    var url_ = urlBuilder_.ToString();
+                    request_.RequestUri = new System.Uri(url_, System.UriKind.RelativeOrAbsolute);
+
+                    PrepareRequest(client_, request_, url_);
+
+                    var response_ = await client_.SendAsync(request_, System.Net.Http.HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+                    var disposeResponse_ = true;
+                    try
+                    {
+                        var headers_ = new System.Collections.Generic.Dictionary<string, System.Collections.Generic.IEnumerable<string>>();
+                        foreach (var item_ in response_.Headers)
+                            headers_[item_.Key] = item_.Value;
+                        if (response_.Content != null && response_.Content.Headers != null)
+                        {
+                            foreach (var item_ in response_.Content.Headers)
+                                headers_[item_.Key] = item_.Value;
+                        }
+
+                        ProcessResponse(client_, response_);
+
+                        var status_ = (int)response_.StatusCode;
+                        if (status_ == 200)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<EventFeedPage>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            return objectResponse_.Object;
+                        }
+                        else
+                        if (status_ == 400)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                        }
+                        else
+                        if (status_ == 401)
+                        {
+                            var objectResponse_ = await ReadObjectResponseAsync<ApiProblem>(response_, headers_, cancellationToken).ConfigureAwait(false);
+                            if (objectResponse_.Object == null)
+                            {
+                                throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
+                            }
+                            throw new ApiException<ApiProblem>("No or wrong credentials (unauthorized).", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 429)
@@ -4066,7 +4210,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -4262,7 +4406,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -4458,7 +4602,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -4654,7 +4798,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -4840,7 +4984,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5023,7 +5167,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5213,7 +5357,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5361,7 +5505,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5515,7 +5659,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5785,7 +5929,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -5960,7 +6104,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6117,7 +6261,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6407,7 +6551,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6575,7 +6719,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6735,7 +6879,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -6912,7 +7056,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7077,7 +7221,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7242,7 +7386,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7421,7 +7565,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7581,7 +7725,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7740,7 +7884,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -7891,7 +8035,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -8075,7 +8219,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -8237,7 +8381,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -8388,7 +8532,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -8589,7 +8733,7 @@ namespace LoyaltyLedger.Tests.Api.Client
                             {
                                 throw new ApiException("Response was null which was not expected.", status_, objectResponse_.Text, headers_, null);
                             }
-                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
+                            throw new ApiException<ApiProblem>("The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.", status_, objectResponse_.Text, headers_, objectResponse_.Object, null);
                         }
                         else
                         if (status_ == 401)
@@ -9293,6 +9437,90 @@ namespace LoyaltyLedger.Tests.Api.Client
     }
 
     /// <summary>
+    /// One outgoing event, as the change feed and webhooks send it.
+    /// </summary>
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class EventEnvelope
+    {
+
+        /// <summary>
+        /// evt_ and a number: unique, and the same every time the event is sent (receivers de-duplicate by it).
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("id")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string Id { get; set; } = default!;
+
+        /// <summary>
+        /// ledger.event.posted, balance.changed, points.expiring, points.expired, redemption.reversed, return.posted, held_points.released or customer.registered.
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("type")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string Type { get; set; } = default!;
+
+        /// <summary>
+        /// When the ledger change happened.
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("createdAt")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public System.DateTimeOffset CreatedAt { get; set; } = default!;
+
+        /// <summary>
+        /// The organization.
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("orgId")]
+        public long OrgId { get; set; } = default!;
+
+        /// <summary>
+        /// What happened; its shape depends on the type (see the README, "Events out").
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("data")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public JsonElement Data { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    /// <summary>
+    /// A page of the change feed.
+    /// </summary>
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class EventFeedPage
+    {
+
+        /// <summary>
+        /// The organization's events after the cursor, in commit order.
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("events")]
+        [System.ComponentModel.DataAnnotations.Required]
+        public System.Collections.Generic.ICollection<EventEnvelope> Events { get; set; } = new System.Collections.ObjectModel.Collection<EventEnvelope>();
+
+        /// <summary>
+        /// Where to continue: pass it as after on the next call (the same cursor when nothing was new).
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("nextCursor")]
+        [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
+        public string NextCursor { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    /// <summary>
     /// An operator's request to run expiry and promised-points conversion now (or as of an earlier instant).
     /// </summary>
     [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
@@ -9499,6 +9727,21 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("role")]
         public KeyRole Role { get; set; } = default!;
+
+        private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
+
+        [System.Text.Json.Serialization.JsonExtensionData]
+        public System.Collections.Generic.IDictionary<string, object> AdditionalProperties
+        {
+            get { return _additionalProperties ?? (_additionalProperties = new System.Collections.Generic.Dictionary<string, object>()); }
+            set { _additionalProperties = value; }
+        }
+
+    }
+
+    [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
+    public partial class JsonElement
+    {
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
