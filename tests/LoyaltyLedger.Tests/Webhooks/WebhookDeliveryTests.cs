@@ -162,13 +162,14 @@ public abstract class WebhookDeliveryTests(DatabaseFixture db)
             var webhookId = request.Headers["webhook-id"].ToString();
             return Task.FromResult(Interlocked.CompareExchange(ref firstId, webhookId, null) is null ? 500 : 200);
         };
-        await using var host = await WebhookHarness.StartAsync(db, WebhookHarness.Settings(retrySchedule: "00:00:01.500"));
-        var t = await host.NewTenantAsync();
+        // Committed while no server delivers (the class's own does not), so all three are queued
+        // before the first is sent: the dispatcher has the later ones in hand when the first fails.
+        var t = await db.Host.NewTenantAsync();
         await t.NewWebhookAsync(receiver.Url(), "customer.registered");
-
         await t.NewCustomerAsync();
         await t.NewCustomerAsync();
         await t.NewCustomerAsync();
+        await using var host = await WebhookHarness.StartAsync(db, WebhookHarness.Settings(retrySchedule: "00:00:01.500"));
 
         var received = await receiver.WaitForAsync(r => r.Count(x => x.Answered == 200) == 3, what: "three events");
         received.Select(r => r.Answered).ShouldBe([500, 200, 200, 200]);
