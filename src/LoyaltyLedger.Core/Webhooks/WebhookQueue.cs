@@ -178,14 +178,40 @@ public static class WebhookQueue
         db.WriteAsync(async (c, tx) =>
         {
             var batch = new StatementBatch(c, tx, db.Dialect);
-            foreach (var o in outcomes)
+            // The attempts in one multi-row insert and the successes in one update: a busy endpoint
+            // costs three statements per hundred deliveries, not two per delivery.
+            foreach (var chunk in outcomes.Chunk(200))
+            {
+                var sql = new StringBuilder(
+                    "INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at) VALUES ");
+                var values = new Dictionary<string, object?> { ["endpointId"] = endpointId };
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    var (o, n) = (chunk[i], i.ToString(CultureInfo.InvariantCulture));
+                    sql.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@d{n}, @endpointId, @a{n}, @t{n}, @c{n}, @u{n}, @e{n}, @x{n})");
+                    values["d" + n] = o.Delivery.DeliveryId;
+                    values["a" + n] = o.Attempt;
+                    values["t" + n] = o.AttemptedAt;
+                    values["c" + n] = (long?)o.StatusCode;
+                    values["u" + n] = o.DurationMs;
+                    values["e" + n] = o.Error;
+                    values["x" + n] = o.NextAttemptAt;
+                }
+                batch.Execute(sql.ToString(), values);
+            }
+            var succeeded = outcomes.Where(o => o.Succeeded).Select(o => o.Delivery.DeliveryId.ToString(CultureInfo.InvariantCulture)).ToList();
+            if (succeeded.Count > 0)
             {
                 batch.Execute(
-                    """
-                    INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at)
-                    VALUES (@id, @endpointId, @attempt, @at, @code, @duration, @error, @next)
+                    $"""
+                    UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'succeeded', next_attempt_at = NULL,
+                        last_status_code = NULL, last_error = NULL, completed_at = @now
+                    WHERE delivery_id IN ({string.Join(", ", succeeded)}) AND status = 'pending'
                     """,
-                    new { id = o.Delivery.DeliveryId, endpointId, attempt = o.Attempt, at = o.AttemptedAt, code = (long?)o.StatusCode, duration = o.DurationMs, error = o.Error, next = o.NextAttemptAt });
+                    new { now = nowMs });
+            }
+            foreach (var o in outcomes.Where(o => !o.Succeeded))
+            {
                 batch.Execute(
                     """
                     UPDATE webhook_deliveries SET attempts = @attempt, status = @status, next_attempt_at = @next,
@@ -194,9 +220,9 @@ public static class WebhookQueue
                     """,
                     new
                     {
-                        attempt = o.Attempt, id = o.Delivery.DeliveryId, code = (long?)o.StatusCode, error = o.Error, next = o.NextAttemptAt,
-                        status = o.Succeeded ? DeliveryStatus.Succeeded : o.NextAttemptAt is null ? DeliveryStatus.Failed : DeliveryStatus.Pending,
-                        completed = o.Succeeded || o.NextAttemptAt is null ? o.AttemptedAt : (long?)null,
+                        attempt = o.Attempt, status = o.NextAttemptAt is null ? DeliveryStatus.Failed : DeliveryStatus.Pending,
+                        next = o.NextAttemptAt, code = (long?)o.StatusCode, error = o.Error,
+                        completed = o.NextAttemptAt is null ? o.AttemptedAt : (long?)null, id = o.Delivery.DeliveryId,
                     });
             }
             // Only the parameters the statement uses (a batch binds every one it is given).

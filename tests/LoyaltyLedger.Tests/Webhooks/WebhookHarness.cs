@@ -10,7 +10,7 @@ public static class WebhookHarness
 {
     /// <summary>Settings for a delivering test server: to 127.0.0.1, fast polls, retries in a fraction of a second.</summary>
     public static Dictionary<string, string?> Settings(string retrySchedule = "00:00:00.200,00:00:00.300,00:00:00.400", bool allowPrivate = true,
-        string timeout = "00:00:02", int disableAfter = 3) => new()
+        string timeout = "00:00:10", int disableAfter = 3) => new()
     {
         ["Ledger:Webhooks:Dispatch"] = "true",
         ["Ledger:Webhooks:AllowPrivateTargets"] = allowPrivate ? "true" : "false",
