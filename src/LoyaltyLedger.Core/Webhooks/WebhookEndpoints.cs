@@ -110,7 +110,8 @@ public static class WebhookEndpoints
     {
         await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
         var batch = posting.Batch();
-        batch.Execute("DELETE FROM webhook_attempts WHERE endpoint_id = @id", new { id });
+        // By delivery (the attempts' index), not by endpoint: the log is the largest of the three tables.
+        batch.Execute("DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries WHERE endpoint_id = @id)", new { id });
         batch.Execute("DELETE FROM webhook_deliveries WHERE endpoint_id = @id", new { id });
         batch.Execute("DELETE FROM webhook_endpoints WHERE org_id = @org AND endpoint_id = @id", new { org = posting.OrgId, id });
         await batch.RunAsync();
