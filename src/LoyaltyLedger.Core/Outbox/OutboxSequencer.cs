@@ -57,9 +57,12 @@ public static class OutboxSequencer
         if (waiting is null) return 0;
         return await database.WriteAsync(async (c, tx) =>
         {
+            // The lock and the numbering in one round trip; the lock is held until the commit.
+            var batch = new StatementBatch(c, tx, database.Dialect);
             if (database.Provider == DatabaseProvider.Postgres)
-                await c.ExecuteAsync(new CommandDefinition("SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLock }, tx, cancellationToken: ct));
-            return await c.ExecuteAsync(new CommandDefinition(NumberSql, new { limit = MaxPerRun }, tx, cancellationToken: ct));
+                batch.Query("SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLock });
+            var numbered = batch.Execute(NumberSql, new { limit = MaxPerRun });
+            return (await batch.RunAsync(ct)).Affected(numbered);
         }, ct);
     }
 

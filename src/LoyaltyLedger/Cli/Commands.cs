@@ -33,7 +33,7 @@ public static class Commands
                                                       writer may use the database meanwhile
           LoyaltyLedger verify [--org ID]             audits every wallet, lot and debit; exits 1 on any violation
           LoyaltyLedger expire [--as-of INSTANT] [--org ID]
-                                                      converts due promised points and expires due points
+                                                      converts due promised points, expires due points, sends expiry notices
                                                       (as of INSTANT, e.g. 2025-01-01T00:00:00Z; default now),
                                                       for one organization or all; running it twice changes nothing
 
@@ -163,7 +163,7 @@ public static class Commands
         await using var db = OpenDatabase(args);
         await Migrations.ApplyAsync(db, CancellationToken.None);
         var result = await LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", CancellationToken.None);
-        Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
+        Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired, {result.ExpiryNotices} expiry notices sent");
         foreach (var e in result.Events)
             Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
         return 0;

@@ -15,6 +15,13 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
     public const string IntervalKey = "Ledger:Outbox:SequencerInterval";
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// The least time between two runs: under a stream of commits the rows of many postings are
+    /// numbered together, at most forty runs a second (each a small transaction of its own, with its
+    /// own commit to flush), rather than one run per commit.
+    /// </summary>
+    private static readonly TimeSpan MinimumSpacing = TimeSpan.FromMilliseconds(25);
+
     /// <summary>After a failed run (the database restarting, say), the next waits this long at least.</summary>
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
 
@@ -28,6 +35,7 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
             {
                 await database.Commits.WaitAsync(interval, clock, stoppingToken);
                 await OutboxSequencer.RunAllAsync(database, stoppingToken);
+                await Task.Delay(MinimumSpacing, clock, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

@@ -23,7 +23,7 @@ public static class LedgerAudit
         "api_keys", "id_counters", "programs", "currencies", "stores", "tills", "customers", "customer_identifiers", "loyalty_accounts",
         "user_groups", "group_members", "wallets", "events", "ledger_entries", "lots", "lot_movements", "bills", "idempotency_keys",
         "voucher_definitions", "voucher_instances", "vault_receipts", "vault_account_expiry", "redemption_reversals", "write_audit",
-        "owner_event_counts", "webhook_endpoints", "webhook_deliveries",
+        "owner_event_counts", "outbox_events", "expiry_notices", "webhook_endpoints", "webhook_deliveries",
     ];
 
     /// <summary>

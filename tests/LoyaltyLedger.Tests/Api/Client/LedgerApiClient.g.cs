@@ -10003,7 +10003,8 @@ namespace LoyaltyLedger.Tests.Api.Client
     }
 
     /// <summary>
-    /// What one lifecycle run did: promised lots converted and wallets expired.
+    /// What one lifecycle run did: promised lots converted, wallets expired, and points.expiring
+    /// <br/>notices sent (wallets whose points come due within their program's notice window).
     /// </summary>
     [System.CodeDom.Compiler.GeneratedCode("NJsonSchema", "14.8.0.0 (NJsonSchema v11.6.2.0 (Newtonsoft.Json v13.0.0.0))")]
     public partial class LifecycleRunResult
@@ -10022,6 +10023,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("events")]
         [System.ComponentModel.DataAnnotations.Required]
         public System.Collections.Generic.ICollection<PostingResult> Events { get; set; } = new System.Collections.ObjectModel.Collection<PostingResult>();
+
+        [System.Text.Json.Serialization.JsonPropertyName("expiryNotices")]
+        public int ExpiryNotices { get; set; } = 0;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -10077,6 +10081,13 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// </summary>
         [System.Text.Json.Serialization.JsonPropertyName("promisedDays")]
         public int? PromisedDays { get; set; } = default!;
+
+        /// <summary>
+        /// How many days before main points expire the lifecycle run announces them (points.expiring),
+        /// <br/>once per lot and expiry date; 0: never.
+        /// </summary>
+        [System.Text.Json.Serialization.JsonPropertyName("expiryNoticeDays")]
+        public int ExpiryNoticeDays { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("currencies")]
         public System.Collections.Generic.ICollection<AlternateCurrency> Currencies { get; set; } = default!;
@@ -10465,6 +10476,9 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("promisedDays")]
         public int? PromisedDays { get; set; } = default!;
+
+        [System.Text.Json.Serialization.JsonPropertyName("expiryNoticeDays")]
+        public int? ExpiryNoticeDays { get; set; } = default!;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
