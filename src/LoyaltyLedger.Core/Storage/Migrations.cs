@@ -431,6 +431,65 @@ public static class Migrations
         (14, "exports: events in time order", """
         CREATE INDEX ix_events_time ON events (org_id, created_at, event_id);
         """),
+        // Webhooks (Webhooks/): an organization's endpoints, and per endpoint a queue of deliveries
+        // in commit order with every attempt logged. An endpoint's cursor is the last outbox position
+        // fanned out to it; its lease is held by the one dispatcher sending its queue. The signing
+        // secret must be readable to sign with, so it is stored as written by WebhookSecrets
+        // (AES-256-GCM under Ledger:Webhooks:SecretKey when that is set). A delivery of an outbox
+        // event reads the payload from the outbox row; a ping (webhook.test) carries its own.
+        (15, "webhooks: endpoints, deliveries, attempts", """
+        CREATE TABLE webhook_endpoints (
+            endpoint_id {identity},
+            org_id bigint NOT NULL,
+            url text NOT NULL,
+            events text NOT NULL,
+            description text NULL,
+            secret text NOT NULL,
+            previous_secret text NULL,
+            previous_secret_until bigint NULL,
+            enabled smallint NOT NULL,
+            disabled_reason text NULL,
+            disabled_at bigint NULL,
+            failed_in_a_row bigint NOT NULL,
+            cursor_position bigint NOT NULL,
+            lease_owner text NULL,
+            lease_until bigint NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL
+        );
+        CREATE INDEX ix_webhook_endpoints_org ON webhook_endpoints (org_id, endpoint_id);
+        CREATE TABLE webhook_deliveries (
+            delivery_id {identity},
+            org_id bigint NOT NULL,
+            endpoint_id bigint NOT NULL,
+            event_id bigint NULL,
+            position bigint NULL,
+            message_id text NOT NULL,
+            event_type text NOT NULL,
+            payload text NULL,
+            status text NOT NULL,
+            attempts bigint NOT NULL,
+            next_attempt_at bigint NULL,
+            last_status_code bigint NULL,
+            last_error text NULL,
+            created_at bigint NOT NULL,
+            completed_at bigint NULL
+        );
+        CREATE INDEX ix_webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, delivery_id);
+        CREATE INDEX ix_webhook_deliveries_pending ON webhook_deliveries (endpoint_id, delivery_id) WHERE status = 'pending';
+        CREATE TABLE webhook_attempts (
+            attempt_id {identity},
+            delivery_id bigint NOT NULL,
+            endpoint_id bigint NOT NULL,
+            attempt bigint NOT NULL,
+            attempted_at bigint NOT NULL,
+            status_code bigint NULL,
+            duration_ms bigint NOT NULL,
+            error text NULL,
+            next_attempt_at bigint NULL
+        );
+        CREATE INDEX ix_webhook_attempts_delivery ON webhook_attempts (delivery_id, attempt);
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -102,7 +102,15 @@ public static class Commands
         await using var db = OpenDatabase(args);
         await Migrations.ApplyAsync(db, CancellationToken.None);
         var urls = args.Option("urls") ?? Environment.GetEnvironmentVariable("ASPNETCORE_URLS") ?? "http://127.0.0.1:5080";
-        var app = LedgerServer.Build(new LedgerServerOptions { Database = db, Args = ["--urls", urls] });
+        var app = LedgerServer.Build(new LedgerServerOptions
+        {
+            Database = db,
+            Args = ["--urls", urls],
+            // The demo runs on one machine: its webhooks go to receivers on that machine (127.0.0.1).
+            Configure = args.Flag("demo")
+                ? builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Ledger:Webhooks:AllowPrivateTargets"] = "true" })
+                : null,
+        });
 
         if (args.Flag("demo"))
         {

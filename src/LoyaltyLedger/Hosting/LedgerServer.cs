@@ -51,6 +51,7 @@ public static class LedgerServer
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
         builder.Services.AddOutboxSequencer();
+        builder.Services.AddLedgerWebhooks();
 
         var app = builder.Build();
         var rejections = RejectedRequests.Listen(app.Services.GetRequiredService<System.Diagnostics.DiagnosticListener>());
@@ -100,7 +101,7 @@ public static class LedgerServer
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi().MapExportsApi();
-        v1.MapKeysApi();
+        v1.MapKeysApi().MapWebhooksApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();
         return app;
