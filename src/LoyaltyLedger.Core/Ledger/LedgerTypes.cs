@@ -76,6 +76,12 @@ public static class EventNames
     public const string ReturnBill = "ReturnBill";
     public const string DelayedAccrual = "DelayedAccrual";
     public const string PointsExpiry = "PointsExpiry";
+
+    /// <summary>
+    /// A support agent's correction (goodwill credit or debit) with its mandatory reason. The
+    /// points-ledger spec has no name for it; like the lifecycle's own names it is shown as is.
+    /// </summary>
+    public const string GoodwillAdjustment = "GoodwillAdjustment";
 }
 
 /// <summary>
