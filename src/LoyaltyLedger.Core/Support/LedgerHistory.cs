@@ -126,7 +126,7 @@ public static class LedgerHistory
     /// or those newer than <paramref name="after"/>; newest first either way.
     /// </summary>
     public static Task<HistoryPage> PageAsync(LedgerDatabase db, long orgId, OwnerType ownerType, long ownerId, HistoryFilter filter,
-        HistoryCursor? before, HistoryCursor? after, int pageSize, CancellationToken ct) =>
+        HistoryCursor? before, HistoryCursor? after, int pageSize, CancellationToken ct, int scanLimit = ScanLimit) =>
         db.ReadAsync(async c =>
         {
             pageSize = Math.Clamp(pageSize, 1, MaxPageSize);
@@ -169,8 +169,8 @@ public static class LedgerHistory
             }
             else
             {
-                args.Add("scan", ScanLimit);
-                args.Add("lastScanned", ScanLimit - 1);
+                args.Add("scan", scanLimit);
+                args.Add("lastScanned", scanLimit - 1);
                 var scanned = $"SELECT e.created_at, e.event_id FROM events e WHERE {where} ORDER BY e.created_at {direction}, e.event_id {direction}";
                 await using var grid = await c.QueryMultipleAsync(
                     $"""
