@@ -84,9 +84,10 @@ public static class CustomerProfiles
             var customer = await CustomerDirectory.GetAsync(c, orgId, customerId);
             if (customer is null) return null;
             var identifiers = await CustomerDirectory.IdentifiersAsync(c, orgId, customerId);
+            // Sorted here: an ORDER BY account_number leads SQLite to walk the organization's accounts by their key.
             var accounts = (await c.QueryAsync<AccountRow>(
-                "SELECT account_number, status, created_at FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId ORDER BY account_number",
-                new { orgId, customerId })).Select(a => new AccountView(a.AccountNumber, a.Status, DateTimeOffset.FromUnixTimeMilliseconds(a.CreatedAt))).ToList();
+                "SELECT account_number, status, created_at FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+                new { orgId, customerId })).OrderBy(a => a.AccountNumber, StringComparer.Ordinal).Select(a => new AccountView(a.AccountNumber, a.Status, DateTimeOffset.FromUnixTimeMilliseconds(a.CreatedAt))).ToList();
             var membership = await c.QuerySingleOrDefaultAsync<MembershipRow>(
                 """
                 SELECT m.group_id, g.name, m.role, m.may_redeem, m.may_transfer, g.pools_points, m.joined_at

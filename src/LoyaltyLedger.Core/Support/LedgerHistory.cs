@@ -216,12 +216,16 @@ public static class LedgerHistory
             if (loaded.Count == 0) return null;
             var e = loaded[0];
             var related = new List<RelatedEvent>();
+            // Two indexed lookups (ix_events_related, the primary key), not one query with OR: with an OR
+            // SQLite walks the organization's events in time order instead (3 s at 1.5M events).
             var rows = (await c.QueryAsync<(long EventId, string EventName, long CreatedAt, string OwnerType, long OwnerId, long? RelatedEventId)>(
                 """
                 SELECT event_id, event_name, created_at, owner_type, owner_id, related_event_id FROM events
-                WHERE org_id = @orgId AND (related_event_id = @eventId OR event_id = @relatedId)
-                ORDER BY created_at, event_id
-                """, new { orgId, eventId, relatedId = e.RelatedEventId ?? -1 })).ToList();
+                WHERE org_id = @orgId AND related_event_id = @eventId
+                UNION ALL
+                SELECT event_id, event_name, created_at, owner_type, owner_id, related_event_id FROM events
+                WHERE event_id = @relatedId AND org_id = @orgId
+                """, new { orgId, eventId, relatedId = e.RelatedEventId ?? -1 })).OrderBy(r => (r.CreatedAt, r.EventId)).ToList();
             foreach (var r in rows)
             {
                 if (r.EventId == eventId) continue;
