@@ -7,8 +7,8 @@
 #      prints p50 / p95 / max of the server's own time for it (its Server-Timing header: the time to
 #      the page's first byte, and a page is rendered whole before it is sent) and of curl's total.
 # Usage: bench/console-pages.sh [--customers N] [--events N] [--requests N] [--postgres CONNSTRING]
-#        bench/console-pages.sh --data-dir DIR --customer ID [--requests N]
-#   (the second form measures an already seeded SQLite directory, seeded with --key-id bench-key
+#        bench/console-pages.sh --customer ID [--data-dir DIR | --postgres CONNSTRING] [--requests N]
+#   (the second form measures an already seeded database, seeded with --key-id bench-key
 #   --key-secret bench-secret-0123, for its customer ID).
 # Environment: BENCH_HTTP_PORT (default 18438).
 set -euo pipefail
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     --postgres) postgres="$2"; shift ;;
     --data-dir) data_dir="$2"; shift ;;
     --customer) heavy="$2"; shift ;;
-    *) echo "usage: $0 [--customers N] [--events N] [--requests N] [--postgres CONNSTRING] | --data-dir DIR --customer ID" >&2; exit 2 ;;
+    *) echo "usage: $0 [--customers N] [--events N] [--requests N] [--postgres CONNSTRING] | --customer ID [--data-dir DIR | --postgres CONNSTRING]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -43,13 +43,12 @@ if [ -n "$postgres" ]; then storage=(--postgres "$postgres"); else storage=(--da
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 dotnet build -c Release src/LoyaltyLedger >/dev/null
 
-if [ -z "$data_dir" ]; then
+if [ -z "$heavy" ]; then
+  [ -n "$data_dir" ] && { echo "--data-dir needs --customer ID" >&2; exit 2; }
   echo "== seeding $customers customers, $events events (${storage[0]})"
   dotnet "$app" seed --customers "$customers" --events "$events" --org-name console-bench --key-id "$key" --key-secret "$secret" "${storage[@]}" \
     | tr '\r' '\n' | grep -v '^\[' | tee "$work/seed.log"
   heavy=$(sed -nE 's/.*heaviest customer ([0-9]+) .*/\1/p' "$work/seed.log")
-elif [ -z "$heavy" ]; then
-  echo "--data-dir needs --customer ID" >&2; exit 2
 fi
 
 Ledger__ExpiryInterval=00:00:00 Ledger__RateLimit__PermitsPerSecond=1000000 Ledger__RateLimit__Burst=1000000 \

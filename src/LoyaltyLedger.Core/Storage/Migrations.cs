@@ -402,7 +402,8 @@ public static class Migrations
         // are stamped when posted, and never change), so each is added up once and kept in
         // daily_movements; daily_movement_days marks the days done, empty ones included. The console's
         // sessions live in console_sessions (the cookie holds only a session id), so signing out ends a
-        // session on every server, even for a copy of the cookie.
+        // session on every server, even for a copy of the cookie; the keys that encrypt its cookies and
+        // antiforgery tokens in console_key_ring, so every server sharing the database reads them.
         (13, "support console: events in time order, daily movement totals", """
         CREATE INDEX IF NOT EXISTS ix_events_time ON events (org_id, created_at, event_id);
         CREATE TABLE daily_movements (
@@ -431,6 +432,11 @@ public static class Migrations
         );
         CREATE INDEX ix_console_sessions_key ON console_sessions (key_id);
         CREATE INDEX ix_console_sessions_expiry ON console_sessions (expires_at);
+        CREATE TABLE console_key_ring (
+            name text PRIMARY KEY,
+            xml text NOT NULL,
+            created_at bigint NOT NULL
+        );
         """),
     ];
 

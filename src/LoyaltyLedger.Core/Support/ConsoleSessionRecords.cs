@@ -31,4 +31,13 @@ public static class ConsoleSessionRecords
 
     public static Task DeleteAsync(LedgerDatabase db, string sessionId, CancellationToken ct) =>
         db.WriteAsync((c, tx) => c.ExecuteAsync("DELETE FROM console_sessions WHERE session_id = @sessionId", new { sessionId }, tx), ct);
+
+    /// <summary>The key ring that encrypts the console's cookies and antiforgery tokens (XML elements, as the framework writes them).</summary>
+    public static Task<IReadOnlyList<string>> KeyRingAsync(LedgerDatabase db, CancellationToken ct) =>
+        db.ReadAsync<IReadOnlyList<string>>(async c => (await c.QueryAsync<string>("SELECT xml FROM console_key_ring ORDER BY created_at, name")).ToList(), ct);
+
+    public static Task AddKeyAsync(LedgerDatabase db, string name, string xml, long nowMs, CancellationToken ct) =>
+        db.WriteAsync((c, tx) => c.ExecuteAsync(
+            "INSERT INTO console_key_ring (name, xml, created_at) VALUES (@name, @xml, @nowMs) ON CONFLICT (name) DO NOTHING",
+            new { name, xml, nowMs }, tx), ct);
 }

@@ -42,6 +42,7 @@ public static class ConsoleSetup
 
     public static IServiceCollection AddSupportConsole(this IServiceCollection services)
     {
+        ConsoleKeyRing.Register(services);
         services.AddRazorComponents();
         services.AddAntiforgery(options =>
         {

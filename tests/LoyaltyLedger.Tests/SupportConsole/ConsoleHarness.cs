@@ -43,21 +43,7 @@ public sealed partial class ConsoleHarness : IAsyncLifetime
         {
             if (_app is not null) return BaseUrl;
             Database = db.OpenSecondInstance();
-            _app = LedgerServer.Build(new LedgerServerOptions
-            {
-                Database = Database,
-                Clock = Clock,
-                Configure = builder =>
-                {
-                    builder.WebHost.UseUrls("http://127.0.0.1:0");
-                    builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-                    {
-                        ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
-                        ["Ledger:RateLimit:Burst"] = "1000000",
-                        ["Ledger:ExpiryInterval"] = "00:00:00",
-                    });
-                },
-            });
+            _app = Build(Database);
             await _app.StartAsync();
             BaseUrl = _app.Urls.Single();
             return BaseUrl;
@@ -67,6 +53,30 @@ public sealed partial class ConsoleHarness : IAsyncLifetime
             _starting.Release();
         }
     }
+
+    /// <summary>Another server process's worth (its own connection pool and caches) over the same database.</summary>
+    public async Task<WebApplication> StartAnotherServerAsync(DatabaseFixture db)
+    {
+        var app = Build(db.OpenSecondInstance());
+        await app.StartAsync();
+        return app;
+    }
+
+    private WebApplication Build(LedgerDatabase database) => LedgerServer.Build(new LedgerServerOptions
+    {
+        Database = database,
+        Clock = Clock,
+        Configure = builder =>
+        {
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
+                ["Ledger:RateLimit:Burst"] = "1000000",
+                ["Ledger:ExpiryInterval"] = "00:00:00",
+            });
+        },
+    });
 
     /// <summary>A new organization with an admin key and an API client for it (the API, not the console).</summary>
     public async Task<ConsoleTenant> NewTenantAsync()

@@ -348,6 +348,45 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
     }
 
     [Fact]
+    public async Task a_session_and_its_forms_work_on_another_server_sharing_the_database_and_signing_out_there_ends_it_here()
+    {
+        var scene = await SceneAsync();
+        var cookies = new CookieContainer();
+        using var here = harness.RawClient(cookies);
+        await harness.RawSignInAsync(here, scene.Org.Admin);
+        var form = await here.GetStringAsync($"/console/customers/{scene.CustomerId}/adjust");
+        var session = cookies.GetCookies(new Uri(harness.BaseUrl + "/console"))["ledger_console"]!.Value;
+
+        var other = await harness.StartAnotherServerAsync(db);
+        try
+        {
+            // Cookies are not kept per port: the same container signs the client in there too.
+            using var there = new HttpClient(new HttpClientHandler { CookieContainer = cookies, AllowAutoRedirect = false }) { BaseAddress = new Uri(other.Urls.Single()) };
+            using (var page = await there.GetAsync($"/console/customers/{scene.CustomerId}")) page.StatusCode.ShouldBe(HttpStatusCode.OK);
+            // A form rendered by the first server is accepted by the second (one key ring, in the database).
+            using (var posted = await there.PostAsync($"/console/customers/{scene.CustomerId}/adjust", new FormUrlEncodedContent(AdjustFields(form, "3", "elsewhere"))))
+                posted.StatusCode.ShouldBe(HttpStatusCode.Redirect);
+            var token = await ConsoleHarness.TokenAsync(there, "/console");
+            using (var signedOut = await there.PostAsync("/console/signout", new FormUrlEncodedContent(new Dictionary<string, string>
+                   {
+                       ["_handler"] = "signout", ["__RequestVerificationToken"] = token,
+                   })))
+                signedOut.StatusCode.ShouldBe(HttpStatusCode.Redirect);
+        }
+        finally
+        {
+            await other.StopAsync();
+            await other.DisposeAsync();
+        }
+        (await GoodwillEventsAsync(scene)).ShouldBe(1);
+        // The servers share the key ring through the database, not through a directory they happen to share here.
+        (await harness.Database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM console_key_ring"), CancellationToken.None)).ShouldBeGreaterThan(0);
+        cookies.Add(new Uri(harness.BaseUrl), new System.Net.Cookie("ledger_console", session, "/console"));
+        using var after = await here.GetAsync($"/console/customers/{scene.CustomerId}");
+        after.StatusCode.ShouldBe(HttpStatusCode.Redirect);
+    }
+
+    [Fact]
     public async Task the_console_session_opens_no_api_and_basic_credentials_open_no_console_page()
     {
         var scene = await SceneAsync();
