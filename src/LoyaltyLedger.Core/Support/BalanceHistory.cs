@@ -10,10 +10,10 @@ public sealed record DailyBalance(long Day, Points Balance)
 }
 
 /// <summary>
-/// A wallet's balance over a window: what it was when the window opened, and its closing balance on
-/// each day of the window with activity.
+/// A wallet's balance over a window: what it was when the window opened (null when the wallet had no
+/// line before it: it did not exist yet), and its closing balance on each day of the window with activity.
 /// </summary>
-public sealed record BalanceSeries(Points Opening, IReadOnlyList<DailyBalance> Days);
+public sealed record BalanceSeries(Points? Opening, IReadOnlyList<DailyBalance> Days);
 
 /// <summary>
 /// A wallet's balance over time, drawn from the <c>balance_after</c> of its ledger lines: the
@@ -34,11 +34,11 @@ public static class BalanceHistory
         db.ReadAsync(async c =>
         {
             var args = new { walletId, fromMs = fromMs ?? 0, toMs, dayMs = DayMs };
-            var opening = fromMs is null ? 0 : await c.ExecuteScalarAsync<long?>(
+            var opening = fromMs is null ? null : await c.ExecuteScalarAsync<long?>(
                 """
                 SELECT balance_after FROM ledger_entries WHERE wallet_id = @walletId AND created_at < @fromMs
                 ORDER BY created_at DESC, entry_id DESC LIMIT 1
-                """, args) ?? 0;
+                """, args);
             var days = await c.QueryAsync<(long Day, long Balance)>(
                 """
                 WITH RECURSIVE active(day) AS (
@@ -55,6 +55,6 @@ public static class BalanceHistory
                 FROM active WHERE day IS NOT NULL
                 ORDER BY day
                 """, args);
-            return new BalanceSeries(new Points(opening), days.Select(d => new DailyBalance(d.Day, new Points(d.Balance))).ToList());
+            return new BalanceSeries(opening is { } o ? new Points(o) : null, days.Select(d => new DailyBalance(d.Day, new Points(d.Balance))).ToList());
         }, ct);
 }

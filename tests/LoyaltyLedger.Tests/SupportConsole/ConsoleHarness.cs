@@ -93,7 +93,7 @@ public sealed partial class ConsoleHarness : IAsyncLifetime
     public async Task<IPage> SignedInPageAsync(IssuedKey key, int width = 1280)
     {
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new ViewportSize { Width = width, Height = 900 } });
-        context.SetDefaultTimeout(10_000);
+        context.SetDefaultTimeout(30_000);
         var page = await context.NewPageAsync();
         await SignInAsync(page, key.KeyId, key.Secret);
         (await page.TitleAsync()).ShouldNotContain("Sign in");

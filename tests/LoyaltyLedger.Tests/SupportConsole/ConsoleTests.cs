@@ -20,12 +20,12 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
         public Tenant Api => Org.Api;
     }
 
-    private async Task<Scene> SceneAsync(string firstName = "Ada")
+    private async Task<Scene> SceneAsync(string firstName = "Ada", object? expiry = null)
     {
         await harness.StartAsync(db);
         var org = await harness.NewTenantAsync();
         var t = org.Api;
-        var shop = await t.NewShopAsync(currencies: ["Stars"]);
+        var shop = await t.NewShopAsync(currencies: ["Stars"], expiry: expiry);
         var tag = Guid.NewGuid().ToString("N")[..10];
         var (email, mobile, externalId, card) = ($"ada-{tag}@example.com", "+44" + Random.Shared.NextInt64(1_000_000_000, 9_999_999_999), "EXT-" + tag, "6001" + tag);
         var customer = await t.PostOkAsync("/v1/customers", new
@@ -529,16 +529,48 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
         await page.Context.CloseAsync();
     }
 
+    /// <summary>
+    /// A customer with six weeks of everything the console shows: bills on many days, redemptions, a
+    /// reversal, a return, a transfer, points and a currency with expiry dates, points held for a return
+    /// window, a group. The page-width test runs on it, and its screenshots are the README's.
+    /// </summary>
+    private async Task<(Scene Scene, long BillEvent)> BusySceneAsync()
+    {
+        var scene = await SceneAsync(expiry: new { kind = "DATE_EARNED", days = 180 });
+        var t = scene.Api;
+        var coffee = await t.PostOkAsync("/v1/programs", new
+        {
+            name = "Coffee club", earnRate = "1", promisedDays = 14, expiry = new { kind = "DATE_EARNED", days = 120 },
+        });
+        var coffeeId = coffee.GetProperty("programId").GetInt64();
+        var partner = await t.NewCustomerAsync(firstName: "Charles");
+        long billEvent = 0;
+        for (var day = 1; day <= 42; day++)
+        {
+            harness.Clock.Advance(TimeSpan.FromDays(1));
+            if (day % 3 == 0) billEvent = (await t.BillAsync(scene.Shop, scene.CustomerId, $"W-{day}", 120m + day * 7)).GetProperty("eventId").GetInt64();
+            if (day % 7 == 0) await t.PostOkAsync("/v1/redemptions", new { customerId = scene.CustomerId, points = "15", programId = scene.Shop.ProgramId, externalReference = $"order-{day}" });
+            if (day % 10 == 0) await t.AwardAsync(scene.CustomerId, "25", programId: scene.Shop.ProgramId);
+            if (day % 11 == 0) await t.AwardAsync(scene.CustomerId, "40", "Stars", scene.Shop.ProgramId);
+            if (day == 30) await t.PostOkAsync("/v1/redemptions/reversals", new { externalReference = "order-28", points = "5" });
+            if (day == 36) await t.PostOkAsync("/v1/transfers", new { from = new { customerId = scene.CustomerId }, to = new { customerId = partner }, points = "10", programId = scene.Shop.ProgramId });
+            if (day == 40) await t.PostOkAsync("/v1/transactions", new
+            {
+                customerId = scene.CustomerId, billNumber = "K-40", amount = 18.5m, storeCode = scene.Shop.StoreCode, programId = coffeeId,
+            });
+        }
+        await t.PostOkAsync("/v1/returns", new { storeCode = scene.Shop.StoreCode, billNumber = "W-39", amount = 100 });
+        return (scene, billEvent);
+    }
+
     [Fact]
     public async Task the_pages_fit_a_phone_and_a_desktop_screen_and_the_search_works_from_the_keyboard()
     {
-        var scene = await SceneAsync();
-        var redemption = (await scene.Api.PostOkAsync("/v1/redemptions", new { customerId = scene.CustomerId, points = "10", programId = scene.Shop.ProgramId }))
-            .GetProperty("eventId").GetInt64();
+        var (scene, bill) = await BusySceneAsync();
         var screenshots = Environment.GetEnvironmentVariable("LEDGER_CONSOLE_SCREENSHOTS") == "1";
         var pages = new (string Name, string Path)[]
         {
-            ("search", "/console"), ("customer", $"/console/customers/{scene.CustomerId}"), ("event", $"/console/events/{redemption}"),
+            ("search", "/console"), ("customer", $"/console/customers/{scene.CustomerId}"), ("event", $"/console/events/{bill}"),
             ("group", $"/console/groups/{scene.GroupId}"), ("dashboard", "/console/dashboard"), ("keys", "/console/admin/keys"),
             ("adjust", $"/console/customers/{scene.CustomerId}/adjust"),
         };
