@@ -64,6 +64,9 @@ curl -s -o /dev/null -b "$jar" -c "$jar" "$url/console/signin" \
   --data-urlencode "Form.KeyId=$key" --data-urlencode "Form.Secret=$secret"
 
 customer_page="/console/customers/$heavy"
+if [ "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" "$url$customer_page")" != 200 ]; then
+  echo "could not sign in to the console or open $customer_page:" >&2; tail -n 20 "$work/server.log" >&2; exit 1
+fi
 html=$(curl -s -b "$jar" "$url$customer_page")
 newest_event=$(echo "$html" | sed -nE 's/.*data-event="([0-9]+)".*/\1/p' | head -n 1)
 card=$(echo "$html" | sed -nE 's/.*<li><code>([^<]+)<\/code>.*/\1/p' | head -n 1)
