@@ -2,7 +2,6 @@ using System.Net;
 using System.Security.Cryptography;
 using LoyaltyLedger.Server.Hosting;
 using Microsoft.AspNetCore.Diagnostics;
-using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace LoyaltyLedger.Server.SupportConsole;
 
