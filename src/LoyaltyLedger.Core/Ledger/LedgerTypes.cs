@@ -78,6 +78,12 @@ public static class EventNames
     public const string PointsExpiry = "PointsExpiry";
     /// <summary>Points of a redemption put back into the lots they came from (lifecycle).</summary>
     public const string RedemptionReversal = "RedemptionReversal";
+
+    /// <summary>
+    /// A support agent's correction (goodwill credit or debit) with its mandatory reason. The
+    /// points-ledger spec has no name for it; like the lifecycle's own names it is shown as is.
+    /// </summary>
+    public const string GoodwillAdjustment = "GoodwillAdjustment";
 }
 
 /// <summary>

@@ -490,6 +490,48 @@ public static class Migrations
         );
         CREATE INDEX ix_webhook_attempts_delivery ON webhook_attempts (delivery_id, attempt);
         """),
+        // The support console's program dashboard adds up an organization's lines per day. Without an
+        // index on the organization's events in time order that is a scan of every organization's
+        // events (EXPLAIN in docs/performance.md); with it (migration 14's ix_events_time, which the
+        // ledger export walks too), one range of one organization's days. A past day's totals never change (lines
+        // are stamped when posted, and never change), so each is added up once and kept in
+        // daily_movements; daily_movement_days marks the days done, empty ones included. The console's
+        // sessions live in console_sessions (the cookie holds only a session id), so signing out ends a
+        // session on every server, even for a copy of the cookie; the keys that encrypt its cookies and
+        // antiforgery tokens in console_key_ring, so every server sharing the database reads them.
+        (16, "support console: daily movement totals, sessions", """
+        CREATE TABLE daily_movements (
+            org_id bigint NOT NULL,
+            day bigint NOT NULL,
+            program_id bigint NOT NULL,
+            currency_id bigint NOT NULL,
+            category text NOT NULL,
+            event_name text NOT NULL,
+            entry_type text NOT NULL,
+            points bigint NOT NULL,
+            lines bigint NOT NULL,
+            CONSTRAINT ux_daily_movements PRIMARY KEY (org_id, day, program_id, currency_id, category, event_name, entry_type)
+        );
+        CREATE TABLE daily_movement_days (
+            org_id bigint NOT NULL,
+            day bigint NOT NULL,
+            CONSTRAINT ux_daily_movement_days PRIMARY KEY (org_id, day)
+        );
+        CREATE TABLE console_sessions (
+            session_id text PRIMARY KEY,
+            org_id bigint NOT NULL,
+            key_id text NOT NULL,
+            expires_at bigint NOT NULL,
+            ticket text NOT NULL
+        );
+        CREATE INDEX ix_console_sessions_key ON console_sessions (key_id);
+        CREATE INDEX ix_console_sessions_expiry ON console_sessions (expires_at);
+        CREATE TABLE console_key_ring (
+            name text PRIMARY KEY,
+            xml text NOT NULL,
+            created_at bigint NOT NULL
+        );
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

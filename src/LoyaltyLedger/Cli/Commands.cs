@@ -124,13 +124,15 @@ public static class Commands
                   URL:          {baseUrl}
                   credentials:  {key} / {secret}   (HTTP Basic)
                   reference:    {baseUrl}/docs   (OpenAPI document: {baseUrl}/openapi/v1.json)
+                  console:      {baseUrl}/console   (sign in with the key and secret above)
                   try:          curl -u {key}:{secret} '{baseUrl}/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=64035151&source=INSTORE&limit=10'
                                 curl -u {key}:{secret} '{baseUrl}/v1/customers/64035151/balances'
                 """);
         }
         else
         {
-            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {urls.Split(';')[0].TrimEnd('/')}/docs");
+            var baseUrl = urls.Split(';')[0].TrimEnd('/');
+            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {baseUrl}/docs, support console at {baseUrl}/console");
         }
         await app.RunAsync();
         return 0;
