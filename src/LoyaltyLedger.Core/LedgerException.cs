@@ -30,4 +30,5 @@ public static class ErrorCodes
     public const string Unauthorized = "unauthorized";
     public const string Forbidden = "forbidden";
     public const string NotPermitted = "not_permitted";
+    public const string InvalidCursor = "invalid_cursor";
 }

@@ -99,15 +99,20 @@ public static class CustomerDirectory
 
     public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null)
     {
+        // Sorted here, not in SQL: an ORDER BY on the primary key's columns led SQLite to walk the whole
+        // organization's identifiers by that key (25 ms at 20,000 customers) instead of the customer's few
+        // through ix_customer_identifiers_customer.
         var rows = await c.QueryAsync<IdentifierRow>(
-            "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId ORDER BY source, kind, value",
+            "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
             new { orgId, customerId }, tx);
-        return rows.Select(r => new CustomerIdentifier(r.Source, r.Kind, r.Value, r.AccountId.Length == 0 ? null : r.AccountId)).ToList();
+        return rows.OrderBy(r => r.Source, StringComparer.Ordinal).ThenBy(r => r.Kind, StringComparer.Ordinal).ThenBy(r => r.Value, StringComparer.Ordinal)
+            .Select(r => new CustomerIdentifier(r.Source, r.Kind, r.Value, r.AccountId.Length == 0 ? null : r.AccountId)).ToList();
     }
 
-    public static Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
-        c.QueryAsync<string>("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId ORDER BY account_number",
-            new { orgId, customerId }, tx);
+    /// <remarks>Sorted here for the same reason as <see cref="IdentifiersAsync"/> (the accounts' primary key starts with the number).</remarks>
+    public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
+        (await c.QueryAsync<string>("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx)).Order(StringComparer.Ordinal).ToList();
 
     /// <summary>
     /// Registers a customer and posts a CustomerRegistration event that opens, at zero, a wallet for
@@ -161,7 +166,8 @@ public static class CustomerDirectory
         var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction);
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, customerId, customerId,
-            EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId));
+            EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId,
+            StoreCode: store?.Code, TillCode: till?.Code));
         await OpenWalletsAsync(posting, eventId, OwnerType.Customer, customerId, programs);
 
         var customer = await GetAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);

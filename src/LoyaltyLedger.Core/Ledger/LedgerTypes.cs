@@ -76,6 +76,14 @@ public static class EventNames
     public const string ReturnBill = "ReturnBill";
     public const string DelayedAccrual = "DelayedAccrual";
     public const string PointsExpiry = "PointsExpiry";
+    /// <summary>Points of a redemption put back into the lots they came from (lifecycle).</summary>
+    public const string RedemptionReversal = "RedemptionReversal";
+
+    /// <summary>
+    /// A support agent's correction (goodwill credit or debit) with its mandatory reason. The
+    /// points-ledger spec has no name for it; like the lifecycle's own names it is shown as is.
+    /// </summary>
+    public const string GoodwillAdjustment = "GoodwillAdjustment";
 }
 
 /// <summary>
@@ -105,6 +113,9 @@ public sealed class Wallet
     public long WalletId { get; init; }
     public WalletKey Key { get; init; }
     public Points Balance { get; set; }
+
+    /// <summary>The alternate currency's name, or null for the program's plain points.</summary>
+    public string? CurrencyName { get; init; }
 
     /// <summary>The wallet's qualifying-activity clock (Unix ms), as read when it was locked and kept by the posting.</summary>
     public long? LastActivityAt { get; set; }

@@ -17,7 +17,10 @@ namespace LoyaltyLedger.Ledger;
 /// shortfall is held in the wallet's debt lot and paid off by the next credits;</item>
 /// <item>lifecycle postings use the same two primitives with named lots: <see cref="DebitLotsAsync"/> takes
 /// exactly the lots due (expiry, conversion, return of held points), <see cref="RestoreLotsAsync"/> puts a
-/// reversed redemption back into the lots it consumed.</item>
+/// reversed redemption back into the lots it consumed;</item>
+/// <item>every event and every line is announced in the outbox, in the same transaction (see
+/// <see cref="PostingAnnouncements"/>): the rows are added to the caller's last batch
+/// (<see cref="AddAnnouncements"/>) or, failing that, written right before the transaction commits.</item>
 /// </list>
 /// </summary>
 public sealed class Posting
@@ -25,6 +28,7 @@ public sealed class Posting
     private readonly Dictionary<WalletKey, Wallet> _locked = [];
     private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
     private readonly Dictionary<long, (OwnerType Type, long Id)> _eventOwners = [];
+    private readonly PostingAnnouncements _announcements = new();
 
     public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
     {
@@ -35,6 +39,9 @@ public sealed class Posting
         Now = now;
         NowMs = now.ToUnixTimeMilliseconds();
         PostedBy = postedBy;
+        // Whoever commits the transaction through LedgerDatabase.WriteAsync writes what is still
+        // unannounced: a posting cannot commit without its outbox rows.
+        CommitHooks.BeforeCommit(transaction, AnnounceAsync);
     }
 
     public DbConnection Connection { get; }
@@ -109,7 +116,9 @@ public sealed class Posting
             VALUES {values}
             ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
             DO UPDATE SET updated_at = wallets.updated_at
-            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category
+            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category,
+                CASE WHEN currency_id = 0 THEN NULL
+                    ELSE (SELECT c.name FROM currencies c WHERE c.org_id = wallets.org_id AND c.currency_id = wallets.currency_id) END
             """,
             args);
         var rows = (await batch.RunAsync()).Rows(locked);
@@ -123,6 +132,7 @@ public sealed class Posting
                 Key = key,
                 Balance = new Points(AsLong(row[1])),
                 LastActivityAt = row[2] is null ? null : AsLong(row[2]),
+                CurrencyName = (string?)row[8],
             };
         }
         if (toLock.Any(k => !_locked.ContainsKey(k)))
@@ -150,9 +160,9 @@ public sealed class Posting
         var inserted = batch.Query(
             """
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
-                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id)
+                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference)
             VALUES (@org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
-                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId)
+                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference)
             RETURNING event_id
             """,
             new
@@ -160,7 +170,7 @@ public sealed class Posting
                 org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
                 eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
                 storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
-                postedBy = PostedBy, relatedEventId = e.RelatedEventId,
+                postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference,
             });
         // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid, which the
         // counter's upsert below would change.
@@ -168,7 +178,38 @@ public sealed class Posting
         AddOwnerEventCount((e.OwnerType, e.OwnerId), batch, events: 1, kind: 0);
         var eventId = (await batch.RunAsync()).SingleLong(inserted);
         _eventOwners[eventId] = (e.OwnerType, e.OwnerId);
+        _announcements.Event(eventId, e);
         return eventId;
+    }
+
+    /// <summary>Links an event of this posting to another after both exist (a transfer's sending side to its receiving side).</summary>
+    public async Task SetRelatedEventAsync(long eventId, long relatedEventId)
+    {
+        await ExecuteAsync("UPDATE events SET related_event_id = @relatedEventId WHERE event_id = @eventId", new { relatedEventId, eventId });
+        _announcements.Related(eventId, relatedEventId);
+    }
+
+    /// <summary>Replaces the reason of an event of this posting (a return says what it could not take back).</summary>
+    public async Task SetReasonAsync(long eventId, string? reason)
+    {
+        await ExecuteAsync("UPDATE events SET reason = @reason WHERE event_id = @eventId", new { reason, eventId });
+        _announcements.Reason(eventId, reason);
+    }
+
+    /// <summary>
+    /// Adds the outbox rows of what this posting has written so far to <paramref name="batch"/>, the
+    /// caller's last batch before it commits, so they cost no round trip of their own. What is not
+    /// added this way is written right before the commit.
+    /// </summary>
+    public void AddAnnouncements(StatementBatch batch) => _announcements.AddTo(batch, OrgId, NowMs);
+
+    /// <summary>Writes the outbox rows of what this posting has written and not announced yet (nothing when there is none).</summary>
+    public async Task AnnounceAsync(CancellationToken ct = default)
+    {
+        if (_announcements.IsEmpty) return;
+        var batch = Batch();
+        AddAnnouncements(batch);
+        await batch.RunAsync(ct);
     }
 
     /// <summary>
@@ -214,6 +255,7 @@ public sealed class Posting
             batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId", new { kind, eventId });
             AddOwnerEventCount(owner, batch, events: 0, kind);
         }
+        _announcements.Line(eventId, wallet, type, points);
         return batch.Query(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
@@ -619,7 +661,9 @@ public static class EventLineKinds
 /// the event records: the owner, for a customer's own events; for a group's pool, the member (or the
 /// customer outside the group) who acted, or <see cref="NoCustomer"/> when no customer did (the pool's
 /// expiry, a transfer out of the pool). The points-ledger read shows it as each entry's customerId and
-/// filters a group's events by role on it.
+/// filters a group's events by role on it. <see cref="ExternalReference"/> is stored with the event
+/// (a reversal finds a redemption by it); <see cref="BillNumber"/>, <see cref="StoreCode"/> and
+/// <see cref="TillCode"/> only go into its announcement (the row keeps the bill, store and till ids).
 /// </summary>
 public sealed record NewEvent(
     OwnerType OwnerType,
@@ -633,7 +677,11 @@ public sealed record NewEvent(
     long? BillId = null,
     string? DetailsJson = null,
     string? Reason = null,
-    long? RelatedEventId = null)
+    long? RelatedEventId = null,
+    string? ExternalReference = null,
+    string? BillNumber = null,
+    string? StoreCode = null,
+    string? TillCode = null)
 {
     /// <summary>The customer id of an event no customer made: no customer has id 0.</summary>
     public const long NoCustomer = 0;

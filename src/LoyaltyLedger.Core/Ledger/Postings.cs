@@ -79,6 +79,21 @@ public sealed record PostingResult(long EventId, string EventName, long? BillId,
 
 public sealed record TransferResult(long DebitEventId, long CreditEventId, IReadOnlyList<EntryView> Entries);
 
+/// <summary>Which way a goodwill adjustment moves points.</summary>
+public enum AdjustmentDirection { Credit, Debit }
+
+/// <summary>
+/// A goodwill adjustment of a customer's main points (or one alternate currency) in one program,
+/// with the reason the agent gives; the key that posts it is the event's <c>posted_by</c>.
+/// </summary>
+public sealed record NewGoodwillAdjustment(
+    long CustomerId,
+    AdjustmentDirection Direction,
+    Points Points,
+    string Reason,
+    long? ProgramId = null,
+    string? Currency = null);
+
 /// <summary>
 /// The write side: each method is one business posting (a bill, a redemption, an allocation, an
 /// event, a transfer) inside a caller's <see cref="Posting"/>, so the caller decides the transaction
@@ -151,7 +166,7 @@ public static class Postings
         await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
-                BillId: billId, Reason: bill.Notes),
+                BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code),
             then: ("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId }));
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
@@ -187,14 +202,11 @@ public static class Postings
             ["transactionNumber"] = request.TransactionNumber,
             ["externalReferenceNumber"] = request.ExternalReference,
         });
+        if (request.ExternalReference is { Length: > 200 }) throw LedgerException.Invalid("externalReference is at most 200 characters.");
+        // The reference has a column of its own (not only the details) so a reversal finds the redemption by it.
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
-            SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes));
-        if (request.ExternalReference is { } reference)
-        {
-            if (reference.Length > 200) throw LedgerException.Invalid("externalReference is at most 200 characters.");
-            // A column of its own (not only the details) so a reversal finds the redemption by it.
-            await posting.ExecuteAsync("UPDATE events SET external_reference = @reference WHERE event_id = @eventId", new { reference, eventId });
-        }
+            SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes,
+            ExternalReference: request.ExternalReference, StoreCode: store?.Code, TillCode: till?.Code));
         var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
         return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
     }
@@ -245,7 +257,7 @@ public static class Postings
         };
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GenericEvent,
             DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
-            DetailsJson: Details(details), Reason: request.Reason));
+            DetailsJson: Details(details), Reason: request.Reason, StoreCode: store?.Code, TillCode: till?.Code));
         var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits, PointCategory.Regular, qualifying: true);
         return new PostingResult(eventId, EventNames.GenericEvent, null, entries);
     }
@@ -282,8 +294,52 @@ public static class Postings
             DetailsJson: Details(new Dictionary<string, string?> { ["direction"] = "IN", ["counterparty"] = Describe(from) })));
         var pieces = debit.Consumed.Select(c => new LotPiece(c.Points, c.ExpiresAt)).ToList();
         var credit = await posting.CreditLotsAsync(creditEvent, toKey, pieces);
-        await posting.ExecuteAsync("UPDATE events SET related_event_id = @creditEvent WHERE event_id = @debitEvent", new { creditEvent, debitEvent });
+        await posting.SetRelatedEventAsync(debitEvent, creditEvent);
         return new TransferResult(debitEvent, creditEvent, [View(debit.Entry, currency), View(credit, currency)]);
+    }
+
+    public const int MaxReasonLength = 500;
+
+    /// <summary>
+    /// A goodwill credit or debit (<see cref="EventNames.GoodwillAdjustment"/>): one line on the
+    /// customer's own main wallet, never a group's pool. A credit is a lot dated by the program's (or
+    /// currency's) expiry policy, as an award would be, but is no qualifying activity: an agent's
+    /// correction does not keep a dormant balance alive. A debit takes lots earliest expiry first,
+    /// after expiring what is due, and is balance-checked like a redemption unless the program
+    /// allows negative balances. The reason is mandatory and stored with the event.
+    /// </summary>
+    public static async Task<PostingResult> AdjustAsync(Posting posting, NewGoodwillAdjustment request)
+    {
+        if (!Enum.IsDefined(request.Direction)) throw LedgerException.Invalid("direction is Credit or Debit.");
+        if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to adjust must be positive.");
+        var reason = request.Reason?.Trim();
+        if (string.IsNullOrEmpty(reason)) throw LedgerException.Invalid("A goodwill adjustment needs a reason.");
+        if (reason.Length > MaxReasonLength) throw LedgerException.Invalid($"A reason is at most {MaxReasonLength} characters.");
+        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
+        var currency = ResolveCurrency(program, request.Currency);
+        var key = new WalletKey(OwnerType.Customer, request.CustomerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
+        await posting.LockWalletsAsync([key]);
+
+        var credit = request.Direction == AdjustmentDirection.Credit;
+        var details = Details(new Dictionary<string, string?>
+        {
+            ["direction"] = credit ? "CREDIT" : "DEBIT",
+            ["displayName"] = credit ? "Goodwill credit" : "Goodwill debit",
+        });
+        if (credit)
+        {
+            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GoodwillAdjustment,
+                DisplayName: "Goodwill credit", SourceProgramId: program.ProgramId, DetailsJson: details, Reason: reason));
+            var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, [(currency, request.Points)]);
+            return new PostingResult(eventId, EventNames.GoodwillAdjustment, null, entries);
+        }
+
+        await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
+        var debitEvent = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GoodwillAdjustment,
+            DisplayName: "Goodwill debit", SourceProgramId: program.ProgramId, DetailsJson: details, Reason: reason));
+        var debit = await posting.DebitAsync(debitEvent, key, request.Points, program.AllowNegativeBalance);
+        return new PostingResult(debitEvent, EventNames.GoodwillAdjustment, null, [View(debit.Entry, currency)]);
     }
 
     private readonly record struct Party(OwnerType Type, long Id);

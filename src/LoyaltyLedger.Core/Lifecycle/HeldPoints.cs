@@ -9,7 +9,7 @@ namespace LoyaltyLedger.Lifecycle;
 public static class LifecycleEventNames
 {
     /// <summary>Points of a redemption put back into the lots they came from.</summary>
-    public const string RedemptionReversal = "RedemptionReversal";
+    public const string RedemptionReversal = EventNames.RedemptionReversal;
 
     /// <summary>TRIGGER_BASED points cancelled by the external system instead of released.</summary>
     public const string TriggeredPointsCancellation = "TriggeredPointsCancellation";
@@ -41,6 +41,9 @@ public static class HeldPoints
         public long? BillId { get; set; }
         public long? StoreId { get; set; }
         public long? TillId { get; set; }
+        public string? BillNumber { get; set; }
+        public string? StoreCode { get; set; }
+        public string? TillCode { get; set; }
     }
 
     private const string HeldLotSelect =
@@ -48,11 +51,14 @@ public static class HeldPoints
         SELECT l.lot_id AS LotId, l.remaining AS Remaining, l.expires_at AS ExpiresAt, w.wallet_id AS WalletId,
             w.owner_type AS OwnerType, w.owner_id AS OwnerId, w.program_id AS ProgramId, w.currency_id AS CurrencyId,
             w.category AS Category, e.event_id AS BillEventId, e.customer_id AS CustomerId, e.bill_id AS BillId,
-            e.store_id AS StoreId, e.till_id AS TillId
+            e.store_id AS StoreId, e.till_id AS TillId, b.bill_number AS BillNumber, s.code AS StoreCode, t.code AS TillCode
         FROM lots l
         JOIN wallets w ON w.wallet_id = l.wallet_id
         JOIN ledger_entries le ON le.entry_id = l.credit_entry_id
         JOIN events e ON e.event_id = le.event_id
+        LEFT JOIN bills b ON b.bill_id = e.bill_id
+        LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
+        LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
         """;
 
     /// <summary>
@@ -93,7 +99,8 @@ public static class HeldPoints
             }
             var eventId = await posting.InsertEventAsync(new NewEvent(OwnerOf(lot), lot.OwnerId, lot.CustomerId,
                 LifecycleEventNames.TriggeredPointsCancellation, SourceProgramId: program.ProgramId, StoreId: lot.StoreId, TillId: lot.TillId, BillId: lot.BillId,
-                RelatedEventId: lot.BillEventId, Reason: bill.Notes ?? "The trigger was cancelled."));
+                RelatedEventId: lot.BillEventId, Reason: bill.Notes ?? "The trigger was cancelled.",
+                BillNumber: lot.BillNumber, StoreCode: lot.StoreCode, TillCode: lot.TillCode));
             var debit = await posting.DebitLotsAsync(eventId, KeyOf(lot), [new ConsumedLot(lot.LotId, remaining, lot.ExpiresAt)]);
             results.Add(new PostingResult(eventId, LifecycleEventNames.TriggeredPointsCancellation, lot.BillId,
                 [Postings.View(debit.Entry, LotExpiry.CurrencyOf(program, lot.CurrencyId))]));
@@ -114,6 +121,7 @@ public static class HeldPoints
         var mainKey = heldKey with { Category = PointCategory.Regular };
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerOf(lot), lot.OwnerId, lot.CustomerId, EventNames.DelayedAccrual,
             SourceProgramId: program.ProgramId, StoreId: lot.StoreId, TillId: lot.TillId, BillId: lot.BillId, RelatedEventId: lot.BillEventId,
+            BillNumber: lot.BillNumber, StoreCode: lot.StoreCode, TillCode: lot.TillCode,
             DetailsJson: JsonSerializer.Serialize(new Dictionary<string, string> { ["conversion"] = why, ["fromCategory"] = lot.Category })));
         var debit = await posting.DebitLotsAsync(eventId, heldKey, [new ConsumedLot(lot.LotId, points, lot.ExpiresAt)]);
         var expiresAt = LotExpiry.PolicyFor(program, lot.CurrencyId).ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();

@@ -5,12 +5,16 @@ using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Lifecycle;
 
-/// <summary>What one lifecycle run did: promised lots converted and wallets expired.</summary>
-public sealed record LifecycleRunResult(DateTimeOffset AsOf, int Conversions, int Expiries, IReadOnlyList<PostingResult> Events);
+/// <summary>
+/// What one lifecycle run did: promised lots converted, wallets expired, and points.expiring
+/// notices sent (wallets whose points come due within their program's notice window).
+/// </summary>
+public sealed record LifecycleRunResult(DateTimeOffset AsOf, int Conversions, int Expiries, IReadOnlyList<PostingResult> Events, int ExpiryNotices = 0);
 
 /// <summary>
 /// The periodic lifecycle run (background service, <c>expire</c> command, operator endpoint):
-/// converts PROMISED lots whose window has passed into main points, then expires what is due.
+/// converts PROMISED lots whose window has passed into main points, then expires what is due, then
+/// announces (points.expiring) what comes due within each program's notice window from now.
 /// </summary>
 /// <remarks>
 /// Candidates are found outside any transaction, then each wallet (or promised lot) is settled in a
@@ -30,6 +34,7 @@ public static class LifecycleRun
         var events = new List<PostingResult>();
         var conversions = 0;
         var expiries = 0;
+        var notices = 0;
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         foreach (var org in orgs)
         {
@@ -61,13 +66,16 @@ public static class LifecycleRun
                 expiries++;
                 events.Add(expired);
             }
+
+            // From now, whatever asOf says: a notice is about what is still ahead.
+            notices += await ExpiryNotices.AnnounceAsync(db, org, now, ct);
         }
         Telemetry.LedgerTelemetry.ConvertedLots.Add(conversions);
         Telemetry.LedgerTelemetry.ExpiredWallets.Add(expiries);
         Telemetry.LedgerTelemetry.ExpiredPoints.Add((double)events.Where(e => e.EventName == EventNames.PointsExpiry)
             .SelectMany(e => e.Entries).Sum(x => Math.Abs(x.Points.ToDecimal())));
         Telemetry.LedgerTelemetry.ExpiryRunDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return new LifecycleRunResult(asOf, conversions, expiries, events);
+        return new LifecycleRunResult(asOf, conversions, expiries, events, notices);
     }
 
     /// <summary>Main wallets with a dated lot due, or whose WHOLE_BALANCE period may have run out.</summary>

@@ -112,6 +112,7 @@ public static class Returns
 
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, billEvent.OwnerId, bill.CustomerId, EventNames.ReturnBill,
             SourceProgramId: program.ProgramId, StoreId: store.StoreId, BillId: bill.BillId, RelatedEventId: bill.EventId, Reason: request.Notes,
+            BillNumber: request.BillNumber, StoreCode: store.Code,
             DetailsJson: JsonSerializer.Serialize(new Dictionary<string, string>
             {
                 ["returnedAmount"] = Money(amount).ToString(CultureInfo.InvariantCulture),
@@ -144,8 +145,7 @@ public static class Returns
         if (shortfalls.Count > 0)
         {
             var shortfallText = string.Join("; ", shortfalls.Select(s => $"{s.Currency ?? "points"}: {s.Points}"));
-            await posting.ExecuteAsync("UPDATE events SET reason = @reason WHERE event_id = @eventId",
-                new { reason = $"{request.Notes} Already spent, not taken back: {shortfallText}".Trim(), eventId });
+            await posting.SetReasonAsync(eventId, $"{request.Notes} Already spent, not taken back: {shortfallText}".Trim());
         }
         return new ReturnResult(eventId, EventNames.ReturnBill, bill.BillId, Money(amount), Money(returnedAfter), entries, shortfalls);
     }

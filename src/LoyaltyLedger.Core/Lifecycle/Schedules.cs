@@ -25,22 +25,28 @@ public static class Schedules
     /// <summary>
     /// Upcoming expiries of an owner's main points, soonest first, per program, currency and date.
     /// A WHOLE_BALANCE wallet shows its whole balance at last activity + period. With
-    /// <paramref name="earliestOnly"/>, only the soonest expiry per program and currency.
+    /// <paramref name="earliestOnly"/>, only the soonest expiry per program and currency. With
+    /// <paramref name="until"/>, only what expires by then (the support console's horizon: a long
+    /// history's lots expiring years ahead are not read at all, since the open lots are indexed by date).
     /// </summary>
     public static async Task<IReadOnlyList<ExpiryScheduleItem>> ExpiryScheduleAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId,
-        long? programId, bool earliestOnly)
+        long? programId, bool earliestOnly, DateTimeOffset? until = null)
     {
+        var untilMs = until?.ToUnixTimeMilliseconds();
         var programs = (await ProgramCatalog.ListAsync(c, orgId)).ToDictionary(p => p.ProgramId);
         var items = new List<ExpiryScheduleItem>();
+        // A condition only when there is a horizon, so the open-lots index range is bounded by it.
+        var horizon = untilMs is null ? "" : " AND l.expires_at <= @untilMs";
         var dated = await c.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(
-            """
+            $"""
             SELECT w.program_id, w.currency_id, l.expires_at, SUM(l.remaining)
             FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId AND w.category = 'REGULAR'
                 AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at IS NOT NULL AND (@programId IS NULL OR w.program_id = @programId)
+                {horizon}
             GROUP BY w.program_id, w.currency_id, l.expires_at
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId });
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId, untilMs });
         foreach (var d in dated)
         {
             if (!programs.TryGetValue(d.ProgramId, out var program)) continue;
@@ -59,7 +65,7 @@ public static class Schedules
             if (!programs.TryGetValue(w.ProgramId, out var program)) continue;
             var at = LotExpiry.PolicyFor(program, w.CurrencyId)
                 .WholeBalanceExpiry(w.LastActivityAt is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null);
-            if (at is { } date) items.Add(Item(program, w.CurrencyId, w.Balance, date.ToUnixTimeMilliseconds()));
+            if (at is { } date && (until is null || date <= until)) items.Add(Item(program, w.CurrencyId, w.Balance, date.ToUnixTimeMilliseconds()));
         }
 
         var ordered = items.OrderBy(i => i.ExpiryDate).ThenBy(i => i.ProgramId).ThenBy(i => i.PointsType, StringComparer.Ordinal);

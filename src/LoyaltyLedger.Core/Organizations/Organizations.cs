@@ -161,21 +161,35 @@ public static class Tenants
     /// </summary>
     public static async Task<Caller?> AuthenticateAsync(LedgerDatabase db, string keyId, string secret, CancellationToken ct)
     {
-        var row = db.Catalog.Key(keyId);
-        if (row is null)
-        {
-            var loadedAt = CatalogCache.Now();
-            var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
-                "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
-            row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
-            db.Catalog.SetKey(keyId, row, loadedAt);
-        }
+        var row = await KeyStateAsync(db, keyId, ct);
         var expected = Encoding.ASCII.GetBytes(row.SecretHash ?? new string('0', 64));
         var actual = Encoding.ASCII.GetBytes(Hash(secret));
         var matches = CryptographicOperations.FixedTimeEquals(expected, actual);
         if (row.SecretHash is null || !matches) return null;
         return new Caller(row.OrgId, keyId, Enum.Parse<KeyRole>(row.Role!, ignoreCase: true));
     }
+
+    /// <summary>
+    /// A key as authentication sees it, through the process's cache (<see cref="CatalogCache.KeysTtl"/>):
+    /// its organization, role and secret hash, or a null hash when it is unknown or revoked. The support
+    /// console checks its sessions' keys with it on every request, so a session ends when its key is
+    /// revoked or rotated as soon as an API call with the old secret would be refused.
+    /// </summary>
+    public static async Task<CachedKey> KeyStateAsync(LedgerDatabase db, string keyId, CancellationToken ct)
+    {
+        var row = db.Catalog.Key(keyId);
+        if (row is not null) return row;
+        var loadedAt = CatalogCache.Now();
+        var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
+            "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
+        row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
+        db.Catalog.SetKey(keyId, row, loadedAt);
+        return row;
+    }
+
+    public static Task<Organization?> GetOrganizationAsync(LedgerDatabase db, long orgId, CancellationToken ct) =>
+        db.ReadAsync(c => c.QuerySingleOrDefaultAsync<Organization>(
+            "SELECT org_id AS OrgId, name AS Name FROM organizations WHERE org_id = @orgId", new { orgId }), ct);
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 }

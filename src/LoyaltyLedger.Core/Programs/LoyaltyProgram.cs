@@ -21,6 +21,15 @@ public sealed class LoyaltyProgram
     /// become regular points only when it passes.
     /// </summary>
     public int? PromisedDays { get; init; }
+
+    /// <summary>The default of <see cref="ExpiryNoticeDays"/>.</summary>
+    public const int DefaultExpiryNoticeDays = 14;
+
+    /// <summary>
+    /// How many days before main points expire the lifecycle run announces them (points.expiring),
+    /// once per lot and expiry date; 0: never.
+    /// </summary>
+    public int ExpiryNoticeDays { get; init; } = DefaultExpiryNoticeDays;
     public IReadOnlyList<AlternateCurrency> Currencies { get; init; } = [];
 
     public AlternateCurrency? Currency(string name) =>

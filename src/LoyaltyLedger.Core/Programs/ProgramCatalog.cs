@@ -18,6 +18,7 @@ public static class ProgramCatalog
         public string ExpiryPolicy { get; set; } = "";
         public long IsDefault { get; set; }
         public long? PromisedDays { get; set; }
+        public long? ExpiryNoticeDays { get; set; }
     }
 
     private sealed class CurrencyRow
@@ -32,7 +33,7 @@ public static class ProgramCatalog
     public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx = null)
     {
         var programs = await connection.QueryAsync<ProgramRow>(
-            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
+            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
             new { orgId }, tx);
         var currencies = (await connection.QueryAsync<CurrencyRow>(
             "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
@@ -47,6 +48,7 @@ public static class ProgramCatalog
             Expiry = ExpiryPolicy.FromJson(p.ExpiryPolicy),
             IsDefault = p.IsDefault != 0,
             PromisedDays = (int?)p.PromisedDays,
+            ExpiryNoticeDays = (int?)p.ExpiryNoticeDays ?? LoyaltyProgram.DefaultExpiryNoticeDays,
             Currencies = currencies[p.ProgramId].Select(c => new AlternateCurrency
             {
                 CurrencyId = c.CurrencyId,
@@ -117,6 +119,8 @@ public static class ProgramCatalog
         expiry.Validate();
         if (request.PromisedDays is < 1 or > 3650)
             throw LedgerException.Invalid("promisedDays is a number of days from 1 to 3650 (omit it to credit bills straight away).");
+        if (request.ExpiryNoticeDays is < 0 or > 3650)
+            throw LedgerException.Invalid($"expiryNoticeDays is a number of days from 0 (no notices) to 3650 (omit it for {LoyaltyProgram.DefaultExpiryNoticeDays}).");
 
         long programId;
         if (request.ProgramId is { } explicitId)
@@ -140,15 +144,16 @@ public static class ProgramCatalog
 
         await posting.ExecuteAsync(
             """
-            INSERT INTO programs (org_id, program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, created_at, promised_days)
-            VALUES (@org, @programId, @name, @concept, @earn, @allowNegative, @expiry, @isDefault, @now, @promisedDays)
+            INSERT INTO programs (org_id, program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, created_at,
+                promised_days, expiry_notice_days)
+            VALUES (@org, @programId, @name, @concept, @earn, @allowNegative, @expiry, @isDefault, @now, @promisedDays, @expiryNoticeDays)
             """,
             new
             {
                 org = posting.OrgId, programId, name = request.Name.Trim(), concept = request.Concept,
                 earn = (request.EarnRate ?? Points.Zero).Thousandths, allowNegative = request.AllowNegativeBalance ? 1 : 0,
                 expiry = expiry.ToJson(), isDefault = request.IsDefault || isFirst ? 1 : 0, now = posting.NowMs,
-                promisedDays = request.PromisedDays,
+                promisedDays = request.PromisedDays, expiryNoticeDays = request.ExpiryNoticeDays,
             });
 
         foreach (var currency in request.Currencies ?? [])
@@ -203,6 +208,7 @@ public sealed record NewProgram(
     ExpiryPolicy? Expiry = null,
     bool IsDefault = false,
     IReadOnlyList<NewCurrency>? Currencies = null,
-    int? PromisedDays = null);
+    int? PromisedDays = null,
+    int? ExpiryNoticeDays = null);
 
 public sealed record NewCurrency(string Name, Points? EarnRate = null, ExpiryPolicy? Expiry = null);

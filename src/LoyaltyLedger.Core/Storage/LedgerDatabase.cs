@@ -37,6 +37,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="Organizations.CatalogCache"/>).</summary>
     public Organizations.CatalogCache Catalog { get; } = new();
 
+    /// <summary>Pulsed after every write this handle commits: wakes the outbox sequencer.</summary>
+    public CommitSignal Commits { get; } = new();
+
     /// <summary>Where the data lives, for start-up messages (no secrets).</summary>
     public string Description { get; }
 
@@ -91,6 +94,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// Runs <paramref name="work"/> in one transaction and commits it, retrying the whole unit when the
     /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
     /// SQLite transactions start IMMEDIATE, so two writers never both read a balance and then write it.
+    /// The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows).
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
     {
@@ -100,10 +104,13 @@ public sealed class LedgerDatabase : IAsyncDisposable
             await using var transaction = connection is SqliteConnection sqlite
                 ? sqlite.BeginTransaction(deferred: false)
                 : await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+            var hooks = CommitHooks.Open(transaction);
             try
             {
                 var result = await work(connection, transaction);
+                await CommitHooks.RunAsync(hooks, ct);
                 await transaction.CommitAsync(ct);
+                Commits.Pulse();
                 return result;
             }
             catch (Exception ex) when (attempt < 8 && IsTransient(ex))

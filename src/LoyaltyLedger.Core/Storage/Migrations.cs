@@ -394,6 +394,144 @@ public static class Migrations
         WHERE owner_type = 'GROUP' AND event_name = 'PointsTransfer';
         UPDATE events SET customer_id = 0 WHERE owner_type = 'GROUP' AND event_name = 'PointsExpiry';
         """),
+        // The transactional outbox (LoyaltyLedger.Outbox): each ledger change writes the events it
+        // announces in its own transaction; positions are given later, in commit order, by the
+        // sequencer, and readers page by position, never by event_id (ids are taken in one order and
+        // transactions commit in another). xact (PostgreSQL) is the writing transaction.
+        // expiry_notices records each points.expiring sent, per lot (0: a WHOLE_BALANCE wallet's
+        // whole balance) and expiry instant, so a notice goes out once per lot and window; a
+        // program's expiry_notice_days is its notice window (NULL: the default, 14 days).
+        (13, "outbox, expiry notices", """
+        CREATE TABLE outbox_events (
+            event_id {identity},
+            org_id bigint NOT NULL,
+            position bigint NULL,
+            type text NOT NULL,
+            created_at bigint NOT NULL,
+            payload text NOT NULL{transactionIdColumn}
+        );
+        CREATE INDEX ix_outbox_events_org_position ON outbox_events (org_id, position);
+        CREATE UNIQUE INDEX ux_outbox_events_position ON outbox_events (position);
+        CREATE INDEX ix_outbox_events_unsequenced ON outbox_events (event_id) WHERE position IS NULL;
+        CREATE TABLE expiry_notices (
+            org_id bigint NOT NULL,
+            wallet_id bigint NOT NULL,
+            lot_id bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            noticed_at bigint NOT NULL,
+            CONSTRAINT ux_expiry_notices PRIMARY KEY (wallet_id, lot_id, expires_at)
+        );
+        ALTER TABLE programs ADD COLUMN expiry_notice_days integer NULL;
+        """),
+        // An organization's events in time order, for the ledger export (Exports/LedgerExport.cs):
+        // the export walks it and streams lines as it goes, so its first line leaves at once and
+        // neither database sorts the organization's history. Event ids are not in time order (the
+        // seeder writes customer by customer, the expiry run writes as of an earlier instant), so
+        // the primary key cannot serve. One entry per event, not per line, on the write path.
+        (14, "exports: events in time order", """
+        CREATE INDEX ix_events_time ON events (org_id, created_at, event_id);
+        """),
+        // Webhooks (Webhooks/): an organization's endpoints, and per endpoint a queue of deliveries
+        // in commit order with every attempt logged. An endpoint's cursor is the last outbox position
+        // fanned out to it; its lease is held by the one dispatcher sending its queue. The signing
+        // secret must be readable to sign with, so it is stored as written by WebhookSecrets
+        // (AES-256-GCM under Ledger:Webhooks:SecretKey when that is set). A delivery of an outbox
+        // event reads the payload from the outbox row; a ping (webhook.test) carries its own.
+        (15, "webhooks: endpoints, deliveries, attempts", """
+        CREATE TABLE webhook_endpoints (
+            endpoint_id {identity},
+            org_id bigint NOT NULL,
+            url text NOT NULL,
+            events text NOT NULL,
+            description text NULL,
+            secret text NOT NULL,
+            previous_secret text NULL,
+            previous_secret_until bigint NULL,
+            enabled smallint NOT NULL,
+            disabled_reason text NULL,
+            disabled_at bigint NULL,
+            failed_in_a_row bigint NOT NULL,
+            cursor_position bigint NOT NULL,
+            lease_owner text NULL,
+            lease_until bigint NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL
+        );
+        CREATE INDEX ix_webhook_endpoints_org ON webhook_endpoints (org_id, endpoint_id);
+        CREATE TABLE webhook_deliveries (
+            delivery_id {identity},
+            org_id bigint NOT NULL,
+            endpoint_id bigint NOT NULL,
+            event_id bigint NULL,
+            position bigint NULL,
+            message_id text NOT NULL,
+            event_type text NOT NULL,
+            payload text NULL,
+            status text NOT NULL,
+            attempts bigint NOT NULL,
+            next_attempt_at bigint NULL,
+            last_status_code bigint NULL,
+            last_error text NULL,
+            created_at bigint NOT NULL,
+            completed_at bigint NULL
+        );
+        CREATE INDEX ix_webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, delivery_id);
+        CREATE INDEX ix_webhook_deliveries_pending ON webhook_deliveries (endpoint_id, delivery_id) WHERE status = 'pending';
+        CREATE TABLE webhook_attempts (
+            attempt_id {identity},
+            delivery_id bigint NOT NULL,
+            endpoint_id bigint NOT NULL,
+            attempt bigint NOT NULL,
+            attempted_at bigint NOT NULL,
+            status_code bigint NULL,
+            duration_ms bigint NOT NULL,
+            error text NULL,
+            next_attempt_at bigint NULL
+        );
+        CREATE INDEX ix_webhook_attempts_delivery ON webhook_attempts (delivery_id, attempt);
+        """),
+        // The support console's program dashboard adds up an organization's lines per day. Without an
+        // index on the organization's events in time order that is a scan of every organization's
+        // events (EXPLAIN in docs/performance.md); with it (migration 14's ix_events_time, which the
+        // ledger export walks too), one range of one organization's days. A past day's totals never change (lines
+        // are stamped when posted, and never change), so each is added up once and kept in
+        // daily_movements; daily_movement_days marks the days done, empty ones included. The console's
+        // sessions live in console_sessions (the cookie holds only a session id), so signing out ends a
+        // session on every server, even for a copy of the cookie; the keys that encrypt its cookies and
+        // antiforgery tokens in console_key_ring, so every server sharing the database reads them.
+        (16, "support console: daily movement totals, sessions", """
+        CREATE TABLE daily_movements (
+            org_id bigint NOT NULL,
+            day bigint NOT NULL,
+            program_id bigint NOT NULL,
+            currency_id bigint NOT NULL,
+            category text NOT NULL,
+            event_name text NOT NULL,
+            entry_type text NOT NULL,
+            points bigint NOT NULL,
+            lines bigint NOT NULL,
+            CONSTRAINT ux_daily_movements PRIMARY KEY (org_id, day, program_id, currency_id, category, event_name, entry_type)
+        );
+        CREATE TABLE daily_movement_days (
+            org_id bigint NOT NULL,
+            day bigint NOT NULL,
+            CONSTRAINT ux_daily_movement_days PRIMARY KEY (org_id, day)
+        );
+        CREATE TABLE console_sessions (
+            session_id text PRIMARY KEY,
+            org_id bigint NOT NULL,
+            key_id text NOT NULL,
+            expires_at bigint NOT NULL,
+            ticket text NOT NULL
+        );
+        CREATE INDEX ix_console_sessions_key ON console_sessions (key_id);
+        CREATE INDEX ix_console_sessions_expiry ON console_sessions (expires_at);
+        CREATE TABLE console_key_ring (
+            name text PRIMARY KEY,
+            xml text NOT NULL,
+            created_at bigint NOT NULL
+        );
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -9,7 +9,9 @@ public sealed class SqlDialect
         forUpdate: "",
         greatest: "MAX",
         lastEntryId: "last_insert_rowid()",
-        lastEventId: "last_insert_rowid()");
+        lastEventId: "last_insert_rowid()",
+        nextOutboxId: "(SELECT COALESCE(MAX(event_id), 0) + 1 FROM outbox_events)",
+        transactionIdColumn: "");
 
     public static readonly SqlDialect Postgres = new(
         name: "postgres",
@@ -17,10 +19,15 @@ public sealed class SqlDialect
         forUpdate: " FOR UPDATE",
         greatest: "GREATEST",
         lastEntryId: "currval('ledger_entries_entry_id_seq')",
-        lastEventId: "currval('events_event_id_seq')");
+        lastEventId: "currval('events_event_id_seq')",
+        nextOutboxId: "nextval('outbox_events_event_id_seq')",
+        transactionIdColumn: ",\n    xact xid8 NOT NULL DEFAULT pg_current_xact_id()");
 
-    private SqlDialect(string name, string identity, string forUpdate, string greatest, string lastEntryId, string lastEventId)
+    private SqlDialect(string name, string identity, string forUpdate, string greatest, string lastEntryId, string lastEventId,
+        string nextOutboxId, string transactionIdColumn)
     {
+        NextOutboxId = nextOutboxId;
+        TransactionIdColumn = transactionIdColumn;
         LastEntryId = lastEntryId;
         LastEventId = lastEventId;
         Name = name;
@@ -54,10 +61,26 @@ public sealed class SqlDialect
     /// <inheritdoc cref="LastEntryId"/>
     public string LastEventId { get; }
 
+    /// <summary>
+    /// The id the next outbox row takes, as an expression, so the row's payload can name its own id
+    /// in the same statement that inserts it. PostgreSQL draws it from the identity's sequence; SQLite,
+    /// whose writers are serialized, takes the next after the highest (outbox rows are never deleted,
+    /// so an id is never given twice).
+    /// </summary>
+    public string NextOutboxId { get; }
+
+    /// <summary>
+    /// A column (with its leading comma) that records which transaction wrote a row: PostgreSQL's
+    /// <c>pg_current_xact_id()</c>; nothing on SQLite, whose writers are serialized.
+    /// </summary>
+    public string TransactionIdColumn { get; }
+
     public string Expand(string sql) => !sql.Contains('{', StringComparison.Ordinal) ? sql : sql
         .Replace("{lastEntryId}", LastEntryId, StringComparison.Ordinal)
         .Replace("{lastEventId}", LastEventId, StringComparison.Ordinal)
         .Replace("{identity}", Identity, StringComparison.Ordinal)
         .Replace("{forUpdate}", ForUpdate, StringComparison.Ordinal)
-        .Replace("{greatest}", Greatest, StringComparison.Ordinal);
+        .Replace("{greatest}", Greatest, StringComparison.Ordinal)
+        .Replace("{nextOutboxId}", NextOutboxId, StringComparison.Ordinal)
+        .Replace("{transactionIdColumn}", TransactionIdColumn, StringComparison.Ordinal);
 }

@@ -43,4 +43,19 @@ public static class LedgerTelemetry
 
     public static readonly Histogram<double> ExpiryRunDuration = Meter.CreateHistogram<double>("ledger.expiry.duration", "s",
         "How long an expiry run took.");
+
+    /// <summary>Webhook delivery attempts by outcome: delivered, retry (will be tried again), failed (gave up).</summary>
+    public static readonly Counter<long> WebhookAttempts = Meter.CreateCounter<long>("ledger.webhook.attempts", "{attempt}",
+        "Webhook delivery attempts by outcome.");
+
+    public static readonly Histogram<double> WebhookAttemptDuration = Meter.CreateHistogram<double>("ledger.webhook.attempt.duration", "s",
+        "How long a receiver took to answer a delivery attempt.");
+
+    private static long _webhookQueue;
+
+    /// <summary>Set by the dispatcher from time to time: deliveries waiting (to be sent or retried).</summary>
+    public static void SetWebhookQueue(long pending) => Interlocked.Exchange(ref _webhookQueue, pending);
+
+    public static readonly ObservableGauge<long> WebhookQueue = Meter.CreateObservableGauge("ledger.webhook.queue",
+        () => Interlocked.Read(ref _webhookQueue), "{delivery}", "Webhook deliveries waiting to be sent or retried, as the dispatcher last counted them.");
 }

@@ -255,7 +255,8 @@ public static class VaultTransactions
         private Task<long> EventAsync(string name, IDictionary<string, string?> details, string? displayName = null) =>
             posting.InsertEventAsync(new NewEvent(OwnerType.Customer, account.CustomerId, account.CustomerId, name,
                 DisplayName: displayName, SourceProgramId: program.ProgramId, StoreId: storeId, TillId: tillId,
-                DetailsJson: Details(details), Reason: context.Comment));
+                DetailsJson: Details(details), Reason: context.Comment,
+                StoreCode: storeId is null ? null : context.ShopId, TillCode: tillId is null ? null : context.PosId));
 
         private string? ShownExpiry(long? expiresAt) => program.Expiry.ExpiresWholeBalance ? null : VaultFormat.Time(expiresAt);
 

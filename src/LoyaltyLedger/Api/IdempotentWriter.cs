@@ -55,21 +55,18 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         // The status the endpoint declares (and the OpenAPI document shows): one source for both.
         var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
-        var ct = http.RequestAborted;
         var key = IdempotencyKey(http);
         var requestHash = RequestHash(http, request, sealAnswer ? caller.KeyId : null);
-
-        var catalogChanged = false;
-        (bool Replay, string? Body) outcome;
         var kind = Kind(http);
         using var activity = LedgerTelemetry.Source.StartActivity("posting " + kind);
         activity?.SetTag("ledger.posting.kind", kind);
         activity?.SetTag("ledger.org_id", caller.OrgId);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var result = "failed";
+        (bool Replay, string? Body) outcome;
         try
         {
-            outcome = await WriteAsync();
+            outcome = await WriteOnceAsync(http, caller, key, requestHash, status, work, sealAnswer);
             result = outcome.Replay ? "replayed" : "committed";
         }
         catch (LedgerException refused) when (refused.Status < 500)
@@ -79,62 +76,109 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         }
         finally
         {
-            // After the commit (or the rollback): requests that read the programs while this one was
-            // changing them may have cached what they saw; they read again.
-            if (catalogChanged) database.Catalog.InvalidatePrograms(caller.OrgId);
             activity?.SetTag("ledger.posting.outcome", result);
             var tags = new System.Diagnostics.TagList { { "kind", kind }, { "outcome", result } };
             LedgerTelemetry.Postings.Add(1, tags);
             LedgerTelemetry.PostingDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
         }
-
         if (!outcome.Replay) return Answer(status, outcome.Body);
         LedgerTelemetry.IdempotentReplays.Add(1, new KeyValuePair<string, object?>("kind", kind));
-        return await ReplayAsync(http, caller, key!, requestHash, ct);
+        return await ReplayAsync(http, caller, key!, requestHash, http.RequestAborted);
+    }
 
-        Task<(bool Replay, string? Body)> WriteAsync() => database.WriteAsync(async (connection, transaction) =>
+    /// <summary>The key a support console form carries is stored under this prefix, apart from clients' keys.</summary>
+    public const string FormKeyPrefix = "console:";
+
+    /// <summary>
+    /// A write of the support console's forms, through the same store as the API's writes: the key is
+    /// the form's own (a fresh one each time the form is shown, so a double click or a resubmitted
+    /// page posts once), the write is attributed to the signed-in key and audited like an API write.
+    /// Returns the write's result, or on a replay the result the first post stored.
+    /// </summary>
+    public async Task<(TResult Result, bool Replayed)> PostFormAsync<TRequest, TResult>(HttpContext http, string? formKey, TRequest request,
+        Func<Posting, Task<TResult>> work)
+    {
+        if (string.IsNullOrEmpty(formKey) || formKey.Length > MaxKeyLength - FormKeyPrefix.Length)
+            throw LedgerException.Invalid("The form has no valid key: reload the page and submit it again.");
+        var caller = http.User.Caller();
+        var key = FormKeyPrefix + formKey;
+        var requestHash = RequestHash(http, request, null);
+        var result = default(TResult);
+        var outcome = await WriteOnceAsync(http, caller, key, requestHash, StatusCodes.Status201Created, async posting => result = await work(posting),
+            sealAnswer: false);
+        if (!outcome.Replay) return (result!, false);
+
+        var stored = await StoredAsync(caller, key, http.RequestAborted);
+        if (stored is { } s && s.RequestHash != requestHash)
+            throw new LedgerException(ErrorCodes.IdempotencyKeyReused, "This form was already submitted with other values: reload the page to submit new ones.", 409);
+        if (stored is not { StatusCode: not 0, ResponseBody: { } body })
+            throw new LedgerException(InProgressCode, "This form is still being submitted; reload the page in a moment.", 409);
+        return (JsonSerializer.Deserialize<TResult>(body, _json)!, true);
+    }
+
+    /// <summary>
+    /// Claims the Idempotency-Key (if any) and runs <paramref name="work"/> in the same transaction,
+    /// storing its answer with the key and recording the write in the audit; a key already claimed
+    /// makes the call a replay, which writes nothing.
+    /// </summary>
+    private async Task<(bool Replay, string? Body)> WriteOnceAsync<TResult>(HttpContext http, Caller caller, string? key, string requestHash, int status,
+        Func<Posting, Task<TResult>> work, bool sealAnswer)
+    {
+        var ct = http.RequestAborted;
+        var catalogChanged = false;
+        try
         {
-            var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)
+            return await database.WriteAsync(async (connection, transaction) =>
             {
-                Catalog = database.Catalog,
-            };
-            if (key is not null)
-            {
-                // On PostgreSQL this insert waits for a concurrent transaction holding the same key and
-                // then inserts nothing: the later request becomes a replay, never a second posting.
-                var claimed = await posting.ExecuteAsync(
-                    """
-                    INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
-                    VALUES (@org, @key, @requestHash, 0, NULL, @now)
-                    ON CONFLICT (org_id, idempotency_key) DO NOTHING
-                    """,
-                    new { org = caller.OrgId, key, requestHash, now = posting.NowMs });
-                if (claimed == 0) return (Replay: true, Body: (string?)null);
-            }
+                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)
+                {
+                    Catalog = database.Catalog,
+                };
+                if (key is not null)
+                {
+                    // On PostgreSQL this insert waits for a concurrent transaction holding the same key and
+                    // then inserts nothing: the later request becomes a replay, never a second posting.
+                    var claimed = await posting.ExecuteAsync(
+                        """
+                        INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
+                        VALUES (@org, @key, @requestHash, 0, NULL, @now)
+                        ON CONFLICT (org_id, idempotency_key) DO NOTHING
+                        """,
+                        new { org = caller.OrgId, key, requestHash, now = posting.NowMs });
+                    if (claimed == 0) return (Replay: true, Body: (string?)null);
+                }
 
-            TResult result;
-            try
-            {
-                result = await work(posting);
-            }
-            finally
-            {
-                catalogChanged |= posting.CatalogChanged;
-            }
-            var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
-            // The audit record and the stored answer in one round trip.
-            var batch = posting.Batch();
-            WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
-            if (key is not null)
-            {
-                var stored = sealAnswer && body is not null ? Seal(body, http, caller, key) : body;
-                batch.Execute(
-                    "UPDATE idempotency_keys SET status_code = @status, response_body = @stored WHERE org_id = @org AND idempotency_key = @key",
-                    new { status, stored, org = caller.OrgId, key });
-            }
-            await batch.RunAsync(ct);
-            return (Replay: false, Body: body);
-        }, ct);
+                TResult result;
+                try
+                {
+                    result = await work(posting);
+                }
+                finally
+                {
+                    catalogChanged |= posting.CatalogChanged;
+                }
+                var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
+                // The audit record, the stored answer and the posting's outbox rows in one round trip.
+                var batch = posting.Batch();
+                WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
+                posting.AddAnnouncements(batch);
+                if (key is not null)
+                {
+                    var stored = sealAnswer && body is not null ? Seal(body, http, caller, key) : body;
+                    batch.Execute(
+                        "UPDATE idempotency_keys SET status_code = @status, response_body = @stored WHERE org_id = @org AND idempotency_key = @key",
+                        new { status, stored, org = caller.OrgId, key });
+                }
+                await batch.RunAsync(ct);
+                return (Replay: false, Body: body);
+            }, ct);
+        }
+        finally
+        {
+            // After the commit (or the rollback): requests that read the programs while this one was
+            // changing them may have cached what they saw; they read again.
+            if (catalogChanged) database.Catalog.InvalidatePrograms(caller.OrgId);
+        }
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net.Sockets;
 using LoyaltyLedger.Audit;
+using LoyaltyLedger.Exports;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Seeding;
@@ -90,6 +91,7 @@ public static class Commands
         root.Subcommands.Add(VerifyCommand());
         root.Subcommands.Add(ExpireCommand());
         root.Subcommands.Add(SeedCommand());
+        root.Subcommands.Add(ExportCommand());
         root.Subcommands.Add(BackupCommand());
         root.Subcommands.Add(RestoreCommand());
         return root;
@@ -128,7 +130,15 @@ public static class Commands
             EnsurePortIsFree(url);
         await using var db = OpenDatabase(parsed);
         await Migrations.ApplyAsync(db, CancellationToken.None);
-        var app = LedgerServer.Build(new LedgerServerOptions { Database = db, Args = ["--urls", urls] });
+        var app = LedgerServer.Build(new LedgerServerOptions
+        {
+            Database = db,
+            Args = ["--urls", urls],
+            // The demo runs on one machine: its webhooks go to receivers on that machine (127.0.0.1).
+            Configure = demo
+                ? builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Ledger:Webhooks:AllowPrivateTargets"] = "true" })
+                : null,
+        });
         var baseUrl = urls.Split(';')[0].TrimEnd('/');
         if (demo)
         {
@@ -141,13 +151,14 @@ public static class Commands
                   URL:          {baseUrl}
                   credentials:  {key} / {secret}   (HTTP Basic)
                   reference:    {baseUrl}/docs   (OpenAPI document: {baseUrl}/openapi/v1.json)
+                  console:      {baseUrl}/console   (sign in with the key and secret above)
                   try:          curl -u {key}:{secret} '{baseUrl}/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=64035151&source=INSTORE&limit=10'
                                 curl -u {key}:{secret} '{baseUrl}/v1/customers/64035151/balances'
                 """);
         }
         else
         {
-            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {baseUrl}/docs");
+            Console.WriteLine($"LoyaltyLedger on {db.Description}, listening on {urls}; API reference at {baseUrl}/docs, support console at {baseUrl}/console");
         }
         try
         {
@@ -354,7 +365,7 @@ public static class Commands
             if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
             var result = await ProgressDisplay.RunAsync($"expiring as of {IsoTime.Format(asOf)}", null, "wallets",
                 _ => LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", ct));
-            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired");
+            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired, {result.ExpiryNotices} expiry notices sent");
             foreach (var e in result.Events)
                 Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
             return Success;
@@ -434,6 +445,98 @@ public static class Commands
             return Success;
         });
         return seed;
+    }
+
+    // ---- export --------------------------------------------------------------------------------
+
+    private static readonly Option<string> FormatOption = new("--format") { Description = "csv or ndjson", Required = true };
+    private static readonly Option<FileInfo> ExportOutOption = new("--out") { Description = "the file to write (replaced at the end, never left half written)", Required = true };
+    private static Option<DateTimeOffset?> Instant(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (IsoTime.TryParse(text, allowDate: false, out var at)) return at;
+            result.AddError($"{name} must be {IsoTime.ExpectedDateTime}, not '{text}'");
+            return null;
+        },
+    };
+    private static Option<long?> Id(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
+            result.AddError($"{name} takes an id (a whole number), not '{text}'");
+            return null;
+        },
+    };
+    private static readonly Option<DateTimeOffset?> FromInstantOption = Instant("--from", "lines from this instant (inclusive), ISO 8601 with an offset");
+    private static readonly Option<DateTimeOffset?> ToInstantOption = Instant("--to", "lines before this instant (exclusive)");
+    private static readonly Option<long?> CustomerOption = Id("--customer", "one customer's lines");
+    private static readonly Option<long?> GroupOption = Id("--group", "one user group's pooled lines");
+    private static readonly Option<long?> ProgramOption = Id("--program", "one program's lines");
+    private static readonly Option<string?> EventNameOption = new("--event-name") { Description = "one kind of event (TransactionAdd, PointsRedemption, ...)" };
+
+    private static Command ExportCommand()
+    {
+        FormatOption.AcceptOnlyFromAmong("csv", "ndjson");
+        var export = new Command("export", "Writes an organization's ledger lines to a CSV or NDJSON file, as GET /v1/exports/ledger.csv and .ndjson do.")
+        {
+            FormatOption, ExportOutOption, OptionalOrgOption, FromInstantOption, ToInstantOption, CustomerOption, GroupOption, ProgramOption, EventNameOption,
+        };
+        export.SetAction(async (parsed, ct) =>
+        {
+            LedgerExportFormats.TryParse(parsed.GetRequiredValue(FormatOption), out var format);
+            var output = parsed.GetRequiredValue(ExportOutOption).FullName;
+            var filter = new LedgerExportFilter
+            {
+                From = parsed.GetValue(FromInstantOption),
+                To = parsed.GetValue(ToInstantOption),
+                CustomerId = parsed.GetValue(CustomerOption),
+                GroupId = parsed.GetValue(GroupOption),
+                ProgramId = parsed.GetValue(ProgramOption),
+                EventName = parsed.GetValue(EventNameOption),
+            };
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            var organizations = (await Tenants.ListOrganizationsAsync(db, ct)).ToList();
+            var orgId = parsed.GetValue(OptionalOrgOption) is { } id
+                ? await RequireOrganizationAsync(db, id, ct)
+                : organizations.Count == 1 ? organizations[0].OrgId
+                : throw new UsageException($"the database holds {organizations.Count} organizations: name one with --org ID (see 'LoyaltyLedger org list')");
+            await using var export = await LedgerExport.OpenAsync(db, orgId, filter, ct);
+            var total = await export.CountAsync(ct);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            // Written beside the target and moved over it at the end: a refused, failed or interrupted
+            // export leaves no half file under the name asked for.
+            var partial = output + ".partial";
+            long written;
+            try
+            {
+                await using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+                {
+                    written = await ProgressDisplay.RunAsync("exporting", total, "lines",
+                        progress => export.WriteAsync(file, format, done => progress(done, ""), ct));
+                }
+                File.Move(partial, output, overwrite: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                if (File.Exists(partial)) File.Delete(partial);
+                throw new FailureException($"cannot write {output}: {ex.Message}");
+            }
+            catch
+            {
+                if (File.Exists(partial)) File.Delete(partial);
+                throw;
+            }
+            var seconds = Math.Max(0.001, started.Elapsed.TotalSeconds);
+            Console.WriteLine($"exported {written:N0} ledger lines of organization {orgId} to {output} ({format.FileExtension()}) in {seconds:N1} s, {written / seconds:N0} lines/s");
+            return Success;
+        });
+        return export;
     }
 
     // ---- backup and restore (SQLite) -----------------------------------------------------------

@@ -169,7 +169,7 @@ public static class ApiReference
 
     private static string Describe(int status, bool ledgerSpec) => status switch
     {
-        400 => ledgerSpec ? "A parameter is missing, malformed or out of range (the spec's error codes)." : "The request is malformed: invalid_json, invalid_request, invalid_points or invalid_amount.",
+        400 => ledgerSpec ? "A parameter is missing, malformed or out of range (the spec's error codes)." : "The request is malformed: invalid_json, invalid_request, invalid_points, invalid_amount or invalid_cursor.",
         401 => "No or wrong credentials (unauthorized).",
         403 => "The key's role does not allow the call (forbidden), or a group member lacks the right (not_permitted).",
         404 => ledgerSpec ? "No such customer or group, or no entries for the parameters." : "A referenced resource does not exist in this organization.",
@@ -218,6 +218,7 @@ public static class ApiReference
         ("Groups", "User groups: a primary member, members with roles and rights, and a pooled wallet."),
         ("Postings", "The postings that move points: bills, redemptions, bulk allocations, named events, transfers."),
         ("Lifecycle", "Returns, reversals, held points, the expiry run, and the schedule and as-of reads."),
+        ("Exports", "The organization's ledger, one row per ledger line, streamed as CSV or NDJSON."),
         ("Keys", "The organization's API keys: issue, list, rotate, revoke (admin keys)."),
         ("Vouchers", "Voucher definitions: what a program's points buy through the loyalty-vault API."),
     ];

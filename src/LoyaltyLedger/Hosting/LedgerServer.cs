@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using LoyaltyLedger.Server.Api;
+using LoyaltyLedger.Server.SupportConsole;
 using LoyaltyLedger.Storage;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.Json;
@@ -22,6 +23,9 @@ public static class LedgerServer
     /// <summary>Largest request body accepted (a bulk allocation of 1,000 lines fits easily).</summary>
     public const long MaxRequestBodyBytes = 1_048_576;
 
+    /// <summary>The default authentication scheme: Basic for the APIs, the console's session cookie under /console.</summary>
+    public const string RequestScheme = "Ledger";
+
     public static WebApplication Build(LedgerServerOptions options)
     {
         var builder = WebApplication.CreateSlimBuilder(options.Args);
@@ -43,20 +47,32 @@ public static class LedgerServer
         builder.Services.AddSingleton<IdempotentWriter>();
         builder.Services.ConfigureHttpJsonOptions(json => ConfigureJson(json.SerializerOptions));
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        builder.Services.AddAuthentication(BasicAuthenticationHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, BasicAuthenticationHandler>(BasicAuthenticationHandler.SchemeName, null);
+        // Two ways in: the APIs take HTTP Basic on every call, the support console (/console) a session
+        // cookie. Each path knows only its own: a console cookie authenticates no API call (so a
+        // forged cross-site request to the API carries no credentials), and the console answers a
+        // missing session with its sign-in page, never with a Basic challenge.
+        builder.Services.AddAuthentication(RequestScheme)
+            .AddPolicyScheme(RequestScheme, null, o => o.ForwardDefaultSelector = http =>
+                ConsolePaths.IsConsole(http.Request.Path) ? ConsoleSessions.Scheme : BasicAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, BasicAuthenticationHandler>(BasicAuthenticationHandler.SchemeName, null)
+            .AddConsoleSessions();
+        builder.Services.AddSupportConsole();
         builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
         builder.Services.AddLedgerRateLimiting(builder.Configuration);
         builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();
+        builder.Services.AddOutboxSequencer();
+        builder.Services.AddLedgerWebhooks();
         builder.Services.AddLedgerHealth();
         builder.AddLedgerObservability();
 
         var app = builder.Build();
+        app.UseConsoleHeaders();
         var rejections = RejectedRequests.Listen(app.Services.GetRequiredService<System.Diagnostics.DiagnosticListener>());
         app.Lifetime.ApplicationStopped.Register(rejections.Dispose);
         app.UseLedgerErrors();
+        app.UseConsoleErrors();
         app.Use((context, next) =>
         {
             // Kestrel enforces the limit while reading; this also refuses a declared oversize body
@@ -82,6 +98,8 @@ public static class LedgerServer
         // After authentication, so each key has its own bucket; before authorization and the handlers.
         app.UseRateLimiter();
         app.UseAuthorization();
+        // The console's forms; after authorization, so a token is checked against the signed-in key.
+        app.UseAntiforgery();
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
         // The reference page works offline: Scalar's script is served from the package itself, and
@@ -101,10 +119,11 @@ public static class LedgerServer
         app.MapLedgerMetrics();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
-        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi();
-        v1.MapKeysApi();
+        v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi().MapExportsApi();
+        v1.MapKeysApi().MapWebhooksApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();
+        app.MapSupportConsole();
         return app;
     }
 

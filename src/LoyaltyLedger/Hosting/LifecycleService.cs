@@ -4,7 +4,7 @@ using LoyaltyLedger.Storage;
 namespace LoyaltyLedger.Server.Hosting;
 
 /// <summary>
-/// Runs the lifecycle (promised-points conversion, then expiry) for every organization on an
+/// Runs the lifecycle (promised-points conversion, expiry, then the points.expiring notices) for every organization on an
 /// interval, <c>Ledger:ExpiryInterval</c> (a TimeSpan, default 5 minutes; zero or negative turns
 /// it off, e.g. when an external scheduler runs the <c>expire</c> command instead). Time comes from
 /// the injected <see cref="TimeProvider"/>, so a test clock decides what is due.
@@ -26,8 +26,9 @@ public sealed class LifecycleService(LedgerDatabase database, TimeProvider clock
             {
                 var now = clock.GetUtcNow();
                 var result = await LifecycleRun.RunAsync(database, null, now, now, "lifecycle-service", stoppingToken);
-                if (result.Conversions + result.Expiries > 0)
-                    logger.LogInformation("Lifecycle run: {Conversions} promised lots converted, {Expiries} wallets expired", result.Conversions, result.Expiries);
+                if (result.Conversions + result.Expiries + result.ExpiryNotices > 0)
+                    logger.LogInformation("Lifecycle run: {Conversions} promised lots converted, {Expiries} wallets expired, {Notices} expiry notices sent",
+                        result.Conversions, result.Expiries, result.ExpiryNotices);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

@@ -126,6 +126,11 @@ public sealed class ApiDocument
                 problems.Add($"content type {media ?? "(none)"} is not listed for {status} (listed: {string.Join(", ", content.Select(c => c.Key))})");
                 return problems;
             }
+            if (!IsJson(media))
+            {
+                problems.AddRange(CheckText(status, media, body));
+                return problems;
+            }
             JsonElement parsed;
             try
             {
@@ -141,6 +146,52 @@ public sealed class ApiDocument
                 foreach (var error in Document.Validate(schema, parsed)) problems.Add($"status {status} body: {error} in {Cut(body)}");
             }
             return problems;
+        }
+
+        /// <summary>application/json, application/problem+json and other +json types; the exports' CSV and NDJSON are not.</summary>
+        private static bool IsJson(string media) => media == "application/json" || media.EndsWith("+json", StringComparison.Ordinal);
+
+        /// <summary>
+        /// A body that is not one JSON value, checked for what its type promises: CSV is RFC 4180
+        /// with a header and every record as wide as it; NDJSON is one JSON object per line, each
+        /// line ended by a newline.
+        /// </summary>
+        private static IEnumerable<string> CheckText(int status, string media, string body)
+        {
+            switch (media)
+            {
+                case "text/csv":
+                    string? error = null;
+                    try
+                    {
+                        using var reader = CsvHelper.CsvReader.Create(System.Text.Encoding.UTF8.GetBytes(body), CsvHelper.CsvReaderOptions.Default with
+                        {
+                            Separator = ',',
+                            FieldCountMismatch = CsvHelper.CsvFieldCountHandling.Throw,
+                        });
+                        if (reader.Headers.Count == 0) error = "has no header row";
+                        while (reader.Read()) { }
+                    }
+                    catch (Exception e) when (e is CsvHelper.CsvFormatException or FormatException)
+                    {
+                        error = e.Message;
+                    }
+                    if (error is not null) yield return $"status {status} body is not CSV ({error}): {Cut(body)}";
+                    break;
+                case "application/x-ndjson":
+                    if (body.Length > 0 && !body.EndsWith('\n')) yield return $"status {status} NDJSON body does not end with a newline: {Cut(body)}";
+                    foreach (var line in body.TrimEnd('\n').Split('\n').Where(_ => body.Length > 0))
+                    {
+                        JsonValueKind kind;
+                        try { using var document = JsonDocument.Parse(line); kind = document.RootElement.ValueKind; }
+                        catch (JsonException) { kind = JsonValueKind.Undefined; }
+                        if (kind != JsonValueKind.Object) yield return $"status {status} NDJSON line is not a JSON object: {Cut(line)}";
+                    }
+                    break;
+                default:
+                    yield return $"status {status} lists {media}, which this check cannot read";
+                    break;
+            }
         }
 
         private static string Cut(string s) => s.Length > 400 ? s[..400] + "..." : s;

@@ -76,6 +76,24 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         load.Amount.ShouldBe(20);
     }
 
+    [Fact]
+    public async Task a_generated_client_downloads_a_ledger_export_as_a_stream()
+    {
+        await DemoData.EnsureAsync(db.Database, "client-demo", "client-demo-secret", CancellationToken.None);
+        var client = new LedgerApiClient(db.Host.Client("client-demo", "client-demo-secret"));
+
+        using var csv = await client.ExportLedgerCsvAsync(from: null, to: null, customerId: "64035151", groupId: null, programId: "626", eventName: "PointsRedemption");
+        using var reader = new StreamReader(csv.Stream);
+        var lines = (await reader.ReadToEndAsync()).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        lines[0].ShouldStartWith("eventId,entryId,time,eventName,");
+        lines.Length.ShouldBeGreaterThan(1);
+        lines.Skip(1).ShouldAllBe(l => l.Contains(",PointsRedemption,", StringComparison.Ordinal) && l.Contains(",CUSTOMER,64035151,626,", StringComparison.Ordinal));
+
+        var refused = await Should.ThrowAsync<ApiException<ApiProblem>>(() =>
+            client.ExportLedgerNdjsonAsync(from: "2024-02-01T00:00:00Z", to: "2024-01-01T00:00:00Z", customerId: null, groupId: null, programId: null, eventName: null));
+        refused.Result.Code.ShouldBe("invalid_request");
+    }
+
     private static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

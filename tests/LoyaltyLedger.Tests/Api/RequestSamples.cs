@@ -66,6 +66,13 @@ public sealed class RequestSamples(Tenant demo)
         return key.GetProperty("keyId").GetString()!;
     }
 
+    /// <summary>A webhook endpoint; its URL is a closed port on 127.0.0.1, and the test servers do not deliver anyway.</summary>
+    private async Task<long> WebhookAsync()
+    {
+        var webhook = await demo.PostOkAsync("/v1/webhooks", new { url = "http://127.0.0.1:9/hooks/" + U(), events = new[] { "*" } });
+        return webhook.GetProperty("id").GetInt64();
+    }
+
     private static readonly Dictionary<string, Func<RequestSamples, Task<SampleRequest>>> Samples = new()
     {
         ["GetCustomerLedgerInfo"] = _ => Task.FromResult(Get("/v2/pointsLedger/getCustomerLedgerInfo",
@@ -152,10 +159,39 @@ public sealed class RequestSamples(Tenant demo)
         ["GetExpirySchedule"] = _ => Task.FromResult(Get("/v1/lifecycle/expiry-schedule", ("customerId", Naresh.ToString()))),
         ["GetHeldSchedule"] = _ => Task.FromResult(Get("/v1/lifecycle/held-schedule", ("customerId", Naresh.ToString()))),
         ["GetBalancesAsOf"] = _ => Task.FromResult(Get("/v1/lifecycle/balances", ("customerId", Naresh.ToString()), ("asOf", "2024-05-05T00:00:00Z"))),
+        ["ExportLedgerCsv"] = _ => Task.FromResult(Get("/v1/exports/ledger.csv",
+            ("customerId", Naresh.ToString()), ("from", "2024-01-01T00:00:00Z"), ("to", "2024-06-01T00:00:00Z"))),
+        ["ExportLedgerNdjson"] = _ => Task.FromResult(Get("/v1/exports/ledger.ndjson", ("programId", Program.ToString()), ("eventName", "TransactionAdd"))),
         ["ListKeys"] = _ => Task.FromResult(Get("/v1/keys")),
+        ["ReadEventFeed"] = _ => Task.FromResult(Get("/v1/events", ("limit", "5"), ("types", "ledger.event.posted,balance.changed"))),
         ["IssueKey"] = _ => Task.FromResult(Post("/v1/keys", new JsonObject { ["role"] = "Read", ["name"] = "till app" })),
         ["RotateKey"] = async s => new SampleRequest($"/v1/keys/{await s.KeyAsync()}/rotate", [], null),
         ["RevokeKey"] = async s => new SampleRequest($"/v1/keys/{await s.KeyAsync()}", [], null),
+        ["ListWebhooks"] = _ => Task.FromResult(Get("/v1/webhooks")),
+        ["CreateWebhook"] = s => Task.FromResult(Post("/v1/webhooks", new JsonObject
+        {
+            ["url"] = "http://127.0.0.1:9/hooks/" + s.U(), ["events"] = new JsonArray("balance.changed", "points.expiring"), ["description"] = "CRM",
+        })),
+        ["GetWebhook"] = async s => Get($"/v1/webhooks/{await s.WebhookAsync()}"),
+        ["UpdateWebhook"] = async s => new SampleRequest($"/v1/webhooks/{await s.WebhookAsync()}", [], new JsonObject
+        {
+            ["events"] = new JsonArray("ledger.event.posted"), ["description"] = "warehouse", ["enabled"] = true,
+        }),
+        ["DeleteWebhook"] = async s => new SampleRequest($"/v1/webhooks/{await s.WebhookAsync()}", [], null),
+        ["RotateWebhookSecret"] = async s => new SampleRequest($"/v1/webhooks/{await s.WebhookAsync()}/rotate-secret", [], null),
+        ["TestWebhook"] = async s => new SampleRequest($"/v1/webhooks/{await s.WebhookAsync()}/test", [], null),
+        ["ListWebhookDeliveries"] = async s =>
+        {
+            var id = await s.WebhookAsync();
+            await s.Demo.PostOkAsync($"/v1/webhooks/{id}/test", new { });
+            return Get($"/v1/webhooks/{id}/deliveries", ("limit", "10"), ("status", "pending"));
+        },
+        ["RedeliverWebhook"] = async s =>
+        {
+            var id = await s.WebhookAsync();
+            var delivery = await s.Demo.PostOkAsync($"/v1/webhooks/{id}/test", new { });
+            return new SampleRequest($"/v1/webhooks/{id}/deliveries/{delivery.GetProperty("deliveryId").GetInt64()}/redeliver", [], null);
+        },
         ["ListVouchers"] = _ => Task.FromResult(Get($"/v1/programs/{Program}/vouchers")),
         ["CreateVoucher"] = s => Task.FromResult(Post($"/v1/programs/{Program}/vouchers",
             new JsonObject { ["name"] = "Coffee " + s.U(), ["price"] = 40, ["validDays"] = 30, ["uses"] = 1 })),

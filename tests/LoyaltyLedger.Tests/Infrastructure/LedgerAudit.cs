@@ -23,7 +23,7 @@ public static class LedgerAudit
         "api_keys", "id_counters", "programs", "currencies", "stores", "tills", "customers", "customer_identifiers", "loyalty_accounts",
         "user_groups", "group_members", "wallets", "events", "ledger_entries", "lots", "lot_movements", "bills", "idempotency_keys",
         "voucher_definitions", "voucher_instances", "vault_receipts", "vault_account_expiry", "redemption_reversals", "write_audit",
-        "owner_event_counts",
+        "owner_event_counts", "outbox_events", "expiry_notices", "webhook_endpoints", "webhook_deliveries",
     ];
 
     /// <summary>
@@ -41,6 +41,13 @@ public static class LedgerAudit
         var keys = await c.QueryAsync<(string KeyId, string SecretHash, long? RevokedAt)>(
             "SELECT key_id, secret_hash, revoked_at FROM api_keys WHERE org_id = @orgId ORDER BY key_id", new { orgId });
         parts.Add("keys=" + string.Join(",", keys.Select(k => $"{k.KeyId}:{k.SecretHash}:{k.RevokedAt}")));
+        // A webhook change or rotation changes no row count either.
+        var webhooks = await c.QueryAsync<(long EndpointId, string Url, string Events, string? Description, long Enabled, string Secret, long UpdatedAt)>(
+            "SELECT endpoint_id, url, events, description, enabled, secret, updated_at FROM webhook_endpoints WHERE org_id = @orgId ORDER BY endpoint_id", new { orgId });
+        parts.Add("webhooks=" + string.Join(",", webhooks.Select(w => $"{w.EndpointId}:{w.Url}:{w.Events}:{w.Description}:{w.Enabled}:{w.Secret}:{w.UpdatedAt}")));
+        var deliveries = await c.QueryAsync<(long DeliveryId, long NextAttemptAt)>(
+            "SELECT delivery_id, COALESCE(next_attempt_at, 0) FROM webhook_deliveries WHERE org_id = @orgId ORDER BY delivery_id", new { orgId });
+        parts.Add("deliveries=" + string.Join(",", deliveries.Select(d => $"{d.DeliveryId}:{d.NextAttemptAt}")));
         return string.Join("\n", parts);
     }, CancellationToken.None);
 

@@ -13,11 +13,12 @@ using Microsoft.Extensions.Logging;
 
 namespace LoyaltyLedger.Tests.Infrastructure;
 
-/// <summary>A clock that tests move by hand.</summary>
-public sealed class TestClock(DateTimeOffset start) : TimeProvider
+/// <summary>A clock that tests move by hand; a <paramref name="ticking"/> one also moves with real time.</summary>
+public sealed class TestClock(DateTimeOffset start, bool ticking = false) : TimeProvider
 {
+    private readonly long _origin = global::System.Diagnostics.Stopwatch.GetTimestamp();
     private DateTimeOffset _now = start;
-    public override DateTimeOffset GetUtcNow() => _now;
+    public override DateTimeOffset GetUtcNow() => ticking ? _now + global::System.Diagnostics.Stopwatch.GetElapsedTime(_origin) : _now;
     public void Advance(TimeSpan by) => _now += by;
     public void Set(DateTimeOffset at) => _now = at;
 }
@@ -41,9 +42,9 @@ public sealed class TestServerHost : IAsyncDisposable
     public IServiceProvider Services => _app.Services;
 
     public static async Task<TestServerHost> StartAsync(LedgerDatabase database, IDictionary<string, string?>? settings = null,
-        ILoggerProvider? logs = null)
+        ILoggerProvider? logs = null, TestClock? clock = null)
     {
-        var clock = new TestClock(new DateTimeOffset(2025, 3, 1, 12, 0, 0, TimeSpan.Zero));
+        clock ??= new TestClock(new DateTimeOffset(2025, 3, 1, 12, 0, 0, TimeSpan.Zero));
         var app = LedgerServer.Build(new LedgerServerOptions
         {
             Database = database,
@@ -56,6 +57,8 @@ public sealed class TestServerHost : IAsyncDisposable
                 {
                     ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
                     ["Ledger:RateLimit:Burst"] = "1000000",
+                    // No webhook is sent from a test server unless its test asks for it (and then only to 127.0.0.1).
+                    ["Ledger:Webhooks:Dispatch"] = "false",
                 });
                 if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
                 if (logs is not null) builder.Logging.AddProvider(logs);

@@ -5,6 +5,7 @@ using System.Text;
 using Dapper;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Tests.Infrastructure;
+using LoyaltyLedger.Tests.Webhooks;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -161,6 +162,41 @@ public abstract class IdempotencyTests(DatabaseFixture db)
             var b = await Tenants.IssueKeyAsync(t.Host.Database, t.OrgId, KeyRole.Read, t.Host.Clock, CancellationToken.None);
             return new("DELETE", $"/v1/keys/{a.KeyId}", null, $"/v1/keys/{b.KeyId}", null);
         },
+        ["POST /v1/webhooks"] = async t => new("POST", "/v1/webhooks", new { url = "http://127.0.0.1:9/a", events = new[] { "*" } },
+            "/v1/webhooks", new { url = "http://127.0.0.1:9/b", events = new[] { "*" } }),
+        ["PATCH /v1/webhooks/{id:long}"] = async t =>
+        {
+            var (a, _) = await t.NewWebhookAsync("http://127.0.0.1:9/a");
+            return new("PATCH", $"/v1/webhooks/{a}", new { description = "first", events = new[] { "balance.changed" } },
+                $"/v1/webhooks/{a}", new { description = "second" },
+                // Changed since by another request: a replay must not write its change again.
+                async () => await t.Http.SendAsync(new HttpRequestMessage(HttpMethod.Patch, $"/v1/webhooks/{a}") { Content = JsonContent.Create(new { description = "third" }) }));
+        },
+        ["DELETE /v1/webhooks/{id:long}"] = async t =>
+        {
+            var (a, _) = await t.NewWebhookAsync("http://127.0.0.1:9/a");
+            var (b, _) = await t.NewWebhookAsync("http://127.0.0.1:9/b");
+            return new("DELETE", $"/v1/webhooks/{a}", null, $"/v1/webhooks/{b}", null);
+        },
+        ["POST /v1/webhooks/{id:long}/rotate-secret"] = async t =>
+        {
+            var (a, _) = await t.NewWebhookAsync("http://127.0.0.1:9/a");
+            var (b, _) = await t.NewWebhookAsync("http://127.0.0.1:9/b");
+            return new("POST", $"/v1/webhooks/{a}/rotate-secret", null, $"/v1/webhooks/{b}/rotate-secret", null);
+        },
+        ["POST /v1/webhooks/{id:long}/test"] = async t =>
+        {
+            var (a, _) = await t.NewWebhookAsync("http://127.0.0.1:9/a");
+            var (b, _) = await t.NewWebhookAsync("http://127.0.0.1:9/b");
+            return new("POST", $"/v1/webhooks/{a}/test", null, $"/v1/webhooks/{b}/test", null);
+        },
+        ["POST /v1/webhooks/{id:long}/deliveries/{deliveryId:long}/redeliver"] = async t =>
+        {
+            var (a, _) = await t.NewWebhookAsync("http://127.0.0.1:9/a");
+            var first = (await t.PostOkAsync($"/v1/webhooks/{a}/test", new { })).GetProperty("deliveryId").GetInt64();
+            var second = (await t.PostOkAsync($"/v1/webhooks/{a}/test", new { })).GetProperty("deliveryId").GetInt64();
+            return new("POST", $"/v1/webhooks/{a}/deliveries/{first}/redeliver", null, $"/v1/webhooks/{a}/deliveries/{second}/redeliver", null);
+        },
         ["POST /v1/programs/{programId:long}/vouchers"] = async t =>
         {
             var shop = await t.NewShopAsync();
@@ -222,7 +258,10 @@ public abstract class IdempotencyTests(DatabaseFixture db)
     [Fact]
     public void the_replay_theory_covers_every_write_route_of_the_server()
     {
+        // The API's writes: the support console's form posts (left out of the API document) go through
+        // the same store with a key per form, and ConsoleTests proves a resubmitted form posts once.
         var writes = db.Host.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .Where(e => e.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.IExcludeFromDescriptionMetadata>() is not { ExcludeFromDescription: true })
             .SelectMany(e => (e.Metadata.GetMetadata<HttpMethodMetadata>()?.HttpMethods ?? []).Select(m => (Method: m, e.RoutePattern.RawText)))
             .Where(r => r.Method is "POST" or "PUT" or "PATCH" or "DELETE")
             .Select(r => $"{r.Method} {r.RawText!.TrimEnd('/')}")

@@ -91,4 +91,28 @@ public class ReadmeCheckerTests
         Mismatch("""{"serialId":"VX"}""", """{"serialId":"V1"}""", new HashSet<string> { "serialId" }).ShouldBeNull();
         Mismatch("""{"serialId":"VX"}""", "{}", new HashSet<string> { "serialId" }).ShouldNotBeNull();
     }
+
+    [Fact]
+    public void a_csv_block_after_a_command_states_the_lines_of_its_text_answer()
+    {
+        var readme = ReadmeExamples.Parse("""
+            ```sh
+            curl 'http://127.0.0.1:5080/v1/exports/ledger.csv'
+            ```
+
+            ```csv
+            a,b
+            1,"x, y"
+            ...
+            ```
+            """);
+        var lines = readme.Commands.ShouldHaveSingleItem().Expected.Lines.ShouldNotBeNull();
+        lines.ShouldBe(["a,b", "1,\"x, y\"", "..."]);
+
+        ReadmeExampleTests.LinesMismatch(lines, "a,b\r\n1,\"x, y\"\r\n2,z\r\n").ShouldBeNull();
+        ReadmeExampleTests.LinesMismatch(lines, "a,b\r\n1,x\r\n").ShouldNotBeNull();
+        ReadmeExampleTests.LinesMismatch(lines, "a,b\r\n").ShouldNotBeNull();
+        ReadmeExampleTests.LinesMismatch(["a,b"], "a,b\r\n1,x\r\n").ShouldNotBeNull();
+        ReadmeExampleTests.LinesMismatch(["a,b"], "a,b\r\n").ShouldBeNull();
+    }
 }

@@ -105,6 +105,11 @@ public abstract class ReadmeExampleTests(DatabaseFixture db, ITestOutputHelper o
         checks++;
         if (expected.Status is { } wanted ? status != wanted : status is < 200 or > 299)
             problems.Add($"answered {status}, the README says {expected.Status?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "2xx"}");
+        if (expected.Lines is { } lines)
+        {
+            checks++;
+            if (LinesMismatch(lines, body) is { } mismatch) problems.Add(mismatch);
+        }
         if (expected.Fragments.Count == 0) return problems;
 
         JsonElement root;
@@ -136,6 +141,25 @@ public abstract class ReadmeExampleTests(DatabaseFixture db, ITestOutputHelper o
                 problems.Add($"nothing in the answer fits {(fragment.Name is null ? "" : $"\"{fragment.Name}\": ")}{fragment.Pattern.Source}; first: {mismatches[0]}");
         }
         return problems;
+    }
+
+    /// <summary>
+    /// A text answer (CSV: CRLF line ends) against the lines the README states, each exactly; a last
+    /// stated line <c>...</c> lets more lines follow.
+    /// </summary>
+    internal static string? LinesMismatch(IReadOnlyList<string> stated, string body)
+    {
+        var answered = body.Replace("\r\n", "\n", StringComparison.Ordinal).TrimEnd('\n').Split('\n');
+        var open = stated.Count > 0 && stated[^1] == "...";
+        var wanted = open ? stated.Take(stated.Count - 1).ToList() : [.. stated];
+        for (var i = 0; i < wanted.Count; i++)
+        {
+            if (i >= answered.Length) return $"the answer ends after {answered.Length} lines; the README states line {i + 1}: {wanted[i]}";
+            if (answered[i] != wanted[i]) return $"line {i + 1} of the answer is\n    {answered[i]}\n  the README states\n    {wanted[i]}";
+        }
+        return !open && answered.Length > wanted.Count
+            ? $"the answer has {answered.Length} lines, the README states {wanted.Count} (end the block with ... for more)"
+            : null;
     }
 
     private static IEnumerable<(string Path, JsonElement Value)> Descendants(JsonElement e, string path)

@@ -7,6 +7,12 @@ namespace LoyaltyLedger.Tests.Readme;
 public sealed record Expectation(int? Status, IReadOnlyList<Expectation.Fragment> Fragments, string Source)
 {
     /// <summary>
+    /// An answer that is text, not JSON (a CSV export): its lines, exactly, from a <c>csv</c> block;
+    /// a last line <c>...</c> stands for whatever lines come after.
+    /// </summary>
+    public IReadOnlyList<string>? Lines { get; init; }
+
+    /// <summary>
     /// One stated fact. <see cref="WholeBody"/>: the answer itself. With a <see cref="Name"/>: some
     /// property of that name, anywhere in the answer. Neither: some value anywhere in the answer.
     /// </summary>
@@ -15,7 +21,10 @@ public sealed record Expectation(int? Status, IReadOnlyList<Expectation.Fragment
     public static readonly Expectation None = new(null, [], "");
 
     public Expectation With(Expectation more) =>
-        new(more.Status ?? Status, [.. Fragments, .. more.Fragments], Source.Length == 0 ? more.Source : Source + "\n" + more.Source);
+        new(more.Status ?? Status, [.. Fragments, .. more.Fragments], Source.Length == 0 ? more.Source : Source + "\n" + more.Source)
+        {
+            Lines = more.Lines ?? Lines,
+        };
 
     /// <summary>
     /// Reads a comment such as <c>201 {"programId":818,...}</c> or
@@ -111,8 +120,9 @@ public sealed record ReadmeCommand(int Line, string Text, IReadOnlyList<string> 
 /// <summary>
 /// The README's runnable examples: every command of its <c>sh</c> blocks in order, with what the
 /// README says each answers, from the <c># -&gt;</c> (or <c># HTTP</c>) comment lines after it and from
-/// a <c>json</c> block that follows its block (directly, or after a paragraph that starts with
-/// "Answer", whose <c>(`200`)</c> gives the status). Shell variables (<c>L='...'</c>, then <c>$L</c>)
+/// a <c>json</c> block (or, for a text answer such as a CSV export, a <c>csv</c> block of its lines)
+/// that follows its block (directly, or after a paragraph that starts with "Answer", whose
+/// <c>(`200`)</c> gives the status). Shell variables (<c>L='...'</c>, then <c>$L</c>)
 /// carry from one block to the next, as in the reader's shell.
 /// </summary>
 public sealed partial class ReadmeExamples
@@ -164,15 +174,16 @@ public sealed partial class ReadmeExamples
             {
                 lastShBlock = result.ParseShell(body, first + 1, variables);
             }
-            else if (language == "json" && lastShBlock is { Count: > 0 } && (prose.Count == 0 || prose[0].StartsWith("Answer", StringComparison.Ordinal)))
+            else if (language is "json" or "csv" && lastShBlock is { Count: > 0 } && (prose.Count == 0 || prose[0].StartsWith("Answer", StringComparison.Ordinal)))
             {
                 var status = prose.Count > 0 && AnswerParagraph().Match(prose[0]) is { Success: true } m
                     ? int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)
                     : (int?)null;
                 var answer = string.Join('\n', body);
                 var command = lastShBlock[^1];
-                command.Expected = command.Expected.With(new Expectation(status,
-                    [new Expectation.Fragment(null, WholeBody: true, JsonPattern.Parse(answer))], answer));
+                command.Expected = command.Expected.With(language == "json"
+                    ? new Expectation(status, [new Expectation.Fragment(null, WholeBody: true, JsonPattern.Parse(answer))], answer)
+                    : new Expectation(status, [], answer) { Lines = body });
                 lastShBlock = null;
             }
             else

@@ -35,7 +35,7 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
     private sealed record Endpoint(string Method, Func<Random, string> Path, Func<Random, JsonObject>? Body, Func<Random, JsonObject, JsonObject>[] Defects,
         bool BodyOptional = false);
 
-    private sealed record Fixture(Tenant Tenant, Shop Shop, long Customer, long Other, long GroupId, string Card, string OtherCard, long VoucherId);
+    private sealed record Fixture(Tenant Tenant, Shop Shop, long Customer, long Other, long GroupId, string Card, string OtherCard, long VoucherId, long WebhookId);
 
     private static string Pick(Random r, string[] values) => values[r.Next(values.Length)];
 
@@ -109,6 +109,15 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
             new("POST", r => Pick(r, ["/v1/lifecycle/triggers/release", "/v1/lifecycle/triggers/cancel"]), r => new JsonObject { ["storeCode"] = f.Shop.StoreCode, ["billNumber"] = "no-such-bill" },
                 [Field("billNumber", "nope", ""), Field("storeCode", "nowhere")]),
             new("POST", _ => "/v1/lifecycle/expire", r => new JsonObject(), [Field("asOf", "junk", new JsonObject(), 12, "9999-99-99")], BodyOptional: true),
+            // Webhooks: the base bodies are refused too (an ftp URL, an unknown type), so no defect can make a valid one.
+            new("POST", _ => "/v1/webhooks", r => new JsonObject { ["url"] = "ftp://example.com/hook", ["events"] = new JsonArray("nope") },
+                [Field("url", "", "javascript:alert(1)", "http://", "https://user:pw@example.com/h", "/relative", new string('u', 3000), new JsonObject()),
+                 Field("events", new JsonArray(), null, "x", new JsonArray("*", null), new JsonArray("points.expried"), new JsonArray("BALANCE.CHANGED"), new JsonArray(1, 2)),
+                 Field("description", new string('d', 600), 12)]),
+            new("PATCH", _ => $"/v1/webhooks/{f.WebhookId}", r => new JsonObject { ["url"] = "gopher://example.com/", ["events"] = new JsonArray("nope") },
+                [Field("url", "", "mailto:a@b.example"), Field("events", new JsonArray(), new JsonArray("nope")), Field("enabled", "yes", 1)]),
+            new("POST", r => Pick(r, ["/v1/webhooks/999999999/test", "/v1/webhooks/999999999/rotate-secret", $"/v1/webhooks/{f.WebhookId}/deliveries/999999999/redeliver"]),
+                r => new JsonObject(), [(r, b) => b], BodyOptional: true),
             new("GET", r => Pick(r,
             [
                 $"/v1/customers/{Segment(r)}",
@@ -124,6 +133,10 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
                 $"/v2/pointsLedger/getCustomerLedgerInfo?type=USERGROUP2&identifierName={Segment(r)}&identifierValue={Segment(r)}&source=INSTORE&role={Segment(r)}",
                 $"/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue={f.Customer}&source=INSTORE&ledgerEntryType={Segment(r)}&pointCategoryType={Segment(r)}&alternateCurrencyNames={Segment(r)}&includeAlternateCurrencies={Segment(r)}",
                 $"/v1/lifecycle/balances?customerId={f.Customer}&asOf={Segment(r)}",
+                $"/v1/exports/ledger.{Pick(r, ["csv", "ndjson"])}?from={Segment(r)}&to={Segment(r)}&customerId={f.Customer}",
+                $"/v1/exports/ledger.{Pick(r, ["csv", "ndjson"])}?customerId={Segment(r)}&groupId={Segment(r)}&programId={Segment(r)}&eventName={Segment(r)}",
+                $"/v1/webhooks/{Segment(r)}",
+                $"/v1/webhooks/{f.WebhookId}/deliveries?limit={Segment(r)}&before={Segment(r)}&status={Segment(r)}",
             ]), null, [(r, b) => b]),
         ];
     }
@@ -140,7 +153,9 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
         await t.AwardAsync(customer, "50");
         var group = await t.PostOkAsync("/v1/groups", new { name = "G", primaryCustomerId = other });
         var voucher = await t.PostOkAsync($"/v1/programs/{shop.ProgramId}/vouchers", new { name = "Coffee", price = "10" });
-        var fixture = new Fixture(t, shop, customer, other, group.GetProperty("groupId").GetInt64(), card, otherCard, voucher.GetProperty("voucherId").GetInt64());
+        var webhook = await t.PostOkAsync("/v1/webhooks", new { url = "http://127.0.0.1:9/hostile", events = new[] { "*" } });
+        var fixture = new Fixture(t, shop, customer, other, group.GetProperty("groupId").GetInt64(), card, otherCard, voucher.GetProperty("voucherId").GetInt64(),
+            webhook.GetProperty("id").GetInt64());
         var endpoints = Endpoints(fixture);
         var documented = DocumentedCodes();
         var before = await RowCountsAsync(t.OrgId);
@@ -254,7 +269,7 @@ public abstract partial class HostileInputTests(DatabaseFixture db)
 
     private Task<long[]> RowCountsAsync(long orgId) => db.Database.ReadAsync(async c =>
     {
-        var tables = new[] { "events", "ledger_entries", "lots", "lot_movements", "bills", "customers", "customer_identifiers", "loyalty_accounts", "programs", "currencies", "stores", "tills", "user_groups", "group_members", "api_keys", "idempotency_keys", "wallets", "write_audit" };
+        var tables = new[] { "events", "ledger_entries", "lots", "lot_movements", "bills", "customers", "customer_identifiers", "loyalty_accounts", "programs", "currencies", "stores", "tills", "user_groups", "group_members", "api_keys", "idempotency_keys", "wallets", "write_audit", "webhook_endpoints", "webhook_deliveries" };
         var counts = new List<long>();
         foreach (var table in tables)
             counts.Add(await c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table} WHERE org_id = @orgId", new { orgId }));

@@ -43,6 +43,9 @@ public abstract class TenantIsolationTests(DatabaseFixture db)
         yield return ("GET", $"/v1/lifecycle/expiry-schedule?customerId={c}", null);
         yield return ("GET", $"/v1/lifecycle/held-schedule?groupId={r.GroupId}", null);
         yield return ("GET", $"/v1/lifecycle/balances?customerId={c}&asOf=2030-01-01T00:00:00Z", null);
+        yield return ("GET", $"/v1/exports/ledger.csv?customerId={c}", null);
+        yield return ("GET", $"/v1/exports/ledger.ndjson?groupId={r.GroupId}", null);
+        yield return ("GET", $"/v1/exports/ledger.csv?programId={r.ProgramId}", null);
         yield return ("POST", $"/v1/keys/{r.KeyId}/rotate", new { });
         yield return ("DELETE", $"/v1/keys/{r.KeyId}", null);
         yield return ("GET", $"/api/v1.0/LoyaltyVault/Account/{r.Card}", null);

@@ -1,0 +1,175 @@
+using System.Buffers;
+using System.Data.Common;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Dapper;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Outbox;
+
+/// <summary>
+/// The transactional outbox: the events the ledger sends out, written in the same transaction as
+/// the change that caused them (so nothing is announced that did not commit, and nothing that
+/// committed goes unannounced), and read in commit order by the change feed and the webhook
+/// dispatcher.
+/// </summary>
+/// <remarks>
+/// A row is written without a position; <see cref="OutboxSequencer"/> gives it one once it has
+/// committed, in commit order. Readers page by position, never by <c>event_id</c>: ids are taken in
+/// one order and transactions commit in another, so a reader paging by id could pass an id whose
+/// transaction had not committed yet and never come back for it.
+/// </remarks>
+public static class Outbox
+{
+    private static readonly JsonWriterOptions WriterOptions = new()
+    {
+        // The payload is sent as application/json, never embedded in HTML: only what JSON itself
+        // requires is escaped, so names and reasons in any script stay readable.
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    // The envelope names the row's own id, which is only known in the statement that takes it: the
+    // statement takes the id first and builds the payload around it.
+    private const string InsertSql =
+        """
+        INSERT INTO outbox_events (event_id, org_id, type, created_at, payload)
+        SELECT n.id, @org, @type, @createdAt, '{"id":"evt_' || CAST(n.id AS text) || @rest
+        FROM (SELECT {nextOutboxId} AS id) n
+        """;
+
+    /// <summary>
+    /// Adds the insert of one outbox row to <paramref name="batch"/> (and so to its transaction): the
+    /// envelope <c>{"id":"evt_N","type":...,"createdAt":...,"orgId":...,"data":...}</c>, whose
+    /// <c>data</c> <paramref name="writeData"/> writes (exactly one JSON value).
+    /// </summary>
+    public static void Add(StatementBatch batch, long orgId, string type, long createdAtMs, Action<Utf8JsonWriter> writeData)
+    {
+        if (!OutboxEventTypes.IsInOutbox(type)) throw new ArgumentException($"'{type}' is not an outbox event type.", nameof(type));
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("type", type);
+            json.WriteString("createdAt", IsoTime.Format(createdAtMs));
+            json.WriteNumber("orgId", orgId);
+            json.WritePropertyName("data");
+            writeData(json);
+            json.WriteEndObject();
+        }
+        // Everything after the id: the object just written without its opening brace.
+        var rest = "\"," + Encoding.UTF8.GetString(buffer.WrittenSpan[1..]);
+        batch.Execute(InsertSql, new { org = orgId, type, createdAt = createdAtMs, rest });
+    }
+
+    /// <summary>
+    /// An organization's sequenced events after <paramref name="afterPosition"/> (0: from the
+    /// beginning), in position (commit) order, at most <paramref name="limit"/>; only the given
+    /// <paramref name="types"/> when some are given.
+    /// </summary>
+    public static async Task<IReadOnlyList<OutboxEvent>> ReadAsync(DbConnection c, long orgId, long afterPosition, int limit,
+        IReadOnlyCollection<string>? types, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var args = TypeFilter(types, out var filter);
+        args.AddDynamicParams(new { orgId, afterPosition, limit });
+        return await QueryAsync(c,
+            $"""
+            SELECT {Columns} FROM outbox_events
+            WHERE org_id = @orgId AND position > @afterPosition{filter}
+            ORDER BY position
+            LIMIT @limit
+            """,
+            args, ct);
+    }
+
+    /// <summary>Every organization's sequenced events after <paramref name="afterPosition"/>, in position order (for a dispatcher that serves them all).</summary>
+    public static async Task<IReadOnlyList<OutboxEvent>> ReadAllOrgsAsync(DbConnection c, long afterPosition, int limit, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        return await QueryAsync(c,
+            $"""
+            SELECT {Columns} FROM outbox_events
+            WHERE position > @afterPosition
+            ORDER BY position
+            LIMIT @limit
+            """,
+            new { afterPosition, limit }, ct);
+    }
+
+    /// <summary>
+    /// A page of the change feed: <see cref="ReadAsync"/>, and the position to continue after. That
+    /// is the last event's when the page is full; otherwise the highest position given to any row
+    /// when the page was read, so a consumer of a few rare types does not scan the same other
+    /// events again on every call.
+    /// </summary>
+    /// <remarks>
+    /// The highest position is read before the page, and the page reads only up to it: positions are
+    /// given in increasing order, so every row at or below the highest position seen is already
+    /// final, and one given after that read is above it and comes in a later page.
+    /// </remarks>
+    public static async Task<OutboxPage> ReadPageAsync(DbConnection c, long orgId, long afterPosition, int limit,
+        IReadOnlyCollection<string>? types, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var highest = await c.ExecuteScalarAsync<long?>(new CommandDefinition(
+            "SELECT MAX(position) FROM outbox_events", cancellationToken: ct)) ?? 0;
+        if (highest <= afterPosition) return new OutboxPage([], afterPosition);
+        var args = TypeFilter(types, out var filter);
+        args.AddDynamicParams(new { orgId, afterPosition, highest, limit });
+        var events = await QueryAsync(c,
+            $"""
+            SELECT {Columns} FROM outbox_events
+            WHERE org_id = @orgId AND position > @afterPosition AND position <= @highest{filter}
+            ORDER BY position
+            LIMIT @limit
+            """,
+            args, ct);
+        return new OutboxPage(events, events.Count == limit ? events[^1].Position : highest);
+    }
+
+    /// <summary>
+    /// <c> AND type IN (@type0, ...)</c> for the given types (none: no filter), one parameter each,
+    /// written out rather than left to Dapper, which expands a list on SQLite but passes an array to
+    /// PostgreSQL, where IN takes none.
+    /// </summary>
+    private static DynamicParameters TypeFilter(IReadOnlyCollection<string>? types, out string filter)
+    {
+        var args = new DynamicParameters();
+        var distinct = types?.Distinct(StringComparer.Ordinal).ToList() ?? [];
+        if (distinct.Count == 0)
+        {
+            filter = "";
+            return args;
+        }
+        var names = new List<string>();
+        for (var i = 0; i < distinct.Count; i++)
+        {
+            var name = "type" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            args.Add(name, distinct[i]);
+            names.Add("@" + name);
+        }
+        filter = $" AND type IN ({string.Join(", ", names)})";
+        return args;
+    }
+
+    private const string Columns = "event_id AS EventId, position AS Position, org_id AS OrgId, type AS Type, created_at AS CreatedAt, payload AS Payload";
+
+    private sealed class Row
+    {
+        public long EventId { get; set; }
+        public long Position { get; set; }
+        public long OrgId { get; set; }
+        public string Type { get; set; } = "";
+        public long CreatedAt { get; set; }
+        public string Payload { get; set; } = "";
+    }
+
+    private static async Task<IReadOnlyList<OutboxEvent>> QueryAsync(DbConnection c, string sql, object args, CancellationToken ct) =>
+        (await c.QueryAsync<Row>(new CommandDefinition(sql, args, cancellationToken: ct)))
+            .Select(r => new OutboxEvent(r.EventId, r.Position, r.OrgId, r.Type, r.CreatedAt, r.Payload))
+            .ToList();
+}
+
+/// <summary>A page of the change feed and the position after which the next page starts.</summary>
+public sealed record OutboxPage(IReadOnlyList<OutboxEvent> Events, long NextPosition);

@@ -1,0 +1,59 @@
+using LoyaltyLedger.Outbox;
+using LoyaltyLedger.Storage;
+
+namespace LoyaltyLedger.Server.Hosting;
+
+/// <summary>
+/// Runs <see cref="OutboxSequencer"/> in the background: right after each write this process commits
+/// (<see cref="LedgerDatabase.Commits"/>), and every <c>Ledger:Outbox:SequencerInterval</c> (default
+/// 100 ms) for what other server processes commit. Time comes from the injected
+/// <see cref="TimeProvider"/>.
+/// </summary>
+public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider clock, IConfiguration configuration,
+    ILogger<OutboxSequencerService> logger) : BackgroundService
+{
+    public const string IntervalKey = "Ledger:Outbox:SequencerInterval";
+    public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The least time between two runs: under a stream of commits the rows of many postings are
+    /// numbered together, at most forty runs a second (each a small transaction of its own, with its
+    /// own commit to flush), rather than one run per commit.
+    /// </summary>
+    private static readonly TimeSpan MinimumSpacing = TimeSpan.FromMilliseconds(25);
+
+    /// <summary>After a failed run (the database restarting, say), the next waits this long at least.</summary>
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = configuration.GetValue(IntervalKey, DefaultInterval);
+        if (interval <= TimeSpan.Zero) return;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await database.Commits.WaitAsync(interval, clock, stoppingToken);
+                await OutboxSequencer.RunAllAsync(database, stoppingToken);
+                await Task.Delay(MinimumSpacing, clock, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // Rows wait with no position until a run succeeds; nothing is lost meanwhile.
+                logger.LogWarning(ex, "Outbox sequencer run failed; retrying");
+                try { await Task.Delay(RetryDelay, clock, stoppingToken); }
+                catch (OperationCanceledException) { return; }
+            }
+        }
+    }
+}
+
+public static class OutboxSequencerRegistration
+{
+    public static IServiceCollection AddOutboxSequencer(this IServiceCollection services) =>
+        services.AddHostedService<OutboxSequencerService>();
+}

@@ -1,0 +1,4 @@
+namespace LoyaltyLedger.Server.SupportConsole;
+
+/// <summary>What a console form's write answers (and stores with its key): the event it posted.</summary>
+public sealed record PostedEvent(long EventId);
