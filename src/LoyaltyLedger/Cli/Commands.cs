@@ -116,9 +116,26 @@ public static class Commands
     private static readonly Option<bool> DemoOption = new("--demo") { Description = "seed the demo organization (the specs' customers and programs) and print its credentials" };
     private static readonly Option<string?> UrlsOption = new("--urls") { Description = "where to listen (or ASPNETCORE_URLS; default http://127.0.0.1:5080)" };
 
+    private static readonly Option<string[]> SetOption = new("--set")
+    {
+        Description = "a setting of the README's Configuration table, e.g. --set Ledger:RateLimit:Burst=50 (repeatable)",
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = result =>
+        {
+            var settings = new List<string>();
+            foreach (var token in result.Tokens)
+            {
+                var eq = token.Value.IndexOf('=', StringComparison.Ordinal);
+                if (eq <= 0) { result.AddError($"--set takes KEY=VALUE (e.g. Ledger:RateLimit:Burst=50), not '{token.Value}'"); continue; }
+                settings.Add(token.Value);
+            }
+            return [.. settings];
+        },
+    };
+
     private static Command ServeCommand()
     {
-        var serve = new Command("serve", "Runs the HTTP service: the native API, both read APIs, the reference page at /docs.") { DemoOption, UrlsOption };
+        var serve = new Command("serve", "Runs the HTTP service: the native API, both read APIs, the reference page at /docs.") { DemoOption, UrlsOption, SetOption };
         serve.SetAction((parsed, ct) => ServeAsync(parsed, parsed.GetValue(DemoOption), parsed.GetValue(UrlsOption), ct));
         return serve;
     }
@@ -130,15 +147,26 @@ public static class Commands
             EnsurePortIsFree(url);
         await using var db = OpenDatabase(parsed);
         await Migrations.ApplyAsync(db, CancellationToken.None);
-        var app = LedgerServer.Build(new LedgerServerOptions
+        WebApplication app;
+        try
         {
-            Database = db,
-            Args = ["--urls", urls],
-            // The demo runs on one machine: its webhooks go to receivers on that machine (127.0.0.1).
-            Configure = demo
-                ? builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Ledger:Webhooks:AllowPrivateTargets"] = "true" })
-                : null,
-        });
+            app = LedgerServer.Build(new LedgerServerOptions
+            {
+                Database = db,
+                // --set KEY=VALUE goes to the configuration's command-line source: above appsettings.json
+                // and the environment.
+                Args = ["--urls", urls, .. (parsed.GetValue(SetOption) ?? []).Select(setting => "--" + setting)],
+                // The demo runs on one machine: its webhooks go to receivers on that machine (127.0.0.1).
+                Configure = demo
+                    ? builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Ledger:Webhooks:AllowPrivateTargets"] = "true" })
+                    : null,
+            });
+        }
+        catch (SettingsException wrong)
+        {
+            foreach (var problem in wrong.Problems) await Console.Error.WriteLineAsync($"error: {problem}");
+            return Usage;
+        }
         var baseUrl = urls.Split(';')[0].TrimEnd('/');
         if (demo)
         {

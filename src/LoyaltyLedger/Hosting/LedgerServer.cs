@@ -29,8 +29,10 @@ public static class LedgerServer
     public static WebApplication Build(LedgerServerOptions options)
     {
         var builder = WebApplication.CreateSlimBuilder(options.Args);
+        builder.Configuration.AddLedgerEnvironment();
         // First, so a caller's settings are seen by the registrations below.
         options.Configure?.Invoke(builder);
+        if (SettingsRegistration.Check(builder.Configuration) is { Count: > 0 } problems) throw new SettingsException(problems);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
@@ -58,7 +60,8 @@ public static class LedgerServer
             .AddConsoleSessions();
         builder.Services.AddSupportConsole();
         builder.Services.AddAuthorization(o => o.AddLedgerPolicies());
-        builder.Services.AddLedgerRateLimiting(builder.Configuration);
+        builder.Services.AddLedgerSettings();
+        builder.Services.AddLedgerRateLimiting();
         builder.Services.AddLedgerApiReference();
         builder.Services.AddProblemDetails();
         builder.Services.AddLedgerLifecycle();

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Storage;
 
@@ -9,15 +10,14 @@ namespace LoyaltyLedger.Server.Hosting;
 /// it off, e.g. when an external scheduler runs the <c>expire</c> command instead). Time comes from
 /// the injected <see cref="TimeProvider"/>, so a test clock decides what is due.
 /// </summary>
-public sealed class LifecycleService(LedgerDatabase database, TimeProvider clock, IConfiguration configuration, ILogger<LifecycleService> logger)
+public sealed class LifecycleService(LedgerDatabase database, TimeProvider clock, IOptions<LifecycleSettings> settings, ILogger<LifecycleService> logger)
     : BackgroundService
 {
     public const string IntervalKey = "Ledger:ExpiryInterval";
-    public static readonly TimeSpan DefaultInterval = TimeSpan.FromMinutes(5);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var interval = configuration.GetValue(IntervalKey, DefaultInterval);
+        var interval = settings.Value.ExpiryInterval;
         if (interval <= TimeSpan.Zero) return;
         using var timer = new PeriodicTimer(interval, clock);
         while (await timer.WaitForNextTickAsync(stoppingToken))

@@ -30,7 +30,7 @@ public static class Observability
         builder.Services.Configure<JsonConsoleFormatterOptions>(o => o.IncludeScopes = true);
         builder.Services.Configure<SimpleConsoleFormatterOptions>(o => o.IncludeScopes = true);
 
-        var otlp = builder.Configuration["Ledger:Telemetry:OtlpEndpoint"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
+        var otlp = builder.Configuration[$"{TelemetrySettings.Section}:{nameof(TelemetrySettings.OtlpEndpoint)}"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using LoyaltyLedger.Outbox;
 using LoyaltyLedger.Storage;
 
@@ -9,11 +10,10 @@ namespace LoyaltyLedger.Server.Hosting;
 /// 100 ms) for what other server processes commit. Time comes from the injected
 /// <see cref="TimeProvider"/>.
 /// </summary>
-public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider clock, IConfiguration configuration,
+public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider clock, IOptions<OutboxSettings> settings,
     ILogger<OutboxSequencerService> logger) : BackgroundService
 {
     public const string IntervalKey = "Ledger:Outbox:SequencerInterval";
-    public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
     /// The least time between two runs: under a stream of commits the rows of many postings are
@@ -27,7 +27,7 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var interval = configuration.GetValue(IntervalKey, DefaultInterval);
+        var interval = settings.Value.SequencerInterval;
         if (interval <= TimeSpan.Zero) return;
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -3,28 +3,23 @@ using System.Security.Claims;
 using System.Threading.RateLimiting;
 using LoyaltyLedger.Server.Api;
 using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
 
 namespace LoyaltyLedger.Server.Hosting;
 
 /// <summary>
-/// Per-key rate limiting: a token bucket for each API key (configuration
-/// <c>Ledger:RateLimit:PermitsPerSecond</c> and <c>Ledger:RateLimit:Burst</c>), and one per client
+/// Per-key rate limiting: a token bucket for each API key (<see cref="RateLimitSettings"/>), and one per client
 /// address for calls without valid credentials, so guessing secrets is throttled too. A refused
 /// call gets 429 with Retry-After.
 /// </summary>
 public static class RateLimiting
 {
-    public const int DefaultPermitsPerSecond = 500;
-    public const int DefaultBurst = 1000;
-
-    public static IServiceCollection AddLedgerRateLimiting(this IServiceCollection services, IConfiguration configuration)
+    public static IServiceCollection AddLedgerRateLimiting(this IServiceCollection services)
     {
-        var perSecond = configuration.GetValue("Ledger:RateLimit:PermitsPerSecond", DefaultPermitsPerSecond);
-        var burst = configuration.GetValue("Ledger:RateLimit:Burst", Math.Max(DefaultBurst, perSecond));
-        if (perSecond <= 0 || burst <= 0) throw new InvalidOperationException("Ledger:RateLimit settings must be positive.");
-
-        return services.AddRateLimiter(options =>
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitSettings>>((options, settings) =>
         {
+            var perSecond = settings.Value.PermitsPerSecond;
+            var burst = settings.Value.EffectiveBurst;
             options.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(http =>
             {
                 var key = http.User.FindFirstValue(CallerClaims.KeyId) is { } keyId
@@ -48,5 +43,6 @@ public static class RateLimiting
                     $"Too many requests for this key; retry after {retryAfter} s."));
             };
         });
+        return services.AddRateLimiter(_ => { });
     }
 }

@@ -283,10 +283,7 @@ public static class WebhookRegistration
 {
     public static IServiceCollection AddLedgerWebhooks(this IServiceCollection services)
     {
-        services.AddOptions<WebhookSettings>()
-            .BindConfiguration(WebhookSettings.Section)
-            .ValidateOnStart();
-        services.AddSingleton<IValidateOptions<WebhookSettings>, WebhookSettingsValidator>();
+        services.AddLedgerSettings<WebhookSettings>(WebhookSettings.Section);
         services.AddSingleton(sp => new WebhookSecrets(sp.GetRequiredService<IOptions<WebhookSettings>>().Value.SecretKey));
         services.AddHttpClient(WebhookDispatcher.HttpClientName)
             .ConfigurePrimaryHttpMessageHandler(sp =>
@@ -313,11 +310,5 @@ public static class WebhookRegistration
             .RemoveAllLoggers();
         services.AddHostedService<WebhookDispatcher>();
         return services;
-    }
-
-    private sealed class WebhookSettingsValidator : IValidateOptions<WebhookSettings>
-    {
-        public ValidateOptionsResult Validate(string? name, WebhookSettings options) =>
-            options.Problems().ToList() is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
     }
 }

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace LoyaltyLedger.Server.Hosting;
 
 /// <summary>The <c>Ledger:Webhooks</c> settings (README, "Configuration" and "Webhooks").</summary>
-public sealed class WebhookSettings
+public sealed class WebhookSettings : ILedgerSettings
 {
     public const string Section = "Ledger:Webhooks";
     public const string DefaultRetrySchedule = "00:00:05,00:00:30,00:02:00,00:10:00,01:00:00,03:00:00,06:00:00,12:00:00";

@@ -98,6 +98,17 @@ public abstract class CommandLineTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task serve_with_wrong_settings_names_each_in_one_line_and_exits_2_before_listening()
+    {
+        var (exit, _, error) = await RunAsync(["serve", "--urls", "http://127.0.0.1:0", "--set", "Ledger:RateLimit:Burst=0",
+            "--set", "Ledger:Webhooks:Timeout=soon", .. db.CommandLineArgs]);
+        exit.ShouldBe(Commands.Usage);
+        error.ShouldContain("error: Ledger:RateLimit:Burst must be at least 1.");
+        error.ShouldContain("error: Ledger:Webhooks:Timeout must be a duration (hh:mm:ss, e.g. 00:05:00), not 'soon'.");
+        (await RunAsync("serve", "--set", "no-equals-sign")).Exit.ShouldBe(Commands.Usage);
+    }
+
+    [Fact]
     public async Task serve_on_a_port_in_use_says_so_in_one_line_and_exits_1()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);

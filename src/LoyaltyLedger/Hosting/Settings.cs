@@ -1,0 +1,201 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration.CommandLine;
+using Microsoft.Extensions.Options;
+
+namespace LoyaltyLedger.Server.Hosting;
+
+/// <summary>
+/// The server's settings, one type per concern, bound from configuration: appsettings.json in the
+/// working directory, environment variables (<c>LEDGER_RATELIMIT__BURST</c> or the .NET form
+/// <c>Ledger__RateLimit__Burst</c>) and the command line (<c>serve --set Ledger:RateLimit:Burst=50</c>),
+/// the later winning. Each checks itself at start-up: a wrong value stops the server with one line
+/// per problem. README's Configuration table lists every property of every settings type (a test
+/// checks it).
+/// </summary>
+public interface ILedgerSettings
+{
+    /// <summary>Each problem as one line that names the setting and says what it takes.</summary>
+    IEnumerable<string> Problems();
+}
+
+/// <summary><c>Ledger:RateLimit</c>: a token bucket per API key (and per client address without valid credentials).</summary>
+public sealed class RateLimitSettings : ILedgerSettings
+{
+    public const string Section = "Ledger:RateLimit";
+
+    /// <summary>Requests a key may make per second, on average.</summary>
+    public int PermitsPerSecond { get; set; } = 500;
+
+    /// <summary>Requests a key may make at once (default: the larger of 1,000 and PermitsPerSecond).</summary>
+    public int? Burst { get; set; }
+
+    public int EffectiveBurst => Burst ?? Math.Max(1000, PermitsPerSecond);
+
+    public IEnumerable<string> Problems()
+    {
+        if (PermitsPerSecond < 1) yield return $"{Section}:PermitsPerSecond must be at least 1.";
+        if (Burst is < 1) yield return $"{Section}:Burst must be at least 1.";
+    }
+}
+
+/// <summary><c>Ledger:ExpiryInterval</c>: the background lifecycle run.</summary>
+public sealed class LifecycleSettings : ILedgerSettings
+{
+    public const string Section = "Ledger";
+
+    /// <summary>How often the lifecycle run (promised-points conversion, expiry notices, expiry) runs; 0 turns it off.</summary>
+    public TimeSpan ExpiryInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    public IEnumerable<string> Problems()
+    {
+        if (ExpiryInterval < TimeSpan.Zero) yield return $"{Section}:ExpiryInterval must be 0 (off) or more.";
+    }
+}
+
+/// <summary><c>Ledger:Outbox</c>: the sequencer that numbers announced events in commit order.</summary>
+public sealed class OutboxSettings : ILedgerSettings
+{
+    public const string Section = "Ledger:Outbox";
+
+    /// <summary>How often the sequencer looks for events other processes committed; 0 turns it off (another process does it).</summary>
+    public TimeSpan SequencerInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    public IEnumerable<string> Problems()
+    {
+        if (SequencerInterval < TimeSpan.Zero) yield return $"{Section}:SequencerInterval must be 0 (off) or more.";
+    }
+}
+
+/// <summary><c>Ledger:Telemetry</c>: where traces go.</summary>
+public sealed class TelemetrySettings : ILedgerSettings
+{
+    public const string Section = "Ledger:Telemetry";
+
+    /// <summary>An OTLP endpoint (http or https URL) for traces; without it (and without OTEL_EXPORTER_OTLP_ENDPOINT) traces are not exported.</summary>
+    public string? OtlpEndpoint { get; set; }
+
+    public IEnumerable<string> Problems()
+    {
+        if (OtlpEndpoint is { Length: > 0 } url && !(Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"))
+            yield return $"{Section}:OtlpEndpoint must be an http or https URL, not '{url}'.";
+    }
+}
+
+/// <summary><c>Ledger:Server</c>: the process itself.</summary>
+public sealed class ServerSettings : ILedgerSettings
+{
+    public const string Section = "Ledger:Server";
+
+    /// <summary>How long a stopping server (SIGTERM) waits for the requests and deliveries in flight.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public IEnumerable<string> Problems()
+    {
+        if (ShutdownTimeout <= TimeSpan.Zero || ShutdownTimeout > TimeSpan.FromMinutes(10))
+            yield return $"{Section}:ShutdownTimeout must be more than 0 and at most 00:10:00.";
+    }
+}
+
+public static class SettingsRegistration
+{
+    /// <summary>Every settings type, for the registration below and the README table test.</summary>
+    public static readonly IReadOnlyList<(Type Type, string Section)> All =
+    [
+        (typeof(RateLimitSettings), RateLimitSettings.Section),
+        (typeof(LifecycleSettings), LifecycleSettings.Section),
+        (typeof(OutboxSettings), OutboxSettings.Section),
+        (typeof(TelemetrySettings), TelemetrySettings.Section),
+        (typeof(ServerSettings), ServerSettings.Section),
+        (typeof(WebhookSettings), WebhookSettings.Section),
+    ];
+
+    /// <summary>
+    /// <c>LEDGER_</c>-prefixed environment variables as settings of the <c>Ledger</c> section
+    /// (<c>LEDGER_RATELIMIT__BURST</c> is <c>Ledger:RateLimit:Burst</c>), below the command line.
+    /// </summary>
+    public static void AddLedgerEnvironment(this ConfigurationManager configuration)
+    {
+        var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (System.Collections.DictionaryEntry variable in Environment.GetEnvironmentVariables())
+        {
+            var name = (string)variable.Key;
+            if (!name.StartsWith("LEDGER_", StringComparison.OrdinalIgnoreCase) || !name.Contains("__", StringComparison.Ordinal)) continue;
+            values["Ledger:" + name["LEDGER_".Length..].Replace("__", ":", StringComparison.Ordinal)] = (string?)variable.Value;
+        }
+        if (values.Count == 0) return;
+        var source = new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource { InitialData = values };
+        var commandLine = configuration.Sources.ToList().FindIndex(s => s is CommandLineConfigurationSource);
+        if (commandLine < 0) configuration.Sources.Add(source);
+        else configuration.Sources.Insert(commandLine, source);
+    }
+
+    public static IServiceCollection AddLedgerSettings<T>(this IServiceCollection services, string section) where T : class, ILedgerSettings
+    {
+        services.AddOptions<T>().BindConfiguration(section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<T>, SettingsValidator<T>>();
+        return services;
+    }
+
+    public static IServiceCollection AddLedgerSettings(this IServiceCollection services)
+    {
+        services.AddLedgerSettings<RateLimitSettings>(RateLimitSettings.Section)
+            .AddLedgerSettings<LifecycleSettings>(LifecycleSettings.Section)
+            .AddLedgerSettings<OutboxSettings>(OutboxSettings.Section)
+            .AddLedgerSettings<TelemetrySettings>(TelemetrySettings.Section)
+            .AddLedgerSettings<ServerSettings>(ServerSettings.Section);
+        services.AddOptions<HostOptions>().Configure<IOptions<ServerSettings>>((host, server) => host.ShutdownTimeout = server.Value.ShutdownTimeout);
+        return services;
+    }
+
+    private sealed class SettingsValidator<T> : IValidateOptions<T> where T : class, ILedgerSettings
+    {
+        public ValidateOptionsResult Validate(string? name, T options) =>
+            options.Problems().ToList() is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
+    }
+
+    /// <summary>
+    /// Reads every settings type from <paramref name="configuration"/> and collects every problem, so a
+    /// server with wrong settings stops before it starts, saying all of them at once, one line each.
+    /// </summary>
+    public static IReadOnlyList<string> Check(IConfiguration configuration)
+    {
+        var problems = new List<string>();
+        foreach (var (type, section) in All)
+        {
+            var settings = (ILedgerSettings)Activator.CreateInstance(type)!;
+            foreach (var property in type.GetProperties().Where(p => p.CanWrite))
+            {
+                var key = $"{section}:{property.Name}";
+                if (configuration[key] is not { } text) continue;
+                var target = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+                if (TryRead(text, target, out var value)) property.SetValue(settings, value);
+                else problems.Add($"{key} must be {Kind(target)}, not '{text}'.");
+            }
+            problems.AddRange(settings.Problems());
+        }
+        return problems;
+    }
+
+    private static bool TryRead(string text, Type type, out object? value)
+    {
+        value = null;
+        if (type == typeof(string)) { value = text; return true; }
+        if (type == typeof(bool) && bool.TryParse(text, out var b)) { value = b; return true; }
+        if (type == typeof(int) && int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var i)) { value = i; return true; }
+        if (type == typeof(TimeSpan) && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var t)) { value = t; return true; }
+        return false;
+    }
+
+    private static string Kind(Type type) =>
+        type == typeof(bool) ? "true or false"
+        : type == typeof(int) ? "a whole number"
+        : type == typeof(TimeSpan) ? "a duration (hh:mm:ss, e.g. 00:05:00)"
+        : "text";
+}
+
+/// <summary>Settings that cannot be used; the server does not start.</summary>
+public sealed class SettingsException(IReadOnlyList<string> problems)
+    : Exception("The settings have problems: " + string.Join(" ", problems))
+{
+    public IReadOnlyList<string> Problems { get; } = problems;
+}

@@ -1,0 +1,69 @@
+using System.Text.RegularExpressions;
+using LoyaltyLedger.Server.Hosting;
+using LoyaltyLedger.Tests.Readme;
+using Microsoft.Extensions.Configuration;
+
+namespace LoyaltyLedger.Tests.Server;
+
+/// <summary>The server's settings: every one documented, each checked before the server starts.</summary>
+public sealed class SettingsTests
+{
+    private static IEnumerable<string> Keys() =>
+        SettingsRegistration.All.SelectMany(s => s.Type.GetProperties().Where(p => p.CanWrite).Select(p => $"{s.Section}:{p.Name}"));
+
+    [Fact]
+    public void the_readme_configuration_table_lists_every_setting_of_every_settings_type_and_no_other()
+    {
+        var readme = File.ReadAllText(ReadmeExamples.FindReadme());
+        var section = readme[readme.IndexOf("## Configuration", StringComparison.Ordinal)..readme.IndexOf("## Commands", StringComparison.Ordinal)];
+        var documented = Regex.Matches(section, @"^\| `(Ledger:[A-Za-z:]+)` \|", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
+        documented.ShouldBe(Keys().ToList(), ignoreOrder: true);
+    }
+
+    [Fact]
+    public void wrong_settings_are_each_named_in_one_line_and_right_ones_pass()
+    {
+        var wrong = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ledger:RateLimit:Burst"] = "0",
+            ["Ledger:ExpiryInterval"] = "banana",
+            ["Ledger:Telemetry:OtlpEndpoint"] = "ftp://collector",
+            ["Ledger:Webhooks:MaxConcurrency"] = "many",
+        }).Build();
+        var problems = SettingsRegistration.Check(wrong);
+        problems.ShouldBe([
+            "Ledger:RateLimit:Burst must be at least 1.",
+            "Ledger:ExpiryInterval must be a duration (hh:mm:ss, e.g. 00:05:00), not 'banana'.",
+            "Ledger:Telemetry:OtlpEndpoint must be an http or https URL, not 'ftp://collector'.",
+            "Ledger:Webhooks:MaxConcurrency must be a whole number, not 'many'.",
+        ], ignoreOrder: true);
+        problems.ShouldAllBe(p => !p.Contains("System.", StringComparison.Ordinal));
+
+        var right = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ledger:RateLimit:Burst"] = "50",
+            ["Ledger:ExpiryInterval"] = "00:00:00",
+            ["Ledger:Server:ShutdownTimeout"] = "00:00:20",
+        }).Build();
+        SettingsRegistration.Check(right).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public void ledger_prefixed_environment_variables_are_settings_of_the_ledger_section_below_the_command_line()
+    {
+        Environment.SetEnvironmentVariable("LEDGER_SETTINGSTEST__PROBE", "from-environment");
+        try
+        {
+            var configuration = new ConfigurationManager();
+            configuration.AddCommandLine(["--Ledger:SettingsTest:Other=from-command-line"]);
+            configuration.AddLedgerEnvironment();
+            configuration["Ledger:SettingsTest:Probe"].ShouldBe("from-environment");
+            configuration.AddCommandLine(["--Ledger:SettingsTest:Probe=from-command-line"]);
+            configuration["Ledger:SettingsTest:Probe"].ShouldBe("from-command-line");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LEDGER_SETTINGSTEST__PROBE", null);
+        }
+    }
+}
