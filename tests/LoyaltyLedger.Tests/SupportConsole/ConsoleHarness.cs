@@ -74,6 +74,8 @@ public sealed partial class ConsoleHarness : IAsyncLifetime
                 ["Ledger:RateLimit:PermitsPerSecond"] = "1000000",
                 ["Ledger:RateLimit:Burst"] = "1000000",
                 ["Ledger:ExpiryInterval"] = "00:00:00",
+                // Webhooks are queued and logged but not sent: the console shows them pending.
+                ["Ledger:Webhooks:Dispatch"] = "false",
             });
         },
     });
