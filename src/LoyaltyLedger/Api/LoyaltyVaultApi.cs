@@ -43,6 +43,8 @@ public static class LoyaltyVaultApi
     {
         var query = new HistoryQuery(ParseTime(from, "from"), ParseTime(to, "to"), ParseInt(offset, "offset"), ParseInt(limit, "limit"));
         var orgId = http.User.Caller().OrgId;
+        using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read vault-history");
+        activity?.SetTag("ledger.org_id", orgId);
         return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, db.Catalog), http.RequestAborted));
     }
 

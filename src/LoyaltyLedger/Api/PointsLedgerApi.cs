@@ -37,7 +37,10 @@ public static class PointsLedgerApi
         try
         {
             var query = LedgerQueryParser.Parse(name => QueryValue(http, name));
+            using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read points-ledger");
+            activity?.SetTag("ledger.org_id", http.User.Caller().OrgId);
             var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, http.RequestAborted);
+            activity?.SetTag("ledger.read.entries", response.LedgerEntries.Count);
             return Results.Json(response, LedgerJson.Options);
         }
         catch (PointsLedgerException ex)

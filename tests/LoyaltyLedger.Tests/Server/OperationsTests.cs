@@ -157,7 +157,7 @@ public abstract class OperationsTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task no_key_secret_reaches_a_log_line_at_any_level_and_a_401_writes_no_line_at_information()
+    public async Task no_key_or_webhook_secret_reaches_a_log_line_at_any_level_and_a_401_writes_no_line_at_information()
     {
         var logs = new CapturedLogs();
         await using var host = await TestServerHost.StartAsync(db.OpenSecondInstance(), new Dictionary<string, string?>
@@ -176,7 +176,14 @@ public abstract class OperationsTests(DatabaseFixture db)
         var newSecret = JsonDocument.Parse(await rotated.Content.ReadAsStringAsync()).RootElement.GetProperty("secret").GetString()!;
         (await host.Client(keyId, secret).GetAsync("/v1/programs")).StatusCode.ShouldBe(HttpStatusCode.Unauthorized);
 
-        string[] secrets = [secret, newSecret, t.Key.Secret, Convert.ToBase64String(Encoding.UTF8.GetBytes($"{keyId}:{secret}"))];
+        using var webhook = await t.PostAsync("/v1/webhooks", new { url = "http://127.0.0.1:9/hook", events = new[] { "*" } });
+        var hook = JsonDocument.Parse(await webhook.Content.ReadAsStringAsync()).RootElement;
+        var webhookSecret = hook.GetProperty("secret").GetString()!;
+        using var rotatedHook = await t.PostAsync($"/v1/webhooks/{hook.GetProperty("id").GetRawText().Trim('"')}/rotate-secret", new { });
+        var newWebhookSecret = JsonDocument.Parse(await rotatedHook.Content.ReadAsStringAsync()).RootElement.GetProperty("secret").GetString()!;
+
+        string[] secrets = [secret, newSecret, t.Key.Secret, Convert.ToBase64String(Encoding.UTF8.GetBytes($"{keyId}:{secret}")),
+            webhookSecret, newWebhookSecret, webhookSecret["whsec_".Length..], newWebhookSecret["whsec_".Length..]];
         logs.Entries.Count.ShouldBeGreaterThan(0);
         foreach (var entry in logs.Entries)
         {
