@@ -233,21 +233,20 @@ public static class Commands
     private static readonly Option<string> RoleOption = new("--role") { Description = "read, write or admin", DefaultValueFactory = _ => "write" };
     private static readonly Option<string?> KeyNameOption = new("--name") { Description = "what the key is for (e.g. 'till app')" };
 
-    private static Option<long> OrganizationId(bool required)
+    private static Option<long> OrganizationId(bool required) => new("--org")
     {
-        var option = new Option<long>("--org")
-        {
-            Description = "the organization's id",
-            Required = required,
-            CustomParser = result =>
-            {
-                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-                if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
-                result.AddError($"--org takes an organization id (a whole number), not '{text}'");
-                return 0;
-            },
-        };
-        return option;
+        Description = "the organization's id",
+        Required = required,
+        CustomParser = result => PositiveWholeNumber(result, "--org takes an organization id (a whole number)") ?? 0,
+    };
+
+    /// <summary>The one token of an option as a whole number above 0, or an error that quotes it (never a .NET type name).</summary>
+    private static long? PositiveWholeNumber(ArgumentResult result, string expectation)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0) return n;
+        result.AddError($"{expectation}, not '{text}'");
+        return null;
     }
 
     private static Command OrgCommand()
@@ -340,13 +339,7 @@ public static class Commands
     private static readonly Option<long?> OptionalOrgOption = new("--org")
     {
         Description = "one organization's id (default: all)",
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
-            result.AddError($"--org takes an organization id (a whole number), not '{text}'");
-            return null;
-        },
+        CustomParser = result => PositiveWholeNumber(result, "--org takes an organization id (a whole number)"),
     };
 
     private static Command VerifyCommand()
@@ -407,13 +400,7 @@ public static class Commands
     {
         Description = description,
         DefaultValueFactory = _ => defaultValue,
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0) return n;
-            result.AddError($"{name} takes a whole number above 0, not '{text}'");
-            return 0;
-        },
+        CustomParser = result => PositiveWholeNumber(result, $"{name} takes a whole number above 0") ?? 0,
     };
 
     private static readonly Option<long> CustomersOption = Positive("--customers", "customers to create", 1_000_000);
@@ -493,13 +480,7 @@ public static class Commands
     private static Option<long?> Id(string name, string description) => new(name)
     {
         Description = description,
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id > 0) return id;
-            result.AddError($"{name} takes an id (a whole number), not '{text}'");
-            return null;
-        },
+        CustomParser = result => PositiveWholeNumber(result, $"{name} takes an id (a whole number)"),
     };
     private static readonly Option<DateTimeOffset?> FromInstantOption = Instant("--from", "lines from this instant (inclusive), ISO 8601 with an offset");
     private static readonly Option<DateTimeOffset?> ToInstantOption = Instant("--to", "lines before this instant (exclusive)");
