@@ -31,4 +31,5 @@ public static class ErrorCodes
     public const string Forbidden = "forbidden";
     public const string NotPermitted = "not_permitted";
     public const string InvalidCursor = "invalid_cursor";
+    public const string AmbiguousIdentifier = "ambiguous_identifier";
 }

@@ -32,7 +32,7 @@ public static class CustomersApi
             .WithSummary("Registers a customer: a CustomerRegistration event opens their wallets at zero.")
             .RequireAuthorization(CallerClaims.Write);
         customers.MapGet("/{customerId:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetCustomer").WithSummary("One customer with identifiers and account numbers.");
-        customers.MapGet("/lookup", LookupAsync).Refuses(StatusCodes.Status404NotFound).WithName("LookupCustomer")
+        customers.MapGet("/lookup", LookupAsync).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status409Conflict).WithName("LookupCustomer")
             .WithSummary("Finds a customer by identifierName (id, email, mobile, externalId), identifierValue and source.");
         customers.MapPost("/{customerId:long}/identifiers", AddIdentifierAsync).Writes<CustomerView>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddCustomerIdentifier")
             .WithSummary("Registers another identifier of the customer in a source.").RequireAuthorization(CallerClaims.Write);
@@ -66,8 +66,16 @@ public static class CustomersApi
         var orgId = http.User.Caller().OrgId;
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var customer = await CustomerDirectory.FindAsync(c, orgId, canonicalSource, kind, identifierValue, accountId)
-                ?? throw LedgerException.NotFound("customer", identifierValue);
+            // Two customers under different accounts (or, with ALL, sources) may share an identifier:
+            // answering with either would show one customer another's data, so the caller must choose.
+            var customers = await CustomerDirectory.FindAllAsync(c, orgId, canonicalSource, kind, identifierValue, accountId, limit: 2);
+            if (customers.Count > 1)
+            {
+                throw new LedgerException(ErrorCodes.AmbiguousIdentifier,
+                    $"The {kind} '{identifierValue}' names more than one customer in source {canonicalSource}: pass accountId"
+                    + (canonicalSource == "ALL" ? " or a source" : "") + " to choose one.", 409);
+            }
+            var customer = customers.FirstOrDefault() ?? throw LedgerException.NotFound("customer", identifierValue);
             return await ViewAsync(c, orgId, customer);
         }, http.RequestAborted));
     }

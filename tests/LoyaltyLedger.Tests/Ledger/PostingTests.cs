@@ -36,6 +36,26 @@ public abstract class PostingTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_lookup_by_an_identifier_of_two_customers_is_refused_not_answered_with_one_of_them()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var first = (await t.PostOkAsync("/v1/customers", new { firstName = "First", source = "MARTJACK", accountId = "shop-a", email = "shared@example.com" }))
+            .GetProperty("customerId").GetInt64();
+        var second = (await t.PostOkAsync("/v1/customers", new { firstName = "Second", source = "MARTJACK", accountId = "shop-b", email = "shared@example.com" }))
+            .GetProperty("customerId").GetInt64();
+
+        using var ambiguous = await t.Http.GetAsync("/v1/customers/lookup?identifierName=email&identifierValue=shared@example.com&source=MARTJACK");
+        var problem = await Tenant.ShouldFailAsync(ambiguous, 409, "ambiguous_identifier");
+        problem.GetProperty("detail").GetString()!.ShouldContain("accountId");
+        problem.GetRawText().ShouldNotContain(first.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var acrossSources = await t.Http.GetAsync("/v1/customers/lookup?identifierName=email&identifierValue=shared@example.com&source=ALL");
+        await Tenant.ShouldFailAsync(acrossSources, 409, "ambiguous_identifier");
+
+        (await t.GetOkAsync("/v1/customers/lookup?identifierName=email&identifierValue=shared@example.com&source=MARTJACK&accountId=shop-b"))
+            .GetProperty("customerId").GetInt64().ShouldBe(second);
+    }
+
+    [Fact]
     public async Task a_bill_earns_points_and_currencies_by_the_earn_rules_rounded_down_to_the_thousandth()
     {
         var t = await db.Host.NewTenantAsync();
