@@ -72,8 +72,8 @@ public static class LifecycleRun
         }
         Telemetry.LedgerTelemetry.ConvertedLots.Add(conversions);
         Telemetry.LedgerTelemetry.ExpiredWallets.Add(expiries);
-        Telemetry.LedgerTelemetry.ExpiredPoints.Add((double)events.Where(e => e.EventName == EventNames.PointsExpiry)
-            .SelectMany(e => e.Entries).Sum(x => Math.Abs(x.Points.ToDecimal())));
+        Telemetry.LedgerTelemetry.ExpiredThousandths.Add(events.Where(e => e.EventName == EventNames.PointsExpiry)
+            .SelectMany(e => e.Entries).Sum(x => Math.Abs(x.Points.Thousandths)));
         Telemetry.LedgerTelemetry.ExpiryRunDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new LifecycleRunResult(asOf, conversions, expiries, events, notices);
     }

@@ -38,8 +38,9 @@ public static class LedgerTelemetry
     public static readonly Counter<long> ConvertedLots = Meter.CreateCounter<long>("ledger.expiry.conversions", "{lot}",
         "Promised lots an expiry run converted to main points.");
 
-    public static readonly Counter<double> ExpiredPoints = Meter.CreateCounter<double>("ledger.expiry.points", "{point}",
-        "Points expired by expiry runs (all currencies and programs).");
+    /// <summary>Points expired, in thousandths (exact integers, as the ledger holds them; all currencies and programs).</summary>
+    public static readonly Counter<long> ExpiredThousandths = Meter.CreateCounter<long>("ledger.expiry.points.thousandths", "{thousandth}",
+        "Points expired by expiry runs, in thousandths of a point (all currencies and programs).");
 
     public static readonly Histogram<double> ExpiryRunDuration = Meter.CreateHistogram<double>("ledger.expiry.duration", "s",
         "How long an expiry run took.");

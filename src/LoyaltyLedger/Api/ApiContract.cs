@@ -12,7 +12,7 @@ namespace LoyaltyLedger.Server.Api;
 /// </summary>
 public sealed record RefusalMetadata(IReadOnlyList<int> Statuses);
 
-/// <summary>Marks a write: it takes an <c>Idempotency-Key</c> header and answers <see cref="Status"/> on success.</summary>
+/// <summary>Marks a write (added by its typed result, <see cref="WriteAnswer"/>): it takes an <c>Idempotency-Key</c> header and answers <see cref="Status"/> on success.</summary>
 public sealed record WriteMetadata(int Status, Type Result);
 
 /// <summary>Which error body an endpoint refuses with: the native problem, or the points-ledger spec's body.</summary>
@@ -26,19 +26,6 @@ public sealed record ErrorBodyMetadata(ErrorBody Body);
 
 public static class ApiContract
 {
-    /// <summary>
-    /// Declares a write that answers <paramref name="status"/> with <typeparamref name="TResult"/>; the
-    /// <see cref="IdempotentWriter"/> answers with this very status, so the document cannot drift from it.
-    /// </summary>
-    public static RouteHandlerBuilder Writes<TResult>(this RouteHandlerBuilder endpoint, int status) => endpoint
-        .WithMetadata(new WriteMetadata(status, typeof(TResult)))
-        .Produces<TResult>(status, "application/json");
-
-    /// <summary>Declares a write that answers 204 with no body.</summary>
-    public static RouteHandlerBuilder WritesNoContent(this RouteHandlerBuilder endpoint) => endpoint
-        .WithMetadata(new WriteMetadata(StatusCodes.Status204NoContent, typeof(void)))
-        .Produces(StatusCodes.Status204NoContent);
-
     /// <summary>Declares the refusals an endpoint answers beyond those every call can get (see Hosting/ApiReference.cs).</summary>
     public static TBuilder Refuses<TBuilder>(this TBuilder endpoint, params int[] statuses) where TBuilder : IEndpointConventionBuilder
     {
@@ -53,10 +40,10 @@ public static class ApiContract
         return endpoint;
     }
 
-    /// <summary>The success status of the write an endpoint declared with <see cref="Writes{TResult}"/>.</summary>
+    /// <summary>The success status of the write an endpoint declared by its typed result.</summary>
     public static int WriteStatus(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<WriteMetadata>()?.Status
-        ?? throw new InvalidOperationException("A write endpoint must declare its success status with Writes<T>(status).");
+        ?? throw new InvalidOperationException("A write endpoint must return CreatedAnswer<T>, OkAnswer<T> or NoContentAnswer.");
 
     /// <summary>Shows an example answer taken from a spec file (embedded from Api/Examples) on the success status.</summary>
     public static RouteHandlerBuilder WithSpecExample(this RouteHandlerBuilder endpoint, string file, string summary) =>

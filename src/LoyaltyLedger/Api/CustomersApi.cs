@@ -28,23 +28,23 @@ public static class CustomersApi
     public static RouteGroupBuilder MapCustomersApi(this RouteGroupBuilder v1)
     {
         var customers = v1.MapGroup("/customers").WithTags("Customers");
-        customers.MapPost("/", RegisterAsync).Writes<CustomerView>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("RegisterCustomer")
+        customers.MapPost("/", RegisterAsync).Refuses(StatusCodes.Status404NotFound).WithName("RegisterCustomer")
             .WithSummary("Registers a customer: a CustomerRegistration event opens their wallets at zero.")
             .RequireAuthorization(CallerClaims.Write);
         customers.MapGet("/{customerId:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetCustomer").WithSummary("One customer with identifiers and account numbers.");
         customers.MapGet("/lookup", LookupAsync).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status409Conflict).WithName("LookupCustomer")
             .WithSummary("Finds a customer by identifierName (id, email, mobile, externalId), identifierValue and source.");
-        customers.MapPost("/{customerId:long}/identifiers", AddIdentifierAsync).Writes<CustomerView>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddCustomerIdentifier")
+        customers.MapPost("/{customerId:long}/identifiers", AddIdentifierAsync).Refuses(StatusCodes.Status404NotFound).WithName("AddCustomerIdentifier")
             .WithSummary("Registers another identifier of the customer in a source.").RequireAuthorization(CallerClaims.Write);
-        customers.MapPost("/{customerId:long}/accounts", AddAccountAsync).Writes<CustomerView>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddLoyaltyAccount")
+        customers.MapPost("/{customerId:long}/accounts", AddAccountAsync).Refuses(StatusCodes.Status404NotFound).WithName("AddLoyaltyAccount")
             .WithSummary("Issues a loyalty account number (card) to the customer.").RequireAuthorization(CallerClaims.Write);
         customers.MapGet("/{customerId:long}/balances", BalancesAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetCustomerBalances")
             .WithSummary("The customer's balances per program, currency and category.");
         return v1;
     }
 
-    private static Task<IResult> RegisterAsync(NewCustomer request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, async posting =>
+    private static Task<CreatedAnswer<CustomerView>> RegisterAsync(NewCustomer request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, async posting =>
         {
             var (customer, eventId) = await CustomerDirectory.RegisterAsync(posting, request);
             return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction, eventId);
@@ -80,16 +80,16 @@ public static class CustomersApi
         }, http.RequestAborted));
     }
 
-    private static Task<IResult> AddIdentifierAsync(long customerId, CustomerIdentifier request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, async posting =>
+    private static Task<CreatedAnswer<CustomerView>> AddIdentifierAsync(long customerId, CustomerIdentifier request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, async posting =>
         {
             var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
             await CustomerDirectory.AddIdentifierAsync(posting, customerId, request);
             return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction);
         });
 
-    private static Task<IResult> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, async posting =>
+    private static Task<CreatedAnswer<CustomerView>> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, async posting =>
         {
             var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
             await CustomerDirectory.AddAccountNumberAsync(posting, customerId, request.AccountNumber);

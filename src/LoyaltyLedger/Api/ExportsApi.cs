@@ -67,14 +67,15 @@ public static class ExportsApi
     /// window or an unknown customer is still a problem answer; <see cref="LedgerExportResult"/>
     /// then streams.
     /// </remarks>
-    private static async Task<IResult> ExportAsync(LedgerExportFormat format, LedgerExportQuery query, HttpContext http, LedgerDatabase db)
+    private static async Task<LedgerExportResult> ExportAsync(LedgerExportFormat format, LedgerExportQuery query, HttpContext http, LedgerDatabase db)
     {
         var filter = query.ToFilter();
         var export = await LedgerExport.OpenAsync(db, http.User.Caller().OrgId, filter, http.RequestAborted);
         return new LedgerExportResult(export, format);
     }
 
-    private sealed class LedgerExportResult(LedgerExport export, LedgerExportFormat format) : IResult
+    /// <summary>The streamed export: its content type and columns are declared on the endpoints (Produces), as a stream has no schema.</summary>
+    internal sealed class LedgerExportResult(LedgerExport export, LedgerExportFormat format) : IResult
     {
         public async Task ExecuteAsync(HttpContext http)
         {

@@ -12,23 +12,23 @@ public static class GroupsApi
     public static RouteGroupBuilder MapGroupsApi(this RouteGroupBuilder v1)
     {
         var groups = v1.MapGroup("/groups").WithTags("Groups");
-        groups.MapPost("/", CreateAsync).Writes<UserGroup>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CreateGroup").WithSummary("Creates a user group with its primary member.")
+        groups.MapPost("/", CreateAsync).Refuses(StatusCodes.Status404NotFound).WithName("CreateGroup").WithSummary("Creates a user group with its primary member.")
             .RequireAuthorization(CallerClaims.Write);
         groups.MapGet("/{groupId:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetGroup").WithSummary("One group with its members.");
-        groups.MapPost("/{groupId:long}/members", AddMemberAsync).Writes<GroupMember>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddGroupMember").WithSummary("Adds a member with a role.")
+        groups.MapPost("/{groupId:long}/members", AddMemberAsync).Refuses(StatusCodes.Status404NotFound).WithName("AddGroupMember").WithSummary("Adds a member with a role.")
             .RequireAuthorization(CallerClaims.Write);
         groups.MapGet("/{groupId:long}/balances", BalancesAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetGroupBalances").WithSummary("The pooled wallet's balances.");
         return v1;
     }
 
-    private static Task<IResult> CreateAsync(NewGroup request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => GroupDirectory.CreateAsync(posting, request));
+    private static Task<CreatedAnswer<UserGroup>> CreateAsync(NewGroup request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => GroupDirectory.CreateAsync(posting, request));
 
     private static async Task<Ok<UserGroup>> GetAsync(long groupId, HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await db.ReadAsync(c => GroupDirectory.RequireAsync(c, http.User.Caller().OrgId, groupId), http.RequestAborted));
 
-    private static Task<IResult> AddMemberAsync(long groupId, NewGroupMember request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => GroupDirectory.AddMemberAsync(posting, groupId, request));
+    private static Task<CreatedAnswer<GroupMember>> AddMemberAsync(long groupId, NewGroupMember request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => GroupDirectory.AddMemberAsync(posting, groupId, request));
 
     private static async Task<Ok<IReadOnlyList<BalanceView>>> BalancesAsync(long groupId, HttpContext http, LedgerDatabase db)
     {

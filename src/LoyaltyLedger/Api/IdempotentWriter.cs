@@ -45,11 +45,11 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
 
     /// <summary>
     /// Posts <paramref name="work"/> in one transaction; its result is answered with the status the
-    /// endpoint declares with <see cref="ApiContract.Writes{TResult}"/> (204: no body). With <paramref name="sealAnswer"/> (an answer that
+    /// endpoint declares by its typed result (<see cref="CreatedAnswer{T}"/>, ...) (204: no body). With <paramref name="sealAnswer"/> (an answer that
     /// holds a key's secret) the stored answer is encrypted with a key derived from the caller's own
     /// secret, so the database never holds a readable secret and only the same credentials can replay it.
     /// </summary>
-    public async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
+    private async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
         bool sealAnswer = false)
     {
         // The status the endpoint declares (and the OpenAPI document shows): one source for both.
@@ -85,6 +85,26 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         LedgerTelemetry.IdempotentReplays.Add(1, new KeyValuePair<string, object?>("kind", kind));
         return await ReplayAsync(http, caller, key!, requestHash, http.RequestAborted);
     }
+
+    /// <summary>A write that answers 201 with its result (<see cref="PostAsync"/>).</summary>
+    public async Task<CreatedAnswer<TResult>> PostCreatedAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
+        bool sealAnswer = false) => new(await PostAsync(http, request, work, sealAnswer));
+
+    /// <summary>A write that answers 200 with its result (<see cref="PostAsync"/>).</summary>
+    public async Task<OkAnswer<TResult>> PostOkAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
+        bool sealAnswer = false) => new(await PostAsync(http, request, work, sealAnswer));
+
+    /// <summary>A write that answers 202 with what it queued (<see cref="PostAsync"/>).</summary>
+    public async Task<AcceptedAnswer<TResult>> PostAcceptedAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work) =>
+        new(await PostAsync(http, request, work));
+
+    /// <summary>A write that answers 204 without a body (<see cref="PostAsync"/>).</summary>
+    public async Task<NoContentAnswer> PostNoContentAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work) =>
+        new(await PostAsync(http, request, work));
+
+    /// <summary>A write of several transactions that answers 200 with its result (<see cref="RunAsync"/>).</summary>
+    public async Task<OkAnswer<TResult>> RunOkAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work) =>
+        new(await RunAsync(http, request, work));
 
     /// <summary>The key a support console form carries is stored under this prefix, apart from clients' keys.</summary>
     public const string FormKeyPrefix = "console:";
@@ -187,7 +207,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// with 409 <see cref="InProgressCode"/>; a failed or refused run releases the key; the answer is
     /// stored when the run is done.
     /// </summary>
-    public async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work)
+    private async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work)
     {
         var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();

@@ -20,21 +20,21 @@ public static class KeysApi
     {
         var keys = v1.MapGroup("/keys").WithTags("Keys").RequireAuthorization(CallerClaims.Admin);
         keys.MapGet("/", ListAsync).WithName("ListKeys").WithSummary("The organization's keys (never their secrets).");
-        keys.MapPost("/", IssueAsync).Writes<IssuedKey>(StatusCodes.Status201Created).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
-        keys.MapPost("/{keyId}/rotate", RotateAsync).Writes<IssuedKey>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound).WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
-        keys.MapDelete("/{keyId}", RevokeAsync).WritesNoContent().Refuses(StatusCodes.Status404NotFound).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
+        keys.MapPost("/", IssueAsync).WithName("IssueKey").WithSummary("Issues a read, write or admin key; the secret is shown once.");
+        keys.MapPost("/{keyId}/rotate", RotateAsync).Refuses(StatusCodes.Status404NotFound).WithName("RotateKey").WithSummary("Gives a key a new secret; the old one stops working at once.");
+        keys.MapDelete("/{keyId}", RevokeAsync).Refuses(StatusCodes.Status404NotFound).WithName("RevokeKey").WithSummary("Revokes a key; it is refused from the next request on.");
         return v1;
     }
 
     private static async Task<Ok<IReadOnlyList<KeyView>>> ListAsync(HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await Tenants.ListKeysAsync(db, http.User.Caller().OrgId, http.RequestAborted));
 
-    private static async Task<IResult> IssueAsync(NewKey request, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
+    private static async Task<CreatedAnswer<IssuedKey>> IssueAsync(NewKey request, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
         string? issued = null;
         try
         {
-            return await writer.PostAsync(http, request, async posting =>
+            return await writer.PostCreatedAsync(http, request, async posting =>
             {
                 var key = await Tenants.IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, request.Role, posting.NowMs, name: request.Name);
                 issued = key.KeyId;
@@ -47,11 +47,11 @@ public static class KeysApi
         }
     }
 
-    private static async Task<IResult> RotateAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
+    private static async Task<OkAnswer<IssuedKey>> RotateAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
         try
         {
-            return await writer.PostAsync(http, new { keyId },
+            return await writer.PostOkAsync(http, new { keyId },
                 posting => Tenants.RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId), sealAnswer: true);
         }
         finally
@@ -61,11 +61,11 @@ public static class KeysApi
         }
     }
 
-    private static async Task<IResult> RevokeAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
+    private static async Task<NoContentAnswer> RevokeAsync(string keyId, HttpContext http, LedgerDatabase db, IdempotentWriter writer)
     {
         try
         {
-            return await writer.PostAsync(http, new { keyId },
+            return await writer.PostNoContentAsync(http, new { keyId },
                 posting => Tenants.RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs));
         }
         finally

@@ -22,20 +22,20 @@ public static class LifecycleApi
     {
         var writes = v1.MapGroup("/").WithTags("Lifecycle").RequireAuthorization(CallerClaims.Write);
         writes.MapPost("/returns", (NewReturn request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, p => Returns.ReturnBillAsync(p, request)))
-            .Writes<ReturnResult>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReturnBill").WithSummary("Returns all or part of a bill (ReturnBill): takes back its points pro rata.");
+                writer.PostCreatedAsync(http, request, p => Returns.ReturnBillAsync(p, request)))
+            .Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReturnBill").WithSummary("Returns all or part of a bill (ReturnBill): takes back its points pro rata.");
         writes.MapPost("/redemptions/reversals", (NewReversal request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, p => Reversals.ReverseRedemptionAsync(p, request)))
-            .Writes<ReversalResult>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReverseRedemption").WithSummary("Reverses all or part of a redemption: points go back to the lots they came from.");
+                writer.PostCreatedAsync(http, request, p => Reversals.ReverseRedemptionAsync(p, request)))
+            .Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("ReverseRedemption").WithSummary("Reverses all or part of a redemption: points go back to the lots they came from.");
         writes.MapPost("/lifecycle/triggers/release", (BillReference request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: true)))
-            .Writes<IReadOnlyList<PostingResult>>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("ReleaseTriggeredPoints").WithSummary("Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).");
+                writer.PostCreatedAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: true)))
+            .Refuses(StatusCodes.Status404NotFound).WithName("ReleaseTriggeredPoints").WithSummary("Releases a bill's TRIGGER_BASED points to the main wallet (DelayedAccrual).");
         writes.MapPost("/lifecycle/triggers/cancel", (BillReference request, HttpContext http, IdempotentWriter writer) =>
-                writer.PostAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: false)))
-            .Writes<IReadOnlyList<PostingResult>>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
+                writer.PostCreatedAsync(http, request, p => HeldPoints.SettleTriggerAsync(p, request, release: false)))
+            .Refuses(StatusCodes.Status404NotFound).WithName("CancelTriggeredPoints").WithSummary("Cancels a bill's TRIGGER_BASED points.");
 
         var lifecycle = v1.MapGroup("/lifecycle").WithTags("Lifecycle");
-        lifecycle.MapPost("/expire", ExpireAsync).Writes<LifecycleRunResult>(StatusCodes.Status200OK).WithName("RunExpiry")
+        lifecycle.MapPost("/expire", ExpireAsync).WithName("RunExpiry")
             .WithSummary("Converts due promised points and expires due points of this organization now (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetExpirySchedule")
@@ -52,14 +52,14 @@ public static class LifecycleApi
     /// <see cref="IdempotentWriter.RunAsync"/>: the Idempotency-Key is claimed before it starts and
     /// the answer stored when it ends.
     /// </remarks>
-    private static Task<IResult> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock,
+    private static Task<OkAnswer<LifecycleRunResult>> ExpireAsync(ExpireRequest? request, HttpContext http, LedgerDatabase db, TimeProvider clock,
         IdempotentWriter writer)
     {
         var caller = http.User.Caller();
         var now = clock.GetUtcNow();
         var asOf = request?.AsOf ?? now;
         if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: that would expire points before their date.");
-        return writer.RunAsync(http, request ?? new ExpireRequest(),
+        return writer.RunOkAsync(http, request ?? new ExpireRequest(),
             ct => LifecycleRun.RunAsync(db, caller.OrgId, asOf, now, caller.KeyId, ct));
     }
 

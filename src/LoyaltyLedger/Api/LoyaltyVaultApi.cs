@@ -21,10 +21,10 @@ public static class LoyaltyVaultApi
             .WithSummary("Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.");
         account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).Refuses(StatusCodes.Status404NotFound).WithSpecExample("vault-history.json", "The spec's example movement").WithName("VaultGetAccountHistory")
             .WithSummary("The account's point movements in one program, oldest first; optional from/to and offset/limit.");
-        account.MapPost("/Transaction", PostTransactionAsync).Writes<VaultTransactionResult>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultPostTransaction")
+        account.MapPost("/Transaction", PostTransactionAsync).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultPostTransaction")
             .WithSummary("Posts a paid basket in one atomic write: loads, redemptions, voucher purchases and redemptions per program.")
             .RequireAuthorization(CallerClaims.Write);
-        account.MapPost("/Transfer", PostTransferAsync).Writes<VaultTransferResult>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultTransfer")
+        account.MapPost("/Transfer", PostTransferAsync).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultTransfer")
             .WithSummary("Transfers points of one program to another account (a Transfer movement on each side).")
             .RequireAuthorization(CallerClaims.Write);
         return app;
@@ -48,16 +48,16 @@ public static class LoyaltyVaultApi
         return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, db.Catalog), http.RequestAborted));
     }
 
-    private static Task<IResult> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, async posting =>
+    private static Task<OkAnswer<VaultTransactionResult>> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostOkAsync(http, request, async posting =>
         {
             var (result, replayed) = await VaultTransactions.PostAsync(posting, accountNumber, request);
             if (replayed) http.Response.Headers[IdempotentWriter.ReplayedHeader] = "true";
             return result;
         });
 
-    private static Task<IResult> PostTransferAsync(string accountNumber, VaultTransferRequest request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
+    private static Task<OkAnswer<VaultTransferResult>> PostTransferAsync(string accountNumber, VaultTransferRequest request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostOkAsync(http, request, posting => VaultTransactions.TransferAsync(posting, accountNumber, request));
 
     private static bool ParseBool(string? value, string name) => QueryParameters.Bool(value, name) ?? false;
 

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using LoyaltyLedger.PointsLedger;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
@@ -32,7 +33,7 @@ public static class PointsLedgerApi
     /// Parameters are read from the raw query string rather than bound, so that a malformed value is
     /// answered with the spec's codes, never with the framework's binding error.
     /// </remarks>
-    private static async Task<IResult> GetCustomerLedgerInfoAsync(HttpContext http, LedgerDatabase db, ILoggerFactory loggers)
+    private static async Task<Results<JsonHttpResult<LedgerResponse>, JsonHttpResult<LedgerErrorBody>>> GetCustomerLedgerInfoAsync(HttpContext http, LedgerDatabase db, ILoggerFactory loggers)
     {
         try
         {
@@ -41,7 +42,7 @@ public static class PointsLedgerApi
             activity?.SetTag("ledger.org_id", http.User.Caller().OrgId);
             var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, http.RequestAborted);
             activity?.SetTag("ledger.read.entries", response.LedgerEntries.Count);
-            return Results.Json(response, LedgerJson.Options);
+            return TypedResults.Json(response, LedgerJson.Options);
         }
         catch (PointsLedgerException ex)
         {
@@ -69,6 +70,6 @@ public static class PointsLedgerApi
             ? throw PointsLedgerException.Invalid(name, text.Replace("\0", "%00", StringComparison.Ordinal), "no NUL characters")
             : text;
 
-    private static IResult Error(int status, int code, string message) =>
-        Results.Json(new LedgerErrorBody([new LedgerError(code, message)], []), LedgerJson.Options, statusCode: status);
+    private static JsonHttpResult<LedgerErrorBody> Error(int status, int code, string message) =>
+        TypedResults.Json(new LedgerErrorBody([new LedgerError(code, message)], []), LedgerJson.Options, statusCode: status);
 }

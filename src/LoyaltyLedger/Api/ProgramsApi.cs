@@ -13,9 +13,9 @@ public static class ProgramsApi
         var programs = v1.MapGroup("/programs").WithTags("Programs");
         programs.MapGet("/", ListAsync).WithName("ListPrograms").WithSummary("The organization's programs with their currencies.");
         programs.MapGet("/{programId:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetProgram").WithSummary("One program.");
-        programs.MapPost("/", CreateAsync).Writes<LoyaltyProgram>(StatusCodes.Status201Created).WithName("CreateProgram").WithSummary("Creates a program (admin key).")
+        programs.MapPost("/", CreateAsync).WithName("CreateProgram").WithSummary("Creates a program (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
-        programs.MapPost("/{programId:long}/currencies", AddCurrencyAsync).Writes<AlternateCurrency>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("AddCurrency")
+        programs.MapPost("/{programId:long}/currencies", AddCurrencyAsync).Refuses(StatusCodes.Status404NotFound).WithName("AddCurrency")
             .WithSummary("Adds an alternate currency to a program (admin key).").RequireAuthorization(CallerClaims.Admin);
         return v1;
     }
@@ -29,9 +29,9 @@ public static class ProgramsApi
         return program is null ? throw LedgerException.NotFound("program", programId) : TypedResults.Ok(program);
     }
 
-    private static Task<IResult> CreateAsync(NewProgram request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => ProgramCatalog.CreateAsync(posting, request));
+    private static Task<CreatedAnswer<LoyaltyProgram>> CreateAsync(NewProgram request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => ProgramCatalog.CreateAsync(posting, request));
 
-    private static Task<IResult> AddCurrencyAsync(long programId, NewCurrency request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => ProgramCatalog.AddCurrencyAsync(posting, programId, request));
+    private static Task<CreatedAnswer<AlternateCurrency>> AddCurrencyAsync(long programId, NewCurrency request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => ProgramCatalog.AddCurrencyAsync(posting, programId, request));
 }

@@ -12,11 +12,11 @@ public static class StoresApi
     {
         var stores = v1.MapGroup("/stores").WithTags("Stores");
         stores.MapGet("/", ListStoresAsync).WithName("ListStores").WithSummary("The organization's stores.");
-        stores.MapPost("/", CreateStoreAsync).Writes<Store>(StatusCodes.Status201Created).WithName("CreateStore").WithSummary("Creates a store (admin key).")
+        stores.MapPost("/", CreateStoreAsync).WithName("CreateStore").WithSummary("Creates a store (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         var tills = v1.MapGroup("/tills").WithTags("Stores");
         tills.MapGet("/", ListTillsAsync).WithName("ListTills").WithSummary("The organization's tills.");
-        tills.MapPost("/", CreateTillAsync).Writes<Till>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CreateTill").WithSummary("Creates a till in a store (admin key).")
+        tills.MapPost("/", CreateTillAsync).Refuses(StatusCodes.Status404NotFound).WithName("CreateTill").WithSummary("Creates a till in a store (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         return v1;
     }
@@ -27,9 +27,9 @@ public static class StoresApi
     private static async Task<Ok<IEnumerable<Till>>> ListTillsAsync(HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListTillsAsync(c, http.User.Caller().OrgId), http.RequestAborted));
 
-    private static Task<IResult> CreateStoreAsync(NewStore request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => StoreDirectory.CreateStoreAsync(posting, request));
+    private static Task<CreatedAnswer<Store>> CreateStoreAsync(NewStore request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => StoreDirectory.CreateStoreAsync(posting, request));
 
-    private static Task<IResult> CreateTillAsync(NewTill request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => StoreDirectory.CreateTillAsync(posting, request));
+    private static Task<CreatedAnswer<Till>> CreateTillAsync(NewTill request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => StoreDirectory.CreateTillAsync(posting, request));
 }

@@ -12,7 +12,7 @@ public static class VouchersApi
     {
         var vouchers = v1.MapGroup("/programs/{programId:long}/vouchers").WithTags("Vouchers");
         vouchers.MapGet("/", ListAsync).Refuses(StatusCodes.Status404NotFound).WithName("ListVouchers").WithSummary("The vouchers a program's points can buy.");
-        vouchers.MapPost("/", CreateAsync).Writes<VoucherDefinition>(StatusCodes.Status201Created).Refuses(StatusCodes.Status404NotFound).WithName("CreateVoucher")
+        vouchers.MapPost("/", CreateAsync).Refuses(StatusCodes.Status404NotFound).WithName("CreateVoucher")
             .WithSummary("Defines a voucher: name, price in points, validity in days, uses (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
         return v1;
@@ -21,6 +21,6 @@ public static class VouchersApi
     private static async Task<Ok<IReadOnlyList<VoucherDefinition>>> ListAsync(long programId, HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await db.ReadAsync(c => VoucherCatalog.ListAsync(c, http.User.Caller().OrgId, programId), http.RequestAborted));
 
-    private static Task<IResult> CreateAsync(long programId, NewVoucherDefinition request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => VoucherCatalog.CreateAsync(posting, programId, request));
+    private static Task<CreatedAnswer<VoucherDefinition>> CreateAsync(long programId, NewVoucherDefinition request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostCreatedAsync(http, request, posting => VoucherCatalog.CreateAsync(posting, programId, request));
 }

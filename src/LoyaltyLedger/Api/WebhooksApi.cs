@@ -24,20 +24,20 @@ public static class WebhooksApi
     {
         var webhooks = v1.MapGroup("/webhooks").WithTags("Webhooks").RequireAuthorization(CallerClaims.Admin);
         webhooks.MapGet("/", ListAsync).WithName("ListWebhooks").WithSummary("The organization's webhook endpoints (never their secrets).");
-        webhooks.MapPost("/", CreateAsync).Writes<CreatedWebhook>(StatusCodes.Status201Created).WithName("CreateWebhook")
+        webhooks.MapPost("/", CreateAsync).WithName("CreateWebhook")
             .WithSummary("Adds an endpoint for the given event types (or \"*\"); the signing secret is shown once.");
         webhooks.MapGet("/{id:long}", GetAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetWebhook").WithSummary("One endpoint.");
-        webhooks.MapPatch("/{id:long}", UpdateAsync).Writes<WebhookView>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound).WithName("UpdateWebhook")
+        webhooks.MapPatch("/{id:long}", UpdateAsync).Refuses(StatusCodes.Status404NotFound).WithName("UpdateWebhook")
             .WithSummary("Changes an endpoint's url, events or description, or enables (re-enables) or disables it.");
-        webhooks.MapDelete("/{id:long}", DeleteAsync).WritesNoContent().Refuses(StatusCodes.Status404NotFound).WithName("DeleteWebhook")
+        webhooks.MapDelete("/{id:long}", DeleteAsync).Refuses(StatusCodes.Status404NotFound).WithName("DeleteWebhook")
             .WithSummary("Deletes an endpoint with its queue and delivery log.");
-        webhooks.MapPost("/{id:long}/rotate-secret", RotateSecretAsync).Writes<WebhookSecret>(StatusCodes.Status200OK).Refuses(StatusCodes.Status404NotFound)
+        webhooks.MapPost("/{id:long}/rotate-secret", RotateSecretAsync).Refuses(StatusCodes.Status404NotFound)
             .WithName("RotateWebhookSecret").WithSummary("Gives an endpoint a new signing secret; the old one also signs for 24 hours.");
-        webhooks.MapPost("/{id:long}/test", TestAsync).Writes<WebhookDelivery>(StatusCodes.Status202Accepted).Refuses(StatusCodes.Status404NotFound)
+        webhooks.MapPost("/{id:long}/test", TestAsync).Refuses(StatusCodes.Status404NotFound)
             .WithName("TestWebhook").WithSummary("Queues a webhook.test event to the endpoint, delivered like any event.");
         webhooks.MapGet("/{id:long}/deliveries", DeliveriesAsync).Refuses(StatusCodes.Status404NotFound).WithName("ListWebhookDeliveries")
             .WithSummary("The endpoint's deliveries, newest first, each with every attempt: time, status code, duration, error, next try.");
-        webhooks.MapPost("/{id:long}/deliveries/{deliveryId:long}/redeliver", RedeliverAsync).Writes<WebhookDelivery>(StatusCodes.Status202Accepted)
+        webhooks.MapPost("/{id:long}/deliveries/{deliveryId:long}/redeliver", RedeliverAsync)
             .Refuses(StatusCodes.Status404NotFound).WithName("RedeliverWebhook")
             .WithSummary("Sends a delivery again: a pending one now, a finished one queued anew with the same webhook-id.");
         return v1;
@@ -49,24 +49,24 @@ public static class WebhooksApi
     private static async Task<Ok<WebhookView>> GetAsync(long id, HttpContext http, LedgerDatabase db) =>
         TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.GetAsync(c, http.User.Caller().OrgId, id), http.RequestAborted));
 
-    private static Task<IResult> CreateAsync(NewWebhook request, HttpContext http, IdempotentWriter writer, WebhookSecrets secrets) =>
-        writer.PostAsync(http, request, posting => WebhookEndpoints.CreateAsync(posting, request, secrets), sealAnswer: true);
+    private static Task<CreatedAnswer<CreatedWebhook>> CreateAsync(NewWebhook request, HttpContext http, IdempotentWriter writer, WebhookSecrets secrets) =>
+        writer.PostCreatedAsync(http, request, posting => WebhookEndpoints.CreateAsync(posting, request, secrets), sealAnswer: true);
 
-    private static Task<IResult> UpdateAsync(long id, WebhookChange request, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, request, posting => WebhookEndpoints.UpdateAsync(posting, id, request));
+    private static Task<OkAnswer<WebhookView>> UpdateAsync(long id, WebhookChange request, HttpContext http, IdempotentWriter writer) =>
+        writer.PostOkAsync(http, request, posting => WebhookEndpoints.UpdateAsync(posting, id, request));
 
-    private static Task<IResult> DeleteAsync(long id, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, new { id }, async posting =>
+    private static Task<NoContentAnswer> DeleteAsync(long id, HttpContext http, IdempotentWriter writer) =>
+        writer.PostNoContentAsync(http, new { id }, async posting =>
         {
             await WebhookEndpoints.DeleteAsync(posting, id);
             return true;
         });
 
-    private static Task<IResult> RotateSecretAsync(long id, HttpContext http, IdempotentWriter writer, WebhookSecrets secrets) =>
-        writer.PostAsync(http, new { id }, posting => WebhookEndpoints.RotateSecretAsync(posting, id, secrets), sealAnswer: true);
+    private static Task<OkAnswer<WebhookSecret>> RotateSecretAsync(long id, HttpContext http, IdempotentWriter writer, WebhookSecrets secrets) =>
+        writer.PostOkAsync(http, new { id }, posting => WebhookEndpoints.RotateSecretAsync(posting, id, secrets), sealAnswer: true);
 
-    private static Task<IResult> TestAsync(long id, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, new { id }, posting => WebhookEndpoints.QueueTestAsync(posting, id));
+    private static Task<AcceptedAnswer<WebhookDelivery>> TestAsync(long id, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAcceptedAsync(http, new { id }, posting => WebhookEndpoints.QueueTestAsync(posting, id));
 
     private static async Task<Ok<WebhookDeliveryPage>> DeliveriesAsync(long id, HttpContext http, LedgerDatabase db,
         [Description("Deliveries older than this one (the nextBefore of the previous page).")] string? before,
@@ -80,6 +80,6 @@ public static class WebhooksApi
         return TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.DeliveriesAsync(c, http.User.Caller().OrgId, id, beforeId, size, status), http.RequestAborted));
     }
 
-    private static Task<IResult> RedeliverAsync(long id, long deliveryId, HttpContext http, IdempotentWriter writer) =>
-        writer.PostAsync(http, new { id, deliveryId }, posting => WebhookEndpoints.RedeliverAsync(posting, id, deliveryId));
+    private static Task<AcceptedAnswer<WebhookDelivery>> RedeliverAsync(long id, long deliveryId, HttpContext http, IdempotentWriter writer) =>
+        writer.PostAcceptedAsync(http, new { id, deliveryId }, posting => WebhookEndpoints.RedeliverAsync(posting, id, deliveryId));
 }

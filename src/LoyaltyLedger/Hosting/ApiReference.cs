@@ -10,7 +10,7 @@ namespace LoyaltyLedger.Server.Hosting;
 
 /// <summary>
 /// Makes the OpenAPI document (<c>/openapi/v1.json</c>) say what the code does. Success statuses and
-/// schemas come from the handlers' typed results and <see cref="ApiContract.Writes{TResult}"/>;
+/// schemas come from the handlers' typed results (writes: <see cref="WriteAnswer"/>);
 /// refusals from each endpoint's declared statuses plus those that every call of its kind can get
 /// (credentials, role, rate limit, body, Idempotency-Key, a busy database); the security scheme
 /// from the authorization metadata; and the schemas of types with converters of their own (strings
@@ -51,13 +51,20 @@ public static class ApiReference
             // Money as the vendor's JSON numbers (200.0), exact decimal text.
             schema.Type = JsonSchemaType.Number | JsonSchemaType.Null;
             schema.Pattern = null;
-            schema.Format = null;
+            schema.Format = "decimal";
         }
         else if (Nullable.GetUnderlyingType(type) == typeof(Points))
         {
             // Optional points appear only in requests: a string or a number, or null for none.
             schema.Type = JsonSchemaType.String | JsonSchemaType.Number | JsonSchemaType.Null;
             schema.Pattern = PointsInputPattern;
+            schema.Format = "decimal";
+        }
+        else if (type == typeof(decimal) || Nullable.GetUnderlyingType(type) == typeof(decimal))
+        {
+            // Amounts are exact decimals (a bill's amount, the vault's values and balances): "decimal",
+            // so generated clients use a decimal type, never a binary floating point.
+            schema.Format = "decimal";
         }
         else if (converter is IsoTimeJsonConverter || context.JsonTypeInfo.Converter is IsoTimeJsonConverter
                  || type == typeof(DateTimeOffset) || Nullable.GetUnderlyingType(type) == typeof(DateTimeOffset))
@@ -241,6 +248,8 @@ public static class ApiReference
         {
             Type = JsonSchemaType.String | JsonSchemaType.Number,
             Pattern = PointsInputPattern,
+            // "decimal": a generated client holds points exactly (C#: decimal), never as a double.
+            Format = "decimal",
             Description = "A quantity of points with at most three decimals, as a JSON string (\"12.5\") or number (12.5).",
             Examples = [JsonValue.Create("100")],
         };

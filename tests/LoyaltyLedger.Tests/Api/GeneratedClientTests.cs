@@ -54,7 +54,7 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         var billNumber = "GEN-" + Guid.NewGuid().ToString("N")[..10];
         var posted = await client.AddTransactionAsync(null, new NewBill
         {
-            CustomerId = 98662653, BillNumber = billNumber, Amount = 200.00, StoreCode = "supermarketdemo", TillCode = "till.marketsuper", ProgramId = 626,
+            CustomerId = 98662653, BillNumber = billNumber, Amount = 200.00m, StoreCode = "supermarketdemo", TillCode = "till.marketsuper", ProgramId = 626,
         });
         posted.EventName.ShouldBe("TransactionAdd");
         posted.Entries.ShouldContain(e => e.Points == "20.000");

@@ -28,6 +28,7 @@ public sealed class ChartFrame
 
     public double X(double day) => Left + (day - FromDay) / (ToDay - FromDay) * PlotWidth;
 
+    // Points stay integer thousandths; only the pixel position they are drawn at is a double.
     public double Y(long value) => Top + (double)(Max - value) / (Max - Min) * PlotHeight;
 
     public IEnumerable<long> ValueTicks()

@@ -9421,7 +9421,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("points")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Points { get; set; } = default!;
+        public decimal Points { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("currency")]
         public string? Currency { get; set; } = default!;
@@ -10494,7 +10494,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("points")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Points { get; set; } = default!;
+        public decimal Points { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("currency")]
         public string? Currency { get; set; } = default!;
@@ -10525,7 +10525,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string BillNumber { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("amount")]
-        public double Amount { get; set; } = default!;
+        public decimal Amount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("storeCode")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
@@ -10535,7 +10535,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string? TillCode { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("grossAmount")]
-        public double? GrossAmount { get; set; } = default!;
+        public decimal? GrossAmount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("billDate")]
         public System.DateTimeOffset? BillDate { get; set; } = default!;
@@ -10607,7 +10607,7 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("earnRate")]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double? EarnRate { get; set; } = default!;
+        public decimal? EarnRate { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("expiry")]
         public ExpiryPolicy? Expiry { get; set; } = default!;
@@ -10822,7 +10822,7 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("earnRate")]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double? EarnRate { get; set; } = default!;
+        public decimal? EarnRate { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("allowNegativeBalance")]
         public bool AllowNegativeBalance { get; set; } = false;
@@ -10860,7 +10860,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("points")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Points { get; set; } = default!;
+        public decimal Points { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("customerId")]
         public long? CustomerId { get; set; } = default!;
@@ -10916,7 +10916,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string BillNumber { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("amount")]
-        public double Amount { get; set; } = default!;
+        public decimal Amount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("notes")]
         public string? Notes { get; set; } = default!;
@@ -10948,7 +10948,7 @@ namespace LoyaltyLedger.Tests.Api.Client
 
         [System.Text.Json.Serialization.JsonPropertyName("points")]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double? Points { get; set; } = default!;
+        public decimal? Points { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("notes")]
         public string? Notes { get; set; } = default!;
@@ -11033,7 +11033,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("points")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Points { get; set; } = default!;
+        public decimal Points { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("programId")]
         public long? ProgramId { get; set; } = default!;
@@ -11066,7 +11066,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("price")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Price { get; set; } = default!;
+        public decimal Price { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("voucherId")]
         public long? VoucherId { get; set; } = default!;
@@ -11188,10 +11188,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         public long BillId { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("returnedAmount")]
-        public double ReturnedAmount { get; set; } = default!;
+        public decimal ReturnedAmount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("totalReturned")]
-        public double TotalReturned { get; set; } = default!;
+        public decimal TotalReturned { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("entries")]
         [System.ComponentModel.DataAnnotations.Required]
@@ -11410,10 +11410,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string? Date { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("amount")]
-        public double? Amount { get; set; } = default!;
+        public decimal? Amount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("grossBillAmount")]
-        public double? GrossBillAmount { get; set; } = default!;
+        public decimal? GrossBillAmount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("source")]
         public string? Source { get; set; } = default!;
@@ -11563,7 +11563,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string Name { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("balance")]
-        public double Balance { get; set; } = default!;
+        public decimal Balance { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("expiryType")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
@@ -11625,7 +11625,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("value")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Value { get; set; } = default!;
+        public decimal Value { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("balanceExpiresAt")]
         public System.DateTimeOffset? BalanceExpiresAt { get; set; } = default!;
@@ -11656,7 +11656,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string DateTime { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("amount")]
-        public double Amount { get; set; } = default!;
+        public decimal Amount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("transactionType")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
@@ -11666,7 +11666,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string? ExpiresAt { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("balance")]
-        public double Balance { get; set; } = default!;
+        public decimal Balance { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("comment")]
         public string? Comment { get; set; } = default!;
@@ -11710,10 +11710,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string TransactionType { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("amount")]
-        public double Amount { get; set; } = default!;
+        public decimal Amount { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("balance")]
-        public double Balance { get; set; } = default!;
+        public decimal Balance { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("expiresAt")]
         public string? ExpiresAt { get; set; } = default!;
@@ -11773,7 +11773,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public long LoyaltyPointDefinitionId { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("balance")]
-        public double Balance { get; set; } = default!;
+        public decimal Balance { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("movements")]
         [System.ComponentModel.DataAnnotations.Required]
@@ -11806,7 +11806,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string Name { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("price")]
-        public double Price { get; set; } = default!;
+        public decimal Price { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("validDays")]
         public int? ValidDays { get; set; } = default!;
@@ -11832,7 +11832,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("value")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Value { get; set; } = default!;
+        public decimal Value { get; set; } = default!;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -11911,7 +11911,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         [System.Text.Json.Serialization.JsonPropertyName("value")]
         [System.ComponentModel.DataAnnotations.Required(AllowEmptyStrings = true)]
         [System.ComponentModel.DataAnnotations.RegularExpression(@"^-?\d+(\.\d{1,3})?$")]
-        public double Value { get; set; } = default!;
+        public decimal Value { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("comment")]
         public string? Comment { get; set; } = default!;
@@ -11943,13 +11943,13 @@ namespace LoyaltyLedger.Tests.Api.Client
         public long LoyaltyPointDefinitionId { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("value")]
-        public double Value { get; set; } = default!;
+        public decimal Value { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("fromBalance")]
-        public double FromBalance { get; set; } = default!;
+        public decimal FromBalance { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("toBalance")]
-        public double ToBalance { get; set; } = default!;
+        public decimal ToBalance { get; set; } = default!;
 
         private System.Collections.Generic.IDictionary<string, object>? _additionalProperties;
 
@@ -12075,7 +12075,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         public string Name { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("price")]
-        public double Price { get; set; } = default!;
+        public decimal Price { get; set; } = default!;
 
         [System.Text.Json.Serialization.JsonPropertyName("validDays")]
         public int? ValidDays { get; set; } = default!;
