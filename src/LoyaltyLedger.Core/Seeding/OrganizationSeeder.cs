@@ -31,6 +31,8 @@ public sealed record SeedOptions
     /// false writes from the generator's thread, which tests use to prove both paths load the same rows.
     /// </summary>
     public bool Pipelined { get; init; } = true;
+    /// <summary>Tiers to configure on the seeded program, with every owner's tier counted from its history; null seeds no tiers.</summary>
+    public SeedTiers? Tiers { get; init; }
 }
 
 public readonly record struct SeedProgress(long CustomersDone, long Customers, long Events, long Entries, long Rows, TimeSpan Elapsed)
@@ -53,10 +55,17 @@ public sealed record SeedResult(
     string HeaviestAccountNumber,
     string LightAccountNumber,
     long ProgramId,
-    TimeSpan Elapsed)
+    TimeSpan Elapsed,
+    SeededTierCounts? Tiers = null)
 {
     public double EntriesPerSecond => Elapsed.TotalSeconds > 0 ? Entries / Elapsed.TotalSeconds : 0;
 }
+
+/// <summary>
+/// The seeded owners' tiers: how many owners hold each tier, and how many have a period ended by
+/// <paramref name="AsOf"/>, the end of the history (what an evaluation as of that instant decides).
+/// </summary>
+public sealed record SeededTierCounts(long Owners, long Due, DateTimeOffset AsOf, IReadOnlyList<(string Tier, long Owners)> ByTier);
 
 /// <summary>
 /// Generates a synthetic organization at scale and bulk-loads its raw rows: customers with a
@@ -150,6 +159,7 @@ public static class OrganizationSeeder
         ("bill_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("store_id", BulkType.Bigint), ("till_id", BulkType.Bigint),
         ("bill_number", BulkType.Text), ("customer_id", BulkType.Bigint), ("amount", BulkType.Bigint), ("gross_amount", BulkType.Bigint),
         ("bill_date", BulkType.Bigint), ("source", BulkType.Text), ("event_id", BulkType.Bigint), ("created_at", BulkType.Bigint),
+        ("tier_metric", BulkType.Bigint), ("tier_period", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable OwnerEventCounts = new("owner_event_counts",
@@ -158,7 +168,15 @@ public static class OrganizationSeeder
         ("points_events", BulkType.Bigint), ("currency_events", BulkType.Bigint),
     ]);
 
-    private static readonly BulkTable[] AllTables = [Customers, Identifiers, Accounts, Groups, Members, Wallets, Events, Entries, Lots, Movements, Bills, OwnerEventCounts];
+    internal static readonly BulkTable OwnerTiers = new("owner_tiers",
+    [
+        ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint), ("program_id", BulkType.Bigint),
+        ("tier_name", BulkType.Text), ("tier_since", BulkType.Bigint), ("period_no", BulkType.Bigint), ("period_start", BulkType.Bigint),
+        ("period_end", BulkType.Bigint), ("metric_lifetime", BulkType.Bigint), ("metric_period", BulkType.Bigint), ("metric_next", BulkType.Bigint),
+        ("pinned", BulkType.Smallint), ("override_reason", BulkType.Text), ("updated_at", BulkType.Bigint),
+    ]);
+
+    private static readonly BulkTable[] AllTables = [Customers, Identifiers, Accounts, Groups, Members, Wallets, Events, Entries, Lots, Movements, Bills, OwnerEventCounts, OwnerTiers];
 
     /// <summary>
     /// The loaded tables in two groups of about the same size on disk (ledger entries are the largest
@@ -179,6 +197,7 @@ public static class OrganizationSeeder
         if (options.Customers < 1) throw new ArgumentException("--customers must be at least 1");
         if (options.Events < options.Customers) throw new ArgumentException("--events counts every registration, so it is at least --customers");
         if (options.Skew is < 0 or > 3) throw new ArgumentException("--skew is between 0 and 3");
+        if (options.Tiers is { DueShare: < 0 or > 1 }) throw new ArgumentException("the share of owners due is between 0 and 1");
         var clock = Stopwatch.StartNew();
         var until = options.Until;
         var from = until - History;
@@ -187,7 +206,7 @@ public static class OrganizationSeeder
         // small, and its rules (default program, id counters, codes) then hold by definition.
         var org = await Tenants.CreateOrganizationAsync(db, options.OrganizationName, TimeProvider.System, ct);
         var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, ct, options.KeyId, options.KeySecret, "seed admin key");
-        var (program, tills) = await db.WriteAsync(async (c, tx) =>
+        var (program, tills, tierPolicy) = await db.WriteAsync(async (c, tx) =>
         {
             var posting = new Posting(c, tx, db.Dialect, org.OrgId, from, "seed");
             var program = await ProgramCatalog.CreateAsync(posting, new NewProgram("Seed Rewards", Concept: "SEED", EarnRate: Points.FromWhole(1),
@@ -204,7 +223,10 @@ public static class OrganizationSeeder
                     tills.Add((store.StoreId, till.TillId));
                 }
             }
-            return (program, tills);
+            // Tiers are configured as PUT /v1/programs/{id}/tiers configures them, before any owner
+            // exists, so the seed counts what the stored policy says.
+            var tierPolicy = options.Tiers is { } seedTiers ? await ConfigureTiersAsync(posting, program, seedTiers.PolicyJson, ct) : null;
+            return (program, tills, tierPolicy);
         }, ct);
 
         var firstCustomer = await db.ReadAsync(c => c.ExecuteScalarAsync<long?>(
@@ -217,7 +239,8 @@ public static class OrganizationSeeder
             return 0;
         }, ct);
 
-        var generator = new Generator(org.OrgId, program, tills, options, from, until, next, firstCustomer + 1);
+        var tiers = tierPolicy is null ? null : new SeededTiers(tierPolicy, org.OrgId, program.ProgramId, until, options.Tiers!.DueShare, options.RandomSeed);
+        var generator = new Generator(org.OrgId, program, tills, options, from, until, next, firstCustomer + 1, tiers);
         var direct = db.Provider == DatabaseProvider.Postgres
             ? await BulkLoad.OpenPostgresAsync(db.OpenAsync, AllTables, ct)
             : await BulkLoad.OpenSqliteAsync(db.OpenAsync, AllTables, ct);
@@ -263,7 +286,18 @@ public static class OrganizationSeeder
         clock.Stop();
         return new SeedResult(org.OrgId, key, options.Customers, generator.EventCount, generator.EntryCount, generator.LotCount, generator.RowCount,
             generator.HeaviestCustomerId, generator.HeaviestEvents, generator.LightCustomerId, AccountNumber(generator.HeaviestCustomerId),
-            AccountNumber(generator.LightCustomerId), program.ProgramId, clock.Elapsed);
+            AccountNumber(generator.LightCustomerId), program.ProgramId, clock.Elapsed,
+            tiers is null ? null : new SeededTierCounts(tiers.Owners, tiers.Due, until, tiers.ByTier()));
+    }
+
+    /// <summary>
+    /// Stores the tier policy on the seeded program through the configuration's own path (its
+    /// validation included) and answers what the generator needs of it.
+    /// </summary>
+    private static Task<SeedTierPolicy> ConfigureTiersAsync(Posting posting, LoyaltyProgram program, string policyJson, CancellationToken ct)
+    {
+        _ = (posting, program, policyJson, ct);
+        throw new NotSupportedException("tiers land with migration 17");
     }
 
     /// <summary>The loyalty card number (vault account) of a seeded customer.</summary>
@@ -292,11 +326,13 @@ public static class OrganizationSeeder
     }
 
     private sealed class Generator(long orgId, LoyaltyProgram program, List<(long StoreId, long TillId)> tills, SeedOptions options,
-        DateTimeOffset from, DateTimeOffset until, Dictionary<string, long> next, long firstCustomerId)
+        DateTimeOffset from, DateTimeOffset until, Dictionary<string, long> next, long firstCustomerId, SeededTiers? tiers)
     {
         private readonly Random _random = new(options.RandomSeed);
         private readonly long _fromMs = from.ToUnixTimeMilliseconds();
         private readonly long _untilMs = until.ToUnixTimeMilliseconds();
+        /// <summary>The currency of each of a customer's wallets, in the order of its wallets.</summary>
+        private readonly long[] _currencyIds = [WalletKey.PlainPoints, .. program.Currencies.Select(c => c.CurrencyId)];
         private long _walletId = next["wallets"];
         private long _eventId = next["events"];
         private long _entryId = next["ledger_entries"];
@@ -359,6 +395,7 @@ public static class OrganizationSeeder
 
             WriteCustomer(customerId, joinedAt);
             _counts = default;
+            tiers?.Begin(joinedAt);
             // Registration: an OPENING_BALANCE line of zero per wallet, as CustomerDirectory.RegisterAsync posts.
             var registration = Event(customerId, EventNames.CustomerRegistration, joinedAt, null, null, null, null, null, null,
                 EventLineKinds.Points | (wallets.Length > 1 ? EventLineKinds.Currency : 0));
@@ -392,6 +429,7 @@ public static class OrganizationSeeder
             counts.Long(orgId); counts.Text("CUSTOMER"); counts.Long(customerId);
             counts.Long(_counts.Events); counts.Long(_counts.PointsEvents); counts.Long(_counts.CurrencyEvents);
             counts.End();
+            tiers?.Finish(_load[OwnerTiers.Name], "CUSTOMER", customerId, at);
         }
 
         private void WriteCustomer(long customerId, long joinedAt)
@@ -427,12 +465,20 @@ public static class OrganizationSeeder
             var (storeId, tillId) = tills[_random.Next(tills.Count)];
             var billId = _billId++;
             var earnings = wallets.Select(w => Postings.Earn(amount, new Points(w.EarnPerUnit)).Thousandths).ToArray();
+            long tierMetric = 0;
+            long? tierPeriod = null;
+            if (tiers is not null)
+            {
+                tierMetric = tiers.BillMetric(amount, _currencyIds, earnings);
+                tierPeriod = tiers.Count(at, tierMetric);
+            }
             var kinds = wallets.Select((w, i) => earnings[i] <= 0 ? 0 : w.CurrencyId == 0 ? EventLineKinds.Points : EventLineKinds.Currency).Aggregate(0, (a, b) => a | b);
             var eventId = Event(customerId, EventNames.TransactionAdd, at, null, storeId, tillId, billId, null, null, kinds);
             var bill = _bills;
             bill.Start();
             bill.Long(billId); bill.Long(orgId); bill.Long(storeId); bill.Long(tillId); bill.Text("B" + billId.ToString(CultureInfo.InvariantCulture));
             bill.Long(customerId); bill.Long(amount); bill.Long(amount); bill.Long(at); bill.Text("INSTORE"); bill.Long(eventId); bill.Long(at);
+            bill.Long(tierMetric); bill.Long(tierPeriod);
             bill.End();
             for (var i = 0; i < wallets.Length; i++)
             {
@@ -445,13 +491,17 @@ public static class OrganizationSeeder
             var pick = _random.Next(GenericNames.Length);
             var (name, details) = (GenericNames[pick], GenericDetails[pick]);
             var eventId = Event(customerId, EventNames.GenericEvent, at, name, null, null, null, details, null, EventLineKinds.Points);
-            Credit(eventId, customerId, points, (_random.Next(2) + 1) * 50_000, at);
+            var awarded = (_random.Next(2) + 1) * 50_000L;
+            Credit(eventId, customerId, points, awarded, at);
+            tiers?.Count(at, tiers.AwardMetric(awarded));
         }
 
         private void Allocate(long customerId, SeedWallet points, long at)
         {
             var eventId = Event(customerId, EventNames.BulkAllocatePoints, at, null, null, null, null, null, "seeded campaign", EventLineKinds.Points);
-            Credit(eventId, customerId, points, (25 + _random.Next(476)) * 1000L, at);
+            var awarded = (25 + _random.Next(476)) * 1000L;
+            Credit(eventId, customerId, points, awarded, at);
+            tiers?.Count(at, tiers.AwardMetric(awarded));
         }
 
         private void Redeem(long customerId, SeedWallet wallet, long at)

@@ -421,20 +421,45 @@ public static class Commands
     private static readonly Option<long> RandomSeedOption = Positive("--random-seed", "the generator's seed (same seed, same data)", 7);
     private static readonly Option<string?> SeedKeyIdOption = new("--key-id") { Description = "a fixed admin key id (with --key-secret)" };
     private static readonly Option<string?> SeedKeySecretOption = new("--key-secret") { Description = "its secret" };
+    private static readonly Option<FileInfo?> SeedTiersOption = new("--tiers")
+    {
+        Description = "a tier policy to configure on the seeded program first (a JSON file, the body of PUT /v1/programs/{id}/tiers); every owner's tier is then counted from its history",
+    };
+    private static readonly Option<double> SeedTiersDueOption = new("--tiers-due")
+    {
+        Description = "with --tiers: the share of owners whose period has ended by the end of the history, due at an evaluation as of that instant (0 to 1)",
+        DefaultValueFactory = _ => 0.5,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 1) return s;
+            result.AddError($"--tiers-due takes a number from 0 to 1, not '{text}'");
+            return 0;
+        },
+    };
 
     private static Command SeedCommand()
     {
         var seed = new Command("seed", "Bulk-loads a synthetic organization (no other writer may use the database meanwhile).")
         {
             CustomersOption, EventsOption, OrgNameOption, SkewOption, RandomSeedOption, SeedKeyIdOption, SeedKeySecretOption,
+            SeedTiersOption, SeedTiersDueOption,
         };
         seed.Validators.Add(result =>
         {
             if ((result.GetValue(SeedKeyIdOption) is null) != (result.GetValue(SeedKeySecretOption) is null))
                 result.AddError("--key-id and --key-secret go together");
+            if (result.GetResult(SeedTiersDueOption) is { Implicit: false } && result.GetValue(SeedTiersOption) is null)
+                result.AddError("--tiers-due goes with --tiers");
         });
         seed.SetAction(async (parsed, ct) =>
         {
+            SeedTiers? tiers = null;
+            if (parsed.GetValue(SeedTiersOption) is { } tiersFile)
+            {
+                if (!tiersFile.Exists) throw new UsageException($"--tiers: no file '{tiersFile.FullName}'");
+                tiers = new SeedTiers(await File.ReadAllTextAsync(tiersFile.FullName, ct), parsed.GetValue(SeedTiersDueOption));
+            }
             var options = new SeedOptions
             {
                 OrganizationName = parsed.GetRequiredValue(OrgNameOption),
@@ -444,6 +469,7 @@ public static class Commands
                 RandomSeed = (int)Math.Min(int.MaxValue, parsed.GetValue(RandomSeedOption)),
                 KeyId = parsed.GetValue(SeedKeyIdOption),
                 KeySecret = parsed.GetValue(SeedKeySecretOption),
+                Tiers = tiers,
             };
             await using var db = await OpenMigratedAsync(parsed, ct);
             if (await Tenants.FindOrganizationAsync(db, options.OrganizationName, ct) is not null)
@@ -455,6 +481,12 @@ public static class Commands
             Console.WriteLine($"  customers {result.Customers:N0}, events {result.Events:N0}, entries {result.Entries:N0}, lots {result.Lots:N0}, rows {result.Rows:N0}");
             Console.WriteLine($"  rate: {result.EntriesPerSecond:N0} entries/s, {result.Rows / Math.Max(0.001, result.Elapsed.TotalSeconds):N0} rows/s");
             Console.WriteLine($"  program {result.ProgramId}; heaviest customer {result.HeaviestCustomerId} ({result.HeaviestCustomerEvents:N0} events, account {result.HeaviestAccountNumber}); light customer {result.LightCustomerId} (account {result.LightAccountNumber})");
+            if (result.Tiers is { } seededTiers)
+            {
+                Console.WriteLine($"  tiers: {string.Join(", ", seededTiers.ByTier.Select(t => $"{t.Tier} {t.Owners:N0}"))}; " +
+                    $"{seededTiers.Due:N0} of {seededTiers.Owners:N0} owners due as of {IsoTime.Format(seededTiers.AsOf)}");
+                Console.WriteLine($"  evaluate them with: tiers evaluate --as-of {IsoTime.Format(seededTiers.AsOf)}");
+            }
             Console.WriteLine($"admin key: {result.Key.KeyId}");
             Console.WriteLine($"secret:    {result.Key.Secret}   (shown once; only its hash is stored)");
             return Success;
