@@ -5,23 +5,27 @@
 #      default: 1M customers / 20M events),
 #   3. starts the real server process against it and measures, at 8 and 32 clients, write
 #      throughput over HTTP (bills and balance-checked redemptions, each with an Idempotency-Key)
-#      and, on the same server in the same run, pgbench TPC-B; prints both and their ratio,
+#      and, on the same server in the same run, pgbench TPC-B; prints both and their ratio;
+#      then the same write mix on a second organization, seeded alike (same random seed, same
+#      history) but with tiers (bench/tier-policy.json: 3 tiers, multipliers 1, 1.5 and 2, upgrade
+#      bonuses; every owner's tier seeded), and its ratio to the writes without tiers,
 #   4. measures read latency (p50, p99 at 32 clients) of the points-ledger read and the vault history
 #      for a light and a heavy customer at page 0, 100 and 1000,
 #   5. repeats writes and reads on SQLite at a smaller scale,
 #   6. reports each server's peak memory (VmHWM), then stops everything and removes the data.
-# Usage: bench/run.sh [--quick] [--seconds N]
+# Usage: bench/run.sh [--quick] [--seconds N] [--no-tiers]   (--no-tiers: skip the tiered organization)
 # Environment: LEDGER_PG_PORT (default 55437), BENCH_HTTP_PORT (default 18437: below Linux's
 # ephemeral range, 32768-60999, where an outgoing connection can already hold the port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0; seconds=20
+quick=0; seconds=20; tiers=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --seconds) seconds="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--seconds N]" >&2; exit 2 ;;
+    --no-tiers) tiers=0 ;;
+    *) echo "usage: $0 [--quick] [--seconds N] [--no-tiers]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -35,6 +39,8 @@ export LEDGER_PG_PORT="${LEDGER_PG_PORT:-55437}"
 http_port="${BENCH_HTTP_PORT:-18437}"
 url="http://127.0.0.1:$http_port"
 key=bench-key; secret=bench-secret-0123
+tiers_key=bench-tiers-key   # the tiered organization's admin key (same secret)
+tier_policy=bench/tier-policy.json
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 app=src/LoyaltyLedger/bin/Release/net10.0/LoyaltyLedger.dll
 load=bench/LoyaltyLedger.Load/bin/Release/net10.0/LoyaltyLedger.Load.dll
@@ -85,17 +91,39 @@ seed() { # args: customers events storage options...
   last_customer=$customers
 }
 
-writes() { # args: clients
+seed_tiers() { # args: customers events storage options...
+  # The same customers and history as seed() (the same random seed), in an organization of its own
+  # whose program has the tiers of $tier_policy, every owner's tier counted from its history; no
+  # period is due (an evaluation is up to date), as on a service whose lifecycle runs every day.
+  local customers="$1" events="$2"; shift 2
+  dotnet "$app" seed --customers "$customers" --events "$events" --org-name "bench-tiers" --key-id "$tiers_key" --key-secret "$secret" \
+    --tiers "$tier_policy" --tiers-due 0 "$@" | tee "$work/seed-tiers.log" | tr '\r' '\n' | grep -v '^\[' | grep -E 'seeded in|tiers:' || true
+  tiers_program=$(sed -nE 's/.*program ([0-9]+);.*/\1/p' "$work/seed-tiers.log")
+}
+
+configure_tiers() {
+  # The policy through the API as well: the same document, so the answer is 200 and nothing changes.
+  local status
+  status=$(curl -s -o "$work/tiers.json" -w '%{http_code}' -u "$tiers_key:$secret" -X PUT "$url/v1/programs/$tiers_program/tiers" \
+    -H 'Content-Type: application/json' --data-binary @"$tier_policy")
+  if [ "$status" != 200 ]; then echo "PUT /v1/programs/$tiers_program/tiers answered $status: $(cat "$work/tiers.json")" >&2; exit 1; fi
+  echo "   tiers on program $tiers_program of bench-tiers: $(tr -d ' \n' <"$work/tiers.json" | cut -c1-400)"
+}
+
+writes() { # args: clients [key]
   # Writers use the lighter half of the customers, so concurrent postings rarely share a wallet.
   # The server's own CPU per request is printed too: on a shared machine it moves far less than
   # throughput does.
   local before out n
   before=$(cpu_ms)
-  out=$(dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients "$1" --seconds "$seconds" \
+  out=$(dotnet "$load" write --url "$url" --key "${2:-$key}" --secret "$secret" --clients "$1" --seconds "$seconds" \
     --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true)
   n=$(echo "$out" | sed -nE 's/.* committed=([0-9]+) refused=([0-9]+).*/\1 \2/p' | awk '{print $1 + $2}')
   echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')"
 }
+
+tps_of() { echo "$1" | sed -nE 's/.* tps=([0-9.]+).*/\1/p'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 warm_up() {
   # Unmeasured: the server's first seconds are spent compiling (tiered JIT, then profile-guided
@@ -103,6 +131,10 @@ warm_up() {
   # path measured below is already compiled.
   dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 8 --seconds 10 \
     --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+  if [ "$tiers" = 1 ]; then
+    dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 8 --seconds 5 \
+      --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+  fi
   for path in "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$light&source=INSTORE&limit=10&offset=0" \
               "/api/v1.0/LoyaltyVault/Account/$light_account/LoyaltyPrograms/$program/History?limit=10&offset=0"; do
     dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 8 --requests 2000 --path "$path" >/dev/null 2>&1 || true
@@ -131,18 +163,25 @@ echo "== PostgreSQL: seeding $pg_customers customers, $pg_events events"
 pg="$(scripts/postgres.sh start)"
 "$PGBIN/psql" -q -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres -c "SHOW fsync" -c "SHOW synchronous_commit" -At | paste -sd' ' | sed 's/^/   fsync, synchronous_commit: /'
 seed "$pg_customers" "$pg_events" --postgres "$pg"
+[ "$tiers" = 1 ] && seed_tiers "$pg_customers" "$pg_events" --postgres "$pg"
 "$PGBIN/createdb" -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench
 "$PGBIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench >/dev/null 2>&1
 start_server --postgres "$pg"
+[ "$tiers" = 1 ] && configure_tiers
 warm_up
-echo "== PostgreSQL writes ($seconds s per run; pgbench TPC-B scale 10 on the same server)"
+echo "== PostgreSQL writes ($seconds s per run; pgbench TPC-B scale 10 on the same server$([ "$tiers" = 1 ] && echo "; then the tiered organization"))"
 for clients in 8 32; do
   ours=$(writes "$clients")
   bench=$("$PGBIN/pgbench" -c "$clients" -j 2 -T "$seconds" -n -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench 2>/dev/null \
     | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -n 1)
-  ledger_tps=$(echo "$ours" | sed -nE 's/.* tps=([0-9.]+).*/\1/p')
+  ledger_tps=$(tps_of "$ours")
   echo "   $clients clients: ledger $ours"
-  echo "   $clients clients: pgbench tps=$bench   ratio ledger/pgbench = $(awk -v a="$ledger_tps" -v b="$bench" 'BEGIN {printf "%.2f", a / b}')"
+  echo "   $clients clients: pgbench tps=$bench   ratio ledger/pgbench = $(ratio "$ledger_tps" "$bench")"
+  if [ "$tiers" = 1 ]; then
+    tiered=$(writes "$clients" "$tiers_key")
+    echo "   $clients clients: ledger with tiers $tiered"
+    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$ledger_tps")   with tiers/pgbench = $(ratio "$(tps_of "$tiered")" "$bench")"
+  fi
 done
 echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10)"
 reads
@@ -151,10 +190,20 @@ scripts/postgres.sh stop
 
 echo "== SQLite: seeding $lite_customers customers, $lite_events events"
 seed "$lite_customers" "$lite_events" --data-dir "$work/sqlite"
+[ "$tiers" = 1 ] && seed_tiers "$lite_customers" "$lite_events" --data-dir "$work/sqlite"
 start_server --data-dir "$work/sqlite"
+[ "$tiers" = 1 ] && configure_tiers
 warm_up
-echo "== SQLite writes ($seconds s per run)"
-for clients in 8 32; do echo "   $clients clients: ledger $(writes "$clients")"; done
+echo "== SQLite writes ($seconds s per run$([ "$tiers" = 1 ] && echo "; then the tiered organization"))"
+for clients in 8 32; do
+  ours=$(writes "$clients")
+  echo "   $clients clients: ledger $ours"
+  if [ "$tiers" = 1 ]; then
+    tiered=$(writes "$clients" "$tiers_key")
+    echo "   $clients clients: ledger with tiers $tiered"
+    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$(tps_of "$ours")")"
+  fi
+done
 echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
 reads
 stop_server
