@@ -36,6 +36,7 @@ public sealed class LoyaltyProgram
     public TierPolicy? Tiers { get; init; }
 
     /// <summary>The alternate currency a CURRENCY tier metric counts, or null.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public AlternateCurrency? TierMetricCurrency =>
         Tiers?.Metric is { Kind: TierMetric.CurrencyUnits, Currency: { } name } ? Currency(name) : null;
 
