@@ -7,6 +7,7 @@ using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
+using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Seeding;
 
@@ -198,6 +199,8 @@ public static class OrganizationSeeder
         if (options.Events < options.Customers) throw new ArgumentException("--events counts every registration, so it is at least --customers");
         if (options.Skew is < 0 or > 3) throw new ArgumentException("--skew is between 0 and 3");
         if (options.Tiers is { DueShare: < 0 or > 1 }) throw new ArgumentException("the share of owners due is between 0 and 1");
+        // A policy the configuration would refuse is refused before the organization is created.
+        options.Tiers?.Policy.Validate();
         var clock = Stopwatch.StartNew();
         var until = options.Until;
         var from = until - History;
@@ -206,7 +209,7 @@ public static class OrganizationSeeder
         // small, and its rules (default program, id counters, codes) then hold by definition.
         var org = await Tenants.CreateOrganizationAsync(db, options.OrganizationName, TimeProvider.System, ct);
         var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, ct, options.KeyId, options.KeySecret, "seed admin key");
-        var (program, tills, tierPolicy) = await db.WriteAsync(async (c, tx) =>
+        var (program, tills) = await db.WriteAsync(async (c, tx) =>
         {
             var posting = new Posting(c, tx, db.Dialect, org.OrgId, from, "seed");
             var program = await ProgramCatalog.CreateAsync(posting, new NewProgram("Seed Rewards", Concept: "SEED", EarnRate: Points.FromWhole(1),
@@ -225,8 +228,8 @@ public static class OrganizationSeeder
             }
             // Tiers are configured as PUT /v1/programs/{id}/tiers configures them, before any owner
             // exists, so the seed counts what the stored policy says.
-            var tierPolicy = options.Tiers is { } seedTiers ? await ConfigureTiersAsync(posting, program, seedTiers.PolicyJson, ct) : null;
-            return (program, tills, tierPolicy);
+            if (options.Tiers is { } seedTiers) program = await ConfigureTiersAsync(posting, program, seedTiers.Policy);
+            return (program, tills);
         }, ct);
 
         var firstCustomer = await db.ReadAsync(c => c.ExecuteScalarAsync<long?>(
@@ -239,7 +242,7 @@ public static class OrganizationSeeder
             return 0;
         }, ct);
 
-        var tiers = tierPolicy is null ? null : new SeededTiers(tierPolicy, org.OrgId, program.ProgramId, until, options.Tiers!.DueShare, options.RandomSeed);
+        var tiers = options.Tiers is { } wanted ? new SeededTiers(program, org.OrgId, until, wanted.DueShare, options.RandomSeed) : null;
         var generator = new Generator(org.OrgId, program, tills, options, from, until, next, firstCustomer + 1, tiers);
         var direct = db.Provider == DatabaseProvider.Postgres
             ? await BulkLoad.OpenPostgresAsync(db.OpenAsync, AllTables, ct)
@@ -292,12 +295,12 @@ public static class OrganizationSeeder
 
     /// <summary>
     /// Stores the tier policy on the seeded program through the configuration's own path (its
-    /// validation included) and answers what the generator needs of it.
+    /// validation included) and answers the program as postings read it, with its tiers.
     /// </summary>
-    private static Task<SeedTierPolicy> ConfigureTiersAsync(Posting posting, LoyaltyProgram program, string policyJson, CancellationToken ct)
+    private static async Task<LoyaltyProgram> ConfigureTiersAsync(Posting posting, LoyaltyProgram program, TierPolicy policy)
     {
-        _ = (posting, program, policyJson, ct);
-        throw new NotSupportedException("tiers land with migration 17");
+        await TierCatalog.SetAsync(posting, program.ProgramId, policy);
+        return await ProgramCatalog.ResolveAsync(posting, program.ProgramId, fresh: true);
     }
 
     /// <summary>The loyalty card number (vault account) of a seeded customer.</summary>
@@ -331,8 +334,6 @@ public static class OrganizationSeeder
         private readonly Random _random = new(options.RandomSeed);
         private readonly long _fromMs = from.ToUnixTimeMilliseconds();
         private readonly long _untilMs = until.ToUnixTimeMilliseconds();
-        /// <summary>The currency of each of a customer's wallets, in the order of its wallets.</summary>
-        private readonly long[] _currencyIds = [WalletKey.PlainPoints, .. program.Currencies.Select(c => c.CurrencyId)];
         private long _walletId = next["wallets"];
         private long _eventId = next["events"];
         private long _entryId = next["ledger_entries"];
@@ -469,7 +470,7 @@ public static class OrganizationSeeder
             long? tierPeriod = null;
             if (tiers is not null)
             {
-                tierMetric = tiers.BillMetric(amount, _currencyIds, earnings);
+                tierMetric = tiers.BillMetric(amount, earnings);
                 tierPeriod = tiers.Count(at, tierMetric);
             }
             var kinds = wallets.Select((w, i) => earnings[i] <= 0 ? 0 : w.CurrencyId == 0 ? EventLineKinds.Points : EventLineKinds.Currency).Aggregate(0, (a, b) => a | b);

@@ -2,10 +2,12 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net.Sockets;
+using System.Text.Json;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Exports;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Programs;
 using LoyaltyLedger.Seeding;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
@@ -458,7 +460,10 @@ public static class Commands
             if (parsed.GetValue(SeedTiersOption) is { } tiersFile)
             {
                 if (!tiersFile.Exists) throw new UsageException($"--tiers: no file '{tiersFile.FullName}'");
-                tiers = new SeedTiers(await File.ReadAllTextAsync(tiersFile.FullName, ct), parsed.GetValue(SeedTiersDueOption));
+                TierPolicy policy;
+                try { policy = TierPolicy.FromJson(await File.ReadAllTextAsync(tiersFile.FullName, ct)); }
+                catch (JsonException ex) { throw new UsageException($"--tiers: '{tiersFile.Name}' is not a tier policy ({ex.Message})"); }
+                tiers = new SeedTiers(policy, parsed.GetValue(SeedTiersDueOption));
             }
             var options = new SeedOptions
             {
