@@ -92,6 +92,8 @@ public static class OrganizationSeeder
     private static readonly string[] GenericDetails = GenericNames
         .Select(name => JsonSerializer.Serialize(new Dictionary<string, string> { ["eventDisplayName"] = name, ["displayName"] = name })).ToArray();
     private static readonly TimeSpan History = TimeSpan.FromDays(730);
+    /// <summary>The seeded program's alternate currencies.</summary>
+    private static readonly NewCurrency[] SeedCurrencies = [new("Miles", new Points(500)), new("Stars", new Points(100))];
 
     internal static readonly BulkTable Customers = new("customers",
     [
@@ -200,7 +202,14 @@ public static class OrganizationSeeder
         if (options.Skew is < 0 or > 3) throw new ArgumentException("--skew is between 0 and 3");
         if (options.Tiers is { DueShare: < 0 or > 1 }) throw new ArgumentException("the share of owners due is between 0 and 1");
         // A policy the configuration would refuse is refused before the organization is created.
-        options.Tiers?.Policy.Validate();
+        if (options.Tiers is { Policy: var policy })
+        {
+            policy.Validate();
+            if (policy.Metric is { Kind: TierMetric.CurrencyUnits, Currency: { } counted }
+                && !SeedCurrencies.Any(c => string.Equals(c.Name, counted.Trim(), StringComparison.OrdinalIgnoreCase)))
+                throw new LedgerException("currency_not_found",
+                    $"The seeded program has no alternate currency '{counted}' to count (it has {string.Join(" and ", SeedCurrencies.Select(c => c.Name))}).", 404);
+        }
         var clock = Stopwatch.StartNew();
         var until = options.Until;
         var from = until - History;
@@ -214,7 +223,7 @@ public static class OrganizationSeeder
             var posting = new Posting(c, tx, db.Dialect, org.OrgId, from, "seed");
             var program = await ProgramCatalog.CreateAsync(posting, new NewProgram("Seed Rewards", Concept: "SEED", EarnRate: Points.FromWhole(1),
                 Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 36 }, IsDefault: true,
-                Currencies: [new NewCurrency("Miles", new Points(500)), new NewCurrency("Stars", new Points(100))]));
+                Currencies: SeedCurrencies));
             var tills = new List<(long StoreId, long TillId)>();
             for (var s = 1; s <= options.Stores; s++)
             {
