@@ -123,6 +123,7 @@ writes() { # args: clients [key]
 }
 
 tps_of() { echo "$1" | sed -nE 's/.* tps=([0-9.]+).*/\1/p'; }
+cpu_of() { echo "$1" | sed -nE 's/.* server_cpu_ms_per_request=([0-9.]+).*/\1/p'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 warm_up() {
@@ -180,7 +181,7 @@ for clients in 8 32; do
   if [ "$tiers" = 1 ]; then
     tiered=$(writes "$clients" "$tiers_key")
     echo "   $clients clients: ledger with tiers $tiered"
-    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$ledger_tps")   with tiers/pgbench = $(ratio "$(tps_of "$tiered")" "$bench")"
+    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$ledger_tps")   with tiers/pgbench = $(ratio "$(tps_of "$tiered")" "$bench")   server CPU per request with tiers/without = $(ratio "$(cpu_of "$tiered")" "$(cpu_of "$ours")")"
   fi
 done
 echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10)"
@@ -201,7 +202,7 @@ for clients in 8 32; do
   if [ "$tiers" = 1 ]; then
     tiered=$(writes "$clients" "$tiers_key")
     echo "   $clients clients: ledger with tiers $tiered"
-    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$(tps_of "$ours")")"
+    echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$(tps_of "$ours")")   server CPU per request with tiers/without = $(ratio "$(cpu_of "$tiered")" "$(cpu_of "$ours")")"
   fi
 done
 echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
