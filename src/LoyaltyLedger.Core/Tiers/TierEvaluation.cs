@@ -24,14 +24,21 @@ public sealed record TierEvaluationResult(long? RunId, DateTimeOffset AsOf, int 
 /// asOf in turn (keep the tier if the metric reaches its renewal threshold, else move by the
 /// downgrade rule), the next period starting where the last one ended and counting what was earned
 /// since. A chunk takes no wallet lock, so it cannot deadlock with postings (which lock wallets,
-/// then the tier row). An owner whose new period already supports a higher tier is upgraded
-/// afterwards in a posting of its own, which locks the bonus wallet first, like any posting.</para>
+/// then the tier row). Owners whose new period already supports a higher tier are upgraded
+/// afterwards, <see cref="UpgradesPerTransaction"/> to a posting, which locks their bonus wallets
+/// first and then their tier rows, like any posting.</para>
 /// <para>Running it twice changes nothing: the first moved every evaluated period end past asOf.</para>
 /// </remarks>
 public static class TierEvaluation
 {
     /// <summary>Owners decided per transaction: short transactions, few round trips.</summary>
     public const int OwnersPerTransaction = 1000;
+
+    /// <summary>
+    /// Upgrades applied per transaction after the decisions: one commit (and, on PostgreSQL, one
+    /// flush to disk) for many owners rather than one each, which was most of a large run's time.
+    /// </summary>
+    public const int UpgradesPerTransaction = 100;
 
     private sealed class DueRow
     {
@@ -124,20 +131,27 @@ public static class TierEvaluation
                     toUpgrade.AddRange(chunk.Upgrades);
                 }
 
-                foreach (var (ownerType, ownerId) in toUpgrade)
+                foreach (var owners in toUpgrade.Chunk(UpgradesPerTransaction))
                 {
-                    var upgradedOne = await db.WriteAsync(async (c, tx) =>
+                    upgraded += await db.WriteAsync(async (c, tx) =>
                     {
                         var posting = new Posting(c, tx, db.Dialect, org, now, postedBy);
                         var fresh = await ProgramCatalog.ResolveAsync(posting, program.ProgramId, fresh: true);
-                        if (TierAccrual.BonusWallet(fresh, ownerType, ownerId) is { } bonusWallet) await posting.LockWalletsAsync([bonusWallet]);
-                        // Counting nothing reads the owner's row under its lock, as a posting would.
-                        var standing = await TierAccrual.CountAsync(posting, fresh, ownerType, ownerId, Points.Zero);
-                        if (standing is not { Crossed: true }) return false;
-                        await TierAccrual.UpgradeAsync(posting, standing, causedByEventId: null, runId);
-                        return true;
+                        // Every bonus wallet of the group first, in one statement (in key order), and only
+                        // then the tier rows: wallets before tier rows, as every posting takes them.
+                        var bonusWallets = owners.Select(o => TierAccrual.BonusWallet(fresh, o.Type, o.Id)).Where(k => k is not null).Select(k => k!.Value).ToList();
+                        if (bonusWallets.Count > 0) await posting.LockWalletsAsync(bonusWallets);
+                        var done = 0;
+                        foreach (var (ownerType, ownerId) in owners)
+                        {
+                            // Counting nothing reads the owner's row under its lock, as a posting would.
+                            var standing = await TierAccrual.CountAsync(posting, fresh, ownerType, ownerId, Points.Zero);
+                            if (standing is not { Crossed: true }) continue;
+                            await TierAccrual.UpgradeAsync(posting, standing, causedByEventId: null, runId);
+                            done++;
+                        }
+                        return done;
                     }, ct);
-                    if (upgradedOne) upgraded++;
                 }
             }
             lastRun = runId ?? lastRun;
