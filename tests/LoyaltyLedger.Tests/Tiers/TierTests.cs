@@ -144,6 +144,10 @@ public abstract class TierTests(DatabaseFixture db)
 
         var crossing = await t.BillAsync(shop, c, "B-1", 150m);
         EntryTiers(crossing).ShouldBe(["Silver", "Silver", "Silver"]);
+        var upgrade = crossing.GetProperty("tierUpgrade");
+        upgrade.GetProperty("fromTier").GetString().ShouldBe("Silver");
+        upgrade.GetProperty("toTier").GetString().ShouldBe("Gold");
+        upgrade.GetProperty("bonusEntries").EnumerateArray().Select(e => $"{e.GetProperty("points").GetString()} @{Str(e, "tier")}").ShouldBe(["10.000 @Gold"]);
         var tier = await TierAsync(t, c, shop.ProgramId);
         tier.GetProperty("tier").GetString().ShouldBe("Gold");
         tier.GetProperty("multiplier").GetString().ShouldBe("1.500");
@@ -158,6 +162,7 @@ public abstract class TierTests(DatabaseFixture db)
 
         var next = await t.BillAsync(shop, c, "B-2", 10.009m);
         EntryTiers(next).ShouldBe(["Gold", "Gold", "Gold"]);
+        Str(next, "tierUpgrade").ShouldBeNull();
 
         (await LinesAsync(t, c)).ShouldBe([
             "TransactionAdd CREDIT 15.000 @Silver",
@@ -556,6 +561,23 @@ public abstract class TierTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task on_a_lifetime_metric_too_a_posting_after_the_period_ended_upgrades_nobody_until_the_evaluation()
+    {
+        var (t, shop, c) = await SetUpAsync(Policy(window: "LIFETIME"));
+        await t.AwardAsync(c, "150", "Tier-points");
+        Clock.Set(PeriodEnd.AddDays(10));
+        await t.AwardAsync(c, "200", "Tier-points");   // 350 in all: past Platinum, but the ended period awaits its evaluation
+
+        (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Gold");
+        (await EventCountAsync(t, "TierUpgradeBonus")).ShouldBe(1);
+        var run = await EvaluateAsync(t, PeriodEnd.AddDays(10));
+        Counts(run).ShouldBe("1/1/0/1");
+        (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Platinum");
+        (await HistoryLinesAsync(t, c, shop.ProgramId)).ShouldBe([
+            "UPGRADE Silver->Gold 150.000", "RENEWAL Gold->Gold 350.000", "UPGRADE Gold->Platinum 350.000"]);
+    }
+
+    [Fact]
     public async Task the_evaluation_refuses_an_instant_in_the_future_and_a_key_that_is_not_admin()
     {
         var (t, _, _) = await SetUpAsync();
@@ -714,7 +736,7 @@ public abstract class TierTests(DatabaseFixture db)
         })
         {
             using var refused = await t.PostAsync(path, body);
-            ((int)refused.StatusCode).ShouldBe(400, await refused.Content.ReadAsStringAsync());
+            await Tenant.ShouldFailAsync(refused, 400, "invalid_request");
         }
         using (var unknown = await t.PostAsync(path, new { programId = shop.ProgramId, tier = "Bronze", reason = "typo", pinned = false }))
             await Tenant.ShouldFailAsync(unknown, 404, "tier_not_found");
@@ -758,17 +780,27 @@ public abstract class TierTests(DatabaseFixture db)
         tier.GetProperty("overrideReason").GetString().ShouldBe("Compensation for a lost order");
         var renewalDate = Instant(tier.GetProperty("renewal"), "date");
 
+        // Past the evaluation date and evaluated twice: the pinned tier stays, with no history.
         Clock.Set(renewalDate.AddDays(1));
-        Counts(await EvaluateAsync(t, renewalDate)).ShouldBe("0/0/0/0");
+        foreach (var run in new[] { await EvaluateAsync(t, renewalDate), await EvaluateAsync(t) })
+        {
+            run.GetProperty("renewed").GetInt32().ShouldBe(0);
+            run.GetProperty("downgraded").GetInt32().ShouldBe(0);
+            run.GetProperty("upgraded").GetInt32().ShouldBe(0);
+        }
         (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Gold");
         (await HistoryLinesAsync(t, c, shop.ProgramId)).ShouldBe(["OVERRIDE Silver->Gold 10.000"]);
 
+        // Unpinned: the next evaluation date decides by the rules (nothing earned since: down one).
         await OverrideAsync(t, c, shop.ProgramId, "Gold", "Back to the rules", pinned: false);
-        (await TierAsync(t, c, shop.ProgramId)).GetProperty("pinned").GetBoolean().ShouldBeFalse();
-        Counts(await EvaluateAsync(t, renewalDate)).ShouldBe("1/0/1/0");
+        tier = await TierAsync(t, c, shop.ProgramId);
+        tier.GetProperty("pinned").GetBoolean().ShouldBeFalse();
+        var next = Instant(tier.GetProperty("renewal"), "date");
+        Clock.Set(next.AddDays(1));
+        Counts(await EvaluateAsync(t, next)).ShouldBe("1/0/1/0");
         (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Silver");
-        (await HistoryLinesAsync(t, c, shop.ProgramId)).ShouldBe([
-            "OVERRIDE Silver->Gold 10.000", "OVERRIDE Gold->Gold 10.000", "DOWNGRADE Gold->Silver 10.000"]);
+        (await HistoryAsync(t, c, shop.ProgramId)).Select(h => $"{h.GetProperty("cause").GetString()} {Str(h, "fromTier")}->{h.GetProperty("toTier").GetString()}")
+            .ShouldBe(["OVERRIDE Silver->Gold", "OVERRIDE Gold->Gold", "DOWNGRADE Gold->Silver"]);
     }
 
     [Fact]
@@ -845,7 +877,7 @@ public abstract class TierTests(DatabaseFixture db)
             foreach (var name in new[] { "fromTier", "toTier", "cause", "eventId", "runId", "reason", "metric" })
                 Str(data, name).ShouldBe(Str(row, name), $"{context}: {name}");
             Instant(data, "changedAt").ShouldBe(Instant(row, "changedAt"), $"{context}: changedAt");
-            Str(data, "renewalDate").ShouldNotBeNull(context);
+            Instant(data, "renewalDate").ShouldBe(Instant(row, "renewalDate"), $"{context}: renewalDate");
         }
         Str(history[0], "eventId").ShouldNotBeNull();
         Str(history[1], "reason").ShouldBe("VIP launch");
