@@ -119,7 +119,10 @@ public sealed class Wallet
 
     /// <summary>The wallet's qualifying-activity clock (Unix ms), as read when it was locked and kept by the posting.</summary>
     public long? LastActivityAt { get; set; }
+
+    /// <summary>The tier the owner holds in the wallet's program (null when the program has no tiers), recorded on every line.</summary>
+    public string? Tier { get; set; }
 }
 
 /// <summary>A ledger line as posted.</summary>
-public sealed record PostedEntry(long EntryId, long WalletId, WalletKey Key, EntryType Type, Points Points, Points BalanceAfter, long? ExpiresAt);
+public sealed record PostedEntry(long EntryId, long WalletId, WalletKey Key, EntryType Type, Points Points, Points BalanceAfter, long? ExpiresAt, string? Tier = null);

@@ -29,6 +29,7 @@ public sealed class Posting
     private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
     private readonly Dictionary<long, (OwnerType Type, long Id)> _eventOwners = [];
     private readonly PostingAnnouncements _announcements = new();
+    private readonly Dictionary<(OwnerType Type, long Id, long ProgramId), string?> _tiers = [];
 
     public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
     {
@@ -118,7 +119,11 @@ public sealed class Posting
             DO UPDATE SET updated_at = wallets.updated_at
             RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category,
                 CASE WHEN currency_id = 0 THEN NULL
-                    ELSE (SELECT c.name FROM currencies c WHERE c.org_id = wallets.org_id AND c.currency_id = wallets.currency_id) END
+                    ELSE (SELECT c.name FROM currencies c WHERE c.org_id = wallets.org_id AND c.currency_id = wallets.currency_id) END,
+                COALESCE(
+                    (SELECT t.tier_name FROM owner_tiers t WHERE t.org_id = wallets.org_id AND t.owner_type = wallets.owner_type
+                        AND t.owner_id = wallets.owner_id AND t.program_id = wallets.program_id),
+                    (SELECT tp.base_tier FROM tier_policies tp WHERE tp.org_id = wallets.org_id AND tp.program_id = wallets.program_id))
             """,
             args);
         var rows = (await batch.RunAsync()).Rows(locked);
@@ -133,10 +138,23 @@ public sealed class Posting
                 Balance = new Points(AsLong(row[1])),
                 LastActivityAt = row[2] is null ? null : AsLong(row[2]),
                 CurrencyName = (string?)row[8],
+                Tier = _tiers.TryGetValue((key.OwnerType, key.OwnerId, key.ProgramId), out var known) ? known : (string?)row[9],
             };
         }
         if (toLock.Any(k => !_locked.ContainsKey(k)))
             throw new InvalidOperationException($"Locking {toLock.Count} wallets returned {rows.Count} rows that do not match them.");
+    }
+
+    /// <summary>
+    /// Sets the tier an owner holds in a program for the lines this posting writes from now on (the
+    /// tier engine, once it has read the tier under its lock, or changed it). Without it, a line
+    /// records the tier read when its wallet was locked.
+    /// </summary>
+    public void SetTier(OwnerType ownerType, long ownerId, long programId, string? tier)
+    {
+        _tiers[(ownerType, ownerId, programId)] = tier;
+        foreach (var wallet in _locked.Values.Where(w => w.Key.OwnerType == ownerType && w.Key.OwnerId == ownerId && w.Key.ProgramId == programId))
+            wallet.Tier = tier;
     }
 
     private static long AsLong(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
@@ -259,9 +277,9 @@ public sealed class Posting
         return batch.Query(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
-                category, entry_type, points, balance_after, created_at)
+                category, entry_type, points, balance_after, created_at, tier)
             VALUES (@org, @eventId, @walletId, @ownerType, @ownerId, @programId, @currencyId,
-                @category, @entryType, @points, @balanceAfter, @now)
+                @category, @entryType, @points, @balanceAfter, @now, @tier)
             RETURNING entry_id
             """,
             new
@@ -269,7 +287,7 @@ public sealed class Posting
                 org = OrgId, eventId, walletId = wallet.WalletId, ownerType = wallet.Key.OwnerType.ToWire(),
                 ownerId = wallet.Key.OwnerId, programId = wallet.Key.ProgramId, currencyId = wallet.Key.CurrencyId,
                 category = wallet.Key.Category.ToWire(), entryType = type.ToWire(), points = points.Thousandths,
-                balanceAfter = wallet.Balance.Thousandths, now = NowMs,
+                balanceAfter = wallet.Balance.Thousandths, now = NowMs, tier = wallet.Tier,
             });
     }
 
@@ -302,7 +320,7 @@ public sealed class Posting
     {
         var wallet = Locked(key);
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.OpeningBalance, Points.Zero);
-        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.OpeningBalance, Points.Zero, wallet.Balance, null);
+        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.OpeningBalance, Points.Zero, wallet.Balance, null, wallet.Tier);
     }
 
     /// <summary>
@@ -333,7 +351,7 @@ public sealed class Posting
             var batch = Batch();
             var inserted = AddPlainCredit(batch, eventId, wallet, points, expiresAt);
             var entryId = (await batch.RunAsync()).SingleLong(inserted);
-            return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
+            return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt, wallet.Tier);
         }
 
         var creditEntryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
@@ -376,7 +394,7 @@ public sealed class Posting
 
         AddSaveCreditedBalance(writes, wallet);
         await writes.RunAsync();
-        return new PostedEntry(creditEntryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt);
+        return new PostedEntry(creditEntryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, expiresAt, wallet.Tier);
     }
 
     /// <summary>
@@ -427,7 +445,7 @@ public sealed class Posting
         }
         andThen?.Invoke(batch);
         var results = await batch.RunAsync();
-        return pending.Select(p => new PostedEntry(results.SingleLong(p.Inserted), p.Wallet.WalletId, p.Key, EntryType.Credit, p.Points, p.BalanceAfter, p.ExpiresAt)).ToList();
+        return pending.Select(p => new PostedEntry(results.SingleLong(p.Inserted), p.Wallet.WalletId, p.Key, EntryType.Credit, p.Points, p.BalanceAfter, p.ExpiresAt, p.Wallet.Tier)).ToList();
     }
 
     /// <summary>
@@ -463,7 +481,7 @@ public sealed class Posting
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
         AddSaveBalance(writes, wallet);
         await writes.RunAsync();
-        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null, wallet.Tier), consumed);
     }
 
     /// <summary>
@@ -497,7 +515,7 @@ public sealed class Posting
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
         AddSaveBalance(writes, wallet);
         await writes.RunAsync();
-        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null), consumed);
+        return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null, wallet.Tier), consumed);
     }
 
     /// <summary>
@@ -565,7 +583,7 @@ public sealed class Posting
         var save = Batch();
         AddSaveBalance(save, wallet);
         await save.RunAsync();
-        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, null);
+        return new PostedEntry(entryId, wallet.WalletId, key, EntryType.Credit, points, wallet.Balance, null, wallet.Tier);
     }
 
     /// <summary>

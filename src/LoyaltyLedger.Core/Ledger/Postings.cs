@@ -7,6 +7,7 @@ using LoyaltyLedger.Groups;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
+using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Ledger;
 
@@ -62,7 +63,7 @@ public sealed record TransferParty(long? CustomerId = null, long? GroupId = null
 
 public sealed record NewTransfer(TransferParty From, TransferParty To, Points Points, long? ProgramId = null, string? Currency = null, string? Reason = null);
 
-/// <summary>A ledger line as the native API shows it after a posting.</summary>
+/// <summary>A ledger line as the native API shows it after a posting, with the tier its owner held (null when the program has no tiers).</summary>
 public sealed record EntryView(
     long EntryId,
     string OwnerType,
@@ -73,9 +74,17 @@ public sealed record EntryView(
     string EntryType,
     Points Points,
     Points BalanceAfter,
-    DateTimeOffset? ExpiresAt);
+    DateTimeOffset? ExpiresAt,
+    string? Tier = null);
 
-public sealed record PostingResult(long EventId, string EventName, long? BillId, IReadOnlyList<EntryView> Entries);
+/// <summary>
+/// A posting as answered: its event and lines, and the upgrade it made when it crossed a tier
+/// threshold (the bonus, if any, is its own event).
+/// </summary>
+public sealed record PostingResult(long EventId, string EventName, long? BillId, IReadOnlyList<EntryView> Entries, TierUpgrade? TierUpgrade = null);
+
+/// <summary>The tier change a posting made: from and to which tier, and the upgrade bonus event with its lines, if the tiers passed pay one.</summary>
+public sealed record TierUpgrade(string FromTier, string ToTier, long? BonusEventId, IReadOnlyList<EntryView> BonusEntries);
 
 public sealed record TransferResult(long DebitEventId, long CreditEventId, IReadOnlyList<EntryView> Entries);
 
@@ -123,34 +132,38 @@ public static class Postings
         var program = await ProgramCatalog.ResolveAsync(posting, bill.ProgramId, bill.Awards?.Select(a => a?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, bill.StoreCode, bill.TillCode);
 
-        // Points from the earn rule, then explicit awards; each becomes its own ledger line.
-        var credits = new List<(AlternateCurrency? Currency, Points Points)>();
+        // Points from the earn rule, then explicit awards; each becomes its own ledger line. The
+        // rule's lines are at the base rate here; the owner's tier multiplies them once it is read.
+        var ruleCredits = new List<(AlternateCurrency? Currency, Points Points)>();
         if (bill.EarnByRule)
         {
             var earned = Earn(amount, program.EarnRate);
-            if (earned.IsPositive) credits.Add((null, earned));
+            if (earned.IsPositive) ruleCredits.Add((null, earned));
             foreach (var currency in program.Currencies)
             {
                 var units = Earn(amount, currency.EarnRate);
-                if (units.IsPositive) credits.Add((currency, units));
+                if (units.IsPositive) ruleCredits.Add((currency, units));
             }
         }
-        credits.AddRange(ResolveAwards(program, bill.Awards));
+        var awards = ResolveAwards(program, bill.Awards);
+        var baseCredits = ruleCredits.Concat(awards).ToList();
+        var tierMetric = TierAccrual.MetricOf(program, baseCredits, amount);
 
         long billId;
         try
         {
             billId = await posting.ScalarAsync<long>(
                 """
-                INSERT INTO bills (org_id, store_id, till_id, bill_number, customer_id, amount, gross_amount, bill_date, source, event_id, created_at)
-                VALUES (@org, @storeId, @tillId, @billNumber, @customerId, @amount, @gross, @billDate, @source, 0, @now)
+                INSERT INTO bills (org_id, store_id, till_id, bill_number, customer_id, amount, gross_amount, bill_date, source, event_id, created_at,
+                    tier_metric)
+                VALUES (@org, @storeId, @tillId, @billNumber, @customerId, @amount, @gross, @billDate, @source, 0, @now, @tierMetric)
                 RETURNING bill_id
                 """,
                 new
                 {
                     org = posting.OrgId, storeId = store!.StoreId, tillId = till?.TillId, billNumber = bill.BillNumber,
                     customerId = bill.CustomerId, amount, gross, billDate = (bill.BillDate ?? posting.Now).ToUnixTimeMilliseconds(),
-                    source, now = posting.NowMs,
+                    source, now = posting.NowMs, tierMetric = tierMetric.Thousandths,
                 });
         }
         catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
@@ -163,14 +176,20 @@ public static class Postings
         var category = bill.HoldForTrigger ? PointCategory.TriggerBased
             : program.PromisedDays is not null ? PointCategory.Promised
             : PointCategory.Regular;
-        await LockForCreditsAsync(posting, program, ownerType, ownerId, credits, category, qualifying: true);
+        await LockForCreditsAsync(posting, program, ownerType, ownerId, baseCredits, category, qualifying: true,
+            also: TierAccrual.BonusWallet(program, ownerType, ownerId));
+        var standing = await TierAccrual.CountAsync(posting, program, ownerType, ownerId, tierMetric);
+        // The bill earns at the tier held before it (a bill that crosses a threshold too): the rule's
+        // lines times that tier's multiplier, except the metric's own currency; awards as given.
+        var credits = standing is null ? baseCredits : [.. ruleCredits.Select(c => Multiplied(c, standing)), .. awards];
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
                 BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code),
-            then: ("UPDATE bills SET event_id = {lastEventId} WHERE bill_id = @billId", new { billId }));
+            then: ("UPDATE bills SET event_id = {lastEventId}, tier_period = @tierPeriod WHERE bill_id = @billId",
+                new { billId, tierPeriod = standing?.CountedInPeriod }));
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
-        return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries);
+        return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries, await UpgradeAsync(posting, standing, eventId));
     }
 
     public static async Task<PostingResult> RedeemAsync(Posting posting, NewRedemption request)
@@ -225,14 +244,17 @@ public static class Postings
         var results = new List<PostingResult>();
         // Lock every wallet up front, in key order, before the first write.
         var plan = request.Allocations.Select(a => (a, currency: ResolveCurrency(program, a.Currency))).ToList();
-        await posting.LockWalletsAsync(plan.Select(x => new WalletKey(OwnerType.Customer, x.a.CustomerId, program.ProgramId, x.currency?.CurrencyId ?? 0, PointCategory.Regular)));
+        var bonusWallets = plan.Select(x => TierAccrual.BonusWallet(program, OwnerType.Customer, x.a.CustomerId)).OfType<WalletKey>();
+        await posting.LockWalletsAsync(plan.Select(x => new WalletKey(OwnerType.Customer, x.a.CustomerId, program.ProgramId, x.currency?.CurrencyId ?? 0, PointCategory.Regular))
+            .Concat(bonusWallets));
         foreach (var byCustomer in plan.GroupBy(x => x.a.CustomerId))
         {
+            var credits = byCustomer.Select(x => (x.currency, x.a.Points)).ToList();
+            var standing = await TierAccrual.CountAsync(posting, program, OwnerType.Customer, byCustomer.Key, TierAccrual.MetricOf(program, credits, 0));
             var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, byCustomer.Key, byCustomer.Key, EventNames.BulkAllocatePoints,
                 SourceProgramId: program.ProgramId, Reason: request.Reason));
-            var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, byCustomer.Key, program,
-                byCustomer.Select(x => (x.currency, x.a.Points)).ToList());
-            results.Add(new PostingResult(eventId, EventNames.BulkAllocatePoints, null, entries));
+            var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, byCustomer.Key, program, credits);
+            results.Add(new PostingResult(eventId, EventNames.BulkAllocatePoints, null, entries, await UpgradeAsync(posting, standing, eventId)));
         }
         return results;
     }
@@ -248,7 +270,9 @@ public static class Postings
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
-        await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true);
+        await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true,
+            also: TierAccrual.BonusWallet(program, OwnerType.Customer, request.CustomerId));
+        var standing = await TierAccrual.CountAsync(posting, program, OwnerType.Customer, request.CustomerId, TierAccrual.MetricOf(program, credits, 0));
 
         var details = new Dictionary<string, string?>(request.Details?.ToDictionary(kv => kv.Key, kv => (string?)kv.Value) ?? [])
         {
@@ -259,7 +283,7 @@ public static class Postings
             DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
             DetailsJson: Details(details), Reason: request.Reason, StoreCode: store?.Code, TillCode: till?.Code));
         var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits, PointCategory.Regular, qualifying: true);
-        return new PostingResult(eventId, EventNames.GenericEvent, null, entries);
+        return new PostingResult(eventId, EventNames.GenericEvent, null, entries, await UpgradeAsync(posting, standing, eventId));
     }
 
     /// <summary>
@@ -372,11 +396,13 @@ public static class Postings
     /// before the activity is recorded (an activity never revives points already due).
     /// </summary>
     private static async Task LockForCreditsAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId,
-        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying)
+        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying, WalletKey? also = null)
     {
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         var mainKeys = qualifying ? keys.Select(k => k with { Category = PointCategory.Regular }).Distinct().ToList() : [];
-        await posting.LockWalletsAsync(keys.Concat(mainKeys));
+        // The upgrade bonus wallet, if the posting may upgrade its owner, is locked now with the
+        // others: wallets are always locked before the owner's tier row.
+        await posting.LockWalletsAsync(keys.Concat(mainKeys).Concat(also is { } bonusWallet ? [bonusWallet] : []));
         await LotExpiry.ExpireDueAsync(posting, program, mainKeys, posting.Now);
     }
 
@@ -406,6 +432,19 @@ public static class Postings
             ? batch => LotExpiry.AddActivity(batch, posting, program, keys.Select(k => k with { Category = PointCategory.Regular }))
             : null);
         return posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList();
+    }
+
+    /// <summary>A rule-earned line at the owner's tier: times its multiplier, rounded down to the thousandth, except the tier metric's own currency.</summary>
+    private static (AlternateCurrency? Currency, Points Points) Multiplied((AlternateCurrency? Currency, Points Points) line, TierStanding standing) =>
+        line.Currency is { } c && c.CurrencyId == standing.Program.TierMetricCurrency?.CurrencyId
+            ? line
+            : (line.Currency, new Points((long)((Int128)line.Points.Thousandths * standing.Multiplier.Thousandths / Points.Scale)));
+
+    private static async Task<TierUpgrade?> UpgradeAsync(Posting posting, TierStanding? standing, long eventId)
+    {
+        if (standing is not { Crossed: true }) return null;
+        var bonus = await TierAccrual.UpgradeAsync(posting, standing, eventId);
+        return new TierUpgrade(standing.Tier.Name, standing.Policy.Tiers[standing.Reached].Name, bonus?.EventId, bonus?.Entries ?? []);
     }
 
     private static List<(AlternateCurrency? Currency, Points Points)> ResolveAwards(LoyaltyProgram program, IReadOnlyList<Award>? awards)
@@ -448,5 +487,5 @@ public static class Postings
 
     public static EntryView View(PostedEntry e, AlternateCurrency? currency) => new(
         e.EntryId, e.Key.OwnerType.ToWire(), e.Key.OwnerId, e.Key.ProgramId, currency?.Name, e.Key.Category.ToWire(),
-        e.Type.ToWire(), e.Points, e.BalanceAfter, e.ExpiresAt is { } x ? DateTimeOffset.FromUnixTimeMilliseconds(x) : null);
+        e.Type.ToWire(), e.Points, e.BalanceAfter, e.ExpiresAt is { } x ? DateTimeOffset.FromUnixTimeMilliseconds(x) : null, e.Tier);
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
+using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Lifecycle;
 
@@ -52,8 +53,8 @@ public static class Returns
         if (string.IsNullOrEmpty(request.StoreCode) || string.IsNullOrEmpty(request.BillNumber))
             throw LedgerException.Invalid("A return names the bill by storeCode and billNumber.");
         var (store, _) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, null);
-        var bill = await posting.QuerySingleOrDefaultAsync<(long BillId, long Amount, long EventId, long CustomerId)?>(
-            "SELECT bill_id, amount, event_id, customer_id FROM bills WHERE org_id = @org AND store_id = @storeId AND bill_number = @number",
+        var bill = await posting.QuerySingleOrDefaultAsync<(long BillId, long Amount, long EventId, long CustomerId, long TierMetric, long? TierPeriod)?>(
+            "SELECT bill_id, amount, event_id, customer_id, tier_metric, tier_period FROM bills WHERE org_id = @org AND store_id = @storeId AND bill_number = @number",
             new { org = posting.OrgId, storeId = store!.StoreId, number = request.BillNumber })
             ?? throw new LedgerException("bill_not_found", $"No bill '{request.BillNumber}' at store '{request.StoreCode}'.", 404);
 
@@ -142,6 +143,10 @@ public static class Returns
             if (wanted > taken)
                 shortfalls.Add(new ReturnShortfall(key.ProgramId, LotExpiry.CurrencyName(program, key.CurrencyId), wanted - taken));
         }
+        // The return takes its share of what the bill counted toward the owner's tier out of the
+        // metric (cumulatively, as the points): the tier itself waits for the next evaluation.
+        var tierShare = Share(bill.TierMetric, returnedAfter, bill.Amount) - Share(bill.TierMetric, returnedBefore, bill.Amount);
+        await TierAccrual.TakeBackAsync(posting, program, ownerType, billEvent.OwnerId, tierShare, bill.TierPeriod);
         if (shortfalls.Count > 0)
         {
             var shortfallText = string.Join("; ", shortfalls.Select(s => $"{s.Currency ?? "points"}: {s.Points}"));

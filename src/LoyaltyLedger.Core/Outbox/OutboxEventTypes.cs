@@ -27,6 +27,9 @@ public static class OutboxEventTypes
     /// <summary>A CustomerRegistration event.</summary>
     public const string CustomerRegistered = "customer.registered";
 
+    /// <summary>An owner's tier changed (upgrade, downgrade, override) or was renewed for another period.</summary>
+    public const string TierChanged = "tier.changed";
+
     /// <summary>The ping a webhook endpoint is sent on request; never in the outbox.</summary>
     public const string WebhookTest = "webhook.test";
 
@@ -34,7 +37,7 @@ public static class OutboxEventTypes
     public static readonly IReadOnlyList<string> InOutbox =
     [
         LedgerEventPosted, BalanceChanged, PointsExpiring, PointsExpired, RedemptionReversed, ReturnPosted,
-        HeldPointsReleased, CustomerRegistered,
+        HeldPointsReleased, CustomerRegistered, TierChanged,
     ];
 
     /// <summary>Every type a subscriber may name: those of the outbox and the webhook ping.</summary>

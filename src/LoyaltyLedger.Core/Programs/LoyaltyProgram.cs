@@ -32,6 +32,14 @@ public sealed class LoyaltyProgram
     public int ExpiryNoticeDays { get; init; } = DefaultExpiryNoticeDays;
     public IReadOnlyList<AlternateCurrency> Currencies { get; init; } = [];
 
+    /// <summary>The program's tiers and their rules, or null when it has none (see <see cref="TierPolicy"/>).</summary>
+    public TierPolicy? Tiers { get; init; }
+
+    /// <summary>The alternate currency a CURRENCY tier metric counts, or null.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public AlternateCurrency? TierMetricCurrency =>
+        Tiers?.Metric is { Kind: TierMetric.CurrencyUnits, Currency: { } name } ? Currency(name) : null;
+
     public AlternateCurrency? Currency(string name) =>
         Currencies.FirstOrDefault(c => string.Equals(c.Name, name, StringComparison.OrdinalIgnoreCase));
 }

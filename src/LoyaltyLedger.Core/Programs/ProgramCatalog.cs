@@ -38,6 +38,9 @@ public static class ProgramCatalog
         var currencies = (await connection.QueryAsync<CurrencyRow>(
             "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
             new { orgId }, tx)).ToLookup(c => c.ProgramId);
+        var tiers = (await connection.QueryAsync<(long ProgramId, string Policy)>(
+            "SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx))
+            .ToDictionary(t => t.ProgramId, t => TierPolicy.FromJson(t.Policy));
         return programs.Select(p => new LoyaltyProgram
         {
             ProgramId = p.ProgramId,
@@ -57,6 +60,7 @@ public static class ProgramCatalog
                 EarnRate = new Points(c.EarnPerUnit),
                 Expiry = ExpiryPolicy.FromJson(c.ExpiryPolicy),
             }).ToList(),
+            Tiers = tiers.GetValueOrDefault(p.ProgramId),
         }).ToList();
     }
 

@@ -532,6 +532,63 @@ public static class Migrations
             created_at bigint NOT NULL
         );
         """),
+        // Tiers (Tiers/): a program's tier policy (JSON, read with the program through the catalog
+        // cache; base_tier is what an owner holds before any activity, so the wallet lock can name
+        // the tier of every line in the same statement), each owner's tier with the counters of its
+        // metric (lifetime, the current period, and what was earned after the period ended but
+        // before its evaluation), and every tier change. A bill keeps what it counted toward the
+        // metric and in which period, so a return takes back exactly its share from that period.
+        // Every ledger line records the tier its owner held when it was posted.
+        (17, "tiers", """
+        CREATE TABLE tier_policies (
+            org_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            policy text NOT NULL,
+            base_tier text NOT NULL,
+            updated_at bigint NOT NULL,
+            CONSTRAINT ux_tier_policies PRIMARY KEY (org_id, program_id)
+        );
+        CREATE TABLE owner_tiers (
+            org_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            tier_name text NOT NULL,
+            tier_since bigint NOT NULL,
+            period_no bigint NOT NULL,
+            period_start bigint NOT NULL,
+            period_end bigint NOT NULL,
+            metric_lifetime bigint NOT NULL,
+            metric_period bigint NOT NULL,
+            metric_next bigint NOT NULL,
+            pinned smallint NOT NULL,
+            override_reason text NULL,
+            updated_at bigint NOT NULL,
+            CONSTRAINT ux_owner_tiers PRIMARY KEY (org_id, owner_type, owner_id, program_id)
+        );
+        CREATE INDEX ix_owner_tiers_due ON owner_tiers (org_id, program_id, period_end);
+        CREATE TABLE tier_changes (
+            change_id {identity},
+            org_id bigint NOT NULL,
+            owner_type text NOT NULL,
+            owner_id bigint NOT NULL,
+            program_id bigint NOT NULL,
+            from_tier text NOT NULL,
+            to_tier text NOT NULL,
+            cause text NOT NULL,
+            event_id bigint NULL,
+            run_id bigint NULL,
+            reason text NULL,
+            metric bigint NOT NULL,
+            period_end bigint NOT NULL,
+            changed_at bigint NOT NULL,
+            posted_by text NULL
+        );
+        CREATE INDEX ix_tier_changes_owner ON tier_changes (org_id, owner_type, owner_id, change_id);
+        ALTER TABLE bills ADD COLUMN tier_metric bigint NOT NULL DEFAULT 0;
+        ALTER TABLE bills ADD COLUMN tier_period bigint NULL;
+        ALTER TABLE ledger_entries ADD COLUMN tier text NULL;
+        """),
     ];
 
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>

@@ -46,6 +46,17 @@ public static class LedgerTelemetry
         "How long an expiry run took.");
 
     /// <summary>Webhook delivery attempts by outcome: delivered, retry (will be tried again), failed (gave up).</summary>
+    public static readonly Counter<long> TierChangeCount = Meter.CreateCounter<long>("ledger.tier.changes", "{change}",
+        "Tier changes made by evaluations, by cause (RENEWAL, DOWNGRADE, UPGRADE).");
+
+    /// <summary>Counts an evaluation's tier decisions by cause.</summary>
+    public static void TierChanges(int renewed, int downgraded, int upgraded)
+    {
+        TierChangeCount.Add(renewed, new KeyValuePair<string, object?>("cause", "RENEWAL"));
+        TierChangeCount.Add(downgraded, new KeyValuePair<string, object?>("cause", "DOWNGRADE"));
+        TierChangeCount.Add(upgraded, new KeyValuePair<string, object?>("cause", "UPGRADE"));
+    }
+
     public static readonly Counter<long> WebhookAttempts = Meter.CreateCounter<long>("ledger.webhook.attempts", "{attempt}",
         "Webhook delivery attempts by outcome.");
 

@@ -123,7 +123,7 @@ public static class LedgerServer
 
         var v1 = app.MapGroup("/v1").RequireAuthorization(CallerClaims.Read);
         v1.MapProgramsApi().MapStoresApi().MapCustomersApi().MapGroupsApi().MapPostingsApi().MapLifecycleApi().MapEventsApi().MapExportsApi();
-        v1.MapKeysApi().MapWebhooksApi();
+        v1.MapKeysApi().MapWebhooksApi().MapTiersApi();
         app.MapLoyaltyVaultApi(v1);
         app.MapPointsLedgerApi();
         app.MapSupportConsole();
