@@ -173,7 +173,9 @@ public static class TierAccrual
         var bonus = passed.Aggregate(Points.Zero, (sum, t) => sum + (t.UpgradeBonus ?? Points.Zero));
         if (!bonus.IsPositive) return null;
         var key = new WalletKey(standing.OwnerType, standing.OwnerId, standing.Program.ProgramId, WalletKey.PlainPoints, PointCategory.Regular);
-        var eventId = await posting.InsertEventAsync(new NewEvent(standing.OwnerType, standing.OwnerId, NewEvent.NoCustomer, UpgradeBonusEvent,
+        // A customer's bonus is the customer's own event; a group's names no customer (the pool earned it).
+        var customerId = standing.OwnerType == OwnerType.Customer ? standing.OwnerId : NewEvent.NoCustomer;
+        var eventId = await posting.InsertEventAsync(new NewEvent(standing.OwnerType, standing.OwnerId, customerId, UpgradeBonusEvent,
             DisplayName: $"{to.Name} upgrade bonus", SourceProgramId: standing.Program.ProgramId, RelatedEventId: causedByEventId,
             DetailsJson: System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
             {
