@@ -940,7 +940,6 @@ public abstract class TierTests(DatabaseFixture db)
     public static TheoryData<string, object> RefusedTiers() => new()
     {
         { "multiplier below 1", new { name = "Gold", threshold = "100", multiplier = "0.999" } },
-        { "multiplier with four decimals", new { name = "Gold", threshold = "100", multiplier = "1.2345" } },
         { "multiplier above 100", new { name = "Gold", threshold = "100", multiplier = "100.001" } },
         { "renewal threshold above the threshold", new { name = "Gold", threshold = "100", renewalThreshold = "100.001" } },
         { "negative upgrade bonus", new { name = "Gold", threshold = "100", upgradeBonus = "-1" } },
@@ -979,6 +978,17 @@ public abstract class TierTests(DatabaseFixture db)
         var (t, shop, _) = await SetUpAsync();
         await ShouldRefuseAsync(t, shop.ProgramId, Policy(tiers: [new { name = "Silver", threshold = "0" }, tier]), 400, "invalid_tiers");
         why.ShouldNotBeEmpty();
+    }
+
+    [Theory]
+    [InlineData("multiplier", "1.2345")]
+    [InlineData("threshold", "100.0001")]
+    [InlineData("upgradeBonus", "0.0001")]
+    public async Task an_amount_with_more_than_three_decimals_is_refused_with_invalid_points_and_nothing_written(string field, string value)
+    {
+        var (t, shop, _) = await SetUpAsync();
+        var gold = new Dictionary<string, string> { ["name"] = "Gold", ["threshold"] = "100", [field] = value };
+        await ShouldRefuseAsync(t, shop.ProgramId, Policy(tiers: [new { name = "Silver", threshold = "0" }, gold]), 400, "invalid_points");
     }
 
     [Theory]
