@@ -119,13 +119,14 @@ public static class TierAccrual
         var level = policy.LevelOf(row.TierName);
         posting.SetTier(ownerType, ownerId, program.ProgramId, policy.Tiers[level].Name);
 
+        // Once the period has ended, the evaluation decides first (whatever the window): the tier to
+        // renew or lose is the one held at the period's end.
         var periodEnded = row.PeriodEnd <= posting.NowMs;
-        Points? windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(row.MetricLifetime)
-            : periodEnded ? null
-            : new Points(row.MetricPeriod);
-        var reached = row.Pinned == 0 && windowMetric is { } m ? Math.Max(level, policy.LevelReached(m)) : level;
+        var windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(row.MetricLifetime)
+            : new Points(periodEnded ? row.MetricNext : row.MetricPeriod);
+        var reached = row.Pinned == 0 && !periodEnded ? Math.Max(level, policy.LevelReached(windowMetric)) : level;
         return new TierStanding(ownerType, ownerId, program, level, reached, periodEnded ? row.PeriodNo + 1 : row.PeriodNo,
-            windowMetric ?? new Points(row.MetricNext), row.PeriodEnd);
+            windowMetric, row.PeriodEnd);
     }
 
     /// <summary>

@@ -223,7 +223,7 @@ public abstract class TierTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task the_multiplier_applies_to_rule_points_and_currencies_with_one_rounding_but_never_to_the_metric_currency_or_awards()
+    public async Task the_multiplier_applies_to_what_the_rule_earns_rounded_down_but_never_to_the_metric_currency_or_awards()
     {
         var (t, shop, c) = await SetUpAsync(Policy(tiers:
         [
@@ -245,8 +245,8 @@ public abstract class TierTests(DatabaseFixture db)
 
         (await LinesAsync(t, c)).ShouldBe([
             "GenericEvent CREDIT 150.000 Tier-points @Silver",
-            "TransactionAdd CREDIT 15.493 @Gold",             // floor(123.457 x 0.1 x 1.255 = 15.4938535), not floor(12.345 x 1.255) = 15.492
-            "TransactionAdd CREDIT 77.469 Stars @Gold",       // floor(123.457 x 0.5 x 1.255 = 77.4692675), not 77.468
+            "TransactionAdd CREDIT 15.492 @Gold",             // the rule earns floor(123.457 x 0.1) = 12.345; floor(12.345 x 1.255 = 15.492975)
+            "TransactionAdd CREDIT 77.468 Stars @Gold",       // the rule earns floor(123.457 x 0.5) = 61.728; floor(61.728 x 1.255 = 77.46864)
             "TransactionAdd CREDIT 123.457 Tier-points @Gold", // the metric's own currency at 1x
             "TransactionAdd CREDIT 5.000 @Gold",              // awards are never multiplied
             "TransactionAdd CREDIT 7.000 Stars @Gold",
