@@ -6,6 +6,8 @@ namespace LoyaltyLedger.Tiers;
 /// <summary>An owner's tier row as a posting or an evaluation reads it under its lock.</summary>
 internal sealed class OwnerTierRow
 {
+    /// <summary>Read only where one query reads an owner's rows in several programs (<see cref="TierReads.ForOwnerAsync"/>).</summary>
+    public long ProgramId { get; set; }
     public string TierName { get; set; } = "";
     public long TierSince { get; set; }
     public long PeriodNo { get; set; }

@@ -5735,7 +5735,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// The organization's ledger lines as CSV (RFC 4180, with a header row).
         /// </summary>
         /// <remarks>
-        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId, tier (the owner's tier in the program when the line was posted; empty when the program has no tiers). Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
         /// </remarks>
         /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
@@ -5755,7 +5755,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// The organization's ledger lines as CSV (RFC 4180, with a header row).
         /// </summary>
         /// <remarks>
-        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId, tier (the owner's tier in the program when the line was posted; empty when the program has no tiers). Streamed as it is read, so it may be any length. Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) are written with a leading apostrophe; numbers are written as numbers.
         /// </remarks>
         /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
@@ -5911,7 +5911,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// The organization's ledger lines as NDJSON (one JSON object per line).
         /// </summary>
         /// <remarks>
-        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId, tier (the owner's tier in the program when the line was posted; empty when the program has no tiers). Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
         /// </remarks>
         /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
@@ -5931,7 +5931,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// The organization's ledger lines as NDJSON (one JSON object per line).
         /// </summary>
         /// <remarks>
-        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
+        /// One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, billNumber, storeCode, tillCode, reason, relatedEventId, tier (the owner's tier in the program when the line was posted; empty when the program has no tiers). Streamed as it is read, so it may be any length. Every property is present on every line (null where a line has none); points are strings with three decimals.
         /// </remarks>
         /// <param name="from">Lines of events at or after this instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
         /// <param name="to">Lines of events before this instant (exclusive); must be after from.</param>
