@@ -71,7 +71,7 @@ public sealed class LedgerExport : IAsyncDisposable
     public static readonly IReadOnlyList<string> Columns =
     [
         "eventId", "entryId", "time", "eventName", "displayName", "ownerType", "ownerId", "programId", "currency", "category",
-        "entryType", "points", "balanceAfter", "billNumber", "storeCode", "tillCode", "reason", "relatedEventId",
+        "entryType", "points", "balanceAfter", "billNumber", "storeCode", "tillCode", "reason", "relatedEventId", "tier",
     ];
 
     /// <summary>How often (in lines) <see cref="WriteAsync"/> reports progress.</summary>
@@ -202,7 +202,7 @@ public sealed class LedgerExport : IAsyncDisposable
                  ELSE (SELECT s.code FROM stores s WHERE s.org_id = e.org_id AND s.store_id = e.store_id) END,
             CASE WHEN e.till_id IS NULL THEN NULL
                  ELSE (SELECT t.code FROM tills t WHERE t.org_id = e.org_id AND t.till_id = e.till_id) END,
-            e.reason, e.related_event_id
+            e.reason, e.related_event_id, le.tier
         FROM events e
         JOIN ledger_entries le ON le.event_id = e.event_id
         WHERE {_where}
@@ -269,7 +269,7 @@ public sealed class LedgerExport : IAsyncDisposable
         return new LedgerExportLine(eventId, entryId, createdAt, eventName, displayName, ownerType, ownerId, programId, currency, category,
             entryType, SignedPoints(entryType, points), new Points(balanceAfter),
             BillNumber: Text(r, 13), StoreCode: Text(r, 14), TillCode: Text(r, 15), Reason: Text(r, 16),
-            RelatedEventId: r.IsDBNull(17) ? null : r.GetInt64(17));
+            RelatedEventId: r.IsDBNull(17) ? null : r.GetInt64(17), Tier: Text(r, 18));
     }
 
     private static string? Text(DbDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
@@ -284,7 +284,7 @@ public sealed class LedgerExport : IAsyncDisposable
     public ValueTask DisposeAsync() => _connection.DisposeAsync();
 }
 
-/// <summary>One exported line.</summary>
+/// <summary>One exported line. <see cref="Tier"/> is the tier its owner held in the line's program when it was posted (null when the program had no tiers).</summary>
 public readonly record struct LedgerExportLine(
     long EventId,
     long EntryId,
@@ -303,4 +303,5 @@ public readonly record struct LedgerExportLine(
     string? StoreCode,
     string? TillCode,
     string? Reason,
-    long? RelatedEventId);
+    long? RelatedEventId,
+    string? Tier);

@@ -57,6 +57,7 @@ internal sealed class CsvLines : ILineWriter
         _csv.WriteField(line.TillCode);
         _csv.WriteField(line.Reason);
         _csv.WriteField(line.RelatedEventId, default);
+        _csv.WriteField(line.Tier);
         await _csv.EndRecordAsync(ct);
     }
 
@@ -113,6 +114,7 @@ internal sealed class NdjsonLines(Stream output) : ILineWriter
         WriteText(json, Names[16], line.Reason);
         if (line.RelatedEventId is { } related) json.WriteNumber(Names[17], related);
         else json.WriteNull(Names[17]);
+        WriteText(json, Names[18], line.Tier);
         json.WriteEndObject();
         // Into the buffer (no I/O); the writer then starts the next line as a new JSON document.
         json.Flush();

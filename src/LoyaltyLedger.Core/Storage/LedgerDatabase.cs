@@ -21,6 +21,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     private readonly NpgsqlDataSource? _postgres;
     private readonly string? _sqliteConnectionString;
+    private readonly SqliteGroupCommit? _sqliteWriter;
 
     private LedgerDatabase(DatabaseProvider provider, NpgsqlDataSource? postgres, string? sqlite, string description)
     {
@@ -29,6 +30,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _sqliteConnectionString = sqlite;
         Description = description;
         Dialect = provider == DatabaseProvider.Postgres ? SqlDialect.Postgres : SqlDialect.Sqlite;
+        if (provider == DatabaseProvider.Sqlite) _sqliteWriter = new SqliteGroupCommit(this);
     }
 
     public DatabaseProvider Provider { get; }
@@ -98,6 +100,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
     {
+        // SQLite: one writer per process, committing what is waiting as one transaction (see SqliteGroupCommit).
+        if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, ct);
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);
@@ -159,6 +163,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (_postgres is not null) await _postgres.DisposeAsync();
-        else SqliteConnection.ClearAllPools();
+        if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();
+        if (_postgres is null) SqliteConnection.ClearAllPools();
     }
 }

@@ -5,6 +5,7 @@ using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Support;
 
@@ -27,7 +28,8 @@ public sealed record CustomerProfile(
     IReadOnlyList<ExpiryScheduleItem> Expiries,
     IReadOnlyList<HeldScheduleItem> Held,
     long Events,
-    IReadOnlyList<LoyaltyProgram> Programs);
+    IReadOnlyList<LoyaltyProgram> Programs,
+    IReadOnlyList<OwnerTier> Tiers);
 
 /// <summary>A user group as its page shows it: members with their names, pooled balances.</summary>
 public sealed record GroupProfile(
@@ -38,7 +40,11 @@ public sealed record GroupProfile(
     IReadOnlyList<ExpiryScheduleItem> Expiries,
     IReadOnlyList<HeldScheduleItem> Held,
     long Events,
-    IReadOnlyList<LoyaltyProgram> Programs);
+    IReadOnlyList<LoyaltyProgram> Programs,
+    IReadOnlyList<OwnerTier> Tiers);
+
+/// <summary>The name of a customer or a group, and its standing in each program that has tiers: what the tier override page shows.</summary>
+public sealed record TierOwner(string Name, IReadOnlyList<OwnerTier> Tiers);
 
 /// <summary>
 /// The support console's reads of a customer or a group, built from the directories, balances and
@@ -104,7 +110,8 @@ public static class CustomerProfiles
                 await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Customer, customerId, null, earliestOnly: false, until: now + ExpiryHorizon),
                 await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Customer, customerId),
                 await EventCountAsync(c, orgId, OwnerType.Customer, customerId),
-                programs);
+                programs,
+                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, programs, now));
         }, ct);
 
     /// <summary>The group's profile, or null when the organization has no such group.</summary>
@@ -126,7 +133,20 @@ public static class CustomerProfiles
                 await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Group, groupId, null, earliestOnly: false, until: now + ExpiryHorizon),
                 await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Group, groupId),
                 await EventCountAsync(c, orgId, OwnerType.Group, groupId),
-                programs);
+                programs,
+                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, programs, now));
+        }, ct);
+
+    /// <summary>A customer's or group's name and tiers, or null when the organization has no such owner.</summary>
+    public static Task<TierOwner?> TierOwnerAsync(LedgerDatabase db, long orgId, OwnerType ownerType, long ownerId, DateTimeOffset now, CancellationToken ct) =>
+        db.ReadAsync(async c =>
+        {
+            string? name = ownerType == OwnerType.Customer
+                ? await CustomerDirectory.GetAsync(c, orgId, ownerId) is { } customer ? CustomerSearch.DisplayName(customer) : null
+                : (await GroupDirectory.GetAsync(c, orgId, ownerId))?.Name;
+            if (name is null) return null;
+            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog);
+            return new TierOwner(name, await TierReads.ForOwnerAsync(c, orgId, ownerType, ownerId, programs, now));
         }, ct);
 
     private static async Task<IReadOnlyList<WalletView>> WalletsAsync(System.Data.Common.DbConnection c, long orgId, OwnerType ownerType, long ownerId,

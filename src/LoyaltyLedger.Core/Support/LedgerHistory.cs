@@ -50,6 +50,7 @@ public sealed record LotMovement(long LotId, Points Points, long? ExpiresAt, lon
 /// <summary>A lot a credit line created, with what is left of it.</summary>
 public sealed record LotCreated(long LotId, Points Original, Points Remaining, long? ExpiresAt);
 
+/// <summary>A ledger line as the console shows it; <see cref="Tier"/> is the tier its owner held in the program when it was posted (null: the program had no tiers).</summary>
 public sealed record HistoryLine(
     long EntryId,
     long ProgramId,
@@ -60,6 +61,7 @@ public sealed record HistoryLine(
     string EntryType,
     Points Points,
     Points BalanceAfter,
+    string? Tier,
     IReadOnlyList<LotMovement> Moved,
     IReadOnlyList<LotCreated> Created);
 
@@ -300,6 +302,7 @@ public static class LedgerHistory
         public string EntryType { get; set; } = "";
         public long Points { get; set; }
         public long BalanceAfter { get; set; }
+        public string? Tier { get; set; }
     }
 
     private sealed class MovementRow
@@ -350,7 +353,7 @@ public static class LedgerHistory
             LEFT JOIN stores bs ON bs.org_id = b.org_id AND bs.store_id = b.store_id
             WHERE {In(c, "e.event_id", "ids")}{orgCondition};
             SELECT le.entry_id, le.event_id, le.program_id, p.name AS program_name, le.currency_id, cur.name AS currency_name,
-                le.category, le.entry_type, le.points, le.balance_after
+                le.category, le.entry_type, le.points, le.balance_after, le.tier
             FROM ledger_entries le
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
@@ -397,7 +400,7 @@ public static class LedgerHistory
         {
             if (!events.TryGetValue(id, out var e)) continue;
             var eventLines = linesByEvent[id].Select(l => new HistoryLine(l.EntryId, l.ProgramId, l.ProgramName, l.CurrencyId, l.CurrencyName,
-                l.Category, l.EntryType, new Points(l.Points), new Points(l.BalanceAfter),
+                l.Category, l.EntryType, new Points(l.Points), new Points(l.BalanceAfter), l.Tier,
                 moved[l.EntryId].Select(m => new LotMovement(m.LotId, new Points(m.Points), m.ExpiresAt, m.EarnedAt, m.IsDebt != 0,
                     m.EarnedByEventId == id ? null : m.EarnedByEventId)).ToList(),
                 // A credit line's own lots are shown as created; a reversal's restored lots appear as movements.

@@ -6,6 +6,8 @@ namespace LoyaltyLedger.Tiers;
 /// <summary>An owner's tier row as a posting or an evaluation reads it under its lock.</summary>
 internal sealed class OwnerTierRow
 {
+    /// <summary>Read only where one query reads an owner's rows in several programs (<see cref="TierReads.ForOwnerAsync"/>).</summary>
+    public long ProgramId { get; set; }
     public string TierName { get; set; } = "";
     public long TierSince { get; set; }
     public long PeriodNo { get; set; }
@@ -119,13 +121,14 @@ public static class TierAccrual
         var level = policy.LevelOf(row.TierName);
         posting.SetTier(ownerType, ownerId, program.ProgramId, policy.Tiers[level].Name);
 
+        // Once the period has ended, the evaluation decides first (whatever the window): the tier to
+        // renew or lose is the one held at the period's end.
         var periodEnded = row.PeriodEnd <= posting.NowMs;
-        Points? windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(row.MetricLifetime)
-            : periodEnded ? null
-            : new Points(row.MetricPeriod);
-        var reached = row.Pinned == 0 && windowMetric is { } m ? Math.Max(level, policy.LevelReached(m)) : level;
+        var windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(row.MetricLifetime)
+            : new Points(periodEnded ? row.MetricNext : row.MetricPeriod);
+        var reached = row.Pinned == 0 && !periodEnded ? Math.Max(level, policy.LevelReached(windowMetric)) : level;
         return new TierStanding(ownerType, ownerId, program, level, reached, periodEnded ? row.PeriodNo + 1 : row.PeriodNo,
-            windowMetric ?? new Points(row.MetricNext), row.PeriodEnd);
+            windowMetric, row.PeriodEnd);
     }
 
     /// <summary>
@@ -173,7 +176,9 @@ public static class TierAccrual
         var bonus = passed.Aggregate(Points.Zero, (sum, t) => sum + (t.UpgradeBonus ?? Points.Zero));
         if (!bonus.IsPositive) return null;
         var key = new WalletKey(standing.OwnerType, standing.OwnerId, standing.Program.ProgramId, WalletKey.PlainPoints, PointCategory.Regular);
-        var eventId = await posting.InsertEventAsync(new NewEvent(standing.OwnerType, standing.OwnerId, NewEvent.NoCustomer, UpgradeBonusEvent,
+        // A customer's bonus is the customer's own event; a group's names no customer (the pool earned it).
+        var customerId = standing.OwnerType == OwnerType.Customer ? standing.OwnerId : NewEvent.NoCustomer;
+        var eventId = await posting.InsertEventAsync(new NewEvent(standing.OwnerType, standing.OwnerId, customerId, UpgradeBonusEvent,
             DisplayName: $"{to.Name} upgrade bonus", SourceProgramId: standing.Program.ProgramId, RelatedEventId: causedByEventId,
             DetailsJson: System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
             {

@@ -52,8 +52,14 @@ public sealed record TierChangeView(
     DateTimeOffset ChangedAt,
     string? PostedBy);
 
+/// <summary>An owner's standing in one program that has tiers, with its tier history there (newest first), as the support console shows it.</summary>
+public sealed record OwnerTier(LoyaltyProgram Program, TierStatus Status, IReadOnlyList<TierChangeView> History);
+
 public static class TierReads
 {
+    /// <summary>The most history rows <see cref="ForOwnerAsync"/> reads (the newest); the history API answers all of them.</summary>
+    public const int OwnerHistoryLimit = 100;
+
     private sealed class HistoryRow
     {
         public long ChangeId { get; set; }
@@ -86,15 +92,54 @@ public static class TierReads
     public static async Task<TierStatus> StatusAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, LoyaltyProgram program,
         DateTimeOffset now, DbTransaction? tx = null)
     {
-        var policy = program.Tiers!;
         var row = await c.QuerySingleOrDefaultAsync<OwnerTierRow>(
-            """
-            SELECT tier_name AS TierName, tier_since AS TierSince, period_no AS PeriodNo, period_start AS PeriodStart, period_end AS PeriodEnd,
-                metric_lifetime AS MetricLifetime, metric_period AS MetricPeriod, metric_next AS MetricNext, pinned AS Pinned,
-                override_reason AS OverrideReason
-            FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId
-            """,
+            $"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
             new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx);
+        return Status(ownerType, ownerId, program, row, now);
+    }
+
+    /// <summary>
+    /// The owner's standing and recent history (newest first, at most <see cref="OwnerHistoryLimit"/>
+    /// rows) in each of <paramref name="programs"/> that has tiers: one round trip of two indexed
+    /// reads of the owner's rows, none when no program has tiers.
+    /// </summary>
+    public static async Task<IReadOnlyList<OwnerTier>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId,
+        IReadOnlyList<LoyaltyProgram> programs, DateTimeOffset now)
+    {
+        var tiered = programs.Where(p => p.Tiers is not null).ToList();
+        if (tiered.Count == 0) return [];
+        await using var grid = await c.QueryMultipleAsync(
+            $"""
+            SELECT program_id AS ProgramId, {OwnerTierColumns} FROM owner_tiers
+            WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId;
+            SELECT {HistoryColumns} FROM tier_changes
+            WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId
+            ORDER BY change_id DESC LIMIT @take;
+            """,
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, take = OwnerHistoryLimit });
+        var rows = (await grid.ReadAsync<OwnerTierRow>()).ToDictionary(r => r.ProgramId);
+        var history = (await grid.ReadAsync<HistoryRow>()).Select(View).ToLookup(h => h.ProgramId);
+        return tiered.Select(p => new OwnerTier(p, Status(ownerType, ownerId, p, rows.GetValueOrDefault(p.ProgramId), now), history[p.ProgramId].ToList()))
+            .ToList();
+    }
+
+    private const string OwnerTierColumns =
+        """
+        tier_name AS TierName, tier_since AS TierSince, period_no AS PeriodNo, period_start AS PeriodStart, period_end AS PeriodEnd,
+            metric_lifetime AS MetricLifetime, metric_period AS MetricPeriod, metric_next AS MetricNext, pinned AS Pinned,
+            override_reason AS OverrideReason
+        """;
+
+    private const string HistoryColumns =
+        """
+        change_id AS ChangeId, program_id AS ProgramId, from_tier AS FromTier, to_tier AS ToTier, cause AS Cause, event_id AS EventId,
+            run_id AS RunId, reason AS Reason, metric AS Metric, period_end AS PeriodEnd, changed_at AS ChangedAt, posted_by AS PostedBy
+        """;
+
+    /// <summary>Where an owner stands, from its tier row (null: no activity counted yet, so the base tier and a period around now).</summary>
+    private static TierStatus Status(OwnerType ownerType, long ownerId, LoyaltyProgram program, OwnerTierRow? row, DateTimeOffset now)
+    {
+        var policy = program.Tiers!;
         var (start, end) = row is null
             ? policy.Period.Around(now)
             : (DateTimeOffset.FromUnixTimeMilliseconds(row.PeriodStart), DateTimeOffset.FromUnixTimeMilliseconds(row.PeriodEnd));
@@ -118,15 +163,17 @@ public static class TierReads
     {
         var rows = await c.QueryAsync<HistoryRow>(
             $"""
-            SELECT change_id AS ChangeId, program_id AS ProgramId, from_tier AS FromTier, to_tier AS ToTier, cause AS Cause, event_id AS EventId,
-                run_id AS RunId, reason AS Reason, metric AS Metric, period_end AS PeriodEnd, changed_at AS ChangedAt, posted_by AS PostedBy
+            SELECT {HistoryColumns}
             FROM tier_changes
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId{(programId is null ? "" : " AND program_id = @programId")}
             ORDER BY change_id
             """,
             new { orgId, ownerType = ownerType.ToWire(), ownerId, programId });
-        return rows.Select(r => new TierChangeView(r.ChangeId, r.ProgramId, r.FromTier, r.ToTier, r.Cause, r.EventId, r.RunId, r.Reason,
-            new Points(r.Metric), DateTimeOffset.FromUnixTimeMilliseconds(r.PeriodEnd), DateTimeOffset.FromUnixTimeMilliseconds(r.ChangedAt),
-            r.PostedBy)).ToList();
+        return rows.Select(View).ToList();
     }
+
+    private static TierChangeView View(HistoryRow r) =>
+        new(r.ChangeId, r.ProgramId, r.FromTier, r.ToTier, r.Cause, r.EventId, r.RunId, r.Reason,
+            new Points(r.Metric), DateTimeOffset.FromUnixTimeMilliseconds(r.PeriodEnd), DateTimeOffset.FromUnixTimeMilliseconds(r.ChangedAt),
+            r.PostedBy);
 }

@@ -41,7 +41,8 @@ public static class ExportsApi
     private const string Columns =
         "One row per ledger line, in (time, event id, line) order: eventId, entryId, time, eventName, displayName, ownerType (CUSTOMER or GROUP), " +
         "ownerId, programId, currency (empty for plain points), category, entryType, points (signed: a DEBIT is negative), balanceAfter, " +
-        "billNumber, storeCode, tillCode, reason, relatedEventId. Streamed as it is read, so it may be any length.";
+        "billNumber, storeCode, tillCode, reason, relatedEventId, tier (the owner's tier in the program when the line was posted; empty when " +
+        "the program has no tiers). Streamed as it is read, so it may be any length.";
 
     public static RouteGroupBuilder MapExportsApi(this RouteGroupBuilder v1)
     {

@@ -12,6 +12,7 @@ using LoyaltyLedger.Seeding;
 using LoyaltyLedger.Server.Demo;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Server.Cli;
 
@@ -92,6 +93,7 @@ public static class Commands
         root.Subcommands.Add(MigrateCommand());
         root.Subcommands.Add(VerifyCommand());
         root.Subcommands.Add(ExpireCommand());
+        root.Subcommands.Add(TiersCommand());
         root.Subcommands.Add(SeedCommand());
         root.Subcommands.Add(ExportCommand());
         root.Subcommands.Add(BackupCommand());
@@ -394,6 +396,37 @@ public static class Commands
             return Success;
         });
         return expire;
+    }
+
+    private static readonly Option<DateTimeOffset?> TierAsOfOption = new("--as-of")
+    {
+        Description = "the instant to evaluate as of, ISO 8601 with an offset (default now; never in the future)",
+        CustomParser = AsOfOption.CustomParser,
+    };
+
+    private static Command TiersCommand()
+    {
+        var evaluate = new Command("evaluate",
+            "Decides renewal or downgrade for every owner whose tier period ended by --as-of; running it twice changes nothing.") { TierAsOfOption, OptionalOrgOption };
+        evaluate.SetAction(async (parsed, ct) =>
+        {
+            var now = TimeProvider.System.GetUtcNow();
+            var asOf = parsed.GetValue(TierAsOfOption) ?? now;
+            if (asOf > now) throw new UsageException("--as-of cannot be in the future: a tier is decided at the end of its period, not before");
+            var orgId = parsed.GetValue(OptionalOrgOption);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var result = await ProgressDisplay.RunAsync($"evaluating tiers as of {IsoTime.Format(asOf)}", null, "owners",
+                _ => TierEvaluation.RunAsync(db, orgId, asOf, now, "cli", ct));
+            var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Evaluated} owners evaluated ({result.Renewed} renewed, {result.Downgraded} downgraded, " +
+                $"{result.Rolled} rolled over at their tier), {result.Upgraded} upgraded" +
+                (result.RunId is { } run ? $"; run {run}" : "") +
+                $"; {seconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} s");
+            return Success;
+        });
+        return new Command("tiers", "Tier operations.") { evaluate };
     }
 
     // ---- seed --------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ public static class Format
 
     public static string Points(long thousandths) => Points(new Points(thousandths));
 
+    /// <summary>A tier's multiplier: "1.5×", "2×".</summary>
+    public static string Multiplier(Points multiplier) => multiplier.ToDecimal().ToString("0.###", CultureInfo.InvariantCulture) + "×";
+
     /// <summary>A signed amount for a movement: "+20.000", "-150.000".</summary>
     public static string Signed(Points points) => (points.IsNegative ? "" : "+") + Points(points);
 

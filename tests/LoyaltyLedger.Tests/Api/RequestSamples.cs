@@ -73,8 +73,48 @@ public sealed class RequestSamples(Tenant demo)
         return webhook.GetProperty("id").GetInt64();
     }
 
+    /// <summary>A tier policy: Silver, Gold at 100 tier points (1.5x, 10 points bonus), Platinum at 300 (2x).</summary>
+    private static JsonObject TierPolicy() => new()
+    {
+        ["metric"] = new JsonObject { ["kind"] = "CURRENCY", ["currency"] = "Tier-points", ["window"] = "PERIOD" },
+        ["period"] = new JsonObject { ["kind"] = "ROLLING", ["months"] = 12 },
+        ["downgrade"] = "ONE_DOWN",
+        ["tiers"] = new JsonArray(
+            new JsonObject { ["name"] = "Silver", ["threshold"] = "0" },
+            new JsonObject { ["name"] = "Gold", ["threshold"] = "100", ["renewalThreshold"] = "80", ["multiplier"] = "1.5", ["upgradeBonus"] = "10" },
+            new JsonObject { ["name"] = "Platinum", ["threshold"] = "300", ["multiplier"] = "2" }),
+    };
+
+    /// <summary>A program of its own with a Tier-points currency and <see cref="TierPolicy"/>, so the demo's programs keep no tiers.</summary>
+    private async Task<long> TieredProgramAsync()
+    {
+        var program = await demo.PostOkAsync("/v1/programs", new { name = "Tiered " + U(), earnRate = "0.1", currencies = new[] { new { name = "Tier-points", earnRate = "1" } } });
+        var id = program.GetProperty("programId").GetInt64();
+        await demo.PutOkAsync($"/v1/programs/{id}/tiers", TierPolicy());
+        return id;
+    }
+
     private static readonly Dictionary<string, Func<RequestSamples, Task<SampleRequest>>> Samples = new()
     {
+        ["SetProgramTiers"] = async s =>
+        {
+            var program = await s.Demo.PostOkAsync("/v1/programs", new { name = "Tiers " + s.U(), currencies = new[] { new { name = "Tier-points" } } });
+            return Post($"/v1/programs/{program.GetProperty("programId").GetInt64()}/tiers", TierPolicy());
+        },
+        ["GetProgramTiers"] = async s => Get($"/v1/programs/{await s.TieredProgramAsync()}/tiers"),
+        ["GetCustomerTier"] = async s => Get($"/v1/customers/{Naresh}/tier", ("programId", (await s.TieredProgramAsync()).ToString())),
+        ["GetGroupTier"] = async s => Get($"/v1/groups/{Group}/tier", ("programId", (await s.TieredProgramAsync()).ToString())),
+        ["GetCustomerTierHistory"] = async s => Get($"/v1/customers/{Naresh}/tier-history", ("programId", (await s.TieredProgramAsync()).ToString())),
+        ["GetGroupTierHistory"] = async s => Get($"/v1/groups/{Group}/tier-history", ("programId", (await s.TieredProgramAsync()).ToString())),
+        ["OverrideCustomerTier"] = async s => Post($"/v1/customers/{Naresh}/tier/override", new JsonObject
+        {
+            ["programId"] = await s.TieredProgramAsync(), ["tier"] = "Gold", ["reason"] = "Complaint 4411: kept Gold", ["pinned"] = false,
+        }),
+        ["OverrideGroupTier"] = async s => Post($"/v1/groups/{Group}/tier/override", new JsonObject
+        {
+            ["programId"] = await s.TieredProgramAsync(), ["tier"] = "Platinum", ["reason"] = "Family of the month", ["pinned"] = true,
+        }),
+        ["EvaluateTiers"] = _ => Task.FromResult(Post("/v1/lifecycle/tiers/evaluate", new JsonObject())),
         ["GetCustomerLedgerInfo"] = _ => Task.FromResult(Get("/v2/pointsLedger/getCustomerLedgerInfo",
             ("identifierName", "id"), ("identifierValue", Naresh.ToString()), ("source", "INSTORE"), ("limit", "5"))),
         ["ListPrograms"] = _ => Task.FromResult(Get("/v1/programs")),

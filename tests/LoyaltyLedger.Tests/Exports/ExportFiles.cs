@@ -67,7 +67,7 @@ public static class ExportFiles
             """
             SELECT le.event_id, le.entry_id, e.created_at, e.event_name, e.display_name, le.owner_type, le.owner_id, le.program_id,
                 cur.name AS currency, le.category, le.entry_type, le.points, le.balance_after, b.bill_number,
-                s.code AS store_code, t.code AS till_code, e.reason, e.related_event_id
+                s.code AS store_code, t.code AS till_code, e.reason, e.related_event_id, le.tier
             FROM ledger_entries le
             JOIN events e ON e.event_id = le.event_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
@@ -83,7 +83,7 @@ public static class ExportFiles
             Number(r.EventId), Number(r.EntryId), IsoTime.Format(r.CreatedAt), Text(r.EventName), Text(r.DisplayName), r.OwnerType, Number(r.OwnerId),
             Number(r.ProgramId), Text(r.Currency), r.Category, r.EntryType,
             new Points(r.EntryType == "DEBIT" ? -r.Points : r.Points).ToString(), new Points(r.BalanceAfter).ToString(),
-            Text(r.BillNumber), Text(r.StoreCode), Text(r.TillCode), Text(r.Reason), r.RelatedEventId is { } related ? Number(related) : "",
+            Text(r.BillNumber), Text(r.StoreCode), Text(r.TillCode), Text(r.Reason), r.RelatedEventId is { } related ? Number(related) : "", Text(r.Tier),
         }).ToList();
     }
 
@@ -112,5 +112,6 @@ public static class ExportFiles
         public string? TillCode { get; set; }
         public string? Reason { get; set; }
         public long? RelatedEventId { get; set; }
+        public string? Tier { get; set; }
     }
 }

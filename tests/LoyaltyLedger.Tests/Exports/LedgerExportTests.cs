@@ -109,6 +109,45 @@ public abstract class LedgerExportTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task each_line_carries_the_tier_its_owner_held_when_it_was_posted_and_none_in_a_program_without_tiers()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var plain = (await t.PostOkAsync("/v1/programs", new { name = "No tiers", earnRate = "1" })).GetProperty("programId").GetInt64();
+        await t.PutOkAsync($"/v1/programs/{shop.ProgramId}/tiers", new
+        {
+            metric = new { kind = "POINTS", window = "LIFETIME" },
+            period = new { kind = "ROLLING", months = 12 },
+            downgrade = "ONE_DOWN",
+            tiers = new object[]
+            {
+                new { name = "Silver", threshold = "0" }, new { name = "Gold", threshold = "100", multiplier = "1.5", upgradeBonus = "10" },
+            },
+        });
+        var customer = await t.NewCustomerAsync();
+        // 100 points earned at Silver cross into Gold: the bill's line is Silver's, the bonus Gold's; the next bill earns 1.5x at Gold.
+        await t.BillAsync(shop, customer, "T-1", 1000);
+        await t.BillAsync(shop, customer, "T-2", 100);
+        await t.AwardAsync(customer, "5", programId: plain);
+
+        var csv = await CsvRowsAsync(t.Http, $"customerId={customer}");
+        var points = csv.Where(r => r[Column("currency")] == "" && r[Column("entryType")] == "CREDIT")
+            .Select(r => (r[Column("eventName")], r[Column("programId")], r[Column("points")], r[Column("tier")])).ToList();
+        points.ShouldBe([
+            ("TransactionAdd", Id(shop.ProgramId), "100.000", "Silver"), ("TierUpgradeBonus", Id(shop.ProgramId), "10.000", "Gold"),
+            ("TransactionAdd", Id(shop.ProgramId), "15.000", "Gold"), ("GenericEvent", Id(plain), "5.000", ""),
+        ]);
+        ExportFiles.Show(await CsvRowsAsync(t.Http)).ShouldBe(ExportFiles.Show(await ExportFiles.LedgerLinesAsync(db.Database, t.OrgId, asCsv: true)));
+
+        // NDJSON: the tier's name, or null in a program without tiers.
+        var ndjson = ExportFiles.Utf8(await ExportAsync(t.Http, "ndjson", $"customerId={customer}")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        ndjson.ShouldContain(l => l.Contains("\"eventName\":\"TierUpgradeBonus\"") && l.EndsWith(",\"tier\":\"Gold\"}"));
+        ndjson.Where(l => l.Contains($"\"programId\":{plain},")).ShouldAllBe(l => l.EndsWith(",\"tier\":null}"));
+        ExportFiles.Show(ExportFiles.ParseNdjson(string.Join("", ndjson.Select(l => l + "\n"))))
+            .ShouldBe(ExportFiles.Show(await CsvRowsAsync(t.Http, $"customerId={customer}")));
+    }
+
+    [Fact]
     public async Task text_a_spreadsheet_would_run_as_a_formula_is_neutralized_while_negative_numbers_stay_numbers()
     {
         var t = await db.Host.NewTenantAsync();

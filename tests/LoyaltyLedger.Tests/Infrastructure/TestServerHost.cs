@@ -124,6 +124,16 @@ public sealed record Tenant(long OrgId, IssuedKey Key, HttpClient Http, TestServ
         return JsonDocument.Parse(text).RootElement.Clone();
     }
 
+    /// <summary>Puts and asserts success, returning the JSON body.</summary>
+    public async Task<JsonElement> PutOkAsync(string path, object body)
+    {
+        using var response = await Http.PutAsync(path, JsonContent.Create(body, options: Json));
+        var text = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode)
+            throw new Xunit.Sdk.XunitException($"PUT {path} answered {(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+
     public async Task<JsonElement> GetOkAsync(string path)
     {
         using var response = await Http.GetAsync(path);

@@ -203,6 +203,39 @@ public abstract class IdempotencyTests(DatabaseFixture db)
             return new("POST", $"/v1/programs/{shop.ProgramId}/vouchers", new { name = "Coffee", price = "10" },
                 $"/v1/programs/{shop.ProgramId}/vouchers", new { name = "Tea", price = "10" });
         },
+        ["PUT /v1/programs/{programId:long}/tiers"] = async t =>
+        {
+            var shop = await t.NewShopAsync();
+            return new("PUT", $"/v1/programs/{shop.ProgramId}/tiers", TierPolicy("Gold"), $"/v1/programs/{shop.ProgramId}/tiers", TierPolicy("Gilt"));
+        },
+        ["POST /v1/customers/{customerId:long}/tier/override"] = async t =>
+        {
+            var shop = await TieredShopAsync(t);
+            var c = await t.NewCustomerAsync();
+            return new("POST", $"/v1/customers/{c}/tier/override", new { programId = shop.ProgramId, tier = "Gold", reason = "complaint" },
+                $"/v1/customers/{c}/tier/override", new { programId = shop.ProgramId, tier = "Gold", reason = "another complaint" });
+        },
+        ["POST /v1/groups/{groupId:long}/tier/override"] = async t =>
+        {
+            var shop = await TieredShopAsync(t);
+            var c = await t.NewCustomerAsync();
+            var group = (await t.PostOkAsync("/v1/groups", new { name = "Family", primaryCustomerId = c, poolsPoints = true })).GetProperty("groupId").GetInt64();
+            return new("POST", $"/v1/groups/{group}/tier/override", new { programId = shop.ProgramId, tier = "Gold", reason = "family of the month" },
+                $"/v1/groups/{group}/tier/override", new { programId = shop.ProgramId, tier = "Silver", reason = "family of the month" });
+        },
+        ["POST /v1/lifecycle/tiers/evaluate"] = async t =>
+        {
+            var shop = await TieredShopAsync(t);
+            var c = await t.NewCustomerAsync();
+            await t.AwardAsync(c, "150", programId: shop.ProgramId);
+            return new("POST", "/v1/lifecycle/tiers/evaluate", new { }, "/v1/lifecycle/tiers/evaluate", new { asOf = "2020-01-01T00:00:00Z" }, async () =>
+            {
+                // Between the first run and its replay the Gold member's period ends: a second run would
+                // downgrade her; the replay must not.
+                t.Host.Clock.Advance(TimeSpan.FromDays(400));
+                await Task.CompletedTask;
+            });
+        },
         ["POST /api/v1.0/LoyaltyVault/Account/{accountNumber}/Transaction"] = async t =>
         {
             var shop = await t.NewShopAsync();
@@ -220,6 +253,20 @@ public abstract class IdempotencyTests(DatabaseFixture db)
                 "/api/v1.0/LoyaltyVault/Account/CARD-V1/Transfer", new { toAccountNumber = "CARD-V2", loyaltyPointDefinitionId = shop.ProgramId, value = 6 });
         },
     };
+
+    private static object TierPolicy(string gold) => new
+    {
+        metric = new { kind = "POINTS", window = "PERIOD" },
+        period = new { kind = "ROLLING", months = 12 },
+        tiers = new object[] { new { name = "Silver", threshold = "0" }, new { name = gold, threshold = "100", multiplier = "1.5" } },
+    };
+
+    private static async Task<Shop> TieredShopAsync(Tenant t)
+    {
+        var shop = await t.NewShopAsync();
+        await t.PutOkAsync($"/v1/programs/{shop.ProgramId}/tiers", TierPolicy("Gold"));
+        return shop;
+    }
 
     public static TheoryData<string> WriteRouteNames => [.. WriteRoutes.Keys];
 

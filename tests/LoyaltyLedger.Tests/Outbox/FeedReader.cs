@@ -94,13 +94,23 @@ public static class FeedReader
             if (!announcedLines.SequenceEqual(stored)) violations.Add($"event {eventId} ({name}) announced lines {string.Join("; ", announcedLines)}, stored {string.Join("; ", stored)}");
 
             var specific = AlsoAs.GetValueOrDefault(name);
+            // tier.changed names the posting that caused an upgrade, but is about the owner's tier (checked below).
             var others = feed.Where(e => e.Type() != "ledger.event.posted" && e.Type() != "balance.changed" && e.Type() != "points.expiring"
-                && e.Data().GetProperty("eventId").GetInt64() == eventId).ToList();
+                && e.Type() != "tier.changed" && e.Data().GetProperty("eventId").GetInt64() == eventId).ToList();
             if (specific is null ? others.Count != 0 : others.Count != 1 || others[0].Type() != specific || others[0].Data().GetRawText() != data.GetRawText())
                 violations.Add($"event {eventId} ({name}) also announced as [{string.Join(", ", others.Select(Type))}], expected [{specific}]");
         }
         foreach (var extra in posted.Keys.Except(events.Select(e => e.EventId)))
             violations.Add($"event {extra} announced but not in the ledger");
+
+        // Every tier change is announced once, in the order of the tier history, saying what the row says.
+        var tierChanges = (await db.Database.ReadAsync(c => c.QueryAsync<(string OwnerType, long OwnerId, string FromTier, string ToTier, string Cause)>(
+            "SELECT owner_type, owner_id, from_tier, to_tier, cause FROM tier_changes WHERE org_id = @org ORDER BY change_id", new { org = t.OrgId }),
+            CancellationToken.None)).Select(r => $"{r.OwnerType}:{r.OwnerId} {r.FromTier}->{r.ToTier} {r.Cause}").ToList();
+        var tiersAnnounced = feed.OfType("tier.changed").Select(e => e.Data()).Select(d =>
+            $"{d.GetProperty("ownerType").GetString()}:{d.GetProperty("ownerId").GetInt64()} {d.GetProperty("fromTier").GetString()}->{d.GetProperty("toTier").GetString()} {d.GetProperty("cause").GetString()}").ToList();
+        if (!tiersAnnounced.SequenceEqual(tierChanges))
+            violations.Add($"tier changes announced [{string.Join("; ", tiersAnnounced)}], recorded [{string.Join("; ", tierChanges)}]");
 
         var wallets = await db.Database.ReadAsync(c => c.QueryAsync<WalletRow>(
             """

@@ -79,6 +79,29 @@ public abstract class OutboxPostingTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task tier_changes_are_announced_once_each_beside_the_upgrade_bonus_and_its_balance_move()
+    {
+        Clock.Set(Jan1);
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "1");
+        await t.PutOkAsync($"/v1/programs/{shop.ProgramId}/tiers", new
+        {
+            metric = new { kind = "POINTS", window = "PERIOD" },
+            period = new { kind = "ROLLING", months = 12 },
+            tiers = new object[] { new { name = "Silver", threshold = "0" }, new { name = "Gold", threshold = "100", upgradeBonus = "10" } },
+        });
+        var ada = await t.NewCustomerAsync();
+        await t.BillAsync(shop, ada, "B-1", 150m);
+        await t.PostOkAsync($"/v1/customers/{ada}/tier/override", new { programId = shop.ProgramId, tier = "Silver", reason = "test" });
+        Clock.Set(Jan1.AddYears(1).AddDays(1));
+        await t.PostOkAsync("/v1/lifecycle/tiers/evaluate", new { });
+
+        var feed = await AuditedFeedAsync(t);
+        feed.OfType("tier.changed").Select(e => e.Data().GetProperty("cause").GetString()).ShouldBe(["UPGRADE", "OVERRIDE"]);
+        feed.OfType("ledger.event.posted").Select(e => e.Data().GetProperty("eventName").GetString()).ShouldContain("TierUpgradeBonus");
+    }
+
+    [Fact]
     public async Task a_bill_is_announced_with_its_bill_store_till_currencies_and_the_balances_before_and_after()
     {
         Clock.Set(Jan1);

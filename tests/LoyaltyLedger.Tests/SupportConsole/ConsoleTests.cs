@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dapper;
 using LoyaltyLedger.Organizations;
@@ -422,6 +423,7 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
                  {
                      "/console/customers/987654321", $"/console/customers/{otherCustomer}", "/console/customers/abc", "/console/groups/987654321",
                      "/console/events/987654321", "/console/events/abc/reverse", $"/console/events/{long.MaxValue}", "/console/no/such/page",
+                     "/console/customers/987654321/tier", $"/console/customers/{otherCustomer}/tier", "/console/groups/987654321/tier",
                      $"/console/customers/{scene.CustomerId}?before=garbage&lt=MOON&from=yesterday&range=forever&wallet=-1",
                  })
         {
@@ -633,14 +635,183 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
     }
 
     /// <summary>
+    /// Tiers on the scene's program: points earned this period (the rule's, at 1x), Silver, Gold at 100
+    /// (kept with 80, earns 1.5x, 10 points on the way in), Platinum at 300 (2x).
+    /// </summary>
+    private static Task<JsonElement> TiersAsync(Tenant t, long programId) =>
+        t.PutOkAsync($"/v1/programs/{programId}/tiers", new
+        {
+            metric = new { kind = "POINTS", window = "PERIOD" },
+            period = new { kind = "ROLLING", months = 12 },
+            downgrade = "ONE_DOWN",
+            tiers = new object[]
+            {
+                new { name = "Silver", threshold = "0" },
+                new { name = "Gold", threshold = "100", renewalThreshold = "80", multiplier = "1.5", upgradeBonus = "10" },
+                new { name = "Platinum", threshold = "300", multiplier = "2" },
+            },
+        });
+
+    private static string Day(JsonElement instant) => instant.GetDateTimeOffset().UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task a_customer_who_is_upgraded_shows_the_tier_card_the_upgrade_in_the_history_and_each_line_its_tier()
+    {
+        var scene = await SceneAsync();
+        var t = scene.Api;
+        await TiersAsync(t, scene.Shop.ProgramId);
+        // 100 points at Silver cross into Gold (the bill earns at Silver); the period restarts; 20 more earn 30 at Gold.
+        var upgrade = (await t.BillAsync(scene.Shop, scene.CustomerId, "U-1", 1000m)).GetProperty("eventId").GetInt64();
+        harness.Clock.Advance(TimeSpan.FromMinutes(5));
+        await t.BillAsync(scene.Shop, scene.CustomerId, "U-2", 200m);
+        var api = await t.GetOkAsync($"/v1/customers/{scene.CustomerId}/tier?programId={scene.Shop.ProgramId}");
+        var page = await harness.SignedInPageAsync(scene.Org.Admin);
+        await page.GotoAsync($"{harness.BaseUrl}/console/customers/{scene.CustomerId}");
+
+        var card = page.Locator($"#tiers [data-program='{scene.Shop.ProgramId}'] .tier-card");
+        (await card.Locator(".tier").InnerTextAsync()).ShouldBe("Gold");
+        api.GetProperty("tier").GetString().ShouldBe("Gold");
+        (await card.Locator(".multiplier").InnerTextAsync()).ShouldBe("1.5×");
+        var metric = await card.Locator(".metric").InnerTextAsync();
+        metric.ShouldContain("20.000 points earned, this period");
+        metric.ShouldContain("lifetime 120.000");
+        api.GetProperty("metric").GetProperty("lifetime").GetString().ShouldBe("120.000");
+        (await card.Locator(".next-tier").InnerTextAsync()).ShouldBe("Platinum at 300.000: 280.000 more");
+        var renewal = await card.Locator(".renewal").InnerTextAsync();
+        renewal.ShouldStartWith(Day(api.GetProperty("renewal").GetProperty("date")) + ": keeps Gold with 80.000, 60.000 more");
+        (await card.Locator(".pinned").CountAsync()).ShouldBe(0);
+
+        var history = page.Locator($"#tiers [data-program='{scene.Shop.ProgramId}'] table.tier-history tbody tr");
+        (await history.CountAsync()).ShouldBe(1);
+        (await history.GetAttributeAsync("data-cause")).ShouldBe("UPGRADE");
+        (await history.Locator(".change").InnerTextAsync()).ShouldBe("Silver → Gold");
+        await history.GetByRole(AriaRole.Link, new() { Name = $"event {upgrade}" }).ClickAsync();
+        new Uri(page.Url).AbsolutePath.ShouldBe($"/console/events/{upgrade}");
+
+        // The bill's lines record the tier before its crossing; its bonus, a related event, the new one.
+        var billTiers = await page.Locator("table.lines tr.line td.tier").AllInnerTextsAsync();
+        billTiers.Count.ShouldBeGreaterThan(0);
+        billTiers.ShouldAllBe(tier => tier == "Silver");
+        await page.GetByRole(AriaRole.Link, new() { NameRegex = new Regex("^TierUpgradeBonus, event") }).ClickAsync();
+        (await page.Locator("table.lines tr.line td.tier").AllInnerTextsAsync()).ShouldBe(["Gold"]);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task a_pooling_groups_page_shows_the_tier_its_members_bills_earn_it_and_a_program_without_tiers_shows_none()
+    {
+        var scene = await SceneAsync();
+        var t = scene.Api;
+        await TiersAsync(t, scene.Shop.ProgramId);
+        var member = await t.NewCustomerAsync(firstName: "Pooled");
+        var pool = (await t.PostOkAsync("/v1/groups", new { name = "Pool " + Guid.NewGuid().ToString("N")[..6], primaryCustomerId = member, poolsPoints = true }))
+            .GetProperty("groupId").GetInt64();
+        await t.BillAsync(scene.Shop, member, "P-1", 3500m);
+        var page = await harness.SignedInPageAsync(scene.Org.Admin);
+
+        await page.GotoAsync($"{harness.BaseUrl}/console/groups/{pool}");
+        (await page.Locator("#tiers .tier-card .tier").InnerTextAsync()).ShouldBe("Platinum");
+        (await page.Locator("#tiers .tier-card .next-tier").InnerTextAsync()).ShouldBe("none: the top tier");
+        (await page.Locator("#tiers table.tier-history tbody tr .change").InnerTextAsync()).ShouldBe("Silver → Platinum");
+        await page.GotoAsync($"{harness.BaseUrl}/console/customers/{member}");
+        (await page.Locator("#tiers").InnerTextAsync()).ShouldContain("count toward the group's tier");
+        (await page.Locator("#tiers .tier-card .tier").InnerTextAsync()).ShouldBe("Silver");
+
+        // An organization whose programs have no tiers: no tier section, no tier column in the lines.
+        var plain = await SceneAsync();
+        await page.Context.CloseAsync();
+        page = await harness.SignedInPageAsync(plain.Org.Admin);
+        await page.GotoAsync($"{harness.BaseUrl}/console/customers/{plain.CustomerId}");
+        (await page.Locator("#tiers").CountAsync()).ShouldBe(0);
+        await page.Locator("ol.events details.event summary").First.ClickAsync();
+        (await page.Locator("table.lines th", new() { HasText = "Tier" }).CountAsync()).ShouldBe(0);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task an_admin_overrides_a_tier_through_the_form_and_the_override_shows_in_the_history_with_its_reason_and_key()
+    {
+        var scene = await SceneAsync();
+        var t = scene.Api;
+        await TiersAsync(t, scene.Shop.ProgramId);
+        var page = await harness.SignedInPageAsync(scene.Org.Admin);
+        await page.GotoAsync($"{harness.BaseUrl}/console/customers/{scene.CustomerId}");
+        (await page.Locator("#tiers .tier-card .tier").InnerTextAsync()).ShouldBe("Silver");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Override tier" }).ClickAsync();
+        await page.Locator("[name='Form.Tier']").SelectOptionAsync("Platinum");
+        await page.Locator("[name='Form.Reason']").FillAsync("Complaint <42>: kept as Platinum");
+        await page.Locator("[name='Form.Pinned']").CheckAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Set tier" }).DblClickAsync();
+        await page.WaitForURLAsync(new Regex("overridden="));
+
+        new Uri(page.Url).AbsolutePath.ShouldBe($"/console/customers/{scene.CustomerId}");
+        (await page.GetByRole(AriaRole.Status).InnerTextAsync()).ShouldBe("Tier set: Platinum in Main program, pinned.");
+        var card = page.Locator("#tiers .tier-card");
+        (await card.Locator(".tier").InnerTextAsync()).ShouldBe("Platinum");
+        (await card.Locator(".multiplier").InnerTextAsync()).ShouldBe("2×");
+        (await card.Locator(".pinned").CountAsync()).ShouldBe(1);
+        (await card.Locator(".override-reason").InnerTextAsync()).ShouldBe("Complaint <42>: kept as Platinum");
+        var row = page.Locator("#tiers table.tier-history tbody tr");
+        (await row.CountAsync()).ShouldBe(1);
+        (await row.GetAttributeAsync("data-cause")).ShouldBe("OVERRIDE");
+        (await row.Locator(".change").InnerTextAsync()).ShouldBe("Silver → Platinum");
+        (await row.Locator(".reason").InnerTextAsync()).ShouldBe("Complaint <42>: kept as Platinum");
+        (await row.Locator(".by").InnerTextAsync()).ShouldContain(scene.Org.Admin.KeyId);
+
+        // The same change the API records: one OVERRIDE (the double click posted once), by the admin's key; the owner is pinned.
+        var changes = (await t.GetOkAsync($"/v1/customers/{scene.CustomerId}/tier-history")).EnumerateArray().ToList();
+        changes.Select(c => (c.GetProperty("cause").GetString(), c.GetProperty("toTier").GetString(), c.GetProperty("postedBy").GetString()))
+            .ShouldBe([("OVERRIDE", "Platinum", scene.Org.Admin.KeyId)]);
+        (await t.GetOkAsync($"/v1/customers/{scene.CustomerId}/tier")).GetProperty("pinned").GetBoolean().ShouldBeTrue();
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task a_read_or_write_key_sees_no_override_form_and_its_forged_override_writes_nothing()
+    {
+        var scene = await SceneAsync();
+        await TiersAsync(scene.Api, scene.Shop.ProgramId);
+        var overridePath = $"/console/customers/{scene.CustomerId}/tier";
+        foreach (var role in new[] { KeyRole.Read, KeyRole.Write })
+        {
+            var key = await scene.Org.KeyAsync(role);
+            var page = await harness.SignedInPageAsync(key);
+            await page.GotoAsync($"{harness.BaseUrl}/console/customers/{scene.CustomerId}");
+            (await page.Locator("#tiers .tier-card .tier").InnerTextAsync()).ShouldBe("Silver", role.ToString());
+            (await page.GetByRole(AriaRole.Link, new() { Name = "Override tier" }).CountAsync()).ShouldBe(0, role.ToString());
+            (await page.GotoAsync(harness.BaseUrl + overridePath))!.Status.ShouldBe(403, role.ToString());
+            (await page.Locator("[name='Form.Tier']").CountAsync()).ShouldBe(0, role.ToString());
+            await page.Context.CloseAsync();
+        }
+
+        // The admin's form, posted by a read key's session with its own token: refused, nothing written.
+        using var admin = harness.RawClient(new CookieContainer());
+        await harness.RawSignInAsync(admin, scene.Org.Admin);
+        var html = await admin.GetStringAsync(overridePath);
+        using var reader = harness.RawClient(new CookieContainer());
+        var readerToken = await harness.RawSignInAsync(reader, await scene.Org.KeyAsync(KeyRole.Read));
+        using (var response = await reader.PostAsync(overridePath, new FormUrlEncodedContent(new Dictionary<string, string>
+               {
+                   ["_handler"] = "tier-override", ["__RequestVerificationToken"] = readerToken,
+                   ["Form.FormKey"] = Regex.Match(html, "name=\"Form.FormKey\" value=\"([^\"]+)\"").Groups[1].Value,
+                   ["Form.ProgramId"] = scene.Shop.ProgramId.ToString(), ["Form.Tier"] = "Platinum", ["Form.Reason"] = "forged",
+               })))
+            response.StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        (await scene.Api.GetOkAsync($"/v1/customers/{scene.CustomerId}/tier-history")).GetArrayLength().ShouldBe(0);
+        (await scene.Api.GetOkAsync($"/v1/customers/{scene.CustomerId}/tier")).GetProperty("tier").GetString().ShouldBe("Silver");
+    }
+
+    /// <summary>
     /// A customer with six weeks of everything the console shows: bills on many days, redemptions, a
     /// reversal, a return, a transfer, points and a currency with expiry dates, points held for a return
-    /// window, a group. The page-width test runs on it, and its screenshots are the README's.
+    /// window, a group, tiers (two upgrades). The page-width test runs on it, and its screenshots are the README's.
     /// </summary>
     private async Task<(Scene Scene, long BillEvent)> BusySceneAsync()
     {
         var scene = await SceneAsync(expiry: new { kind = "DATE_EARNED", days = 180 });
         var t = scene.Api;
+        await TiersAsync(t, scene.Shop.ProgramId);
         var coffee = await t.PostOkAsync("/v1/programs", new
         {
             name = "Coffee club", earnRate = "1", promisedDays = 14, expiry = new { kind = "DATE_EARNED", days = 120 },
@@ -682,7 +853,7 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
             ("search", "/console"), ("customer", $"/console/customers/{scene.CustomerId}"), ("event", $"/console/events/{bill}"),
             ("group", $"/console/groups/{scene.GroupId}"), ("dashboard", "/console/dashboard"), ("keys", "/console/admin/keys"),
             ("webhooks", "/console/admin/webhooks"), ("webhook-log", $"/console/admin/webhooks/{hook}"),
-            ("adjust", $"/console/customers/{scene.CustomerId}/adjust"),
+            ("adjust", $"/console/customers/{scene.CustomerId}/adjust"), ("tier", $"/console/customers/{scene.CustomerId}/tier"),
         };
         foreach (var width in new[] { 1280, 390 })
         {
