@@ -7,14 +7,14 @@
 #      the base one), every member's tier and counters computed by the seeder from the history it
 #      generates, with a chosen share of the members' periods ended by the end of that history
 #      (default all of them),
-#   2. starts the real server (its background lifecycle run off, so only the request evaluates) and
-#      asks it once for POST /v1/lifecycle/tiers/evaluate {"asOf": <end of the history>}, timed:
-#      members evaluated per second, and what the run decided (renewed, downgraded, rolled, upgraded),
-#   3. asks again with the same asOf: nothing is due any more, so it evaluates nobody,
-#   4. reports the server's peak memory, then removes the data.
+#   2. runs `tiers evaluate --as-of <end of the history>` (what POST /v1/lifecycle/tiers/evaluate
+#      and the background lifecycle run call) once, timed by the command itself: members evaluated
+#      per second, and what the run decided (renewed, downgraded, rolled over, upgraded),
+#   3. runs it again with the same --as-of: nothing is due any more, so it evaluates nobody,
+#   4. reports the command's peak memory, then removes the data.
 # Usage: bench/tiers.sh [--quick] [--members N] [--events N] [--skew S] [--due SHARE] [--policy FILE] [--postgres-only | --sqlite-only]
 #   --quick: 20,000 members. Default events: 5 per member (registrations included).
-# Environment: LEDGER_PG_PORT (default 55440), BENCH_HTTP_PORT (default 18440).
+# Environment: LEDGER_PG_PORT (default 55440).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,14 +36,11 @@ done
 events="${events:-$((members * 5))}"
 
 export LEDGER_PG_PORT="${LEDGER_PG_PORT:-55440}"
-url="http://127.0.0.1:${BENCH_HTTP_PORT:-18440}"
-key=bench-tiers-key; secret=bench-secret-0123
 app=src/LoyaltyLedger/bin/Release/net10.0/LoyaltyLedger.dll
 work="$(mktemp -d /tmp/loyaltyledger-tiers-bench.XXXXXX)"
-pg_started=0; server_pid=""
+pg_started=0
 
 cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   if [ "$pg_started" = 1 ]; then scripts/postgres.sh stop || true; fi
   rm -rf "$work"
 }
@@ -52,46 +49,30 @@ trap cleanup EXIT
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 dotnet build -c Release src/LoyaltyLedger >/dev/null
 
-start_server() { # args: storage options...
-  # Ledger:ExpiryInterval=0: no background lifecycle run, so only the measured request evaluates.
-  Ledger__ExpiryInterval=0 dotnet "$app" serve "$@" --urls "$url" >"$work/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 120); do
-    curl -fs "$url/health" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "server did not start:" >&2; cat "$work/server.log" >&2; exit 1
-}
-
-stop_server() {
-  echo "   server peak memory: $(awk '/VmHWM/ {printf "%d MB", $2/1024}' "/proc/$server_pid/status")"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-}
-
-evaluate() { # args: label; prints the answer, its time and the rate
-  local label="$1" answer seconds evaluated
-  answer=$(curl -s -w ' %{http_code} %{time_total}' -u "$key:$secret" -X POST "$url/v1/lifecycle/tiers/evaluate" \
-    -H 'Content-Type: application/json' -H "Idempotency-Key: tiers-bench-$label-$RANDOM" -d "{\"asOf\":\"$as_of\"}")
-  seconds=$(echo "$answer" | awk '{print $NF}')
-  case "$answer" in *" 200 "*) ;; *) echo "the evaluation answered: $answer" >&2; exit 1 ;; esac
-  evaluated=$(echo "$answer" | sed -nE 's/.*"evaluated":([0-9]+).*/\1/p')
-  echo "   $label: $(echo "$answer" | awk '{print $1}')"
-  echo "   $label: $(printf '%.2f' "$seconds") s, $(awk -v n="${evaluated:-0}" -v t="$seconds" 'BEGIN {printf "%.0f", (t > 0 ? n / t : 0)}') members evaluated/s"
+evaluate() { # args: label storage options...; prints the command's line and the rate
+  local label="$1"; shift
+  local line evaluated seconds
+  /usr/bin/time -f '%M' -o "$work/time.txt" dotnet "$app" tiers evaluate --as-of "$as_of" "$@" >"$work/evaluate.log" 2>&1 \
+    || { echo "tiers evaluate failed:" >&2; cat "$work/evaluate.log" >&2; exit 1; }
+  # "as of ...: N owners evaluated (R renewed, D downgraded, K rolled over at their tier), U upgraded; run X; S s"
+  line=$(tr '\r' '\n' <"$work/evaluate.log" | grep -E 'owners evaluated' | tail -n 1)
+  evaluated=$(echo "$line" | sed -nE 's/.*: ([0-9]+) owners evaluated.*/\1/p')
+  seconds=$(echo "$line" | sed -nE 's/.*; ([0-9.]+) s$/\1/p')
+  echo "   $label: $line"
+  echo "   $label: $(awk -v n="${evaluated:-0}" -v t="${seconds:-0}" 'BEGIN {printf "%.0f", (t > 0 ? n / t : 0)}') members evaluated/s, peak memory $(awk '{printf "%d MB", $1 / 1024}' "$work/time.txt")"
 }
 
 run() { # args: database-label storage options...
   local label="$1"; shift
   echo "== $label: seeding $members members, $events events (skew $skew), tiers of $policy, share due $due"
-  dotnet "$app" seed --customers "$members" --events "$events" --skew "$skew" --org-name "tiers-bench" --key-id "$key" --key-secret "$secret" \
+  dotnet "$app" seed --customers "$members" --events "$events" --skew "$skew" --org-name "tiers-bench" \
     --tiers "$policy" --tiers-due "$due" "$@" \
     | tee "$work/seed.log" | tr '\r' '\n' | grep -v '^\[' | grep -E "^seeding '|seeded in|customers [0-9]|rate:|tiers:" || true
   as_of=$(sed -nE 's/.*tiers evaluate --as-of ([^ ]+).*/\1/p' "$work/seed.log")
   [ -n "$as_of" ] || { echo "the seed printed no evaluation instant" >&2; exit 1; }
-  start_server "$@"
-  echo "== $label: POST /v1/lifecycle/tiers/evaluate {\"asOf\":\"$as_of\"}"
-  evaluate first
-  evaluate again
-  stop_server
+  echo "== $label: tiers evaluate --as-of $as_of"
+  evaluate first "$@"
+  evaluate again "$@"
 }
 
 for database in $databases; do
