@@ -16,8 +16,8 @@ public abstract class SeedTiersTests(DatabaseFixture db)
 {
     private static readonly DateTimeOffset Until = new(2026, 6, 1, 0, 0, 0, TimeSpan.Zero);
 
-    /// <summary>bench/tier-policy.json: points earned over a rolling 12-month period.</summary>
-    private static TierPolicy Policy(string metric = TierMetric.PointsEarned, string? currency = null) => new()
+    /// <summary>bench/tier-policy.json (points earned over a rolling 12-month period), with other thresholds if given.</summary>
+    private static TierPolicy Policy(string metric = TierMetric.PointsEarned, string? currency = null, long gold = 1000, long platinum = 3000) => new()
     {
         Metric = new TierMetric { Kind = metric, Currency = currency, Window = TierMetric.InPeriod },
         Period = new TierPeriod { Kind = TierPeriod.Rolling, Months = 12 },
@@ -25,15 +25,15 @@ public abstract class SeedTiersTests(DatabaseFixture db)
         Tiers =
         [
             new Tier("Silver", Points.Zero),
-            new Tier("Gold", Points.FromWhole(1000), RenewalThreshold: Points.FromWhole(800), Multiplier: new Points(1500), UpgradeBonus: Points.FromWhole(100)),
-            new Tier("Platinum", Points.FromWhole(3000), Multiplier: Points.FromWhole(2), UpgradeBonus: Points.FromWhole(250)),
+            new Tier("Gold", Points.FromWhole(gold), RenewalThreshold: Points.FromWhole(gold * 4 / 5), Multiplier: new Points(1500), UpgradeBonus: Points.FromWhole(100)),
+            new Tier("Platinum", Points.FromWhole(platinum), Multiplier: Points.FromWhole(2), UpgradeBonus: Points.FromWhole(250)),
         ],
     };
 
-    private Task<SeedResult> SeedAsync(TierPolicy? policy, double due = 0.5, string suffix = "") =>
+    private Task<SeedResult> SeedAsync(TierPolicy? policy, double due = 0.5, string suffix = "", long customers = 300, long events = 6_000, double skew = 1.0) =>
         OrganizationSeeder.SeedAsync(db.Database, new SeedOptions
         {
-            OrganizationName = "tiered " + Guid.NewGuid().ToString("N")[..8] + suffix, Customers = 300, Events = 6_000, Stores = 5, Until = Until,
+            OrganizationName = "tiered " + Guid.NewGuid().ToString("N")[..8] + suffix, Customers = customers, Events = events, Stores = 5, Until = Until, Skew = skew,
             Tiers = policy is null ? null : new SeedTiers(policy, due),
         }, null, CancellationToken.None);
 
@@ -107,7 +107,10 @@ public abstract class SeedTiersTests(DatabaseFixture db)
     [Fact]
     public async Task an_evaluation_as_of_the_end_of_the_seeded_history_decides_exactly_the_due_owners_and_a_second_decides_none()
     {
-        var seeded = await SeedAsync(Policy(), due: 0.5);
+        // bench/tiers.sh's data and policy (even activity, thresholds scaled to it), enough owners
+        // that several cross a threshold in the weeks after their period ended.
+        var policy = Policy(gold: 450, platinum: 800);
+        var seeded = await SeedAsync(policy, due: 0.5, customers: 3_000, events: 15_000, skew: 0);
         var tiers = seeded.Tiers.ShouldNotBeNull();
         var now = DateTimeOffset.UtcNow;
 
@@ -122,6 +125,19 @@ public abstract class SeedTiersTests(DatabaseFixture db)
             "SELECT COUNT(*) FROM owner_tiers WHERE org_id = @org AND period_end <= @asOf",
             new { org = seeded.OrgId, asOf = tiers.AsOf.ToUnixTimeMilliseconds() }), CancellationToken.None);
         stillDue.ShouldBe(0);
+
+        // The upgrades the new periods supported, applied many owners to a transaction: each owner
+        // now holds at least what its period metric reaches, upgraded once, with one bonus each.
+        first.Upgraded.ShouldBeGreaterThan(1);
+        var standings = await db.Database.ReadAsync(c => c.QueryAsync<(string Tier, long Metric)>(
+            "SELECT tier_name, metric_period FROM owner_tiers WHERE org_id = @org", new { org = seeded.OrgId }), CancellationToken.None);
+        standings.ShouldAllBe(s => policy.LevelOf(s.Tier) >= policy.LevelReached(new Points(s.Metric)));
+        var (upgrades, bonuses) = await db.Database.ReadAsync(c => c.QuerySingleAsync<(long, long)>(
+            """
+            SELECT (SELECT COUNT(*) FROM tier_changes WHERE org_id = @org AND cause = 'UPGRADE' AND run_id = @run),
+                   (SELECT COUNT(*) FROM events WHERE org_id = @org AND event_name = 'TierUpgradeBonus')
+            """, new { org = seeded.OrgId, run = first.RunId }), CancellationToken.None);
+        (upgrades, bonuses).ShouldBe((first.Upgraded, first.Upgraded));
         (await LedgerVerifier.VerifyAsync(db.Database, seeded.OrgId, CancellationToken.None)).Violations.ShouldBeEmpty();
     }
 
