@@ -80,9 +80,9 @@ public static class VaultTransactions
         if (receipt is not null)
         {
             var hash = Hash(accountNumber, request);
-            if (!await IdempotencyStore.ClaimAsync(posting.Batch(), receipt, hash, posting.NowMs, CancellationToken.None))
+            if (!await IdempotencyStore.ClaimAsync(posting.Batch(), receipt, hash, posting.NowMs, posting.Cancellation))
             {
-                var stored = await IdempotencyStore.ReadAsync(posting.Batch(), receipt, CancellationToken.None);
+                var stored = await IdempotencyStore.ReadAsync(posting.Batch(), receipt, posting.Cancellation);
                 if (stored is not { IsPending: false, Body: { } body } || stored.Value.RequestHash != hash)
                 {
                     throw new LedgerException(VaultErrorCodes.ReceiptReused,

@@ -148,7 +148,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         {
             return await database.WriteAsync(async (connection, transaction) =>
             {
-                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)
+                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId, ct)
                 {
                     Catalog = database.Catalog,
                 };
