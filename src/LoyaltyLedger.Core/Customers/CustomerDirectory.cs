@@ -196,7 +196,7 @@ public static class CustomerDirectory
                 "INSERT INTO customer_identifiers (org_id, source, account_id, kind, value, customer_id) VALUES (@org, @source, @accountId, @kind, @value, @customerId)",
                 new { org = posting.OrgId, source, accountId = identifier.AccountId ?? "", kind, value = identifier.Value, customerId });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"The {kind} '{identifier.Value}' is already registered in {source}.", 409);
         }
@@ -212,7 +212,7 @@ public static class CustomerDirectory
                 "INSERT INTO loyalty_accounts (org_id, account_number, customer_id, status, created_at) VALUES (@org, @accountNumber, @customerId, 'ACTIVE', @now)",
                 new { org = posting.OrgId, accountNumber, customerId, now = posting.NowMs });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"Account number '{accountNumber}' is already issued.", 409);
         }

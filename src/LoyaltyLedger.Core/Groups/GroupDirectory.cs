@@ -168,7 +168,7 @@ public static class GroupDirectory
                     maxMembers, pools = request.PoolsPoints ? 1 : 0, now = posting.NowMs,
                 });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"A group with external id '{request.ExternalId}' already exists.", 409);
         }
@@ -203,7 +203,7 @@ public static class GroupDirectory
                     mayRedeem = request.MayRedeem ? 1 : 0, mayTransfer = request.MayTransfer ? 1 : 0, now = posting.NowMs,
                 });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"Customer {request.CustomerId} already belongs to a group.", 409);
         }

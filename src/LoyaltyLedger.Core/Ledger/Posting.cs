@@ -31,8 +31,10 @@ public sealed class Posting
     private readonly PostingAnnouncements _announcements = new();
     private readonly Dictionary<(OwnerType Type, long Id, long ProgramId), string?> _tiers = [];
 
-    public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy)
+    public Posting(DbConnection connection, DbTransaction transaction, SqlDialect dialect, long orgId, DateTimeOffset now, string? postedBy,
+        CancellationToken cancellation = default)
     {
+        Cancellation = cancellation;
         Connection = connection;
         Transaction = transaction;
         Dialect = dialect;
@@ -52,6 +54,12 @@ public sealed class Posting
     public DateTimeOffset Now { get; }
     public long NowMs { get; }
     public string? PostedBy { get; }
+
+    /// <summary>
+    /// Cancels the posting's statements (the request's token: a client that gives up stops its
+    /// posting's database work, and the transaction rolls back).
+    /// </summary>
+    public CancellationToken Cancellation { get; }
 
     /// <summary>The server's cache of programs and stores, or null to read them from the database every time.</summary>
     public Organizations.CatalogCache? Catalog { get; init; }
@@ -73,16 +81,19 @@ public sealed class Posting
     }
 
     public Task<T?> ScalarAsync<T>(string sql, object? args = null) =>
-        Connection.ExecuteScalarAsync<T>(Dialect.Expand(sql), args, Transaction);
+        Connection.ExecuteScalarAsync<T>(Command(sql, args));
 
     public Task<int> ExecuteAsync(string sql, object? args = null) =>
-        Connection.ExecuteAsync(Dialect.Expand(sql), args, Transaction);
+        Connection.ExecuteAsync(Command(sql, args));
 
     public Task<IEnumerable<T>> QueryAsync<T>(string sql, object? args = null) =>
-        Connection.QueryAsync<T>(Dialect.Expand(sql), args, Transaction);
+        Connection.QueryAsync<T>(Command(sql, args));
 
     public Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null) =>
-        Connection.QuerySingleOrDefaultAsync<T>(Dialect.Expand(sql), args, Transaction);
+        Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
+
+    private CommandDefinition Command(string sql, object? args) =>
+        new(Dialect.Expand(sql), args, Transaction, cancellationToken: Cancellation);
 
     /// <summary>
     /// Creates (if needed) and locks the given wallets, in key order: every posting that touches
@@ -160,7 +171,8 @@ public sealed class Posting
     private static long AsLong(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A batch of statements in this posting's transaction (one round trip on PostgreSQL).</summary>
-    public StatementBatch Batch() => new(Connection, Transaction, Dialect);
+    /// <summary>A batch of statements in this posting's transaction, run with its <see cref="Cancellation"/>.</summary>
+    public StatementBatch Batch() => new(Connection, Transaction, Dialect, Cancellation);
 
     /// <summary>A wallet this posting has locked.</summary>
     public Wallet Locked(WalletKey key) =>
@@ -535,9 +547,9 @@ public sealed class Posting
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
         foreach (var r in restore)
         {
-            var isDebt = await Connection.ExecuteScalarAsync<long>(
+            var isDebt = await ScalarAsync<long>(
                 "SELECT is_debt FROM lots WHERE lot_id = @lot AND wallet_id = @walletId",
-                new { lot = r.LotId, walletId = wallet.WalletId }, Transaction);
+                new { lot = r.LotId, walletId = wallet.WalletId });
             if (isDebt != 0)
             {
                 // Points the debit took on credit go back to the debt as far as it is still owed; what
@@ -620,17 +632,17 @@ public sealed class Posting
 
     private async Task<long> DebtLotAsync(Wallet wallet)
     {
-        var existing = await Connection.ExecuteScalarAsync<long?>(
+        var existing = await ScalarAsync<long?>(
             "SELECT lot_id FROM lots WHERE wallet_id = @walletId AND is_debt = 1",
-            new { walletId = wallet.WalletId }, Transaction);
+            new { walletId = wallet.WalletId });
         if (existing is { } id) return id;
-        return await Connection.ExecuteScalarAsync<long>(
+        return await ScalarAsync<long>(
             """
             INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
             VALUES (@org, @walletId, NULL, @now, NULL, 0, 0, 1)
             RETURNING lot_id
             """,
-            new { org = OrgId, walletId = wallet.WalletId, now = NowMs }, Transaction);
+            new { org = OrgId, walletId = wallet.WalletId, now = NowMs });
     }
 
     private Task InsertMovementAsync(long entryId, long lotId, Points points)
@@ -648,13 +660,13 @@ public sealed class Posting
     /// <summary>Allocates the next id of a per-organization sequence (customers, programs, groups...).</summary>
     public async Task<long> NextIdAsync(string sequence)
     {
-        return await Connection.ExecuteScalarAsync<long>(
+        return await ScalarAsync<long>(
             """
             INSERT INTO id_counters (org_id, name, last_value) VALUES (@org, @sequence, 1)
             ON CONFLICT (org_id, name) DO UPDATE SET last_value = id_counters.last_value + 1
             RETURNING last_value
             """,
-            new { org = OrgId, sequence }, Transaction);
+            new { org = OrgId, sequence });
     }
 
     /// <summary>Records an explicitly chosen id, so later generated ids never collide with it.</summary>

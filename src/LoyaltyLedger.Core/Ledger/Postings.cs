@@ -166,7 +166,7 @@ public static class Postings
                     source, now = posting.NowMs, tierMetric = tierMetric.Thousandths,
                 });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.DuplicateBill, $"Bill '{bill.BillNumber}' was already posted at store '{store!.Code}'.", 409);
         }

@@ -47,7 +47,7 @@ public static class LifecycleRun
             foreach (var lotId in promised)
             {
                 var converted = await db.WriteAsync((c, tx) =>
-                    HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy), lotId, asOf), ct);
+                    HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, ct), lotId, asOf), ct);
                 if (converted is null) continue;
                 conversions++;
                 events.Add(converted);
@@ -57,7 +57,7 @@ public static class LifecycleRun
             {
                 var expired = await db.WriteAsync(async (c, tx) =>
                 {
-                    var posting = new Posting(c, tx, db.Dialect, org, now, postedBy);
+                    var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
                     var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
                     await posting.LockWalletsAsync([key]);
                     return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);

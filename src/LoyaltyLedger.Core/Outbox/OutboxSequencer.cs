@@ -59,8 +59,7 @@ public static class OutboxSequencer
         {
             // The lock and the numbering in one round trip; the lock is held until the commit.
             var batch = new StatementBatch(c, tx, database.Dialect);
-            if (database.Provider == DatabaseProvider.Postgres)
-                batch.Query("SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLock });
+            database.Dialect.AddTransactionLock(batch, AdvisoryLock);
             var numbered = batch.Execute(NumberSql, new { limit = MaxPerRun });
             return (await batch.RunAsync(ct)).Affected(numbered);
         }, ct);

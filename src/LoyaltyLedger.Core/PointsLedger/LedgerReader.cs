@@ -9,7 +9,6 @@ using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
-using Microsoft.Data.Sqlite;
 
 namespace LoyaltyLedger.PointsLedger;
 
@@ -25,24 +24,15 @@ public static class LedgerReader
 {
     private sealed record Subject(string OwnerType, long OwnerId, SubjectDetails Details, long? GroupId);
 
-    /// <summary>
-    /// A column in a list parameter: Dapper expands <c>IN @list</c> for SQLite, while Npgsql takes
-    /// the list as one array parameter.
-    /// </summary>
-    private static string In(DbConnection c, string column, string parameter) =>
-        c is SqliteConnection ? $"{column} IN @{parameter}" : $"{column} = ANY(@{parameter})";
-
     public static async Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
         await using var connection = await database.OpenAsync(ct);
         // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
-        await using var tx = connection is SqliteConnection sqlite
-            ? sqlite.BeginTransaction(deferred: true)
-            : await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+        await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
 
         var subject = await ResolveSubjectAsync(connection, tx, orgId, query);
         var programs = await ProgramCatalog.ListAsync(connection, orgId, tx, database.Catalog);
-        var filter = await BuildFilterAsync(connection, tx, orgId, query, subject, programs, ct);
+        var filter = await BuildFilterAsync(connection, tx, database.Dialect, orgId, query, subject, programs, ct);
 
         if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)
         {
@@ -77,7 +67,7 @@ public static class LedgerReader
         if (total == 0 || query.Page >= pageCount) throw PointsLedgerException.NoEntries();
 
         if (query.Page > 0) ids = await PageAsync(connection, tx, query, filter, total, ct);
-        var events = await LoadEventsAsync(connection, tx, orgId, query, subject, filter, ids, ct);
+        var events = await LoadEventsAsync(connection, tx, database.Dialect, orgId, query, subject, filter, ids, ct);
 
         IReadOnlyList<LedgerClosingBalance>? closing = null;
         if (query.IsDateBounded) closing = await ClosingBalancesAsync(connection, tx, filter, query.ToMs!.Value, ct);
@@ -170,7 +160,7 @@ public static class LedgerReader
         public string? Role { get; set; }
     }
 
-    private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query,
+    private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query,
         Subject subject, Filter filter, List<long> ids, CancellationToken ct)
     {
         // The ids come from the owner-scoped page query: looked up by primary key alone, since a
@@ -188,13 +178,13 @@ public static class LedgerReader
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE {In(c, "e.event_id", "ids")};
+            WHERE {dialect.In("e.event_id", "ids")};
             SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
             FROM ledger_entries le
             JOIN events e ON e.event_id = le.event_id
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
-            WHERE {In(c, "le.event_id", "ids")}{filter.Entries}
+            WHERE {dialect.In("le.event_id", "ids")}{filter.Entries}
             ORDER BY le.event_id, le.entry_id
             """, args, tx, cancellationToken: ct));
         Dictionary<long, EventRow> rows;
@@ -214,7 +204,7 @@ public static class LedgerReader
                 SELECT cu.customer_id, cu.first_name, cu.last_name, cu.external_id, m.role
                 FROM customers cu
                 LEFT JOIN group_members m ON m.org_id = cu.org_id AND m.group_id = @groupId AND m.customer_id = cu.customer_id
-                WHERE cu.org_id = @org AND {In(c, "cu.customer_id", "customers")}
+                WHERE cu.org_id = @org AND {dialect.In("cu.customer_id", "customers")}
                 """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
         }
 
@@ -311,7 +301,7 @@ public static class LedgerReader
     /// </summary>
     private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn);
 
-    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query, Subject subject,
+    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
     {
         var args = new DynamicParameters();
@@ -345,7 +335,7 @@ public static class LedgerReader
             var members = (await c.QueryAsync<long>(new CommandDefinition(
                 "SELECT customer_id FROM group_members WHERE org_id = @org AND group_id = @groupId AND upper(role) = @role",
                 new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
-            events.Append(" AND ").Append(In(c, "e.customer_id", "roleMembers"));
+            events.Append(" AND ").Append(dialect.In("e.customer_id", "roleMembers"));
             args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
             narrowed = true;
         }
@@ -376,8 +366,8 @@ public static class LedgerReader
                             $"Invalid alternateCurrencyNames passed in request: no alternate currency '{name}'", 400);
                     currencyIds.AddRange(matching.Select(x => x.CurrencyId));
                 }
-                entries.Append(" AND ").Append(In(c, "le.currency_id", "currencyIds"));
-                wallet.Append(" AND ").Append(In(c, "w.currency_id", "currencyIds"));
+                entries.Append(" AND ").Append(dialect.In("le.currency_id", "currencyIds"));
+                wallet.Append(" AND ").Append(dialect.In("w.currency_id", "currencyIds"));
                 args.Add("currencyIds", currencyIds.ToArray());
                 break;
             case CurrencyScope.PointsAndCurrencies:
@@ -412,7 +402,7 @@ public static class LedgerReader
             {
                 // Deductions at the program's concept's tills count even when another program paid them.
                 entries.Append(CultureInfo.InvariantCulture,
-                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {In(c, "e.till_id", "conceptTills")}))");
+                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {dialect.In("e.till_id", "conceptTills")}))");
                 args.Add("conceptTills", conceptTills.ToArray());
             }
         }

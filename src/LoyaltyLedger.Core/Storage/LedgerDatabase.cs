@@ -1,4 +1,3 @@
-using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Npgsql;
@@ -9,7 +8,7 @@ public enum DatabaseProvider { Sqlite, Postgres }
 
 /// <summary>
 /// The one store behind both read APIs. SQLite (a file, the embedded default) or PostgreSQL; the SQL
-/// is shared and the few dialect differences live in <see cref="SqlDialect"/>.
+/// is shared and every difference between the two lives in the database's <see cref="SqlDialect"/>.
 /// </summary>
 public sealed class LedgerDatabase : IAsyncDisposable
 {
@@ -23,17 +22,18 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private readonly string? _sqliteConnectionString;
     private readonly SqliteGroupCommit? _sqliteWriter;
 
-    private LedgerDatabase(DatabaseProvider provider, NpgsqlDataSource? postgres, string? sqlite, string description)
+    private LedgerDatabase(SqlDialect dialect, NpgsqlDataSource? postgres, string? sqlite, string description)
     {
-        Provider = provider;
+        Dialect = dialect;
         _postgres = postgres;
         _sqliteConnectionString = sqlite;
         Description = description;
-        Dialect = provider == DatabaseProvider.Postgres ? SqlDialect.Postgres : SqlDialect.Sqlite;
-        if (provider == DatabaseProvider.Sqlite) _sqliteWriter = new SqliteGroupCommit(this);
+        if (sqlite is not null) _sqliteWriter = new SqliteGroupCommit(this);
     }
 
-    public DatabaseProvider Provider { get; }
+    public DatabaseProvider Provider => Dialect.Provider;
+
+    /// <summary>What differs on this database: SQL, transactions, errors, locks (see <see cref="SqlDialect"/>).</summary>
     public SqlDialect Dialect { get; }
 
     /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="Organizations.CatalogCache"/>).</summary>
@@ -58,7 +58,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
             // processes wait their turn instead of failing.
             DefaultTimeout = 30,
         };
-        return new LedgerDatabase(DatabaseProvider.Sqlite, null, builder.ToString(), $"SQLite file {full}");
+        return new LedgerDatabase(SqlDialect.Sqlite, null, builder.ToString(), $"SQLite file {full}");
     }
 
     public static LedgerDatabase ForPostgres(string connectionString)
@@ -74,7 +74,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
             builder.AutoPrepareMinUsages = 2;
         }
         var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
-        return new LedgerDatabase(DatabaseProvider.Postgres, dataSource, null,
+        return new LedgerDatabase(SqlDialect.Postgres, dataSource, null,
             $"PostgreSQL {builder.Host}:{builder.Port}/{builder.Database}");
     }
 
@@ -95,8 +95,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="work"/> in one transaction and commits it, retrying the whole unit when the
     /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
-    /// SQLite transactions start IMMEDIATE, so two writers never both read a balance and then write it.
-    /// The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows).
+    /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows).
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
     {
@@ -105,9 +104,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);
-            await using var transaction = connection is SqliteConnection sqlite
-                ? sqlite.BeginTransaction(deferred: false)
-                : await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+            await using var transaction = await Dialect.BeginWriteAsync(connection, ct);
             var hooks = CommitHooks.Open(transaction);
             try
             {
@@ -117,7 +114,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
                 Commits.Pulse();
                 return result;
             }
-            catch (Exception ex) when (attempt < 8 && IsTransient(ex))
+            catch (Exception ex) when (attempt < 8 && Dialect.IsTransient(ex))
             {
                 await SafeRollbackAsync(transaction);
                 await Task.Delay(Random.Shared.Next(5, 20 * attempt), ct);
@@ -142,23 +139,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
         catch (InvalidOperationException) { /* already completed */ }
         catch (DbException) { /* connection broken: the server rolls back on its own */ }
     }
-
-    public static bool IsTransient(Exception ex) => ex switch
-    {
-        PostgresException pg => pg.SqlState is PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected,
-        SqliteException sq => sq.SqliteErrorCode is 5 or 6, // SQLITE_BUSY, SQLITE_LOCKED
-        _ => false,
-    };
-
-    /// <summary>True when the exception is a unique-constraint violation (on either database).</summary>
-    public static bool IsUniqueViolation(Exception ex, string? constraintHint = null) => ex switch
-    {
-        PostgresException pg => pg.SqlState == PostgresErrorCodes.UniqueViolation
-            && (constraintHint is null || (pg.ConstraintName ?? "").Contains(constraintHint, StringComparison.Ordinal)),
-        SqliteException sq => sq.SqliteExtendedErrorCode is 2067 or 1555
-            && (constraintHint is null || sq.Message.Contains(constraintHint, StringComparison.Ordinal)),
-        _ => false,
-    };
 
     public async ValueTask DisposeAsync()
     {

@@ -1,6 +1,4 @@
-using System.Data.Common;
 using Dapper;
-using Npgsql;
 
 namespace LoyaltyLedger.Storage;
 
@@ -591,21 +589,15 @@ public static class Migrations
         """),
     ];
 
+    /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>
+    private const long MigrationLock = 7340001;
+
     /// <summary>Applies every migration not yet applied, each in its own transaction.</summary>
     /// <remarks>A progress callback, when given, is told (migrations looked at, the name of the next) as it goes.</remarks>
     public static async Task ApplyAsync(LedgerDatabase database, CancellationToken ct, Action<long, string>? progress = null)
     {
         await using var connection = await database.OpenAsync(ct);
-        if (database.Provider == DatabaseProvider.Sqlite)
-        {
-            // WAL lets readers run beside the single writer; it is a property of the file, set once.
-            await connection.ExecuteAsync("PRAGMA journal_mode=WAL;");
-        }
-        else
-        {
-            // Two servers starting at once must not both migrate: a session lock serializes them.
-            await connection.ExecuteAsync("SELECT pg_advisory_lock(7340001)");
-        }
+        await database.Dialect.BeforeMigrationsAsync(connection, MigrationLock, ct);
         try
         {
             await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)");
@@ -613,7 +605,7 @@ public static class Migrations
             foreach (var (version, name, sql) in All)
             {
                 progress?.Invoke(done++, name);
-                await using var tx = await BeginAsync(connection, database, ct);
+                await using var tx = await database.Dialect.BeginWriteAsync(connection, ct);
                 var applied = await connection.ExecuteScalarAsync<long>(
                     "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", new { version }, tx);
                 if (applied > 0) { await tx.RollbackAsync(ct); continue; }
@@ -626,13 +618,7 @@ public static class Migrations
         }
         finally
         {
-            if (connection is NpgsqlConnection)
-                await connection.ExecuteAsync("SELECT pg_advisory_unlock(7340001)");
+            await database.Dialect.AfterMigrationsAsync(connection, MigrationLock, CancellationToken.None);
         }
     }
-
-    private static async Task<DbTransaction> BeginAsync(DbConnection connection, LedgerDatabase database, CancellationToken ct) =>
-        connection is Microsoft.Data.Sqlite.SqliteConnection sqlite
-            ? sqlite.BeginTransaction(deferred: false)
-            : await connection.BeginTransactionAsync(ct);
 }

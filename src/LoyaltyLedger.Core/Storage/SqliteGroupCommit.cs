@@ -116,7 +116,7 @@ internal sealed class SqliteGroupCommit : IAsyncDisposable
     private async Task RunBatchAsync(IReadOnlyList<Unit> batch)
     {
         _connection ??= (SqliteConnection)await _database.OpenAsync(CancellationToken.None);
-        await using var transaction = _connection.BeginTransaction(deferred: false);
+        await using var transaction = await _database.Dialect.BeginWriteAsync(_connection, CancellationToken.None);
         var done = new List<Unit>(batch.Count);
         foreach (var unit in batch)
         {

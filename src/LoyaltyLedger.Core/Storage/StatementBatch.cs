@@ -13,7 +13,11 @@ namespace LoyaltyLedger.Storage;
 /// added, so a statement sees the writes of the ones before it; an error in any of them fails the
 /// whole call (and the caller's transaction with it).
 /// </summary>
-public sealed class StatementBatch(DbConnection connection, DbTransaction transaction, SqlDialect dialect)
+/// <param name="connection">The connection of <paramref name="transaction"/>.</param>
+/// <param name="transaction">The transaction the statements run in.</param>
+/// <param name="dialect">Fills in the statements' placeholders.</param>
+/// <param name="cancellation">The token <see cref="RunAsync"/> runs with when it is given none (a posting's request token).</param>
+public sealed class StatementBatch(DbConnection connection, DbTransaction transaction, SqlDialect dialect, CancellationToken cancellation = default)
 {
     private readonly List<(string Sql, object? Args, bool ReturnsRows)> _statements = [];
 
@@ -31,8 +35,10 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         return _statements.Count - 1;
     }
 
+    /// <summary>Runs the statements added since the last run; with no token, with the batch's own.</summary>
     public async Task<BatchResults> RunAsync(CancellationToken ct = default)
     {
+        if (!ct.CanBeCanceled) ct = cancellation;
         var results = new BatchResults(_statements.Count);
         if (_statements.Count == 0) return results;
         if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);

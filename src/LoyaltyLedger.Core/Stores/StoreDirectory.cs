@@ -81,7 +81,7 @@ public static class StoreDirectory
                 "INSERT INTO stores (org_id, store_id, code, name, concept, created_at) VALUES (@org, @storeId, @code, @name, @concept, @now)",
                 new { org = posting.OrgId, storeId, code = request.Code, name = request.Name ?? request.Code, concept = request.Concept, now = posting.NowMs });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"Store '{request.Code}' already exists.", 409);
         }
@@ -102,7 +102,7 @@ public static class StoreDirectory
                 "INSERT INTO tills (org_id, till_id, store_id, code, name, concept, created_at) VALUES (@org, @tillId, @storeId, @code, @name, @concept, @now)",
                 new { org = posting.OrgId, tillId, storeId = store.StoreId, code = request.Code, name = request.Name ?? request.Code, concept, now = posting.NowMs });
         }
-        catch (DbException ex) when (Storage.LedgerDatabase.IsUniqueViolation(ex))
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
         {
             throw new LedgerException(ErrorCodes.AlreadyExists, $"Till '{request.Code}' already exists.", 409);
         }

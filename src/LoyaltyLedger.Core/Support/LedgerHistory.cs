@@ -6,7 +6,6 @@ using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Storage;
-using Microsoft.Data.Sqlite;
 
 namespace LoyaltyLedger.Support;
 
@@ -120,9 +119,6 @@ public static class LedgerHistory
     /// <summary>Events a filtered page looks at before it stops and offers to go on.</summary>
     public const int ScanLimit = 5_000;
 
-    private static string In(DbConnection c, string column, string parameter) =>
-        c is SqliteConnection ? $"{column} IN @{parameter}" : $"{column} = ANY(@{parameter})";
-
     /// <summary>
     /// A page of the owner's events: the newest (no cursor), those older than <paramref name="before"/>,
     /// or those newer than <paramref name="after"/>; newest first either way.
@@ -191,7 +187,7 @@ public static class LedgerHistory
             // A filtered walk that used up its scan without filling the page stops at the last event it looked at.
             var stoppedEarly = !more && scannedTo is not null;
             if (!newerFirst) found.Reverse();
-            var events = await LoadAsync(c, orgId, found.Select(f => f.EventId).ToList(), checkOrg: false);
+            var events = await LoadAsync(c, db.Dialect, orgId, found.Select(f => f.EventId).ToList(), checkOrg: false);
 
             // Where the walk ended continues it; the other way goes back to just past the newest or oldest
             // event shown (or the cursor the page started from, when it showed none).
@@ -214,7 +210,7 @@ public static class LedgerHistory
     public static Task<EventDetail?> EventAsync(LedgerDatabase db, long orgId, long eventId, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var loaded = await LoadAsync(c, orgId, [eventId], checkOrg: true);
+            var loaded = await LoadAsync(c, db.Dialect, orgId, [eventId], checkOrg: true);
             if (loaded.Count == 0) return null;
             var e = loaded[0];
             var related = new List<RelatedEvent>();
@@ -330,7 +326,7 @@ public static class LedgerHistory
     /// <paramref name="ids"/>: four queries in one round trip, each by primary key or an index that
     /// starts with the event or entry id.
     /// </summary>
-    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, long orgId, IReadOnlyList<long> ids, bool checkOrg)
+    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<long> ids, bool checkOrg)
     {
         if (ids.Count == 0) return [];
         var args = new DynamicParameters();
@@ -351,13 +347,13 @@ public static class LedgerHistory
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.bill_id = e.bill_id
             LEFT JOIN stores bs ON bs.org_id = b.org_id AND bs.store_id = b.store_id
-            WHERE {In(c, "e.event_id", "ids")}{orgCondition};
+            WHERE {dialect.In("e.event_id", "ids")}{orgCondition};
             SELECT le.entry_id, le.event_id, le.program_id, p.name AS program_name, le.currency_id, cur.name AS currency_name,
                 le.category, le.entry_type, le.points, le.balance_after, le.tier
             FROM ledger_entries le
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
-            WHERE {In(c, "le.event_id", "ids")} AND le.org_id = @org
+            WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org
             ORDER BY le.event_id, le.entry_id;
             """, args))
         {
@@ -383,11 +379,11 @@ public static class LedgerHistory
                 FROM lot_movements m
                 JOIN lots l ON l.lot_id = m.lot_id
                 LEFT JOIN ledger_entries ce ON ce.entry_id = l.credit_entry_id
-                WHERE {In(c, "m.entry_id", "entries")}
+                WHERE {dialect.In("m.entry_id", "entries")}
                 ORDER BY m.entry_id, m.movement_id;
                 SELECT l.credit_entry_id, l.lot_id, l.original, l.remaining, l.expires_at
                 FROM lots l
-                WHERE {In(c, "l.credit_entry_id", "entries")} AND l.is_debt = 0
+                WHERE {dialect.In("l.credit_entry_id", "entries")} AND l.is_debt = 0
                 ORDER BY l.credit_entry_id, l.lot_id;
                 """, entryArgs);
             moved = (await grid.ReadAsync<MovementRow>()).ToLookup(m => m.EntryId);

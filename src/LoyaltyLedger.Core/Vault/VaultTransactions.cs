@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Dapper;
+using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
@@ -71,29 +72,23 @@ public static class VaultTransactions
                 ?? throw LedgerException.NotFound("program", lines.LoyaltyPointDefinitionId));
         }
 
-        if (context.ReceiptNr is { } receiptNr)
+        // A receipt is a key of the idempotency store, claimed in this same transaction: a concurrent
+        // replay waits for the first to commit and then finds its stored answer.
+        var receipt = context.ReceiptNr is { } receiptNr
+            ? IdempotencyKey.Receipt(posting.OrgId, context.ShopId ?? "", context.PosId ?? "", receiptNr, accountNumber)
+            : null;
+        if (receipt is not null)
         {
-            // The receipt is claimed by inserting it under a unique key in this same transaction: a
-            // concurrent replay waits for the first to commit and then finds its stored answer.
             var hash = Hash(accountNumber, request);
-            var claimed = await posting.ExecuteAsync(
-                """
-                INSERT INTO vault_receipts (org_id, shop_id, pos_id, receipt_nr, account_number, request_hash, response_body, created_at)
-                VALUES (@org, @shopId, @posId, @receiptNr, @accountNumber, @hash, NULL, @now)
-                ON CONFLICT (org_id, shop_id, pos_id, receipt_nr) DO NOTHING
-                """,
-                new { org = posting.OrgId, shopId = context.ShopId ?? "", posId = context.PosId ?? "", receiptNr, accountNumber, hash, now = posting.NowMs });
-            if (claimed == 0)
+            if (!await IdempotencyStore.ClaimAsync(posting.Batch(), receipt, hash, posting.NowMs, posting.Cancellation))
             {
-                var stored = await posting.QuerySingleOrDefaultAsync<(string RequestHash, string? ResponseBody)>(
-                    "SELECT request_hash, response_body FROM vault_receipts WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr",
-                    new { org = posting.OrgId, shopId = context.ShopId ?? "", posId = context.PosId ?? "", receiptNr });
-                if (stored.RequestHash != hash || stored.ResponseBody is null)
+                var stored = await IdempotencyStore.ReadAsync(posting.Batch(), receipt, posting.Cancellation);
+                if (stored is not { IsPending: false, Body: { } body } || stored.Value.RequestHash != hash)
                 {
                     throw new LedgerException(VaultErrorCodes.ReceiptReused,
-                        $"Receipt '{receiptNr}' from shop '{context.ShopId}' and till '{context.PosId}' was already posted with a different basket.", 409);
+                        $"Receipt '{context.ReceiptNr}' from shop '{context.ShopId}' and till '{context.PosId}' was already posted with a different basket.", 409);
                 }
-                return (JsonSerializer.Deserialize<VaultTransactionResult>(stored.ResponseBody, Json)!, true);
+                return (JsonSerializer.Deserialize<VaultTransactionResult>(body, Json)!, true);
             }
         }
 
@@ -129,15 +124,11 @@ public static class VaultTransactions
         }
 
         var result = new VaultTransactionResult(accountNumber, context.ReceiptNr, VaultFormat.Time(posting.NowMs), results);
-        if (context.ReceiptNr is not null)
+        if (receipt is not null)
         {
-            await posting.ExecuteAsync(
-                "UPDATE vault_receipts SET response_body = @body WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr",
-                new
-                {
-                    body = JsonSerializer.Serialize(result, Json), org = posting.OrgId, shopId = context.ShopId ?? "",
-                    posId = context.PosId ?? "", receiptNr = context.ReceiptNr,
-                });
+            var answer = posting.Batch();
+            IdempotencyStore.AddAnswer(answer, receipt, 200, JsonSerializer.Serialize(result, Json));
+            await answer.RunAsync();
         }
         return (result, false);
     }

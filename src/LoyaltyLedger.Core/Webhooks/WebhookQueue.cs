@@ -66,8 +66,7 @@ public static class WebhookQueue
 
         await db.WriteAsync(async (c, tx) =>
         {
-            if (db.Provider == DatabaseProvider.Postgres
-                && !await c.ExecuteScalarAsync<bool>("SELECT pg_try_advisory_xact_lock(@key)", new { key = FanOutLockKey }, tx))
+            if (!await db.Dialect.TryTransactionLockAsync(c, tx, FanOutLockKey, ct))
                 return 0; // another server is fanning out; it will do these too
             // Cursors as committed now (the lock orders this after any other fan-out).
             var current = (await c.QueryAsync<EndpointCursor>(
@@ -143,7 +142,7 @@ public static class WebhookQueue
         return await db.WriteAsync(async (c, tx) =>
         {
             var ids = (await c.QueryAsync<long>(
-                $"SELECT e.endpoint_id {DueEndpoints} ORDER BY e.endpoint_id LIMIT @max{(db.Provider == DatabaseProvider.Postgres ? " FOR UPDATE OF e SKIP LOCKED" : "")}",
+                $"SELECT e.endpoint_id {DueEndpoints} ORDER BY e.endpoint_id LIMIT @max{db.Dialect.ForUpdateSkipLocked("e")}",
                 new { now = nowMs, max }, tx)).ToList();
             if (ids.Count == 0) return (IReadOnlyList<ClaimedEndpoint>)[];
             var claimed = await c.QueryAsync<ClaimedEndpoint>(

@@ -125,7 +125,7 @@ public static partial class ErrorResponses
                         context.Response.Headers.Allow.ToString(), bad.StatusCode);
             case OverflowException:
                 return Problem(400, ErrorCodes.InvalidPoints, "A quantity is out of range.");
-            case System.Data.Common.DbException db when LedgerDatabase.IsTransient(db):
+            case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsTransient(db) == true:
                 return Problem(503, "busy", "The ledger is busy; retry with the same Idempotency-Key.");
             default:
                 return Problem(500, "internal_error", "An unexpected error occurred; nothing was written.");

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Audit;
+using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Hosting;
@@ -15,15 +16,18 @@ namespace LoyaltyLedger.Server.Api;
 
 /// <summary>
 /// Every write of the HTTP APIs goes through here, and so honours the client's
-/// <c>Idempotency-Key</c> header through one store (<c>idempotency_keys</c>): a replay returns the
+/// <c>Idempotency-Key</c> header through the one <see cref="IdempotencyStore"/>: a replay returns the
 /// stored response (status and body, with <c>Idempotent-Replayed: true</c>) and writes nothing; the
 /// same key with another request is refused with 409 <c>idempotency_key_reused</c>.
 /// </summary>
 /// <remarks>
-/// A write in one transaction (<see cref="PostAsync"/>) claims the key by inserting it in that same
-/// transaction (a unique constraint, not look-then-insert), so the key and the write commit or roll
-/// back together. A write that takes several transactions (<see cref="RunAsync"/>, the expiry run)
-/// claims the key first, as pending, and stores the answer when it is done.
+/// The store holds the rules (claim, answer, lease, release); this class adds what HTTP brings: the
+/// header, what makes two requests the same (method, path, body), the status the endpoint declares,
+/// the sealing of answers that hold a secret, the audit record, and the answer of a replay. A write
+/// in one transaction (<see cref="PostAsync"/>) claims the key in that same transaction, so the key
+/// and the write commit or roll back together. A write that takes several transactions
+/// (<see cref="RunAsync"/>, the expiry run) claims the key first, as pending, and stores the answer
+/// when it is done.
 /// </remarks>
 public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock, IOptions<JsonOptions> json)
 {
@@ -32,16 +36,10 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     public const string InProgressCode = "idempotency_key_in_progress";
     private const int MaxKeyLength = 200;
 
-    /// <summary>
-    /// How long a pending claim of <see cref="RunAsync"/> holds its key. A run whose server died
-    /// leaves its claim pending; after this a retry with the same key runs the write again (the expiry
-    /// run may: running it twice writes nothing more).
-    /// </summary>
-    public static readonly TimeSpan PendingLease = TimeSpan.FromMinutes(5);
-
     private const string SealedPrefix = "sealed:v1:";
 
     private readonly JsonSerializerOptions _json = json.Value.SerializerOptions;
+    private readonly IdempotencyStore _store = new(database);
 
     /// <summary>
     /// Posts <paramref name="work"/> in one transaction; its result is answered with the status the
@@ -55,7 +53,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         // The status the endpoint declares (and the OpenAPI document shows): one source for both.
         var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
-        var key = IdempotencyKey(http);
+        var key = HeaderKey(http);
         var requestHash = RequestHash(http, request, sealAnswer ? caller.KeyId : null);
         var kind = Kind(http);
         using var activity = LedgerTelemetry.Source.StartActivity("posting " + kind);
@@ -128,10 +126,10 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             sealAnswer: false);
         if (!outcome.Replay) return (result!, false);
 
-        var stored = await StoredAsync(caller, key, http.RequestAborted);
+        var stored = await _store.ReadAsync(IdempotencyKey.Request(caller.OrgId, key), http.RequestAborted);
         if (stored is { } s && s.RequestHash != requestHash)
             throw new LedgerException(ErrorCodes.IdempotencyKeyReused, "This form was already submitted with other values: reload the page to submit new ones.", 409);
-        if (stored is not { StatusCode: not 0, ResponseBody: { } body })
+        if (stored is not { IsPending: false, Body: { } body })
             throw new LedgerException(InProgressCode, "This form is still being submitted; reload the page in a moment.", 409);
         return (JsonSerializer.Deserialize<TResult>(body, _json)!, true);
     }
@@ -150,23 +148,15 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         {
             return await database.WriteAsync(async (connection, transaction) =>
             {
-                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId)
+                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId, ct)
                 {
                     Catalog = database.Catalog,
                 };
-                if (key is not null)
-                {
-                    // On PostgreSQL this insert waits for a concurrent transaction holding the same key and
-                    // then inserts nothing: the later request becomes a replay, never a second posting.
-                    var claimed = await posting.ExecuteAsync(
-                        """
-                        INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
-                        VALUES (@org, @key, @requestHash, 0, NULL, @now)
-                        ON CONFLICT (org_id, idempotency_key) DO NOTHING
-                        """,
-                        new { org = caller.OrgId, key, requestHash, now = posting.NowMs });
-                    if (claimed == 0) return (Replay: true, Body: (string?)null);
-                }
+                // A key already claimed (on PostgreSQL, by a concurrent request this one waited for)
+                // makes the request a replay, never a second posting.
+                var storeKey = key is null ? null : IdempotencyKey.Request(caller.OrgId, key);
+                if (storeKey is not null && !await IdempotencyStore.ClaimAsync(posting.Batch(), storeKey, requestHash, posting.NowMs, ct))
+                    return (Replay: true, Body: (string?)null);
 
                 TResult result;
                 try
@@ -182,13 +172,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 var batch = posting.Batch();
                 WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
                 posting.AddAnnouncements(batch);
-                if (key is not null)
-                {
-                    var stored = sealAnswer && body is not null ? Seal(body, http, caller, key) : body;
-                    batch.Execute(
-                        "UPDATE idempotency_keys SET status_code = @status, response_body = @stored WHERE org_id = @org AND idempotency_key = @key",
-                        new { status, stored, org = caller.OrgId, key });
-                }
+                if (storeKey is not null)
+                    IdempotencyStore.AddAnswer(batch, storeKey, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
                 await batch.RunAsync(ct);
                 return (Replay: false, Body: body);
             }, ct);
@@ -212,7 +197,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
         var ct = http.RequestAborted;
-        var key = IdempotencyKey(http);
+        var key = HeaderKey(http);
         var requestHash = RequestHash(http, request, null);
         var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
 
@@ -227,26 +212,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             return Answer(status, unkeyed);
         }
 
-        var claimed = await database.WriteAsync((c, tx) => c.ExecuteAsync(
-            """
-            INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at)
-            VALUES (@org, @key, @requestHash, 0, NULL, @now)
-            ON CONFLICT (org_id, idempotency_key) DO NOTHING
-            """, new { org = caller.OrgId, key, requestHash, now = nowMs }, tx), ct) == 1;
-        if (!claimed)
-        {
-            var stored = await StoredAsync(caller, key, ct);
-            if (stored is null || stored.Value.RequestHash != requestHash || stored.Value.StatusCode != 0
-                || nowMs - stored.Value.CreatedAt < (long)PendingLease.TotalMilliseconds)
-                return await ReplayAsync(http, caller, key, requestHash, ct);
-            // The claim of a run that never finished (its server died): take it over.
-            claimed = await database.WriteAsync((c, tx) => c.ExecuteAsync(
-                """
-                UPDATE idempotency_keys SET created_at = @now
-                WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @old
-                """, new { now = nowMs, org = caller.OrgId, key, old = stored.Value.CreatedAt }, tx), ct) == 1;
-            if (!claimed) return await ReplayAsync(http, caller, key, requestHash, ct);
-        }
+        var claim = await _store.ClaimPendingAsync(IdempotencyKey.Request(caller.OrgId, key), requestHash, nowMs, ct);
+        if (claim is null) return await ReplayAsync(http, caller, key, requestHash, ct);
 
         TResult result;
         try
@@ -256,44 +223,16 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         catch
         {
             // A refused or failed run does not burn its key, as a rolled-back posting does not.
-            await ReleaseAsync(caller, key, nowMs);
+            await _store.ReleaseAsync(claim);
             throw;
         }
         var body = JsonSerializer.Serialize(result, _json);
         // Stored even when the client has gone: its retry gets this answer.
-        var mine = await database.WriteAsync(async (c, tx) =>
-        {
-            var updated = await c.ExecuteAsync(
-                """
-                UPDATE idempotency_keys SET status_code = @status, response_body = @body
-                WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @claimedAt
-                """, new { status, body, org = caller.OrgId, key, claimedAt = nowMs }, tx);
-            if (updated == 0) return false;
-            await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, nowMs);
-            return true;
-        }, CancellationToken.None);
+        var mine = await _store.AnswerPendingAsync(claim, status, body,
+            batch => WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, nowMs));
         // Not ours any more (a retry took over a claim this slow run still held): that run's answer stands.
         return mine ? Answer(status, body) : await ReplayAsync(http, caller, key, requestHash, ct);
     }
-
-    private async Task ReleaseAsync(Caller caller, string key, long claimedAt)
-    {
-        try
-        {
-            await database.WriteAsync((c, tx) => c.ExecuteAsync(
-                "DELETE FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key AND status_code = 0 AND created_at = @claimedAt",
-                new { org = caller.OrgId, key, claimedAt }, tx), CancellationToken.None);
-        }
-        catch (Exception)
-        {
-            // The database is unreachable: the claim stays pending until its lease runs out.
-        }
-    }
-
-    private Task<(string RequestHash, long StatusCode, string? ResponseBody, long CreatedAt)?> StoredAsync(Caller caller, string key, CancellationToken ct) =>
-        database.ReadAsync(c => c.QuerySingleOrDefaultAsync<(string RequestHash, long StatusCode, string? ResponseBody, long CreatedAt)?>(
-            "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
-            new { org = caller.OrgId, key }), ct);
 
     /// <summary>The endpoint's operation id (AddTransaction, Redeem, ...): the posting kind in metrics and traces.</summary>
     private static string Kind(HttpContext http) =>
@@ -301,33 +240,33 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
 
     private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
     {
-        var stored = await StoredAsync(caller, key, ct);
+        var stored = await _store.ReadAsync(IdempotencyKey.Request(caller.OrgId, key), ct);
         if (stored is { } s && s.RequestHash != requestHash)
         {
             throw new LedgerException(ErrorCodes.IdempotencyKeyReused,
                 $"The {HeaderName} '{key}' was already used for a different request.", 409);
         }
-        if (stored is not { StatusCode: not 0 } done)
+        if (stored is not { IsPending: false } done)
         {
             // Claimed by a request still running (or one that just released it after failing).
             http.Response.Headers.RetryAfter = "1";
             return Results.Json(ErrorResponses.Problem(409, InProgressCode,
                 $"A request with the {HeaderName} '{key}' is still running; retry it shortly."), _json, "application/problem+json", 409);
         }
-        var body = done.ResponseBody;
+        var body = done.Body;
         if (body is not null && body.StartsWith(SealedPrefix, StringComparison.Ordinal))
         {
             body = Unseal(body, http, caller, key) ?? throw new LedgerException(ErrorCodes.IdempotencyKeyReused,
                 $"The {HeaderName} '{key}' was used by a request whose answer only its own credentials can read.", 409);
         }
         http.Response.Headers[ReplayedHeader] = "true";
-        return Answer((int)done.StatusCode, body);
+        return Answer(done.StatusCode, body);
     }
 
     private static IResult Answer(int status, string? body) =>
         body is null ? Results.StatusCode(status) : Results.Content(body, "application/json", Encoding.UTF8, status);
 
-    private static string? IdempotencyKey(HttpContext http)
+    private static string? HeaderKey(HttpContext http)
     {
         string? key = http.Request.Headers[HeaderName];
         if (key is not null && (key.Length == 0 || key.Length > MaxKeyLength))

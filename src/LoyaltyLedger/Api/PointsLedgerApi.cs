@@ -52,7 +52,7 @@ public static class PointsLedgerApi
         {
             throw;
         }
-        catch (System.Data.Common.DbException ex) when (LedgerDatabase.IsTransient(ex))
+        catch (System.Data.Common.DbException ex) when (db.Dialect.IsTransient(ex))
         {
             return Error(503, 503, "The ledger is busy; retry the request.");
         }

@@ -46,7 +46,7 @@ public static class DemoData
     }
 
     private static Task PostAsync(LedgerDatabase db, long orgId, DateTimeOffset at, Func<Posting, Task> work, CancellationToken ct) =>
-        db.WriteAsync(async (c, tx) => { await work(new Posting(c, tx, db.Dialect, orgId, at, "demo-seed")); return 0; }, ct);
+        db.WriteAsync(async (c, tx) => { await work(new Posting(c, tx, db.Dialect, orgId, at, "demo-seed", ct)); return 0; }, ct);
 
     private static DateTimeOffset At(int month, int day, int hour, int minute, int second = 0) =>
         new(2024, month, day, hour, minute, second, TimeSpan.Zero);

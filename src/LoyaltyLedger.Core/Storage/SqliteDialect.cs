@@ -1,0 +1,56 @@
+using System.Data.Common;
+using Dapper;
+using Microsoft.Data.Sqlite;
+
+namespace LoyaltyLedger.Storage;
+
+/// <summary>SQLite: one file, one writer at a time (every write transaction holds the file's writer lock).</summary>
+public sealed class SqliteDialect : SqlDialect
+{
+    internal SqliteDialect()
+        : base(DatabaseProvider.Sqlite,
+            name: "sqlite",
+            identity: "INTEGER PRIMARY KEY",
+            forUpdate: "",
+            greatest: "MAX",
+            lastEntryId: "last_insert_rowid()",
+            lastEventId: "last_insert_rowid()",
+            nextOutboxId: "(SELECT COALESCE(MAX(event_id), 0) + 1 FROM outbox_events)",
+            transactionIdColumn: "")
+    {
+    }
+
+    public override string In(string column, string parameter) => $"{column} IN @{parameter}";
+
+    public override string ForUpdateSkipLocked(string table) => "";
+
+    public override Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken ct) =>
+        Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: false));
+
+    public override Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
+        Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
+
+    public override bool IsTransient(Exception ex) =>
+        ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
+
+    public override bool IsUniqueViolation(Exception ex, string? constraintHint = null) =>
+        ex is SqliteException { SqliteExtendedErrorCode: 2067 or 1555 } sq // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+        && (constraintHint is null || sq.Message.Contains(constraintHint, StringComparison.Ordinal));
+
+    public override void AddTransactionLock(StatementBatch batch, long key)
+    {
+    }
+
+    public override Task<bool> TryTransactionLockAsync(DbConnection connection, DbTransaction transaction, long key, CancellationToken ct) =>
+        Task.FromResult(true);
+
+    public override Task BeforeMigrationsAsync(DbConnection connection, long lockKey, CancellationToken ct) =>
+        // WAL lets readers run beside the single writer; it is a property of the file, set once.
+        // Migrating writers are serialized by the file's writer lock.
+        connection.ExecuteAsync(new CommandDefinition("PRAGMA journal_mode=WAL;", cancellationToken: ct));
+
+    public override Task AfterMigrationsAsync(DbConnection connection, long lockKey, CancellationToken ct) => Task.CompletedTask;
+
+    public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
+        IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
+}
