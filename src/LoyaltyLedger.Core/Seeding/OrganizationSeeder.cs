@@ -220,7 +220,7 @@ public static class OrganizationSeeder
         var key = await Tenants.IssueKeyAsync(db, org.OrgId, KeyRole.Admin, TimeProvider.System, ct, options.KeyId, options.KeySecret, "seed admin key");
         var (program, tills) = await db.WriteAsync(async (c, tx) =>
         {
-            var posting = new Posting(c, tx, db.Dialect, org.OrgId, from, "seed");
+            var posting = new Posting(c, tx, db.Dialect, org.OrgId, from, "seed", ct);
             var program = await ProgramCatalog.CreateAsync(posting, new NewProgram("Seed Rewards", Concept: "SEED", EarnRate: Points.FromWhole(1),
                 Expiry: new ExpiryPolicy { Kind = ExpiryPolicy.DateEarned, Months = 36 }, IsDefault: true,
                 Currencies: SeedCurrencies));
@@ -271,7 +271,7 @@ public static class OrganizationSeeder
 
         await db.WriteAsync(async (c, tx) =>
         {
-            var posting = new Posting(c, tx, db.Dialect, org.OrgId, until, "seed");
+            var posting = new Posting(c, tx, db.Dialect, org.OrgId, until, "seed", ct);
             await posting.ClaimIdAsync("customer", generator.LastCustomerId);
             if (generator.LastGroupId > 0) await posting.ClaimIdAsync("group", generator.LastGroupId);
             if (db.Provider == DatabaseProvider.Postgres)

@@ -135,7 +135,7 @@ public static class TierEvaluation
                 {
                     upgraded += await db.WriteAsync(async (c, tx) =>
                     {
-                        var posting = new Posting(c, tx, db.Dialect, org, now, postedBy);
+                        var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
                         var fresh = await ProgramCatalog.ResolveAsync(posting, program.ProgramId, fresh: true);
                         // Every bonus wallet of the group first, in one statement (in key order), and only
                         // then the tier rows: wallets before tier rows, as every posting takes them.
