@@ -99,10 +99,23 @@ public sealed class Posting
     /// Creates (if needed) and locks the given wallets, in key order: every posting that touches
     /// several wallets takes their locks in this one global order, so two postings cannot deadlock.
     /// </summary>
-    public async Task LockWalletsAsync(IEnumerable<WalletKey> keys)
+    public async Task LockWalletsAsync(IEnumerable<WalletKey> keys) => await LockWalletsAsync(keys, null);
+
+    /// <summary>
+    /// <see cref="LockWalletsAsync(IEnumerable{WalletKey})"/>, with the statements <paramref name="andThen"/>
+    /// adds run in the same round trip right after the locks (a row that must be locked after the
+    /// wallets, as an owner's tier row is); returns the batch's results for them.
+    /// </summary>
+    public async Task<BatchResults?> LockWalletsAsync(IEnumerable<WalletKey> keys, Action<StatementBatch>? andThen)
     {
         var toLock = keys.Distinct().Where(k => !_locked.ContainsKey(k)).Order().ToList();
-        if (toLock.Count == 0) return;
+        if (toLock.Count == 0)
+        {
+            if (andThen is null) return null;
+            var only = Batch();
+            andThen(only);
+            return await only.RunAsync();
+        }
         // One multi-row upsert: it touches each row in the order of its VALUES (the key order), which
         // takes PostgreSQL's row locks as FOR UPDATE would, creates the wallets that do not exist yet,
         // and returns the committed balances and activity clocks, all in one round trip. On SQLite the
@@ -137,7 +150,9 @@ public sealed class Posting
                     (SELECT tp.base_tier FROM tier_policies tp WHERE tp.org_id = wallets.org_id AND tp.program_id = wallets.program_id))
             """,
             args);
-        var rows = (await batch.RunAsync()).Rows(locked);
+        andThen?.Invoke(batch);
+        var results = await batch.RunAsync();
+        var rows = results.Rows(locked);
         foreach (var row in rows)
         {
             LedgerNames.TryParseCategory((string)row[7]!, out var category);
@@ -154,6 +169,7 @@ public sealed class Posting
         }
         if (toLock.Any(k => !_locked.ContainsKey(k)))
             throw new InvalidOperationException($"Locking {toLock.Count} wallets returned {rows.Count} rows that do not match them.");
+        return results;
     }
 
     /// <summary>

@@ -176,9 +176,7 @@ public static class Postings
         var category = bill.HoldForTrigger ? PointCategory.TriggerBased
             : program.PromisedDays is not null ? PointCategory.Promised
             : PointCategory.Regular;
-        await LockForCreditsAsync(posting, program, ownerType, ownerId, baseCredits, category, qualifying: true,
-            also: TierAccrual.BonusWallet(program, ownerType, ownerId));
-        var standing = await TierAccrual.CountAsync(posting, program, ownerType, ownerId, tierMetric);
+        var standing = await LockForCreditsAsync(posting, program, ownerType, ownerId, baseCredits, category, qualifying: true, tierMetric);
         // The bill earns at the tier held before it (a bill that crosses a threshold too): the rule's
         // lines times that tier's multiplier, except the metric's own currency; awards as given.
         var credits = standing is null ? baseCredits : [.. ruleCredits.Select(c => Multiplied(c, standing)), .. awards];
@@ -270,9 +268,8 @@ public static class Postings
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
-        await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true,
-            also: TierAccrual.BonusWallet(program, OwnerType.Customer, request.CustomerId));
-        var standing = await TierAccrual.CountAsync(posting, program, OwnerType.Customer, request.CustomerId, TierAccrual.MetricOf(program, credits, 0));
+        var standing = await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true,
+            TierAccrual.MetricOf(program, credits, 0));
 
         var details = new Dictionary<string, string?>(request.Details?.ToDictionary(kv => kv.Key, kv => (string?)kv.Value) ?? [])
         {
@@ -393,17 +390,25 @@ public static class Postings
     /// <summary>
     /// Locks every wallet a credit posting touches, in one call so they are taken in the global key
     /// order; for a qualifying activity that includes the main wallets, whose due lots are expired
-    /// before the activity is recorded (an activity never revives points already due).
+    /// before the activity is recorded (an activity never revives points already due). A posting
+    /// that counts toward its owner's tier (<paramref name="tierMetric"/>) counts in the same round
+    /// trip, right after the locks, and gets where the owner stands (null: the program has no tiers).
     /// </summary>
-    private static async Task LockForCreditsAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId,
-        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying, WalletKey? also = null)
+    private static async Task<TierStanding?> LockForCreditsAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId,
+        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying, Points? tierMetric = null)
     {
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         var mainKeys = qualifying ? keys.Select(k => k with { Category = PointCategory.Regular }).Distinct().ToList() : [];
         // The upgrade bonus wallet, if the posting may upgrade its owner, is locked now with the
-        // others: wallets are always locked before the owner's tier row.
-        await posting.LockWalletsAsync(keys.Concat(mainKeys).Concat(also is { } bonusWallet ? [bonusWallet] : []));
+        // others: wallets are always locked before the owner's tier row, which the count then locks.
+        var bonusWallet = tierMetric is null ? null : TierAccrual.BonusWallet(program, ownerType, ownerId);
+        TierAccrual.PendingCount? count = null;
+        var results = await posting.LockWalletsAsync(keys.Concat(mainKeys).Concat(bonusWallet is { } bonus ? [bonus] : []),
+            tierMetric is { } metric ? batch => count = TierAccrual.AddCount(batch, posting, program, ownerType, ownerId, metric) : null);
+        // Read before the expiry below, so its lines record the tier the count read under its lock.
+        var standing = count is null ? null : TierAccrual.Standing(count, results!);
         await LotExpiry.ExpireDueAsync(posting, program, mainKeys, posting.Now);
+        return standing;
     }
 
     private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,

@@ -1,5 +1,6 @@
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Tiers;
 
@@ -97,9 +98,23 @@ public static class TierAccrual
     /// </remarks>
     public static async Task<TierStanding?> CountAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId, Points metric)
     {
+        var batch = posting.Batch();
+        var count = AddCount(batch, posting, program, ownerType, ownerId, metric);
+        return count is null ? null : Standing(count, await batch.RunAsync());
+    }
+
+    /// <summary>A count added to a batch, to be read with <see cref="Standing"/> once the batch has run.</summary>
+    public sealed record PendingCount(Posting Posting, LoyaltyProgram Program, OwnerType OwnerType, long OwnerId, int Query);
+
+    /// <summary>
+    /// Adds <see cref="CountAsync"/>'s upsert to <paramref name="batch"/> (a posting puts it right after
+    /// its wallet locks, in the same round trip); null when the program has no tiers.
+    /// </summary>
+    public static PendingCount? AddCount(StatementBatch batch, Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId, Points metric)
+    {
         if (program.Tiers is not { } policy) return null;
         var (start, end) = policy.Period.Around(posting.Now);
-        var row = (await posting.QuerySingleOrDefaultAsync<OwnerTierRow>(
+        var query = batch.Query(
             """
             INSERT INTO owner_tiers (org_id, owner_type, owner_id, program_id, tier_name, tier_since, period_no, period_start, period_end,
                 metric_lifetime, metric_period, metric_next, pinned, override_reason, updated_at)
@@ -109,26 +124,34 @@ public static class TierAccrual
                 metric_period = owner_tiers.metric_period + CASE WHEN owner_tiers.period_end > @now THEN @metric ELSE 0 END,
                 metric_next = owner_tiers.metric_next + CASE WHEN owner_tiers.period_end > @now THEN 0 ELSE @metric END,
                 updated_at = @now
-            RETURNING tier_name AS TierName, tier_since AS TierSince, period_no AS PeriodNo, period_start AS PeriodStart,
-                period_end AS PeriodEnd, metric_lifetime AS MetricLifetime, metric_period AS MetricPeriod, metric_next AS MetricNext,
-                pinned AS Pinned, override_reason AS OverrideReason
+            RETURNING tier_name, period_no, period_end, metric_lifetime, metric_period, metric_next, pinned
             """,
             new
             {
                 org = posting.OrgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId, @base = policy.Base.Name,
                 now = posting.NowMs, start = start.ToUnixTimeMilliseconds(), end = end.ToUnixTimeMilliseconds(), metric = metric.Thousandths,
-            }))!;
-        var level = policy.LevelOf(row.TierName);
+            });
+        return new PendingCount(posting, program, ownerType, ownerId, query);
+    }
+
+    /// <summary>Where the owner stands after a count (see <see cref="CountAsync"/>); from here on the posting's lines record the tier held before it.</summary>
+    public static TierStanding Standing(PendingCount count, BatchResults results)
+    {
+        var (posting, program, ownerType, ownerId) = (count.Posting, count.Program, count.OwnerType, count.OwnerId);
+        var policy = program.Tiers!;
+        var row = results.Rows(count.Query).Single();
+        static long Long(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+        var (tierName, periodNo, periodEnd) = ((string)row[0]!, Long(row[1]), Long(row[2]));
+        var (lifetime, period, next, pinned) = (Long(row[3]), Long(row[4]), Long(row[5]), Long(row[6]));
+        var level = policy.LevelOf(tierName);
         posting.SetTier(ownerType, ownerId, program.ProgramId, policy.Tiers[level].Name);
 
         // Once the period has ended, the evaluation decides first (whatever the window): the tier to
         // renew or lose is the one held at the period's end.
-        var periodEnded = row.PeriodEnd <= posting.NowMs;
-        var windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(row.MetricLifetime)
-            : new Points(periodEnded ? row.MetricNext : row.MetricPeriod);
-        var reached = row.Pinned == 0 && !periodEnded ? Math.Max(level, policy.LevelReached(windowMetric)) : level;
-        return new TierStanding(ownerType, ownerId, program, level, reached, periodEnded ? row.PeriodNo + 1 : row.PeriodNo,
-            windowMetric, row.PeriodEnd);
+        var periodEnded = periodEnd <= posting.NowMs;
+        var windowMetric = policy.Metric.Window == TierMetric.Lifetime ? new Points(lifetime) : new Points(periodEnded ? next : period);
+        var reached = pinned == 0 && !periodEnded ? Math.Max(level, policy.LevelReached(windowMetric)) : level;
+        return new TierStanding(ownerType, ownerId, program, level, reached, periodEnded ? periodNo + 1 : periodNo, windowMetric, periodEnd);
     }
 
     /// <summary>
