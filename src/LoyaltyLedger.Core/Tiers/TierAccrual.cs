@@ -4,11 +4,14 @@ using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Tiers;
 
-/// <summary>An owner's tier row as a posting or an evaluation reads it under its lock.</summary>
+/// <summary>An owner's tier row as the reads and the evaluation read it.</summary>
 internal sealed class OwnerTierRow
 {
     /// <summary>Read only where one query reads an owner's rows in several programs (<see cref="TierReads.ForOwnerAsync"/>).</summary>
     public long ProgramId { get; set; }
+    /// <summary>Read only where one query reads many owners' rows (the evaluation).</summary>
+    public string OwnerType { get; set; } = "";
+    public long OwnerId { get; set; }
     public string TierName { get; set; } = "";
     public long TierSince { get; set; }
     public long PeriodNo { get; set; }

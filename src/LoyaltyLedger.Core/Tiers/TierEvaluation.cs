@@ -40,21 +40,6 @@ public static class TierEvaluation
     /// </summary>
     public const int UpgradesPerTransaction = 100;
 
-    private sealed class DueRow
-    {
-        public string OwnerType { get; set; } = "";
-        public long OwnerId { get; set; }
-        public string TierName { get; set; } = "";
-        public long TierSince { get; set; }
-        public long PeriodNo { get; set; }
-        public long PeriodStart { get; set; }
-        public long PeriodEnd { get; set; }
-        public long MetricLifetime { get; set; }
-        public long MetricPeriod { get; set; }
-        public long MetricNext { get; set; }
-        public long Pinned { get; set; }
-    }
-
     public static async Task<TierEvaluationResult> RunAsync(LedgerDatabase db, long? orgId, DateTimeOffset asOf, DateTimeOffset now,
         string? postedBy, CancellationToken ct)
     {
@@ -75,7 +60,7 @@ public static class TierEvaluation
                 {
                     var chunk = await db.WriteAsync(async (c, tx) =>
                     {
-                        var due = (await c.QueryAsync<DueRow>(new CommandDefinition(db.Dialect.Expand(
+                        var due = (await c.QueryAsync<OwnerTierRow>(new CommandDefinition(db.Dialect.Expand(
                             """
                             SELECT owner_type AS OwnerType, owner_id AS OwnerId, tier_name AS TierName, tier_since AS TierSince,
                                 period_no AS PeriodNo, period_start AS PeriodStart, period_end AS PeriodEnd,
@@ -168,7 +153,7 @@ public static class TierEvaluation
     /// turn; the first takes the period's metric, a later one (a run that missed whole periods) what
     /// was earned after the first ended, and any after that nothing.
     /// </summary>
-    private static Outcome Decide(TierPolicy policy, DueRow row, long asOfMs)
+    private static Outcome Decide(TierPolicy policy, OwnerTierRow row, long asOfMs)
     {
         var level = policy.LevelOf(row.TierName);
         var since = row.TierSince;
