@@ -587,6 +587,49 @@ public static class Migrations
         ALTER TABLE bills ADD COLUMN tier_period bigint NULL;
         ALTER TABLE ledger_entries ADD COLUMN tier text NULL;
         """),
+        // Every index entry is written by the posting that inserts the row (and again by every
+        // PostgreSQL update that cannot stay on the page), so an index earns its place by a read
+        // that needs it. docs/indexes.md lists each remaining index with that read and its plan on
+        // both databases, and the entries a bill and a redemption write before and after this.
+        // Dropped, with what serves their queries instead:
+        // - ix_lots_wallet (wallet_id, is_debt, expires_at, lot_id) and ix_lots_open (WHERE
+        //   remaining <> 0): one ix_lots_open whose condition is the queries' own (remaining > 0
+        //   AND is_debt = 0), so SQLite uses it too (it cannot prove remaining <> 0 from remaining
+        //   > 0, and read every lot of the wallet, spent ones included, on each redemption), and
+        //   ix_lots_debt for the one lookup of a wallet's debt lot, an entry only for debt lots.
+        // - ix_lot_movements_lot (lot_id): no read looks movements up by lot; the verifier's
+        //   per-lot sums scan the table.
+        // - ix_bills_customer (org_id, customer_id): no read looks bills up by customer; a bill is
+        //   found by id (primary key) or by number (ux_bills_number).
+        // - ix_write_audit_org, ix_write_audit_key: the service never reads write_audit.
+        // - ix_events_external_reference and ix_events_related keep only the events that have a
+        //   reference or a related event: the reads look one up by value, never the NULLs that
+        //   most events (every bill) would otherwise add.
+        // Kept although another index could answer the same queries:
+        // - ix_ledger_entries_wallet (wallet_id, entry_id): the balance as of a date takes the
+        //   wallet's highest entry id stamped by then, which PostgreSQL finds at the end of this
+        //   index; ix_ledger_entries_wallet_time would read all the wallet's lines up to the date
+        //   (0.1 ms against 10 ms for a customer with 36,000 events).
+        // - ix_outbox_events_unsequenced: ux_outbox_events_position holds the rows without a
+        //   position too, but whether PostgreSQL reads them there depends on its statistics. Without
+        //   any for the column (a table not analyzed yet, a restored database) it answers the
+        //   sequencer's probe (MIN(event_id) WHERE position IS NULL) by walking the primary key until
+        //   it meets a row without a position: the whole outbox when none waits (0.33 s at 756,000
+        //   rows), on every tick of an idle sequencer. The partial index holds only the waiting rows.
+        (18, "indexes no query needs", """
+        DROP INDEX ix_lots_wallet;
+        DROP INDEX ix_lots_open;
+        CREATE INDEX ix_lots_open ON lots (wallet_id, expires_at, lot_id) WHERE remaining > 0 AND is_debt = 0;
+        CREATE INDEX ix_lots_debt ON lots (wallet_id) WHERE is_debt = 1;
+        DROP INDEX ix_lot_movements_lot;
+        DROP INDEX ix_bills_customer;
+        DROP INDEX ix_write_audit_org;
+        DROP INDEX ix_write_audit_key;
+        DROP INDEX ix_events_external_reference;
+        CREATE INDEX ix_events_external_reference ON events (org_id, external_reference) WHERE external_reference IS NOT NULL;
+        DROP INDEX ix_events_related;
+        CREATE INDEX ix_events_related ON events (org_id, related_event_id) WHERE related_event_id IS NOT NULL;
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>
