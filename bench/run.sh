@@ -11,7 +11,8 @@
 #      bonuses; every owner's tier seeded), back to back with the writes without tiers (in turns:
 #      without first at 8 clients, with first at 32), and the ratio of the two,
 #   4. measures read latency (p50, p99 at 32 clients) of the points-ledger read and the vault history
-#      for a light and a heavy customer at page 0, 100 and 1000,
+#      for a light and a heavy customer at page 0, 100 and 1000, and on PostgreSQL each read's
+#      requests/s against pgbench -S (select-only, 32 clients) on the same server,
 #   5. repeats writes and reads on SQLite at a smaller scale,
 #   6. reports each server's peak memory (VmHWM), then stops everything and removes the data.
 # Usage: bench/run.sh [--quick] [--seconds N] [--no-tiers]   (--no-tiers: skip the tiered organization)
@@ -147,6 +148,12 @@ read_one() { # args: path
   dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" | tail -n 1 || true
 }
 
+select_tps=""
+against_select() { # a read's requests/s against pgbench -S on the same server, when measured (PostgreSQL)
+  [ -n "$select_tps" ] || return 0
+  echo "   ratio/pgbench -S = $(ratio "$(echo "$1" | sed -nE 's/.* rps=([0-9.]+).*/\1/p')" "$select_tps")"
+}
+
 reads() {
   # A light customer has a handful of events: only its page 0 exists (pages 100 and 1000 answer
   # 404 at once); the heavy customer is read at pages 0, 100 and 1000.
@@ -155,8 +162,8 @@ reads() {
     for page in $pages; do
       r1=$(read_one "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$id&source=INSTORE&limit=10&offset=$page")
       r2=$(read_one "/api/v1.0/LoyaltyVault/Account/$account/LoyaltyPrograms/$program/History?limit=10&offset=$((page * 10))")
-      echo "   $who customer $id page $page: points-ledger $r1"
-      echo "   $who customer $id page $page: vault history  $r2"
+      echo "   $who customer $id page $page: points-ledger $r1$(against_select "$r1")"
+      echo "   $who customer $id page $page: vault history  $r2$(against_select "$r2")"
     done
   done
 }
@@ -189,8 +196,13 @@ for clients in 8 32; do
     echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$ledger_tps")   with tiers/pgbench = $(ratio "$(tps_of "$tiered")" "$bench")   server CPU per request with tiers/without = $(ratio "$(cpu_of "$tiered")" "$(cpu_of "$ours")")"
   fi
 done
-echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10)"
+# The reads' reference: pgbench's select-only run (one primary-key lookup per transaction) at the
+# same 32 clients on the same server.
+select_tps=$("$PGBIN/pgbench" -S -c 32 -j 2 -T "$seconds" -n -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench 2>/dev/null \
+  | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -n 1)
+echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10; pgbench -S at 32 clients: $select_tps tps)"
 reads
+select_tps=""
 stop_server
 scripts/postgres.sh stop
 
