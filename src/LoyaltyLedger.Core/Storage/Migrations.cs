@@ -630,6 +630,15 @@ public static class Migrations
         DROP INDEX ix_events_related;
         CREATE INDEX ix_events_related ON events (org_id, related_event_id) WHERE related_event_id IS NOT NULL;
         """),
+        // An owner whose next period, as an evaluation decided it, already reaches a higher tier is
+        // marked in the chunk that decides it (upgrade_due), in the same transaction; the upgrades are
+        // posted afterwards (bonus wallets before tier rows, as postings lock them) and clear the mark.
+        // A run that stops in between leaves the marks, and the next run posts them: an upgrade the
+        // evaluation decided is never lost. The partial index holds only the marked owners.
+        (19, "tiers: upgrades an evaluation decided", """
+        ALTER TABLE owner_tiers ADD COLUMN upgrade_due smallint NOT NULL DEFAULT 0;
+        CREATE INDEX ix_owner_tiers_upgrade_due ON owner_tiers (org_id, program_id, owner_type, owner_id) WHERE upgrade_due = 1;
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>

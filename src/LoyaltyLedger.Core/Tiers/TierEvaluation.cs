@@ -55,7 +55,6 @@ public static class TierEvaluation
             var programs = await db.ReadAsync(c => ProgramCatalog.ListAsync(c, org), ct);
             foreach (var program in programs.Where(p => p.Tiers is not null))
             {
-                var toUpgrade = new List<(OwnerType Type, long Id)>();
                 while (true)
                 {
                     var chunk = await db.WriteAsync(async (c, tx) =>
@@ -72,12 +71,11 @@ public static class TierEvaluation
                             """),
                             new { org, programId = program.ProgramId, asOf = asOf.ToUnixTimeMilliseconds(), limit = OwnersPerTransaction },
                             tx, cancellationToken: ct))).ToList();
-                        if (due.Count == 0) return (Decided: 0, Run: runId, Counts: (0, 0, 0), Upgrades: new List<(OwnerType, long)>());
+                        if (due.Count == 0) return (Decided: 0, Run: runId, Counts: (0, 0, 0));
                         // Taken in the chunk's transaction and kept only once it commits (a retried chunk takes it again).
                         var run = runId ?? await NextRunIdAsync(c, tx, org);
                         var batch = new StatementBatch(c, tx, db.Dialect);
                         var counts = (Renewed: 0, Downgraded: 0, Rolled: 0);
-                        var upgrades = new List<(OwnerType, long)>();
                         foreach (var row in due)
                         {
                             var outcome = Decide(program.Tiers!, row, asOf.ToUnixTimeMilliseconds());
@@ -85,13 +83,15 @@ public static class TierEvaluation
                             batch.Execute(
                                 """
                                 UPDATE owner_tiers SET tier_name = @tier, tier_since = @since, period_no = @periodNo, period_start = @start,
-                                    period_end = @end, metric_period = @metricPeriod, metric_next = @metricNext, override_reason = NULL, updated_at = @now
+                                    period_end = @end, metric_period = @metricPeriod, metric_next = @metricNext, override_reason = NULL,
+                                    upgrade_due = @upgradeDue, updated_at = @now
                                 WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId
                                 """,
                                 new
                                 {
                                     tier = outcome.Tier, since = outcome.Since, periodNo = outcome.PeriodNo, start = outcome.Start, end = outcome.End,
-                                    metricPeriod = outcome.MetricPeriod, metricNext = 0L, now = now.ToUnixTimeMilliseconds(), org,
+                                    metricPeriod = outcome.MetricPeriod, metricNext = 0L, upgradeDue = outcome.MayUpgrade ? 1 : 0,
+                                    now = now.ToUnixTimeMilliseconds(), org,
                                     ownerType = row.OwnerType, ownerId = row.OwnerId, programId = program.ProgramId,
                                 });
                             foreach (var (from, to, cause, metric, periodEnd) in outcome.Changes)
@@ -102,10 +102,9 @@ public static class TierEvaluation
                                 else counts.Downgraded++;
                             }
                             if (outcome.Changes.Count == 0) counts.Rolled++;
-                            if (outcome.MayUpgrade) upgrades.Add((ownerType, row.OwnerId));
                         }
                         await batch.RunAsync(ct);
-                        return (Decided: due.Count, Run: (long?)run, Counts: (counts.Renewed, counts.Downgraded, counts.Rolled), Upgrades: upgrades);
+                        return (Decided: due.Count, Run: (long?)run, Counts: (counts.Renewed, counts.Downgraded, counts.Rolled));
                     }, ct);
                     if (chunk.Decided == 0) break;
                     runId = chunk.Run;
@@ -113,12 +112,22 @@ public static class TierEvaluation
                     renewed += chunk.Counts.Item1;
                     downgraded += chunk.Counts.Item2;
                     rolled += chunk.Counts.Item3;
-                    toUpgrade.AddRange(chunk.Upgrades);
                 }
 
-                foreach (var owners in toUpgrade.Chunk(UpgradesPerTransaction))
+                // The upgrades the chunks marked (and any a run that stopped early left marked).
+                while (true)
                 {
-                    upgraded += await db.WriteAsync(async (c, tx) =>
+                    var owners = (await db.ReadAsync(c => c.QueryAsync<(string OwnerType, long OwnerId)>(new CommandDefinition(
+                        """
+                        SELECT owner_type, owner_id FROM owner_tiers
+                        WHERE org_id = @org AND program_id = @programId AND upgrade_due = 1
+                        ORDER BY owner_type, owner_id
+                        LIMIT @limit
+                        """,
+                        new { org, programId = program.ProgramId, limit = UpgradesPerTransaction }, cancellationToken: ct)), ct))
+                        .Select(o => (Type: LedgerNames.ParseOwner(o.OwnerType), Id: o.OwnerId)).ToList();
+                    if (owners.Count == 0) break;
+                    var (posted, upgradeRun) = await db.WriteAsync(async (c, tx) =>
                     {
                         var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
                         var fresh = await ProgramCatalog.ResolveAsync(posting, program.ProgramId, fresh: true);
@@ -127,16 +136,24 @@ public static class TierEvaluation
                         var bonusWallets = owners.Select(o => TierAccrual.BonusWallet(fresh, o.Type, o.Id)).Where(k => k is not null).Select(k => k!.Value).ToList();
                         if (bonusWallets.Count > 0) await posting.LockWalletsAsync(bonusWallets);
                         var done = 0;
+                        var run = runId;
                         foreach (var (ownerType, ownerId) in owners)
                         {
-                            // Counting nothing reads the owner's row under its lock, as a posting would.
+                            // Counting nothing reads the owner's row under its lock, as a posting would; a
+                            // posting may have upgraded the owner meanwhile, and then there is nothing to do.
                             var standing = await TierAccrual.CountAsync(posting, fresh, ownerType, ownerId, Points.Zero);
+                            await posting.ExecuteAsync(
+                                "UPDATE owner_tiers SET upgrade_due = 0 WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
+                                new { org, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId });
                             if (standing is not { Crossed: true }) continue;
-                            await TierAccrual.UpgradeAsync(posting, standing, causedByEventId: null, runId);
+                            run ??= await NextRunIdAsync(c, tx, org);
+                            await TierAccrual.UpgradeAsync(posting, standing, causedByEventId: null, run);
                             done++;
                         }
-                        return done;
+                        return (done, run);
                     }, ct);
+                    upgraded += posted;
+                    runId = upgradeRun;
                 }
             }
             lastRun = runId ?? lastRun;

@@ -257,6 +257,33 @@ public abstract class TierTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task an_upgrade_an_evaluation_decided_but_did_not_post_is_posted_by_the_next_run_once()
+    {
+        var (t, shop, c) = await SetUpAsync(Policy(window: "PERIOD"));
+        await t.AwardAsync(c, "10", "Tier-points", programId: shop.ProgramId);
+        // As a run that stopped after deciding this owner leaves it: its new period already reaches
+        // Gold (what it earned after the period ended), marked, and not upgraded yet.
+        await db.Database.WriteAsync((conn, tx) => conn.ExecuteAsync(
+            "UPDATE owner_tiers SET metric_period = 150000, upgrade_due = 1 WHERE org_id = @org AND owner_id = @c",
+            new { org = t.OrgId, c }, tx), CancellationToken.None);
+        (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Silver");
+
+        var first = await EvaluateAsync(t);
+        first.GetProperty("upgraded").GetInt32().ShouldBe(1);
+        first.GetProperty("evaluated").GetInt32().ShouldBe(0, "nobody's period ended: the run only posts what was marked");
+        (await TierNameAsync(t, c, shop.ProgramId)).ShouldBe("Gold");
+        var history = await HistoryAsync(t, c, shop.ProgramId);
+        history.Count.ShouldBe(1);
+        history[0].GetProperty("cause").GetString().ShouldBe("UPGRADE");
+        history[0].GetProperty("runId").GetInt64().ShouldBe(first.GetProperty("runId").GetInt64());
+        (await db.Database.ReadAsync(conn => conn.ExecuteScalarAsync<long>(
+            "SELECT upgrade_due FROM owner_tiers WHERE org_id = @org AND owner_id = @c", new { org = t.OrgId, c }), CancellationToken.None)).ShouldBe(0);
+
+        Counts(await EvaluateAsync(t)).ShouldBe("0/0/0/0");
+        (await HistoryAsync(t, c, shop.ProgramId)).Count.ShouldBe(1);
+    }
+
+    [Fact]
     public async Task fifty_concurrent_bills_crossing_the_threshold_upgrade_once_with_one_bonus_and_the_bills_before_the_crossing_at_the_old_tier()
     {
         var (t, shop, c) = await SetUpAsync(Policy(tiers:
