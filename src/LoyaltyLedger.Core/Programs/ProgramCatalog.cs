@@ -104,10 +104,16 @@ public static class ProgramCatalog
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
         var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads,
             list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null));
-        return Pick(programs, programId) ?? (programId is { } id
-            ? throw LedgerException.NotFound("program", id)
-            : throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404));
+        return Pick(programs, programId) ?? throw Missing(programId);
     }
+
+    /// <summary>The program a read is about: the one named, else the organization's default program (through the cache when one is given).</summary>
+    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache) =>
+        Pick(await ReadThroughAsync(connection, orgId, tx, cache, list => Pick(list, programId) is not null), programId) ?? throw Missing(programId);
+
+    private static LedgerException Missing(long? programId) => programId is { } id
+        ? LedgerException.NotFound("program", id)
+        : new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
 
     private static LoyaltyProgram? Pick(IReadOnlyList<LoyaltyProgram> programs, long? programId) =>
         programId is { } id

@@ -79,11 +79,7 @@ public static class TierReads
     /// <summary>The program a tier read or override is about: the one named, else the default; refused when it has no tiers.</summary>
     public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache)
     {
-        var programs = await ProgramCatalog.ListAsync(c, orgId, tx, cache);
-        var program = programId is { } id
-            ? programs.FirstOrDefault(p => p.ProgramId == id) ?? throw LedgerException.NotFound("program", id)
-            : programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault()
-                ?? throw new LedgerException("program_not_found", "This organization has no program yet: create one first.", 404);
+        var program = await ProgramCatalog.ResolveAsync(c, orgId, programId, tx, cache);
         return program.Tiers is null
             ? throw new LedgerException(TierErrors.TiersNotConfigured, $"Program {program.ProgramId} has no tiers: PUT /v1/programs/{program.ProgramId}/tiers sets them.", 404)
             : program;

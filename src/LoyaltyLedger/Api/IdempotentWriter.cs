@@ -47,7 +47,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// holds a key's secret) the stored answer is encrypted with a key derived from the caller's own
     /// secret, so the database never holds a readable secret and only the same credentials can replay it.
     /// </summary>
-    private async Task<IResult> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
+    private async Task<WrittenAnswer> PostAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<Posting, Task<TResult>> work,
         bool sealAnswer = false)
     {
         // The status the endpoint declares (and the OpenAPI document shows): one source for both.
@@ -192,7 +192,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// with 409 <see cref="InProgressCode"/>; a failed or refused run releases the key; the answer is
     /// stored when the run is done.
     /// </summary>
-    private async Task<IResult> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work)
+    private async Task<WrittenAnswer> RunAsync<TRequest, TResult>(HttpContext http, TRequest request, Func<CancellationToken, Task<TResult>> work)
     {
         var status = ApiContract.WriteStatus(http);
         var caller = http.User.Caller();
@@ -238,7 +238,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     private static string Kind(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName ?? "unknown";
 
-    private async Task<IResult> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
+    private async Task<WrittenAnswer> ReplayAsync(HttpContext http, Caller caller, string key, string requestHash, CancellationToken ct)
     {
         var stored = await _store.ReadAsync(IdempotencyKey.Request(caller.OrgId, key), ct);
         if (stored is { } s && s.RequestHash != requestHash)
@@ -250,8 +250,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         {
             // Claimed by a request still running (or one that just released it after failing).
             http.Response.Headers.RetryAfter = "1";
-            return Results.Json(ErrorResponses.Problem(409, InProgressCode,
-                $"A request with the {HeaderName} '{key}' is still running; retry it shortly."), _json, "application/problem+json", 409);
+            return new WrittenAnswer(409, JsonSerializer.Serialize(ErrorResponses.Problem(409, InProgressCode,
+                $"A request with the {HeaderName} '{key}' is still running; retry it shortly."), _json), "application/problem+json");
         }
         var body = done.Body;
         if (body is not null && body.StartsWith(SealedPrefix, StringComparison.Ordinal))
@@ -263,8 +263,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         return Answer(done.StatusCode, body);
     }
 
-    private static IResult Answer(int status, string? body) =>
-        body is null ? Results.StatusCode(status) : Results.Content(body, "application/json", Encoding.UTF8, status);
+    private static WrittenAnswer Answer(int status, string? body) => new(status, body);
 
     private static string? HeaderKey(HttpContext http)
     {

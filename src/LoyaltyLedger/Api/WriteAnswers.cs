@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Text;
 using Microsoft.AspNetCore.Http.Metadata;
 
 namespace LoyaltyLedger.Server.Api;
@@ -10,7 +11,7 @@ namespace LoyaltyLedger.Server.Api;
 /// it from the same endpoint metadata), so the document and the answer cannot disagree. The answer
 /// itself is the writer's: the fresh result, or the stored one on a replay, or a refusal.
 /// </summary>
-public abstract class WriteAnswer(IResult answer) : IResult
+public abstract class WriteAnswer(WrittenAnswer answer) : IResult
 {
     public Task ExecuteAsync(HttpContext httpContext) => answer.ExecuteAsync(httpContext);
 
@@ -24,25 +25,39 @@ public abstract class WriteAnswer(IResult answer) : IResult
 }
 
 /// <summary>201 with <typeparamref name="T"/>: the write created something (a posting, a customer, a key...).</summary>
-public sealed class CreatedAnswer<T>(IResult answer) : WriteAnswer(answer), IEndpointMetadataProvider
+public sealed class CreatedAnswer<T>(WrittenAnswer answer) : WriteAnswer(answer), IEndpointMetadataProvider
 {
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) => Declare(builder, StatusCodes.Status201Created, typeof(T));
 }
 
 /// <summary>200 with <typeparamref name="T"/>: the write changed something that was there (a rotation, a vault basket).</summary>
-public sealed class OkAnswer<T>(IResult answer) : WriteAnswer(answer), IEndpointMetadataProvider
+public sealed class OkAnswer<T>(WrittenAnswer answer) : WriteAnswer(answer), IEndpointMetadataProvider
 {
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) => Declare(builder, StatusCodes.Status200OK, typeof(T));
 }
 
 /// <summary>204 without a body: the write removed something (a revoked key, a deleted webhook).</summary>
-public sealed class NoContentAnswer(IResult answer) : WriteAnswer(answer), IEndpointMetadataProvider
+public sealed class NoContentAnswer(WrittenAnswer answer) : WriteAnswer(answer), IEndpointMetadataProvider
 {
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) => Declare(builder, StatusCodes.Status204NoContent, null);
 }
 
 /// <summary>202 with <typeparamref name="T"/>: the write queued work that happens later (a webhook ping, a redelivery).</summary>
-public sealed class AcceptedAnswer<T>(IResult answer) : WriteAnswer(answer), IEndpointMetadataProvider
+public sealed class AcceptedAnswer<T>(WrittenAnswer answer) : WriteAnswer(answer), IEndpointMetadataProvider
 {
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) => Declare(builder, StatusCodes.Status202Accepted, typeof(T));
+}
+
+/// <summary>
+/// What a write answers, before the endpoint's typed result wraps it: a status and a JSON body (the
+/// fresh result, the stored one on a replay, or the problem of a key still in use), or no body.
+/// </summary>
+public sealed class WrittenAnswer(int status, string? body, string contentType = "application/json") : IResult
+{
+    public int Status => status;
+
+    public Task ExecuteAsync(HttpContext httpContext) =>
+        body is null
+            ? Results.StatusCode(status).ExecuteAsync(httpContext)
+            : Results.Content(body, contentType, Encoding.UTF8, status).ExecuteAsync(httpContext);
 }

@@ -441,18 +441,21 @@ public static class Commands
     private static readonly Option<long> CustomersOption = Positive("--customers", "customers to create", 1_000_000);
     private static readonly Option<long> EventsOption = Positive("--events", "events to create", 20_000_000);
     private static readonly Option<string> OrgNameOption = new("--org-name") { Description = "the organization's name (unique)", DefaultValueFactory = _ => "seeded organization" };
-    private static readonly Option<double> SkewOption = new("--skew")
+    /// <summary>An option that takes a number from <paramref name="min"/> to <paramref name="max"/>.</summary>
+    private static Option<double> Between(string name, string description, double min, double max, double defaultValue) => new(name)
     {
-        Description = "Zipf skew of activity across customers (0 = even)",
-        DefaultValueFactory = _ => 1.0,
+        Description = description,
+        DefaultValueFactory = _ => defaultValue,
         CustomParser = result =>
         {
             var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 5) return s;
-            result.AddError($"--skew takes a number from 0 to 5, not '{text}'");
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max) return n;
+            result.AddError($"{name} takes a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}, not '{text}'");
             return 0;
         },
     };
+
+    private static readonly Option<double> SkewOption = Between("--skew", "Zipf skew of activity across customers (0 = even)", 0, 5, 1.0);
     private static readonly Option<long> RandomSeedOption = Positive("--random-seed", "the generator's seed (same seed, same data)", 7);
     private static readonly Option<string?> SeedKeyIdOption = new("--key-id") { Description = "a fixed admin key id (with --key-secret)" };
     private static readonly Option<string?> SeedKeySecretOption = new("--key-secret") { Description = "its secret" };
@@ -460,18 +463,8 @@ public static class Commands
     {
         Description = "a tier policy to configure on the seeded program first (a JSON file, the body of PUT /v1/programs/{id}/tiers); every owner's tier is then counted from its history",
     };
-    private static readonly Option<double> SeedTiersDueOption = new("--tiers-due")
-    {
-        Description = "with --tiers: the share of owners whose period has ended by the end of the history, due at an evaluation as of that instant (0 to 1)",
-        DefaultValueFactory = _ => 0.5,
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0 && s <= 1) return s;
-            result.AddError($"--tiers-due takes a number from 0 to 1, not '{text}'");
-            return 0;
-        },
-    };
+    private static readonly Option<double> SeedTiersDueOption = Between("--tiers-due",
+        "with --tiers: the share of owners whose period has ended by the end of the history, due at an evaluation as of that instant (0 to 1)", 0, 1, 0.5);
 
     private static Command SeedCommand()
     {
