@@ -27,6 +27,7 @@ public sealed class Posting
 {
     private readonly Dictionary<WalletKey, Wallet> _locked = [];
     private readonly HashSet<(long EventId, int Kind)> _eventKinds = [];
+    private readonly HashSet<(long EventId, int Kind)> _declaredKinds = [];
     private readonly Dictionary<long, (OwnerType Type, long Id)> _eventOwners = [];
     private readonly PostingAnnouncements _announcements = new();
     private readonly Dictionary<(OwnerType Type, long Id, long ProgramId), string?> _tiers = [];
@@ -200,15 +201,20 @@ public sealed class Posting
     /// Inserts an event and returns its id. <paramref name="then"/>, if given, runs in the same round
     /// trip right after the insert and may refer to the new event as <c>{lastEventId}</c>.
     /// </summary>
+    /// <remarks>
+    /// An event written with the kinds of lines it will hold (<see cref="NewEvent.LineKinds"/>) is
+    /// counted for them at once, and its lines then rewrite neither the event row nor the owner's
+    /// counts. The posting holds the caller to it: it does not commit while a declared kind has no line.
+    /// </remarks>
     public async Task<long> InsertEventAsync(NewEvent e, (string Sql, object? Args)? then = null)
     {
         var batch = Batch();
         var inserted = batch.Query(
             """
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
-                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference)
+                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference, line_kinds)
             VALUES (@org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
-                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference)
+                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds)
             RETURNING event_id
             """,
             new
@@ -216,14 +222,22 @@ public sealed class Posting
                 org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
                 eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
                 storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
-                postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference,
+                postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference, lineKinds = e.LineKinds,
             });
         // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid, which the
         // counter's upsert below would change.
         if (then is { } next) batch.Execute(next.Sql, next.Args);
-        AddOwnerEventCount((e.OwnerType, e.OwnerId), batch, events: 1, kind: 0);
+        if ((e.LineKinds & ~(EventLineKinds.Points | EventLineKinds.Currency)) != 0)
+            throw new ArgumentException($"Unknown line kinds {e.LineKinds}.", nameof(e));
+        AddOwnerEventCount((e.OwnerType, e.OwnerId), batch, events: 1, kinds: e.LineKinds);
         var eventId = (await batch.RunAsync()).SingleLong(inserted);
         _eventOwners[eventId] = (e.OwnerType, e.OwnerId);
+        foreach (var kind in (int[])[EventLineKinds.Points, EventLineKinds.Currency])
+        {
+            if ((e.LineKinds & kind) == 0) continue;
+            _eventKinds.Add((eventId, kind));
+            _declaredKinds.Add((eventId, kind));
+        }
         _announcements.Event(eventId, e);
         return eventId;
     }
@@ -252,6 +266,13 @@ public sealed class Posting
     /// <summary>Writes the outbox rows of what this posting has written and not announced yet (nothing when there is none).</summary>
     public async Task AnnounceAsync(CancellationToken ct = default)
     {
+        // Runs right before the commit (see the constructor): an event counted for a kind of line it
+        // does not hold would be paged and counted wrongly by the points-ledger read forever.
+        if (_declaredKinds.Count > 0)
+        {
+            var (eventId, kind) = _declaredKinds.First();
+            throw new InvalidOperationException($"Event {eventId} was written as holding lines of kind {kind} and has none.");
+        }
         if (_announcements.IsEmpty) return;
         var batch = Batch();
         AddAnnouncements(batch);
@@ -259,8 +280,8 @@ public sealed class Posting
     }
 
     /// <summary>
-    /// Adds to the event's owner's row of <c>owner_event_counts</c>: one more event, or one more event
-    /// holding lines of <paramref name="kind"/> (an <see cref="EventLineKinds"/> bit), so the
+    /// Adds to the event's owner's row of <c>owner_event_counts</c>: one more event, and/or one more event
+    /// holding lines of each of <paramref name="kinds"/> (<see cref="EventLineKinds"/> bits), so the
     /// points-ledger read takes totalEntries from that row instead of counting the owner's history.
     /// </summary>
     /// <remarks>
@@ -268,7 +289,7 @@ public sealed class Posting
     /// owner's wallets by then (a new customer's registration excepted, which nobody else can
     /// touch yet), so counter locks always follow wallet locks and add no new deadlock.
     /// </remarks>
-    private void AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kind) =>
+    private void AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds) =>
         batch.Execute(
             """
             INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events)
@@ -281,7 +302,7 @@ public sealed class Posting
             new
             {
                 org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events,
-                pointsEvents = kind == EventLineKinds.Points ? 1 : 0, currencyEvents = kind == EventLineKinds.Currency ? 1 : 0,
+                pointsEvents = (kinds & EventLineKinds.Points) != 0 ? 1 : 0, currencyEvents = (kinds & EventLineKinds.Currency) != 0 ? 1 : 0,
             });
 
     /// <summary>
@@ -294,12 +315,13 @@ public sealed class Posting
         // points-ledger read can count and page a long history from the events index alone
         // instead of probing every event's lines.
         var kind = wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
+        _declaredKinds.Remove((eventId, kind));
         if (_eventKinds.Add((eventId, kind)))
         {
             if (!_eventOwners.TryGetValue(eventId, out var owner))
                 throw new InvalidOperationException($"Event {eventId} was not inserted by this posting, so its owner's counts cannot be kept.");
             batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId", new { kind, eventId });
-            AddOwnerEventCount(owner, batch, events: 0, kind);
+            AddOwnerEventCount(owner, batch, events: 0, kinds: kind);
         }
         _announcements.Line(eventId, wallet, type, points);
         return batch.Query(
@@ -727,10 +749,15 @@ public sealed record NewEvent(
     string? ExternalReference = null,
     string? BillNumber = null,
     string? StoreCode = null,
-    string? TillCode = null)
+    string? TillCode = null,
+    int LineKinds = 0)
 {
     /// <summary>The customer id of an event no customer made: no customer has id 0.</summary>
     public const long NoCustomer = 0;
+
+    /// <summary>The <see cref="EventLineKinds"/> of lines in the amounts given (null currency: plain points).</summary>
+    public static int KindsOf<T>(IEnumerable<(T? Currency, Points Points)> lines) where T : class =>
+        lines.Aggregate(0, (kinds, line) => kinds | (line.Currency is null ? EventLineKinds.Points : EventLineKinds.Currency));
 }
 
 /// <summary>Part of a credit that becomes one lot.</summary>

@@ -182,7 +182,8 @@ public static class Postings
         var credits = standing is null ? baseCredits : [.. ruleCredits.Select(c => Multiplied(c, standing)), .. awards];
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
-                BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code),
+                BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code,
+                LineKinds: NewEvent.KindsOf(credits)),
             then: ("UPDATE bills SET event_id = {lastEventId}, tier_period = @tierPeriod WHERE bill_id = @billId",
                 new { billId, tierPeriod = standing?.CountedInPeriod }));
 
@@ -223,7 +224,8 @@ public static class Postings
         // The reference has a column of its own (not only the details) so a reversal finds the redemption by it.
         var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
             SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes,
-            ExternalReference: request.ExternalReference, StoreCode: store?.Code, TillCode: till?.Code));
+            ExternalReference: request.ExternalReference, StoreCode: store?.Code, TillCode: till?.Code,
+            LineKinds: currency is null ? EventLineKinds.Points : EventLineKinds.Currency));
         var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
         return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
     }
@@ -250,7 +252,7 @@ public static class Postings
             var credits = byCustomer.Select(x => (x.currency, x.a.Points)).ToList();
             var standing = await TierAccrual.CountAsync(posting, program, OwnerType.Customer, byCustomer.Key, TierAccrual.MetricOf(program, credits, 0));
             var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, byCustomer.Key, byCustomer.Key, EventNames.BulkAllocatePoints,
-                SourceProgramId: program.ProgramId, Reason: request.Reason));
+                SourceProgramId: program.ProgramId, Reason: request.Reason, LineKinds: NewEvent.KindsOf(credits)));
             var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, byCustomer.Key, program, credits);
             results.Add(new PostingResult(eventId, EventNames.BulkAllocatePoints, null, entries, await UpgradeAsync(posting, standing, eventId)));
         }
@@ -278,7 +280,7 @@ public static class Postings
         };
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, request.CustomerId, request.CustomerId, EventNames.GenericEvent,
             DisplayName: request.EventName, SourceProgramId: await SourceProgramAsync(posting, request.SourceProgramId, program), StoreId: store?.StoreId, TillId: till?.TillId,
-            DetailsJson: Details(details), Reason: request.Reason, StoreCode: store?.Code, TillCode: till?.Code));
+            DetailsJson: Details(details), Reason: request.Reason, StoreCode: store?.Code, TillCode: till?.Code, LineKinds: NewEvent.KindsOf(credits)));
         var entries = await CreditAllAsync(posting, eventId, OwnerType.Customer, request.CustomerId, program, credits, PointCategory.Regular, qualifying: true);
         return new PostingResult(eventId, EventNames.GenericEvent, null, entries, await UpgradeAsync(posting, standing, eventId));
     }

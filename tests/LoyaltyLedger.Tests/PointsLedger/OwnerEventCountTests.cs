@@ -160,6 +160,33 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task an_event_written_as_holding_points_that_gets_no_points_line_does_not_commit()
+    {
+        var f = await BusyTenantAsync();
+        var before = await StoredCountsAsync(f.T.OrgId);
+        var total = (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"))).Total();
+
+        // Declared as holding points and currency lines, given only a currency line.
+        var wrote = db.Database.WriteAsync(async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, db.Database.Dialect, f.T.OrgId, db.Host.Clock.GetUtcNow(), "test");
+            var (programId, starsId) = await StarsAsync(c, tx, f.T.OrgId);
+            var key = new WalletKey(OwnerType.Customer, f.A, programId, starsId, PointCategory.Regular);
+            await posting.LockWalletsAsync([key]);
+            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, f.A, f.A, "Declared",
+                LineKinds: EventLineKinds.Points | EventLineKinds.Currency));
+            return await posting.CreditAsync(eventId, key, new Points(1000), null);
+        }, CancellationToken.None);
+
+        (await Should.ThrowAsync<InvalidOperationException>(wrote)).Message.ShouldContain("has none");
+        (await StoredCountsAsync(f.T.OrgId)).ShouldBe(before);
+        (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"))).Total().ShouldBe(total);
+    }
+
+    private static Task<(long ProgramId, long CurrencyId)> StarsAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long orgId) =>
+        c.QuerySingleAsync<(long, long)>("SELECT program_id, currency_id FROM currencies WHERE org_id = @orgId AND name = 'Stars'", new { orgId }, tx);
+
+    [Fact]
     public async Task the_migration_backfills_the_counts_of_a_database_written_before_it()
     {
         var f = await BusyTenantAsync();
