@@ -1,5 +1,6 @@
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 

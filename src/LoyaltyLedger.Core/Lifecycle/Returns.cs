@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 using LoyaltyLedger.Tiers;
@@ -48,7 +49,7 @@ public static class Returns
 
     public static async Task<ReturnResult> ReturnBillAsync(Posting posting, NewReturn request)
     {
-        var amount = Postings.Money(request.Amount, "amount");
+        var amount = PointsPostings.Money(request.Amount, "amount");
         if (amount <= 0) throw new LedgerException(ErrorCodes.InvalidAmount, "The returned amount must be positive.");
         if (string.IsNullOrEmpty(request.StoreCode) || string.IsNullOrEmpty(request.BillNumber))
             throw LedgerException.Invalid("A return names the bill by storeCode and billNumber.");
@@ -127,7 +128,7 @@ public static class Returns
         foreach (var p in plan.Where(p => p.FromHeld.IsPositive))
         {
             var debit = await posting.DebitLotsAsync(eventId, p.HeldKey, [new ConsumedLot(p.HeldLot!.Value, p.FromHeld, null)]);
-            entries.Add(Postings.View(debit.Entry, LotExpiry.CurrencyOf(program, p.Credit.CurrencyId)));
+            entries.Add(PointsPostings.View(debit.Entry, LotExpiry.CurrencyOf(program, p.Credit.CurrencyId)));
         }
         foreach (var key in mainKeys)
         {
@@ -138,7 +139,7 @@ public static class Returns
             if (taken.IsPositive)
             {
                 var debit = await posting.DebitAsync(eventId, key, taken, allowNegative);
-                entries.Add(Postings.View(debit.Entry, LotExpiry.CurrencyOf(program, key.CurrencyId)));
+                entries.Add(PointsPostings.View(debit.Entry, LotExpiry.CurrencyOf(program, key.CurrencyId)));
             }
             if (wanted > taken)
                 shortfalls.Add(new ReturnShortfall(key.ProgramId, LotExpiry.CurrencyName(program, key.CurrencyId), wanted - taken));

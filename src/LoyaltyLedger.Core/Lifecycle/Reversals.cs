@@ -1,4 +1,5 @@
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 
 namespace LoyaltyLedger.Lifecycle;
@@ -119,7 +120,7 @@ public static class Reversals
         }
 
         var currency = LotExpiry.CurrencyOf(program, key.CurrencyId);
-        var entries = new List<EntryView> { Postings.View(credit, currency) };
+        var entries = new List<EntryView> { PointsPostings.View(credit, currency) };
         var expiry = await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
         var expired = Points.Zero;
         if (expiry is not null)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
@@ -474,7 +475,7 @@ public static class OrganizationSeeder
             var amount = (500 + (long)(Math.Pow(_random.NextDouble(), 2) * 39_500)) * 10;
             var (storeId, tillId) = tills[_random.Next(tills.Count)];
             var billId = _billId++;
-            var earnings = wallets.Select(w => Postings.Earn(amount, new Points(w.EarnPerUnit)).Thousandths).ToArray();
+            var earnings = wallets.Select(w => PointsPostings.Earn(amount, new Points(w.EarnPerUnit)).Thousandths).ToArray();
             long tierMetric = 0;
             long? tierPeriod = null;
             if (tiers is not null)

@@ -1,4 +1,5 @@
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 
@@ -214,7 +215,7 @@ public static class TierAccrual
             })));
         var expiresAt = standing.Program.Expiry.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();
         var entry = await posting.CreditAsync(eventId, key, bonus, expiresAt);
-        return new PostingResult(eventId, UpgradeBonusEvent, null, [Postings.View(entry, null)]);
+        return new PostingResult(eventId, UpgradeBonusEvent, null, [PointsPostings.View(entry, null)]);
     }
 
     /// <summary>

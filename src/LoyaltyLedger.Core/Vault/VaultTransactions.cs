@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using Dapper;
 using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 
@@ -142,7 +143,7 @@ public static class VaultTransactions
         var from = await RequireActiveAccountAsync(posting, fromAccountNumber);
         var to = await RequireActiveAccountAsync(posting, request.ToAccountNumber);
         if (from.CustomerId == to.CustomerId) throw LedgerException.Invalid("Both account numbers belong to the same customer.");
-        var transfer = await Postings.TransferAsync(posting, new NewTransfer(
+        var transfer = await PointsPostings.TransferAsync(posting, new NewTransfer(
             new TransferParty(CustomerId: from.CustomerId), new TransferParty(CustomerId: to.CustomerId), request.Value,
             request.LoyaltyPointDefinitionId, Reason: request.Comment));
         return new VaultTransferResult(fromAccountNumber, request.ToAccountNumber, request.LoyaltyPointDefinitionId, request.Value.ToDecimal(),
@@ -261,7 +262,7 @@ public static class VaultTransactions
             if (load.AccountExpiresAt is { } accountExpiry && accountExpiry <= posting.Now)
                 throw LedgerException.Invalid("A load's accountExpiresAt must be in the future.");
             var expiresAt = (load.BalanceExpiresAt ?? program.Expiry.ExpiryFor(posting.Now))?.ToUnixTimeMilliseconds();
-            // Named like any GenericEvent (Postings.PostGenericEventAsync), so the points-ledger API's
+            // Named like any GenericEvent (PointsPostings.PostGenericEventAsync), so the points-ledger API's
             // eventDetails say that this credit was a vault load.
             var details = ContextDetails();
             details["eventDisplayName"] = VaultEventNames.LoadDisplayName;

@@ -2,6 +2,7 @@ using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
@@ -115,17 +116,17 @@ public static class DemoData
         {
             var when = At(1, 15, 11, 53, 6).AddDays(week * 7).AddMinutes(rng.Next(0, 300));
             var number = (bill++).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await PostAsync(db, orgId, when, p => Postings.AddTransactionAsync(p, new NewBill(NareshId, number, 200.0m, "supermarketdemo",
+            await PostAsync(db, orgId, when, p => PointsPostings.AddTransactionAsync(p, new NewBill(NareshId, number, 200.0m, "supermarketdemo",
                 "till.marketsuper", 200.0m, when.AddSeconds(-1), DefaultProgramId, "INSTORE", SourceProgramId: CardProgramId)), ct);
             if (week % 4 == 3)
             {
-                await PostAsync(db, orgId, when.AddSeconds(-1), p => Postings.AllocateAsync(p, new NewBulkAllocation(
+                await PostAsync(db, orgId, when.AddSeconds(-1), p => PointsPostings.AllocateAsync(p, new NewBulkAllocation(
                     [new NewAllocation(NareshId, Points.FromWhole(2000)), new NewAllocation(PlainCustomerId, Points.FromWhole(500))],
                     DefaultProgramId, "Quarterly bonus")), ct);
             }
             if (week % 5 == 4)
             {
-                await PostAsync(db, orgId, when.AddHours(3), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(150), NareshId,
+                await PostAsync(db, orgId, when.AddHours(3), p => PointsPostings.RedeemAsync(p, new NewRedemption(Points.FromWhole(150), NareshId,
                     ProgramId: DefaultProgramId, TransactionNumber: "R" + number, Notes: "Redeemed at checkout",
                     StoreCode: "supermarketdemo", TillCode: "till.marketsuper")), ct);
             }
@@ -138,22 +139,22 @@ public static class DemoData
             (At(4, 19, 7, 36, 18), "1542280708644"), (At(4, 19, 7, 39, 12), "1542280708645"),
         })
         {
-            await PostAsync(db, orgId, when.AddSeconds(-1), p => Postings.AllocateAsync(p, new NewBulkAllocation(
+            await PostAsync(db, orgId, when.AddSeconds(-1), p => PointsPostings.AllocateAsync(p, new NewBulkAllocation(
                 [new NewAllocation(NareshId, Points.FromWhole(2000))], DefaultProgramId)), ct);
-            await PostAsync(db, orgId, when, p => Postings.AddTransactionAsync(p, new NewBill(NareshId, number, 200.0m, "supermarketdemo",
+            await PostAsync(db, orgId, when, p => PointsPostings.AddTransactionAsync(p, new NewBill(NareshId, number, 200.0m, "supermarketdemo",
                 "till.marketsuper", 200.0m, when.AddSeconds(-1), DefaultProgramId, "INSTORE", SourceProgramId: CardProgramId)), ct);
         }
 
-        await PostAsync(db, orgId, At(5, 4, 6, 35, 44), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
+        await PostAsync(db, orgId, At(5, 4, 6, 35, 44), p => PointsPostings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
-        await PostAsync(db, orgId, At(5, 4, 7, 16, 34), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
+        await PostAsync(db, orgId, At(5, 4, 7, 16, 34), p => PointsPostings.PostGenericEventAsync(p, new NewGenericEvent(NareshId, "ThankYouSanta",
             [new Award(Points.FromWhole(100), "Tier-points")], DefaultProgramId, "default", "default", SourceProgramId: CardProgramId)), ct);
         // Priya buys a Free coffee voucher at the till in April and has not used it yet. Posted in date
         // order with her other movements, so her vault history's running balance reads straight.
         await PostAsync(db, orgId, At(4, 15, 10, 30), p => VaultTransactions.PostAsync(p, "6001000098662653", new VaultTransactionRequest(
             [new VaultProgramLines(DefaultProgramId, VoucherPurchases: [new VaultVoucherPurchase(FreeCoffeeVoucherId)])],
             new VaultContext("R-0415", "supermarketdemo", "till.marketsuper", "op-1", "Free coffee")), () => PriyasVoucherSerial), ct);
-        await PostAsync(db, orgId, At(5, 6, 9, 0), p => Postings.TransferAsync(p, new NewTransfer(
+        await PostAsync(db, orgId, At(5, 6, 9, 0), p => PointsPostings.TransferAsync(p, new NewTransfer(
             new TransferParty(NareshId), new TransferParty(PlainCustomerId), Points.FromWhole(250), DefaultProgramId, Reason: "Gift to a friend")), ct);
 
         // Kamal: entertainment program (469) with Stars and Coins, triggered by Seven Entertainment.
@@ -161,11 +162,11 @@ public static class DemoData
         {
             var when = At(2, 1, 14, 34, 52).AddDays(i * 12);
             var number = $"SE-{1000 + i}";
-            await PostAsync(db, orgId, when, p => Postings.AddTransactionAsync(p, new NewBill(KamalId, number, 35.5m + i, "demostorebukl",
+            await PostAsync(db, orgId, when, p => PointsPostings.AddTransactionAsync(p, new NewBill(KamalId, number, 35.5m + i, "demostorebukl",
                 "demostorebukl.1", ProgramId: SevenProgramId, SourceProgramId: SevenSourceProgramId,
                 Awards: [new Award(Points.FromWhole(5), "Stars"), new Award(Points.FromWhole(1), "Coins")])), ct);
         }
-        await PostAsync(db, orgId, At(4, 25, 14, 34, 52), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(3), KamalId,
+        await PostAsync(db, orgId, At(4, 25, 14, 34, 52), p => PointsPostings.RedeemAsync(p, new NewRedemption(Points.FromWhole(3), KamalId,
             ProgramId: SevenProgramId, Currency: "Stars", StoreCode: "demostorebukl", TillCode: "demostorebukl.1")), ct);
 
         // The alternate-currency customer: Stars and Stamps from bills, Boost and Pebbles from events.
@@ -173,12 +174,12 @@ public static class DemoData
         {
             var when = At(2, 5, 12, 0).AddDays(i * 9);
             var number = $"AC-{2000 + i}";
-            await PostAsync(db, orgId, when, p => Postings.AddTransactionAsync(p, new NewBill(CurrencyCustomerId, number, 80m + (i * 10), "supermarketdemo",
+            await PostAsync(db, orgId, when, p => PointsPostings.AddTransactionAsync(p, new NewBill(CurrencyCustomerId, number, 80m + (i * 10), "supermarketdemo",
                 "till.marketsuper.2", ProgramId: DefaultProgramId)), ct);
-            await PostAsync(db, orgId, when.AddMinutes(5), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId, "AppCheckIn",
+            await PostAsync(db, orgId, when.AddMinutes(5), p => PointsPostings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId, "AppCheckIn",
                 [new Award(Points.FromWhole(10), i % 2 == 0 ? "Boost" : "Pebbles")], DefaultProgramId)), ct);
         }
-        await PostAsync(db, orgId, At(4, 2, 16, 0), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(50), CurrencyCustomerId,
+        await PostAsync(db, orgId, At(4, 2, 16, 0), p => PointsPostings.RedeemAsync(p, new NewRedemption(Points.FromWhole(50), CurrencyCustomerId,
             ProgramId: DefaultProgramId, Currency: "Stars", Notes: "Stars for a coffee")), ct);
 
         // The group: its members' bills pool into the group wallet; the primary member redeems from it.
@@ -188,12 +189,12 @@ public static class DemoData
             var when = At(1, 20, 17, 30).AddDays(i * 8);
             var member = members[i % members.Length];
             var number = $"GF-{3000 + i}";
-            await PostAsync(db, orgId, when, p => Postings.AddTransactionAsync(p, new NewBill(member, number, 120m + (i * 15), "supermarketdemo",
+            await PostAsync(db, orgId, when, p => PointsPostings.AddTransactionAsync(p, new NewBill(member, number, 120m + (i * 15), "supermarketdemo",
                 "till.marketsuper", ProgramId: DefaultProgramId, SourceProgramId: CardProgramId)), ct);
         }
-        await PostAsync(db, orgId, At(4, 28, 10, 0), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(20), 381335653, GroupId,
+        await PostAsync(db, orgId, At(4, 28, 10, 0), p => PointsPostings.RedeemAsync(p, new NewRedemption(Points.FromWhole(20), 381335653, GroupId,
             DefaultProgramId, Notes: "Family treat")), ct);
-        await PostAsync(db, orgId, At(4, 29, 10, 0), p => Postings.TransferAsync(p, new NewTransfer(
+        await PostAsync(db, orgId, At(4, 29, 10, 0), p => PointsPostings.TransferAsync(p, new NewTransfer(
             new TransferParty(GroupId: GroupId), new TransferParty(381335654), Points.FromWhole(5), DefaultProgramId, Reason: "Pocket money")), ct);
 
         // The spec's own alternate currency: launched in the default program in March (so no bill
@@ -202,10 +203,10 @@ public static class DemoData
         await PostAsync(db, orgId, At(3, 1, 9, 0), p => ProgramCatalog.AddCurrencyAsync(p, DefaultProgramId, new NewCurrency(SpecCurrencyName)), ct);
         for (var i = 0; i < 3; i++)
         {
-            await PostAsync(db, orgId, At(3, 4, 18, 30).AddDays(i * 14), p => Postings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId,
+            await PostAsync(db, orgId, At(3, 4, 18, 30).AddDays(i * 14), p => PointsPostings.PostGenericEventAsync(p, new NewGenericEvent(CurrencyCustomerId,
                 "AppChallenge", [new Award(Points.FromWhole(25), SpecCurrencyName)], DefaultProgramId)), ct);
         }
-        await PostAsync(db, orgId, At(4, 12, 12, 0), p => Postings.RedeemAsync(p, new NewRedemption(Points.FromWhole(30), CurrencyCustomerId,
+        await PostAsync(db, orgId, At(4, 12, 12, 0), p => PointsPostings.RedeemAsync(p, new NewRedemption(Points.FromWhole(30), CurrencyCustomerId,
             ProgramId: DefaultProgramId, Currency: SpecCurrencyName, Notes: "Challenge reward")), ct);
     }
 }

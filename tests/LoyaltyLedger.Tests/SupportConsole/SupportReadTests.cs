@@ -1,6 +1,7 @@
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Support;
 using LoyaltyLedger.Tests.Infrastructure;
 
@@ -204,19 +205,19 @@ public abstract class SupportReadTests(DatabaseFixture db)
         var customer = await t.NewCustomerAsync();
         await t.AwardAsync(customer, "10");
 
-        var noReason = await Should.ThrowAsync<LedgerException>(() => PostAsync(t.OrgId, p => Postings.AdjustAsync(p,
+        var noReason = await Should.ThrowAsync<LedgerException>(() => PostAsync(t.OrgId, p => PointsPostings.AdjustAsync(p,
             new NewGoodwillAdjustment(customer, AdjustmentDirection.Credit, Points.FromWhole(5), "  ", shop.ProgramId))));
         noReason.Code.ShouldBe(ErrorCodes.InvalidRequest);
-        var beyond = await Should.ThrowAsync<LedgerException>(() => PostAsync(t.OrgId, p => Postings.AdjustAsync(p,
+        var beyond = await Should.ThrowAsync<LedgerException>(() => PostAsync(t.OrgId, p => PointsPostings.AdjustAsync(p,
             new NewGoodwillAdjustment(customer, AdjustmentDirection.Debit, Points.FromWhole(11), "too much", shop.ProgramId))));
         beyond.Code.ShouldBe(ErrorCodes.InsufficientBalance);
 
         Clock.Advance(TimeSpan.FromDays(1));
-        var credit = await PostAsync(t.OrgId, p => Postings.AdjustAsync(p,
+        var credit = await PostAsync(t.OrgId, p => PointsPostings.AdjustAsync(p,
             new NewGoodwillAdjustment(customer, AdjustmentDirection.Credit, Points.FromWhole(5), "late parcel", shop.ProgramId)));
         credit.EventName.ShouldBe(EventNames.GoodwillAdjustment);
         credit.Entries.Single().ExpiresAt.ShouldBe(Clock.GetUtcNow().AddDays(30));
-        var debit = await PostAsync(t.OrgId, p => Postings.AdjustAsync(p,
+        var debit = await PostAsync(t.OrgId, p => PointsPostings.AdjustAsync(p,
             new NewGoodwillAdjustment(customer, AdjustmentDirection.Debit, Points.FromWhole(12), "double credit", shop.ProgramId)));
 
         var detail = (await LedgerHistory.EventAsync(db.Database, t.OrgId, debit.EventId, CancellationToken.None))!;

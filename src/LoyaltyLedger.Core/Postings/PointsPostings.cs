@@ -4,12 +4,13 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 using LoyaltyLedger.Tiers;
 
-namespace LoyaltyLedger.Ledger;
+namespace LoyaltyLedger.Postings;
 
 /// <summary>An explicit award of points (no currency) or of an alternate currency.</summary>
 public sealed record Award(Points Points, string? Currency = null);
@@ -108,7 +109,7 @@ public sealed record NewGoodwillAdjustment(
 /// event, a transfer) inside a caller's <see cref="Posting"/>, so the caller decides the transaction
 /// and can make the idempotency record part of it.
 /// </summary>
-public static class Postings
+public static class PointsPostings
 {
     public const int MaxBulkAllocations = 1000;
     public const int MaxAwards = 50;
