@@ -62,16 +62,13 @@ public sealed class Posting
     public CancellationToken Cancellation { get; }
 
     /// <summary>The server's cache of programs and stores, or null to read them from the database every time.</summary>
-    public Organizations.CatalogCache? Catalog { get; init; }
-
-    /// <summary>True once this posting created a program, currency, store or till.</summary>
-    public bool CatalogChanged { get; private set; }
+    public ICatalogCache? Catalog { get; init; }
 
     /// <summary>
-    /// The cache to read programs and stores through: none once this posting has changed them, since
-    /// what it reads then is not committed yet and must not be shared with other requests.
+    /// True once this posting created a program, currency, store or till: the rules then read them
+    /// past the cache, since what they read is not committed yet and must not be shared with other requests.
     /// </summary>
-    public Organizations.CatalogCache? CatalogForReads => CatalogChanged ? null : Catalog;
+    public bool CatalogChanged { get; private set; }
 
     /// <summary>Marks that this posting creates a program, currency, store or till; the cache forgets the organization's programs.</summary>
     public void ChangeCatalog()
