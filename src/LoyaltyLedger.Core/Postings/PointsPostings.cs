@@ -64,29 +64,6 @@ public sealed record TransferParty(long? CustomerId = null, long? GroupId = null
 
 public sealed record NewTransfer(TransferParty From, TransferParty To, Points Points, long? ProgramId = null, string? Currency = null, string? Reason = null);
 
-/// <summary>A ledger line as the native API shows it after a posting, with the tier its owner held (null when the program has no tiers).</summary>
-public sealed record EntryView(
-    long EntryId,
-    string OwnerType,
-    long OwnerId,
-    long ProgramId,
-    string? Currency,
-    string Category,
-    string EntryType,
-    Points Points,
-    Points BalanceAfter,
-    DateTimeOffset? ExpiresAt,
-    string? Tier = null);
-
-/// <summary>
-/// A posting as answered: its event and lines, and the upgrade it made when it crossed a tier
-/// threshold (the bonus, if any, is its own event).
-/// </summary>
-public sealed record PostingResult(long EventId, string EventName, long? BillId, IReadOnlyList<EntryView> Entries, TierUpgrade? TierUpgrade = null);
-
-/// <summary>The tier change a posting made: from and to which tier, and the upgrade bonus event with its lines, if the tiers passed pay one.</summary>
-public sealed record TierUpgrade(string FromTier, string ToTier, long? BonusEventId, IReadOnlyList<EntryView> BonusEntries);
-
 public sealed record TransferResult(long DebitEventId, long CreditEventId, IReadOnlyList<EntryView> Entries);
 
 /// <summary>Which way a goodwill adjustment moves points.</summary>
@@ -118,9 +95,9 @@ public static class PointsPostings
     {
         if (string.IsNullOrWhiteSpace(bill.BillNumber) || bill.BillNumber.Length > 100)
             throw LedgerException.Invalid("A bill needs a billNumber of 1 to 100 characters.");
-        var amount = Money(bill.Amount, "amount");
+        var amount = Money.Thousandths(bill.Amount, "amount");
         if (amount <= 0) throw new LedgerException(ErrorCodes.InvalidAmount, "The bill amount must be positive.");
-        var gross = bill.GrossAmount is { } g ? Money(g, "grossAmount") : amount;
+        var gross = bill.GrossAmount is { } g ? Money.Thousandths(g, "grossAmount") : amount;
         if (gross < amount) throw new LedgerException(ErrorCodes.InvalidAmount, "grossAmount cannot be below amount.");
         if (string.IsNullOrEmpty(bill.StoreCode)) throw LedgerException.Invalid("A bill needs the storeCode it was paid at.");
         var source = CustomerDirectory.CanonicalSource(bill.Source ?? "INSTORE");
@@ -475,23 +452,11 @@ public static class PointsPostings
     public static Points Earn(long amountThousandths, Points ratePerUnit) =>
         new((long)((Int128)amountThousandths * ratePerUnit.Thousandths / Points.Scale));
 
-    /// <summary>A money amount in thousandths; more than three decimals is refused.</summary>
-    public static long Money(decimal value, string field)
-    {
-        if (value.Scale > 3 && decimal.Round(value, 3) != value)
-            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} has more than three decimals.");
-        if (value > 1_000_000_000_000m || value < -1_000_000_000_000m)
-            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} is out of range.");
-        return (long)(value * 1000);
-    }
-
     private static string? Details(IDictionary<string, string?> details)
     {
         var present = details.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value);
         return present.Count == 0 ? null : JsonSerializer.Serialize(present);
     }
 
-    public static EntryView View(PostedEntry e, AlternateCurrency? currency) => new(
-        e.EntryId, e.Key.OwnerType.ToWire(), e.Key.OwnerId, e.Key.ProgramId, currency?.Name, e.Key.Category.ToWire(),
-        e.Type.ToWire(), e.Points, e.BalanceAfter, e.ExpiresAt is { } x ? DateTimeOffset.FromUnixTimeMilliseconds(x) : null, e.Tier);
+    private static EntryView View(PostedEntry e, AlternateCurrency? currency) => EntryView.Of(e, currency?.Name);
 }
