@@ -47,8 +47,10 @@ public sealed class Posting
         CommitHooks.BeforeCommit(transaction, AnnounceAsync);
     }
 
-    public DbConnection Connection { get; }
-    public DbTransaction Transaction { get; }
+    // Not public: callers read and write through this posting's methods, so every statement runs
+    // in its transaction with its cancellation, and nothing outside the kernel can end the transaction.
+    internal DbConnection Connection { get; }
+    internal DbTransaction Transaction { get; }
     public SqlDialect Dialect { get; }
     public long OrgId { get; }
     public DateTimeOffset Now { get; }
@@ -88,6 +90,12 @@ public sealed class Posting
 
     public Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null) =>
         Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
+
+    /// <summary>
+    /// Runs a read written for any connection (a directory's lookup, the view an answer shows) inside
+    /// this posting's transaction, so it sees what the posting has written so far.
+    /// </summary>
+    public Task<T> ReadAsync<T>(Func<DbConnection, DbTransaction, Task<T>> read) => read(Connection, Transaction);
 
     private CommandDefinition Command(string sql, object? args) =>
         new(Dialect.Expand(sql), args, Transaction, cancellationToken: Cancellation);

@@ -173,7 +173,7 @@ public static class PointsPostings
         if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to redeem must be positive.");
         if (request.CustomerId is null) throw LedgerException.Invalid("A redemption needs the customerId redeeming.");
         var customerId = request.CustomerId.Value;
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, customerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
@@ -182,7 +182,7 @@ public static class PointsPostings
         if (request.GroupId is { } groupId)
         {
             // Cross-member redemption: drawn on the pooled wallet by a member allowed to redeem.
-            var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
+            var group = await GroupDirectory.RequireAsync(posting, groupId);
             var member = group.Members.FirstOrDefault(m => m.CustomerId == customerId)
                 ?? throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} is not a member of group {groupId}.", 403);
             if (!member.MayRedeem) throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} may not redeem the points of group {groupId}.", 403);
@@ -214,7 +214,7 @@ public static class PointsPostings
         foreach (var a in request.Allocations)
         {
             if (!a.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, $"Points for customer {a.CustomerId} must be positive.");
-            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, a.CustomerId, posting.Transaction);
+            await CustomerDirectory.RequireAsync(posting, a.CustomerId);
         }
 
         var results = new List<PostingResult>();
@@ -242,7 +242,7 @@ public static class PointsPostings
         if (request.Awards is null || request.Awards.Count == 0) throw LedgerException.Invalid("A generic event needs at least one award.");
         if (request.Awards.Count > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per event.");
         if (request.Details is { Count: > 50 }) throw LedgerException.Invalid("At most 50 details per event.");
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, request.CustomerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
@@ -314,7 +314,7 @@ public static class PointsPostings
         var reason = request.Reason?.Trim();
         if (string.IsNullOrEmpty(reason)) throw LedgerException.Invalid("A goodwill adjustment needs a reason.");
         if (reason.Length > MaxReasonLength) throw LedgerException.Invalid($"A reason is at most {MaxReasonLength} characters.");
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, request.CustomerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var key = new WalletKey(OwnerType.Customer, request.CustomerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
@@ -351,10 +351,10 @@ public static class PointsPostings
             throw LedgerException.Invalid($"'{side}' names exactly one of customerId or groupId.");
         if (party.CustomerId is { } customerId)
         {
-            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            await CustomerDirectory.RequireAsync(posting, customerId);
             return new Party(OwnerType.Customer, customerId);
         }
-        var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, party.GroupId!.Value, posting.Transaction);
+        var group = await GroupDirectory.RequireAsync(posting, party.GroupId!.Value);
         return new Party(OwnerType.Group, group.GroupId);
     }
 
