@@ -64,6 +64,12 @@ public static class CustomerDirectory
     public static async Task<Customer> RequireAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
         await GetAsync(c, orgId, customerId, tx) ?? throw LedgerException.NotFound("customer", customerId);
 
+    /// <summary>The customer a posting names, as its transaction sees it; refused when there is none.</summary>
+    public static async Task<Customer> RequireAsync(Posting posting, long customerId) =>
+        await posting.QuerySingleOrDefaultAsync<Customer>($"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId = posting.OrgId, customerId })
+        ?? throw LedgerException.NotFound("customer", customerId);
+
     /// <summary>Finds a customer by an identifier in a source (ALL: any source). Null when nobody matches.</summary>
     public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx = null) =>
         (await FindAllAsync(c, orgId, source, kind, value, accountId, 1, tx)).FirstOrDefault();

@@ -3,6 +3,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 

@@ -88,6 +88,10 @@ public static class GroupDirectory
     public static async Task<UserGroup> RequireAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx = null) =>
         await GetAsync(c, orgId, groupId, tx) ?? throw LedgerException.NotFound("group", groupId);
 
+    /// <summary>The group a posting names, as its transaction sees it; refused when there is none.</summary>
+    public static Task<UserGroup> RequireAsync(Posting posting, long groupId) =>
+        RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
+
     /// <summary>Finds a group by groupId (also spelled id), externalId or primaryUserId.</summary>
     public static async Task<UserGroup?> FindAsync(DbConnection c, long orgId, string identifierName, string value, DbTransaction? tx = null)
     {
@@ -139,7 +143,7 @@ public static class GroupDirectory
         if (string.IsNullOrWhiteSpace(request.Name)) throw LedgerException.Invalid("A group needs a name.");
         var maxMembers = request.MaxMembers ?? DefaultMaxMembers;
         if (maxMembers is < 1 or > 1000) throw LedgerException.Invalid("maxMembers is between 1 and 1000.");
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.PrimaryCustomerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, request.PrimaryCustomerId);
 
         long groupId;
         if (request.GroupId is { } explicitId)
@@ -184,8 +188,8 @@ public static class GroupDirectory
 
     public static async Task<GroupMember> AddMemberAsync(Posting posting, long groupId, NewGroupMember request)
     {
-        var group = await RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        var group = await RequireAsync(posting, groupId);
+        await CustomerDirectory.RequireAsync(posting, request.CustomerId);
         if (group.Members.Count >= group.MaxMembers)
             throw new LedgerException("group_full", $"Group {groupId} already has its maximum of {group.MaxMembers} members.", 409);
         var role = string.IsNullOrWhiteSpace(request.Role) ? SecondaryRole : request.Role.Trim().ToUpperInvariant();

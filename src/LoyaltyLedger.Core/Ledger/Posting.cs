@@ -48,8 +48,10 @@ public sealed class Posting
         CommitHooks.BeforeCommit(transaction, AnnounceAsync);
     }
 
-    public DbConnection Connection { get; }
-    public DbTransaction Transaction { get; }
+    // Not public: callers read and write through this posting's methods, so every statement runs
+    // in its transaction with its cancellation, and nothing outside the kernel can end the transaction.
+    internal DbConnection Connection { get; }
+    internal DbTransaction Transaction { get; }
     public SqlDialect Dialect { get; }
     public long OrgId { get; }
     public DateTimeOffset Now { get; }
@@ -63,16 +65,13 @@ public sealed class Posting
     public CancellationToken Cancellation { get; }
 
     /// <summary>The server's cache of programs and stores, or null to read them from the database every time.</summary>
-    public Organizations.CatalogCache? Catalog { get; init; }
-
-    /// <summary>True once this posting created a program, currency, store or till.</summary>
-    public bool CatalogChanged { get; private set; }
+    public ICatalogCache? Catalog { get; init; }
 
     /// <summary>
-    /// The cache to read programs and stores through: none once this posting has changed them, since
-    /// what it reads then is not committed yet and must not be shared with other requests.
+    /// True once this posting created a program, currency, store or till: the rules then read them
+    /// past the cache, since what they read is not committed yet and must not be shared with other requests.
     /// </summary>
-    public Organizations.CatalogCache? CatalogForReads => CatalogChanged ? null : Catalog;
+    public bool CatalogChanged { get; private set; }
 
     /// <summary>Marks that this posting creates a program, currency, store or till; the cache forgets the organization's programs.</summary>
     public void ChangeCatalog()
@@ -92,6 +91,12 @@ public sealed class Posting
 
     public Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null) =>
         Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
+
+    /// <summary>
+    /// Runs a read written for any connection (a directory's lookup, the view an answer shows) inside
+    /// this posting's transaction, so it sees what the posting has written so far.
+    /// </summary>
+    public Task<T> ReadAsync<T>(Func<DbConnection, DbTransaction, Task<T>> read) => read(Connection, Transaction);
 
     private CommandDefinition Command(string sql, object? args) =>
         new(Dialect.Expand(sql), args, Transaction, cancellationToken: Cancellation);

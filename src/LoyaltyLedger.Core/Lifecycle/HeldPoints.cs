@@ -1,6 +1,5 @@
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 
@@ -104,7 +103,7 @@ public static class HeldPoints
                 BillNumber: lot.BillNumber, StoreCode: lot.StoreCode, TillCode: lot.TillCode));
             var debit = await posting.DebitLotsAsync(eventId, KeyOf(lot), [new ConsumedLot(lot.LotId, remaining, lot.ExpiresAt)]);
             results.Add(new PostingResult(eventId, LifecycleEventNames.TriggeredPointsCancellation, lot.BillId,
-                [PointsPostings.View(debit.Entry, LotExpiry.CurrencyOf(program, lot.CurrencyId))]));
+                [EntryView.Of(debit.Entry, LotExpiry.CurrencyName(program, lot.CurrencyId))]));
         }
         if (results.Count == 0)
             throw new LedgerException("no_held_points", $"The held points of bill '{bill.BillNumber}' were already settled.", 409);
@@ -128,7 +127,7 @@ public static class HeldPoints
         var expiresAt = LotExpiry.PolicyFor(program, lot.CurrencyId).ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();
         var credit = await posting.CreditAsync(eventId, mainKey, points, expiresAt);
         var currency = LotExpiry.CurrencyOf(program, lot.CurrencyId);
-        return new PostingResult(eventId, EventNames.DelayedAccrual, lot.BillId, [PointsPostings.View(debit.Entry, currency), PointsPostings.View(credit, currency)]);
+        return new PostingResult(eventId, EventNames.DelayedAccrual, lot.BillId, [EntryView.Of(debit.Entry, currency?.Name), EntryView.Of(credit, currency?.Name)]);
     }
 
     private static async Task<List<HeldLot>> HeldLotsOfBillAsync(Posting posting, BillReference bill, PointCategory category)

@@ -1,6 +1,5 @@
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 

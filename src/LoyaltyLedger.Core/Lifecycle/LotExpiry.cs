@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 
@@ -87,7 +86,7 @@ public static class LotExpiry
                 SourceProgramId: program.ProgramId, DetailsJson: details,
                 Reason: wholeBalanceDue ? "The balance expired: no qualifying activity within the expiry period." : "Points reached their expiry date."));
             var debit = await posting.DebitLotsAsync(eventId, key, due);
-            expired.Add(new PostingResult(eventId, EventNames.PointsExpiry, null, [PointsPostings.View(debit.Entry, CurrencyOf(program, key.CurrencyId))]));
+            expired.Add(new PostingResult(eventId, EventNames.PointsExpiry, null, [EntryView.Of(debit.Entry, CurrencyName(program, key.CurrencyId))]));
         }
         return expired;
     }

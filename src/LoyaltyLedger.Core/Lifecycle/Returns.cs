@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Stores;
 using LoyaltyLedger.Tiers;
@@ -49,7 +48,7 @@ public static class Returns
 
     public static async Task<ReturnResult> ReturnBillAsync(Posting posting, NewReturn request)
     {
-        var amount = PointsPostings.Money(request.Amount, "amount");
+        var amount = LoyaltyLedger.Money.Thousandths(request.Amount, "amount");
         if (amount <= 0) throw new LedgerException(ErrorCodes.InvalidAmount, "The returned amount must be positive.");
         if (string.IsNullOrEmpty(request.StoreCode) || string.IsNullOrEmpty(request.BillNumber))
             throw LedgerException.Invalid("A return names the bill by storeCode and billNumber.");
@@ -128,7 +127,7 @@ public static class Returns
         foreach (var p in plan.Where(p => p.FromHeld.IsPositive))
         {
             var debit = await posting.DebitLotsAsync(eventId, p.HeldKey, [new ConsumedLot(p.HeldLot!.Value, p.FromHeld, null)]);
-            entries.Add(PointsPostings.View(debit.Entry, LotExpiry.CurrencyOf(program, p.Credit.CurrencyId)));
+            entries.Add(EntryView.Of(debit.Entry, LotExpiry.CurrencyName(program, p.Credit.CurrencyId)));
         }
         foreach (var key in mainKeys)
         {
@@ -139,7 +138,7 @@ public static class Returns
             if (taken.IsPositive)
             {
                 var debit = await posting.DebitAsync(eventId, key, taken, allowNegative);
-                entries.Add(PointsPostings.View(debit.Entry, LotExpiry.CurrencyOf(program, key.CurrencyId)));
+                entries.Add(EntryView.Of(debit.Entry, LotExpiry.CurrencyName(program, key.CurrencyId)));
             }
             if (wanted > taken)
                 shortfalls.Add(new ReturnShortfall(key.ProgramId, LotExpiry.CurrencyName(program, key.CurrencyId), wanted - taken));

@@ -1,5 +1,4 @@
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 
 namespace LoyaltyLedger.Lifecycle;
@@ -120,7 +119,7 @@ public static class Reversals
         }
 
         var currency = LotExpiry.CurrencyOf(program, key.CurrencyId);
-        var entries = new List<EntryView> { PointsPostings.View(credit, currency) };
+        var entries = new List<EntryView> { EntryView.Of(credit, currency?.Name) };
         var expiry = await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
         var expired = Points.Zero;
         if (expiry is not null)

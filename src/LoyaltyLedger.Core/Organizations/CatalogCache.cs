@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Organizations;
@@ -26,7 +29,7 @@ namespace LoyaltyLedger.Organizations;
 /// at most <see cref="KeysTtl"/>.</item>
 /// </list>
 /// </remarks>
-public sealed class CatalogCache
+public sealed class CatalogCache : ICatalogCache
 {
     public static readonly TimeSpan ProgramsTtl = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan KeysTtl = TimeSpan.FromSeconds(1);
@@ -95,3 +98,28 @@ public sealed class CatalogCache
 
 /// <summary>What authentication needs of a key: its organization, the hash of its secret, its role (null when the key is unknown or revoked).</summary>
 public sealed record CachedKey(long OrgId, string? SecretHash, string? Role);
+
+/// <summary>
+/// Where the catalog cache is found: one per database handle, so one per server process (storage
+/// holds none of it: the cache is attached to the handle here, above the kernel), and a posting's
+/// view of the one it carries.
+/// </summary>
+public static class CatalogCaches
+{
+    private static readonly ConditionalWeakTable<LedgerDatabase, CatalogCache> ByDatabase = new();
+
+    extension(LedgerDatabase database)
+    {
+        /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="CatalogCache"/>).</summary>
+        public CatalogCache Catalog => ByDatabase.GetValue(database, static _ => new CatalogCache());
+    }
+
+    extension(Posting posting)
+    {
+        /// <summary>
+        /// The cache to read programs and stores through: none once this posting has changed them, since
+        /// what it reads then is not committed yet and must not be shared with other requests.
+        /// </summary>
+        public CatalogCache? CatalogForReads => posting.CatalogChanged ? null : posting.Catalog as CatalogCache;
+    }
+}

@@ -2,6 +2,7 @@ using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text;
 using Dapper;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Organizations;
@@ -57,6 +58,18 @@ public static class Tenants
         db.Catalog.InvalidateKey(key.KeyId);
         return key;
     }
+
+    /// <summary>Issues a key inside an API write (which also claims the request's Idempotency-Key); see the overload below.</summary>
+    public static Task<IssuedKey> IssueKeyAsync(Posting posting, KeyRole role, string? name = null) =>
+        IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, role, posting.NowMs, name: name);
+
+    /// <summary>Revokes a key inside an API write; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
+    public static Task<bool> RevokeKeyAsync(Posting posting, string keyId) =>
+        RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs);
+
+    /// <summary>Rotates a key's secret inside an API write; the caller forgets the key in <see cref="CatalogCache"/> after the commit.</summary>
+    public static Task<IssuedKey> RotateKeyAsync(Posting posting, string keyId) =>
+        RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId);
 
     /// <summary>
     /// Issues a key inside the caller's transaction (the HTTP API's, which also claims the request's

@@ -7,6 +7,7 @@ using Dapper;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 

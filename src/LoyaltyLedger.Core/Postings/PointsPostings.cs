@@ -64,29 +64,6 @@ public sealed record TransferParty(long? CustomerId = null, long? GroupId = null
 
 public sealed record NewTransfer(TransferParty From, TransferParty To, Points Points, long? ProgramId = null, string? Currency = null, string? Reason = null);
 
-/// <summary>A ledger line as the native API shows it after a posting, with the tier its owner held (null when the program has no tiers).</summary>
-public sealed record EntryView(
-    long EntryId,
-    string OwnerType,
-    long OwnerId,
-    long ProgramId,
-    string? Currency,
-    string Category,
-    string EntryType,
-    Points Points,
-    Points BalanceAfter,
-    DateTimeOffset? ExpiresAt,
-    string? Tier = null);
-
-/// <summary>
-/// A posting as answered: its event and lines, and the upgrade it made when it crossed a tier
-/// threshold (the bonus, if any, is its own event).
-/// </summary>
-public sealed record PostingResult(long EventId, string EventName, long? BillId, IReadOnlyList<EntryView> Entries, TierUpgrade? TierUpgrade = null);
-
-/// <summary>The tier change a posting made: from and to which tier, and the upgrade bonus event with its lines, if the tiers passed pay one.</summary>
-public sealed record TierUpgrade(string FromTier, string ToTier, long? BonusEventId, IReadOnlyList<EntryView> BonusEntries);
-
 public sealed record TransferResult(long DebitEventId, long CreditEventId, IReadOnlyList<EntryView> Entries);
 
 /// <summary>Which way a goodwill adjustment moves points.</summary>
@@ -118,9 +95,9 @@ public static class PointsPostings
     {
         if (string.IsNullOrWhiteSpace(bill.BillNumber) || bill.BillNumber.Length > 100)
             throw LedgerException.Invalid("A bill needs a billNumber of 1 to 100 characters.");
-        var amount = Money(bill.Amount, "amount");
+        var amount = Money.Thousandths(bill.Amount, "amount");
         if (amount <= 0) throw new LedgerException(ErrorCodes.InvalidAmount, "The bill amount must be positive.");
-        var gross = bill.GrossAmount is { } g ? Money(g, "grossAmount") : amount;
+        var gross = bill.GrossAmount is { } g ? Money.Thousandths(g, "grossAmount") : amount;
         if (gross < amount) throw new LedgerException(ErrorCodes.InvalidAmount, "grossAmount cannot be below amount.");
         if (string.IsNullOrEmpty(bill.StoreCode)) throw LedgerException.Invalid("A bill needs the storeCode it was paid at.");
         var source = CustomerDirectory.CanonicalSource(bill.Source ?? "INSTORE");
@@ -197,7 +174,7 @@ public static class PointsPostings
         if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to redeem must be positive.");
         if (request.CustomerId is null) throw LedgerException.Invalid("A redemption needs the customerId redeeming.");
         var customerId = request.CustomerId.Value;
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, customerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
@@ -206,7 +183,7 @@ public static class PointsPostings
         if (request.GroupId is { } groupId)
         {
             // Cross-member redemption: drawn on the pooled wallet by a member allowed to redeem.
-            var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
+            var group = await GroupDirectory.RequireAsync(posting, groupId);
             var member = group.Members.FirstOrDefault(m => m.CustomerId == customerId)
                 ?? throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} is not a member of group {groupId}.", 403);
             if (!member.MayRedeem) throw new LedgerException(ErrorCodes.NotPermitted, $"Customer {customerId} may not redeem the points of group {groupId}.", 403);
@@ -239,7 +216,7 @@ public static class PointsPostings
         foreach (var a in request.Allocations)
         {
             if (!a.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, $"Points for customer {a.CustomerId} must be positive.");
-            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, a.CustomerId, posting.Transaction);
+            await CustomerDirectory.RequireAsync(posting, a.CustomerId);
         }
 
         var results = new List<PostingResult>();
@@ -267,7 +244,7 @@ public static class PointsPostings
         if (request.Awards is null || request.Awards.Count == 0) throw LedgerException.Invalid("A generic event needs at least one award.");
         if (request.Awards.Count > MaxAwards) throw LedgerException.Invalid($"At most {MaxAwards} awards per event.");
         if (request.Details is { Count: > 50 }) throw LedgerException.Invalid("At most 50 details per event.");
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, request.CustomerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
@@ -339,7 +316,7 @@ public static class PointsPostings
         var reason = request.Reason?.Trim();
         if (string.IsNullOrEmpty(reason)) throw LedgerException.Invalid("A goodwill adjustment needs a reason.");
         if (reason.Length > MaxReasonLength) throw LedgerException.Invalid($"A reason is at most {MaxReasonLength} characters.");
-        await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, request.CustomerId, posting.Transaction);
+        await CustomerDirectory.RequireAsync(posting, request.CustomerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var key = new WalletKey(OwnerType.Customer, request.CustomerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
@@ -376,10 +353,10 @@ public static class PointsPostings
             throw LedgerException.Invalid($"'{side}' names exactly one of customerId or groupId.");
         if (party.CustomerId is { } customerId)
         {
-            await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            await CustomerDirectory.RequireAsync(posting, customerId);
             return new Party(OwnerType.Customer, customerId);
         }
-        var group = await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, party.GroupId!.Value, posting.Transaction);
+        var group = await GroupDirectory.RequireAsync(posting, party.GroupId!.Value);
         return new Party(OwnerType.Group, group.GroupId);
     }
 
@@ -477,23 +454,11 @@ public static class PointsPostings
     public static Points Earn(long amountThousandths, Points ratePerUnit) =>
         new((long)((Int128)amountThousandths * ratePerUnit.Thousandths / Points.Scale));
 
-    /// <summary>A money amount in thousandths; more than three decimals is refused.</summary>
-    public static long Money(decimal value, string field)
-    {
-        if (value.Scale > 3 && decimal.Round(value, 3) != value)
-            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} has more than three decimals.");
-        if (value > 1_000_000_000_000m || value < -1_000_000_000_000m)
-            throw new LedgerException(ErrorCodes.InvalidAmount, $"{field} is out of range.");
-        return (long)(value * 1000);
-    }
-
     private static string? Details(IDictionary<string, string?> details)
     {
         var present = details.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value);
         return present.Count == 0 ? null : JsonSerializer.Serialize(present);
     }
 
-    public static EntryView View(PostedEntry e, AlternateCurrency? currency) => new(
-        e.EntryId, e.Key.OwnerType.ToWire(), e.Key.OwnerId, e.Key.ProgramId, currency?.Name, e.Key.Category.ToWire(),
-        e.Type.ToWire(), e.Points, e.BalanceAfter, e.ExpiresAt is { } x ? DateTimeOffset.FromUnixTimeMilliseconds(x) : null, e.Tier);
+    private static EntryView View(PostedEntry e, AlternateCurrency? currency) => EntryView.Of(e, currency?.Name);
 }

@@ -36,9 +36,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>What differs on this database: SQL, transactions, errors, locks (see <see cref="SqlDialect"/>).</summary>
     public SqlDialect Dialect { get; }
 
-    /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="Organizations.CatalogCache"/>).</summary>
-    public Organizations.CatalogCache Catalog { get; } = new();
-
     /// <summary>Pulsed after every write this handle commits: wakes the outbox sequencer.</summary>
     public CommitSignal Commits { get; } = new();
 

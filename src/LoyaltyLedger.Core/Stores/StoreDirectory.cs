@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
 
 namespace LoyaltyLedger.Stores;
 

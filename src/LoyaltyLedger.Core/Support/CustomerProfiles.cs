@@ -3,6 +3,7 @@ using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tiers;

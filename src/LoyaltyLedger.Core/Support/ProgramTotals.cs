@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Vault;

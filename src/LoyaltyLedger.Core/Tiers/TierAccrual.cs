@@ -1,5 +1,4 @@
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 
@@ -215,7 +214,7 @@ public static class TierAccrual
             })));
         var expiresAt = standing.Program.Expiry.ExpiryFor(posting.Now)?.ToUnixTimeMilliseconds();
         var entry = await posting.CreditAsync(eventId, key, bonus, expiresAt);
-        return new PostingResult(eventId, UpgradeBonusEvent, null, [PointsPostings.View(entry, null)]);
+        return new PostingResult(eventId, UpgradeBonusEvent, null, [EntryView.Of(entry, null)]);
     }
 
     /// <summary>

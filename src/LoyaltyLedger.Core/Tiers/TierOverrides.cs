@@ -27,8 +27,8 @@ public static class TierOverrides
         if (string.IsNullOrEmpty(reason)) throw LedgerException.Invalid("A tier override needs a reason.");
         if (reason.Length > MaxReasonLength) throw LedgerException.Invalid($"A reason is at most {MaxReasonLength} characters.");
         if (string.IsNullOrWhiteSpace(request!.Tier)) throw LedgerException.Invalid("A tier override names the tier.");
-        if (ownerType == OwnerType.Customer) await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, ownerId, posting.Transaction);
-        else await GroupDirectory.RequireAsync(posting.Connection, posting.OrgId, ownerId, posting.Transaction);
+        if (ownerType == OwnerType.Customer) await CustomerDirectory.RequireAsync(posting, ownerId);
+        else await GroupDirectory.RequireAsync(posting, ownerId);
         var program = await TierReads.TieredProgramAsync(posting.Connection, posting.OrgId, request.ProgramId, posting.Transaction, cache: null);
         var policy = program.Tiers!;
         var target = policy.Tiers.FirstOrDefault(t => string.Equals(t.Name, request.Tier.Trim(), StringComparison.OrdinalIgnoreCase))

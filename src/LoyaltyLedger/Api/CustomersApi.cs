@@ -47,7 +47,7 @@ public static class CustomersApi
         writer.PostCreatedAsync(http, request, async posting =>
         {
             var (customer, eventId) = await CustomerDirectory.RegisterAsync(posting, request);
-            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction, eventId);
+            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, eventId));
         });
 
     private static async Task<Ok<CustomerView>> GetAsync(long customerId, HttpContext http, LedgerDatabase db)
@@ -83,17 +83,17 @@ public static class CustomersApi
     private static Task<CreatedAnswer<CustomerView>> AddIdentifierAsync(long customerId, CustomerIdentifier request, HttpContext http, IdempotentWriter writer) =>
         writer.PostCreatedAsync(http, request, async posting =>
         {
-            var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddIdentifierAsync(posting, customerId, request);
-            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction);
+            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx));
         });
 
     private static Task<CreatedAnswer<CustomerView>> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
         writer.PostCreatedAsync(http, request, async posting =>
         {
-            var customer = await CustomerDirectory.RequireAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+            var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddAccountNumberAsync(posting, customerId, request.AccountNumber);
-            return await ViewAsync(posting.Connection, posting.OrgId, customer, posting.Transaction);
+            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx));
         });
 
     private static async Task<Ok<IReadOnlyList<BalanceView>>> BalancesAsync(long customerId, HttpContext http, LedgerDatabase db)

@@ -36,7 +36,7 @@ public static class KeysApi
         {
             return await writer.PostCreatedAsync(http, request, async posting =>
             {
-                var key = await Tenants.IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, request.Role, posting.NowMs, name: request.Name);
+                var key = await Tenants.IssueKeyAsync(posting, request.Role, request.Name);
                 issued = key.KeyId;
                 return key;
             }, sealAnswer: true);
@@ -52,7 +52,7 @@ public static class KeysApi
         try
         {
             return await writer.PostOkAsync(http, new { keyId },
-                posting => Tenants.RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId), sealAnswer: true);
+                posting => Tenants.RotateKeyAsync(posting, keyId), sealAnswer: true);
         }
         finally
         {
@@ -66,7 +66,7 @@ public static class KeysApi
         try
         {
             return await writer.PostNoContentAsync(http, new { keyId },
-                posting => Tenants.RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs));
+                posting => Tenants.RevokeKeyAsync(posting, keyId));
         }
         finally
         {

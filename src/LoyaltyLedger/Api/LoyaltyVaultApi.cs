@@ -1,3 +1,4 @@
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Vault;

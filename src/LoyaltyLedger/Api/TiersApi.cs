@@ -2,6 +2,7 @@ using System.ComponentModel;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Server.Hosting;
 using LoyaltyLedger.Storage;
