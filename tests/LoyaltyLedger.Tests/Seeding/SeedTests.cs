@@ -3,6 +3,7 @@ using Dapper;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Seeding;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.Seeding;

@@ -3,7 +3,7 @@ using Microsoft.Data.Sqlite;
 using Npgsql;
 using NpgsqlTypes;
 
-namespace LoyaltyLedger.Seeding;
+namespace LoyaltyLedger.Storage;
 
 /// <summary>The storage type of a bulk-loaded column; PostgreSQL's binary COPY needs the exact one.</summary>
 public enum BulkType { Bigint, Integer, Smallint, Text }
