@@ -160,8 +160,7 @@ public sealed class LedgerExport : IAsyncDisposable
 
     // A long export is not a slow statement: rows keep coming as long as the reader takes them,
     // and a filter that matches rarely may leave long gaps between them. Cancellation stops it.
-    // (On SQLite the timeout is how long to wait for a lock, which a reader never takes.)
-    private int? Unlimited => _database.Provider == DatabaseProvider.Postgres ? 0 : null;
+    private int? Unlimited => _database.Dialect.StreamingReadTimeout;
 
     /// <summary>Lines fetched from a PostgreSQL cursor per round trip.</summary>
     private const int FetchSize = 5_000;
@@ -175,7 +174,7 @@ public sealed class LedgerExport : IAsyncDisposable
     {
         await using var lines = format == LedgerExportFormat.Csv ? (ILineWriter)new CsvLines(output) : new NdjsonLines(output);
         var written = 0L;
-        var rows = _database.Provider == DatabaseProvider.Postgres ? ReadFromCursorAsync(ct) : ReadAsync(ct);
+        var rows = _database.Dialect.StreamsThroughCursor ? ReadFromCursorAsync(ct) : ReadAsync(ct);
         await foreach (var line in rows.WithCancellation(ct))
         {
             await lines.WriteAsync(line, ct);

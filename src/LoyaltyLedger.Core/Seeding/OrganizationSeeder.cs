@@ -254,10 +254,8 @@ public static class OrganizationSeeder
 
         var tiers = options.Tiers is { } wanted ? new SeededTiers(program, org.OrgId, until, wanted.DueShare, options.RandomSeed) : null;
         var generator = new Generator(org.OrgId, program, tills, options, from, until, next, firstCustomer + 1, tiers);
-        var direct = db.Provider == DatabaseProvider.Postgres
-            ? await BulkLoad.OpenPostgresAsync(db.OpenAsync, AllTables, ct)
-            : await BulkLoad.OpenSqliteAsync(db.OpenAsync, AllTables, ct);
-        await using (var load = options.Pipelined ? new PipelinedBulkLoad(direct, AllTables, lanePerTable: db.Provider == DatabaseProvider.Postgres) : direct)
+        var direct = await db.Dialect.OpenBulkLoadAsync(db, AllTables, ct);
+        await using (var load = options.Pipelined ? new PipelinedBulkLoad(direct, AllTables, lanePerTable: db.Dialect.LoadsTablesInParallel) : direct)
         {
             var lastReport = TimeSpan.Zero;
             generator.Run(load, done =>
@@ -275,26 +273,12 @@ public static class OrganizationSeeder
             var posting = new Posting(c, tx, db.Dialect, org.OrgId, until, "seed", ct);
             await posting.ClaimIdAsync("customer", generator.LastCustomerId);
             if (generator.LastGroupId > 0) await posting.ClaimIdAsync("group", generator.LastGroupId);
-            if (db.Provider == DatabaseProvider.Postgres)
-            {
-                // Rows were loaded with explicit ids: move each identity past them.
-                foreach (var (table, column) in IdentityTables)
-                    await c.ExecuteAsync($"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), GREATEST((SELECT MAX({column}) FROM {table}), 1))", transaction: tx);
-            }
             return 0;
         }, ct);
-        if (db.Provider == DatabaseProvider.Postgres)
-        {
-            // Fresh statistics, so the planner sees millions of rows rather than an empty table, and a
-            // visibility map, so counts and pages over an owner's events are index-only scans. Only
-            // the loaded tables need it, and a VACUUM works on one table at a time on one core: two
-            // connections, each with about half of the rows, use both.
-            await Task.WhenAll(VacuumHalves.Select(async tables =>
-            {
-                await using var c = await db.OpenAsync(ct);
-                await c.ExecuteAsync(new CommandDefinition($"VACUUM (ANALYZE) {string.Join(", ", tables)}", commandTimeout: 0, cancellationToken: ct));
-            }));
-        }
+        // The identities moved past the loaded ids, and (PostgreSQL) fresh statistics and a visibility
+        // map for the loaded tables. A VACUUM works on one table at a time on one core: two
+        // connections, each with about half of the rows, use both.
+        await db.Dialect.AfterBulkLoadAsync(db, IdentityTables, VacuumHalves, ct);
 
         clock.Stop();
         return new SeedResult(org.OrgId, key, options.Customers, generator.EventCount, generator.EntryCount, generator.LotCount, generator.RowCount,

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Seeding;
 

@@ -1,5 +1,6 @@
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tiers;
 
 namespace LoyaltyLedger.Seeding;

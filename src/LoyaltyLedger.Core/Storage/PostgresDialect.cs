@@ -50,6 +50,15 @@ public sealed class PostgresDialect : SqlDialect
     public override Task AfterMigrationsAsync(DbConnection connection, long lockKey, CancellationToken ct) =>
         connection.ExecuteAsync(new CommandDefinition("SELECT pg_advisory_unlock(@lockKey)", new { lockKey }, cancellationToken: ct));
 
+    public override Task<BulkLoad> OpenBulkLoadAsync(LedgerDatabase database, IReadOnlyList<BulkTable> tables, CancellationToken ct) =>
+        BulkLoad.OpenPostgresAsync(database.OpenAsync, tables, ct);
+
+    public override bool LoadsTablesInParallel => true;
+
+    public override int? StreamingReadTimeout => 0;
+
+    public override bool StreamsThroughCursor => true;
+
     public override async Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct)
     {

@@ -142,6 +142,33 @@ public abstract class SqlDialect
     public abstract Task AfterMigrationsAsync(DbConnection connection, long lockKey, CancellationToken ct);
 
     /// <summary>
+    /// Opens a load of rows with explicit ids into <paramref name="tables"/>, visible only once
+    /// completed: PostgreSQL's binary COPY, one connection per table; on SQLite, prepared inserts in
+    /// one transaction of one connection.
+    /// </summary>
+    public abstract Task<BulkLoad> OpenBulkLoadAsync(LedgerDatabase database, IReadOnlyList<BulkTable> tables, CancellationToken ct);
+
+    /// <summary>
+    /// True when the tables of one <see cref="OpenBulkLoadAsync"/> load through connections of their
+    /// own and can be fed at the same time (PostgreSQL); SQLite's one connection takes one row at a time.
+    /// </summary>
+    public abstract bool LoadsTablesInParallel { get; }
+
+    /// <summary>
+    /// The command timeout of a read that streams for as long as its reader takes rows (an export):
+    /// none on PostgreSQL, where a timeout would cut a long stream; on SQLite the timeout is how long
+    /// to wait for a lock, which a reader never takes, so the default is kept (null).
+    /// </summary>
+    public abstract int? StreamingReadTimeout { get; }
+
+    /// <summary>
+    /// True when a long ordered read should go through a server-side cursor fetched a batch at a time
+    /// (PostgreSQL: planned for its first rows, never buffered whole by the client); SQLite runs in the
+    /// process and steps one statement a row at a time.
+    /// </summary>
+    public abstract bool StreamsThroughCursor { get; }
+
+    /// <summary>
     /// What a database needs after rows were loaded in bulk with explicit ids, before it serves:
     /// on PostgreSQL, each identity moved past the highest id of its table, and fresh statistics and a
     /// visibility map (<c>VACUUM (ANALYZE)</c>) so that the planner sees millions of rows rather than

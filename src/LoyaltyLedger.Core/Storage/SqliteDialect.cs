@@ -51,6 +51,15 @@ public sealed class SqliteDialect : SqlDialect
 
     public override Task AfterMigrationsAsync(DbConnection connection, long lockKey, CancellationToken ct) => Task.CompletedTask;
 
+    public override Task<BulkLoad> OpenBulkLoadAsync(LedgerDatabase database, IReadOnlyList<BulkTable> tables, CancellationToken ct) =>
+        BulkLoad.OpenSqliteAsync(database.OpenAsync, tables, ct);
+
+    public override bool LoadsTablesInParallel => false;
+
+    public override int? StreamingReadTimeout => null;
+
+    public override bool StreamsThroughCursor => false;
+
     public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
 }

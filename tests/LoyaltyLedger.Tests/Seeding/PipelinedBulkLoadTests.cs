@@ -1,4 +1,5 @@
 using LoyaltyLedger.Seeding;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Tests.Seeding;
 

@@ -3,6 +3,7 @@ using Dapper;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Seeding;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.Seeding;
@@ -83,9 +84,7 @@ public abstract class SeedTests(DatabaseFixture db)
             ("source", BulkType.Text), ("event_id", BulkType.Bigint), ("created_at", BulkType.Bigint),
         ]);
         const long firstId = 9_000_000_000;
-        var load = db.Database.Provider == LoyaltyLedger.Storage.DatabaseProvider.Postgres
-            ? await BulkLoad.OpenPostgresAsync(db.Database.OpenAsync, [bills], CancellationToken.None)
-            : await BulkLoad.OpenSqliteAsync(db.Database.OpenAsync, [bills], CancellationToken.None);
+        var load = await db.Database.Dialect.OpenBulkLoadAsync(db.Database, [bills], CancellationToken.None);
         var error = await Should.ThrowAsync<Exception>(async () =>
         {
             await using (load)

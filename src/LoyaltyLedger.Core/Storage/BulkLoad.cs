@@ -3,7 +3,7 @@ using Microsoft.Data.Sqlite;
 using Npgsql;
 using NpgsqlTypes;
 
-namespace LoyaltyLedger.Seeding;
+namespace LoyaltyLedger.Storage;
 
 /// <summary>The storage type of a bulk-loaded column; PostgreSQL's binary COPY needs the exact one.</summary>
 public enum BulkType { Bigint, Integer, Smallint, Text }
@@ -53,7 +53,7 @@ public abstract class BulkLoad : IAsyncDisposable
 
     public abstract ValueTask DisposeAsync();
 
-    public static async Task<BulkLoad> OpenPostgresAsync(Func<CancellationToken, Task<DbConnection>> open, IReadOnlyList<BulkTable> tables, CancellationToken ct)
+    internal static async Task<BulkLoad> OpenPostgresAsync(Func<CancellationToken, Task<DbConnection>> open, IReadOnlyList<BulkTable> tables, CancellationToken ct)
     {
         var load = new PostgresBulkLoad();
         try
@@ -74,7 +74,7 @@ public abstract class BulkLoad : IAsyncDisposable
         }
     }
 
-    public static async Task<BulkLoad> OpenSqliteAsync(Func<CancellationToken, Task<DbConnection>> open, IReadOnlyList<BulkTable> tables, CancellationToken ct)
+    internal static async Task<BulkLoad> OpenSqliteAsync(Func<CancellationToken, Task<DbConnection>> open, IReadOnlyList<BulkTable> tables, CancellationToken ct)
     {
         var connection = (SqliteConnection)await open(ct);
         // NORMAL under WAL still never corrupts the file (a crash loses at most the unfinished
