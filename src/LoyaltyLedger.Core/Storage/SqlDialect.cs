@@ -93,10 +93,9 @@ public abstract partial class SqlDialect
     public abstract string In(string column, string parameter);
 
     /// <summary>
-    /// A column as a condition names it when the condition must not choose the index: on SQLite the
-    /// column with a unary plus (its planner, without statistics, would otherwise read an index on
-    /// org_id instead of the row ids listed beside it); on PostgreSQL the column itself, as the
-    /// organization leads the primary key there.
+    /// A column for a condition that must not choose an index: on SQLite the column with a unary plus
+    /// (its planner, without statistics, would otherwise read an index on org_id instead of the row
+    /// ids listed beside it); on PostgreSQL the column itself, as org_id leads the primary key there.
     /// </summary>
     public abstract string Unindexed(string column);
 
