@@ -31,7 +31,7 @@ public abstract partial class OrganizationScopeTests(DatabaseFixture db)
 
     /// <summary>
     /// Statements that read or write across organizations by design, each with its reason (listed
-    /// in docs/scaling.md under "What changes for cross-organization queries"). A file named with
+    /// in docs/scaling.md under "What changes for cross-organization (admin) queries"). A file named with
     /// no fragment is allowed whole.
     /// </summary>
     public static readonly IReadOnlyList<(string File, string? Fragment, string Reason)> CrossOrganization =
