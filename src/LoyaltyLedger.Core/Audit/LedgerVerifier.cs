@@ -68,7 +68,7 @@ public static class LedgerVerifier
                 FROM wallets w
                 LEFT JOIN (SELECT wallet_id, SUM(CASE WHEN entry_type = 'DEBIT' THEN -points ELSE points END) AS total, MAX(entry_id) AS last_entry
                            FROM ledger_entries{entryOrg} GROUP BY wallet_id) es ON es.wallet_id = w.wallet_id
-                LEFT JOIN ledger_entries le ON le.entry_id = es.last_entry
+                LEFT JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = es.last_entry
                 LEFT JOIN (SELECT wallet_id, SUM(remaining) AS total FROM lots{entryOrg} GROUP BY wallet_id) ls ON ls.wallet_id = w.wallet_id
                 LEFT JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
                 WHERE 1 = 1{scope}
@@ -121,7 +121,7 @@ public static class LedgerVerifier
                 SELECT COUNT(*) FROM (
                     SELECT e.event_id, e.line_kinds, COALESCE(MAX(CASE WHEN le.currency_id = 0 THEN 1 ELSE 0 END), 0)
                         + COALESCE(MAX(CASE WHEN le.currency_id <> 0 THEN 2 ELSE 0 END), 0) AS actual
-                    FROM events e LEFT JOIN ledger_entries le ON le.event_id = e.event_id
+                    FROM events e LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id
                     WHERE 1 = 1{(orgId is null ? "" : " AND e.org_id = @orgId")}
                     GROUP BY e.event_id, e.line_kinds) k
                 WHERE k.line_kinds <> k.actual

@@ -103,7 +103,7 @@ public sealed class LedgerExport : IAsyncDisposable
         if (filter is { CustomerId: not null, GroupId: not null })
             throw LedgerException.Invalid("Name at most one of customerId and groupId.");
 
-        var where = "e.org_id = @orgId";
+        var where = "";
         var parameters = new Dictionary<string, object> { ["orgId"] = orgId };
         if (filter.From is { } f)
         {
@@ -155,7 +155,7 @@ public sealed class LedgerExport : IAsyncDisposable
     /// <summary>How many lines the export holds now (for a progress bar; lines written meanwhile may add to it).</summary>
     public Task<long> CountAsync(CancellationToken ct) =>
         _connection.ExecuteScalarAsync<long>(new CommandDefinition(
-            $"SELECT COUNT(*) FROM events e JOIN ledger_entries le ON le.event_id = e.event_id WHERE {_where}",
+            $"SELECT COUNT(*) FROM events e JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id WHERE e.org_id = @orgId{_where}",
             new DynamicParameters(_parameters), commandTimeout: Unlimited, cancellationToken: ct));
 
     // A long export is not a slow statement: rows keep coming as long as the reader takes them,
@@ -197,15 +197,15 @@ public sealed class LedgerExport : IAsyncDisposable
             CASE WHEN le.currency_id = 0 THEN NULL
                  ELSE (SELECT c.name FROM currencies c WHERE c.org_id = le.org_id AND c.currency_id = le.currency_id) END,
             le.category, le.entry_type, le.points, le.balance_after,
-            CASE WHEN e.bill_id IS NULL THEN NULL ELSE (SELECT b.bill_number FROM bills b WHERE b.bill_id = e.bill_id) END,
+            CASE WHEN e.bill_id IS NULL THEN NULL ELSE (SELECT b.bill_number FROM bills b WHERE b.org_id = e.org_id AND b.bill_id = e.bill_id) END,
             CASE WHEN e.store_id IS NULL THEN NULL
                  ELSE (SELECT s.code FROM stores s WHERE s.org_id = e.org_id AND s.store_id = e.store_id) END,
             CASE WHEN e.till_id IS NULL THEN NULL
                  ELSE (SELECT t.code FROM tills t WHERE t.org_id = e.org_id AND t.till_id = e.till_id) END,
             e.reason, e.related_event_id, le.tier
         FROM events e
-        JOIN ledger_entries le ON le.event_id = e.event_id
-        WHERE {_where}
+        JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id
+        WHERE e.org_id = @orgId{_where}
         ORDER BY e.created_at, e.event_id, le.entry_id
         """;
 

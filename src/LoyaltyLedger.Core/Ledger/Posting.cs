@@ -250,14 +250,14 @@ public sealed class Posting
     /// <summary>Links an event of this posting to another after both exist (a transfer's sending side to its receiving side).</summary>
     public async Task SetRelatedEventAsync(long eventId, long relatedEventId)
     {
-        await ExecuteAsync("UPDATE events SET related_event_id = @relatedEventId WHERE event_id = @eventId", new { relatedEventId, eventId });
+        await ExecuteAsync("UPDATE events SET related_event_id = @relatedEventId WHERE org_id = @org AND event_id = @eventId", new { relatedEventId, org = OrgId, eventId });
         _announcements.Related(eventId, relatedEventId);
     }
 
     /// <summary>Replaces the reason of an event of this posting (a return says what it could not take back).</summary>
     public async Task SetReasonAsync(long eventId, string? reason)
     {
-        await ExecuteAsync("UPDATE events SET reason = @reason WHERE event_id = @eventId", new { reason, eventId });
+        await ExecuteAsync("UPDATE events SET reason = @reason WHERE org_id = @org AND event_id = @eventId", new { reason, org = OrgId, eventId });
         _announcements.Reason(eventId, reason);
     }
 
@@ -325,7 +325,7 @@ public sealed class Posting
         {
             if (!_eventOwners.TryGetValue(eventId, out var owner))
                 throw new InvalidOperationException($"Event {eventId} was not inserted by this posting, so its owner's counts cannot be kept.");
-            batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE event_id = @eventId", new { kind, eventId });
+            batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE org_id = @org AND event_id = @eventId", new { kind, org = OrgId, eventId });
             AddOwnerEventCount(owner, batch, events: 0, kinds: kind);
         }
         _announcements.Line(eventId, wallet, type, points);
@@ -355,8 +355,8 @@ public sealed class Posting
 
     private void AddSaveBalance(StatementBatch batch, Wallet wallet) =>
         batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now WHERE wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId });
+            "UPDATE wallets SET balance = @balance, updated_at = @now WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, org = OrgId, walletId = wallet.WalletId });
 
     /// <summary>
     /// Saves the balance after a credit. A wallet's first credit also starts its activity clock, so
@@ -366,8 +366,8 @@ public sealed class Posting
     {
         wallet.LastActivityAt ??= NowMs;
         batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, walletId = wallet.WalletId });
+            "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, org = OrgId, walletId = wallet.WalletId });
     }
 
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
@@ -441,8 +441,8 @@ public sealed class Posting
                     org = OrgId, walletId = wallet.WalletId, entryId = creditEntryId, now = NowMs, expiresAt = piece.ExpiresAt,
                     original = piece.Points.Thousandths, remaining = (piece.Points - settled).Thousandths,
                 });
-            writes.Execute("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
-                new { settled = settled.Thousandths, lot = debtLotId });
+            writes.Execute("UPDATE lots SET remaining = remaining + @settled WHERE org_id = @org AND lot_id = @lot",
+                new { settled = settled.Thousandths, org = OrgId, lot = debtLotId });
             AddMovement(writes, creditEntryId, lotId, settled);
             AddMovement(writes, creditEntryId, debtLotId!.Value, -settled);
         }
@@ -524,10 +524,10 @@ public sealed class Posting
         var open = batch.Query(
             """
             SELECT lot_id, remaining, expires_at FROM lots
-            WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0
+            WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
             ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
             """,
-            new { walletId = wallet.WalletId });
+            new { org = OrgId, walletId = wallet.WalletId });
         var results = await batch.RunAsync();
         var entryId = results.SingleLong(inserted);
         var lots = results.Rows(open).Select(r => (LotId: AsLong(r[0]), Remaining: AsLong(r[1]), ExpiresAt: r[2] is null ? (long?)null : AsLong(r[2])));
@@ -550,8 +550,8 @@ public sealed class Posting
         var wallet = Locked(key);
         var reads = Batch();
         var found = take.Select(t => reads.Query(
-            "SELECT lot_id, remaining, expires_at FROM lots WHERE lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
-            new { lot = t.LotId, walletId = wallet.WalletId })).ToList();
+            "SELECT lot_id, remaining, expires_at FROM lots WHERE org_id = @org AND lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
+            new { org = OrgId, lot = t.LotId, walletId = wallet.WalletId })).ToList();
         var readResults = await reads.RunAsync();
         var lots = new List<(long LotId, long Remaining, long? ExpiresAt)>();
         for (var i = 0; i < take.Count; i++)
@@ -591,8 +591,8 @@ public sealed class Posting
         foreach (var r in restore)
         {
             var isDebt = await ScalarAsync<long>(
-                "SELECT is_debt FROM lots WHERE lot_id = @lot AND wallet_id = @walletId",
-                new { lot = r.LotId, walletId = wallet.WalletId });
+                "SELECT is_debt FROM lots WHERE org_id = @org AND lot_id = @lot AND wallet_id = @walletId",
+                new { org = OrgId, lot = r.LotId, walletId = wallet.WalletId });
             if (isDebt != 0)
             {
                 // Points the debit took on credit go back to the debt as far as it is still owed; what
@@ -600,8 +600,8 @@ public sealed class Posting
                 var toDebt = Points.Min(r.Points, debt);
                 if (toDebt.IsPositive)
                 {
-                    await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE lot_id = @lot",
-                        new { points = toDebt.Thousandths, lot = r.LotId });
+                    await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE org_id = @org AND lot_id = @lot",
+                        new { points = toDebt.Thousandths, org = OrgId, lot = r.LotId });
                     await InsertMovementAsync(entryId, r.LotId, -toDebt);
                     debt -= toDebt;
                 }
@@ -618,18 +618,18 @@ public sealed class Posting
                 continue;
             }
 
-            await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE lot_id = @lot",
-                new { points = r.Points.Thousandths, lot = r.LotId });
+            await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE org_id = @org AND lot_id = @lot",
+                new { points = r.Points.Thousandths, org = OrgId, lot = r.LotId });
             await InsertMovementAsync(entryId, r.LotId, -r.Points);
             var settled = Points.Min(r.Points, debt);
             if (settled.IsPositive)
             {
                 var debtLot = await DebtLotAsync(wallet);
                 debt -= settled;
-                await ExecuteAsync("UPDATE lots SET remaining = remaining - @settled WHERE lot_id = @lot",
-                    new { settled = settled.Thousandths, lot = r.LotId });
-                await ExecuteAsync("UPDATE lots SET remaining = remaining + @settled WHERE lot_id = @lot",
-                    new { settled = settled.Thousandths, lot = debtLot });
+                await ExecuteAsync("UPDATE lots SET remaining = remaining - @settled WHERE org_id = @org AND lot_id = @lot",
+                    new { settled = settled.Thousandths, org = OrgId, lot = r.LotId });
+                await ExecuteAsync("UPDATE lots SET remaining = remaining + @settled WHERE org_id = @org AND lot_id = @lot",
+                    new { settled = settled.Thousandths, org = OrgId, lot = debtLot });
                 await InsertMovementAsync(entryId, r.LotId, settled);
                 await InsertMovementAsync(entryId, debtLot, -settled);
             }
@@ -654,8 +654,8 @@ public sealed class Posting
         {
             if (!left.IsPositive) break;
             var take = Points.Min(left, new Points(lot.Remaining));
-            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
-                new { take = take.Thousandths, lot = lot.LotId });
+            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE org_id = @org AND lot_id = @lot",
+                new { take = take.Thousandths, org = OrgId, lot = lot.LotId });
             AddMovement(writes, entryId, lot.LotId, take);
             consumed.Add(new ConsumedLot(lot.LotId, take, lot.ExpiresAt));
             left -= take;
@@ -665,8 +665,8 @@ public sealed class Posting
         {
             // Only reachable when a negative balance is allowed: the shortfall becomes debt.
             var debtLot = await DebtLotAsync(wallet);
-            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE lot_id = @lot",
-                new { take = left.Thousandths, lot = debtLot });
+            writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE org_id = @org AND lot_id = @lot",
+                new { take = left.Thousandths, org = OrgId, lot = debtLot });
             AddMovement(writes, entryId, debtLot, left);
             consumed.Add(new ConsumedLot(debtLot, left, null));
         }
@@ -676,8 +676,8 @@ public sealed class Posting
     private async Task<long> DebtLotAsync(Wallet wallet)
     {
         var existing = await ScalarAsync<long?>(
-            "SELECT lot_id FROM lots WHERE wallet_id = @walletId AND is_debt = 1",
-            new { walletId = wallet.WalletId });
+            "SELECT lot_id FROM lots WHERE org_id = @org AND wallet_id = @walletId AND is_debt = 1",
+            new { org = OrgId, walletId = wallet.WalletId });
         if (existing is { } id) return id;
         return await ScalarAsync<long>(
             """

@@ -59,11 +59,11 @@ public static class ExpiryNotices
                     """
                     SELECT w.wallet_id AS WalletId, w.owner_type AS OwnerType, w.owner_id AS OwnerId, w.currency_id AS CurrencyId,
                         w.balance AS Balance, l.lot_id AS LotId, l.remaining AS Remaining, l.expires_at AS ExpiresAt
-                    FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+                    FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                     WHERE w.org_id = @org AND w.program_id = @programId AND w.category = 'REGULAR'
                         AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at > @now AND l.expires_at <= @until
                         AND NOT EXISTS (SELECT 1 FROM expiry_notices n
-                            WHERE n.wallet_id = l.wallet_id AND n.lot_id = l.lot_id AND n.expires_at = l.expires_at)
+                            WHERE n.org_id = l.org_id AND n.wallet_id = l.wallet_id AND n.lot_id = l.lot_id AND n.expires_at = l.expires_at)
                     ORDER BY w.wallet_id, l.expires_at, l.lot_id
                     LIMIT @limit
                     """,
@@ -135,7 +135,7 @@ public static class ExpiryNotices
         var recorded = (await c.QueryAsync<(long WalletId, long LotId, long ExpiresAt)>(
             $"""
             INSERT INTO expiry_notices (org_id, wallet_id, lot_id, expires_at, noticed_at) VALUES {string.Join(", ", values)}
-            ON CONFLICT (wallet_id, lot_id, expires_at) DO NOTHING
+            ON CONFLICT DO NOTHING
             RETURNING wallet_id, lot_id, expires_at
             """, args, tx)).ToHashSet();
 

@@ -53,12 +53,13 @@ public static class HeldPoints
             w.category AS Category, e.event_id AS BillEventId, e.customer_id AS CustomerId, e.bill_id AS BillId,
             e.store_id AS StoreId, e.till_id AS TillId, b.bill_number AS BillNumber, s.code AS StoreCode, t.code AS TillCode
         FROM lots l
-        JOIN wallets w ON w.wallet_id = l.wallet_id
-        JOIN ledger_entries le ON le.entry_id = l.credit_entry_id
-        JOIN events e ON e.event_id = le.event_id
-        LEFT JOIN bills b ON b.bill_id = e.bill_id
+        JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
+        JOIN ledger_entries le ON le.org_id = l.org_id AND le.entry_id = l.credit_entry_id
+        JOIN events e ON e.org_id = le.org_id AND e.event_id = le.event_id
+        LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
         LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
         LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
+        WHERE l.org_id = @org
         """;
 
     /// <summary>
@@ -68,13 +69,13 @@ public static class HeldPoints
     public static async Task<PostingResult?> ConvertDueAsync(Posting posting, long lotId, DateTimeOffset asOf)
     {
         var lot = await posting.QuerySingleOrDefaultAsync<HeldLot>(
-            HeldLotSelect + " WHERE l.lot_id = @lotId AND w.org_id = @org", new { lotId, org = posting.OrgId });
+            HeldLotSelect + " AND l.lot_id = @lotId", new { lotId, org = posting.OrgId });
         if (lot is null || lot.Category != PointCategory.Promised.ToWire()) return null;
         var program = await ProgramCatalog.ResolveAsync(posting, lot.ProgramId, fresh: true);
         var heldKey = KeyOf(lot);
         await posting.LockWalletsAsync([heldKey, heldKey with { Category = PointCategory.Regular }]);
         // Re-read under the lock: a concurrent return or run may have taken the lot.
-        var remaining = await posting.ScalarAsync<long>("SELECT remaining FROM lots WHERE lot_id = @lotId", new { lotId });
+        var remaining = await posting.ScalarAsync<long>("SELECT remaining FROM lots WHERE org_id = @org AND lot_id = @lotId", new { org = posting.OrgId, lotId });
         if (remaining <= 0 || lot.ExpiresAt is not { } due || due > asOf.ToUnixTimeMilliseconds()) return null;
         return await MoveToMainAsync(posting, program, lot, new Points(remaining), "PROMISED_WINDOW_PASSED");
     }
@@ -90,7 +91,7 @@ public static class HeldPoints
         await posting.LockWalletsAsync(lots.SelectMany(l => new[] { KeyOf(l), KeyOf(l) with { Category = PointCategory.Regular } }));
         foreach (var lot in lots)
         {
-            var remaining = new Points(await posting.ScalarAsync<long>("SELECT remaining FROM lots WHERE lot_id = @id", new { id = lot.LotId }));
+            var remaining = new Points(await posting.ScalarAsync<long>("SELECT remaining FROM lots WHERE org_id = @org AND lot_id = @id", new { org = posting.OrgId, id = lot.LotId }));
             if (!remaining.IsPositive) continue;
             if (release)
             {
@@ -139,8 +140,8 @@ public static class HeldPoints
             new { org = posting.OrgId, storeId = store.StoreId, number = bill.BillNumber })
             ?? throw new LedgerException("bill_not_found", $"No bill '{bill.BillNumber}' at store '{bill.StoreCode}'.", 404);
         return (await posting.QueryAsync<HeldLot>(
-            HeldLotSelect + " WHERE e.event_id = @billEventId AND w.category = @category AND l.is_debt = 0 ORDER BY l.lot_id",
-            new { billEventId, category = category.ToWire() })).ToList();
+            HeldLotSelect + " AND e.event_id = @billEventId AND w.category = @category AND l.is_debt = 0 ORDER BY l.lot_id",
+            new { org = posting.OrgId, billEventId, category = category.ToWire() })).ToList();
     }
 
     private static OwnerType OwnerOf(HeldLot lot) => LedgerNames.ParseOwner(lot.OwnerType);

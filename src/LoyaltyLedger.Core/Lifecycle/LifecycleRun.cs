@@ -40,7 +40,7 @@ public static class LifecycleRun
         {
             var promised = await db.ReadAsync(c => c.QueryAsync<long>(db.Dialect.Expand(
                 """
-                SELECT l.lot_id FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+                SELECT l.lot_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'PROMISED' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
                 ORDER BY l.expires_at, l.lot_id
                 """), new { org, asOf = asOfMs }), ct);
@@ -86,7 +86,7 @@ public static class LifecycleRun
             var keys = new HashSet<WalletKey>();
             var dated = await c.QueryAsync<(string OwnerType, long OwnerId, long ProgramId, long CurrencyId)>(
                 """
-                SELECT DISTINCT w.owner_type, w.owner_id, w.program_id, w.currency_id FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+                SELECT DISTINCT w.owner_type, w.owner_id, w.program_id, w.currency_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'REGULAR' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
                 """, new { org, asOf = asOf.ToUnixTimeMilliseconds() });
             foreach (var w in dated)

@@ -56,10 +56,10 @@ public static class LotExpiry
             var query = batch.Query(
                 """
                 SELECT lot_id, remaining, expires_at FROM lots
-                WHERE wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND (@all = 1 OR expires_at <= @asOf)
+                WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND (@all = 1 OR expires_at <= @asOf)
                 ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
                 """,
-                new { walletId = wallet.WalletId, all = wholeBalanceDue ? 1 : 0, asOf = asOfMs });
+                new { org = posting.OrgId, walletId = wallet.WalletId, all = wholeBalanceDue ? 1 : 0, asOf = asOfMs });
             checks.Add((key, wholeBalanceDue, query));
         }
         if (checks.Count == 0) return [];
@@ -111,14 +111,14 @@ public static class LotExpiry
         {
             var wallet = posting.Locked(key);
             wallet.LastActivityAt = posting.NowMs;
-            batch.Execute("UPDATE wallets SET last_activity_at = @now WHERE wallet_id = @id", new { now = posting.NowMs, id = wallet.WalletId });
+            batch.Execute("UPDATE wallets SET last_activity_at = @now WHERE org_id = @org AND wallet_id = @id", new { now = posting.NowMs, org = posting.OrgId, id = wallet.WalletId });
             var policy = PolicyFor(program, key.CurrencyId);
             if (!policy.ExtendsOnActivity) continue;
             var extended = policy.AddPeriod(posting.Now).ToUnixTimeMilliseconds();
             // Only ever later: an extension never shortens the life of a lot.
             batch.Execute(
-                "UPDATE lots SET expires_at = @extended WHERE wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
-                new { extended, id = wallet.WalletId });
+                "UPDATE lots SET expires_at = @extended WHERE org_id = @org AND wallet_id = @id AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL AND expires_at < @extended",
+                new { extended, org = posting.OrgId, id = wallet.WalletId });
         }
     }
 

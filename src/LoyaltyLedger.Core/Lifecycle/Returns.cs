@@ -63,13 +63,13 @@ public static class Returns
         var after = await posting.ScalarAsync<long?>(
             """
             UPDATE bills SET returned_amount = returned_amount + @amount
-            WHERE bill_id = @billId AND returned_amount + @amount <= amount
+            WHERE org_id = @org AND bill_id = @billId AND returned_amount + @amount <= amount
             RETURNING returned_amount
             """,
-            new { amount, billId = bill.BillId });
+            new { amount, org = posting.OrgId, billId = bill.BillId });
         if (after is not { } returnedAfter)
         {
-            var already = await posting.ScalarAsync<long>("SELECT returned_amount FROM bills WHERE bill_id = @billId", new { billId = bill.BillId });
+            var already = await posting.ScalarAsync<long>("SELECT returned_amount FROM bills WHERE org_id = @org AND bill_id = @billId", new { org = posting.OrgId, billId = bill.BillId });
             throw new LedgerException(ReturnExceedsBill,
                 $"Returning {request.Amount} would exceed the bill: {Money(bill.Amount)} billed, {Money(already)} already returned.", 422);
         }
@@ -79,11 +79,11 @@ public static class Returns
             """
             SELECT entry_id AS EntryId, owner_type AS OwnerType, owner_id AS OwnerId, program_id AS ProgramId,
                 currency_id AS CurrencyId, category AS Category, points AS Points
-            FROM ledger_entries WHERE event_id = @eventId AND entry_type = 'CREDIT' ORDER BY entry_id
+            FROM ledger_entries WHERE org_id = @org AND event_id = @eventId AND entry_type = 'CREDIT' ORDER BY entry_id
             """,
-            new { eventId = bill.EventId })).ToList();
+            new { org = posting.OrgId, eventId = bill.EventId })).ToList();
         var billEvent = (await posting.QueryAsync<(string OwnerType, long OwnerId, long? ProgramId)>(
-            "SELECT owner_type, owner_id, source_program_id FROM events WHERE event_id = @eventId", new { eventId = bill.EventId })).Single();
+            "SELECT owner_type, owner_id, source_program_id FROM events WHERE org_id = @org AND event_id = @eventId", new { org = posting.OrgId, eventId = bill.EventId })).Single();
         var ownerType = LedgerNames.ParseOwner(billEvent.OwnerType);
         var program = await ProgramCatalog.ResolveAsync(posting, credits.FirstOrDefault()?.ProgramId ?? billEvent.ProgramId, fresh: true);
 
@@ -101,7 +101,7 @@ public static class Returns
             }
             // Held points not yet converted are cancelled first; what already reached Main comes from Main.
             var lot = await posting.QuerySingleOrDefaultAsync<(long LotId, long Remaining)?>(
-                "SELECT lot_id, remaining FROM lots WHERE credit_entry_id = @entryId AND is_debt = 0", new { entryId = c.EntryId });
+                "SELECT lot_id, remaining FROM lots WHERE org_id = @org AND credit_entry_id = @entryId AND is_debt = 0", new { org = posting.OrgId, entryId = c.EntryId });
             var fromHeld = lot is { } l ? Points.Min(take, new Points(Math.Max(0, l.Remaining))) : Points.Zero;
             plan.Add((c, key, lot?.LotId, fromHeld, take - fromHeld));
         }

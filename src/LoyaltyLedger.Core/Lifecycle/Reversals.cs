@@ -56,7 +56,7 @@ public static class Reversals
             """
             SELECT e.event_id AS EventId, e.customer_id AS CustomerId, le.entry_id AS EntryId, le.owner_type AS OwnerType,
                 le.owner_id AS OwnerId, le.program_id AS ProgramId, le.currency_id AS CurrencyId, le.points AS Points
-            FROM events e JOIN ledger_entries le ON le.event_id = e.event_id AND le.entry_type = 'DEBIT'
+            FROM events e JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id AND le.entry_type = 'DEBIT'
             WHERE e.org_id = @org AND e.event_id = @redemptionId AND e.event_name = @name
             """,
             new { org = posting.OrgId, redemptionId, name = EventNames.PointsRedemption })
@@ -85,8 +85,8 @@ public static class Reversals
         // Points come back in the reverse order the redemption took them: the debt it ran up first,
         // then the latest-expiring lots, so a partial reversal favours the customer.
         var consumed = (await posting.QueryAsync<(long LotId, long Points)>(
-            "SELECT lot_id, points FROM lot_movements WHERE entry_id = @entryId AND points > 0 ORDER BY movement_id DESC",
-            new { entryId = debit.EntryId })).ToList();
+            "SELECT lot_id, points FROM lot_movements WHERE org_id = @org AND entry_id = @entryId AND points > 0 ORDER BY movement_id DESC",
+            new { org = posting.OrgId, entryId = debit.EntryId })).ToList();
         var restoredBefore = (await posting.QueryAsync<(long LotId, long Points)>(
             "SELECT lot_id, SUM(points) FROM redemption_reversals WHERE org_id = @org AND redemption_event_id = @redemptionId GROUP BY lot_id",
             new { org = posting.OrgId, redemptionId })).ToDictionary(r => r.LotId, r => r.Points);

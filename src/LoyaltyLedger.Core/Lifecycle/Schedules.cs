@@ -40,7 +40,7 @@ public static class Schedules
         var dated = await c.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(
             $"""
             SELECT w.program_id, w.currency_id, l.expires_at, SUM(l.remaining)
-            FROM lots l JOIN wallets w ON w.wallet_id = l.wallet_id
+            FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId AND w.category = 'REGULAR'
                 AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at IS NOT NULL AND (@programId IS NULL OR w.program_id = @programId)
                 {horizon}
@@ -89,9 +89,9 @@ public static class Schedules
             """
             SELECT w.program_id, w.currency_id, w.category, l.remaining, l.expires_at, e.bill_id, e.event_id
             FROM lots l
-            JOIN wallets w ON w.wallet_id = l.wallet_id
-            JOIN ledger_entries le ON le.entry_id = l.credit_entry_id
-            JOIN events e ON e.event_id = le.event_id
+            JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
+            JOIN ledger_entries le ON le.org_id = l.org_id AND le.entry_id = l.credit_entry_id
+            JOIN events e ON e.org_id = le.org_id AND e.event_id = le.event_id
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId AND w.category <> 'REGULAR'
                 AND l.remaining > 0 AND l.is_debt = 0
             ORDER BY CASE WHEN l.expires_at IS NULL THEN 1 ELSE 0 END, l.expires_at, l.lot_id
@@ -111,8 +111,8 @@ public static class Schedules
             """
             SELECT w.program_id, w.currency_id, w.category, le.entry_id, le.balance_after
             FROM wallets w
-            JOIN ledger_entries le ON le.entry_id = (
-                SELECT MAX(x.entry_id) FROM ledger_entries x WHERE x.wallet_id = w.wallet_id AND x.created_at <= @asOf)
+            JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = (
+                SELECT MAX(x.entry_id) FROM ledger_entries x WHERE x.org_id = w.org_id AND x.wallet_id = w.wallet_id AND x.created_at <= @asOf)
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,

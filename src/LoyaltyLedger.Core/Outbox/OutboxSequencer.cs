@@ -39,11 +39,11 @@ public static class OutboxSequencer
         """
         WITH top AS (SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events),
         waiting AS (
-            SELECT event_id, ROW_NUMBER() OVER (ORDER BY event_id) AS n
-            FROM (SELECT event_id FROM outbox_events WHERE position IS NULL ORDER BY event_id LIMIT @limit) w)
+            SELECT org_id, event_id, ROW_NUMBER() OVER (ORDER BY event_id) AS n
+            FROM (SELECT org_id, event_id FROM outbox_events WHERE position IS NULL ORDER BY event_id LIMIT @limit) w)
         UPDATE outbox_events SET position = top.position + waiting.n
         FROM top, waiting
-        WHERE outbox_events.event_id = waiting.event_id
+        WHERE outbox_events.org_id = waiting.org_id AND outbox_events.event_id = waiting.event_id
         """;
 
     /// <summary>

@@ -89,13 +89,13 @@ public static class LedgerReader
 
     private static string TotalSql(Filter filter) => filter.CountColumn is { } column
         ? $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId"
-        : $"SELECT COUNT(*) FROM events e WHERE {filter.Events}";
+        : $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}";
 
     private static string PageSql(Filter filter, bool descending)
     {
         var direction = descending ? "DESC" : "ASC";
         return $"""
-            SELECT e.event_id FROM events e WHERE {filter.Events}
+            SELECT e.event_id FROM events e WHERE e.org_id = @org AND {filter.Events}
             ORDER BY e.created_at {direction}, e.event_id {direction}
             LIMIT @take OFFSET @skip
             """;
@@ -178,14 +178,14 @@ public static class LedgerReader
             LEFT JOIN programs sp ON sp.org_id = e.org_id AND sp.program_id = e.source_program_id
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
-            LEFT JOIN bills b ON b.bill_id = e.bill_id
-            WHERE {dialect.In("e.event_id", "ids")};
+            LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
+            WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
             SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
             FROM ledger_entries le
-            JOIN events e ON e.event_id = le.event_id
+            JOIN events e ON e.org_id = le.org_id AND e.event_id = le.event_id
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
-            WHERE {dialect.In("le.event_id", "ids")}{filter.Entries}
+            WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org{filter.Entries}
             ORDER BY le.event_id, le.entry_id
             """, args, tx, cancellationToken: ct));
         Dictionary<long, EventRow> rows;
@@ -260,7 +260,7 @@ public static class LedgerReader
             $"""
             SELECT w.program_id, p.name AS program_name, cur.name AS currency_name, w.category,
                 (SELECT le.balance_after FROM ledger_entries le
-                 WHERE le.wallet_id = w.wallet_id AND le.created_at <= @closingAt
+                 WHERE le.org_id = w.org_id AND le.wallet_id = w.wallet_id AND le.created_at <= @closingAt
                  ORDER BY le.created_at DESC, le.entry_id DESC LIMIT 1) AS closing
             FROM wallets w
             JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
@@ -309,7 +309,7 @@ public static class LedgerReader
         args.Add("org", orgId);
         args.Add("ownerType", subject.OwnerType);
         args.Add("ownerId", subject.OwnerId);
-        var events = new StringBuilder("e.org_id = @org AND e.owner_type = @ownerType AND e.owner_id = @ownerId");
+        var events = new StringBuilder("e.owner_type = @ownerType AND e.owner_id = @ownerId");
         var entries = new StringBuilder();
         var wallet = new StringBuilder();
         // Set by any condition on events beyond the owner and the scope: the counts then no longer apply.
@@ -416,7 +416,7 @@ public static class LedgerReader
         if (scopeOnly)
             events.Append(CultureInfo.InvariantCulture, $" AND (e.line_kinds & {scopeKind}) <> 0");
         else if (entries.Length > 0)
-            events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
+            events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.org_id = e.org_id AND le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         // The running counts follow line_kinds exactly: every event of the owner (those with no lines,
         // such as a registration before any program existed, included), or those with the scope's bit set.
         string? countColumn = null;

@@ -162,8 +162,8 @@ public static class PointsPostings
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
                 BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code,
                 LineKinds: NewEvent.KindsOf(credits)),
-            then: ("UPDATE bills SET event_id = {lastEventId}, tier_period = @tierPeriod WHERE bill_id = @billId",
-                new { billId, tierPeriod = standing?.CountedInPeriod }));
+            then: ("UPDATE bills SET event_id = {lastEventId}, tier_period = @tierPeriod WHERE org_id = @org AND bill_id = @billId",
+                new { org = posting.OrgId, billId, tierPeriod = standing?.CountedInPeriod }));
 
         var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
         return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries, await UpgradeAsync(posting, standing, eventId));

@@ -639,6 +639,43 @@ public static class Migrations
         ALTER TABLE owner_tiers ADD COLUMN upgrade_due smallint NOT NULL DEFAULT 0;
         CREATE INDEX ix_owner_tiers_upgrade_due ON owner_tiers (org_id, program_id, owner_type, owner_id) WHERE upgrade_due = 1;
         """),
+        // Ready to be distributed by organization (docs/scaling.md): with Citus a distributed table's
+        // primary key and unique constraints must hold the distribution column, and here every one
+        // leads with org_id, so a key's lookup names the organization and goes to one shard. The
+        // tables keyed by an identity (and expiry_notices) get (org_id, id) on PostgreSQL; the id
+        // stays unique by its sequence. SQLite keeps its row ids (an INTEGER PRIMARY KEY is the row
+        // id only alone, and a SQLite file is never distributed); its queries name org_id all the
+        // same. The outbox's positions are unique per organization: one sequencer numbers them, in
+        // one order across organizations, and (position) stays indexed for the readers of every
+        // organization's feed. webhook_attempts gets the org_id of its delivery, as every other
+        // distributed table has one. organizations, api_keys, console_sessions, console_key_ring and
+        // schema_migrations stay as they are: small, read before the organization is known (a key,
+        // a session cookie) or global, they are Citus reference tables.
+        (20, "keys lead with the organization", """
+        ALTER TABLE webhook_attempts ADD COLUMN org_id bigint NOT NULL DEFAULT 0;
+        UPDATE webhook_attempts SET org_id = (SELECT d.org_id FROM webhook_deliveries d WHERE d.delivery_id = webhook_attempts.delivery_id);
+        DROP INDEX ix_outbox_events_org_position;
+        DROP INDEX ux_outbox_events_position;
+        CREATE UNIQUE INDEX ux_outbox_events_position ON outbox_events (org_id, position);
+        CREATE INDEX ix_outbox_events_position ON outbox_events (position);
+        {only postgres}
+        ALTER TABLE webhook_attempts ALTER COLUMN org_id DROP DEFAULT;
+        DROP INDEX ix_webhook_endpoints_org;
+        ALTER TABLE wallets DROP CONSTRAINT wallets_pkey, ADD PRIMARY KEY (org_id, wallet_id);
+        ALTER TABLE events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (org_id, event_id);
+        ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_pkey, ADD PRIMARY KEY (org_id, entry_id);
+        ALTER TABLE lots DROP CONSTRAINT lots_pkey, ADD PRIMARY KEY (org_id, lot_id);
+        ALTER TABLE lot_movements DROP CONSTRAINT lot_movements_pkey, ADD PRIMARY KEY (org_id, movement_id);
+        ALTER TABLE bills DROP CONSTRAINT bills_pkey, ADD PRIMARY KEY (org_id, bill_id);
+        ALTER TABLE write_audit DROP CONSTRAINT write_audit_pkey, ADD PRIMARY KEY (org_id, audit_id);
+        ALTER TABLE outbox_events DROP CONSTRAINT outbox_events_pkey, ADD PRIMARY KEY (org_id, event_id);
+        ALTER TABLE expiry_notices DROP CONSTRAINT ux_expiry_notices, ADD CONSTRAINT ux_expiry_notices PRIMARY KEY (org_id, wallet_id, lot_id, expires_at);
+        ALTER TABLE webhook_endpoints DROP CONSTRAINT webhook_endpoints_pkey, ADD PRIMARY KEY (org_id, endpoint_id);
+        ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_pkey, ADD PRIMARY KEY (org_id, delivery_id);
+        ALTER TABLE webhook_attempts DROP CONSTRAINT webhook_attempts_pkey, ADD PRIMARY KEY (org_id, attempt_id);
+        ALTER TABLE tier_changes DROP CONSTRAINT tier_changes_pkey, ADD PRIMARY KEY (org_id, change_id);
+        {end}
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>

@@ -23,6 +23,8 @@ public sealed class PostgresDialect : SqlDialect
 
     public override string In(string column, string parameter) => $"{column} = ANY(@{parameter})";
 
+    public override string Unindexed(string column) => column;
+
     public override string ForUpdateSkipLocked(string table) => $" FOR UPDATE OF {table} SKIP LOCKED";
 
     public override async Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken ct) =>

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Text.RegularExpressions;
 
 namespace LoyaltyLedger.Storage;
 
@@ -10,7 +11,7 @@ namespace LoyaltyLedger.Storage;
 /// (SQLite has a single writer), and the housekeeping around migrations and bulk loads. Nothing else
 /// asks which database it runs on.
 /// </summary>
-public abstract class SqlDialect
+public abstract partial class SqlDialect
 {
     public static readonly SqlDialect Sqlite = new SqliteDialect();
 
@@ -71,8 +72,12 @@ public abstract class SqlDialect
     /// </summary>
     public string TransactionIdColumn { get; }
 
-    /// <summary>Fills in the placeholders (<c>{identity}</c>, <c>{forUpdate}</c>, ...) of shared SQL.</summary>
-    public string Expand(string sql) => !sql.Contains('{', StringComparison.Ordinal) ? sql : sql
+    /// <summary>
+    /// Fills in the placeholders (<c>{identity}</c>, <c>{forUpdate}</c>, ...) of shared SQL, and keeps
+    /// a section <c>{only NAME}...{end}</c> only on the database of that <see cref="Name"/> (a
+    /// migration step that one database alone takes).
+    /// </summary>
+    public string Expand(string sql) => !sql.Contains('{', StringComparison.Ordinal) ? sql : KeepOwnSections(sql)
         .Replace("{lastEntryId}", LastEntryId, StringComparison.Ordinal)
         .Replace("{lastEventId}", LastEventId, StringComparison.Ordinal)
         .Replace("{identity}", Identity, StringComparison.Ordinal)
@@ -86,6 +91,13 @@ public abstract class SqlDialect
     /// the list as one array parameter.
     /// </summary>
     public abstract string In(string column, string parameter);
+
+    /// <summary>
+    /// A column for a condition that must not choose an index: on SQLite the column with a unary plus
+    /// (its planner, without statistics, would otherwise read an index on org_id instead of the row
+    /// ids listed beside it); on PostgreSQL the column itself, as org_id leads the primary key there.
+    /// </summary>
+    public abstract string Unindexed(string column);
 
     /// <summary>
     /// The suffix of a SELECT that claims rows for this transaction and passes over rows another
@@ -184,4 +196,10 @@ public abstract class SqlDialect
     /// <param name="ct">Stops the work between statements.</param>
     public abstract Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct);
+
+    private string KeepOwnSections(string sql) => !sql.Contains("{only ", StringComparison.Ordinal) ? sql
+        : OnlySection().Replace(sql, m => m.Groups["name"].Value == Name ? m.Groups["sql"].Value : "");
+
+    [GeneratedRegex(@"\{only (?<name>[a-z]+)\}(?<sql>.*?)\{end\}", RegexOptions.Singleline)]
+    private static partial Regex OnlySection();
 }

@@ -22,6 +22,8 @@ public sealed class SqliteDialect : SqlDialect
 
     public override string In(string column, string parameter) => $"{column} IN @{parameter}";
 
+    public override string Unindexed(string column) => "+" + column;
+
     public override string ForUpdateSkipLocked(string table) => "";
 
     public override Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken ct) =>

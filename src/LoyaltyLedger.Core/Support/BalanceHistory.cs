@@ -30,27 +30,27 @@ public static class BalanceHistory
 {
     public const long DayMs = 86_400_000;
 
-    public static Task<BalanceSeries> DailyAsync(LedgerDatabase db, long walletId, long? fromMs, long toMs, CancellationToken ct) =>
+    public static Task<BalanceSeries> DailyAsync(LedgerDatabase db, long orgId, long walletId, long? fromMs, long toMs, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var args = new { walletId, fromMs = fromMs ?? 0, toMs, dayMs = DayMs };
+            var args = new { orgId, walletId, fromMs = fromMs ?? 0, toMs, dayMs = DayMs };
             var opening = fromMs is null ? null : await c.ExecuteScalarAsync<long?>(
                 """
-                SELECT balance_after FROM ledger_entries WHERE wallet_id = @walletId AND created_at < @fromMs
+                SELECT balance_after FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND created_at < @fromMs
                 ORDER BY created_at DESC, entry_id DESC LIMIT 1
                 """, args);
             var days = await c.QueryAsync<(long Day, long Balance)>(
                 """
                 WITH RECURSIVE active(day) AS (
                     SELECT (SELECT MIN(created_at) FROM ledger_entries
-                            WHERE wallet_id = @walletId AND created_at >= @fromMs AND created_at < @toMs) / @dayMs
+                            WHERE org_id = @orgId AND wallet_id = @walletId AND created_at >= @fromMs AND created_at < @toMs) / @dayMs
                     UNION ALL
                     SELECT (SELECT MIN(created_at) FROM ledger_entries
-                            WHERE wallet_id = @walletId AND created_at >= (active.day + 1) * @dayMs AND created_at < @toMs) / @dayMs
+                            WHERE org_id = @orgId AND wallet_id = @walletId AND created_at >= (active.day + 1) * @dayMs AND created_at < @toMs) / @dayMs
                     FROM active WHERE active.day IS NOT NULL
                 )
                 SELECT day, (SELECT balance_after FROM ledger_entries
-                             WHERE wallet_id = @walletId AND created_at < (active.day + 1) * @dayMs AND created_at < @toMs
+                             WHERE org_id = @orgId AND wallet_id = @walletId AND created_at < (active.day + 1) * @dayMs AND created_at < @toMs
                              ORDER BY created_at DESC, entry_id DESC LIMIT 1) AS balance
                 FROM active WHERE day IS NOT NULL
                 ORDER BY day

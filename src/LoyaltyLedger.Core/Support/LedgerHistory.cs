@@ -132,7 +132,7 @@ public static class LedgerHistory
             args.Add("org", orgId);
             args.Add("ownerType", ownerType.ToWire());
             args.Add("ownerId", ownerId);
-            var where = new StringBuilder("e.org_id = @org AND e.owner_type = @ownerType AND e.owner_id = @ownerId");
+            var where = new StringBuilder("e.owner_type = @ownerType AND e.owner_id = @ownerId");
             if (filter.FromMs is { } from) { where.Append(" AND e.created_at >= @fromMs"); args.Add("fromMs", from); }
             if (filter.ToMs is { } to) { where.Append(" AND e.created_at < @toMs"); args.Add("toMs", to); }
             var newerFirst = after is null;
@@ -162,18 +162,18 @@ public static class LedgerHistory
             if (probe.Length == 0)
             {
                 found = (await c.QueryAsync<(long CreatedAt, long EventId)>(
-                    $"SELECT e.created_at, e.event_id FROM events e WHERE {where} ORDER BY e.created_at {direction}, e.event_id {direction} LIMIT @take",
+                    $"SELECT e.created_at, e.event_id FROM events e WHERE e.org_id = @org AND {where} ORDER BY e.created_at {direction}, e.event_id {direction} LIMIT @take",
                     args)).Select(r => new HistoryCursor(r.CreatedAt, r.EventId)).ToList();
             }
             else
             {
                 args.Add("scan", scanLimit);
                 args.Add("lastScanned", scanLimit - 1);
-                var scanned = $"SELECT e.created_at, e.event_id FROM events e WHERE {where} ORDER BY e.created_at {direction}, e.event_id {direction}";
+                var scanned = $"SELECT e.created_at, e.event_id FROM events e WHERE e.org_id = @org AND {where} ORDER BY e.created_at {direction}, e.event_id {direction}";
                 await using var grid = await c.QueryMultipleAsync(
                     $"""
                     SELECT x.created_at, x.event_id FROM ({scanned} LIMIT @scan) x
-                    WHERE (SELECT 1 FROM ledger_entries le WHERE le.event_id = x.event_id{probe} LIMIT 1) IS NOT NULL
+                    WHERE (SELECT 1 FROM ledger_entries le WHERE le.org_id = @org AND le.event_id = x.event_id{probe} LIMIT 1) IS NOT NULL
                     ORDER BY x.created_at {direction}, x.event_id {direction} LIMIT @take;
                     {scanned} LIMIT 1 OFFSET @lastScanned;
                     """, args);
@@ -187,7 +187,7 @@ public static class LedgerHistory
             // A filtered walk that used up its scan without filling the page stops at the last event it looked at.
             var stoppedEarly = !more && scannedTo is not null;
             if (!newerFirst) found.Reverse();
-            var events = await LoadAsync(c, db.Dialect, orgId, found.Select(f => f.EventId).ToList(), checkOrg: false);
+            var events = await LoadAsync(c, db.Dialect, orgId, found.Select(f => f.EventId).ToList());
 
             // Where the walk ended continues it; the other way goes back to just past the newest or oldest
             // event shown (or the cursor the page started from, when it showed none).
@@ -210,7 +210,7 @@ public static class LedgerHistory
     public static Task<EventDetail?> EventAsync(LedgerDatabase db, long orgId, long eventId, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var loaded = await LoadAsync(c, db.Dialect, orgId, [eventId], checkOrg: true);
+            var loaded = await LoadAsync(c, db.Dialect, orgId, [eventId]);
             if (loaded.Count == 0) return null;
             var e = loaded[0];
             var related = new List<RelatedEvent>();
@@ -326,15 +326,12 @@ public static class LedgerHistory
     /// <paramref name="ids"/>: four queries in one round trip, each by primary key or an index that
     /// starts with the event or entry id.
     /// </summary>
-    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<long> ids, bool checkOrg)
+    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<long> ids)
     {
         if (ids.Count == 0) return [];
         var args = new DynamicParameters();
         args.Add("ids", ids.ToArray());
         args.Add("org", orgId);
-        // Ids from an owner-scoped page are looked up by primary key alone (a condition on org_id
-        // beside them leads SQLite to scan the organization's events); an id from a URL is checked.
-        var orgCondition = checkOrg ? " AND e.org_id = @org" : "";
         Dictionary<long, EventRow> events;
         List<LineRow> lines;
         await using (var grid = await c.QueryMultipleAsync(
@@ -345,9 +342,9 @@ public static class LedgerHistory
             FROM events e
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
-            LEFT JOIN bills b ON b.bill_id = e.bill_id
+            LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             LEFT JOIN stores bs ON bs.org_id = b.org_id AND bs.store_id = b.store_id
-            WHERE {dialect.In("e.event_id", "ids")}{orgCondition};
+            WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
             SELECT le.entry_id, le.event_id, le.program_id, p.name AS program_name, le.currency_id, cur.name AS currency_name,
                 le.category, le.entry_type, le.points, le.balance_after, le.tier
             FROM ledger_entries le
@@ -363,6 +360,7 @@ public static class LedgerHistory
         if (events.Count == 0) return [];
 
         var entryArgs = new DynamicParameters();
+        entryArgs.Add("org", orgId);
         entryArgs.Add("entries", lines.Select(l => l.EntryId).ToArray());
         ILookup<long, MovementRow> moved;
         ILookup<long, CreatedRow> created;
@@ -377,13 +375,13 @@ public static class LedgerHistory
                 $"""
                 SELECT m.entry_id, m.lot_id, m.points, l.expires_at, l.earned_at, l.is_debt, ce.event_id AS earned_by_event_id
                 FROM lot_movements m
-                JOIN lots l ON l.lot_id = m.lot_id
-                LEFT JOIN ledger_entries ce ON ce.entry_id = l.credit_entry_id
-                WHERE {dialect.In("m.entry_id", "entries")}
+                JOIN lots l ON l.org_id = m.org_id AND l.lot_id = m.lot_id
+                LEFT JOIN ledger_entries ce ON ce.org_id = l.org_id AND ce.entry_id = l.credit_entry_id
+                WHERE m.org_id = @org AND {dialect.In("m.entry_id", "entries")}
                 ORDER BY m.entry_id, m.movement_id;
                 SELECT l.credit_entry_id, l.lot_id, l.original, l.remaining, l.expires_at
                 FROM lots l
-                WHERE {dialect.In("l.credit_entry_id", "entries")} AND l.is_debt = 0
+                WHERE l.org_id = @org AND {dialect.In("l.credit_entry_id", "entries")} AND l.is_debt = 0
                 ORDER BY l.credit_entry_id, l.lot_id;
                 """, entryArgs);
             moved = (await grid.ReadAsync<MovementRow>()).ToLookup(m => m.EntryId);

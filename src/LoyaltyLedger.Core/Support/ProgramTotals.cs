@@ -149,7 +149,7 @@ public static class ProgramTotals
             """
             SELECT e.created_at / @dayMs AS day, le.program_id, le.currency_id, le.category, e.event_name, le.entry_type,
                 SUM(le.points) AS points, COUNT(*) AS lines
-            FROM events e JOIN ledger_entries le ON le.event_id = e.event_id
+            FROM events e JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id
             WHERE e.org_id = @orgId AND e.created_at >= @fromMs AND e.created_at < @toMs AND le.entry_type <> 'OPENING_BALANCE'
             GROUP BY e.created_at / @dayMs, le.program_id, le.currency_id, le.category, e.event_name, le.entry_type
             """, new { orgId, fromMs, toMs, dayMs = BalanceHistory.DayMs }, tx)).Select(r => r.ToMovement()).ToList();

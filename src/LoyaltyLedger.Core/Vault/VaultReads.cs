@@ -69,7 +69,7 @@ public static class VaultReads
             WITH page AS (
                 SELECT created_at, event_id, entry_id FROM (
                     SELECT created_at, event_id, entry_id FROM ledger_entries
-                    WHERE wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
+                    WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
                 UNION ALL
                 SELECT created_at, event_id, CAST(NULL AS bigint) FROM (
                     SELECT created_at, event_id FROM events
@@ -82,15 +82,15 @@ public static class VaultReads
                 s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
                 COALESCE(le.points, 0) AS Points, le.balance_after AS BalanceAfter,
                 CASE WHEN le.entry_type = 'CREDIT' THEN COALESCE(
-                    (SELECT MIN(l.expires_at) FROM lots l WHERE l.credit_entry_id = p.entry_id),
-                    (SELECT MIN(l.expires_at) FROM lot_movements m JOIN lots l ON l.lot_id = m.lot_id
-                     WHERE m.entry_id = p.entry_id AND m.points < 0)) END AS ExpiresAt
+                    (SELECT MIN(l.expires_at) FROM lots l WHERE l.org_id = @orgId AND l.credit_entry_id = p.entry_id),
+                    (SELECT MIN(l.expires_at) FROM lot_movements m JOIN lots l ON l.org_id = m.org_id AND l.lot_id = m.lot_id
+                     WHERE m.org_id = @orgId AND m.entry_id = p.entry_id AND m.points < 0)) END AS ExpiresAt
             FROM page p
-            JOIN events e ON e.event_id = p.event_id
-            LEFT JOIN ledger_entries le ON le.entry_id = p.entry_id
+            JOIN events e ON e.org_id = @orgId AND e.event_id = p.event_id
+            LEFT JOIN ledger_entries le ON le.org_id = @orgId AND le.entry_id = p.entry_id
             LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
-            LEFT JOIN bills b ON b.bill_id = e.bill_id
+            LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
         var rows = await c.QueryAsync<MovementRow>(sql, new
@@ -176,8 +176,8 @@ public static class VaultReads
             """,
             new { orgId, customerId = account.CustomerId })).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
         var vouchers = (await c.QueryAsync<VaultVoucherRow>(
-            VaultVoucherRow.Select + " WHERE v.org_id = @orgId AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
-            new { orgId, customerId = account.CustomerId })).ToLookup(v => v.ProgramId);
+            VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
+            new { org = orgId, customerId = account.CustomerId })).ToLookup(v => v.ProgramId);
         var accountExpiresAt = await c.ExecuteScalarAsync<long?>(
             "SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber });
 

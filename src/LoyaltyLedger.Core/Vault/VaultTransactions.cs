@@ -413,10 +413,11 @@ internal sealed class VaultVoucherRow
         SELECT v.serial_id, v.voucher_id, d.name, v.program_id, v.customer_id, v.valid_from, v.expires_at, v.uses_total, v.uses_left
         FROM voucher_instances v
         JOIN voucher_definitions d ON d.org_id = v.org_id AND d.voucher_id = v.voucher_id
+        WHERE v.org_id = @org
         """;
 
     public static Task<VaultVoucherRow?> FindAsync(Posting posting, string serialId) =>
-        posting.QuerySingleOrDefaultAsync<VaultVoucherRow>(Select + " WHERE v.org_id = @org AND v.serial_id = @serialId",
+        posting.QuerySingleOrDefaultAsync<VaultVoucherRow>(Select + " AND v.serial_id = @serialId",
             new { org = posting.OrgId, serialId });
 
     public string Status(long nowMs) =>

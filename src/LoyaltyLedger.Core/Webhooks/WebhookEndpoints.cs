@@ -111,8 +111,8 @@ public static class WebhookEndpoints
         await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
         var batch = posting.Batch();
         // By delivery (the attempts' index), not by endpoint: the log is the largest of the three tables.
-        batch.Execute("DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries WHERE endpoint_id = @id)", new { id });
-        batch.Execute("DELETE FROM webhook_deliveries WHERE endpoint_id = @id", new { id });
+        batch.Execute("DELETE FROM webhook_attempts WHERE org_id = @org AND delivery_id IN (SELECT delivery_id FROM webhook_deliveries WHERE org_id = @org AND endpoint_id = @id)", new { org = posting.OrgId, id });
+        batch.Execute("DELETE FROM webhook_deliveries WHERE org_id = @org AND endpoint_id = @id", new { org = posting.OrgId, id });
         batch.Execute("DELETE FROM webhook_endpoints WHERE org_id = @org AND endpoint_id = @id", new { org = posting.OrgId, id });
         await batch.RunAsync();
     }
@@ -173,8 +173,8 @@ public static class WebhookEndpoints
             ?? throw LedgerException.NotFound("webhook_delivery", deliveryId);
         if (original.Status == DeliveryStatus.Pending)
         {
-            await posting.ExecuteAsync("UPDATE webhook_deliveries SET next_attempt_at = @now WHERE delivery_id = @deliveryId",
-                new { now = posting.NowMs, deliveryId });
+            await posting.ExecuteAsync("UPDATE webhook_deliveries SET next_attempt_at = @now WHERE org_id = @org AND delivery_id = @deliveryId",
+                new { now = posting.NowMs, org = posting.OrgId, deliveryId });
             return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction);
         }
         var again = await QueueAsync(posting, id, original.EventId, original.Position, original.MessageId, original.EventType, original.Payload);
@@ -230,7 +230,7 @@ public static class WebhookEndpoints
             """,
             new { orgId, id, before, status, take = limit + 1 })).ToList();
         var page = rows.Take(limit).ToList();
-        var views = await ViewsAsync(c, page, null);
+        var views = await ViewsAsync(c, orgId, page, null);
         return new WebhookDeliveryPage(views, rows.Count > limit ? page[^1].DeliveryId : null);
     }
 
@@ -239,16 +239,16 @@ public static class WebhookEndpoints
         var row = await c.QuerySingleAsync<DeliveryRow>(
             $"SELECT {DeliveryColumns} FROM webhook_deliveries WHERE org_id = @orgId AND endpoint_id = @id AND delivery_id = @deliveryId",
             new { orgId, id, deliveryId }, tx);
-        return (await ViewsAsync(c, [row], tx))[0];
+        return (await ViewsAsync(c, orgId, [row], tx))[0];
     }
 
-    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx)
+    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, long orgId, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx)
     {
         if (rows.Count == 0) return [];
         var ids = string.Join(", ", rows.Select(r => r.DeliveryId.ToString(CultureInfo.InvariantCulture)));
         var attempts = (await c.QueryAsync<AttemptRow>(
-            $"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE delivery_id IN ({ids}) ORDER BY delivery_id, attempt",
-            transaction: tx)).ToLookup(a => a.DeliveryId);
+            $"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE org_id = @orgId AND delivery_id IN ({ids}) ORDER BY delivery_id, attempt",
+            new { orgId }, tx)).ToLookup(a => a.DeliveryId);
         return rows.Select(r => new WebhookDelivery(r.DeliveryId, r.EndpointId, r.MessageId, r.EventType, r.Status, (int)r.Attempts,
             At(r.CreatedAt), r.NextAttemptAt is { } next && r.Status == DeliveryStatus.Pending ? At(next) : null, r.CompletedAt is { } done ? At(done) : null,
             attempts[r.DeliveryId].Select(a => new WebhookAttempt((int)a.Attempt, At(a.AttemptedAt), a.StatusCode is { } s ? (int)s : null,

@@ -161,14 +161,14 @@ public static class WebhookQueue
         db.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"), ct);
 
     /// <summary>The first <paramref name="limit"/> pending deliveries of an endpoint, in queue order, with their bodies.</summary>
-    public static async Task<IReadOnlyList<QueuedDelivery>> PendingAsync(LedgerDatabase db, long endpointId, int limit, CancellationToken ct) =>
+    public static async Task<IReadOnlyList<QueuedDelivery>> PendingAsync(LedgerDatabase db, long orgId, long endpointId, int limit, CancellationToken ct) =>
         (await db.ReadAsync(c => c.QueryAsync<QueuedDelivery>(
             """
             SELECT d.delivery_id, d.message_id, d.event_type, COALESCE(d.payload, o.payload) AS payload, d.attempts, d.next_attempt_at
-            FROM webhook_deliveries d LEFT JOIN outbox_events o ON o.event_id = d.event_id
-            WHERE d.endpoint_id = @endpointId AND d.status = 'pending'
+            FROM webhook_deliveries d LEFT JOIN outbox_events o ON o.org_id = d.org_id AND o.event_id = d.event_id
+            WHERE d.org_id = @orgId AND d.endpoint_id = @endpointId AND d.status = 'pending'
             ORDER BY d.delivery_id LIMIT @limit
-            """, new { endpointId, limit }), ct)).ToList();
+            """, new { orgId, endpointId, limit }), ct)).ToList();
 
     /// <summary>
     /// Records attempts and the endpoint's state in one transaction, and renews the lease (or, with
@@ -176,7 +176,7 @@ public static class WebhookQueue
     /// dispatcher's (it ran out and another took the endpoint, or the endpoint was deleted or
     /// disabled): the caller stops sending to it.
     /// </summary>
-    public static Task<bool> RecordAsync(LedgerDatabase db, long endpointId, string owner, IReadOnlyList<AttemptOutcome> outcomes,
+    public static Task<bool> RecordAsync(LedgerDatabase db, long orgId, long endpointId, string owner, IReadOnlyList<AttemptOutcome> outcomes,
         long failedInARow, string? disableReason, long nowMs, long leaseUntil, bool release, CancellationToken ct) =>
         db.WriteAsync(async (c, tx) =>
         {
@@ -186,12 +186,12 @@ public static class WebhookQueue
             foreach (var chunk in outcomes.Chunk(200))
             {
                 var sql = new StringBuilder(
-                    "INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at) VALUES ");
-                var values = new Dictionary<string, object?> { ["endpointId"] = endpointId };
+                    "INSERT INTO webhook_attempts (org_id, delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at) VALUES ");
+                var values = new Dictionary<string, object?> { ["orgId"] = orgId, ["endpointId"] = endpointId };
                 for (var i = 0; i < chunk.Length; i++)
                 {
                     var (o, n) = (chunk[i], i.ToString(CultureInfo.InvariantCulture));
-                    sql.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@d{n}, @endpointId, @a{n}, @t{n}, @c{n}, @u{n}, @e{n}, @x{n})");
+                    sql.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@orgId, @d{n}, @endpointId, @a{n}, @t{n}, @c{n}, @u{n}, @e{n}, @x{n})");
                     values["d" + n] = o.Delivery.DeliveryId;
                     values["a" + n] = o.Attempt;
                     values["t" + n] = o.AttemptedAt;
@@ -209,9 +209,9 @@ public static class WebhookQueue
                     $"""
                     UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'succeeded', next_attempt_at = NULL,
                         last_status_code = NULL, last_error = NULL, completed_at = @now
-                    WHERE delivery_id IN ({string.Join(", ", succeeded)}) AND status = 'pending'
+                    WHERE org_id = @orgId AND delivery_id IN ({string.Join(", ", succeeded)}) AND status = 'pending'
                     """,
-                    new { now = nowMs });
+                    new { now = nowMs, orgId });
             }
             foreach (var o in outcomes.Where(o => !o.Succeeded))
             {
@@ -219,17 +219,17 @@ public static class WebhookQueue
                     """
                     UPDATE webhook_deliveries SET attempts = @attempt, status = @status, next_attempt_at = @next,
                         last_status_code = @code, last_error = @error, completed_at = @completed
-                    WHERE delivery_id = @id AND status = 'pending'
+                    WHERE org_id = @orgId AND delivery_id = @id AND status = 'pending'
                     """,
                     new
                     {
                         attempt = o.Attempt, status = o.NextAttemptAt is null ? DeliveryStatus.Failed : DeliveryStatus.Pending,
                         next = o.NextAttemptAt, code = (long?)o.StatusCode, error = o.Error,
-                        completed = o.NextAttemptAt is null ? o.AttemptedAt : (long?)null, id = o.Delivery.DeliveryId,
+                        completed = o.NextAttemptAt is null ? o.AttemptedAt : (long?)null, orgId, id = o.Delivery.DeliveryId,
                     });
             }
             // Only the parameters the statement uses (a batch binds every one it is given).
-            var args = new Dictionary<string, object?> { ["failedInARow"] = failedInARow, ["owner"] = owner, ["endpointId"] = endpointId };
+            var args = new Dictionary<string, object?> { ["failedInARow"] = failedInARow, ["owner"] = owner, ["orgId"] = orgId, ["endpointId"] = endpointId };
             var giveUp = release || disableReason is not null;
             if (disableReason is not null) { args["disableReason"] = disableReason; args["now"] = nowMs; }
             if (!giveUp) args["leaseUntil"] = leaseUntil;
@@ -238,7 +238,7 @@ public static class WebhookQueue
                 UPDATE webhook_endpoints SET failed_in_a_row = @failedInARow,
                     {(disableReason is null ? "" : "enabled = 0, disabled_reason = @disableReason, disabled_at = @now, ")}
                     lease_owner = {(giveUp ? "NULL" : "@owner")}, lease_until = {(giveUp ? "NULL" : "@leaseUntil")}
-                WHERE endpoint_id = @endpointId AND lease_owner = @owner AND enabled = 1
+                WHERE org_id = @orgId AND endpoint_id = @endpointId AND lease_owner = @owner AND enabled = 1
                 """,
                 args);
             var results = await batch.RunAsync(ct);

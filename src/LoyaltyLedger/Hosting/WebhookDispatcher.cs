@@ -106,7 +106,7 @@ public sealed class WebhookDispatcher(
             var stop = false;
             while (!stop && sent < MaxPerRun)
             {
-                var queue = await WebhookQueue.PendingAsync(database, endpoint.EndpointId, QueueBatch, stoppingToken);
+                var queue = await WebhookQueue.PendingAsync(database, endpoint.OrgId, endpoint.EndpointId, QueueBatch, stoppingToken);
                 if (queue.Count == 0) break;
                 foreach (var delivery in queue)
                 {
@@ -174,7 +174,7 @@ public sealed class WebhookDispatcher(
     {
         var now = clock.GetUtcNow().ToUnixTimeMilliseconds();
         var leaseUntil = now + (long)_settings.Lease.TotalMilliseconds;
-        var owned = await WebhookQueue.RecordAsync(database, endpoint.EndpointId, _owner, outcomes, failedInARow, disable, now, leaseUntil, release, CancellationToken.None);
+        var owned = await WebhookQueue.RecordAsync(database, endpoint.OrgId, endpoint.EndpointId, _owner, outcomes, failedInARow, disable, now, leaseUntil, release, CancellationToken.None);
         outcomes.Clear();
         return (owned, leaseUntil);
     }

@@ -92,7 +92,8 @@ public abstract partial class IndexDocumentTests(DatabaseFixture db)
 
     /// <summary>
     /// The documented indexes as SQLite holds them: a constraint's index under its own name, and an
-    /// identity primary key (<c>INTEGER PRIMARY KEY</c>) not as an index at all but as the row id.
+    /// identity primary key (<c>INTEGER PRIMARY KEY</c>) not as an index at all but as the row id
+    /// (PostgreSQL's (org_id, id) of migration 20 is the id alone there).
     /// </summary>
     private async Task<List<Index>> SqliteExpectationAsync(IReadOnlyList<Documented> documented)
     {
@@ -108,7 +109,7 @@ public abstract partial class IndexDocumentTests(DatabaseFixture db)
             return found;
         }, CancellationToken.None);
         return documented
-            .Where(d => !(d.IsPrimaryKey && rowIds.TryGetValue(d.Index.Table, out var rowId) && d.Index.Columns == rowId))
+            .Where(d => !(d.IsPrimaryKey && rowIds.TryGetValue(d.Index.Table, out var rowId) && (d.Index.Columns == rowId || d.Index.Columns == "org_id, " + rowId)))
             .Select(d => d.IsConstraint ? d.Index with { Name = "(constraint)" } : d.Index)
             .ToList();
     }

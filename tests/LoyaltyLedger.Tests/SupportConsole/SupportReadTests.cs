@@ -140,11 +140,11 @@ public abstract class SupportReadTests(DatabaseFixture db)
         var june1 = new DateTimeOffset(2025, 6, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds() / DayMs;
         var now = Clock.GetUtcNow().ToUnixTimeMilliseconds();
 
-        var window = await BalanceHistory.DailyAsync(db.Database, wallet, (june1 + 1) * DayMs, now + 1, CancellationToken.None);
+        var window = await BalanceHistory.DailyAsync(db.Database, t.OrgId, wallet, (june1 + 1) * DayMs, now + 1, CancellationToken.None);
         window.Opening.ShouldBe(Points.FromWhole(10));
         window.Days.ShouldBe([new DailyBalance(june1 + 1, Points.FromWhole(12)), new DailyBalance(june1 + 6, Points.FromWhole(112))]);
 
-        var all = await BalanceHistory.DailyAsync(db.Database, wallet, null, now + 1, CancellationToken.None);
+        var all = await BalanceHistory.DailyAsync(db.Database, t.OrgId, wallet, null, now + 1, CancellationToken.None);
         all.Opening.ShouldBeNull();
         all.Days.Select(d => d.Day).ShouldBe([june1, june1 + 1, june1 + 6]);
         all.Days[0].Balance.ShouldBe(Points.FromWhole(10));
