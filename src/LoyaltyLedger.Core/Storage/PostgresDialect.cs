@@ -31,6 +31,10 @@ public sealed class PostgresDialect : SqlDialect
     public override async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
         await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
 
+    public override async Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct) =>
+        WalPosition.TryParse(await connection.ExecuteScalarAsync<string?>(new CommandDefinition("SELECT pg_current_wal_insert_lsn()::text", cancellationToken: ct)),
+            out var position) ? position : null;
+
     public override bool IsTransient(Exception ex) =>
         ex is PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected };
 
