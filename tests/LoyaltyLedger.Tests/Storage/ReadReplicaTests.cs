@@ -77,6 +77,8 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         await using var server = await StartServerAsync();
         var t = await server.NewTenantAsync();
         var v = await t.NewVaultAsync();
+        // The set-up's writes answered tokens this test does not keep: without one, a replica a moment behind may serve.
+        await replica.CatchUpAsync();
         var (events, _) = await ReadBothAsync(t, v, token: null);
         var servedBefore = await RoutedAsync(server, "replica", "caught_up");
 
@@ -122,6 +124,8 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         await using var server = await StartServerAsync(tokenWait: TimeSpan.FromMilliseconds(300));
         var t = await server.NewTenantAsync();
         var v = await t.NewVaultAsync();
+        // The set-up's writes answered tokens this test does not keep: without one, a replica a moment behind may serve.
+        await replica.CatchUpAsync();
         var (events, _) = await ReadBothAsync(t, v, token: null);
         var waitedBefore = await RoutedAsync(server, "primary", "token_wait");
 
@@ -180,6 +184,8 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         await using var server = await StartServerAsync();
         var t = await server.NewTenantAsync();
         var v = await t.NewVaultAsync();
+        // The set-up's writes answered tokens this test does not keep: without one, a replica a moment behind may serve.
+        await replica.CatchUpAsync();
         var (events, _) = await ReadBothAsync(t, v, token: null);
 
         await replica.HaltAsync();
