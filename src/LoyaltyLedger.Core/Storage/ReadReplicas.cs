@@ -181,8 +181,9 @@ internal sealed class ReadReplicas : IAsyncDisposable
             }
             Observe(replica, replayed);
             if (replayed >= token.Value) return true;
-            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
-            if (Stopwatch.GetTimestamp() >= deadline) return false;
+            var now = Stopwatch.GetTimestamp();
+            if (now >= deadline) return false;
+            var left = Stopwatch.GetElapsedTime(now, deadline);
             await Task.Delay(pause < left ? pause : left, ct);
             pause = TimeSpan.FromMilliseconds(Math.Min(pause.TotalMilliseconds * 2, 16));
         }
