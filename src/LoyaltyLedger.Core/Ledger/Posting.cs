@@ -192,7 +192,6 @@ public sealed class Posting
 
     private static long AsLong(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>A batch of statements in this posting's transaction (one round trip on PostgreSQL).</summary>
     /// <summary>A batch of statements in this posting's transaction, run with its <see cref="Cancellation"/>.</summary>
     public StatementBatch Batch() => new(Connection, Transaction, Dialect, Cancellation);
 
