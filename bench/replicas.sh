@@ -71,8 +71,11 @@ for name in points-ledger vault-history; do
   echo "   $name without a replica:   $without"
   echo "   $name ratio with/without: $(awk -v a="$(rps_of "$with")" -v b="$(rps_of "$without")" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')"
 done
-# Where the reads went: the replica's and the primary's counts of index and sequential scans of ledger_entries.
+# Where the reads went: each database's scans of ledger_entries since it started.
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-for db in "primary:$LEDGER_CLUSTER_PG_PORT" "replica:$LEDGER_CLUSTER_REPLICA_PORT"; do
-  echo "   $db: $("$PGBIN/psql" -h 127.0.0.1 -p "${db#*:}" -U postgres -At -c "SELECT 'ledger_entries scans: ' || COALESCE(SUM(idx_scan + seq_scan), 0) FROM pg_stat_user_tables WHERE relname = 'ledger_entries'")" | sed "s/^   \([a-z]*\):[0-9]*/   \1/"
+for db in primary replica; do
+  if [ "$db" = primary ]; then port="$LEDGER_CLUSTER_PG_PORT"; else port="$LEDGER_CLUSTER_REPLICA_PORT"; fi
+  scans=$("$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -At \
+    -c "SELECT COALESCE(SUM(COALESCE(idx_scan, 0) + COALESCE(seq_scan, 0)), 0) FROM pg_stat_user_tables WHERE relname = 'ledger_entries'")
+  echo "   $db: $scans scans of ledger_entries"
 done
