@@ -13,17 +13,18 @@
 # The servers inherit the environment, so any setting can be given as Ledger__Section__Name=value.
 # Every pid, log and data directory lives in one state dir (LEDGER_CLUSTER_DIR), which stop removes.
 # Ports (environment):
-#   LEDGER_CLUSTER_PORT          HAProxy's front                 default 18440
-#   LEDGER_CLUSTER_SERVER_PORTS  the two servers (comma-separated) default 18441,18442
-#   LEDGER_CLUSTER_PG_PORT       the primary                     default 55440
-#   LEDGER_CLUSTER_REPLICA_PORT  the replica                     default 55441
+#   LEDGER_CLUSTER_PORT          HAProxy's front                   default 5080 (the demo's address,
+#                                so the README's examples run against the cluster as they are)
+#   LEDGER_CLUSTER_SERVER_PORTS  the two servers (comma-separated) default 5081,5082
+#   LEDGER_CLUSTER_PG_PORT       the primary                       default 55440
+#   LEDGER_CLUSTER_REPLICA_PORT  the replica                       default 55441
 # (HTTP ports below Linux's ephemeral range, 32768-60999, where an outgoing connection can already
 # hold a port.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-front_port="${LEDGER_CLUSTER_PORT:-18440}"
-IFS=',' read -r -a server_ports <<<"${LEDGER_CLUSTER_SERVER_PORTS:-18441,18442}"
+front_port="${LEDGER_CLUSTER_PORT:-5080}"
+IFS=',' read -r -a server_ports <<<"${LEDGER_CLUSTER_SERVER_PORTS:-5081,5082}"
 pg_port="${LEDGER_CLUSTER_PG_PORT:-55440}"
 replica_port="${LEDGER_CLUSTER_REPLICA_PORT:-55441}"
 state="${LEDGER_CLUSTER_DIR:-/tmp/loyaltyledger-cluster-$front_port}"
