@@ -87,18 +87,18 @@ try
     };
     foreach (var (name, query) in cases)
     {
-        var total = (await LedgerReader.ReadAsync(db, org.OrgId, query(0), CancellationToken.None)).LedgerDetails;
+        var total = (await LedgerReader.ReadAsync(db, org.OrgId, query(0), ReadConsistency.Primary, CancellationToken.None)).LedgerDetails;
         var pages = new[] { 0, 1, 10, 25, 50, 75, (int)total.PageCount - 2, (int)total.PageCount - 1 }.Where(p => p >= 0).Distinct().ToList();
         var times = pages.ToDictionary(p => p, _ => new List<double>());
         for (var w = 0; w < 3; w++)
-            foreach (var page in pages) await LedgerReader.ReadAsync(db, org.OrgId, query(page), CancellationToken.None);
+            foreach (var page in pages) await LedgerReader.ReadAsync(db, org.OrgId, query(page), ReadConsistency.Primary, CancellationToken.None);
         // Rounds over every page, so that load from elsewhere on the machine falls on all pages alike.
         for (var r = 0; r < runs; r++)
         {
             foreach (var page in pages)
             {
                 var sw = Stopwatch.StartNew();
-                var response = await LedgerReader.ReadAsync(db, org.OrgId, query(page), CancellationToken.None);
+                var response = await LedgerReader.ReadAsync(db, org.OrgId, query(page), ReadConsistency.Primary, CancellationToken.None);
                 times[page].Add(sw.Elapsed.TotalMilliseconds);
                 if (response.LedgerEntries.Count == 0) throw new InvalidOperationException("empty page");
             }

@@ -93,9 +93,10 @@ public sealed class LedgerExport : IAsyncDisposable
     /// <summary>
     /// Checks the filter (a window whose end is not after its start, a customer together with a
     /// group: <c>invalid_request</c>; an unknown customer, group or program: its <c>_not_found</c>)
-    /// and opens the connection the export will read on.
+    /// and opens the connection the export will read on (a read replica's when <paramref name="consistency"/> allows one).
     /// </summary>
-    public static async Task<LedgerExport> OpenAsync(LedgerDatabase db, long orgId, LedgerExportFilter filter, CancellationToken ct)
+    public static async Task<LedgerExport> OpenAsync(LedgerDatabase db, long orgId, LedgerExportFilter filter, ReadConsistency consistency,
+        CancellationToken ct)
     {
         if (filter is { From: { } from, To: { } to } && to <= from)
             throw LedgerException.Invalid("to must be after from (from is inclusive, to exclusive).");
@@ -135,7 +136,7 @@ public sealed class LedgerExport : IAsyncDisposable
             parameters["eventName"] = eventName;
         }
 
-        var connection = await db.OpenAsync(ct);
+        var connection = await db.OpenReadAsync(consistency, ct);
         try
         {
             if (filter.CustomerId is { } c) await CustomerDirectory.RequireAsync(connection, orgId, c);

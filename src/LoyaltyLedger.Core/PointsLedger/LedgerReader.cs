@@ -24,9 +24,13 @@ public static class LedgerReader
 {
     private sealed record Subject(string OwnerType, long OwnerId, SubjectDetails Details, long? GroupId);
 
-    public static async Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
+    /// <summary>Reads a page; <paramref name="consistency"/> says whether a read replica may serve it (default: the primary).</summary>
+    public static Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, ReadConsistency consistency,
+        CancellationToken ct) =>
+        database.ReadAsync(connection => ReadAsync(connection, database, orgId, query, ct), consistency, ct);
+
+    private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
-        await using var connection = await database.OpenAsync(ct);
         // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
         await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
 

@@ -21,6 +21,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private readonly NpgsqlDataSource? _postgres;
     private readonly string? _sqliteConnectionString;
     private readonly SqliteGroupCommit? _sqliteWriter;
+    private ReadReplicas? _replicas;
 
     private LedgerDatabase(SqlDialect dialect, NpgsqlDataSource? postgres, string? sqlite, string description)
     {
@@ -64,6 +65,14 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public static LedgerDatabase ForPostgres(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        return new LedgerDatabase(SqlDialect.Postgres, PostgresDataSource(connectionString), null,
+            $"PostgreSQL {builder.Host}:{builder.Port}/{builder.Database}");
+    }
+
+    /// <summary>A PostgreSQL data source as the ledger uses one (the primary's, and each read replica's).</summary>
+    internal static NpgsqlDataSource PostgresDataSource(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
         if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase))
             builder.MaxPoolSize = 64;
         // A posting is a few dozen short statements of a few fixed shapes: prepared once per pooled
@@ -73,10 +82,23 @@ public sealed class LedgerDatabase : IAsyncDisposable
             builder.MaxAutoPrepare = 256;
             builder.AutoPrepareMinUsages = 2;
         }
-        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
-        return new LedgerDatabase(SqlDialect.Postgres, dataSource, null,
-            $"PostgreSQL {builder.Host}:{builder.Port}/{builder.Database}");
+        return new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
     }
+
+    /// <summary>
+    /// Lets the reads that allow it (<see cref="ReadConsistency.Replica"/>) be served by PostgreSQL
+    /// streaming replicas of this database (see <see cref="Storage.ReadReplicas"/>). PostgreSQL only;
+    /// called once, before the first read.
+    /// </summary>
+    public void UseReadReplicas(ReadReplicaOptions options)
+    {
+        if (_postgres is null) throw new InvalidOperationException("Read replicas are a PostgreSQL feature; this database is SQLite.");
+        if (_replicas is not null) throw new InvalidOperationException("The read replicas are already set.");
+        if (options.ConnectionStrings.Count > 0) _replicas = new ReadReplicas(this, options);
+    }
+
+    /// <summary>The read replicas in use, as host:port (none: every read is the primary's).</summary>
+    public IReadOnlyList<string> ReadReplicaNames => _replicas?.Names ?? [];
 
     public async Task<DbConnection> OpenAsync(CancellationToken ct)
     {
@@ -97,40 +119,113 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
     /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows).
     /// </summary>
-    public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
+    public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
+        (await WriteCoreAsync(work, locate: false, ct)).Result;
+
+    /// <summary>
+    /// <see cref="WriteAsync{T}(Func{DbConnection, DbTransaction, Task{T}}, CancellationToken)"/>, and the
+    /// WAL position of its commit (<see cref="SqlDialect.CommitPositionAsync"/>; null on SQLite, or when
+    /// the position could not be read after the commit): what a write's answer gives the client as its
+    /// consistency token.
+    /// </summary>
+    public Task<(T Result, WalPosition? Position)> WriteAndLocateAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
+        WriteCoreAsync(work, locate: true, ct);
+
+    private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
     {
         // SQLite: one writer per process, committing what is waiting as one transaction (see SqliteGroupCommit).
-        if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, ct);
+        if (_sqliteWriter is not null) return (await _sqliteWriter.WriteAsync(work, ct), null);
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);
             await using var transaction = await Dialect.BeginWriteAsync(connection, ct);
             var hooks = CommitHooks.Open(transaction);
+            T result;
             try
             {
-                var result = await work(connection, transaction);
+                result = await work(connection, transaction);
                 await CommitHooks.RunAsync(hooks, ct);
                 await transaction.CommitAsync(ct);
                 Commits.Pulse();
-                return result;
             }
             catch (Exception ex) when (attempt < 8 && Dialect.IsTransient(ex))
             {
                 await SafeRollbackAsync(transaction);
                 await Task.Delay(Random.Shared.Next(5, 20 * attempt), ct);
+                continue;
             }
             catch
             {
                 await SafeRollbackAsync(transaction);
                 throw;
             }
+            return (result, locate ? await LocateAsync(connection) : null);
         }
     }
 
+    /// <summary>The position after a commit, on its connection; a write that committed is not failed for want of it.</summary>
+    private async Task<WalPosition?> LocateAsync(DbConnection connection)
+    {
+        try
+        {
+            return await Dialect.CommitPositionAsync(connection, CancellationToken.None);
+        }
+        catch (DbException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The primary's WAL position now (null on SQLite): at or after every commit that finished before
+    /// the call. The token of an answer that did not commit itself (a replayed write).
+    /// </summary>
+    public async Task<WalPosition?> CurrentPositionAsync(CancellationToken ct)
+    {
+        if (_postgres is null) return null;
+        await using var connection = await OpenAsync(ct);
+        return await LocateAsync(connection);
+    }
+
+    /// <summary>Runs <paramref name="work"/> on a connection to the primary.</summary>
     public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken ct)
     {
         await using var connection = await OpenAsync(ct);
         return await work(connection);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a connection that <paramref name="consistency"/> allows: a read
+    /// replica's when one will do (see <see cref="Storage.ReadReplicas"/>), else the primary's. A
+    /// database error on a replica runs the work again on the primary, so it must only read.
+    /// </summary>
+    public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, ReadConsistency consistency, CancellationToken ct)
+    {
+        if (!consistency.MayUseReplica || _replicas is null) return await ReadAsync(work, ct);
+        var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
+        if (replica is null)
+        {
+            await using (connection) return await work(connection);
+        }
+        try
+        {
+            await using (connection) return await work(connection);
+        }
+        catch (DbException ex) when (!ct.IsCancellationRequested)
+        {
+            _replicas.Failed(replica, ex);
+        }
+        return await ReadAsync(work, ct);
+    }
+
+    /// <summary>
+    /// A connection that <paramref name="consistency"/> allows (<see cref="ReadAsync{T}(Func{DbConnection, Task{T}}, ReadConsistency, CancellationToken)"/>),
+    /// for a read that streams (an export): an error on it after it is opened is the caller's.
+    /// </summary>
+    public async Task<DbConnection> OpenReadAsync(ReadConsistency consistency, CancellationToken ct)
+    {
+        if (!consistency.MayUseReplica || _replicas is null) return await OpenAsync(ct);
+        return (await _replicas.OpenAsync(consistency, ct)).Connection;
     }
 
     private static async Task SafeRollbackAsync(DbTransaction transaction)
@@ -142,6 +237,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_replicas is not null) await _replicas.DisposeAsync();
         if (_postgres is not null) await _postgres.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();
         if (_postgres is null) SqliteConnection.ClearAllPools();

@@ -31,6 +31,22 @@ public sealed class PostgresDialect : SqlDialect
     public override async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
         await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
 
+    // The insert position is where the next record goes. At the very start of a page that is past
+    // the page's header (24 bytes; 40 on the first page of a segment), while a replica's replay
+    // position is the end of the last record, the page's start: taken as it is, such a token would
+    // wait for the next write on an idle primary. No record can end 24 bytes into a page (that is
+    // inside the header), nor 40 bytes into a segment, so those two are moved back to the page start.
+    private const string CommitPositionSql =
+        """
+        WITH p AS (SELECT pg_current_wal_insert_lsn() AS l, current_setting('wal_block_size')::int AS page,
+                          pg_size_bytes(current_setting('wal_segment_size')) AS segment)
+        SELECT (CASE WHEN (l - '0/0') % page = 24 THEN l - 24 WHEN (l - '0/0') % segment = 40 THEN l - 40 ELSE l END)::text FROM p
+        """;
+
+    public override async Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct) =>
+        WalPosition.TryParse(await connection.ExecuteScalarAsync<string?>(new CommandDefinition(CommitPositionSql, cancellationToken: ct)),
+            out var position) ? position : null;
+
     public override bool IsTransient(Exception ex) =>
         ex is PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected };
 

@@ -108,6 +108,13 @@ public abstract class SqlDialect
     /// </summary>
     public abstract Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken ct);
 
+    /// <summary>
+    /// The write-ahead log position a read replica must have replayed to hold every transaction this
+    /// connection has committed: PostgreSQL's <c>pg_current_wal_insert_lsn()</c>, read right after the
+    /// commit, which is at or past the commit's record. Null on SQLite, which has no replicas.
+    /// </summary>
+    public abstract Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct);
+
     /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a busy file.</summary>
     public abstract bool IsTransient(Exception ex);
 

@@ -30,6 +30,8 @@ public sealed class SqliteDialect : SqlDialect
     public override Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
         Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
 
+    public override Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct) => Task.FromResult<WalPosition?>(null);
+
     public override bool IsTransient(Exception ex) =>
         ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
 

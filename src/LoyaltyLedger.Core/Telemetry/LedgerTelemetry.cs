@@ -26,6 +26,14 @@ public static class LedgerTelemetry
     public static readonly Counter<long> IdempotentReplays = Meter.CreateCounter<long>("ledger.idempotent_replays", "{request}",
         "Writes answered from the idempotency store (a retry with the same Idempotency-Key).");
 
+    /// <summary>
+    /// Reads that read replicas could serve, by who served them (served_by: replica or primary) and why
+    /// (reason: caught_up, fresh; or token_wait, lag, down, error). Reads that must see the primary
+    /// (every read inside a write) and reads on a server without replicas are not counted.
+    /// </summary>
+    public static readonly Counter<long> RoutedReads = Meter.CreateCounter<long>("ledger.routed_reads", "{read}",
+        "Reads a read replica could serve, by who served them (replica or primary) and why.");
+
     public static readonly Counter<long> RateLimitRefusals = Meter.CreateCounter<long>("ledger.rate_limit.refusals", "{request}",
         "Requests refused with 429 because their key was over its rate limit.");
 

@@ -38,7 +38,7 @@ public static class CustomersApi
             .WithSummary("Registers another identifier of the customer in a source.").RequireAuthorization(CallerClaims.Write);
         customers.MapPost("/{customerId:long}/accounts", AddAccountAsync).Refuses(StatusCodes.Status404NotFound).WithName("AddLoyaltyAccount")
             .WithSummary("Issues a loyalty account number (card) to the customer.").RequireAuthorization(CallerClaims.Write);
-        customers.MapGet("/{customerId:long}/balances", BalancesAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetCustomerBalances")
+        customers.MapGet("/{customerId:long}/balances", BalancesAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("GetCustomerBalances")
             .WithSummary("The customer's balances per program, currency and category.");
         return v1;
     }
@@ -103,7 +103,7 @@ public static class CustomersApi
         {
             await CustomerDirectory.RequireAsync(c, orgId, customerId);
             return await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId);
-        }, http.RequestAborted));
+        }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static async Task<CustomerView> ViewAsync(System.Data.Common.DbConnection c, long orgId, Customer customer,

@@ -44,7 +44,7 @@ public static class EventsApi
 
     public static RouteGroupBuilder MapEventsApi(this RouteGroupBuilder v1)
     {
-        v1.MapGet("/events", ReadFeedAsync).WithTags("Events").WithName("ReadEventFeed")
+        v1.MapGet("/events", ReadFeedAsync).WithTags("Events").ServedByReplicas().WithName("ReadEventFeed")
             .WithSummary("The organization's events in commit order after a cursor (the change feed): every event exactly once, in order.");
         return v1;
     }
@@ -60,12 +60,16 @@ public static class EventsApi
         var take = QueryParameters.Int(limit, "limit") ?? DefaultLimit;
         if (take is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit must be a whole number from 1 to {MaxLimit}.");
         var wanted = ParseTypes(types);
+        var consistency = ConsistencyTokens.Read(http);
         var ct = http.RequestAborted;
 
         // Number what has committed before reading, so a client reads its own writes at once rather
         // than on the sequencer's next tick.
         await OutboxSequencer.RunOnceAsync(db, ct);
-        var page = await db.ReadAsync(c => OutboxRows.ReadPageAsync(c, orgId, afterPosition, take, wanted, ct), ct);
+        // A write's events get their positions after its commit (in this run or the sequencer's own):
+        // a read with a token waits for a replica that has replayed the numbering too.
+        if (consistency.After is not null && await db.CurrentPositionAsync(ct) is { } numbered) consistency = ReadConsistency.Replica(numbered);
+        var page = await db.ReadAsync(c => OutboxRows.ReadPageAsync(c, orgId, afterPosition, take, wanted, ct), consistency, ct);
         return TypedResults.Ok(new EventFeedPage(page.Events.Select(EventEnvelope.From).ToList(), FeedCursor.Format(page.NextPosition)));
     }
 

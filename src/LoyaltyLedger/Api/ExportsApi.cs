@@ -50,14 +50,14 @@ public static class ExportsApi
         exports.MapGet("/ledger.csv", ([AsParameters] LedgerExportQuery query, HttpContext http, LedgerDatabase db) =>
                 ExportAsync(LedgerExportFormat.Csv, query, http, db))
             .Produces<Stream>(StatusCodes.Status200OK, LedgerExportFormats.CsvContentType)
-            .Refuses(StatusCodes.Status404NotFound).WithName("ExportLedgerCsv")
+            .Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("ExportLedgerCsv")
             .WithSummary("The organization's ledger lines as CSV (RFC 4180, with a header row).")
             .WithDescription(Columns + " Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a CR) " +
                              "are written with a leading apostrophe; numbers are written as numbers.");
         exports.MapGet("/ledger.ndjson", ([AsParameters] LedgerExportQuery query, HttpContext http, LedgerDatabase db) =>
                 ExportAsync(LedgerExportFormat.Ndjson, query, http, db))
             .Produces<Stream>(StatusCodes.Status200OK, LedgerExportFormats.NdjsonContentType)
-            .Refuses(StatusCodes.Status404NotFound).WithName("ExportLedgerNdjson")
+            .Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("ExportLedgerNdjson")
             .WithSummary("The organization's ledger lines as NDJSON (one JSON object per line).")
             .WithDescription(Columns + " Every property is present on every line (null where a line has none); points are strings with three decimals.");
         return v1;
@@ -71,7 +71,7 @@ public static class ExportsApi
     private static async Task<LedgerExportResult> ExportAsync(LedgerExportFormat format, LedgerExportQuery query, HttpContext http, LedgerDatabase db)
     {
         var filter = query.ToFilter();
-        var export = await LedgerExport.OpenAsync(db, http.User.Caller().OrgId, filter, http.RequestAborted);
+        var export = await LedgerExport.OpenAsync(db, http.User.Caller().OrgId, filter, ConsistencyTokens.Read(http), http.RequestAborted);
         return new LedgerExportResult(export, format);
     }
 

@@ -61,7 +61,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         activity?.SetTag("ledger.org_id", caller.OrgId);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var result = "failed";
-        (bool Replay, string? Body) outcome;
+        (bool Replay, string? Body, WalPosition? Position) outcome;
         try
         {
             outcome = await WriteOnceAsync(http, caller, key, requestHash, status, work, sealAnswer);
@@ -79,7 +79,11 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             LedgerTelemetry.Postings.Add(1, tags);
             LedgerTelemetry.PostingDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
         }
-        if (!outcome.Replay) return Answer(status, outcome.Body);
+        if (!outcome.Replay)
+        {
+            ConsistencyTokens.Answer(http, outcome.Position);
+            return Answer(status, outcome.Body);
+        }
         LedgerTelemetry.IdempotentReplays.Add(1, new KeyValuePair<string, object?>("kind", kind));
         return await ReplayAsync(http, caller, key!, requestHash, http.RequestAborted);
     }
@@ -139,14 +143,14 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// storing its answer with the key and recording the write in the audit; a key already claimed
     /// makes the call a replay, which writes nothing.
     /// </summary>
-    private async Task<(bool Replay, string? Body)> WriteOnceAsync<TResult>(HttpContext http, Caller caller, string? key, string requestHash, int status,
+    private async Task<(bool Replay, string? Body, WalPosition? Position)> WriteOnceAsync<TResult>(HttpContext http, Caller caller, string? key, string requestHash, int status,
         Func<Posting, Task<TResult>> work, bool sealAnswer)
     {
         var ct = http.RequestAborted;
         var catalogChanged = false;
         try
         {
-            return await database.WriteAsync(async (connection, transaction) =>
+            var ((replay, body), position) = await database.WriteAndLocateAsync(async (connection, transaction) =>
             {
                 var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId, ct)
                 {
@@ -177,6 +181,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 await batch.RunAsync(ct);
                 return (Replay: false, Body: body);
             }, ct);
+            return (replay, body, position);
         }
         finally
         {
@@ -209,6 +214,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, null, nowMs);
                 return 0;
             }, CancellationToken.None);
+            await AnswerTokenAsync(http);
             return Answer(status, unkeyed);
         }
 
@@ -231,7 +237,25 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
         var mine = await _store.AnswerPendingAsync(claim, status, body,
             batch => WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, nowMs));
         // Not ours any more (a retry took over a claim this slow run still held): that run's answer stands.
-        return mine ? Answer(status, body) : await ReplayAsync(http, caller, key, requestHash, ct);
+        if (!mine) return await ReplayAsync(http, caller, key, requestHash, ct);
+        await AnswerTokenAsync(http);
+        return Answer(status, body);
+    }
+
+    /// <summary>
+    /// The token of an answer that is not one commit's (a run of several transactions, a replay): the
+    /// primary's position now, at or past every commit the answer stands for.
+    /// </summary>
+    private async Task AnswerTokenAsync(HttpContext http)
+    {
+        try
+        {
+            ConsistencyTokens.Answer(http, await database.CurrentPositionAsync(http.RequestAborted));
+        }
+        catch (System.Data.Common.DbException)
+        {
+            // The write stands; its answer goes without a token (a read without one is bounded by the replicas' lag).
+        }
     }
 
     /// <summary>The endpoint's operation id (AddTransaction, Redeem, ...): the posting kind in metrics and traces.</summary>
@@ -260,6 +284,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 $"The {HeaderName} '{key}' was used by a request whose answer only its own credentials can read.", 409);
         }
         http.Response.Headers[ReplayedHeader] = "true";
+        if (done.StatusCode < 400) await AnswerTokenAsync(http);
         return Answer(done.StatusCode, body);
     }
 

@@ -38,11 +38,11 @@ public static class LifecycleApi
         lifecycle.MapPost("/expire", ExpireAsync).WithName("RunExpiry")
             .WithSummary("Converts due promised points and expires due points of this organization now (admin key).")
             .RequireAuthorization(CallerClaims.Admin);
-        lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetExpirySchedule")
+        lifecycle.MapGet("/expiry-schedule", ExpiryScheduleAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("GetExpirySchedule")
             .WithSummary("Upcoming expiries of a customer's or group's main points, soonest first.");
-        lifecycle.MapGet("/held-schedule", HeldScheduleAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetHeldSchedule")
+        lifecycle.MapGet("/held-schedule", HeldScheduleAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("GetHeldSchedule")
             .WithSummary("Promised points and when they convert; points waiting for a trigger.");
-        lifecycle.MapGet("/balances", BalancesAsOfAsync).Refuses(StatusCodes.Status404NotFound).WithName("GetBalancesAsOf")
+        lifecycle.MapGet("/balances", BalancesAsOfAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("GetBalancesAsOf")
             .WithSummary("A customer's or group's balances as they stood at asOf.");
         return v1;
     }
@@ -78,7 +78,7 @@ public static class LifecycleApi
         {
             var (type, id) = await RequireOwnerAsync(c, orgId, owner);
             return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, program, earliest);
-        }, http.RequestAborted));
+        }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static async Task<Ok<IReadOnlyList<HeldScheduleItem>>> HeldScheduleAsync(
@@ -92,7 +92,7 @@ public static class LifecycleApi
         {
             var (type, id) = await RequireOwnerAsync(c, orgId, owner);
             return await Schedules.HeldScheduleAsync(c, orgId, type, id);
-        }, http.RequestAborted));
+        }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static async Task<Ok<IReadOnlyList<BalanceAsOf>>> BalancesAsOfAsync(
@@ -108,7 +108,7 @@ public static class LifecycleApi
         {
             var (type, id) = await RequireOwnerAsync(c, orgId, owner);
             return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at);
-        }, http.RequestAborted));
+        }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static (long? CustomerId, long? GroupId) Owner(string? customerId, string? groupId) =>

@@ -17,9 +17,9 @@ public static class LoyaltyVaultApi
         v1.MapVouchersApi();
         var account = app.MapGroup("/api/v1.0/LoyaltyVault/Account/{accountNumber}").WithTags("LoyaltyVault")
             .RequireAuthorization(CallerClaims.Read);
-        account.MapGet("/", GetAccountAsync).Refuses(StatusCodes.Status404NotFound).WithName("VaultGetAccount")
+        account.MapGet("/", GetAccountAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithName("VaultGetAccount")
             .WithSummary("Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.");
-        account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).Refuses(StatusCodes.Status404NotFound).WithSpecExample("vault-history.json", "The spec's example movement").WithName("VaultGetAccountHistory")
+        account.MapGet("/LoyaltyPrograms/{loyaltyPointDefinitionId:long}/History", GetHistoryAsync).Refuses(StatusCodes.Status404NotFound).ServedByReplicas().WithSpecExample("vault-history.json", "The spec's example movement").WithName("VaultGetAccountHistory")
             .WithSummary("The account's point movements in one program, oldest first; optional from/to and offset/limit.");
         account.MapPost("/Transaction", PostTransactionAsync).Refuses(StatusCodes.Status404NotFound, StatusCodes.Status422UnprocessableEntity).WithName("VaultPostTransaction")
             .WithSummary("Posts a paid basket in one atomic write: loads, redemptions, voucher purchases and redemptions per program.")
@@ -35,7 +35,8 @@ public static class LoyaltyVaultApi
         var inactive = ParseBool(includeInactive, "includeInactive");
         var orgId = http.User.Caller().OrgId;
         var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs, db.Catalog), http.RequestAborted));
+        var consistency = ConsistencyTokens.Read(http);
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs, db.Catalog), consistency, http.RequestAborted));
     }
 
     private static async Task<Ok<IReadOnlyList<VaultMovement>>> GetHistoryAsync(string accountNumber, long loyaltyPointDefinitionId,
@@ -43,9 +44,10 @@ public static class LoyaltyVaultApi
     {
         var query = new HistoryQuery(ParseTime(from, "from"), ParseTime(to, "to"), ParseInt(offset, "offset"), ParseInt(limit, "limit"));
         var orgId = http.User.Caller().OrgId;
+        var consistency = ConsistencyTokens.Read(http);
         using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read vault-history");
         activity?.SetTag("ledger.org_id", orgId);
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, db.Catalog), http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, db.Catalog), consistency, http.RequestAborted));
     }
 
     private static Task<OkAnswer<VaultTransactionResult>> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>

@@ -18,6 +18,7 @@ public static class PointsLedgerApi
     {
         app.MapGet(Path, GetCustomerLedgerInfoAsync)
             .RequireAuthorization(CallerClaims.Read)
+            .ServedByReplicas()
             .WithName("GetCustomerLedgerInfo")
             .WithTags("Points ledger")
             .WithSummary("The points ledger of a customer or a user group (type=USERGROUP2), a page of events at a time.")
@@ -38,9 +39,11 @@ public static class PointsLedgerApi
         try
         {
             var query = LedgerQueryParser.Parse(name => QueryValue(http, name));
+            var consistency = ConsistencyTokens.TryRead(http, out var tokenProblem)
+                ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidParameter, tokenProblem!, 400);
             using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read points-ledger");
             activity?.SetTag("ledger.org_id", http.User.Caller().OrgId);
-            var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, http.RequestAborted);
+            var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, consistency, http.RequestAborted);
             activity?.SetTag("ledger.read.entries", response.LedgerEntries.Count);
             return TypedResults.Json(response, LedgerJson.Options);
         }

@@ -578,7 +578,7 @@ public static class Commands
                 ? await RequireOrganizationAsync(db, id, ct)
                 : organizations.Count == 1 ? organizations[0].OrgId
                 : throw new UsageException($"the database holds {organizations.Count} organizations: name one with --org ID (see 'LoyaltyLedger org list')");
-            await using var export = await LedgerExport.OpenAsync(db, orgId, filter, ct);
+            await using var export = await LedgerExport.OpenAsync(db, orgId, filter, ReadConsistency.Primary, ct);
             var total = await export.CountAsync(ct);
             var started = System.Diagnostics.Stopwatch.StartNew();
             // Written beside the target and moved over it at the end: a refused, failed or interrupted

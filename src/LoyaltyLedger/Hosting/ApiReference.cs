@@ -163,8 +163,34 @@ public static class ApiReference
                               "1 to 200 characters, per organization.",
                 Schema = new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = 200 },
             });
+            // Every successful write answers with the consistency token of its commit (PostgreSQL).
+            foreach (var (code, response) in operation.Responses)
+            {
+                if (!code.StartsWith('2') || response is not OpenApiResponse success) continue;
+                success.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                success.Headers[ConsistencyTokens.HeaderName] = new OpenApiHeader
+                {
+                    Description = ConsistencyTokens.ResponseDescription,
+                    Schema = new OpenApiSchema { Type = JsonSchemaType.String, Pattern = TokenPattern },
+                };
+            }
+        }
+        if (metadata.OfType<ReplicaReadMetadata>().Any())
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = ConsistencyTokens.HeaderName,
+                In = ParameterLocation.Header,
+                Required = false,
+                Description = ConsistencyTokens.RequestDescription,
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+            });
         }
     }
+
+    /// <summary>A consistency token: a PostgreSQL WAL position, two hexadecimal numbers around a slash.</summary>
+    private const string TokenPattern = "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$";
 
     private static async Task<IOpenApiSchema> ComponentAsync(OpenApiOperationTransformerContext context, Type type, string name, CancellationToken ct)
     {

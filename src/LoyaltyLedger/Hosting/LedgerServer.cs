@@ -32,7 +32,9 @@ public static class LedgerServer
         builder.Configuration.AddLedgerEnvironment();
         // First, so a caller's settings are seen by the registrations below.
         options.Configure?.Invoke(builder);
-        if (SettingsRegistration.Check(builder.Configuration) is { Count: > 0 } problems) throw new SettingsException(problems);
+        if (SettingsRegistration.Check(builder.Configuration, options.Database.Provider) is { Count: > 0 } problems) throw new SettingsException(problems);
+        if (builder.Configuration.GetSection(ReadReplicaSettings.Section).Get<ReadReplicaSettings>() is { ReadReplicas.Count: > 0 } replicas)
+            options.Database.UseReadReplicas(new ReadReplicaOptions(replicas.ReadReplicas, replicas.ReplicaTokenWait, replicas.ReplicaMaxLag));
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;

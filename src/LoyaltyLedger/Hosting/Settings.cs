@@ -96,6 +96,54 @@ public sealed class ServerSettings : ILedgerSettings
     }
 }
 
+/// <summary>
+/// <c>Ledger:ReadReplicas</c>: PostgreSQL streaming replicas that serve reads (README, "Read replicas
+/// and read-your-writes"), and the bounds of how stale a read they serve may be.
+/// </summary>
+public sealed class ReadReplicaSettings : ILedgerSettings
+{
+    public const string Section = "Ledger";
+
+    /// <summary>A connection string per replica (a list: <c>Ledger:ReadReplicas:0</c>, <c>:1</c>, ...; PostgreSQL only).</summary>
+    public List<string> ReadReplicas { get; set; } = [];
+
+    /// <summary>How long a read that sends a consistency token waits for a replica to replay it before the primary serves it.</summary>
+    public TimeSpan ReplicaTokenWait { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The most a replica may lag behind the primary to serve a read without a token.</summary>
+    public TimeSpan ReplicaMaxLag { get; set; } = TimeSpan.FromSeconds(1);
+
+    public IEnumerable<string> Problems()
+    {
+        for (var i = 0; i < ReadReplicas.Count; i++)
+        {
+            // The connection string is not repeated: it may hold a password.
+            string? problem = null;
+            try
+            {
+                if (new Npgsql.NpgsqlConnectionStringBuilder(ReadReplicas[i]).Host is not { Length: > 0 })
+                    problem = $"{Section}:ReadReplicas:{i} names no Host: give each replica as a PostgreSQL connection string (Host=...;Port=...;Username=...;Database=...).";
+            }
+            catch (ArgumentException)
+            {
+                problem = $"{Section}:ReadReplicas:{i} is not a PostgreSQL connection string (Host=...;Port=...;Username=...;Database=...).";
+            }
+            if (problem is not null) yield return problem;
+        }
+        if (ReplicaTokenWait < TimeSpan.Zero || ReplicaTokenWait > TimeSpan.FromSeconds(10))
+            yield return $"{Section}:ReplicaTokenWait must be 0 (no wait) to 00:00:10.";
+        if (ReplicaMaxLag <= TimeSpan.Zero || ReplicaMaxLag > TimeSpan.FromMinutes(1))
+            yield return $"{Section}:ReplicaMaxLag must be more than 0 and at most 00:01:00.";
+    }
+
+    /// <summary>The problem of replicas on a database that has none: they are PostgreSQL's.</summary>
+    public IEnumerable<string> ProblemsOn(LoyaltyLedger.Storage.DatabaseProvider provider)
+    {
+        if (provider == LoyaltyLedger.Storage.DatabaseProvider.Sqlite && ReadReplicas.Count > 0)
+            yield return $"{Section}:ReadReplicas are PostgreSQL streaming replicas: they need the server on PostgreSQL (--postgres or LEDGER_POSTGRES), not SQLite.";
+    }
+}
+
 public static class SettingsRegistration
 {
     /// <summary>Every settings type, for the registration below and the README table test.</summary>
@@ -107,6 +155,7 @@ public static class SettingsRegistration
         (typeof(TelemetrySettings), TelemetrySettings.Section),
         (typeof(ServerSettings), ServerSettings.Section),
         (typeof(WebhookSettings), WebhookSettings.Section),
+        (typeof(ReadReplicaSettings), ReadReplicaSettings.Section),
     ];
 
     /// <summary>
@@ -142,7 +191,8 @@ public static class SettingsRegistration
             .AddLedgerSettings<LifecycleSettings>(LifecycleSettings.Section)
             .AddLedgerSettings<OutboxSettings>(OutboxSettings.Section)
             .AddLedgerSettings<TelemetrySettings>(TelemetrySettings.Section)
-            .AddLedgerSettings<ServerSettings>(ServerSettings.Section);
+            .AddLedgerSettings<ServerSettings>(ServerSettings.Section)
+            .AddLedgerSettings<ReadReplicaSettings>(ReadReplicaSettings.Section);
         services.AddOptions<HostOptions>().Configure<IOptions<ServerSettings>>((host, server) => host.ShutdownTimeout = server.Value.ShutdownTimeout);
         return services;
     }
@@ -156,8 +206,9 @@ public static class SettingsRegistration
     /// <summary>
     /// Reads every settings type from <paramref name="configuration"/> and collects every problem, so a
     /// server with wrong settings stops before it starts, saying all of them at once, one line each.
+    /// With <paramref name="provider"/>, also the settings that the database cannot serve.
     /// </summary>
-    public static IReadOnlyList<string> Check(IConfiguration configuration)
+    public static IReadOnlyList<string> Check(IConfiguration configuration, LoyaltyLedger.Storage.DatabaseProvider? provider = null)
     {
         var problems = new List<string>();
         foreach (var (type, section) in All)
@@ -166,12 +217,22 @@ public static class SettingsRegistration
             foreach (var property in type.GetProperties().Where(p => p.CanWrite))
             {
                 var key = $"{section}:{property.Name}";
+                if (property.PropertyType == typeof(List<string>))
+                {
+                    // A list is its children (KEY:0, KEY:1, ...); a value on the key itself would be ignored.
+                    if (configuration[key] is { Length: > 0 })
+                        problems.Add($"{key} is a list: give each item as {key}:0, {key}:1, ... (environment: LEDGER_{key["Ledger:".Length..].Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant()}__0).");
+                    var items = configuration.GetSection(key).GetChildren().Where(c => c.Value is not null).Select(c => c.Value!).ToList();
+                    if (items.Count > 0) property.SetValue(settings, items);
+                    continue;
+                }
                 if (configuration[key] is not { } text) continue;
                 var target = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
                 if (TryRead(text, target, out var value)) property.SetValue(settings, value);
                 else problems.Add($"{key} must be {Kind(target)}, not '{text}'.");
             }
             problems.AddRange(settings.Problems());
+            if (provider is { } p && settings is ReadReplicaSettings replicas) problems.AddRange(replicas.ProblemsOn(p));
         }
         return problems;
     }
