@@ -6,7 +6,8 @@
 # bench/replicas.sh; nothing here touches a system PostgreSQL or HAProxy.
 #   scripts/cluster.sh start [--no-build] [--no-demo]  -> prints the front URL on stdout
 #   scripts/cluster.sh stop                            -> stops everything and removes the state dir
-#   scripts/cluster.sh stop-replica                    -> stops the replica only (a failure drill)
+#   scripts/cluster.sh halt-replica                    -> stops the replica only, keeping its data (a failure drill)
+#   scripts/cluster.sh resume-replica                  -> starts it again; it catches up from the primary
 #   scripts/cluster.sh status                          -> what runs, one line each
 # start seeds the demo organization through the first server (credentials demo / demo-secret, or
 # LEDGER_DEMO_KEY / LEDGER_DEMO_SECRET) unless --no-demo; the second server starts after it.
@@ -36,7 +37,6 @@ primary_conn="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=postgres"
 replica_conn="Host=127.0.0.1;Port=$replica_port;Username=postgres;Database=postgres"
 
 say() { echo "cluster: $*" >&2; }
-as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 primary() { LEDGER_PG_PORT="$pg_port" LEDGER_PG_DIR="$state/primary" scripts/postgres.sh "$@"; }
 
 # A pid from the state dir, only while it is still the process we started (a recycled pid is left alone).
@@ -57,22 +57,9 @@ wait_ready() { # args: url seconds [pid]
   return 1
 }
 
-start_replica() {
-  # A streaming replica of the primary: a base backup with -R writes primary_conninfo and
-  # standby.signal, so it starts as a hot standby following the primary's WAL.
-  mkdir -p "$state/replica"
-  [ "$(id -u)" = "0" ] && chown postgres:postgres "$state/replica"
-  as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$pg_port" -U postgres -D "$state/replica/data" -R -X stream -c fast \
-    >"$state/replica/basebackup.log" 2>&1
-  as_pg "$PGBIN/pg_ctl" -D "$state/replica/data" -l "$state/replica/server.log" -w -t 60 \
-    -o "-p $replica_port -k $state/replica -c listen_addresses=127.0.0.1 -c max_connections=300 -c hot_standby_feedback=on" \
-    start >/dev/null
-}
-
-stop_replica() {
-  if [ -f "$state/replica/data/postmaster.pid" ]; then
-    as_pg "$PGBIN/pg_ctl" -D "$state/replica/data" -m fast stop >/dev/null 2>&1 || true
-  fi
+replica() { # the replica's commands of scripts/postgres.sh, on this cluster's primary and replica
+  LEDGER_PG_PORT="$pg_port" LEDGER_PG_DIR="$state/primary" LEDGER_PG_REPLICA_PORT="$replica_port" LEDGER_PG_REPLICA_DIR="$state/replica" \
+    scripts/postgres.sh "$@"
 }
 
 start_server() { # args: index extra-options...
@@ -136,7 +123,7 @@ stop_all() {
     fi
   done
   if pid="$(live_pid "$state/haproxy.pid" haproxy)"; then kill "$pid" 2>/dev/null || true; fi
-  stop_replica
+  if [ -d "$state/replica" ]; then replica stop-replica || true; fi
   primary stop || true
   rm -rf "$state"
 }
@@ -147,7 +134,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
     --no-demo) demo=0 ;;
-    *) echo "usage: $0 start [--no-build] [--no-demo] | stop | stop-replica | status" >&2; exit 2 ;;
+    *) echo "usage: $0 start [--no-build] [--no-demo] | stop | halt-replica | resume-replica | status" >&2; exit 2 ;;
   esac
 done
 
@@ -161,9 +148,10 @@ case "$command" in
     if [ "$build" = 1 ]; then dotnet build -c Release src/LoyaltyLedger -v quiet -nologo >&2; fi
     primary start >/dev/null
     say "primary: $primary_conn"
-    start_replica
+    replica start-replica >/dev/null
     say "replica: $replica_conn (streaming from the primary)"
-    replica_setting=""
+    # Both servers read from the replica (Ledger:ReadReplicas, README "Read replicas").
+    replica_setting="Ledger:ReadReplicas:0=$replica_conn"
     # Migrations and the demo organization first, through one server, so the second finds them done.
     if [ "$demo" = 1 ]; then start_server 1 --demo; else start_server 1; fi
     for i in $(seq 2 "${#server_ports[@]}"); do start_server "$i"; done
@@ -178,8 +166,8 @@ case "$command" in
   stop)
     stop_all
     ;;
-  stop-replica)
-    stop_replica
+  halt-replica|resume-replica)
+    replica "$command"
     ;;
   status)
     for i in $(seq 1 "${#server_ports[@]}"); do
@@ -190,5 +178,5 @@ case "$command" in
       if [ -f "$state/$db/data/postmaster.pid" ]; then echo "$db: pid $(head -n 1 "$state/$db/data/postmaster.pid")"; else echo "$db: down"; fi
     done
     ;;
-  *) echo "usage: $0 start [--no-build] [--no-demo] | stop | stop-replica | status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--no-build] [--no-demo] | stop | halt-replica | resume-replica | status" >&2; exit 2 ;;
 esac
