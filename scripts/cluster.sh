@@ -150,7 +150,7 @@ case "$command" in
     say "primary: $primary_conn"
     replica start-replica >/dev/null
     say "replica: $replica_conn (streaming from the primary)"
-    # Both servers read from the replica (Ledger:ReadReplicas, README "Read replicas").
+    # Both servers read from the replica (Ledger:ReadReplicas, README "Read replicas and read-your-writes").
     replica_setting="Ledger:ReadReplicas:0=$replica_conn"
     # Migrations and the demo organization first, through one server, so the second finds them done.
     if [ "$demo" = 1 ]; then start_server 1 --demo; else start_server 1; fi

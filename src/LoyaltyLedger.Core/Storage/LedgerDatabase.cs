@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Dapper;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 
@@ -225,7 +226,21 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public async Task<DbConnection> OpenReadAsync(ReadConsistency consistency, CancellationToken ct)
     {
         if (!consistency.MayUseReplica || _replicas is null) return await OpenAsync(ct);
-        return (await _replicas.OpenAsync(consistency, ct)).Connection;
+        var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
+        if (replica is null) return connection;
+        // A pooled connection to a replica that restarted is broken, and the caller would fail on it:
+        // one round trip proves it, else the primary serves.
+        try
+        {
+            await connection.ExecuteScalarAsync<int>(new CommandDefinition("SELECT 1", cancellationToken: ct));
+            return connection;
+        }
+        catch (DbException ex) when (!ct.IsCancellationRequested)
+        {
+            await connection.DisposeAsync();
+            _replicas.Failed(replica, ex);
+        }
+        return await OpenAsync(ct);
     }
 
     private static async Task SafeRollbackAsync(DbTransaction transaction)

@@ -92,7 +92,6 @@ internal sealed class ReadReplicas : IAsyncDisposable
     public async Task<(DbConnection Connection, Replica? Replica)> OpenAsync(ReadConsistency consistency, CancellationToken ct)
     {
         var start = (int)((uint)Interlocked.Increment(ref _next) % (uint)_replicas.Length);
-        var anyUp = false;
         if (consistency.After is { } token)
         {
             // A replica already seen at or past the token has the write: no question to ask.
@@ -100,7 +99,6 @@ internal sealed class ReadReplicas : IAsyncDisposable
             {
                 var replica = _replicas[(start + i) % _replicas.Length];
                 if (replica.IsDown || replica.Replayed < token.Value) continue;
-                anyUp = true;
                 if (await TryOpenAsync(replica, ct) is { } connection) return Served(connection, replica, "caught_up");
             }
             // Otherwise wait, on one replica, for it to get there.
@@ -111,25 +109,22 @@ internal sealed class ReadReplicas : IAsyncDisposable
                 if (replica.IsDown) continue;
                 var connection = await TryOpenAsync(replica, ct);
                 if (connection is null) continue;
-                anyUp = true;
                 if (await WaitForAsync(replica, connection, token, deadline, ct)) return Served(connection, replica, "caught_up");
                 await connection.DisposeAsync();
                 if (replica.IsDown) continue;
                 return await PrimaryAsync("token_wait", ct);
             }
-            return await PrimaryAsync(anyUp ? "token_wait" : "down", ct);
+            return await PrimaryAsync("down", ct);
         }
 
         var now = Stopwatch.GetTimestamp();
         for (var i = 0; i < _replicas.Length; i++)
         {
             var replica = _replicas[(start + i) % _replicas.Length];
-            if (replica.IsDown) continue;
-            anyUp = true;
-            if (replica.LagAt(now) > _options.MaxLag) continue;
+            if (replica.IsDown || replica.LagAt(now) > _options.MaxLag) continue;
             if (await TryOpenAsync(replica, ct) is { } connection) return Served(connection, replica, "fresh");
         }
-        return await PrimaryAsync(anyUp ? "lag" : "down", ct);
+        return await PrimaryAsync(_replicas.All(r => r.IsDown) ? "down" : "lag", ct);
     }
 
     /// <summary>A read on <paramref name="replica"/> failed with a database error: it runs again on the primary.</summary>
@@ -375,8 +370,13 @@ internal sealed class ReadReplicas : IAsyncDisposable
             }
         }
 
-        public void MarkDown() =>
+        /// <summary>Leaves the replica out for <see cref="DownFor"/>, and drops its idle connections (they may be broken: a restarted server's are).</summary>
+        public void MarkDown()
+        {
+            var wasUp = !IsDown;
             Interlocked.Exchange(ref _downUntil, Stopwatch.GetTimestamp() + (long)(DownFor.TotalSeconds * Stopwatch.Frequency));
+            if (wasUp) Source.Clear();
+        }
 
         public void MarkUp() => Interlocked.Exchange(ref _downUntil, 0);
     }

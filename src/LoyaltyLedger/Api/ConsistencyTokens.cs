@@ -43,7 +43,9 @@ public static class ConsistencyTokens
         WalPosition? latest = null;
         foreach (var value in http.Request.Headers[HeaderName])
         {
-            foreach (var part in (value ?? "").Split(',', StringSplitOptions.TrimEntries))
+            // An empty header is no token (a client that echoes the header of an answer that had none).
+            if (string.IsNullOrWhiteSpace(value)) continue;
+            foreach (var part in value.Split(',', StringSplitOptions.TrimEntries))
             {
                 if (!WalPosition.TryParse(part, out var position))
                 {

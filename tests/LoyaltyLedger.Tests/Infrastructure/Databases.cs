@@ -84,7 +84,8 @@ public sealed class PostgresDatabase : DatabaseFixture
 
     public override string[] CommandLineArgs => ["--postgres", ConnectionString];
 
-    private string ConnectionString => new NpgsqlConnectionStringBuilder(ServerConnectionString) { Database = _name, MaxPoolSize = 40 }.ConnectionString;
+    /// <summary>This class's database on the test server.</summary>
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(ServerConnectionString) { Database = _name, MaxPoolSize = 40 }.ConnectionString;
 
     public static string ServerConnectionString =>
         Environment.GetEnvironmentVariable("LEDGER_TEST_POSTGRES")

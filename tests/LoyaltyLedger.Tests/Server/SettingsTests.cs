@@ -49,6 +49,44 @@ public sealed class SettingsTests
     }
 
     [Fact]
+    public void read_replicas_are_checked_one_line_each_and_refused_on_sqlite_with_the_reason()
+    {
+        var settings = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ledger:ReadReplicas:0"] = "Host=127.0.0.1;Port=5433;Username=ledger;Password=s3cret;Database=ledger",
+            ["Ledger:ReadReplicas:1"] = "Port=5434;Password=s3cret",
+            ["Ledger:ReadReplicas:2"] = "this is = not; a connection string",
+            ["Ledger:ReplicaTokenWait"] = "-00:00:01",
+            ["Ledger:ReplicaMaxLag"] = "00:00:00",
+        }).Build();
+        var problems = SettingsRegistration.Check(settings, LoyaltyLedger.Storage.DatabaseProvider.Postgres);
+        problems.ShouldBe([
+            "Ledger:ReadReplicas:1 names no Host: give each replica as a PostgreSQL connection string (Host=...;Port=...;Username=...;Database=...).",
+            "Ledger:ReadReplicas:2 is not a PostgreSQL connection string (Host=...;Port=...;Username=...;Database=...).",
+            "Ledger:ReplicaTokenWait must be 0 (no wait) to 00:00:10.",
+            "Ledger:ReplicaMaxLag must be more than 0 and at most 00:01:00.",
+        ], ignoreOrder: true);
+        problems.ShouldAllBe(p => !p.Contains("s3cret", StringComparison.Ordinal));
+
+        var one = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ledger:ReadReplicas:0"] = "Host=127.0.0.1;Port=5433;Username=ledger;Database=ledger",
+        }).Build();
+        SettingsRegistration.Check(one, LoyaltyLedger.Storage.DatabaseProvider.Postgres).ShouldBeEmpty();
+        SettingsRegistration.Check(one, LoyaltyLedger.Storage.DatabaseProvider.Sqlite).ShouldBe([
+            "Ledger:ReadReplicas are PostgreSQL streaming replicas: they need the server on PostgreSQL (--postgres or LEDGER_POSTGRES), not SQLite.",
+        ]);
+
+        var plain = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ledger:ReadReplicas"] = "Host=127.0.0.1;Port=5433",
+        }).Build();
+        SettingsRegistration.Check(plain).ShouldBe([
+            "Ledger:ReadReplicas is a list: give each item as Ledger:ReadReplicas:0, Ledger:ReadReplicas:1, ... (environment: LEDGER_READREPLICAS__0).",
+        ]);
+    }
+
+    [Fact]
     public void ledger_prefixed_environment_variables_are_settings_of_the_ledger_section_below_the_command_line()
     {
         Environment.SetEnvironmentVariable("LEDGER_SETTINGSTEST__PROBE", "from-environment");
