@@ -59,7 +59,7 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         posted.EventName.ShouldBe("TransactionAdd");
         posted.Entries.ShouldContain(e => e.Points == "20.000");
 
-        var ledger = await client.GetCustomerLedgerInfoAsync(identifierName: IdentifierName.Id, identifierValue: "98662653", source: "INSTORE",
+        var ledger = await client.GetCustomerLedgerInfoAsync(ledger_Consistency_Token: null, identifierName: IdentifierName.Id, identifierValue: "98662653", source: "INSTORE",
             acountId: null, accountId: null, type: null, tillId: null, limit: 1, offset: 0, programId: 626, isFilterBasedOnDate: null,
             includeLastOneYearData: null, startDate: null, endDate: null, includeTillConceptEvents: null, ledgerEntryType: null,
             pointCategoryType: null, includeAlternateCurrencies: null, alternateCurrencyNames: null, excludePointCategories: null,
@@ -69,7 +69,7 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         entry.TransactionDetails.TransactionNumber.ShouldBe(billNumber);
         entry.NetPointsOnEvent.ShouldBe("20.000");
 
-        var history = await client.VaultGetAccountHistoryAsync("6001000098662653", 626, from: null, to: null, offset: null, limit: null);
+        var history = await client.VaultGetAccountHistoryAsync("6001000098662653", 626, from: null, to: null, offset: null, limit: null, ledger_Consistency_Token: null);
         var load = history.Last();
         load.TransactionType.ShouldBe("Load");
         load.ReceiptNr.ShouldBe(billNumber);
@@ -82,7 +82,7 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         await DemoData.EnsureAsync(db.Database, "client-demo", "client-demo-secret", CancellationToken.None);
         var client = new LedgerApiClient(db.Host.Client("client-demo", "client-demo-secret"));
 
-        using var csv = await client.ExportLedgerCsvAsync(from: null, to: null, customerId: "64035151", groupId: null, programId: "626", eventName: "PointsRedemption");
+        using var csv = await client.ExportLedgerCsvAsync(from: null, to: null, customerId: "64035151", groupId: null, programId: "626", eventName: "PointsRedemption", ledger_Consistency_Token: null);
         using var reader = new StreamReader(csv.Stream);
         var lines = (await reader.ReadToEndAsync()).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
         lines[0].ShouldStartWith("eventId,entryId,time,eventName,");
@@ -90,7 +90,7 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         lines.Skip(1).ShouldAllBe(l => l.Contains(",PointsRedemption,", StringComparison.Ordinal) && l.Contains(",CUSTOMER,64035151,626,", StringComparison.Ordinal));
 
         var refused = await Should.ThrowAsync<ApiException<ApiProblem>>(() =>
-            client.ExportLedgerNdjsonAsync(from: "2024-02-01T00:00:00Z", to: "2024-01-01T00:00:00Z", customerId: null, groupId: null, programId: null, eventName: null));
+            client.ExportLedgerNdjsonAsync(from: "2024-02-01T00:00:00Z", to: "2024-01-01T00:00:00Z", customerId: null, groupId: null, programId: null, eventName: null, ledger_Consistency_Token: null));
         refused.Result.Code.ShouldBe("invalid_request");
     }
 

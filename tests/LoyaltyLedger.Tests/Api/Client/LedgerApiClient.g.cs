@@ -64,6 +64,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <remarks>
         /// Wire-compatible with the points-ledger spec: its parameter names and spellings, response fields and formats, and error body {errors:[{code,message}],warnings:[]}. A ledger entry is an event with its lines (entryDetails); limit events per page, newest first unless sortOrder=ASC.
         /// </remarks>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <param name="identifierName">Identifier type to identify the customer (id, email, mobile, externalId); for a user group (type=USERGROUP2): groupId (or id), externalId, primaryUserId.</param>
         /// <param name="identifierValue">Value of the specified identifier type of the customer or group.</param>
         /// <param name="source">Source in which the identifier is available, e.g. INSTORE, MARTJACK, WECHAT, FACEBOOK, WEB_ENGAGE, TMALL, TAOBAO, JD, ECOMMERCE, WEBSITE, LINE, ALL.</param>
@@ -89,9 +90,9 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="role">User groups: only the events of members with this role, e.g. PRIMARY, SECONDARY.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<LedgerResponse> GetCustomerLedgerInfoAsync(IdentifierName identifierName, string identifierValue, string source, string? acountId, string? accountId, Type? type, string? tillId, int? limit, int? offset, int? programId, IsFilterBasedOnDate? isFilterBasedOnDate, IncludeLastOneYearData? includeLastOneYearData, System.DateTimeOffset? startDate, System.DateTimeOffset? endDate, IncludeTillConceptEvents? includeTillConceptEvents, LedgerEntryType? ledgerEntryType, PointCategoryType? pointCategoryType, IncludeAlternateCurrencies? includeAlternateCurrencies, string? alternateCurrencyNames, ExcludePointCategories? excludePointCategories, SortOrder? sortOrder, Sort? sort, string? role)
+        public virtual System.Threading.Tasks.Task<LedgerResponse> GetCustomerLedgerInfoAsync(string? ledger_Consistency_Token, IdentifierName identifierName, string identifierValue, string source, string? acountId, string? accountId, Type? type, string? tillId, int? limit, int? offset, int? programId, IsFilterBasedOnDate? isFilterBasedOnDate, IncludeLastOneYearData? includeLastOneYearData, System.DateTimeOffset? startDate, System.DateTimeOffset? endDate, IncludeTillConceptEvents? includeTillConceptEvents, LedgerEntryType? ledgerEntryType, PointCategoryType? pointCategoryType, IncludeAlternateCurrencies? includeAlternateCurrencies, string? alternateCurrencyNames, ExcludePointCategories? excludePointCategories, SortOrder? sortOrder, Sort? sort, string? role)
         {
-            return GetCustomerLedgerInfoAsync(identifierName, identifierValue, source, acountId, accountId, type, tillId, limit, offset, programId, isFilterBasedOnDate, includeLastOneYearData, startDate, endDate, includeTillConceptEvents, ledgerEntryType, pointCategoryType, includeAlternateCurrencies, alternateCurrencyNames, excludePointCategories, sortOrder, sort, role, System.Threading.CancellationToken.None);
+            return GetCustomerLedgerInfoAsync(ledger_Consistency_Token, identifierName, identifierValue, source, acountId, accountId, type, tillId, limit, offset, programId, isFilterBasedOnDate, includeLastOneYearData, startDate, endDate, includeTillConceptEvents, ledgerEntryType, pointCategoryType, includeAlternateCurrencies, alternateCurrencyNames, excludePointCategories, sortOrder, sort, role, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -101,6 +102,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <remarks>
         /// Wire-compatible with the points-ledger spec: its parameter names and spellings, response fields and formats, and error body {errors:[{code,message}],warnings:[]}. A ledger entry is an event with its lines (entryDetails); limit events per page, newest first unless sortOrder=ASC.
         /// </remarks>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <param name="identifierName">Identifier type to identify the customer (id, email, mobile, externalId); for a user group (type=USERGROUP2): groupId (or id), externalId, primaryUserId.</param>
         /// <param name="identifierValue">Value of the specified identifier type of the customer or group.</param>
         /// <param name="source">Source in which the identifier is available, e.g. INSTORE, MARTJACK, WECHAT, FACEBOOK, WEB_ENGAGE, TMALL, TAOBAO, JD, ECOMMERCE, WEBSITE, LINE, ALL.</param>
@@ -126,7 +128,7 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="role">User groups: only the events of members with this role, e.g. PRIMARY, SECONDARY.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<LedgerResponse> GetCustomerLedgerInfoAsync(IdentifierName identifierName, string identifierValue, string source, string? acountId, string? accountId, Type? type, string? tillId, int? limit, int? offset, int? programId, IsFilterBasedOnDate? isFilterBasedOnDate, IncludeLastOneYearData? includeLastOneYearData, System.DateTimeOffset? startDate, System.DateTimeOffset? endDate, IncludeTillConceptEvents? includeTillConceptEvents, LedgerEntryType? ledgerEntryType, PointCategoryType? pointCategoryType, IncludeAlternateCurrencies? includeAlternateCurrencies, string? alternateCurrencyNames, ExcludePointCategories? excludePointCategories, SortOrder? sortOrder, Sort? sort, string? role, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<LedgerResponse> GetCustomerLedgerInfoAsync(string? ledger_Consistency_Token, IdentifierName identifierName, string identifierValue, string source, string? acountId, string? accountId, Type? type, string? tillId, int? limit, int? offset, int? programId, IsFilterBasedOnDate? isFilterBasedOnDate, IncludeLastOneYearData? includeLastOneYearData, System.DateTimeOffset? startDate, System.DateTimeOffset? endDate, IncludeTillConceptEvents? includeTillConceptEvents, LedgerEntryType? ledgerEntryType, PointCategoryType? pointCategoryType, IncludeAlternateCurrencies? includeAlternateCurrencies, string? alternateCurrencyNames, ExcludePointCategories? excludePointCategories, SortOrder? sortOrder, Sort? sort, string? role, System.Threading.CancellationToken cancellationToken)
         {
             if (identifierName == null)
                 throw new System.ArgumentNullException("identifierName");
@@ -143,6 +145,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -2418,20 +2423,22 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// The customer's balances per program, currency and category.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceView>> GetCustomerBalancesAsync(long customerId)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceView>> GetCustomerBalancesAsync(long customerId, string? ledger_Consistency_Token)
         {
-            return GetCustomerBalancesAsync(customerId, System.Threading.CancellationToken.None);
+            return GetCustomerBalancesAsync(customerId, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
         /// <summary>
         /// The customer's balances per program, currency and category.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceView>> GetCustomerBalancesAsync(long customerId, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceView>> GetCustomerBalancesAsync(long customerId, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             if (customerId == null)
                 throw new System.ArgumentNullException("customerId");
@@ -2442,6 +2449,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -3998,11 +4008,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="after">The nextCursor of the previous page; omit it to start from the first event.</param>
         /// <param name="limit">Events per page, 1 to 1000 (default 100).</param>
         /// <param name="types">Only these types, comma-separated (e.g. points.expiring,points.expired); default: every type.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types)
+        public virtual System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types, string? ledger_Consistency_Token)
         {
-            return ReadEventFeedAsync(after, limit, types, System.Threading.CancellationToken.None);
+            return ReadEventFeedAsync(after, limit, types, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -4012,9 +4023,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="after">The nextCursor of the previous page; omit it to start from the first event.</param>
         /// <param name="limit">Events per page, 1 to 1000 (default 100).</param>
         /// <param name="types">Only these types, comma-separated (e.g. points.expiring,points.expired); default: every type.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<EventFeedPage> ReadEventFeedAsync(string? after, string? limit, string? types, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -4022,6 +4034,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -5276,11 +5291,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">The user group (or give customerId).</param>
         /// <param name="programId">Only this program.</param>
         /// <param name="earliestOnly">true: only the soonest expiry per program and currency.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly, string? ledger_Consistency_Token)
         {
-            return GetExpiryScheduleAsync(customerId, groupId, programId, earliestOnly, System.Threading.CancellationToken.None);
+            return GetExpiryScheduleAsync(customerId, groupId, programId, earliestOnly, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -5291,9 +5307,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">The user group (or give customerId).</param>
         /// <param name="programId">Only this program.</param>
         /// <param name="earliestOnly">true: only the soonest expiry per program and currency.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<ExpiryScheduleItem>> GetExpiryScheduleAsync(string? customerId, string? groupId, string? programId, string? earliestOnly, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5301,6 +5318,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -5434,11 +5454,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// </summary>
         /// <param name="customerId">The customer (or give groupId).</param>
         /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId, string? ledger_Consistency_Token)
         {
-            return GetHeldScheduleAsync(customerId, groupId, System.Threading.CancellationToken.None);
+            return GetHeldScheduleAsync(customerId, groupId, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -5447,9 +5468,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// </summary>
         /// <param name="customerId">The customer (or give groupId).</param>
         /// <param name="groupId">The user group (or give customerId).</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<HeldScheduleItem>> GetHeldScheduleAsync(string? customerId, string? groupId, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5457,6 +5479,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -5583,11 +5608,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="customerId">The customer (or give groupId).</param>
         /// <param name="groupId">The user group (or give customerId).</param>
         /// <param name="asOf">The instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf, string? ledger_Consistency_Token)
         {
-            return GetBalancesAsOfAsync(customerId, groupId, asOf, System.Threading.CancellationToken.None);
+            return GetBalancesAsOfAsync(customerId, groupId, asOf, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -5597,9 +5623,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="customerId">The customer (or give groupId).</param>
         /// <param name="groupId">The user group (or give customerId).</param>
         /// <param name="asOf">The instant: ISO 8601 with seconds and a UTC offset, e.g. 2024-05-04T07:16:34.000Z.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<BalanceAsOf>> GetBalancesAsOfAsync(string? customerId, string? groupId, string? asOf, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5607,6 +5634,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -5743,11 +5773,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
         /// <param name="programId">Only the lines of this program.</param>
         /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName)
+        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, string? ledger_Consistency_Token)
         {
-            return ExportLedgerCsvAsync(from, to, customerId, groupId, programId, eventName, System.Threading.CancellationToken.None);
+            return ExportLedgerCsvAsync(from, to, customerId, groupId, programId, eventName, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -5763,9 +5794,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
         /// <param name="programId">Only the lines of this program.</param>
         /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerCsvAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5773,6 +5805,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("text/csv"));
 
@@ -5919,11 +5954,12 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
         /// <param name="programId">Only the lines of this program.</param>
         /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName)
+        public virtual System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, string? ledger_Consistency_Token)
         {
-            return ExportLedgerNdjsonAsync(from, to, customerId, groupId, programId, eventName, System.Threading.CancellationToken.None);
+            return ExportLedgerNdjsonAsync(from, to, customerId, groupId, programId, eventName, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
@@ -5939,9 +5975,10 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <param name="groupId">Only the lines of this user group's pooled wallets (or give customerId).</param>
         /// <param name="programId">Only the lines of this program.</param>
         /// <param name="eventName">Only the lines of events of this name, e.g. TransactionAdd, PointsRedemption, PointsExpiry.</param>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<FileResponse> ExportLedgerNdjsonAsync(string? from, string? to, string? customerId, string? groupId, string? programId, string? eventName, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             var client_ = _httpClient;
             var disposeClient_ = false;
@@ -5949,6 +5986,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/x-ndjson"));
 
@@ -9967,20 +10007,22 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<VaultAccount> VaultGetAccountAsync(string accountNumber, string? includeInactive)
+        public virtual System.Threading.Tasks.Task<VaultAccount> VaultGetAccountAsync(string accountNumber, string? includeInactive, string? ledger_Consistency_Token)
         {
-            return VaultGetAccountAsync(accountNumber, includeInactive, System.Threading.CancellationToken.None);
+            return VaultGetAccountAsync(accountNumber, includeInactive, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
         /// <summary>
         /// Per program: the balance, the vouchers held (includeInactive=true for used and expired ones) and the vouchers the balance can buy.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<VaultAccount> VaultGetAccountAsync(string accountNumber, string? includeInactive, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<VaultAccount> VaultGetAccountAsync(string accountNumber, string? includeInactive, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             if (accountNumber == null)
                 throw new System.ArgumentNullException("accountNumber");
@@ -9991,6 +10033,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
@@ -10111,20 +10156,22 @@ namespace LoyaltyLedger.Tests.Api.Client
         /// <summary>
         /// The account's point movements in one program, oldest first; optional from/to and offset/limit.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<VaultMovement>> VaultGetAccountHistoryAsync(string accountNumber, long loyaltyPointDefinitionId, string? from, string? to, string? offset, string? limit)
+        public virtual System.Threading.Tasks.Task<System.Collections.Generic.ICollection<VaultMovement>> VaultGetAccountHistoryAsync(string accountNumber, long loyaltyPointDefinitionId, string? from, string? to, string? offset, string? limit, string? ledger_Consistency_Token)
         {
-            return VaultGetAccountHistoryAsync(accountNumber, loyaltyPointDefinitionId, from, to, offset, limit, System.Threading.CancellationToken.None);
+            return VaultGetAccountHistoryAsync(accountNumber, loyaltyPointDefinitionId, from, to, offset, limit, ledger_Consistency_Token, System.Threading.CancellationToken.None);
         }
 
         /// <param name="cancellationToken">A cancellation token that can be used by other objects or threads to receive notice of cancellation.</param>
         /// <summary>
         /// The account's point movements in one program, oldest first; optional from/to and offset/limit.
         /// </summary>
+        /// <param name="ledger_Consistency_Token">The Ledger-Consistency-Token of a write this client made (its answer's header): the read then sees that write, served by a read replica only once the replica has replayed it (else by the primary). Several tokens (comma-separated) wait for the latest. Optional; without it a replica within the configured lag may serve the read. A malformed token is refused with 400.</param>
         /// <returns>OK</returns>
         /// <exception cref="ApiException">A server side error occurred.</exception>
-        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<VaultMovement>> VaultGetAccountHistoryAsync(string accountNumber, long loyaltyPointDefinitionId, string? from, string? to, string? offset, string? limit, System.Threading.CancellationToken cancellationToken)
+        public virtual async System.Threading.Tasks.Task<System.Collections.Generic.ICollection<VaultMovement>> VaultGetAccountHistoryAsync(string accountNumber, long loyaltyPointDefinitionId, string? from, string? to, string? offset, string? limit, string? ledger_Consistency_Token, System.Threading.CancellationToken cancellationToken)
         {
             if (accountNumber == null)
                 throw new System.ArgumentNullException("accountNumber");
@@ -10138,6 +10185,9 @@ namespace LoyaltyLedger.Tests.Api.Client
             {
                 using (var request_ = new System.Net.Http.HttpRequestMessage())
                 {
+
+                    if (ledger_Consistency_Token != null)
+                        request_.Headers.TryAddWithoutValidation("Ledger-Consistency-Token", ConvertToString(ledger_Consistency_Token, System.Globalization.CultureInfo.InvariantCulture));
                     request_.Method = new System.Net.Http.HttpMethod("GET");
                     request_.Headers.Accept.Add(System.Net.Http.Headers.MediaTypeWithQualityHeaderValue.Parse("application/json"));
 
