@@ -40,6 +40,24 @@ if [ -z "${LEDGER_SKIP_FAULT_TEST:-}" ]; then
   done
 fi
 
+# The cluster test (a primary, a streaming replica, two servers behind HAProxy; see
+# scripts/cluster-test.sh): each scenario counts as one test. LEDGER_SKIP_FAULT_TEST skips it too
+# (both start real processes for minutes), as does LEDGER_SKIP_CLUSTER_TEST alone; it runs after the
+# fault test, which stopped the tests' PostgreSQL. Its ports are
+# LEDGER_CLUSTER_PORT, LEDGER_CLUSTER_SERVER_PORTS, LEDGER_CLUSTER_PG_PORT, LEDGER_CLUSTER_REPLICA_PORT.
+if [ -z "${LEDGER_SKIP_FAULT_TEST:-}" ] && [ -z "${LEDGER_SKIP_CLUSTER_TEST:-}" ]; then
+  cluster_log="$(mktemp)"
+  set +e
+  scripts/cluster-test.sh 2>&1 | tee "$cluster_log"
+  cluster_status=${PIPESTATUS[0]}
+  set -e
+  counts="$(sed -nE 's/^cluster test: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$cluster_log" | tail -n 1)"
+  if [ -z "$counts" ]; then counts="0 1"; fi
+  fault_passed=$((fault_passed + ${counts% *})); fault_failed=$((fault_failed + ${counts#* }))
+  if [ "$cluster_status" != 0 ]; then status=1; fi
+  rm -f "$cluster_log"
+fi
+
 # The served OpenAPI document must pass the linter (Redocly, no errors); it counts as one test.
 lint_passed=0; lint_failed=0
 if scripts/lint-openapi.sh --no-build; then lint_passed=1; else lint_failed=1; status=1; fi

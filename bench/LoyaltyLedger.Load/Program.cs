@@ -7,7 +7,7 @@ using System.Text;
 // on 127.0.0.1. Every loop is bounded by a duration and a request count.
 //   write --url U --key K --secret S --clients N --seconds T --customers FIRST-LAST --store CODE
 //       bills and redemptions (balance-checked by the server, each with its own Idempotency-Key)
-//   read --url U --key K --secret S --clients N --requests R --path PATH
+//   read --url U --key K --secret S --clients N --requests R --path PATH [--seconds T]
 //       GETs of one path; prints p50 and p99 latency
 // Output: one line of key=value pairs, for the script to pick up.
 var options = Options.Parse(args);
@@ -93,6 +93,8 @@ async Task<int> ReadAsync()
 {
     var requests = int.Parse(options.Get("requests"), CultureInfo.InvariantCulture);
     var path = options.Get("path");
+    // --seconds bounds the run by time as well (whichever comes first); five minutes at most.
+    var limit = options.Find("seconds") is { } seconds ? TimeSpan.FromSeconds(double.Parse(seconds, CultureInfo.InvariantCulture)) : TimeSpan.FromMinutes(5);
     // Warm-up: connections open, the first request's JIT and the database's cache are not measured.
     for (var i = 0; i < Math.Min(clients, 8); i++) (await http.GetAsync(path)).Dispose();
     var next = 0;
@@ -102,7 +104,7 @@ async Task<int> ReadAsync()
     var workers = Enumerable.Range(0, clients).Select(async worker =>
     {
         var mine = latencies[worker] = [];
-        while (Interlocked.Increment(ref next) <= requests && clock.Elapsed < TimeSpan.FromMinutes(5))
+        while (Interlocked.Increment(ref next) <= requests && clock.Elapsed < limit)
         {
             var started = Stopwatch.GetTimestamp();
             using var response = await http.GetAsync(path);
@@ -131,6 +133,8 @@ internal sealed class Options
 
     public string Get(string name) =>
         _values.TryGetValue(name, out var value) ? value : throw new ArgumentException($"--{name} is required");
+
+    public string? Find(string name) => _values.GetValueOrDefault(name);
 
     public static Options Parse(string[] args)
     {

@@ -21,7 +21,8 @@ public static class FaultAudit
         [OperationKind.Return] = "ReturnBill",
     };
 
-    public static async Task<bool> RunAsync(FaultSettings settings, long orgId, IReadOnlyList<Operation> ops, RetryingClient client, string storageArgs)
+    public static async Task<bool> RunAsync(FaultSettings settings, long orgId, IReadOnlyList<Operation> ops, RetryingClient client, string storageArgs,
+        string? label = null)
     {
         var ct = CancellationToken.None;
         var acked = ops.Where(o => o.Outcome == Outcome.Acknowledged).ToList();
@@ -143,8 +144,8 @@ public static class FaultAudit
             """);
         foreach (var line in verifyOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries)) Console.WriteLine($"    {line}");
         foreach (var failure in failures) Console.WriteLine($"  FAIL: {failure}");
-        var mode = settings.Mode == StorageMode.Postgres ? "postgres" : "sqlite";
-        Console.WriteLine(failures.Count == 0 ? $"fault test ({mode}): PASS" : $"fault test ({mode}): FAIL ({failures.Count} check(s))");
+        label ??= $"fault test ({(settings.Mode == StorageMode.Postgres ? "postgres" : "sqlite")})";
+        Console.WriteLine(failures.Count == 0 ? $"{label}: PASS" : $"{label}: FAIL ({failures.Count} check(s))");
         return failures.Count == 0;
     }
 

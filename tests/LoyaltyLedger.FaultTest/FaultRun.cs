@@ -77,7 +77,8 @@ public static partial class FaultRun
         return audit ? 0 : 1;
     }
 
-    private static async Task<(long OrgId, string KeyId, string Secret)> CreateOrganizationAsync(FaultSettings settings, string storageArgs, string name)
+    /// <summary>An organization and its admin key, made with the executable's <c>org create</c>.</summary>
+    public static async Task<(long OrgId, string KeyId, string Secret)> CreateOrganizationAsync(FaultSettings settings, string storageArgs, string name)
     {
         var (exitCode, output) = await RunServerCommandAsync(settings, $"org create --name '{name}' {storageArgs}", TimeSpan.FromSeconds(60));
         var org = OrgLine().Match(output);
@@ -117,7 +118,8 @@ public static partial class FaultRun
         }
     }
 
-    private static async Task<Shop> SetUpShopAsync(RetryingClient client, long orgId, int customers, string runId)
+    /// <summary>The program (earn rate 1), store, till and customers the workload runs against.</summary>
+    public static async Task<Shop> SetUpShopAsync(RetryingClient client, long orgId, int customers, string runId)
     {
         var ct = CancellationToken.None;
         var program = await client.PostAsync("/v1/programs", new { name = "Fault test", earnRate = "1" }, ct);

@@ -19,11 +19,12 @@ namespace LoyaltyLedger.Organizations;
 /// <item>Stores and tills are never changed or deleted once created, so a cached one is never wrong
 /// and is kept for the life of the process; an unknown code always falls through to the database.</item>
 /// <item>A program's rules (earn rate, expiry, negative balances, return window) are never changed
-/// once created either. What can change is which program is the default and the list of alternate
-/// currencies. The list is reloaded after <see cref="ProgramsTtl"/>, and at once in this process when
-/// this process changes it; a program or currency that is asked for by id or name and not found in the
-/// cached list is looked up in the database before it is refused. So another server process sees a new
-/// default program, or earns a new currency by rule, at most <see cref="ProgramsTtl"/> late.</item>
+/// once created either. What can change is which program is the default, the list of alternate
+/// currencies and the tier policy. The list is reloaded after <see cref="ProgramsTtl"/>, and at once in
+/// this process when this process changes it; a program or currency that is asked for by id or name and
+/// not found in the cached list is looked up in the database before it is refused. So another server
+/// process sees a new default program or tier policy, or earns a new currency by rule, at most
+/// <see cref="ProgramsTtl"/> late (the cluster test measures it across two server processes).</item>
 /// <item>An API key is re-read after <see cref="KeysTtl"/>, and at once in this process when this
 /// process revokes or rotates it; so a key revoked through another server process still works there for
 /// at most <see cref="KeysTtl"/>.</item>

@@ -24,6 +24,8 @@ public abstract class ReadmeExampleTests(DatabaseFixture db, ITestOutputHelper o
             + "serving on PostgreSQL is the PostgreSQL half of the suite",
         ["scripts/test.sh"] = "runs this suite",
         ["scripts/fault-test.sh"] = "the fault test, which scripts/test.sh runs after the suite",
+        ["scripts/cluster.sh"] = "starts two PostgreSQL servers, two ledger servers and HAProxy; scripts/cluster-test.sh, which scripts/test.sh runs, starts and stops one",
+        ["scripts/cluster-test.sh"] = "the cluster test, which scripts/test.sh runs after the suite",
         ["scripts/lint-openapi.sh"] = "the OpenAPI linter, which scripts/test.sh runs after the suite",
         ["scripts/generate-client.sh"] = "rewrites the committed client; GeneratedClientTests checks that it is what the generator makes",
     };

@@ -1,0 +1,3 @@
+using LoyaltyLedger.ClusterTest;
+
+return await ClusterRun.MainAsync(args);
