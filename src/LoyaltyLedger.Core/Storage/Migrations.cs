@@ -676,6 +676,17 @@ public static class Migrations
         ALTER TABLE tier_changes DROP CONSTRAINT tier_changes_pkey, ADD PRIMARY KEY (org_id, change_id);
         {end}
         """),
+        // Every read names the organization now (migration 20), and the two covering indexes of
+        // ledger_entries did not hold org_id: each line a page walked past was read from the table
+        // to check it (a vault history page 30,000 lines deep went from 8-11 ms to 22-34 ms on
+        // PostgreSQL). Trailing, so every lookup the indexes served keeps its leading columns and
+        // order, and the walks are index-only again; 8 bytes more per line in each.
+        (21, "covering ledger_entries indexes hold the organization", """
+        DROP INDEX ix_ledger_entries_wallet_time;
+        CREATE INDEX ix_ledger_entries_wallet_time ON ledger_entries (wallet_id, created_at, entry_id, event_id, entry_type, balance_after, org_id);
+        DROP INDEX ix_ledger_entries_event_filter;
+        CREATE INDEX ix_ledger_entries_event_filter ON ledger_entries (event_id, currency_id, category, entry_type, program_id, org_id);
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>

@@ -23,9 +23,14 @@ public class LayeringTests
     public void the_outbox_under_the_kernel_uses_only_storage() =>
         Violations("LoyaltyLedger.Outbox", allowed: ["LoyaltyLedger.Outbox", "LoyaltyLedger.Storage"]).ShouldBeEmpty();
 
+    /// <summary>Storage may count what it does (the replicas' lag, the reads it routes) in the service's meters, and nothing else.</summary>
     [Fact]
     public void storage_uses_nothing_above_it() =>
-        Violations("LoyaltyLedger.Storage", allowed: ["LoyaltyLedger.Storage"]).ShouldBeEmpty();
+        Violations("LoyaltyLedger.Storage", allowed: ["LoyaltyLedger.Storage", "LoyaltyLedger.Telemetry"]).ShouldBeEmpty();
+
+    [Fact]
+    public void telemetry_which_every_layer_may_count_in_uses_no_layer() =>
+        Violations("LoyaltyLedger.Telemetry", allowed: ["LoyaltyLedger.Telemetry"]).ShouldBeEmpty();
 
     [Fact]
     public void the_root_types_shared_by_every_layer_use_no_layer() =>
