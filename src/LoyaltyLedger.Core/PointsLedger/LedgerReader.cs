@@ -186,7 +186,7 @@ public static class LedgerReader
             WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
             SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
             FROM ledger_entries le
-            JOIN events e ON e.org_id = le.org_id AND e.event_id = le.event_id
+            JOIN events e ON {dialect.Unindexed("e.org_id")} = le.org_id AND e.event_id = le.event_id
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
             WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org{filter.Entries}
