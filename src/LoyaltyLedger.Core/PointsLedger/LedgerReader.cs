@@ -168,8 +168,9 @@ public static class LedgerReader
     private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query,
         Subject subject, Filter filter, List<long> ids, CancellationToken ct)
     {
-        // The ids come from the owner-scoped page query: looked up by primary key alone, since a
-        // condition on org_id beside them leads SQLite to scan the organization's slice of events.
+        // The ids come from the owner-scoped page query: on SQLite looked up by row id, the
+        // organization named unindexed (SqlDialect.Unindexed), since an indexed condition on org_id
+        // beside them leads SQLite to walk the organization's slice of events.
         var args = new DynamicParameters(filter.Args);
         args.Add("ids", ids.ToArray());
         // The events and their lines in one round trip.

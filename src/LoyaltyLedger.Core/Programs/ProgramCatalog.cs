@@ -3,6 +3,8 @@ using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 
+using LoyaltyLedger.Storage;
+
 namespace LoyaltyLedger.Programs;
 
 /// <summary>Creates and reads programs and their alternate currencies.</summary>
@@ -83,7 +85,9 @@ public static class ProgramCatalog
         if (cache?.Programs(orgId) is { } cached && satisfies(cached)) return cached;
         var loadedAt = CatalogCache.Now();
         var programs = await ListAsync(connection, orgId, tx);
-        cache?.SetPrograms(orgId, programs, loadedAt);
+        // A replica may not have replayed a change this process just made: what it says answers the
+        // read that asked, and is not kept for the postings that read the cache too.
+        if (!ReadReplicas.Serves(connection)) cache?.SetPrograms(orgId, programs, loadedAt);
         return programs;
     }
 

@@ -648,11 +648,13 @@ public static class Migrations
         // same. The outbox's positions are unique per organization: one sequencer numbers them, in
         // one order across organizations, and (position) stays indexed for the readers of every
         // organization's feed. webhook_attempts gets the org_id of its delivery, as every other
-        // distributed table has one. organizations, api_keys, console_sessions, console_key_ring and
+        // distributed table has one (attempts whose delivery is gone, left by an endpoint deleted while
+        // a dispatcher recorded them, belong to no organization and nothing reads them: dropped). organizations, api_keys, console_sessions, console_key_ring and
         // schema_migrations stay as they are: small, read before the organization is known (a key,
         // a session cookie) or global, they are Citus reference tables.
         (20, "keys lead with the organization", """
         ALTER TABLE webhook_attempts ADD COLUMN org_id bigint NOT NULL DEFAULT 0;
+        DELETE FROM webhook_attempts WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.delivery_id = webhook_attempts.delivery_id);
         UPDATE webhook_attempts SET org_id = (SELECT d.org_id FROM webhook_deliveries d WHERE d.delivery_id = webhook_attempts.delivery_id);
         DROP INDEX ix_outbox_events_org_position;
         DROP INDEX ux_outbox_events_position;

@@ -130,16 +130,37 @@ internal sealed class ReadReplicas : IAsyncDisposable
     /// <summary>A read on <paramref name="replica"/> failed with a database error: it runs again on the primary.</summary>
     public void Failed(Replica replica, DbException error)
     {
-        // A query the standby cancelled (a conflict with recovery) says nothing about the replica's health.
-        if (error is not PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or "40P01" }) replica.MarkDown();
+        // Only a failure of the replica itself takes it out: the connection (class 08, an
+        // NpgsqlException that is no server error), the server shutting down (57P01-57P03) or out of
+        // connections (53300). A query the standby cancelled (a conflict with recovery), a timeout or
+        // an error of the request's own making says nothing about the replica's health.
+        if (IsReplicaFailure(error)) replica.MarkDown();
         Count("primary", "error");
     }
+
+    private static bool IsReplicaFailure(DbException error) => error switch
+    {
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState is "57P01" or "57P02" or "57P03" or "53300",
+        NpgsqlException => true,
+        _ => false,
+    };
 
     private static (DbConnection, Replica?) Served(DbConnection connection, Replica replica, string reason)
     {
         Count("replica", reason);
+        ReplicaConnections.AddOrUpdate(connection, replica);
         return (connection, replica);
     }
+
+    /// <summary>The connections a replica serves, while they are alive (so a cache is never filled from one).</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbConnection, Replica> ReplicaConnections = new();
+
+    /// <summary>
+    /// True when <paramref name="connection"/> was given to a read by a replica: what it reads may be
+    /// behind the primary, so it may answer that read but must not be kept for others (the catalog
+    /// cache, which postings read too).
+    /// </summary>
+    public static bool Serves(DbConnection connection) => ReplicaConnections.TryGetValue(connection, out _);
 
     private async Task<(DbConnection, Replica?)> PrimaryAsync(string reason, CancellationToken ct)
     {
@@ -155,6 +176,13 @@ internal sealed class ReadReplicas : IAsyncDisposable
         try
         {
             return await replica.Source.OpenConnectionAsync(ct);
+        }
+        catch (NpgsqlException ex) when (ex.InnerException is TimeoutException && !ct.IsCancellationRequested)
+        {
+            // Every pooled connection of the replica is in use (or it did not answer in time): the
+            // primary serves this read, and the replica is not marked down for being busy; the
+            // monitor's sample marks it down if it does not answer at all.
+            return null;
         }
         catch (Exception ex) when (ex is DbException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -248,12 +276,15 @@ internal sealed class ReadReplicas : IAsyncDisposable
     private async Task SampleAsync(CancellationToken ct)
     {
         ulong primary;
+        long at;
         await using (var connection = await _primary.OpenAsync(ct))
         {
+            // Taken before the question: a replica that has replayed the answer holds what the
+            // primary had at some moment after this one, so the lag is never understated.
+            at = Stopwatch.GetTimestamp();
             var text = await connection.ExecuteScalarAsync<string?>(new CommandDefinition("SELECT pg_current_wal_lsn()::text", cancellationToken: ct));
             primary = WalPosition.TryParse(text, out var position) ? position.Value : 0;
         }
-        var at = Stopwatch.GetTimestamp();
         lock (_history)
         {
             _history.Add((at, primary));
@@ -305,7 +336,8 @@ internal sealed class ReadReplicas : IAsyncDisposable
         public Replica(string connectionString)
         {
             var builder = new NpgsqlConnectionStringBuilder(connectionString);
-            if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase)) builder.Timeout = DefaultConnectTimeoutSeconds;
+            // The connect timeout unless the connection string sets it (not Command Timeout and the like).
+            if (!new NpgsqlConnectionStringBuilder(connectionString).ContainsKey("Timeout")) builder.Timeout = DefaultConnectTimeoutSeconds;
             Name = $"{builder.Host}:{builder.Port}";
             Source = LedgerDatabase.PostgresDataSource(builder.ConnectionString);
         }

@@ -147,6 +147,40 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
     }
 
     [Fact]
+    public async Task a_program_list_a_replica_read_loads_is_not_kept_for_the_postings_that_follow()
+    {
+        // A lag bound wide enough that the paused replica keeps serving reads without a token.
+        await using var server = await StartServerAsync(maxLag: TimeSpan.FromSeconds(60));
+        var t = await server.NewTenantAsync();
+        var v = await t.NewVaultAsync();
+        await replica.CatchUpAsync();
+        await Task.Delay(200); // a monitor sample or two with the replica caught up
+
+        await replica.PauseReplayAsync();
+        try
+        {
+            // The primary has the new currency (and this process forgets its cached programs); the replica does not.
+            await t.PostOkAsync($"/v1/programs/{v.ProgramId}/currencies", new { name = "Gems", earnRate = "1" });
+            var servedBefore = await RoutedAsync(server, "replica", "fresh");
+            await ReadBothAsync(t, v, token: null);
+            (await RoutedAsync(server, "replica", "fresh") - servedBefore).ShouldBe(2);
+
+            // The bill reads the program through the cache: it must see the currency, not the replica's list.
+            var bill = await t.PostOkAsync("/v1/transactions", new
+            {
+                customerId = v.CustomerId, billNumber = "B-gems", amount = 10m, storeCode = v.Shop.StoreCode, tillCode = v.Shop.TillCode, programId = v.ProgramId,
+            });
+            bill.GetProperty("entries").EnumerateArray()
+                .Where(e => e.TryGetProperty("currency", out var c) && c.ValueKind == JsonValueKind.String)
+                .Select(e => e.GetProperty("currency").GetString()).ShouldContain("Gems");
+        }
+        finally
+        {
+            await replica.ResumeReplayAsync();
+        }
+    }
+
+    [Fact]
     public async Task a_replica_that_falls_behind_more_than_the_max_lag_is_skipped_by_reads_without_a_token()
     {
         await using var server = await StartServerAsync(maxLag: TimeSpan.FromMilliseconds(500));
