@@ -38,9 +38,18 @@ public sealed class PostgresDialect : SqlDialect
     // position is the end of the last record, the page's start: taken as it is, such a token would
     // wait for the next write on an idle primary. No record can end 24 bytes into a page (that is
     // inside the header), nor 40 bytes into a segment, so those two are moved back to the page start.
+    //
+    // And not past what is flushed: the insert position also covers records other sessions have
+    // inserted and not flushed yet (a transaction in flight, a page pruned by a read), which no
+    // replica can have until the next commit or the WAL writer (up to wal_writer_delay, 200 ms)
+    // flushes them; a token there made reads wait out the token wait under concurrent writes. A
+    // commit with synchronous_commit on has been flushed, so the flush position is at or past it;
+    // with synchronous_commit off it may not be, and the insert position is the token.
     private const string CommitPositionSql =
         """
-        WITH p AS (SELECT pg_current_wal_insert_lsn() AS l, current_setting('wal_block_size')::int AS page,
+        WITH p AS (SELECT CASE WHEN current_setting('synchronous_commit') = 'off' THEN pg_current_wal_insert_lsn()
+                               ELSE LEAST(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()) END AS l,
+                          current_setting('wal_block_size')::int AS page,
                           pg_size_bytes(current_setting('wal_segment_size')) AS segment)
         SELECT (CASE WHEN (l - '0/0') % page = 24 THEN l - 24 WHEN (l - '0/0') % segment = 40 THEN l - 40 ELSE l END)::text FROM p
         """;
