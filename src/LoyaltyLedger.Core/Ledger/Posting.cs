@@ -360,12 +360,16 @@ public sealed class Posting
     /// <summary>
     /// Saves the balance after a credit. A wallet's first credit also starts its activity clock, so
     /// a wallet filled only by transfers or allocations still has a date a WHOLE_BALANCE expiry counts from.
+    /// A credit that is a qualifying activity (<paramref name="restartsClock"/>) restarts the clock in the
+    /// same statement, which spares the wallet a second update.
     /// </summary>
-    private void AddSaveCreditedBalance(StatementBatch batch, Wallet wallet)
+    private void AddSaveCreditedBalance(StatementBatch batch, Wallet wallet, bool restartsClock = false)
     {
-        wallet.LastActivityAt ??= NowMs;
-        batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE org_id = @org AND wallet_id = @walletId",
+        if (restartsClock) wallet.LastActivityAt = NowMs;
+        else wallet.LastActivityAt ??= NowMs;
+        batch.Execute(restartsClock
+            ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now WHERE org_id = @org AND wallet_id = @walletId"
+            : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE org_id = @org AND wallet_id = @walletId",
             new { balance = wallet.Balance.Thousandths, now = NowMs, org = OrgId, walletId = wallet.WalletId });
     }
 
@@ -456,7 +460,7 @@ public sealed class Posting
     /// (which names the line just inserted as <c>{lastEntryId}</c>, so it must follow it directly)
     /// and the balance. The caller has already added the points to <c>wallet.Balance</c>.
     /// </summary>
-    private int AddPlainCredit(StatementBatch batch, long eventId, Wallet wallet, Points points, long? expiresAt)
+    private int AddPlainCredit(StatementBatch batch, long eventId, Wallet wallet, Points points, long? expiresAt, bool restartsClock = false)
     {
         var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Credit, points);
         batch.Execute(
@@ -465,7 +469,7 @@ public sealed class Posting
             VALUES (@org, @walletId, {lastEntryId}, @now, @expiresAt, @points, @points, 0)
             """,
             new { org = OrgId, walletId = wallet.WalletId, now = NowMs, expiresAt, points = points.Thousandths });
-        AddSaveCreditedBalance(batch, wallet);
+        AddSaveCreditedBalance(batch, wallet, restartsClock);
         return inserted;
     }
 
@@ -473,9 +477,11 @@ public sealed class Posting
     /// Credits several locked wallets for one event (a bill's points and currencies), each as
     /// <see cref="CreditAsync"/> would. When no wallet owes a debt, all the credits and whatever
     /// <paramref name="andThen"/> adds go to the database in one round trip; otherwise they go one by one.
+    /// When the credits are a qualifying activity (<paramref name="restartActivity"/>), each wallet's
+    /// activity clock restarts now with its balance, in the same statement (on the way that batches).
     /// </summary>
     public async Task<IReadOnlyList<PostedEntry>> CreditEachAsync(long eventId, IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits,
-        Action<StatementBatch>? andThen = null)
+        Action<StatementBatch>? andThen = null, bool restartActivity = false)
     {
         if (credits.Any(c => !c.Points.IsPositive))
             throw new LedgerException(ErrorCodes.InvalidPoints, "Points to credit must be positive.");
@@ -495,7 +501,7 @@ public sealed class Posting
         {
             var wallet = Locked(key);
             wallet.Balance += points;
-            pending.Add((AddPlainCredit(batch, eventId, wallet, points, expiresAt), wallet, key, points, wallet.Balance, expiresAt));
+            pending.Add((AddPlainCredit(batch, eventId, wallet, points, expiresAt, restartActivity), wallet, key, points, wallet.Balance, expiresAt));
         }
         andThen?.Invoke(batch);
         var results = await batch.RunAsync();

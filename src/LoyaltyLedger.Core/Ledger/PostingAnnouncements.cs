@@ -86,14 +86,17 @@ internal sealed class PostingAnnouncements
     /// <summary>Adds the outbox rows of everything collected so far to <paramref name="batch"/>, and forgets it.</summary>
     public void AddTo(StatementBatch batch, long orgId, long nowMs)
     {
+        var rows = new List<OutboxRows.NewRow>();
         foreach (var announced in _events)
         {
-            OutboxRows.Add(batch, orgId, OutboxEventTypes.LedgerEventPosted, nowMs, w => WriteEvent(w, announced));
+            rows.Add(new(OutboxEventTypes.LedgerEventPosted, w => WriteEvent(w, announced)));
             if (AlsoAnnouncedAs(announced.Event.EventName) is { } type)
-                OutboxRows.Add(batch, orgId, type, nowMs, w => WriteEvent(w, announced));
+                rows.Add(new(type, w => WriteEvent(w, announced)));
         }
         foreach (var moved in _moved.Where(m => m.Wallet.Balance != m.Before).OrderBy(m => m.Wallet.Key))
-            OutboxRows.Add(batch, orgId, OutboxEventTypes.BalanceChanged, nowMs, w => WriteBalance(w, moved));
+            rows.Add(new(OutboxEventTypes.BalanceChanged, w => WriteBalance(w, moved)));
+        // One statement for all of them (in this order, which the ids keep).
+        OutboxRows.AddAll(batch, orgId, nowMs, rows);
         _events.Clear();
         _byId.Clear();
         _moved.Clear();

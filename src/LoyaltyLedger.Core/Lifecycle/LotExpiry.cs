@@ -110,8 +110,13 @@ public static class LotExpiry
         foreach (var key in keys.Distinct())
         {
             var wallet = posting.Locked(key);
-            wallet.LastActivityAt = posting.NowMs;
-            batch.Execute("UPDATE wallets SET last_activity_at = @now WHERE org_id = @org AND wallet_id = @id", new { now = posting.NowMs, org = posting.OrgId, id = wallet.WalletId });
+            // A clock already at now was set by a statement this posting has already sent (a credit
+            // that restarted it with the balance, see Posting.CreditEachAsync): no second update.
+            if (wallet.LastActivityAt != posting.NowMs)
+            {
+                wallet.LastActivityAt = posting.NowMs;
+                batch.Execute("UPDATE wallets SET last_activity_at = @now WHERE org_id = @org AND wallet_id = @id", new { now = posting.NowMs, org = posting.OrgId, id = wallet.WalletId });
+            }
             var policy = PolicyFor(program, key.CurrencyId);
             if (!policy.ExtendsOnActivity) continue;
             var extended = policy.AddPeriod(posting.Now).ToUnixTimeMilliseconds();

@@ -412,10 +412,12 @@ public static class PointsPostings
             };
             lines.Add((keys[i], points, expiresAt));
         }
-        // The credits and, for a qualifying activity, the activity clocks: one round trip.
+        // The credits and, for a qualifying activity, the activity clocks: one round trip. A credited
+        // main wallet's clock restarts with its balance; the activity adds the rest (main wallets
+        // credited in another category, rolling lot dates).
         var posted = await posting.CreditEachAsync(eventId, lines, qualifying
             ? batch => LotExpiry.AddActivity(batch, posting, program, keys.Select(k => k with { Category = PointCategory.Regular }))
-            : null);
+            : null, restartActivity: qualifying && category == PointCategory.Regular);
         return posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList();
     }
 

@@ -59,10 +59,11 @@ public abstract partial class SqlDialect
     public string LastEventId { get; }
 
     /// <summary>
-    /// The id the next outbox row takes, as an expression, so the row's payload can name its own id
-    /// in the same statement that inserts it. PostgreSQL draws it from the identity's sequence; SQLite,
-    /// whose writers are serialized, takes the next after the highest (outbox rows are never deleted,
-    /// so an id is never given twice).
+    /// The id an outbox row takes, as an expression, so the row's payload can name its own id in the
+    /// same statement that inserts it; the statement numbers its rows <c>r.ord</c> (1, 2, ...).
+    /// PostgreSQL draws each id from the identity's sequence; SQLite, whose writers are serialized,
+    /// takes the highest plus the row's number (outbox rows are never deleted, so an id is never
+    /// given twice; the statement reads the highest before it inserts any row).
     /// </summary>
     public string NextOutboxId { get; }
 

@@ -15,7 +15,7 @@ public sealed class SqliteDialect : SqlDialect
             greatest: "MAX",
             lastEntryId: "last_insert_rowid()",
             lastEventId: "last_insert_rowid()",
-            nextOutboxId: "(SELECT COALESCE(MAX(event_id), 0) + 1 FROM outbox_events)",
+            nextOutboxId: "(SELECT COALESCE(MAX(event_id), 0) FROM outbox_events) + r.ord",
             transactionIdColumn: "")
     {
     }
