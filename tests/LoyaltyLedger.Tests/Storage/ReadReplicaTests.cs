@@ -62,6 +62,25 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         return (ledger.Total(), balance);
     }
 
+    /// <summary>
+    /// Waits (up to 10 s) until the server's monitor has sampled the replica within
+    /// <paramref name="maxLag"/>: a fixed pause was too short on a loaded machine, where the sample
+    /// comes late and a token-less read then goes to the primary.
+    /// </summary>
+    private async Task WaitUntilSampledFreshAsync(TestServerHost server, TimeSpan maxLag)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var metrics = await server.Client().GetStringAsync("/metrics");
+            var lag = metrics.Split('\n').SingleOrDefault(l => l.StartsWith("ledger_replica_lag_seconds{", StringComparison.Ordinal)
+                                                              && l.Contains($":{replica.Port}\"", StringComparison.Ordinal));
+            if (lag is not null && double.Parse(lag[(lag.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture) < maxLag.TotalSeconds / 2) return;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"The replica was not sampled within {maxLag.TotalSeconds} s of lag in 10 s: {lag}");
+            await Task.Delay(50);
+        }
+    }
+
     private static async Task<double> RoutedAsync(TestServerHost server, string servedBy, string reason)
     {
         var text = await server.Client().GetStringAsync("/metrics");
@@ -154,7 +173,7 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         var t = await server.NewTenantAsync();
         var v = await t.NewVaultAsync();
         await replica.CatchUpAsync();
-        await Task.Delay(200); // a monitor sample or two with the replica caught up
+        await WaitUntilSampledFreshAsync(server, TimeSpan.FromSeconds(60));
 
         await replica.PauseReplayAsync();
         try
@@ -187,7 +206,7 @@ public abstract class ReadReplicaTests(PostgresDatabase db, StreamingReplica rep
         var t = await server.NewTenantAsync();
         var v = await t.NewVaultAsync();
         await replica.CatchUpAsync();
-        await Task.Delay(200); // a monitor sample or two with the replica caught up
+        await WaitUntilSampledFreshAsync(server, TimeSpan.FromMilliseconds(500));
         var freshBefore = await RoutedAsync(server, "replica", "fresh");
         await ReadBothAsync(t, v, token: null);
         (await RoutedAsync(server, "replica", "fresh") - freshBefore).ShouldBe(2);
