@@ -26,6 +26,46 @@ public abstract class ConcurrencyTests(DatabaseFixture db)
         (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(0);
     }
 
+    /// <summary>
+    /// Two server instances on one database (each with its own connection pool, caches and, on
+    /// SQLite, its own group-commit writer), as two processes behind a proxy would be: their postings
+    /// meet only in the database, which must still refuse every redemption beyond the balance.
+    /// </summary>
+    [Fact]
+    public async Task fifty_parallel_redemptions_over_two_servers_never_overspend_and_bills_among_them_all_count()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "1");
+        var customer = await t.NewCustomerAsync();
+        await t.AwardAsync(customer, "100");
+        await using var second = await TestServerHost.StartAsync(db.OpenSecondInstance());
+        var other = t with { Http = second.Client(t.Key.KeyId, t.Key.Secret), Host = second };
+
+        // 50 redemptions of 10 and 10 bills of 1 (each earning 1 point), alternating between the servers.
+        var redemptions = Enumerable.Range(0, 50).Select(async i =>
+        {
+            using var response = await (i % 2 == 0 ? t : other).PostAsync("/v1/redemptions",
+                new { customerId = customer, points = "10", programId = shop.ProgramId }, $"redeem-{i}");
+            return response.StatusCode;
+        }).ToList();
+        var bills = Enumerable.Range(0, 10).Select(async i =>
+        {
+            using var response = await (i % 2 == 0 ? other : t).PostAsync("/v1/transactions",
+                new { customerId = customer, billNumber = $"B-{i}", amount = 1m, storeCode = shop.StoreCode, tillCode = shop.TillCode, programId = shop.ProgramId },
+                $"bill-{i}");
+            return response.StatusCode;
+        }).ToList();
+        var redeemed = await Task.WhenAll(redemptions);
+        (await Task.WhenAll(bills)).ShouldAllBe(s => s == HttpStatusCode.Created);
+
+        // 100 points and 10 earned: 10 or 11 redemptions of 10 fit, depending on when the bills land.
+        var granted = redeemed.Count(s => s == HttpStatusCode.Created);
+        granted.ShouldBeInRange(10, 11);
+        redeemed.Count(s => s == HttpStatusCode.UnprocessableEntity).ShouldBe(50 - granted);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(110_000 - granted * 10_000);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
     [Fact]
     public async Task parallel_replays_of_one_idempotency_key_post_once()
     {
