@@ -1,8 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
-
 using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Programs;
@@ -67,10 +65,10 @@ public static class ProgramCatalog
     }
 
     /// <summary>
-    /// The organization's programs through the server's cache (see <see cref="CatalogCache"/>): from
+    /// The organization's programs through the server's cache (see <see cref="IProgramCache"/>): from
     /// memory when read within the last second, else from the database.
     /// </summary>
-    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CatalogCache? cache) =>
+    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, IProgramCache? cache) =>
         ReadThroughAsync(connection, orgId, tx, cache, _ => true);
 
     /// <summary>
@@ -80,10 +78,10 @@ public static class ProgramCatalog
     /// just read from the database is never read twice.
     /// </summary>
     private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(DbConnection connection, long orgId, DbTransaction? tx,
-        CatalogCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies)
+        IProgramCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies)
     {
         if (cache?.Programs(orgId) is { } cached && satisfies(cached)) return cached;
-        var loadedAt = CatalogCache.Now();
+        var loadedAt = ICatalogCache.Now();
         var programs = await ListAsync(connection, orgId, tx);
         // A replica may not have replayed a change this process just made: what it says answers the
         // read that asked, and is not kept for the postings that read the cache too.
@@ -92,7 +90,7 @@ public static class ProgramCatalog
     }
 
     /// <summary>A program by id, through the cache when one is given.</summary>
-    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, CatalogCache? cache = null) =>
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, IProgramCache? cache = null) =>
         (await ReadThroughAsync(connection, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId)))
             .FirstOrDefault(p => p.ProgramId == programId);
 
@@ -106,13 +104,13 @@ public static class ProgramCatalog
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
-        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads,
+        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads as IProgramCache,
             list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null));
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 
     /// <summary>The program a read is about: the one named, else the organization's default program (through the cache when one is given).</summary>
-    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache) =>
+    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache) =>
         Pick(await ReadThroughAsync(connection, orgId, tx, cache, list => Pick(list, programId) is not null), programId) ?? throw Missing(programId);
 
     private static LedgerException Missing(long? programId) => programId is { } id

@@ -1,7 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
 
 namespace LoyaltyLedger.Stores;
 
@@ -47,7 +46,7 @@ public static class StoreDirectory
     {
         // Stores and tills never change once created, so a cached one is always right; an unknown
         // code is looked up in the database every time.
-        var cache = posting.CatalogForReads;
+        var cache = posting.CatalogForReads as IStoreCache;
         Store? store = null;
         Till? till = null;
         if (!string.IsNullOrEmpty(storeCode))

@@ -1,7 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 
 namespace LoyaltyLedger.Tiers;
@@ -77,7 +76,7 @@ public static class TierReads
     }
 
     /// <summary>The program a tier read or override is about: the one named, else the default; refused when it has no tiers.</summary>
-    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache)
+    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache)
     {
         var program = await ProgramCatalog.ResolveAsync(c, orgId, programId, tx, cache);
         return program.Tiers is null

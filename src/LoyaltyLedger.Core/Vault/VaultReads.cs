@@ -36,7 +36,7 @@ public static class VaultReads
     /// order they were written). Opening-balance lines of zero are left out: they move nothing.
     /// </summary>
     public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query,
-        Organizations.CatalogCache? catalog = null)
+        IProgramCache? catalog = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
@@ -165,7 +165,7 @@ public static class VaultReads
 
     /// <summary>Per program: the balance, the vouchers held (active only unless asked), and the vouchers the balance can buy.</summary>
     public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs,
-        Organizations.CatalogCache? catalog = null)
+        IProgramCache? catalog = null)
     {
         var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
         var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog);
