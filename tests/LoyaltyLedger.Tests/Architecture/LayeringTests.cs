@@ -9,7 +9,7 @@ namespace LoyaltyLedger.Tests.Architecture;
 /// storage, and storage uses nothing of the ledger. Read from the compiled assembly, not the source:
 /// every type a layer's code names (signatures, base types, and every type, method and field its
 /// method bodies use, compiler-generated lambdas and async state machines included) must come from
-/// an allowed namespace. No database.
+/// an allowed namespace; and no two or more namespaces of the core use each other in a ring. No database.
 /// </summary>
 public class LayeringTests
 {
