@@ -105,19 +105,19 @@ public static class LedgerVerifier
 
             var orgFilter = orgId is null ? "" : " WHERE org_id = @orgId";
             var duplicateKeys = await c.ExecuteScalarAsync<long>(
-                $"SELECT COUNT(*) FROM (SELECT org_id, idempotency_key FROM idempotency_keys{orgFilter} GROUP BY org_id, idempotency_key HAVING COUNT(*) > 1) d", new { orgId }, commandTimeout: 0);
+                new CommandDefinition($"SELECT COUNT(*) FROM (SELECT org_id, idempotency_key FROM idempotency_keys{orgFilter} GROUP BY org_id, idempotency_key HAVING COUNT(*) > 1) d", new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (duplicateKeys > 0) Violation($"{duplicateKeys} idempotency keys recorded more than once");
-            var duplicateEvents = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING COUNT(*) > 1) d", commandTimeout: 0);
+            var duplicateEvents = await c.ExecuteScalarAsync<long>(new CommandDefinition("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING COUNT(*) > 1) d", commandTimeout: 0, cancellationToken: ct));
             if (duplicateEvents > 0) Violation($"{duplicateEvents} event ids used more than once");
-            var duplicateEntries = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM (SELECT entry_id FROM ledger_entries GROUP BY entry_id HAVING COUNT(*) > 1) d", commandTimeout: 0);
+            var duplicateEntries = await c.ExecuteScalarAsync<long>(new CommandDefinition("SELECT COUNT(*) FROM (SELECT entry_id FROM ledger_entries GROUP BY entry_id HAVING COUNT(*) > 1) d", commandTimeout: 0, cancellationToken: ct));
             if (duplicateEntries > 0) Violation($"{duplicateEntries} entry ids used more than once");
             var orphanEntries = await c.ExecuteScalarAsync<long>(
-                $"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId }, commandTimeout: 0);
+                new CommandDefinition($"SELECT COUNT(*) FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id){entryScope}", new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (orphanEntries > 0) Violation($"{orphanEntries} entries belong to no event");
             // line_kinds is what the points-ledger read counts and pages by: it must say exactly
             // which kinds of lines (plain points = 1, a currency = 2) each event holds.
             var wrongKinds = await c.ExecuteScalarAsync<long>(
-                $"""
+                new CommandDefinition($"""
                 SELECT COUNT(*) FROM (
                     SELECT e.event_id, e.line_kinds, COALESCE(MAX(CASE WHEN le.currency_id = 0 THEN 1 ELSE 0 END), 0)
                         + COALESCE(MAX(CASE WHEN le.currency_id <> 0 THEN 2 ELSE 0 END), 0) AS actual
@@ -125,7 +125,7 @@ public static class LedgerVerifier
                     WHERE 1 = 1{(orgId is null ? "" : " AND e.org_id = @orgId")}
                     GROUP BY e.event_id, e.line_kinds) k
                 WHERE k.line_kinds <> k.actual
-                """, new { orgId }, commandTimeout: 0);
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (wrongKinds > 0) Violation($"{wrongKinds} events whose line_kinds do not match their lines");
 
             // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
@@ -157,13 +157,13 @@ public static class LedgerVerifier
             }
 
             var counts = await c.QuerySingleAsync<(long Orgs, long Events, long Entries, long Lots, long Keys)>(
-                $"""
+                new CommandDefinition($"""
                 SELECT (SELECT COUNT(*) FROM organizations{(orgId is null ? "" : " WHERE org_id = @orgId")}),
                        (SELECT COUNT(*) FROM events{orgFilter}),
                        (SELECT COUNT(*) FROM ledger_entries{orgFilter}),
                        (SELECT COUNT(*) FROM lots{orgFilter}),
                        (SELECT COUNT(*) FROM idempotency_keys{orgFilter})
-                """, new { orgId }, commandTimeout: 0);
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (extra > 0) violations.Add($"... and {extra} more violations");
             return new VerificationReport(counts.Orgs, walletCount, counts.Events, counts.Entries, counts.Lots, counts.Keys, violations);
         }, ct);

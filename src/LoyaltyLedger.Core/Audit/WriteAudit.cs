@@ -18,8 +18,8 @@ public static class WriteAudit
         """;
 
     public static Task RecordAsync(DbConnection connection, DbTransaction transaction, long orgId, string keyId, string method, string path,
-        int status, string? idempotencyKey, long nowMs) =>
-        connection.ExecuteAsync(Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs), transaction);
+        int status, string? idempotencyKey, long nowMs, CancellationToken ct) =>
+        connection.ExecuteAsync(new CommandDefinition(Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs), transaction, cancellationToken: ct));
 
     /// <summary>Adds the record to a batch of the write's other statements.</summary>
     public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>

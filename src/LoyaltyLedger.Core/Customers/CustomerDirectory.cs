@@ -57,12 +57,12 @@ public static class CustomerDirectory
 
     private const string Columns = "customer_id, first_name, last_name, external_id, email, mobile, entity_type, created_at";
 
-    public static Task<Customer?> GetAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
-        c.QuerySingleOrDefaultAsync<Customer>($"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx);
+    public static Task<Customer?> GetAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
+        c.QuerySingleOrDefaultAsync<Customer>(new CommandDefinition($"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, cancellationToken: ct));
 
-    public static async Task<Customer> RequireAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
-        await GetAsync(c, orgId, customerId, tx) ?? throw LedgerException.NotFound("customer", customerId);
+    public static async Task<Customer> RequireAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
+        await GetAsync(c, orgId, customerId, tx, ct) ?? throw LedgerException.NotFound("customer", customerId);
 
     /// <summary>The customer a posting names, as its transaction sees it; refused when there is none.</summary>
     public static async Task<Customer> RequireAsync(Posting posting, long customerId) =>
@@ -71,8 +71,9 @@ public static class CustomerDirectory
         ?? throw LedgerException.NotFound("customer", customerId);
 
     /// <summary>Finds a customer by an identifier in a source (ALL: any source). Null when nobody matches.</summary>
-    public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx = null) =>
-        (await FindAllAsync(c, orgId, source, kind, value, accountId, 1, tx)).FirstOrDefault();
+    public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx,
+        CancellationToken ct) =>
+        (await FindAllAsync(c, orgId, source, kind, value, accountId, 1, tx, ct)).FirstOrDefault();
 
     /// <summary>
     /// The customers an identifier names in a source (ALL: any source), at most <paramref name="limit"/>,
@@ -80,7 +81,7 @@ public static class CustomerDirectory
     /// accounts of the source (or, with ALL, of different sources) share it.
     /// </summary>
     public static async Task<IReadOnlyList<Customer>> FindAllAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId,
-        int limit, DbTransaction? tx = null)
+        int limit, DbTransaction? tx, CancellationToken ct)
     {
         var sql = $"""
             SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id IN (
@@ -91,7 +92,7 @@ public static class CustomerDirectory
             ORDER BY customer_id
             LIMIT @limit
             """;
-        return (await c.QueryAsync<Customer>(sql, new { orgId, kind, value, source, accountId, limit }, tx)).ToList();
+        return (await c.QueryAsync<Customer>(new CommandDefinition(sql, new { orgId, kind, value, source, accountId, limit }, tx, cancellationToken: ct))).ToList();
     }
 
     // A settable row class: Dapper cannot infer a constructor when SQLite reports a NULL column as untyped.
@@ -103,22 +104,22 @@ public static class CustomerDirectory
         public string AccountId { get; set; } = "";
     }
 
-    public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null)
+    public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct)
     {
         // Sorted here, not in SQL: an ORDER BY on the primary key's columns led SQLite to walk the whole
         // organization's identifiers by that key (25 ms at 20,000 customers) instead of the customer's few
         // through ix_customer_identifiers_customer.
         var rows = await c.QueryAsync<IdentifierRow>(
-            "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx);
+            new CommandDefinition("SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, cancellationToken: ct));
         return rows.OrderBy(r => r.Source, StringComparer.Ordinal).ThenBy(r => r.Kind, StringComparer.Ordinal).ThenBy(r => r.Value, StringComparer.Ordinal)
             .Select(r => new CustomerIdentifier(r.Source, r.Kind, r.Value, r.AccountId.Length == 0 ? null : r.AccountId)).ToList();
     }
 
     /// <remarks>Sorted here for the same reason as <see cref="IdentifiersAsync"/> (the accounts' primary key starts with the number).</remarks>
-    public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx = null) =>
-        (await c.QueryAsync<string>("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx)).Order(StringComparer.Ordinal).ToList();
+    public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
+        (await c.QueryAsync<string>(new CommandDefinition("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, cancellationToken: ct))).Order(StringComparer.Ordinal).ToList();
 
     /// <summary>
     /// Registers a customer and posts a CustomerRegistration event that opens, at zero, a wallet for
@@ -137,7 +138,7 @@ public static class CustomerDirectory
         if (request.CustomerId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("customerId must be positive.");
-            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction) is not null)
+            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Customer {explicitId} already exists.", 409);
             customerId = explicitId;
             await posting.ClaimIdAsync("customer", customerId);
@@ -169,14 +170,14 @@ public static class CustomerDirectory
         foreach (var accountNumber in request.AccountNumbers ?? [])
             await AddAccountNumberAsync(posting, customerId, accountNumber);
 
-        var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction);
+        var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation);
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, customerId, customerId,
             EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId,
             StoreCode: store?.Code, TillCode: till?.Code));
         await OpenWalletsAsync(posting, eventId, OwnerType.Customer, customerId, programs);
 
-        var customer = await GetAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction);
+        var customer = await GetAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction, posting.Cancellation);
         return (customer!, eventId);
     }
 

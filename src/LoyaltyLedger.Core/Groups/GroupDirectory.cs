@@ -65,15 +65,15 @@ public static class GroupDirectory
         public long JoinedAt { get; set; }
     }
 
-    public static async Task<UserGroup?> GetAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx = null)
+    public static async Task<UserGroup?> GetAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx, CancellationToken ct)
     {
         var row = await c.QuerySingleOrDefaultAsync<GroupRow>(
-            "SELECT group_id, external_id, name, primary_customer_id, max_members, pools_points FROM user_groups WHERE org_id = @orgId AND group_id = @groupId",
-            new { orgId, groupId }, tx);
+            new CommandDefinition("SELECT group_id, external_id, name, primary_customer_id, max_members, pools_points FROM user_groups WHERE org_id = @orgId AND group_id = @groupId",
+            new { orgId, groupId }, tx, cancellationToken: ct));
         if (row is null) return null;
         var members = await c.QueryAsync<MemberRow>(
-            "SELECT customer_id, role, may_redeem, may_transfer, joined_at FROM group_members WHERE org_id = @orgId AND group_id = @groupId ORDER BY joined_at, customer_id",
-            new { orgId, groupId }, tx);
+            new CommandDefinition("SELECT customer_id, role, may_redeem, may_transfer, joined_at FROM group_members WHERE org_id = @orgId AND group_id = @groupId ORDER BY joined_at, customer_id",
+            new { orgId, groupId }, tx, cancellationToken: ct));
         return new UserGroup
         {
             GroupId = row.GroupId, ExternalId = row.ExternalId, Name = row.Name, PrimaryCustomerId = row.PrimaryCustomerId,
@@ -85,26 +85,26 @@ public static class GroupDirectory
         };
     }
 
-    public static async Task<UserGroup> RequireAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx = null) =>
-        await GetAsync(c, orgId, groupId, tx) ?? throw LedgerException.NotFound("group", groupId);
+    public static async Task<UserGroup> RequireAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx, CancellationToken ct) =>
+        await GetAsync(c, orgId, groupId, tx, ct) ?? throw LedgerException.NotFound("group", groupId);
 
     /// <summary>The group a posting names, as its transaction sees it; refused when there is none.</summary>
     public static Task<UserGroup> RequireAsync(Posting posting, long groupId) =>
-        RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction);
+        RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction, posting.Cancellation);
 
     /// <summary>Finds a group by groupId (also spelled id), externalId or primaryUserId.</summary>
-    public static async Task<UserGroup?> FindAsync(DbConnection c, long orgId, string identifierName, string value, DbTransaction? tx = null)
+    public static async Task<UserGroup?> FindAsync(DbConnection c, long orgId, string identifierName, string value, DbTransaction? tx, CancellationToken ct)
     {
         long? groupId = identifierName.ToUpperInvariant() switch
         {
             "GROUPID" or "ID" => long.TryParse(value, out var id) ? id : null,
-            "EXTERNALID" => await c.ExecuteScalarAsync<long?>("SELECT group_id FROM user_groups WHERE org_id = @orgId AND external_id = @value", new { orgId, value }, tx),
+            "EXTERNALID" => await c.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT group_id FROM user_groups WHERE org_id = @orgId AND external_id = @value", new { orgId, value }, tx, cancellationToken: ct)),
             "PRIMARYUSERID" => long.TryParse(value, out var primary)
-                ? await c.ExecuteScalarAsync<long?>("SELECT group_id FROM user_groups WHERE org_id = @orgId AND primary_customer_id = @primary ORDER BY group_id LIMIT 1", new { orgId, primary }, tx)
+                ? await c.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT group_id FROM user_groups WHERE org_id = @orgId AND primary_customer_id = @primary ORDER BY group_id LIMIT 1", new { orgId, primary }, tx, cancellationToken: ct))
                 : null,
             _ => null,
         };
-        return groupId is { } g ? await GetAsync(c, orgId, g, tx) : null;
+        return groupId is { } g ? await GetAsync(c, orgId, g, tx, ct) : null;
     }
 
     /// <summary>
@@ -149,7 +149,7 @@ public static class GroupDirectory
         if (request.GroupId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("groupId must be positive.");
-            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction) is not null)
+            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Group {explicitId} already exists.", 409);
             groupId = explicitId;
             await posting.ClaimIdAsync("group", groupId);
@@ -183,7 +183,7 @@ public static class GroupDirectory
             if (member.CustomerId == request.PrimaryCustomerId) continue;
             await AddMemberAsync(posting, groupId, member);
         }
-        return (await GetAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction))!;
+        return (await GetAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction, posting.Cancellation))!;
     }
 
     public static async Task<GroupMember> AddMemberAsync(Posting posting, long groupId, NewGroupMember request)

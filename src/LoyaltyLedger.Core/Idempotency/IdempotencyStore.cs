@@ -100,7 +100,7 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     /// </summary>
     public async Task<PendingClaim?> ClaimPendingAsync(IdempotencyKey key, string requestHash, long nowMs, CancellationToken ct)
     {
-        var claimed = await database.WriteAsync((c, tx) => ClaimAsync(new StatementBatch(c, tx, database.Dialect), key, requestHash, nowMs, ct), ct);
+        var claimed = await database.WriteAsync((c, tx) => ClaimAsync(new StatementBatch(c, tx, database.Dialect, ct), key, requestHash, nowMs, ct), ct);
         if (claimed) return new PendingClaim(key, nowMs);
 
         var stored = await ReadAsync(key, ct);

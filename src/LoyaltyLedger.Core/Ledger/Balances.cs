@@ -18,10 +18,10 @@ public static class Balances
     }
 
     /// <summary>Every wallet of an owner: per program, plain points or alternate currency, and category.</summary>
-    public static async Task<IReadOnlyList<BalanceView>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId)
+    public static async Task<IReadOnlyList<BalanceView>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
     {
         var rows = await c.QueryAsync<Row>(
-            """
+            new CommandDefinition("""
             SELECT w.program_id AS ProgramId, p.name AS ProgramName, cur.name AS Currency, w.category AS Category, w.balance AS Balance
             FROM wallets w
             JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
@@ -29,7 +29,7 @@ public static class Balances
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId });
+            new { orgId, ownerType = ownerType.ToWire(), ownerId }, cancellationToken: ct));
         return rows.Select(r => new BalanceView(r.ProgramId, r.ProgramName, r.Currency, r.Category, new Points(r.Balance))).ToList();
     }
 }

@@ -74,6 +74,12 @@ public sealed class Posting
     /// </summary>
     public bool CatalogChanged { get; private set; }
 
+    /// <summary>
+    /// The cache to read programs and stores through: none once this posting has changed them, since
+    /// what it reads then is not committed yet and must not be shared with other requests.
+    /// </summary>
+    public ICatalogCache? CatalogForReads => CatalogChanged ? null : Catalog;
+
     /// <summary>Marks that this posting creates a program, currency, store or till; the cache forgets the organization's programs.</summary>
     public void ChangeCatalog()
     {

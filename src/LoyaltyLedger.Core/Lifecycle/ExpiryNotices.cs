@@ -37,7 +37,7 @@ public static class ExpiryNotices
     public static async Task<int> AnnounceAsync(LedgerDatabase db, long orgId, DateTimeOffset now, CancellationToken ct)
     {
         var sent = 0;
-        foreach (var program in await db.ReadAsync(c => ProgramCatalog.ListAsync(c, orgId), ct))
+        foreach (var program in await db.ReadAsync(c => ProgramCatalog.ListAsync(c, orgId, null, ct), ct))
         {
             if (program.ExpiryNoticeDays <= 0) continue;
             var until = now.AddDays(program.ExpiryNoticeDays);
@@ -77,7 +77,7 @@ public static class ExpiryNotices
                 // unless it is the only one (then it is announced in parts).
                 if (full && due.Select(d => d.WalletId).Distinct().Count() > 1)
                     due.RemoveAll(d => d.WalletId == due[^1].WalletId);
-                return (await NoticeAsync(c, tx, db.Dialect, orgId, program, now, due), full);
+                return (await NoticeAsync(c, tx, db.Dialect, orgId, program, now, due, ct), full);
             }, ct);
             sent += notices;
             if (!more) return sent;
@@ -111,7 +111,7 @@ public static class ExpiryNotices
                     if (policy.WholeBalanceExpiry(DateTimeOffset.FromUnixTimeMilliseconds(w.LastActivityAt)) is not { } at || at <= now || at > until) continue;
                     due.Add(new Due(w.WalletId, w.OwnerType, w.OwnerId, currencyId, w.Balance, WholeBalanceLot, w.Balance, at.ToUnixTimeMilliseconds()));
                 }
-                return await NoticeAsync(c, tx, db.Dialect, orgId, program, now, due);
+                return await NoticeAsync(c, tx, db.Dialect, orgId, program, now, due, ct);
             }, ct);
         }
         return sent;
@@ -119,7 +119,7 @@ public static class ExpiryNotices
 
     /// <summary>Records the notices of <paramref name="due"/> and announces, per wallet, the lots whose notice this transaction recorded.</summary>
     private static async Task<int> NoticeAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, SqlDialect dialect,
-        long orgId, LoyaltyProgram program, DateTimeOffset now, IReadOnlyList<Due> due)
+        long orgId, LoyaltyProgram program, DateTimeOffset now, IReadOnlyList<Due> due, CancellationToken ct)
     {
         if (due.Count == 0) return 0;
         var values = new List<string>();
@@ -133,13 +133,13 @@ public static class ExpiryNotices
             args.Add("e" + n, due[i].ExpiresAt);
         }
         var recorded = (await c.QueryAsync<(long WalletId, long LotId, long ExpiresAt)>(
-            $"""
+            new CommandDefinition($"""
             INSERT INTO expiry_notices (org_id, wallet_id, lot_id, expires_at, noticed_at) VALUES {string.Join(", ", values)}
             ON CONFLICT DO NOTHING
             RETURNING wallet_id, lot_id, expires_at
-            """, args, tx)).ToHashSet();
+            """, args, tx, cancellationToken: ct))).ToHashSet();
 
-        var batch = new StatementBatch(c, tx, dialect);
+        var batch = new StatementBatch(c, tx, dialect, ct);
         var sent = 0;
         foreach (var wallet in due.Where(d => recorded.Contains((d.WalletId, d.LotId, d.ExpiresAt))).GroupBy(d => d.WalletId))
         {
@@ -147,7 +147,7 @@ public static class ExpiryNotices
             OutboxRows.Add(batch, orgId, OutboxEventTypes.PointsExpiring, now.ToUnixTimeMilliseconds(), w => Write(w, program, lots));
             sent++;
         }
-        await batch.RunAsync();
+        await batch.RunAsync(ct);
         return sent;
     }
 

@@ -30,7 +30,7 @@ public static class LifecycleRun
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var orgs = orgId is { } single
             ? [single]
-            : (await db.ReadAsync(c => c.QueryAsync<long>("SELECT org_id FROM organizations ORDER BY org_id"), ct)).ToList();
+            : (await db.ReadAsync(c => c.QueryAsync<long>(new CommandDefinition("SELECT org_id FROM organizations ORDER BY org_id", cancellationToken: ct)), ct)).ToList();
         var events = new List<PostingResult>();
         var conversions = 0;
         var expiries = 0;
@@ -38,12 +38,12 @@ public static class LifecycleRun
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         foreach (var org in orgs)
         {
-            var promised = await db.ReadAsync(c => c.QueryAsync<long>(db.Dialect.Expand(
+            var promised = await db.ReadAsync(c => c.QueryAsync<long>(new CommandDefinition(db.Dialect.Expand(
                 """
                 SELECT l.lot_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'PROMISED' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
                 ORDER BY l.expires_at, l.lot_id
-                """), new { org, asOf = asOfMs }), ct);
+                """), new { org, asOf = asOfMs }, cancellationToken: ct)), ct);
             foreach (var lotId in promised)
             {
                 var converted = await db.WriteAsync((c, tx) =>
@@ -85,14 +85,14 @@ public static class LifecycleRun
         {
             var keys = new HashSet<WalletKey>();
             var dated = await c.QueryAsync<(string OwnerType, long OwnerId, long ProgramId, long CurrencyId)>(
-                """
+                new CommandDefinition("""
                 SELECT DISTINCT w.owner_type, w.owner_id, w.program_id, w.currency_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'REGULAR' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
-                """, new { org, asOf = asOf.ToUnixTimeMilliseconds() });
+                """, new { org, asOf = asOf.ToUnixTimeMilliseconds() }, cancellationToken: ct));
             foreach (var w in dated)
                 keys.Add(new WalletKey(LedgerNames.ParseOwner(w.OwnerType), w.OwnerId, w.ProgramId, w.CurrencyId, PointCategory.Regular));
 
-            foreach (var program in await ProgramCatalog.ListAsync(c, org))
+            foreach (var program in await ProgramCatalog.ListAsync(c, org, null, ct))
             {
                 var policies = new List<(long CurrencyId, ExpiryPolicy Policy)> { (WalletKey.PlainPoints, program.Expiry) };
                 policies.AddRange(program.Currencies.Select(cur => (cur.CurrencyId, cur.Expiry)));
@@ -101,11 +101,11 @@ public static class LifecycleRun
                     // A SQL bound that can only let too many through; the exact date is checked per wallet.
                     var bound = (asOf - policy.MinimumPeriod).ToUnixTimeMilliseconds();
                     var idle = await c.QueryAsync<(string OwnerType, long OwnerId, long LastActivityAt)>(
-                        """
+                        new CommandDefinition("""
                         SELECT owner_type, owner_id, last_activity_at FROM wallets
                         WHERE org_id = @org AND program_id = @programId AND currency_id = @currencyId AND category = 'REGULAR'
                             AND balance > 0 AND last_activity_at <= @bound
-                        """, new { org, programId = program.ProgramId, currencyId, bound });
+                        """, new { org, programId = program.ProgramId, currencyId, bound }, cancellationToken: ct));
                     foreach (var w in idle)
                     {
                         if (policy.WholeBalanceExpiry(DateTimeOffset.FromUnixTimeMilliseconds(w.LastActivityAt)) <= asOf)

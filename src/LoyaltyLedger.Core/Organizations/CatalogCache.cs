@@ -30,7 +30,7 @@ namespace LoyaltyLedger.Organizations;
 /// at most <see cref="KeysTtl"/>.</item>
 /// </list>
 /// </remarks>
-public sealed class CatalogCache : ICatalogCache
+public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
 {
     public static readonly TimeSpan ProgramsTtl = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan KeysTtl = TimeSpan.FromSeconds(1);
@@ -92,7 +92,7 @@ public sealed class CatalogCache : ICatalogCache
     /// A timestamp to pass to the setters, taken before the database read: a change this process
     /// makes while the read is under way then still wins, since the read is older than the change.
     /// </summary>
-    public static long Now() => Stopwatch.GetTimestamp();
+    public static long Now() => ICatalogCache.Now();
 
     private static bool Fresh(long loadedAt, TimeSpan ttl) => Stopwatch.GetElapsedTime(loadedAt) < ttl;
 }
@@ -102,8 +102,7 @@ public sealed record CachedKey(long OrgId, string? SecretHash, string? Role);
 
 /// <summary>
 /// Where the catalog cache is found: one per database handle, so one per server process (storage
-/// holds none of it: the cache is attached to the handle here, above the kernel), and a posting's
-/// view of the one it carries.
+/// holds none of it: the cache is attached to the handle here, above the kernel).
 /// </summary>
 public static class CatalogCaches
 {
@@ -113,14 +112,5 @@ public static class CatalogCaches
     {
         /// <summary>Programs, stores, tills and API keys as this process last read them (see <see cref="CatalogCache"/>).</summary>
         public CatalogCache Catalog => ByDatabase.GetValue(database, static _ => new CatalogCache());
-    }
-
-    extension(Posting posting)
-    {
-        /// <summary>
-        /// The cache to read programs and stores through: none once this posting has changed them, since
-        /// what it reads then is not committed yet and must not be shared with other requests.
-        /// </summary>
-        public CatalogCache? CatalogForReads => posting.CatalogChanged ? null : posting.Catalog as CatalogCache;
     }
 }

@@ -30,21 +30,21 @@ public static class Tenants
         var id = await db.WriteAsync(async (c, tx) =>
         {
             // Names are how operators tell tenants apart (org list, seed --org-name): one per name.
-            if (await c.ExecuteScalarAsync<long?>("SELECT org_id FROM organizations WHERE name = @name", new { name }, tx) is { } existing)
+            if (await c.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT org_id FROM organizations WHERE name = @name", new { name }, tx, cancellationToken: ct)) is { } existing)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"An organization named '{name}' already exists (id {existing}).", 409);
             return await c.ExecuteScalarAsync<long>(
-                "INSERT INTO organizations (name, created_at) VALUES (@name, @now) RETURNING org_id",
-                new { name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx);
+                new CommandDefinition("INSERT INTO organizations (name, created_at) VALUES (@name, @now) RETURNING org_id",
+                new { name, now = clock.GetUtcNow().ToUnixTimeMilliseconds() }, tx, cancellationToken: ct));
         }, ct);
         return new Organization(id, name);
     }
 
     public static Task<Organization?> FindOrganizationAsync(LedgerDatabase db, string name, CancellationToken ct) =>
         db.ReadAsync(c => c.QueryFirstOrDefaultAsync<Organization>(
-            "SELECT org_id AS OrgId, name AS Name FROM organizations WHERE name = @name ORDER BY org_id", new { name }), ct);
+            new CommandDefinition("SELECT org_id AS OrgId, name AS Name FROM organizations WHERE name = @name ORDER BY org_id", new { name }, cancellationToken: ct)), ct);
 
     public static Task<IEnumerable<Organization>> ListOrganizationsAsync(LedgerDatabase db, CancellationToken ct) =>
-        db.ReadAsync(c => c.QueryAsync<Organization>("SELECT org_id AS OrgId, name AS Name FROM organizations ORDER BY org_id"), ct);
+        db.ReadAsync(c => c.QueryAsync<Organization>(new CommandDefinition("SELECT org_id AS OrgId, name AS Name FROM organizations ORDER BY org_id", cancellationToken: ct)), ct);
 
     /// <summary>
     /// Issues a key. With <paramref name="keyId"/> and <paramref name="secret"/> given (the demo's fixed
@@ -53,7 +53,7 @@ public static class Tenants
     public static async Task<IssuedKey> IssueKeyAsync(LedgerDatabase db, long orgId, KeyRole role, TimeProvider clock, CancellationToken ct,
         string? keyId = null, string? secret = null, string? name = null)
     {
-        var key = await db.WriteAsync((c, tx) => IssueKeyAsync(c, tx, orgId, role, clock.GetUtcNow().ToUnixTimeMilliseconds(), keyId, secret, name), ct);
+        var key = await db.WriteAsync((c, tx) => IssueKeyAsync(c, tx, orgId, role, clock.GetUtcNow().ToUnixTimeMilliseconds(), ct, keyId, secret, name), ct);
         // An explicit key id may name a key already known (and cached) here: it now has this secret.
         db.Catalog.InvalidateKey(key.KeyId);
         return key;
@@ -61,21 +61,21 @@ public static class Tenants
 
     /// <summary>Issues a key inside an API write (which also claims the request's Idempotency-Key); see the overload below.</summary>
     public static Task<IssuedKey> IssueKeyAsync(Posting posting, KeyRole role, string? name = null) =>
-        IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, role, posting.NowMs, name: name);
+        IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, role, posting.NowMs, posting.Cancellation, name: name);
 
     /// <summary>Revokes a key inside an API write; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
     public static Task<bool> RevokeKeyAsync(Posting posting, string keyId) =>
-        RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs);
+        RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs, posting.Cancellation);
 
     /// <summary>Rotates a key's secret inside an API write; the caller forgets the key in <see cref="CatalogCache"/> after the commit.</summary>
     public static Task<IssuedKey> RotateKeyAsync(Posting posting, string keyId) =>
-        RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId);
+        RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.Cancellation);
 
     /// <summary>
     /// Issues a key inside the caller's transaction (the HTTP API's, which also claims the request's
     /// Idempotency-Key). The caller forgets the key in <see cref="CatalogCache"/> after the commit.
     /// </summary>
-    public static async Task<IssuedKey> IssueKeyAsync(DbConnection c, DbTransaction tx, long orgId, KeyRole role, long nowMs,
+    public static async Task<IssuedKey> IssueKeyAsync(DbConnection c, DbTransaction tx, long orgId, KeyRole role, long nowMs, CancellationToken ct,
         string? keyId = null, string? secret = null, string? name = null)
     {
         if (!Enum.IsDefined(role)) throw LedgerException.Invalid("role is Read, Write or Admin.");
@@ -85,15 +85,15 @@ public static class Tenants
         if (keyId.Contains(':', StringComparison.Ordinal) || keyId.Length is < 3 or > 100)
             throw LedgerException.Invalid("A key id is 3 to 100 characters without ':'.");
         if (secret.Length < 8) throw LedgerException.Invalid("A key secret is at least 8 characters.");
-        var exists = await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM organizations WHERE org_id = @orgId", new { orgId }, tx);
+        var exists = await c.ExecuteScalarAsync<long>(new CommandDefinition("SELECT COUNT(*) FROM organizations WHERE org_id = @orgId", new { orgId }, tx, cancellationToken: ct));
         if (exists == 0) throw LedgerException.NotFound("organization", orgId);
         await c.ExecuteAsync(
-            """
+            new CommandDefinition("""
             INSERT INTO api_keys (key_id, org_id, secret_hash, role, name, created_at, revoked_at)
             VALUES (@keyId, @orgId, @hash, @role, @name, @now, NULL)
             ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash, role = excluded.role, revoked_at = NULL
             """,
-            new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = nowMs }, tx);
+            new { keyId, orgId, hash = Hash(secret), role = role.ToString().ToUpperInvariant(), name, now = nowMs }, tx, cancellationToken: ct));
         return new IssuedKey(orgId, keyId, secret, role);
     }
 
@@ -109,7 +109,7 @@ public static class Tenants
     public static async Task<IReadOnlyList<KeyView>> ListKeysAsync(LedgerDatabase db, long orgId, CancellationToken ct)
     {
         var rows = await db.ReadAsync(c => c.QueryAsync<KeyRow>(
-            "SELECT key_id, role, name, created_at, revoked_at FROM api_keys WHERE org_id = @orgId ORDER BY created_at, key_id", new { orgId }), ct);
+            new CommandDefinition("SELECT key_id, role, name, created_at, revoked_at FROM api_keys WHERE org_id = @orgId ORDER BY created_at, key_id", new { orgId }, cancellationToken: ct)), ct);
         return rows.Select(r => new KeyView(r.KeyId, Enum.Parse<KeyRole>(r.Role, ignoreCase: true), r.Name,
             DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedAt), r.RevokedAt is { } at ? DateTimeOffset.FromUnixTimeMilliseconds(at) : null)).ToList();
     }
@@ -123,7 +123,7 @@ public static class Tenants
     {
         try
         {
-            await db.WriteAsync((c, tx) => RevokeKeyAsync(c, tx, orgId, keyId, clock.GetUtcNow().ToUnixTimeMilliseconds()), ct);
+            await db.WriteAsync((c, tx) => RevokeKeyAsync(c, tx, orgId, keyId, clock.GetUtcNow().ToUnixTimeMilliseconds(), ct), ct);
         }
         finally
         {
@@ -132,11 +132,11 @@ public static class Tenants
     }
 
     /// <summary>Revokes a key inside the caller's transaction; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
-    public static async Task<bool> RevokeKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId, long nowMs)
+    public static async Task<bool> RevokeKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId, long nowMs, CancellationToken ct)
     {
         var changed = await c.ExecuteAsync(
-            "UPDATE api_keys SET revoked_at = @now WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL",
-            new { orgId, keyId, now = nowMs }, tx);
+            new CommandDefinition("UPDATE api_keys SET revoked_at = @now WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL",
+            new { orgId, keyId, now = nowMs }, tx, cancellationToken: ct));
         return changed == 0 ? throw LedgerException.NotFound("key", keyId) : true;
     }
 
@@ -145,7 +145,7 @@ public static class Tenants
     {
         try
         {
-            return await db.WriteAsync((c, tx) => RotateKeyAsync(c, tx, orgId, keyId), ct);
+            return await db.WriteAsync((c, tx) => RotateKeyAsync(c, tx, orgId, keyId, ct), ct);
         }
         finally
         {
@@ -154,14 +154,14 @@ public static class Tenants
     }
 
     /// <summary>Rotates a key inside the caller's transaction; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
-    public static async Task<IssuedKey> RotateKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId)
+    public static async Task<IssuedKey> RotateKeyAsync(DbConnection c, DbTransaction tx, long orgId, string keyId, CancellationToken ct)
     {
         var secret = NewSecret();
         var role = await c.ExecuteScalarAsync<string?>(
-            "SELECT role FROM api_keys WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL", new { orgId, keyId }, tx)
+            new CommandDefinition("SELECT role FROM api_keys WHERE org_id = @orgId AND key_id = @keyId AND revoked_at IS NULL", new { orgId, keyId }, tx, cancellationToken: ct))
             ?? throw LedgerException.NotFound("key", keyId);
-        await c.ExecuteAsync("UPDATE api_keys SET secret_hash = @hash WHERE org_id = @orgId AND key_id = @keyId",
-            new { hash = Hash(secret), orgId, keyId }, tx);
+        await c.ExecuteAsync(new CommandDefinition("UPDATE api_keys SET secret_hash = @hash WHERE org_id = @orgId AND key_id = @keyId",
+            new { hash = Hash(secret), orgId, keyId }, tx, cancellationToken: ct));
         return new IssuedKey(orgId, keyId, secret, Enum.Parse<KeyRole>(role, ignoreCase: true));
     }
 
@@ -194,7 +194,7 @@ public static class Tenants
         if (row is not null) return row;
         var loadedAt = CatalogCache.Now();
         var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
-            "SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }), ct);
+            new CommandDefinition("SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }, cancellationToken: ct)), ct);
         row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
         db.Catalog.SetKey(keyId, row, loadedAt);
         return row;
@@ -202,7 +202,7 @@ public static class Tenants
 
     public static Task<Organization?> GetOrganizationAsync(LedgerDatabase db, long orgId, CancellationToken ct) =>
         db.ReadAsync(c => c.QuerySingleOrDefaultAsync<Organization>(
-            "SELECT org_id AS OrgId, name AS Name FROM organizations WHERE org_id = @orgId", new { orgId }), ct);
+            new CommandDefinition("SELECT org_id AS OrgId, name AS Name FROM organizations WHERE org_id = @orgId", new { orgId }, cancellationToken: ct)), ct);
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 }

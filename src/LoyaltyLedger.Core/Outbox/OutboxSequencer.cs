@@ -58,7 +58,7 @@ public static class OutboxSequencer
         return await database.WriteAsync(async (c, tx) =>
         {
             // The lock and the numbering in one round trip; the lock is held until the commit.
-            var batch = new StatementBatch(c, tx, database.Dialect);
+            var batch = new StatementBatch(c, tx, database.Dialect, ct);
             database.Dialect.AddTransactionLock(batch, AdvisoryLock);
             var numbered = batch.Execute(NumberSql, new { limit = MaxPerRun });
             return (await batch.RunAsync(ct)).Affected(numbered);

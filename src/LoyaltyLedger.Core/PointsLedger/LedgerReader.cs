@@ -35,8 +35,8 @@ public static class LedgerReader
         // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
         await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
 
-        var subject = await ResolveSubjectAsync(connection, tx, orgId, query);
-        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx, database.Catalog);
+        var subject = await ResolveSubjectAsync(connection, tx, orgId, query, ct);
+        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx, database.Catalog, ct);
         var filter = await BuildFilterAsync(connection, tx, database.Dialect, orgId, query, subject, programs, ct);
 
         if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)
@@ -278,12 +278,12 @@ public static class LedgerReader
             r.CurrencyName, new Points(r.Closing!.Value), toMs)).ToList();
     }
 
-    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query)
+    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query, CancellationToken ct)
     {
         if (query.Subject == LedgerSubject.Customer)
         {
             // Two customers, not one of them: answering with either would show a customer another's ledger.
-            var matches = await CustomerDirectory.FindAllAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, 2, tx);
+            var matches = await CustomerDirectory.FindAllAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, 2, tx, ct);
             if (matches.Count == 0) throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request", 404);
             if (matches.Count > 1)
             {
@@ -295,7 +295,7 @@ public static class LedgerReader
             return new Subject(OwnerType.Customer.ToWire(), customer.CustomerId,
                 new SubjectDetails(customer.FirstName, customer.LastName, customer.CustomerId, customer.ExternalId, customer.EntityType), null);
         }
-        var group = await GroupDirectory.FindAsync(c, orgId, query.IdentifierName, query.IdentifierValue, tx)
+        var group = await GroupDirectory.FindAsync(c, orgId, query.IdentifierName, query.IdentifierValue, tx, ct)
             ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request: no such user group", 404);
         return new Subject(OwnerType.Group.ToWire(), group.GroupId,
             new SubjectDetails(group.Name, null, group.GroupId, group.ExternalId, "FLEET"), group.GroupId);

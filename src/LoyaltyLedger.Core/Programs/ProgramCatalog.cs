@@ -1,8 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
-
 using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Programs;
@@ -32,16 +30,16 @@ public static class ProgramCatalog
         public string ExpiryPolicy { get; set; } = "";
     }
 
-    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx = null)
+    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CancellationToken ct)
     {
         var programs = await connection.QueryAsync<ProgramRow>(
-            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
-            new { orgId }, tx);
+            new CommandDefinition("SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
+            new { orgId }, tx, cancellationToken: ct));
         var currencies = (await connection.QueryAsync<CurrencyRow>(
-            "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
-            new { orgId }, tx)).ToLookup(c => c.ProgramId);
+            new CommandDefinition("SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
+            new { orgId }, tx, cancellationToken: ct))).ToLookup(c => c.ProgramId);
         var tiers = (await connection.QueryAsync<(long ProgramId, string Policy)>(
-            "SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx))
+            new CommandDefinition("SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx, cancellationToken: ct)))
             .ToDictionary(t => t.ProgramId, t => TierPolicy.FromJson(t.Policy));
         return programs.Select(p => new LoyaltyProgram
         {
@@ -67,11 +65,12 @@ public static class ProgramCatalog
     }
 
     /// <summary>
-    /// The organization's programs through the server's cache (see <see cref="CatalogCache"/>): from
+    /// The organization's programs through the server's cache (see <see cref="IProgramCache"/>): from
     /// memory when read within the last second, else from the database.
     /// </summary>
-    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CatalogCache? cache) =>
-        ReadThroughAsync(connection, orgId, tx, cache, _ => true);
+    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, IProgramCache? cache,
+        CancellationToken ct) =>
+        ReadThroughAsync(connection, orgId, tx, cache, _ => true, ct);
 
     /// <summary>
     /// The cached list when it has what the caller needs, else the database's (which then replaces
@@ -80,11 +79,11 @@ public static class ProgramCatalog
     /// just read from the database is never read twice.
     /// </summary>
     private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(DbConnection connection, long orgId, DbTransaction? tx,
-        CatalogCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies)
+        IProgramCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies, CancellationToken ct)
     {
         if (cache?.Programs(orgId) is { } cached && satisfies(cached)) return cached;
-        var loadedAt = CatalogCache.Now();
-        var programs = await ListAsync(connection, orgId, tx);
+        var loadedAt = ICatalogCache.Now();
+        var programs = await ListAsync(connection, orgId, tx, ct);
         // A replica may not have replayed a change this process just made: what it says answers the
         // read that asked, and is not kept for the postings that read the cache too.
         if (!ReadReplicas.Serves(connection)) cache?.SetPrograms(orgId, programs, loadedAt);
@@ -92,8 +91,9 @@ public static class ProgramCatalog
     }
 
     /// <summary>A program by id, through the cache when one is given.</summary>
-    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx = null, CatalogCache? cache = null) =>
-        (await ReadThroughAsync(connection, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId)))
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx, IProgramCache? cache,
+        CancellationToken ct) =>
+        (await ReadThroughAsync(connection, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId), ct))
             .FirstOrDefault(p => p.ProgramId == programId);
 
     /// <summary>
@@ -106,14 +106,15 @@ public static class ProgramCatalog
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
-        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads,
-            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null));
+        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads as IProgramCache,
+            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null), posting.Cancellation);
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 
     /// <summary>The program a read is about: the one named, else the organization's default program (through the cache when one is given).</summary>
-    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache) =>
-        Pick(await ReadThroughAsync(connection, orgId, tx, cache, list => Pick(list, programId) is not null), programId) ?? throw Missing(programId);
+    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,
+        CancellationToken ct) =>
+        Pick(await ReadThroughAsync(connection, orgId, tx, cache, list => Pick(list, programId) is not null, ct), programId) ?? throw Missing(programId);
 
     private static LedgerException Missing(long? programId) => programId is { } id
         ? LedgerException.NotFound("program", id)
@@ -173,7 +174,7 @@ public static class ProgramCatalog
         foreach (var currency in request.Currencies ?? [])
             await AddCurrencyAsync(posting, programId, currency);
 
-        return (await FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction))!;
+        return (await FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction, null, posting.Cancellation))!;
     }
 
     public static async Task<AlternateCurrency> AddCurrencyAsync(Posting posting, long programId, NewCurrency request)

@@ -243,12 +243,12 @@ public static class OrganizationSeeder
         }, ct);
 
         var firstCustomer = await db.ReadAsync(c => c.ExecuteScalarAsync<long?>(
-            "SELECT last_value FROM id_counters WHERE org_id = @org AND name = 'customer'", new { org = org.OrgId }), ct) ?? 0;
+            new CommandDefinition("SELECT last_value FROM id_counters WHERE org_id = @org AND name = 'customer'", new { org = org.OrgId }, cancellationToken: ct)), ct) ?? 0;
         var next = new Dictionary<string, long>();
         await db.ReadAsync(async c =>
         {
             foreach (var (table, column) in IdentityTables)
-                next[table] = await c.ExecuteScalarAsync<long>($"SELECT COALESCE(MAX({column}), 0) FROM {table}") + 1;
+                next[table] = await c.ExecuteScalarAsync<long>(new CommandDefinition($"SELECT COALESCE(MAX({column}), 0) FROM {table}", cancellationToken: ct)) + 1;
             return 0;
         }, ct);
 

@@ -1,7 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
 
 namespace LoyaltyLedger.Stores;
 
@@ -30,41 +29,41 @@ public sealed record NewTill(string Code, string StoreCode, string? Name = null,
 
 public static class StoreDirectory
 {
-    public static Task<IEnumerable<Store>> ListStoresAsync(DbConnection c, long orgId, DbTransaction? tx = null) =>
-        c.QueryAsync<Store>("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId ORDER BY code", new { orgId }, tx);
+    public static Task<IEnumerable<Store>> ListStoresAsync(DbConnection c, long orgId, DbTransaction? tx, CancellationToken ct) =>
+        c.QueryAsync<Store>(new CommandDefinition("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId ORDER BY code", new { orgId }, tx, cancellationToken: ct));
 
-    public static Task<IEnumerable<Till>> ListTillsAsync(DbConnection c, long orgId, DbTransaction? tx = null) =>
-        c.QueryAsync<Till>("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId ORDER BY code", new { orgId }, tx);
+    public static Task<IEnumerable<Till>> ListTillsAsync(DbConnection c, long orgId, DbTransaction? tx, CancellationToken ct) =>
+        c.QueryAsync<Till>(new CommandDefinition("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId ORDER BY code", new { orgId }, tx, cancellationToken: ct));
 
-    public static Task<Store?> FindStoreAsync(DbConnection c, long orgId, string code, DbTransaction? tx = null) =>
-        c.QuerySingleOrDefaultAsync<Store>("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx);
+    public static Task<Store?> FindStoreAsync(DbConnection c, long orgId, string code, DbTransaction? tx, CancellationToken ct) =>
+        c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition("SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx, cancellationToken: ct));
 
-    public static Task<Till?> FindTillAsync(DbConnection c, long orgId, string code, DbTransaction? tx = null) =>
-        c.QuerySingleOrDefaultAsync<Till>("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx);
+    public static Task<Till?> FindTillAsync(DbConnection c, long orgId, string code, DbTransaction? tx, CancellationToken ct) =>
+        c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx, cancellationToken: ct));
 
     /// <summary>Resolves the store and till a posting names; unknown codes are refused, never created on the fly.</summary>
     public static async Task<(Store? Store, Till? Till)> ResolveAsync(Posting posting, string? storeCode, string? tillCode)
     {
         // Stores and tills never change once created, so a cached one is always right; an unknown
         // code is looked up in the database every time.
-        var cache = posting.CatalogForReads;
+        var cache = posting.CatalogForReads as IStoreCache;
         Store? store = null;
         Till? till = null;
         if (!string.IsNullOrEmpty(storeCode))
         {
             store = cache?.Store(posting.OrgId, storeCode)
-                ?? await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction)
+                ?? await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction, posting.Cancellation)
                 ?? throw LedgerException.NotFound("store", storeCode);
             cache?.SetStore(posting.OrgId, store);
         }
         if (!string.IsNullOrEmpty(tillCode))
         {
             till = cache?.Till(posting.OrgId, tillCode)
-                ?? await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction)
+                ?? await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction, posting.Cancellation)
                 ?? throw LedgerException.NotFound("till", tillCode);
             cache?.SetTill(posting.OrgId, till);
             if (store is null)
-                store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction)).First(s => s.StoreId == till.StoreId);
+                store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation)).First(s => s.StoreId == till.StoreId);
             else if (till.StoreId != store.StoreId)
                 throw LedgerException.Invalid($"Till '{tillCode}' does not belong to store '{storeCode}'.");
         }
@@ -93,7 +92,7 @@ public static class StoreDirectory
     {
         posting.ChangeCatalog();
         ValidateCode(request.Code, "till");
-        var store = await FindStoreAsync(posting.Connection, posting.OrgId, request.StoreCode, posting.Transaction)
+        var store = await FindStoreAsync(posting.Connection, posting.OrgId, request.StoreCode, posting.Transaction, posting.Cancellation)
             ?? throw LedgerException.NotFound("store", request.StoreCode);
         var tillId = await posting.NextIdAsync("till");
         var concept = request.Concept ?? store.Concept;

@@ -35,12 +35,12 @@ public static class BalanceHistory
         {
             var args = new { orgId, walletId, fromMs = fromMs ?? 0, toMs, dayMs = DayMs };
             var opening = fromMs is null ? null : await c.ExecuteScalarAsync<long?>(
-                """
+                new CommandDefinition("""
                 SELECT balance_after FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND created_at < @fromMs
                 ORDER BY created_at DESC, entry_id DESC LIMIT 1
-                """, args);
+                """, args, cancellationToken: ct));
             var days = await c.QueryAsync<(long Day, long Balance)>(
-                """
+                new CommandDefinition("""
                 WITH RECURSIVE active(day) AS (
                     SELECT (SELECT MIN(created_at) FROM ledger_entries
                             WHERE org_id = @orgId AND wallet_id = @walletId AND created_at >= @fromMs AND created_at < @toMs) / @dayMs
@@ -54,7 +54,7 @@ public static class BalanceHistory
                              ORDER BY created_at DESC, entry_id DESC LIMIT 1) AS balance
                 FROM active WHERE day IS NOT NULL
                 ORDER BY day
-                """, args);
+                """, args, cancellationToken: ct));
             return new BalanceSeries(opening is { } o ? new Points(o) : null, days.Select(d => new DailyBalance(d.Day, new Points(d.Balance))).ToList());
         }, ct);
 }

@@ -16,28 +16,28 @@ public static class ConsoleSessionRecords
         db.WriteAsync(async (c, tx) =>
         {
             // Expired sessions go as new ones come: the table holds the sessions of the last hours only.
-            await c.ExecuteAsync("DELETE FROM console_sessions WHERE expires_at < @nowMs", new { nowMs }, tx);
+            await c.ExecuteAsync(new CommandDefinition("DELETE FROM console_sessions WHERE expires_at < @nowMs", new { nowMs }, tx, cancellationToken: ct));
             return await c.ExecuteAsync(
-                """
+                new CommandDefinition("""
                 INSERT INTO console_sessions (session_id, org_id, key_id, expires_at, ticket) VALUES (@sessionId, @orgId, @keyId, @expiresAtMs, @ticket)
                 ON CONFLICT (session_id) DO UPDATE SET expires_at = excluded.expires_at, ticket = excluded.ticket
-                """, new { sessionId, orgId, keyId, expiresAtMs, ticket }, tx);
+                """, new { sessionId, orgId, keyId, expiresAtMs, ticket }, tx, cancellationToken: ct));
         }, ct);
 
     /// <summary>The session's ticket, or null when there is no such session or it has expired.</summary>
     public static Task<string?> FindAsync(LedgerDatabase db, string sessionId, long nowMs, CancellationToken ct) =>
         db.ReadAsync(c => c.ExecuteScalarAsync<string?>(
-            "SELECT ticket FROM console_sessions WHERE session_id = @sessionId AND expires_at >= @nowMs", new { sessionId, nowMs }), ct);
+            new CommandDefinition("SELECT ticket FROM console_sessions WHERE session_id = @sessionId AND expires_at >= @nowMs", new { sessionId, nowMs }, cancellationToken: ct)), ct);
 
     public static Task DeleteAsync(LedgerDatabase db, string sessionId, CancellationToken ct) =>
-        db.WriteAsync((c, tx) => c.ExecuteAsync("DELETE FROM console_sessions WHERE session_id = @sessionId", new { sessionId }, tx), ct);
+        db.WriteAsync((c, tx) => c.ExecuteAsync(new CommandDefinition("DELETE FROM console_sessions WHERE session_id = @sessionId", new { sessionId }, tx, cancellationToken: ct)), ct);
 
     /// <summary>The key ring that encrypts the console's cookies and antiforgery tokens (XML elements, as the framework writes them).</summary>
     public static Task<IReadOnlyList<string>> KeyRingAsync(LedgerDatabase db, CancellationToken ct) =>
-        db.ReadAsync<IReadOnlyList<string>>(async c => (await c.QueryAsync<string>("SELECT xml FROM console_key_ring ORDER BY created_at, name")).ToList(), ct);
+        db.ReadAsync<IReadOnlyList<string>>(async c => (await c.QueryAsync<string>(new CommandDefinition("SELECT xml FROM console_key_ring ORDER BY created_at, name", cancellationToken: ct))).ToList(), ct);
 
     public static Task AddKeyAsync(LedgerDatabase db, string name, string xml, long nowMs, CancellationToken ct) =>
         db.WriteAsync((c, tx) => c.ExecuteAsync(
-            "INSERT INTO console_key_ring (name, xml, created_at) VALUES (@name, @xml, @nowMs) ON CONFLICT (name) DO NOTHING",
-            new { name, xml, nowMs }, tx), ct);
+            new CommandDefinition("INSERT INTO console_key_ring (name, xml, created_at) VALUES (@name, @xml, @nowMs) ON CONFLICT (name) DO NOTHING",
+            new { name, xml, nowMs }, tx, cancellationToken: ct)), ct);
 }

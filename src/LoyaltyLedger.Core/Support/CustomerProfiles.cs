@@ -88,54 +88,54 @@ public static class CustomerProfiles
     public static Task<CustomerProfile?> CustomerAsync(LedgerDatabase db, long orgId, long customerId, DateTimeOffset now, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var customer = await CustomerDirectory.GetAsync(c, orgId, customerId);
+            var customer = await CustomerDirectory.GetAsync(c, orgId, customerId, null, ct);
             if (customer is null) return null;
-            var identifiers = await CustomerDirectory.IdentifiersAsync(c, orgId, customerId);
+            var identifiers = await CustomerDirectory.IdentifiersAsync(c, orgId, customerId, null, ct);
             // Sorted here: an ORDER BY account_number leads SQLite to walk the organization's accounts by their key.
             var accounts = (await c.QueryAsync<AccountRow>(
-                "SELECT account_number, status, created_at FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
-                new { orgId, customerId })).OrderBy(a => a.AccountNumber, StringComparer.Ordinal).Select(a => new AccountView(a.AccountNumber, a.Status, DateTimeOffset.FromUnixTimeMilliseconds(a.CreatedAt))).ToList();
+                new CommandDefinition("SELECT account_number, status, created_at FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+                new { orgId, customerId }, cancellationToken: ct))).OrderBy(a => a.AccountNumber, StringComparer.Ordinal).Select(a => new AccountView(a.AccountNumber, a.Status, DateTimeOffset.FromUnixTimeMilliseconds(a.CreatedAt))).ToList();
             var membership = await c.QuerySingleOrDefaultAsync<MembershipRow>(
-                """
+                new CommandDefinition("""
                 SELECT m.group_id, g.name, m.role, m.may_redeem, m.may_transfer, g.pools_points, m.joined_at
                 FROM group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
                 WHERE m.org_id = @orgId AND m.customer_id = @customerId
-                """, new { orgId, customerId });
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog);
+                """, new { orgId, customerId }, cancellationToken: ct));
+            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
             return new CustomerProfile(
                 customer, identifiers, accounts,
                 membership is null ? null : new MembershipView(membership.GroupId, membership.Name, membership.Role, membership.MayRedeem != 0,
                     membership.MayTransfer != 0, membership.PoolsPoints != 0, DateTimeOffset.FromUnixTimeMilliseconds(membership.JoinedAt)),
-                await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId),
-                await WalletsAsync(c, orgId, OwnerType.Customer, customerId, programs),
-                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Customer, customerId, null, earliestOnly: false, until: now + ExpiryHorizon),
-                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Customer, customerId),
-                await EventCountAsync(c, orgId, OwnerType.Customer, customerId),
+                await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, ct),
+                await WalletsAsync(c, orgId, OwnerType.Customer, customerId, programs, ct),
+                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Customer, customerId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
+                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Customer, customerId, ct),
+                await EventCountAsync(c, orgId, OwnerType.Customer, customerId, ct),
                 programs,
-                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, programs, now));
+                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, programs, now, ct));
         }, ct);
 
     /// <summary>The group's profile, or null when the organization has no such group.</summary>
     public static Task<GroupProfile?> GroupAsync(LedgerDatabase db, long orgId, long groupId, DateTimeOffset now, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var group = await GroupDirectory.GetAsync(c, orgId, groupId);
+            var group = await GroupDirectory.GetAsync(c, orgId, groupId, null, ct);
             if (group is null) return null;
             var names = new Dictionary<long, string>();
             foreach (var member in group.Members)
             {
-                if (await CustomerDirectory.GetAsync(c, orgId, member.CustomerId) is { } customer)
+                if (await CustomerDirectory.GetAsync(c, orgId, member.CustomerId, null, ct) is { } customer)
                     names[member.CustomerId] = CustomerSearch.DisplayName(customer);
             }
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog);
+            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
             return new GroupProfile(group, names,
-                await Balances.ForOwnerAsync(c, orgId, OwnerType.Group, groupId),
-                await WalletsAsync(c, orgId, OwnerType.Group, groupId, programs),
-                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Group, groupId, null, earliestOnly: false, until: now + ExpiryHorizon),
-                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Group, groupId),
-                await EventCountAsync(c, orgId, OwnerType.Group, groupId),
+                await Balances.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, ct),
+                await WalletsAsync(c, orgId, OwnerType.Group, groupId, programs, ct),
+                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Group, groupId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
+                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Group, groupId, ct),
+                await EventCountAsync(c, orgId, OwnerType.Group, groupId, ct),
                 programs,
-                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, programs, now));
+                await TierReads.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, programs, now, ct));
         }, ct);
 
     /// <summary>A customer's or group's name and tiers, or null when the organization has no such owner.</summary>
@@ -143,30 +143,30 @@ public static class CustomerProfiles
         db.ReadAsync(async c =>
         {
             string? name = ownerType == OwnerType.Customer
-                ? await CustomerDirectory.GetAsync(c, orgId, ownerId) is { } customer ? CustomerSearch.DisplayName(customer) : null
-                : (await GroupDirectory.GetAsync(c, orgId, ownerId))?.Name;
+                ? await CustomerDirectory.GetAsync(c, orgId, ownerId, null, ct) is { } customer ? CustomerSearch.DisplayName(customer) : null
+                : (await GroupDirectory.GetAsync(c, orgId, ownerId, null, ct))?.Name;
             if (name is null) return null;
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog);
-            return new TierOwner(name, await TierReads.ForOwnerAsync(c, orgId, ownerType, ownerId, programs, now));
+            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
+            return new TierOwner(name, await TierReads.ForOwnerAsync(c, orgId, ownerType, ownerId, programs, now, ct));
         }, ct);
 
     private static async Task<IReadOnlyList<WalletView>> WalletsAsync(System.Data.Common.DbConnection c, long orgId, OwnerType ownerType, long ownerId,
-        IReadOnlyList<LoyaltyProgram> programs)
+        IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
     {
         var rows = await c.QueryAsync<WalletRow>(
-            """
+            new CommandDefinition("""
             SELECT wallet_id, program_id, currency_id, category FROM wallets
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId
             ORDER BY program_id, currency_id, category
-            """, new { orgId, ownerType = ownerType.ToWire(), ownerId });
+            """, new { orgId, ownerType = ownerType.ToWire(), ownerId }, cancellationToken: ct));
         var byId = programs.ToDictionary(p => p.ProgramId);
         return rows.Select(w => new WalletView(w.WalletId, w.ProgramId, byId.TryGetValue(w.ProgramId, out var p) ? p.Name : "",
             w.CurrencyId, byId.TryGetValue(w.ProgramId, out var q) ? LotExpiry.CurrencyName(q, w.CurrencyId) : null, w.Category)).ToList();
     }
 
     /// <summary>The owner's number of events, from the running count Posting keeps (no count of the history).</summary>
-    private static async Task<long> EventCountAsync(System.Data.Common.DbConnection c, long orgId, OwnerType ownerType, long ownerId) =>
+    private static async Task<long> EventCountAsync(System.Data.Common.DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct) =>
         await c.ExecuteScalarAsync<long?>(
-            "SELECT events FROM owner_event_counts WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId",
-            new { orgId, ownerType = ownerType.ToWire(), ownerId }) ?? 0;
+            new CommandDefinition("SELECT events FROM owner_event_counts WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId",
+            new { orgId, ownerType = ownerType.ToWire(), ownerId }, cancellationToken: ct)) ?? 0;
 }

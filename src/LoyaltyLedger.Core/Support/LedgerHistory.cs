@@ -162,8 +162,8 @@ public static class LedgerHistory
             if (probe.Length == 0)
             {
                 found = (await c.QueryAsync<(long CreatedAt, long EventId)>(
-                    $"SELECT e.created_at, e.event_id FROM events e WHERE e.org_id = @org AND {where} ORDER BY e.created_at {direction}, e.event_id {direction} LIMIT @take",
-                    args)).Select(r => new HistoryCursor(r.CreatedAt, r.EventId)).ToList();
+                    new CommandDefinition($"SELECT e.created_at, e.event_id FROM events e WHERE e.org_id = @org AND {where} ORDER BY e.created_at {direction}, e.event_id {direction} LIMIT @take",
+                    args, cancellationToken: ct))).Select(r => new HistoryCursor(r.CreatedAt, r.EventId)).ToList();
             }
             else
             {
@@ -171,12 +171,12 @@ public static class LedgerHistory
                 args.Add("lastScanned", scanLimit - 1);
                 var scanned = $"SELECT e.created_at, e.event_id FROM events e WHERE e.org_id = @org AND {where} ORDER BY e.created_at {direction}, e.event_id {direction}";
                 await using var grid = await c.QueryMultipleAsync(
-                    $"""
+                    new CommandDefinition($"""
                     SELECT x.created_at, x.event_id FROM ({scanned} LIMIT @scan) x
                     WHERE (SELECT 1 FROM ledger_entries le WHERE le.org_id = @org AND le.event_id = x.event_id{probe} LIMIT 1) IS NOT NULL
                     ORDER BY x.created_at {direction}, x.event_id {direction} LIMIT @take;
                     {scanned} LIMIT 1 OFFSET @lastScanned;
-                    """, args);
+                    """, args, cancellationToken: ct));
                 found = (await grid.ReadAsync<(long CreatedAt, long EventId)>()).Select(r => new HistoryCursor(r.CreatedAt, r.EventId)).ToList();
                 var last = (await grid.ReadAsync<(long CreatedAt, long EventId)>()).ToList();
                 if (last.Count == 1) scannedTo = new HistoryCursor(last[0].CreatedAt, last[0].EventId);
@@ -187,7 +187,7 @@ public static class LedgerHistory
             // A filtered walk that used up its scan without filling the page stops at the last event it looked at.
             var stoppedEarly = !more && scannedTo is not null;
             if (!newerFirst) found.Reverse();
-            var events = await LoadAsync(c, db.Dialect, orgId, found.Select(f => f.EventId).ToList());
+            var events = await LoadAsync(c, db.Dialect, orgId, found.Select(f => f.EventId).ToList(), ct);
 
             // Where the walk ended continues it; the other way goes back to just past the newest or oldest
             // event shown (or the cursor the page started from, when it showed none).
@@ -210,20 +210,20 @@ public static class LedgerHistory
     public static Task<EventDetail?> EventAsync(LedgerDatabase db, long orgId, long eventId, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var loaded = await LoadAsync(c, db.Dialect, orgId, [eventId]);
+            var loaded = await LoadAsync(c, db.Dialect, orgId, [eventId], ct);
             if (loaded.Count == 0) return null;
             var e = loaded[0];
             var related = new List<RelatedEvent>();
             // Two indexed lookups (ix_events_related, the primary key), not one query with OR: with an OR
             // SQLite walks the organization's events in time order instead (3 s at 1.5M events).
             var rows = (await c.QueryAsync<(long EventId, string EventName, long CreatedAt, string OwnerType, long OwnerId, long? RelatedEventId)>(
-                """
+                new CommandDefinition("""
                 SELECT event_id, event_name, created_at, owner_type, owner_id, related_event_id FROM events
                 WHERE org_id = @orgId AND related_event_id = @eventId
                 UNION ALL
                 SELECT event_id, event_name, created_at, owner_type, owner_id, related_event_id FROM events
                 WHERE event_id = @relatedId AND org_id = @orgId
-                """, new { orgId, eventId, relatedId = e.RelatedEventId ?? -1 })).OrderBy(r => (r.CreatedAt, r.EventId)).ToList();
+                """, new { orgId, eventId, relatedId = e.RelatedEventId ?? -1 }, cancellationToken: ct))).OrderBy(r => (r.CreatedAt, r.EventId)).ToList();
             foreach (var r in rows)
             {
                 if (r.EventId == eventId) continue;
@@ -235,8 +235,8 @@ public static class LedgerHistory
             if (e.EventName == EventNames.PointsRedemption)
             {
                 reversed = new Points(await c.ExecuteScalarAsync<long?>(
-                    "SELECT SUM(points) FROM redemption_reversals WHERE org_id = @orgId AND redemption_event_id = @eventId",
-                    new { orgId, eventId }) ?? 0);
+                    new CommandDefinition("SELECT SUM(points) FROM redemption_reversals WHERE org_id = @orgId AND redemption_event_id = @eventId",
+                    new { orgId, eventId }, cancellationToken: ct)) ?? 0);
             }
             return new EventDetail(e, related, reversed);
         }, ct);
@@ -326,7 +326,7 @@ public static class LedgerHistory
     /// <paramref name="ids"/>: four queries in one round trip, each by primary key or an index that
     /// starts with the event or entry id.
     /// </summary>
-    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<long> ids)
+    private static async Task<IReadOnlyList<HistoryEvent>> LoadAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<long> ids, CancellationToken ct)
     {
         if (ids.Count == 0) return [];
         var args = new DynamicParameters();
@@ -335,7 +335,7 @@ public static class LedgerHistory
         Dictionary<long, EventRow> events;
         List<LineRow> lines;
         await using (var grid = await c.QueryMultipleAsync(
-            $"""
+            new CommandDefinition($"""
             SELECT e.event_id, e.event_name, e.display_name, e.created_at, e.owner_type, e.owner_id, e.customer_id, e.posted_by, e.reason,
                 e.details, e.related_event_id, s.code AS store_code, t.code AS till_code, b.bill_id, b.bill_number, bs.code AS bill_store_code,
                 b.amount AS bill_amount, b.returned_amount AS bill_returned, b.bill_date
@@ -352,7 +352,7 @@ public static class LedgerHistory
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
             WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org
             ORDER BY le.event_id, le.entry_id;
-            """, args))
+            """, args, cancellationToken: ct)))
         {
             events = (await grid.ReadAsync<EventRow>()).ToDictionary(e => e.EventId);
             lines = (await grid.ReadAsync<LineRow>()).ToList();
@@ -372,7 +372,7 @@ public static class LedgerHistory
         else
         {
             await using var grid = await c.QueryMultipleAsync(
-                $"""
+                new CommandDefinition($"""
                 SELECT m.entry_id, m.lot_id, m.points, l.expires_at, l.earned_at, l.is_debt, ce.event_id AS earned_by_event_id
                 FROM lot_movements m
                 JOIN lots l ON l.org_id = m.org_id AND l.lot_id = m.lot_id
@@ -383,7 +383,7 @@ public static class LedgerHistory
                 FROM lots l
                 WHERE l.org_id = @org AND {dialect.In("l.credit_entry_id", "entries")} AND l.is_debt = 0
                 ORDER BY l.credit_entry_id, l.lot_id;
-                """, entryArgs);
+                """, entryArgs, cancellationToken: ct));
             moved = (await grid.ReadAsync<MovementRow>()).ToLookup(m => m.EntryId);
             created = (await grid.ReadAsync<CreatedRow>()).ToLookup(m => m.CreditEntryId);
         }

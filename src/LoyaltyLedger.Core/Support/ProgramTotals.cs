@@ -87,8 +87,8 @@ public static class ProgramTotals
         if (settledTo >= fromDay)
         {
             var done = (await db.ReadAsync(c => c.QueryAsync<long>(
-                "SELECT day FROM daily_movement_days WHERE org_id = @orgId AND day >= @fromDay AND day <= @settledTo",
-                new { orgId, fromDay, settledTo }), ct)).ToHashSet();
+                new CommandDefinition("SELECT day FROM daily_movement_days WHERE org_id = @orgId AND day >= @fromDay AND day <= @settledTo",
+                new { orgId, fromDay, settledTo }, cancellationToken: ct)), ct)).ToHashSet();
             var missing = Enumerable.Range(0, (int)(settledTo - fromDay + 1)).Select(i => fromDay + i).Where(d => !done.Contains(d)).ToList();
             if (missing.Count > 0) await SettleAsync(db, orgId, missing[0], missing[^1], ct);
         }
@@ -96,13 +96,13 @@ public static class ProgramTotals
         return await db.ReadAsync(async c =>
         {
             var kept = (await c.QueryAsync<DailyMovementRow>(
-                """
+                new CommandDefinition("""
                 SELECT day, program_id, currency_id, category, event_name, entry_type, points, lines FROM daily_movements
                 WHERE org_id = @orgId AND day >= @fromDay AND day <= @settledTo
-                """, new { orgId, fromDay, settledTo })).Select(r => r.ToMovement()).ToList();
+                """, new { orgId, fromDay, settledTo }, cancellationToken: ct))).Select(r => r.ToMovement()).ToList();
             var liveFrom = Math.Max(fromDay, settledTo + 1);
             if (liveFrom <= toDay)
-                kept.AddRange(await AddUpAsync(c, orgId, liveFrom * BalanceHistory.DayMs, (toDay + 1) * BalanceHistory.DayMs));
+                kept.AddRange(await AddUpAsync(c, orgId, liveFrom * BalanceHistory.DayMs, (toDay + 1) * BalanceHistory.DayMs, null, ct));
             return kept;
         }, ct);
     }
@@ -111,9 +111,9 @@ public static class ProgramTotals
     private static Task SettleAsync(LedgerDatabase db, long orgId, long fromDay, long toDay, CancellationToken ct) =>
         db.WriteAsync(async (c, tx) =>
         {
-            var rows = await AddUpAsync(c, orgId, fromDay * BalanceHistory.DayMs, (toDay + 1) * BalanceHistory.DayMs, tx);
+            var rows = await AddUpAsync(c, orgId, fromDay * BalanceHistory.DayMs, (toDay + 1) * BalanceHistory.DayMs, tx, ct);
             // One round trip on PostgreSQL for all of them (a quarter's totals are a few thousand rows).
-            var batch = new StatementBatch(c, tx, db.Dialect);
+            var batch = new StatementBatch(c, tx, db.Dialect, ct);
             foreach (var r in rows)
             {
                 batch.Execute(
@@ -144,15 +144,15 @@ public static class ProgramTotals
     }
 
     /// <summary>The organization's lines posted in [from, to), per day and kind, through its events in time order.</summary>
-    private static async Task<IReadOnlyList<DailyMovement>> AddUpAsync(DbConnection c, long orgId, long fromMs, long toMs, DbTransaction? tx = null) =>
+    private static async Task<IReadOnlyList<DailyMovement>> AddUpAsync(DbConnection c, long orgId, long fromMs, long toMs, DbTransaction? tx, CancellationToken ct) =>
         (await c.QueryAsync<DailyMovementRow>(
-            """
+            new CommandDefinition("""
             SELECT e.created_at / @dayMs AS day, le.program_id, le.currency_id, le.category, e.event_name, le.entry_type,
                 SUM(le.points) AS points, COUNT(*) AS lines
             FROM events e JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id
             WHERE e.org_id = @orgId AND e.created_at >= @fromMs AND e.created_at < @toMs AND le.entry_type <> 'OPENING_BALANCE'
             GROUP BY e.created_at / @dayMs, le.program_id, le.currency_id, le.category, e.event_name, le.entry_type
-            """, new { orgId, fromMs, toMs, dayMs = BalanceHistory.DayMs }, tx)).Select(r => r.ToMovement()).ToList();
+            """, new { orgId, fromMs, toMs, dayMs = BalanceHistory.DayMs }, tx, cancellationToken: ct))).Select(r => r.ToMovement()).ToList();
 
     /// <summary>
     /// What the organization owes: the sum of its wallets' balances per program, currency and
@@ -162,14 +162,14 @@ public static class ProgramTotals
     public static Task<IReadOnlyList<OutstandingBalance>> OutstandingAsync(LedgerDatabase db, long orgId, CancellationToken ct) =>
         db.ReadAsync<IReadOnlyList<OutstandingBalance>>(async c =>
         {
-            var programs = (await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog)).ToDictionary(p => p.ProgramId);
+            var programs = (await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct)).ToDictionary(p => p.ProgramId);
             var rows = await c.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Balance, long Negative, long Wallets)>(
-                """
+                new CommandDefinition("""
                 SELECT program_id, currency_id, category, SUM(balance), SUM(CASE WHEN balance < 0 THEN balance ELSE 0 END), COUNT(*)
                 FROM wallets WHERE org_id = @orgId
                 GROUP BY program_id, currency_id, category
                 ORDER BY program_id, currency_id, category
-                """, new { orgId });
+                """, new { orgId }, cancellationToken: ct));
             return rows.Select(r => new OutstandingBalance(r.ProgramId, programs.TryGetValue(r.ProgramId, out var p) ? p.Name : "",
                 r.CurrencyId, p is null ? null : LotExpiry.CurrencyName(p, r.CurrencyId), r.Category, new Points(r.Balance), new Points(r.Negative), r.Wallets)).ToList();
         }, ct);

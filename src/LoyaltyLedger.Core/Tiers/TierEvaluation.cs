@@ -46,13 +46,13 @@ public static class TierEvaluation
         if (asOf > now) throw LedgerException.Invalid("asOf cannot be in the future: a tier is decided at the end of its period, not before.");
         var orgs = orgId is { } single
             ? [single]
-            : (await db.ReadAsync(c => c.QueryAsync<long>("SELECT org_id FROM organizations ORDER BY org_id"), ct)).ToList();
+            : (await db.ReadAsync(c => c.QueryAsync<long>(new CommandDefinition("SELECT org_id FROM organizations ORDER BY org_id", cancellationToken: ct)), ct)).ToList();
         long? lastRun = null;
         int evaluated = 0, renewed = 0, downgraded = 0, rolled = 0, upgraded = 0;
         foreach (var org in orgs)
         {
             long? runId = null;
-            var programs = await db.ReadAsync(c => ProgramCatalog.ListAsync(c, org), ct);
+            var programs = await db.ReadAsync(c => ProgramCatalog.ListAsync(c, org, null, ct), ct);
             foreach (var program in programs.Where(p => p.Tiers is not null))
             {
                 while (true)
@@ -73,8 +73,8 @@ public static class TierEvaluation
                             tx, cancellationToken: ct))).ToList();
                         if (due.Count == 0) return (Decided: 0, Run: runId, Counts: (0, 0, 0));
                         // Taken in the chunk's transaction and kept only once it commits (a retried chunk takes it again).
-                        var run = runId ?? await NextRunIdAsync(c, tx, org);
-                        var batch = new StatementBatch(c, tx, db.Dialect);
+                        var run = runId ?? await NextRunIdAsync(c, tx, org, ct);
+                        var batch = new StatementBatch(c, tx, db.Dialect, ct);
                         var counts = (Renewed: 0, Downgraded: 0, Rolled: 0);
                         foreach (var row in due)
                         {
@@ -146,7 +146,7 @@ public static class TierEvaluation
                                 "UPDATE owner_tiers SET upgrade_due = 0 WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
                                 new { org, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId });
                             if (standing is not { Crossed: true }) continue;
-                            run ??= await NextRunIdAsync(c, tx, org);
+                            run ??= await NextRunIdAsync(c, tx, org, ct);
                             await TierAccrual.UpgradeAsync(posting, standing, causedByEventId: null, run);
                             done++;
                         }
@@ -199,12 +199,12 @@ public static class TierEvaluation
             !pinned && policy.LevelReached(new Points(windowMetric)) > level, changes);
     }
 
-    private static Task<long> NextRunIdAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long org) =>
+    private static Task<long> NextRunIdAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long org, CancellationToken ct) =>
         c.ExecuteScalarAsync<long>(
-            """
+            new CommandDefinition("""
             INSERT INTO id_counters (org_id, name, last_value) VALUES (@org, 'tier_run', 1)
             ON CONFLICT (org_id, name) DO UPDATE SET last_value = id_counters.last_value + 1
             RETURNING last_value
             """,
-            new { org }, tx);
+            new { org }, tx, cancellationToken: ct));
 }

@@ -1,7 +1,6 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
-using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 
 namespace LoyaltyLedger.Tiers;
@@ -77,20 +76,21 @@ public static class TierReads
     }
 
     /// <summary>The program a tier read or override is about: the one named, else the default; refused when it has no tiers.</summary>
-    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, CatalogCache? cache)
+    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,
+        CancellationToken ct)
     {
-        var program = await ProgramCatalog.ResolveAsync(c, orgId, programId, tx, cache);
+        var program = await ProgramCatalog.ResolveAsync(c, orgId, programId, tx, cache, ct);
         return program.Tiers is null
             ? throw new LedgerException(TierErrors.TiersNotConfigured, $"Program {program.ProgramId} has no tiers: PUT /v1/programs/{program.ProgramId}/tiers sets them.", 404)
             : program;
     }
 
     public static async Task<TierStatus> StatusAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, LoyaltyProgram program,
-        DateTimeOffset now, DbTransaction? tx = null)
+        DateTimeOffset now, DbTransaction? tx, CancellationToken ct)
     {
         var row = await c.QuerySingleOrDefaultAsync<OwnerTierRow>(
-            $"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx);
+            new CommandDefinition($"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx, cancellationToken: ct));
         return Status(ownerType, ownerId, program, row, now);
     }
 
@@ -100,19 +100,19 @@ public static class TierReads
     /// reads of the owner's rows, none when no program has tiers.
     /// </summary>
     public static async Task<IReadOnlyList<OwnerTier>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId,
-        IReadOnlyList<LoyaltyProgram> programs, DateTimeOffset now)
+        IReadOnlyList<LoyaltyProgram> programs, DateTimeOffset now, CancellationToken ct)
     {
         var tiered = programs.Where(p => p.Tiers is not null).ToList();
         if (tiered.Count == 0) return [];
         await using var grid = await c.QueryMultipleAsync(
-            $"""
+            new CommandDefinition($"""
             SELECT program_id AS ProgramId, {OwnerTierColumns} FROM owner_tiers
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId;
             SELECT {HistoryColumns} FROM tier_changes
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId
             ORDER BY change_id DESC LIMIT @take;
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, take = OwnerHistoryLimit });
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, take = OwnerHistoryLimit }, cancellationToken: ct));
         var rows = (await grid.ReadAsync<OwnerTierRow>()).ToDictionary(r => r.ProgramId);
         var history = (await grid.ReadAsync<HistoryRow>()).Select(View).ToLookup(h => h.ProgramId);
         return tiered.Select(p => new OwnerTier(p, Status(ownerType, ownerId, p, rows.GetValueOrDefault(p.ProgramId), now), history[p.ProgramId].ToList()))
@@ -155,16 +155,16 @@ public static class TierReads
     }
 
     /// <summary>An owner's tier history, oldest first; one program's when <paramref name="programId"/> is given.</summary>
-    public static async Task<IReadOnlyList<TierChangeView>> HistoryAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, long? programId)
+    public static async Task<IReadOnlyList<TierChangeView>> HistoryAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, long? programId, CancellationToken ct)
     {
         var rows = await c.QueryAsync<HistoryRow>(
-            $"""
+            new CommandDefinition($"""
             SELECT {HistoryColumns}
             FROM tier_changes
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId{(programId is null ? "" : " AND program_id = @programId")}
             ORDER BY change_id
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId });
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId }, cancellationToken: ct));
         return rows.Select(View).ToList();
     }
 

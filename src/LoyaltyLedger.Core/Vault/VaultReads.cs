@@ -35,21 +35,21 @@ public static class VaultReads
     /// The account's movements in the program's plain points, oldest first (by time, then by the
     /// order they were written). Opening-balance lines of zero are left out: they move nothing.
     /// </summary>
-    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query,
-        Organizations.CatalogCache? catalog = null)
+    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query, CancellationToken ct,
+        IProgramCache? catalog = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
-        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
-        var program = await ProgramCatalog.FindAsync(c, orgId, programId, cache: catalog) ?? throw LedgerException.NotFound("program", programId);
+        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber, null, ct);
+        var program = await ProgramCatalog.FindAsync(c, orgId, programId, null, catalog, ct) ?? throw LedgerException.NotFound("program", programId);
 
         var walletId = await c.ExecuteScalarAsync<long?>(
-            """
+            new CommandDefinition("""
             SELECT wallet_id FROM wallets WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
               AND program_id = @programId AND currency_id = 0 AND category = 'REGULAR'
             """,
-            new { orgId, customerId = account.CustomerId, programId });
+            new { orgId, customerId = account.CustomerId, programId }, cancellationToken: ct));
 
         string Window(string alias) =>
             (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");
@@ -93,13 +93,13 @@ public static class VaultReads
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
-        var rows = await c.QueryAsync<MovementRow>(sql, new
+        var rows = await c.QueryAsync<MovementRow>(new CommandDefinition(sql, new
         {
             walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
-        });
+        }, cancellationToken: ct));
         return rows.Select(r => ToMovement(r, program)).ToList();
     }
 
@@ -164,22 +164,22 @@ public static class VaultReads
     }
 
     /// <summary>Per program: the balance, the vouchers held (active only unless asked), and the vouchers the balance can buy.</summary>
-    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs,
-        Organizations.CatalogCache? catalog = null)
+    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs, CancellationToken ct,
+        IProgramCache? catalog = null)
     {
-        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber);
-        var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog);
+        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber, null, ct);
+        var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog, ct);
         var balances = (await c.QueryAsync<(long ProgramId, long Balance)>(
-            """
+            new CommandDefinition("""
             SELECT program_id, balance FROM wallets
             WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND currency_id = 0 AND category = 'REGULAR'
             """,
-            new { orgId, customerId = account.CustomerId })).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
+            new { orgId, customerId = account.CustomerId }, cancellationToken: ct))).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
         var vouchers = (await c.QueryAsync<VaultVoucherRow>(
-            VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
-            new { org = orgId, customerId = account.CustomerId })).ToLookup(v => v.ProgramId);
+            new CommandDefinition(VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
+            new { org = orgId, customerId = account.CustomerId }, cancellationToken: ct))).ToLookup(v => v.ProgramId);
         var accountExpiresAt = await c.ExecuteScalarAsync<long?>(
-            "SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber });
+            new CommandDefinition("SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber }, cancellationToken: ct));
 
         var result = new List<VaultAccountProgram>();
         foreach (var program in programs)
@@ -188,7 +188,7 @@ public static class VaultReads
             var held = vouchers[program.ProgramId]
                 .Where(v => includeInactive || v.Status(nowMs) is "ACTIVE" or "NOT_YET_VALID")
                 .Select(v => v.View(nowMs)).ToList();
-            var purchasable = (await VoucherCatalog.ListDefinitionsAsync(c, orgId, program.ProgramId))
+            var purchasable = (await VoucherCatalog.ListDefinitionsAsync(c, orgId, program.ProgramId, null, ct))
                 .Where(d => d.Price <= balance)
                 .Select(d => new VaultPurchasableVoucher(d.VoucherId, d.Name, d.Price.ToDecimal(), d.ValidDays, d.Uses)).ToList();
             result.Add(new VaultAccountProgram(program.ProgramId, program.Name, balance.ToDecimal(), program.Expiry.Kind, held, purchasable));

@@ -31,15 +31,15 @@ public static class VaultTransactions
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx = null)
+    public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx, CancellationToken ct)
     {
         // Account numbers are issued without control characters; such a path names no account (and
         // PostgreSQL would refuse a NUL in a parameter with an error rather than an empty result).
         if (accountNumber.Length > 64 || HasControlCharacters(accountNumber))
             throw new LedgerException(VaultErrorCodes.AccountNotFound, "No such loyalty account in this organization.", 404);
         var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(
-            "SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
-            new { orgId, accountNumber }, tx);
+            new CommandDefinition("SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
+            new { orgId, accountNumber }, tx, cancellationToken: ct));
         return row is { } r
             ? new VaultAccountRef(accountNumber, r.CustomerId, r.Status)
             : throw new LedgerException(VaultErrorCodes.AccountNotFound, $"No loyalty account '{accountNumber}' in this organization.", 404);
@@ -47,7 +47,7 @@ public static class VaultTransactions
 
     private static async Task<VaultAccountRef> RequireActiveAccountAsync(Posting posting, string accountNumber)
     {
-        var account = await RequireAccountAsync(posting.Connection, posting.OrgId, accountNumber, posting.Transaction);
+        var account = await RequireAccountAsync(posting.Connection, posting.OrgId, accountNumber, posting.Transaction, posting.Cancellation);
         if (account.Status != "ACTIVE")
             throw new LedgerException(VaultErrorCodes.AccountInactive, $"Loyalty account '{accountNumber}' is {account.Status}.", 422);
         return account;
@@ -69,7 +69,7 @@ public static class VaultTransactions
         var programs = new List<LoyaltyProgram>();
         foreach (var lines in request.LoyaltyPrograms)
         {
-            programs.Add(await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, lines.LoyaltyPointDefinitionId, posting.Transaction)
+            programs.Add(await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, lines.LoyaltyPointDefinitionId, posting.Transaction, null, posting.Cancellation)
                 ?? throw LedgerException.NotFound("program", lines.LoyaltyPointDefinitionId));
         }
 
@@ -209,8 +209,8 @@ public static class VaultTransactions
     {
         long? storeId = null, tillId = null;
         if (context.ShopId is { } shop)
-            storeId = (await StoreDirectory.FindStoreAsync(posting.Connection, posting.OrgId, shop, posting.Transaction))?.StoreId;
-        if (context.PosId is { } pos && await StoreDirectory.FindTillAsync(posting.Connection, posting.OrgId, pos, posting.Transaction) is { } till)
+            storeId = (await StoreDirectory.FindStoreAsync(posting.Connection, posting.OrgId, shop, posting.Transaction, posting.Cancellation))?.StoreId;
+        if (context.PosId is { } pos && await StoreDirectory.FindTillAsync(posting.Connection, posting.OrgId, pos, posting.Transaction, posting.Cancellation) is { } till)
         {
             if (context.ShopId is null) storeId = till.StoreId;
             if (till.StoreId == storeId) tillId = till.TillId;
@@ -286,7 +286,7 @@ public static class VaultTransactions
         {
             RequireSaneDate(purchase.ValidFrom, "validFrom");
             RequireSaneDate(purchase.ExpiresAt, "expiresAt");
-            var definition = await VoucherCatalog.FindDefinitionAsync(posting.Connection, posting.OrgId, purchase.VoucherId, posting.Transaction);
+            var definition = await VoucherCatalog.FindDefinitionAsync(posting.Connection, posting.OrgId, purchase.VoucherId, posting.Transaction, posting.Cancellation);
             if (definition is null || definition.ProgramId != program.ProgramId)
             {
                 throw new LedgerException(VaultErrorCodes.VoucherNotFound,

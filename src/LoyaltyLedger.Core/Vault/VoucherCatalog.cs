@@ -31,19 +31,19 @@ public static class VoucherCatalog
     private static Definition ToDefinition(Row r) =>
         new(r.VoucherId, r.ProgramId, r.Name, new Points(r.Price), r.ValidDays is { } d ? (int)d : null, (int)r.Uses);
 
-    internal static async Task<IReadOnlyList<Definition>> ListDefinitionsAsync(DbConnection c, long orgId, long programId, DbTransaction? tx = null) =>
-        (await c.QueryAsync<Row>($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
-            new { orgId, programId }, tx)).Select(ToDefinition).ToList();
+    internal static async Task<IReadOnlyList<Definition>> ListDefinitionsAsync(DbConnection c, long orgId, long programId, DbTransaction? tx, CancellationToken ct) =>
+        (await c.QueryAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
+            new { orgId, programId }, tx, cancellationToken: ct))).Select(ToDefinition).ToList();
 
-    internal static async Task<Definition?> FindDefinitionAsync(DbConnection c, long orgId, long voucherId, DbTransaction? tx = null) =>
-        (await c.QueryAsync<Row>($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
-            new { orgId, voucherId }, tx)).Select(ToDefinition).FirstOrDefault();
+    internal static async Task<Definition?> FindDefinitionAsync(DbConnection c, long orgId, long voucherId, DbTransaction? tx, CancellationToken ct) =>
+        (await c.QueryAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
+            new { orgId, voucherId }, tx, cancellationToken: ct))).Select(ToDefinition).FirstOrDefault();
 
     /// <summary>The program's voucher definitions; 404 when the program is unknown.</summary>
-    public static async Task<IReadOnlyList<VoucherDefinition>> ListAsync(DbConnection c, long orgId, long programId)
+    public static async Task<IReadOnlyList<VoucherDefinition>> ListAsync(DbConnection c, long orgId, long programId, CancellationToken ct)
     {
-        _ = await ProgramCatalog.FindAsync(c, orgId, programId) ?? throw LedgerException.NotFound("program", programId);
-        return (await ListDefinitionsAsync(c, orgId, programId)).Select(d => d.View()).ToList();
+        _ = await ProgramCatalog.FindAsync(c, orgId, programId, null, null, ct) ?? throw LedgerException.NotFound("program", programId);
+        return (await ListDefinitionsAsync(c, orgId, programId, null, ct)).Select(d => d.View()).ToList();
     }
 
     public static async Task<VoucherDefinition> CreateAsync(Posting posting, long programId, NewVoucherDefinition request)
@@ -54,14 +54,14 @@ public static class VoucherCatalog
         if (request.ValidDays is < 1 or > 36_500) throw LedgerException.Invalid("validDays is 1 to 36500 (omit it for vouchers that never expire).");
         var uses = request.Uses ?? 1;
         if (uses is < 1 or > MaxUses) throw LedgerException.Invalid($"uses is 1 to {MaxUses}.");
-        _ = await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction)
+        _ = await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction, null, posting.Cancellation)
             ?? throw LedgerException.NotFound("program", programId);
 
         long voucherId;
         if (request.VoucherId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("voucherId must be positive.");
-            if (await FindDefinitionAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction) is not null)
+            if (await FindDefinitionAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Voucher {explicitId} already exists.", 409);
             voucherId = explicitId;
             await posting.ClaimIdAsync("voucher", voucherId);

@@ -63,21 +63,21 @@ public static class WebhookEndpoints
         return new CreatedWebhook(id, url, events, true, description, DateTimeOffset.FromUnixTimeMilliseconds(posting.NowMs), secret);
     }
 
-    public static async Task<IReadOnlyList<WebhookView>> ListAsync(DbConnection c, long orgId) =>
-        (await c.QueryAsync<Row>($"SELECT {Columns} FROM webhook_endpoints WHERE org_id = @orgId ORDER BY endpoint_id", new { orgId }))
+    public static async Task<IReadOnlyList<WebhookView>> ListAsync(DbConnection c, long orgId, CancellationToken ct) =>
+        (await c.QueryAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM webhook_endpoints WHERE org_id = @orgId ORDER BY endpoint_id", new { orgId }, cancellationToken: ct)))
         .Select(r => r.View()).ToList();
 
-    public static async Task<WebhookView> GetAsync(DbConnection c, long orgId, long id, DbTransaction? tx = null) =>
-        (await RequireAsync(c, orgId, id, tx)).View();
+    public static async Task<WebhookView> GetAsync(DbConnection c, long orgId, long id, DbTransaction? tx, CancellationToken ct) =>
+        (await RequireAsync(c, orgId, id, tx, ct)).View();
 
-    private static async Task<Row> RequireAsync(DbConnection c, long orgId, long id, DbTransaction? tx) =>
-        await c.QuerySingleOrDefaultAsync<Row>($"SELECT {Columns} FROM webhook_endpoints WHERE org_id = @orgId AND endpoint_id = @id",
-            new { orgId, id }, tx)
+    private static async Task<Row> RequireAsync(DbConnection c, long orgId, long id, DbTransaction? tx, CancellationToken ct) =>
+        await c.QuerySingleOrDefaultAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM webhook_endpoints WHERE org_id = @orgId AND endpoint_id = @id",
+            new { orgId, id }, tx, cancellationToken: ct))
         ?? throw LedgerException.NotFound("webhook", id);
 
     public static async Task<WebhookView> UpdateAsync(Posting posting, long id, WebhookChange change)
     {
-        var current = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        var current = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
         var url = change.Url is null ? current.Url : WebhookUrl.Validate(change.Url);
         var events = change.Events is null ? current.Events : JsonSerializer.Serialize(WebhookEventTypes.Validate(change.Events));
         var description = change.Description is null ? current.Description : Description(change.Description);
@@ -102,13 +102,13 @@ public static class WebhookEndpoints
                 url, events, description, enabled = enabled ? 1 : 0, reason, disabledAt,
                 reenabled = enabled && current.Enabled == 0 ? 1 : 0, now = posting.NowMs, org = posting.OrgId, id,
             });
-        return await GetAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        return await GetAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
     }
 
     /// <summary>Deletes the endpoint with its queue and log; a dispatcher sending to it stops at its next step.</summary>
     public static async Task DeleteAsync(Posting posting, long id)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
         var batch = posting.Batch();
         // By delivery (the attempts' index), not by endpoint: the log is the largest of the three tables.
         batch.Execute("DELETE FROM webhook_attempts WHERE org_id = @org AND delivery_id IN (SELECT delivery_id FROM webhook_deliveries WHERE org_id = @org AND endpoint_id = @id)", new { org = posting.OrgId, id });
@@ -124,7 +124,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookSecret> RotateSecretAsync(Posting posting, long id, WebhookSecrets secrets)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
         var secret = WebhookSecrets.NewSecret();
         var until = posting.Now + PreviousSecretGrace;
         await posting.ExecuteAsync(
@@ -142,7 +142,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookDelivery> QueueTestAsync(Posting posting, long id)
     {
-        var endpoint = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        var endpoint = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
         var messageId = "evt_test_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         var payload = new JsonObject
         {
@@ -153,7 +153,7 @@ public static class WebhookEndpoints
             ["data"] = new JsonObject { ["webhookId"] = id, ["url"] = endpoint.Url, ["message"] = "A test event sent through POST /v1/webhooks/{id}/test." },
         }.ToJsonString();
         var deliveryId = await QueueAsync(posting, id, null, null, messageId, OutboxEventTypes.WebhookTest, payload);
-        return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction);
+        return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction, posting.Cancellation);
     }
 
     /// <summary>
@@ -163,7 +163,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookDelivery> RedeliverAsync(Posting posting, long id, long deliveryId)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction);
+        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
         var original = await posting.QuerySingleOrDefaultAsync<(long? EventId, long? Position, string MessageId, string EventType, string? Payload, string Status)?>(
             """
             SELECT event_id, position, message_id, event_type, payload, status FROM webhook_deliveries
@@ -175,10 +175,10 @@ public static class WebhookEndpoints
         {
             await posting.ExecuteAsync("UPDATE webhook_deliveries SET next_attempt_at = @now WHERE org_id = @org AND delivery_id = @deliveryId",
                 new { now = posting.NowMs, org = posting.OrgId, deliveryId });
-            return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction);
+            return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction, posting.Cancellation);
         }
         var again = await QueueAsync(posting, id, original.EventId, original.Position, original.MessageId, original.EventType, original.Payload);
-        return await DeliveryAsync(posting.Connection, posting.OrgId, id, again, posting.Transaction);
+        return await DeliveryAsync(posting.Connection, posting.OrgId, id, again, posting.Transaction, posting.Cancellation);
     }
 
     private static Task<long> QueueAsync(Posting posting, long endpointId, long? eventId, long? position, string messageId, string type, string? payload) =>
@@ -218,37 +218,37 @@ public static class WebhookEndpoints
     private const string DeliveryColumns = "delivery_id, endpoint_id, message_id, event_type, status, attempts, created_at, next_attempt_at, completed_at";
 
     /// <summary>An endpoint's deliveries, newest first, each with its attempts; <paramref name="before"/> pages on.</summary>
-    public static async Task<WebhookDeliveryPage> DeliveriesAsync(DbConnection c, long orgId, long id, long? before, int limit, string? status)
+    public static async Task<WebhookDeliveryPage> DeliveriesAsync(DbConnection c, long orgId, long id, long? before, int limit, string? status, CancellationToken ct)
     {
-        await RequireAsync(c, orgId, id, null);
+        await RequireAsync(c, orgId, id, null, ct);
         var filters = (before is null ? "" : " AND delivery_id < @before") + (status is null ? "" : " AND status = @status");
         var rows = (await c.QueryAsync<DeliveryRow>(
-            $"""
+            new CommandDefinition($"""
             SELECT {DeliveryColumns} FROM webhook_deliveries
             WHERE org_id = @orgId AND endpoint_id = @id{filters}
             ORDER BY delivery_id DESC LIMIT @take
             """,
-            new { orgId, id, before, status, take = limit + 1 })).ToList();
+            new { orgId, id, before, status, take = limit + 1 }, cancellationToken: ct))).ToList();
         var page = rows.Take(limit).ToList();
-        var views = await ViewsAsync(c, orgId, page, null);
+        var views = await ViewsAsync(c, orgId, page, null, ct);
         return new WebhookDeliveryPage(views, rows.Count > limit ? page[^1].DeliveryId : null);
     }
 
-    private static async Task<WebhookDelivery> DeliveryAsync(DbConnection c, long orgId, long id, long deliveryId, DbTransaction? tx)
+    private static async Task<WebhookDelivery> DeliveryAsync(DbConnection c, long orgId, long id, long deliveryId, DbTransaction? tx, CancellationToken ct)
     {
         var row = await c.QuerySingleAsync<DeliveryRow>(
-            $"SELECT {DeliveryColumns} FROM webhook_deliveries WHERE org_id = @orgId AND endpoint_id = @id AND delivery_id = @deliveryId",
-            new { orgId, id, deliveryId }, tx);
-        return (await ViewsAsync(c, orgId, [row], tx))[0];
+            new CommandDefinition($"SELECT {DeliveryColumns} FROM webhook_deliveries WHERE org_id = @orgId AND endpoint_id = @id AND delivery_id = @deliveryId",
+            new { orgId, id, deliveryId }, tx, cancellationToken: ct));
+        return (await ViewsAsync(c, orgId, [row], tx, ct))[0];
     }
 
-    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, long orgId, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx)
+    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, long orgId, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx, CancellationToken ct)
     {
         if (rows.Count == 0) return [];
         var ids = string.Join(", ", rows.Select(r => r.DeliveryId.ToString(CultureInfo.InvariantCulture)));
         var attempts = (await c.QueryAsync<AttemptRow>(
-            $"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE org_id = @orgId AND delivery_id IN ({ids}) ORDER BY delivery_id, attempt",
-            new { orgId }, tx)).ToLookup(a => a.DeliveryId);
+            new CommandDefinition($"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE org_id = @orgId AND delivery_id IN ({ids}) ORDER BY delivery_id, attempt",
+            new { orgId }, tx, cancellationToken: ct))).ToLookup(a => a.DeliveryId);
         return rows.Select(r => new WebhookDelivery(r.DeliveryId, r.EndpointId, r.MessageId, r.EventType, r.Status, (int)r.Attempts,
             At(r.CreatedAt), r.NextAttemptAt is { } next && r.Status == DeliveryStatus.Pending ? At(next) : null, r.CompletedAt is { } done ? At(done) : null,
             attempts[r.DeliveryId].Select(a => new WebhookAttempt((int)a.Attempt, At(a.AttemptedAt), a.StatusCode is { } s ? (int)s : null,

@@ -55,7 +55,7 @@ public static class WebhookQueue
     public static async Task<int> FanOutAsync(LedgerDatabase db, long nowMs, int batch, CancellationToken ct)
     {
         var endpoints = (await db.ReadAsync(c => c.QueryAsync<EndpointCursor>(
-            "SELECT endpoint_id, org_id, events, cursor_position FROM webhook_endpoints WHERE enabled = 1"), ct)).ToList();
+            new CommandDefinition("SELECT endpoint_id, org_id, events, cursor_position FROM webhook_endpoints WHERE enabled = 1", cancellationToken: ct)), ct)).ToList();
         if (endpoints.Count == 0) return 0;
         var low = endpoints.Min(e => e.CursorPosition);
         // Read outside the write transaction: a positioned outbox row never changes, and positions
@@ -70,7 +70,7 @@ public static class WebhookQueue
                 return 0; // another server is fanning out; it will do these too
             // Cursors as committed now (the lock orders this after any other fan-out).
             var current = (await c.QueryAsync<EndpointCursor>(
-                "SELECT endpoint_id, org_id, events, cursor_position FROM webhook_endpoints WHERE enabled = 1", transaction: tx)).ToList();
+                new CommandDefinition("SELECT endpoint_id, org_id, events, cursor_position FROM webhook_endpoints WHERE enabled = 1", transaction: tx, cancellationToken: ct))).ToList();
             var rows = new List<(long Org, long Endpoint, long EventId, long Position, string Type)>();
             var advanced = new List<long>();
             foreach (var endpoint in current)
@@ -108,13 +108,13 @@ public static class WebhookQueue
                     args.Add("m" + n, "evt_" + chunk[i].EventId.ToString(CultureInfo.InvariantCulture));
                     args.Add("t" + n, chunk[i].Type);
                 }
-                await c.ExecuteAsync(sql.ToString(), args, tx);
+                await c.ExecuteAsync(new CommandDefinition(sql.ToString(), args, tx, cancellationToken: ct));
             }
             if (advanced.Count > 0)
             {
                 await c.ExecuteAsync(
-                    $"UPDATE webhook_endpoints SET cursor_position = @last WHERE endpoint_id IN ({string.Join(", ", advanced)}) AND cursor_position < @last",
-                    new { last }, tx);
+                    new CommandDefinition($"UPDATE webhook_endpoints SET cursor_position = @last WHERE endpoint_id IN ({string.Join(", ", advanced)}) AND cursor_position < @last",
+                    new { last }, tx, cancellationToken: ct));
             }
             return rows.Count;
         }, ct);
@@ -137,38 +137,38 @@ public static class WebhookQueue
     public static async Task<IReadOnlyList<ClaimedEndpoint>> ClaimAsync(LedgerDatabase db, string owner, long nowMs, long leaseUntil, int max, CancellationToken ct)
     {
         // Most polls find nothing due: find that out without a write transaction.
-        var any = await db.ReadAsync(c => c.ExecuteScalarAsync<long?>($"SELECT e.endpoint_id {DueEndpoints} LIMIT 1", new { now = nowMs }), ct);
+        var any = await db.ReadAsync(c => c.ExecuteScalarAsync<long?>(new CommandDefinition($"SELECT e.endpoint_id {DueEndpoints} LIMIT 1", new { now = nowMs }, cancellationToken: ct)), ct);
         if (any is null) return [];
         return await db.WriteAsync(async (c, tx) =>
         {
             var ids = (await c.QueryAsync<long>(
-                $"SELECT e.endpoint_id {DueEndpoints} ORDER BY e.endpoint_id LIMIT @max{db.Dialect.ForUpdateSkipLocked("e")}",
-                new { now = nowMs, max }, tx)).ToList();
+                new CommandDefinition($"SELECT e.endpoint_id {DueEndpoints} ORDER BY e.endpoint_id LIMIT @max{db.Dialect.ForUpdateSkipLocked("e")}",
+                new { now = nowMs, max }, tx, cancellationToken: ct))).ToList();
             if (ids.Count == 0) return (IReadOnlyList<ClaimedEndpoint>)[];
             var claimed = await c.QueryAsync<ClaimedEndpoint>(
-                $"""
+                new CommandDefinition($"""
                 UPDATE webhook_endpoints SET lease_owner = @owner, lease_until = @leaseUntil
                 WHERE endpoint_id IN ({string.Join(", ", ids)})
                 RETURNING endpoint_id, org_id, url, secret, previous_secret, previous_secret_until, failed_in_a_row
                 """,
-                new { owner, leaseUntil }, tx);
+                new { owner, leaseUntil }, tx, cancellationToken: ct));
             return claimed.ToList();
         }, ct);
     }
 
     /// <summary>Deliveries waiting to be sent or retried, across organizations (the queue depth metric).</summary>
     public static Task<long> CountPendingAsync(LedgerDatabase db, CancellationToken ct) =>
-        db.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"), ct);
+        db.ReadAsync(c => c.ExecuteScalarAsync<long>(new CommandDefinition("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'", cancellationToken: ct)), ct);
 
     /// <summary>The first <paramref name="limit"/> pending deliveries of an endpoint, in queue order, with their bodies.</summary>
     public static async Task<IReadOnlyList<QueuedDelivery>> PendingAsync(LedgerDatabase db, long orgId, long endpointId, int limit, CancellationToken ct) =>
         (await db.ReadAsync(c => c.QueryAsync<QueuedDelivery>(
-            """
+            new CommandDefinition("""
             SELECT d.delivery_id, d.message_id, d.event_type, COALESCE(d.payload, o.payload) AS payload, d.attempts, d.next_attempt_at
             FROM webhook_deliveries d LEFT JOIN outbox_events o ON o.org_id = d.org_id AND o.event_id = d.event_id
             WHERE d.org_id = @orgId AND d.endpoint_id = @endpointId AND d.status = 'pending'
             ORDER BY d.delivery_id LIMIT @limit
-            """, new { orgId, endpointId, limit }), ct)).ToList();
+            """, new { orgId, endpointId, limit }, cancellationToken: ct)), ct)).ToList();
 
     /// <summary>
     /// Records attempts and the endpoint's state in one transaction, and renews the lease (or, with

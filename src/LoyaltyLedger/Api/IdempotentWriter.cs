@@ -211,7 +211,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
             var unkeyed = JsonSerializer.Serialize(await work(ct), _json);
             await database.WriteAsync(async (c, tx) =>
             {
-                await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, null, nowMs);
+                await WriteAudit.RecordAsync(c, tx, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, null, nowMs, CancellationToken.None);
                 return 0;
             }, CancellationToken.None);
             await AnswerTokenAsync(http);

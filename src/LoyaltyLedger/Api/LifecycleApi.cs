@@ -76,8 +76,8 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
-            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, program, earliest);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
+            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, program, earliest, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
@@ -90,8 +90,8 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
-            return await Schedules.HeldScheduleAsync(c, orgId, type, id);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
+            return await Schedules.HeldScheduleAsync(c, orgId, type, id, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
@@ -106,24 +106,25 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner);
-            return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at);
+            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
+            return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static (long? CustomerId, long? GroupId) Owner(string? customerId, string? groupId) =>
         (QueryParameters.Long(customerId, "customerId"), QueryParameters.Long(groupId, "groupId"));
 
-    private static async Task<(OwnerType Type, long Id)> RequireOwnerAsync(System.Data.Common.DbConnection c, long orgId, (long? CustomerId, long? GroupId) owner)
+    private static async Task<(OwnerType Type, long Id)> RequireOwnerAsync(System.Data.Common.DbConnection c, long orgId, (long? CustomerId, long? GroupId) owner,
+        CancellationToken ct)
     {
         var (customerId, groupId) = owner;
         if ((customerId is null) == (groupId is null)) throw LedgerException.Invalid("Name exactly one of customerId or groupId.");
         if (customerId is { } cid)
         {
-            await CustomerDirectory.RequireAsync(c, orgId, cid);
+            await CustomerDirectory.RequireAsync(c, orgId, cid, null, ct);
             return (OwnerType.Customer, cid);
         }
-        var group = await GroupDirectory.RequireAsync(c, orgId, groupId!.Value);
+        var group = await GroupDirectory.RequireAsync(c, orgId, groupId!.Value, null, ct);
         return (OwnerType.Group, group.GroupId);
     }
 }

@@ -22,10 +22,10 @@ public static class StoresApi
     }
 
     private static async Task<Ok<IEnumerable<Store>>> ListStoresAsync(HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListStoresAsync(c, http.User.Caller().OrgId), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListStoresAsync(c, http.User.Caller().OrgId, null, http.RequestAborted), http.RequestAborted));
 
     private static async Task<Ok<IEnumerable<Till>>> ListTillsAsync(HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListTillsAsync(c, http.User.Caller().OrgId), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => StoreDirectory.ListTillsAsync(c, http.User.Caller().OrgId, null, http.RequestAborted), http.RequestAborted));
 
     private static Task<CreatedAnswer<Store>> CreateStoreAsync(NewStore request, HttpContext http, IdempotentWriter writer) =>
         writer.PostCreatedAsync(http, request, posting => StoreDirectory.CreateStoreAsync(posting, request));

@@ -44,10 +44,10 @@ public static class WebhooksApi
     }
 
     private static async Task<Ok<IReadOnlyList<WebhookView>>> ListAsync(HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.ListAsync(c, http.User.Caller().OrgId), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.ListAsync(c, http.User.Caller().OrgId, http.RequestAborted), http.RequestAborted));
 
     private static async Task<Ok<WebhookView>> GetAsync(long id, HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.GetAsync(c, http.User.Caller().OrgId, id), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.GetAsync(c, http.User.Caller().OrgId, id, null, http.RequestAborted), http.RequestAborted));
 
     private static Task<CreatedAnswer<CreatedWebhook>> CreateAsync(NewWebhook request, HttpContext http, IdempotentWriter writer, WebhookSecrets secrets) =>
         writer.PostCreatedAsync(http, request, posting => WebhookEndpoints.CreateAsync(posting, request, secrets), sealAnswer: true);
@@ -77,7 +77,7 @@ public static class WebhooksApi
         var size = QueryParameters.Int(limit, "limit") ?? DefaultPageSize;
         if (size is < 1 or > MaxPageSize) throw LedgerException.Invalid($"limit is 1 to {MaxPageSize}.");
         if (status is not null && !DeliveryStatus.IsKnown(status)) throw LedgerException.Invalid("status is pending, succeeded or failed.");
-        return TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.DeliveriesAsync(c, http.User.Caller().OrgId, id, beforeId, size, status), http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.DeliveriesAsync(c, http.User.Caller().OrgId, id, beforeId, size, status, http.RequestAborted), http.RequestAborted));
     }
 
     private static Task<AcceptedAnswer<WebhookDelivery>> RedeliverAsync(long id, long deliveryId, HttpContext http, IdempotentWriter writer) =>

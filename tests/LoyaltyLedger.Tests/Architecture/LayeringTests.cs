@@ -9,7 +9,7 @@ namespace LoyaltyLedger.Tests.Architecture;
 /// storage, and storage uses nothing of the ledger. Read from the compiled assembly, not the source:
 /// every type a layer's code names (signatures, base types, and every type, method and field its
 /// method bodies use, compiler-generated lambdas and async state machines included) must come from
-/// an allowed namespace. No database.
+/// an allowed namespace; and no two or more namespaces of the core use each other in a ring. No database.
 /// </summary>
 public class LayeringTests
 {
@@ -41,6 +41,86 @@ public class LayeringTests
     public void the_scan_sees_the_use_cases_calling_the_customer_directory_inside_their_bodies() =>
         Violations("LoyaltyLedger.Postings", allowed: ["LoyaltyLedger.Postings", "LoyaltyLedger.Ledger"])
             .ShouldContain(v => v.Contains("LoyaltyLedger.Customers.CustomerDirectory", StringComparison.Ordinal));
+
+    /// <summary>
+    /// No ring between the namespaces of LoyaltyLedger.Core: if one namespace uses another, directly or
+    /// through others, the other does not use it back. A ring would make the two one layer that can only
+    /// be understood and changed together. The message names each ring found, with one use per arrow.
+    /// </summary>
+    [Fact]
+    public void no_namespace_uses_another_that_uses_it_back() =>
+        Rings().ShouldBeEmpty();
+
+    /// <summary>The ring check must see a ring, or it proves nothing: two of the test assembly's namespaces form one.</summary>
+    [Fact]
+    public void the_ring_check_sees_a_ring_between_two_namespaces() =>
+        Rings(typeof(RingSample.Left.Uses).Assembly, "LoyaltyLedger.Tests.Architecture.RingSample")
+            .ShouldContain(r => r.Contains("RingSample.Left -> ", StringComparison.Ordinal) && r.Contains("RingSample.Right -> ", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Each ring (strongly connected set of two or more namespaces under <paramref name="root"/>) of the
+    /// namespace graph of <paramref name="assembly"/>, as one cycle through it, every arrow with the
+    /// first use found behind it.
+    /// </summary>
+    private static List<string> Rings(Assembly? assembly = null, string root = Root)
+    {
+        assembly ??= typeof(Points).Assembly;
+        var edges = new SortedDictionary<string, SortedDictionary<string, string>>(StringComparer.Ordinal);
+        bool Inside(string? ns) => ns is not null && ns.StartsWith(root + ".", StringComparison.Ordinal);
+        foreach (var type in assembly.GetTypes().Where(t => Inside(t.Namespace)))
+        {
+            var from = type.Namespace!;
+            if (!edges.TryGetValue(from, out var targets)) edges[from] = targets = new(StringComparer.Ordinal);
+            foreach (var used in Uses(type).SelectMany(Flatten))
+                if (used.Assembly == assembly && Inside(used.Namespace) && used.Namespace != from)
+                    targets.TryAdd(used.Namespace!, $"{type.FullName} uses {used.FullName}");
+        }
+
+        // Tarjan's strongly connected components; every component of two or more namespaces is a ring.
+        var index = new Dictionary<string, int>(StringComparer.Ordinal);
+        var low = new Dictionary<string, int>(StringComparer.Ordinal);
+        var stack = new Stack<string>();
+        var components = new List<List<string>>();
+        void Visit(string node)
+        {
+            index[node] = low[node] = index.Count;
+            stack.Push(node);
+            foreach (var next in edges.GetValueOrDefault(node)?.Keys ?? Enumerable.Empty<string>())
+            {
+                if (!index.ContainsKey(next)) { Visit(next); low[node] = Math.Min(low[node], low[next]); }
+                else if (stack.Contains(next)) low[node] = Math.Min(low[node], index[next]);
+            }
+            if (low[node] != index[node]) return;
+            var component = new List<string>();
+            string member;
+            do { member = stack.Pop(); component.Add(member); } while (member != node);
+            if (component.Count > 1) components.Add(component);
+        }
+        foreach (var node in edges.Keys) if (!index.ContainsKey(node)) Visit(node);
+
+        var rings = new List<string>();
+        foreach (var component in components)
+        {
+            // One cycle through the component: the shortest way back from its first member to itself.
+            var members = component.ToHashSet(StringComparer.Ordinal);
+            var start = component.Min(StringComparer.Ordinal)!;
+            var cameFrom = new Dictionary<string, string>(StringComparer.Ordinal);
+            var queue = new Queue<string>([start]);
+            while (queue.Count > 0 && !cameFrom.ContainsKey(start))
+            {
+                var node = queue.Dequeue();
+                foreach (var next in edges[node].Keys.Where(members.Contains))
+                    if (cameFrom.TryAdd(next, node)) queue.Enqueue(next);
+            }
+            var path = new List<string> { start };
+            for (var node = cameFrom[start]; node != start; node = cameFrom[node]) path.Add(node);
+            path.Add(start);
+            path.Reverse();
+            var arrows = path.Zip(path.Skip(1), (a, b) => $"{a} -> {b} ({edges[a][b]})");
+            rings.Add($"ring of {string.Join(", ", component.Order(StringComparer.Ordinal))}: {string.Join("; ", arrows)}");
+        }
+        return rings;
+    }
 
     /// <summary>
     /// "type -> used type" for every type of <paramref name="layer"/> (exactly that namespace) that
