@@ -54,9 +54,8 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         foreach (var (sql, args, _) in _statements)
         {
             var command = batch.CreateBatchCommand();
-            var positional = PositionalSql.Of(sql);
-            command.CommandText = positional.Sql;
-            BindPositional(args, positional, command.CreateParameter, command.Parameters);
+            command.CommandText = sql;
+            Bind(args, command.CreateParameter, command.Parameters);
             batch.BatchCommands.Add(command);
         }
 
@@ -113,31 +112,6 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
 
     private static readonly ConcurrentDictionary<Type, PropertyInfo[]> PropertiesByType = new();
 
-    private static PropertyInfo[] PropertiesOf(Type type) =>
-        PropertiesByType.GetOrAdd(type, t => t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray());
-
-    /// <summary>
-    /// Binds the values of <paramref name="args"/> (a dictionary, or an object's properties) as unnamed
-    /// parameters in the order of the statement's <c>$1, $2, ...</c>.
-    /// </summary>
-    private static void BindPositional(object? args, PositionalSql sql, Func<DbParameter> create, DbParameterCollection parameters)
-    {
-        if (sql.Names.Length == 0) return;
-        var values = new Dictionary<string, object?>(StringComparer.Ordinal);
-        if (args is IEnumerable<KeyValuePair<string, object?>> named)
-            foreach (var (name, value) in named) values[name] = value;
-        else if (args is not null)
-            foreach (var property in PropertiesOf(args.GetType())) values[property.Name] = property.GetValue(args);
-        foreach (var name in sql.Names)
-        {
-            if (!values.TryGetValue(name, out var value))
-                throw new InvalidOperationException($"The statement names @{name}, which its arguments do not give: {sql.Sql}");
-            var parameter = create();
-            parameter.Value = value ?? DBNull.Value;
-            parameters.Add(parameter);
-        }
-    }
-
     /// <summary>
     /// Binds named parameters: a dictionary's entries, or the public properties of an (anonymous)
     /// object, as Dapper does.
@@ -156,7 +130,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             }
             return;
         }
-        foreach (var property in PropertiesOf(args.GetType()))
+        foreach (var property in PropertiesByType.GetOrAdd(args.GetType(), t => t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray()))
         {
             var parameter = create();
             parameter.ParameterName = property.Name;
