@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Globalization;
 using Dapper;
 using LoyaltyLedger.Storage;
 
@@ -322,17 +321,6 @@ public sealed class Posting
     /// </summary>
     private int AddEntryInsert(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points)
     {
-        NoteLine(batch, eventId, wallet, type, points);
-        return AddEntryInsertRow(batch, eventId, wallet, type, points);
-    }
-
-    /// <summary>
-    /// What every line of this posting records besides its row: the kinds of lines its event holds
-    /// (and its owner's counts, when the event was not declared with the kind), and the line for the
-    /// outbox. The wallet's balance is already the balance after the line.
-    /// </summary>
-    private void NoteLine(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points)
-    {
         // The event remembers which kinds of lines it holds (plain points, a currency), so the
         // points-ledger read can count and page a long history from the events index alone
         // instead of probing every event's lines.
@@ -346,10 +334,7 @@ public sealed class Posting
             AddOwnerEventCount(owner, batch, events: 0, kinds: kind);
         }
         _announcements.Line(eventId, wallet, type, points);
-    }
-
-    private int AddEntryInsertRow(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points) =>
-        batch.Query(
+        return batch.Query(
             """
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
                 category, entry_type, points, balance_after, created_at, tier)
@@ -364,6 +349,7 @@ public sealed class Posting
                 category = wallet.Key.Category.ToWire(), entryType = type.ToWire(), points = points.Thousandths,
                 balanceAfter = wallet.Balance.Thousandths, now = NowMs, tier = wallet.Tier,
             });
+    }
 
     private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
     {
@@ -516,8 +502,6 @@ public sealed class Posting
         }
 
         var batch = Batch();
-        if (Dialect.WritesManyRowsInOneStatement && credits.Select(c => c.Key).Distinct().Count() == credits.Count)
-            return await CreditEachInOneStatementAsync(batch, eventId, credits, andThen, restartActivity);
         var pending = new List<(int Inserted, Wallet Wallet, WalletKey Key, Points Points, Points BalanceAfter, long? ExpiresAt)>();
         foreach (var (key, points, expiresAt) in credits)
         {
@@ -528,70 +512,6 @@ public sealed class Posting
         andThen?.Invoke(batch);
         var results = await batch.RunAsync();
         return pending.Select(p => new PostedEntry(results.SingleLong(p.Inserted), p.Wallet.WalletId, p.Key, EntryType.Credit, p.Points, p.BalanceAfter, p.ExpiresAt, p.Wallet.Tier)).ToList();
-    }
-
-    // Every credited wallet's line, its lot and its balance in one statement: the lines are inserted
-    // from arrays (in the order given, so their ids follow it), each lot joins its line by wallet
-    // (the wallets are distinct), and the balances are set from the same arrays.
-    private const string CreditsSql =
-        """
-        WITH line AS (
-            INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
-                category, entry_type, points, balance_after, created_at, tier)
-            SELECT @org, @eventId, c.wallet_id, c.owner_type, c.owner_id, c.program_id, c.currency_id,
-                c.category, @entryType, c.points, c.balance_after, @now, c.tier
-            FROM unnest(@walletIds, @ownerTypes, @ownerIds, @programIds, @currencyIds, @categories, @points, @balances, @tiers)
-                AS c(wallet_id, owner_type, owner_id, program_id, currency_id, category, points, balance_after, tier)
-            RETURNING entry_id, wallet_id, points
-        ), lot AS (
-            INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
-            SELECT @org, line.wallet_id, line.entry_id, @now, c.expires_at, line.points, line.points, 0
-            FROM line JOIN unnest(@walletIds, @expiresAt) AS c(wallet_id, expires_at) ON c.wallet_id = line.wallet_id
-        ), saved AS (
-            UPDATE wallets w SET balance = c.balance, updated_at = @now,
-                last_activity_at = CASE WHEN @restart THEN @now ELSE COALESCE(w.last_activity_at, @now) END
-            FROM unnest(@walletIds, @balances) AS c(wallet_id, balance)
-            WHERE w.org_id = @org AND w.wallet_id = c.wallet_id
-        )
-        SELECT wallet_id, entry_id FROM line
-        """;
-
-    /// <summary>
-    /// <see cref="CreditEachAsync"/> of distinct wallets that owe nothing, on a database that writes
-    /// many rows in one statement: the same rows <see cref="AddPlainCredit"/> writes for each, in one
-    /// statement instead of three per wallet.
-    /// </summary>
-    private async Task<IReadOnlyList<PostedEntry>> CreditEachInOneStatementAsync(StatementBatch batch, long eventId,
-        IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits, Action<StatementBatch>? andThen, bool restartActivity)
-    {
-        var wallets = new Wallet[credits.Count];
-        for (var i = 0; i < credits.Count; i++)
-        {
-            var wallet = wallets[i] = Locked(credits[i].Key);
-            wallet.Balance += credits[i].Points;
-            if (restartActivity) wallet.LastActivityAt = NowMs;
-            else wallet.LastActivityAt ??= NowMs;
-            NoteLine(batch, eventId, wallet, EntryType.Credit, credits[i].Points);
-        }
-        var inserted = batch.Query(CreditsSql, new
-        {
-            org = OrgId, eventId, entryType = EntryType.Credit.ToWire(), now = NowMs, restart = restartActivity,
-            walletIds = wallets.Select(w => w.WalletId).ToArray(),
-            ownerTypes = wallets.Select(w => w.Key.OwnerType.ToWire()).ToArray(),
-            ownerIds = wallets.Select(w => w.Key.OwnerId).ToArray(),
-            programIds = wallets.Select(w => w.Key.ProgramId).ToArray(),
-            currencyIds = wallets.Select(w => w.Key.CurrencyId).ToArray(),
-            categories = wallets.Select(w => w.Key.Category.ToWire()).ToArray(),
-            points = credits.Select(c => c.Points.Thousandths).ToArray(),
-            balances = wallets.Select(w => w.Balance.Thousandths).ToArray(),
-            tiers = wallets.Select(w => w.Tier).ToArray(),
-            expiresAt = credits.Select(c => c.ExpiresAt).ToArray(),
-        });
-        andThen?.Invoke(batch);
-        var entryIds = (await batch.RunAsync()).Rows(inserted)
-            .ToDictionary(r => Convert.ToInt64(r[0], CultureInfo.InvariantCulture), r => Convert.ToInt64(r[1], CultureInfo.InvariantCulture));
-        return credits.Select((c, i) => new PostedEntry(entryIds[wallets[i].WalletId], wallets[i].WalletId, c.Key, EntryType.Credit, c.Points,
-            wallets[i].Balance, c.ExpiresAt, wallets[i].Tier)).ToList();
     }
 
     /// <summary>

@@ -86,8 +86,6 @@ public sealed class PostgresDialect : SqlDialect
 
     public override bool StreamsThroughCursor => true;
 
-    public override bool WritesManyRowsInOneStatement => true;
-
     public override async Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct)
     {

@@ -189,14 +189,6 @@ public abstract partial class SqlDialect
     public abstract bool StreamsThroughCursor { get; }
 
     /// <summary>
-    /// True when one statement can write to several tables through data-modifying <c>WITH</c>
-    /// clauses and take arrays to <c>unnest</c> (PostgreSQL), so that a posting's credits (lines,
-    /// lots, balances) go as one statement, not three per wallet. SQLite has neither; its statements
-    /// run in the process, where one more costs no round trip.
-    /// </summary>
-    public abstract bool WritesManyRowsInOneStatement { get; }
-
-    /// <summary>
     /// What a database needs after rows were loaded in bulk with explicit ids, before it serves:
     /// on PostgreSQL, each identity moved past the highest id of its table, and fresh statistics and a
     /// visibility map (<c>VACUUM (ANALYZE)</c>) so that the planner sees millions of rows rather than

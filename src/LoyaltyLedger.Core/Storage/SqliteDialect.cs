@@ -64,8 +64,6 @@ public sealed class SqliteDialect : SqlDialect
 
     public override bool StreamsThroughCursor => false;
 
-    public override bool WritesManyRowsInOneStatement => false;
-
     public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
 }
