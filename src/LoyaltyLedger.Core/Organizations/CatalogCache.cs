@@ -38,6 +38,8 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
     private readonly ConcurrentDictionary<long, (IReadOnlyList<LoyaltyProgram> Programs, long LoadedAt)> _programs = new();
     private readonly ConcurrentDictionary<(long OrgId, string Code), Store> _stores = new();
     private readonly ConcurrentDictionary<(long OrgId, string Code), Till> _tills = new();
+    private readonly ConcurrentDictionary<(long OrgId, long StoreId), Store> _storesById = new();
+    private readonly ConcurrentDictionary<(long OrgId, long TillId), Till> _tillsById = new();
     private readonly ConcurrentDictionary<string, (CachedKey Key, long LoadedAt)> _keys = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, long> _programsChangedAt = new();
     private readonly ConcurrentDictionary<string, long> _keysChangedAt = new(StringComparer.Ordinal);
@@ -61,9 +63,22 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
     }
 
     public Store? Store(long orgId, string code) => _stores.GetValueOrDefault((orgId, code));
-    public void SetStore(long orgId, Store store) => _stores[(orgId, store.Code)] = store;
+    public Store? StoreById(long orgId, long storeId) => _storesById.GetValueOrDefault((orgId, storeId));
+
+    public void SetStore(long orgId, Store store)
+    {
+        _stores[(orgId, store.Code)] = store;
+        _storesById[(orgId, store.StoreId)] = store;
+    }
+
     public Till? Till(long orgId, string code) => _tills.GetValueOrDefault((orgId, code));
-    public void SetTill(long orgId, Till till) => _tills[(orgId, till.Code)] = till;
+    public Till? TillById(long orgId, long tillId) => _tillsById.GetValueOrDefault((orgId, tillId));
+
+    public void SetTill(long orgId, Till till)
+    {
+        _tills[(orgId, till.Code)] = till;
+        _tillsById[(orgId, till.TillId)] = till;
+    }
 
     /// <summary>A key as last read, if read within <see cref="KeysTtl"/>.</summary>
     public CachedKey? Key(string keyId)

@@ -10,6 +10,7 @@ using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
+using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.PointsLedger;
 
@@ -72,7 +73,7 @@ public static class LedgerReader
         if (total == 0 || query.Page >= pageCount) throw PointsLedgerException.NoEntries();
 
         if (query.Page > 0) ids = await PageAsync(connection, tx, query, filter, total, ct);
-        var events = await LoadEventsAsync(connection, tx, database.Dialect, orgId, query, subject, filter, ids, ct);
+        var events = await LoadEventsAsync(connection, tx, database, orgId, subject, filter, programs, ids, ct);
 
         IReadOnlyList<LedgerClosingBalance>? closing = null;
         if (query.IsDateBounded) closing = await ClosingBalancesAsync(connection, tx, filter, query.ToMs!.Value, ct);
@@ -133,10 +134,8 @@ public static class LedgerReader
         public string? Details { get; set; }
         public string? Reason { get; set; }
         public long? SourceProgramId { get; set; }
-        public string? SourceProgramName { get; set; }
-        public string? StoreName { get; set; }
-        public string? StoreCode { get; set; }
-        public string? TillCode { get; set; }
+        public long? StoreId { get; set; }
+        public long? TillId { get; set; }
         public long? BillId { get; set; }
         public string? BillNumber { get; set; }
         public long? BillAmount { get; set; }
@@ -152,8 +151,7 @@ public static class LedgerReader
         public long Points { get; set; }
         public string Category { get; set; } = "";
         public long ProgramId { get; set; }
-        public string ProgramName { get; set; } = "";
-        public string? CurrencyName { get; set; }
+        public long CurrencyId { get; set; }
     }
 
     private sealed class MemberRow
@@ -165,9 +163,15 @@ public static class LedgerReader
         public string? Role { get; set; }
     }
 
-    private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query,
-        Subject subject, Filter filter, List<long> ids, CancellationToken ct)
+    /// <summary>
+    /// The page's events with their lines. Programs, currencies, stores and tills are named from the
+    /// process's catalog (the program list the read already holds; stores and tills, which never
+    /// change, by id), not joined on every read: the joins were most of the page's own cost.
+    /// </summary>
+    private static async Task<IReadOnlyList<LedgerEvent>> LoadEventsAsync(DbConnection c, DbTransaction tx, LedgerDatabase database, long orgId,
+        Subject subject, Filter filter, IReadOnlyList<LoyaltyProgram> programs, List<long> ids, CancellationToken ct)
     {
+        var dialect = database.Dialect;
         // The ids come from the owner-scoped page query: on SQLite looked up by row id, the
         // organization named unindexed (SqlDialect.Unindexed), since an indexed condition on org_id
         // beside them leads SQLite to walk the organization's slice of events.
@@ -176,20 +180,14 @@ public static class LedgerReader
         // The events and their lines in one round trip.
         var grid = await c.QueryMultipleAsync(new CommandDefinition(
             $"""
-            SELECT e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id,
-                sp.name AS source_program_name, s.name AS store_name, s.code AS store_code, t.code AS till_code,
+            SELECT e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source
             FROM events e
-            LEFT JOIN programs sp ON sp.org_id = e.org_id AND sp.program_id = e.source_program_id
-            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
-            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
-            SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, p.name AS program_name, cur.name AS currency_name
+            SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, le.currency_id
             FROM ledger_entries le
             JOIN events e ON {dialect.Unindexed("e.org_id")} = le.org_id AND e.event_id = le.event_id
-            JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
-            LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
             WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org{filter.Entries}
             ORDER BY le.event_id, le.entry_id
             """, args, tx, cancellationToken: ct));
@@ -214,14 +212,31 @@ public static class LedgerReader
                 """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
         }
 
-        return ids.Select(id => ToEvent(rows[id], entries[id], subject, members)).ToList();
+        // A program created after the list was read (in the last second, by another process) is read again.
+        var programIds = rows.Values.Select(r => r.SourceProgramId).OfType<long>().Concat(entries.SelectMany(g => g).Select(x => x.ProgramId));
+        if (programIds.Any(id => programs.All(p => p.ProgramId != id)))
+            programs = await ProgramCatalog.ListAsync(c, orgId, tx, ct);
+        var programsById = programs.ToDictionary(p => p.ProgramId);
+        var (stores, tills) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Values.Select(r => r.StoreId).OfType<long>(),
+            rows.Values.Select(r => r.TillId).OfType<long>(), ReadReplicas.Serves(c) ? null : database.Catalog, tx, ct);
+        var names = new Names(programsById, stores, tills);
+        return ids.Select(id => ToEvent(rows[id], entries[id], subject, members, names)).ToList();
     }
 
-    private static LedgerEvent ToEvent(EventRow e, IEnumerable<EntryRow> entries, Subject subject, Dictionary<long, MemberRow> members)
+    private sealed record Names(IReadOnlyDictionary<long, LoyaltyProgram> Programs, IReadOnlyDictionary<long, Store> Stores, IReadOnlyDictionary<long, Till> Tills)
+    {
+        public string ProgramName(long programId) => Programs.TryGetValue(programId, out var p) ? p.Name : "";
+
+        public string? CurrencyName(long programId, long currencyId) =>
+            currencyId == WalletKey.PlainPoints ? null
+                : Programs.TryGetValue(programId, out var p) ? p.Currencies.FirstOrDefault(c => c.CurrencyId == currencyId)?.Name : null;
+    }
+
+    private static LedgerEvent ToEvent(EventRow e, IEnumerable<EntryRow> entries, Subject subject, Dictionary<long, MemberRow> members, Names names)
     {
         var details = entries.Select(x => new EntryDetail(x.EntryType, new Points(x.Points),
             LedgerNames.TryParseCategory(x.Category, out var category) ? category.DisplayName() : x.Category,
-            x.ProgramName, x.ProgramId, x.CurrencyName)).ToList();
+            names.ProgramName(x.ProgramId), x.ProgramId, names.CurrencyName(x.ProgramId, x.CurrencyId))).ToList();
         var net = entries.Aggregate(Points.Zero, (sum, x) => x.EntryType == "DEBIT" ? sum - new Points(x.Points) : sum + new Points(x.Points));
 
         EntryCustomer? customer = null;
@@ -243,7 +258,10 @@ public static class LedgerReader
         if (!string.IsNullOrEmpty(e.Reason)) eventDetails["reason"] = e.Reason;
 
         return new LedgerEvent(e.EventId, e.EventName, e.CustomerId, e.CreatedAt, customer, details, net, transaction,
-            e.StoreName ?? "default", e.StoreCode ?? "default", e.TillCode ?? "default", eventDetails, e.SourceProgramId, e.SourceProgramName);
+            Store(e)?.Name ?? "default", Store(e)?.Code ?? "default", (e.TillId is { } till && names.Tills.TryGetValue(till, out var t) ? t.Code : null) ?? "default",
+            eventDetails, e.SourceProgramId, e.SourceProgramId is { } source && names.Programs.TryGetValue(source, out var sp) ? sp.Name : null);
+
+        Store? Store(EventRow row) => row.StoreId is { } id && names.Stores.TryGetValue(id, out var s) ? s : null;
     }
 
     private sealed class ClosingRow

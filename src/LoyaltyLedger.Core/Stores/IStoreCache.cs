@@ -11,4 +11,8 @@ public interface IStoreCache
     void SetStore(long orgId, Store store);
     Till? Till(long orgId, string code);
     void SetTill(long orgId, Till till);
+
+    /// <summary>A store by id, once <see cref="SetStore"/> has seen it (a read naming an event's store needs no join).</summary>
+    Store? StoreById(long orgId, long storeId);
+    Till? TillById(long orgId, long tillId);
 }

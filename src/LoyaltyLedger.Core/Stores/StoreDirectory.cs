@@ -41,6 +41,36 @@ public static class StoreDirectory
     public static Task<Till?> FindTillAsync(DbConnection c, long orgId, string code, DbTransaction? tx, CancellationToken ct) =>
         c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition("SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND code = @code", new { orgId, code }, tx, cancellationToken: ct));
 
+    /// <summary>
+    /// The stores and tills of these ids, from <paramref name="cache"/> when it has them and from the
+    /// database (once per process for each) when not; ids that name nothing are left out. Stores and
+    /// tills never change once created, so a read that shows them (an event's store and till) can
+    /// take them from memory instead of joining them on every request.
+    /// </summary>
+    public static async Task<(IReadOnlyDictionary<long, Store> Stores, IReadOnlyDictionary<long, Till> Tills)> ByIdsAsync(DbConnection c, long orgId,
+        IEnumerable<long> storeIds, IEnumerable<long> tillIds, IStoreCache? cache, DbTransaction? tx, CancellationToken ct)
+    {
+        var stores = new Dictionary<long, Store>();
+        foreach (var id in storeIds.Distinct())
+        {
+            var store = cache?.StoreById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
+                "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+            if (store is null) continue;
+            cache?.SetStore(orgId, store);
+            stores[id] = store;
+        }
+        var tills = new Dictionary<long, Till>();
+        foreach (var id in tillIds.Distinct())
+        {
+            var till = cache?.TillById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
+                "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+            if (till is null) continue;
+            cache?.SetTill(orgId, till);
+            tills[id] = till;
+        }
+        return (stores, tills);
+    }
+
     /// <summary>Resolves the store and till a posting names; unknown codes are refused, never created on the fly.</summary>
     public static async Task<(Store? Store, Till? Till)> ResolveAsync(Posting posting, string? storeCode, string? tillCode)
     {
