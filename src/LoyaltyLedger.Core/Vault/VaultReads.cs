@@ -3,6 +3,8 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Vault;
 
@@ -21,6 +23,8 @@ public static class VaultReads
         public long CreatedAt { get; set; }
         public string? Details { get; set; }
         public string? Reason { get; set; }
+        public long? StoreId { get; set; }
+        public long? TillId { get; set; }
         public string? StoreCode { get; set; }
         public string? TillCode { get; set; }
         public string? BillNumber { get; set; }
@@ -35,8 +39,12 @@ public static class VaultReads
     /// The account's movements in the program's plain points, oldest first (by time, then by the
     /// order they were written). Opening-balance lines of zero are left out: they move nothing.
     /// </summary>
+    /// <remarks>
+    /// Stores and tills, which never change, are named from <paramref name="stores"/> (or looked up
+    /// once per process) rather than joined on every page.
+    /// </remarks>
     public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query, CancellationToken ct,
-        IProgramCache? catalog = null)
+        IProgramCache? catalog = null, IStoreCache? stores = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
@@ -79,7 +87,7 @@ public static class VaultReads
                 {page}
             )
             SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
-                s.code AS StoreCode, t.code AS TillCode, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
+                e.store_id AS StoreId, e.till_id AS TillId, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
                 COALESCE(le.points, 0) AS Points, le.balance_after AS BalanceAfter,
                 CASE WHEN le.entry_type = 'CREDIT' THEN COALESCE(
                     (SELECT MIN(l.expires_at) FROM lots l WHERE l.org_id = @orgId AND l.credit_entry_id = p.entry_id),
@@ -88,8 +96,6 @@ public static class VaultReads
             FROM page p
             JOIN events e ON e.org_id = @orgId AND e.event_id = p.event_id
             LEFT JOIN ledger_entries le ON le.org_id = @orgId AND le.entry_id = p.entry_id
-            LEFT JOIN stores s ON s.org_id = e.org_id AND s.store_id = e.store_id
-            LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
@@ -100,6 +106,13 @@ public static class VaultReads
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
         }, cancellationToken: ct));
+        var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
+            rows.Select(r => r.TillId).OfType<long>(), ReadReplicas.Serves(c) ? null : stores, null, ct);
+        foreach (var row in rows)
+        {
+            row.StoreCode = row.StoreId is { } storeId && storesById.TryGetValue(storeId, out var store) ? store.Code : null;
+            row.TillCode = row.TillId is { } tillId && tillsById.TryGetValue(tillId, out var till) ? till.Code : null;
+        }
         return rows.Select(r => ToMovement(r, program)).ToList();
     }
 
