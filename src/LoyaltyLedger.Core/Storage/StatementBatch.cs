@@ -78,23 +78,30 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
 
     private async Task RunOneByOneAsync(BatchResults results, CancellationToken ct)
     {
+        var prepared = PreparedCommands.Of(connection);
         for (var i = 0; i < _statements.Count; i++)
         {
             var (sql, args, returnsRows) = _statements[i];
-            await using var command = connection.CreateCommand();
-            command.Transaction = transaction;
-            command.CommandText = sql;
-            Bind(args, command.CreateParameter, command.Parameters);
-            if (returnsRows)
-            {
-                await using var reader = await command.ExecuteReaderAsync(ct);
-                results.SetRows(i, await ReadRowsAsync(reader, ct));
-                results.SetAffected(i, reader.RecordsAffected);
-            }
-            else
-            {
-                results.SetAffected(i, await command.ExecuteNonQueryAsync(ct));
-            }
+            var command = prepared.Rent(sql);
+            await using var _ = command.Owned ? command.Command : null;
+            command.Command.Transaction = transaction;
+            command.Command.Parameters.Clear();
+            Bind(args, command.Command.CreateParameter, command.Command.Parameters);
+            await RunOneAsync(command.Command, results, i, returnsRows, ct);
+        }
+    }
+
+    private static async Task RunOneAsync(DbCommand command, BatchResults results, int i, bool returnsRows, CancellationToken ct)
+    {
+        if (returnsRows)
+        {
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            results.SetRows(i, await ReadRowsAsync(reader, ct));
+            results.SetAffected(i, reader.RecordsAffected);
+        }
+        else
+        {
+            results.SetAffected(i, await command.ExecuteNonQueryAsync(ct));
         }
     }
 
