@@ -9,7 +9,8 @@ namespace LoyaltyLedger.Storage;
 /// one <see cref="DbBatch"/>: one network round trip instead of one per statement, which is most of
 /// what a posting costs (a bill is a dozen statements, and on a busy machine every round trip is a
 /// hand-off between the server, Npgsql and a PostgreSQL backend). On SQLite, which runs in-process
-/// and has no round trips to save, they run one after another. Either way they run in the order
+/// and has no round trips to save, they run one after another, each through the statement its
+/// connection compiled the last time it ran the same SQL (<see cref="PreparedCommands"/>). Either way they run in the order
 /// added, so a statement sees the writes of the ones before it; an error in any of them fails the
 /// whole call (and the caller's transaction with it).
 /// </summary>
