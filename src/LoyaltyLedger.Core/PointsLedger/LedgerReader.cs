@@ -212,13 +212,17 @@ public static class LedgerReader
                 """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
         }
 
-        // A program created after the list was read (in the last second, by another process) is read again.
-        var programIds = rows.Values.Select(r => r.SourceProgramId).OfType<long>().Concat(entries.SelectMany(g => g).Select(x => x.ProgramId));
-        if (programIds.Any(id => programs.All(p => p.ProgramId != id)))
-            programs = await ProgramCatalog.ListAsync(c, orgId, tx, ct);
+        // A program or a currency created after the list was read (in the last second, by another
+        // process) is not in it: the list is read again, from this read's own connection.
         var programsById = programs.ToDictionary(p => p.ProgramId);
+        bool Known(long programId, long currencyId) => programsById.TryGetValue(programId, out var p)
+            && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(cur => cur.CurrencyId == currencyId));
+        if (rows.Values.Any(r => r.SourceProgramId is { } id && !programsById.ContainsKey(id))
+            || entries.SelectMany(g => g).Any(x => !Known(x.ProgramId, x.CurrencyId)))
+            programsById = (await ProgramCatalog.ListAsync(c, orgId, tx, ct)).ToDictionary(p => p.ProgramId);
+        // Stores and tills never change, and one a replica has is committed: the cache may keep what any read finds.
         var (stores, tills) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Values.Select(r => r.StoreId).OfType<long>(),
-            rows.Values.Select(r => r.TillId).OfType<long>(), ReadReplicas.Serves(c) ? null : database.Catalog, tx, ct);
+            rows.Values.Select(r => r.TillId).OfType<long>(), database.Catalog, tx, ct);
         var names = new Names(programsById, stores, tills);
         return ids.Select(id => ToEvent(rows[id], entries[id], subject, members, names)).ToList();
     }

@@ -15,7 +15,8 @@ namespace LoyaltyLedger.Storage;
 /// <remarks>
 /// Kept per connection object and dropped with it; a connection runs one statement at a time, so
 /// a command is never used twice at once. At most <see cref="MaxPerConnection"/> texts are kept:
-/// beyond that a command is made for one use and disposed, as before.
+/// some statements carry their values in their text (a list of ids), so when the set is full it is
+/// dropped and filled again, and the statements that run all the time are soon kept again.
 /// </remarks>
 internal sealed class PreparedCommands
 {
@@ -30,14 +31,18 @@ internal sealed class PreparedCommands
 
     public static PreparedCommands Of(DbConnection connection) => ByConnection.GetValue(connection, c => new PreparedCommands(c));
 
-    /// <summary>A command for <paramref name="sql"/>: the kept one (not <c>Owned</c>: the caller must not dispose it), or one of its own.</summary>
-    public (DbCommand Command, bool Owned) Rent(string sql)
+    /// <summary>A command for <paramref name="sql"/>, kept for the next run of the same text: the caller must not dispose it.</summary>
+    public DbCommand Rent(string sql)
     {
-        if (_commands.TryGetValue(sql, out var kept)) return (kept, false);
+        if (_commands.TryGetValue(sql, out var kept)) return kept;
+        if (_commands.Count >= MaxPerConnection)
+        {
+            foreach (var old in _commands.Values) old.Dispose();
+            _commands.Clear();
+        }
         var command = _connection.CreateCommand();
         command.CommandText = sql;
-        if (_commands.Count >= MaxPerConnection) return (command, true);
         _commands[sql] = command;
-        return (command, false);
+        return command;
     }
 }

@@ -84,11 +84,17 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         {
             var (sql, args, returnsRows) = _statements[i];
             var command = prepared.Rent(sql);
-            await using var _ = command.Owned ? command.Command : null;
-            command.Command.Transaction = transaction;
-            command.Command.Parameters.Clear();
-            Bind(args, command.Command.CreateParameter, command.Command.Parameters);
-            await RunOneAsync(command.Command, results, i, returnsRows, ct);
+            command.Transaction = transaction;
+            Bind(args, command.CreateParameter, command.Parameters);
+            try
+            {
+                await RunOneAsync(command, results, i, returnsRows, ct);
+            }
+            finally
+            {
+                // A kept command must not hold this run's values (an answer's body, a payload) until its next run.
+                command.Parameters.Clear();
+            }
         }
     }
 

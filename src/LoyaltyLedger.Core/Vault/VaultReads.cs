@@ -3,7 +3,6 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
-using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Vault;
@@ -107,7 +106,7 @@ public static class VaultReads
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
         }, cancellationToken: ct));
         var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
-            rows.Select(r => r.TillId).OfType<long>(), ReadReplicas.Serves(c) ? null : stores, null, ct);
+            rows.Select(r => r.TillId).OfType<long>(), stores, null, ct);
         foreach (var row in rows)
         {
             row.StoreCode = row.StoreId is { } storeId && storesById.TryGetValue(storeId, out var store) ? store.Code : null;

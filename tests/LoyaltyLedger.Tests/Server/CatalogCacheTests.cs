@@ -1,6 +1,7 @@
 using System.Net;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Tests.Infrastructure;
+using LoyaltyLedger.Tests.PointsLedger;
 
 namespace LoyaltyLedger.Tests.Server;
 
@@ -12,6 +13,29 @@ namespace LoyaltyLedger.Tests.Server;
 /// </summary>
 public abstract class CatalogCacheTests(DatabaseFixture db)
 {
+    /// <summary>
+    /// The points-ledger read names a line's currency from this server's program list (no join): a
+    /// currency another server created a moment ago, not yet in that list, must still be named.
+    /// </summary>
+    [Fact]
+    public async Task a_currency_created_and_posted_through_another_server_is_named_by_this_servers_ledger_read()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(currencies: []);
+        var customer = await t.NewCustomerAsync();
+        await t.BillAsync(shop, customer, "B-1", 100m);
+        // This server now holds the organization's programs (for a second), without the currency.
+        await t.LedgerOkAsync(LedgerApi.Customer(customer, "&includeAlternateCurrencies=true"));
+
+        await using var second = await TestServerHost.StartAsync(db.OpenSecondInstance());
+        var other = t with { Http = second.Client(t.Key.KeyId, t.Key.Secret), Host = second };
+        await other.PostOkAsync($"/v1/programs/{shop.ProgramId}/currencies", new { name = "Gems" });
+        await other.AwardAsync(customer, "3", currency: "Gems", programId: shop.ProgramId);
+
+        var body = await t.LedgerOkAsync(LedgerApi.Customer(customer, "&includeAlternateCurrencies=true"));
+        body.Lines().ShouldContain(l => l.StartsWith("Gems/", StringComparison.Ordinal), body.ToString());
+    }
+
     [Fact]
     public async Task a_program_store_till_and_currency_created_through_another_server_are_usable_at_once()
     {
