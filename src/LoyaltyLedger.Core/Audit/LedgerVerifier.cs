@@ -128,6 +128,22 @@ public static class LedgerVerifier
                 """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (wrongKinds > 0) Violation($"{wrongKinds} events whose line_kinds do not match their lines");
 
+            // points_seq and currency_seq are what the points-ledger read seeks a page by: each owner's
+            // events holding points lines (currency lines) must be numbered 1, 2, 3... in the order the
+            // pages show them (time, then event id), and no other event numbered.
+            var wrongNumbers = await c.ExecuteScalarAsync<long>(
+                new CommandDefinition($"""
+                SELECT COUNT(*) FROM (
+                    SELECT points_seq, currency_seq,
+                        CASE WHEN (line_kinds & 1) <> 0 THEN ROW_NUMBER() OVER (
+                            PARTITION BY org_id, owner_type, owner_id, (line_kinds & 1) ORDER BY created_at, event_id) END AS points_n,
+                        CASE WHEN (line_kinds & 2) <> 0 THEN ROW_NUMBER() OVER (
+                            PARTITION BY org_id, owner_type, owner_id, (line_kinds & 2) ORDER BY created_at, event_id) END AS currency_n
+                    FROM events{orgFilter}) n
+                WHERE COALESCE(n.points_seq, 0) <> COALESCE(n.points_n, 0) OR COALESCE(n.currency_seq, 0) <> COALESCE(n.currency_n, 0)
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            if (wrongNumbers > 0) Violation($"{wrongNumbers} events whose number in their owner's history (points_seq, currency_seq) is not their place in it");
+
             // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
             // row must equal its events, counted by line_kinds (checked against the lines above).
             // Owners with events are matched in one grouped pass; a row for an owner with no events

@@ -218,30 +218,40 @@ public sealed class Posting
     /// </remarks>
     public async Task<long> InsertEventAsync(NewEvent e, (string Sql, object? Args)? then = null)
     {
-        var batch = Batch();
-        var inserted = batch.Query(
-            """
-            INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
-                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference, line_kinds)
-            VALUES (@org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
-                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds)
-            RETURNING event_id
-            """,
-            new
-            {
-                org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
-                eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
-                storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
-                postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference, lineKinds = e.LineKinds,
-            });
-        // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid, which the
-        // counter's upsert below would change.
-        if (then is { } next) batch.Execute(next.Sql, next.Args);
         if ((e.LineKinds & ~(EventLineKinds.Points | EventLineKinds.Currency)) != 0)
             throw new ArgumentException($"Unknown line kinds {e.LineKinds}.", nameof(e));
-        AddOwnerEventCount((e.OwnerType, e.OwnerId), batch, events: 1, kinds: e.LineKinds);
+        var batch = Batch();
+        var owner = (e.OwnerType, e.OwnerId);
+        // The owner's counter row first: its upsert locks it, so this owner's events are numbered one
+        // posting at a time, and its counts after it give the event its numbers.
+        AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds);
+        var args = new
+        {
+            org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
+            eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
+            storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
+            postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference, lineKinds = e.LineKinds,
+        };
+        foreach (var kind in (int[])[EventLineKinds.Points, EventLineKinds.Currency])
+            if ((e.LineKinds & kind) != 0) AddMakeRoomAfter(batch, owner, kind, eventId: null);
+        var inserted = batch.Query(
+            $"""
+            INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
+                source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference, line_kinds,
+                points_seq, currency_seq)
+            SELECT @org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
+                @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds,
+                CASE WHEN (@lineKinds & 1) <> 0 THEN c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
+                CASE WHEN (@lineKinds & 2) <> 0 THEN c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END
+            FROM owner_event_counts c
+            WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId
+            RETURNING event_id
+            """,
+            args);
+        // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid.
+        if (then is { } next) batch.Execute(next.Sql, next.Args);
         var eventId = (await batch.RunAsync()).SingleLong(inserted);
-        _eventOwners[eventId] = (e.OwnerType, e.OwnerId);
+        _eventOwners[eventId] = owner;
         foreach (var kind in (int[])[EventLineKinds.Points, EventLineKinds.Currency])
         {
             if ((e.LineKinds & kind) == 0) continue;
@@ -250,6 +260,41 @@ public sealed class Posting
         }
         _announcements.Event(eventId, e);
         return eventId;
+    }
+
+    /// <summary>
+    /// SQL counting the owner's events of one kind that come after an event stamped <c>@now</c> in
+    /// page order (time, then event id): for a new event (<paramref name="eventId"/> null, whose id will
+    /// be the owner's highest, as ids are taken under the owner's counter lock) those stamped later.
+    /// </summary>
+    /// <remarks>
+    /// An event is numbered by its place in its owner's history (<c>points_seq</c>, <c>currency_seq</c>),
+    /// which the points-ledger read seeks a page by. A posting is stamped with the time it started, so
+    /// one that takes the owner's lock after a later-stamped one (a moment apart in one process, or
+    /// a server whose clock is behind, or history posted on a moved clock) lands before events
+    /// already numbered: the count of those is the event's distance from the end, and
+    /// <see cref="AddMakeRoomAfter"/> moves them one up. Both look up the owner's events index from
+    /// <c>@now</c> on, and find nothing in the usual case.
+    /// </remarks>
+    private static string LaterCount(int kind, long? eventId) =>
+        $"SELECT COUNT(*) FROM events x WHERE {Later("x.", kind, eventId)}";
+
+    private static string Later(string alias, int kind, long? eventId) =>
+        $"{alias}org_id = @org AND {alias}owner_type = @ownerType AND {alias}owner_id = @ownerId AND " +
+        (eventId is null
+            ? $"{alias}created_at > @now"
+            : $"({alias}created_at > @now OR ({alias}created_at = @now AND {alias}event_id > @eventId))") +
+        $" AND ({alias}line_kinds & {kind}) <> 0";
+
+    /// <summary>Adds the statement moving the owner's events of one kind that come after the event one number up (see <see cref="LaterCount"/>).</summary>
+    private void AddMakeRoomAfter(StatementBatch batch, (OwnerType Type, long Id) owner, int kind, long? eventId)
+    {
+        var seq = kind == EventLineKinds.Points ? "points_seq" : "currency_seq";
+        batch.Execute(
+            $"""
+            UPDATE events SET {seq} = {seq} + 1 WHERE {Later("", kind, eventId)}
+            """,
+            new { org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs, eventId });
     }
 
     /// <summary>Links an event of this posting to another after both exist (a transfer's sending side to its receiving side).</summary>
@@ -293,6 +338,7 @@ public sealed class Posting
     /// Adds to the event's owner's row of <c>owner_event_counts</c>: one more event, and/or one more event
     /// holding lines of each of <paramref name="kinds"/> (<see cref="EventLineKinds"/> bits), so the
     /// points-ledger read takes totalEntries from that row instead of counting the owner's history.
+    /// The counts after it are the owner's last numbers (<c>points_seq</c>, <c>currency_seq</c>).
     /// </summary>
     /// <remarks>
     /// The upsert locks the owner's counter row until commit. Every posting has already locked the
@@ -330,8 +376,19 @@ public sealed class Posting
         {
             if (!_eventOwners.TryGetValue(eventId, out var owner))
                 throw new InvalidOperationException($"Event {eventId} was not inserted by this posting, so its owner's counts cannot be kept.");
-            batch.Execute("UPDATE events SET line_kinds = line_kinds | @kind WHERE org_id = @org AND event_id = @eventId", new { kind, org = OrgId, eventId });
+            // Counted first, then numbered from the count, less the owner's events of the kind that
+            // come after it (the event was stamped with this posting's time when it was inserted).
             AddOwnerEventCount(owner, batch, events: 0, kinds: kind);
+            AddMakeRoomAfter(batch, owner, kind, eventId);
+            var (seq, count) = kind == EventLineKinds.Points ? ("points_seq", "points_events") : ("currency_seq", "currency_events");
+            batch.Execute(
+                $"""
+                UPDATE events SET line_kinds = line_kinds | @kind,
+                    {seq} = (SELECT c.{count} FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId)
+                        - ({LaterCount(kind, eventId)})
+                WHERE org_id = @org AND event_id = @eventId
+                """,
+                new { kind, org = OrgId, eventId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs });
         }
         _announcements.Line(eventId, wallet, type, points);
         return batch.Query(

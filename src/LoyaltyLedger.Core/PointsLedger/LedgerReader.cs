@@ -115,6 +115,22 @@ public static class LedgerReader
     {
         var skip = (long)query.Page * query.Limit;
         var take = Math.Min(query.Limit, total - skip);
+        if (filter.SeqColumn is { } seq)
+        {
+            // The owner's events of this scope are numbered 1..total in page order (Posting keeps an
+            // owner's event times from stepping back), so any page is a seek to a range of numbers:
+            // page 1,000 costs what page 0 does.
+            var first = query.Descending ? total - skip - take + 1 : skip + 1;
+            var range = new DynamicParameters(filter.Args);
+            range.Add("first", first);
+            range.Add("last", first + take - 1);
+            var direction = query.Descending ? "DESC" : "ASC";
+            return (await c.QueryAsync<long>(new CommandDefinition(
+                $"""
+                SELECT e.event_id FROM events e WHERE e.org_id = @org AND {filter.Events} AND e.{seq} BETWEEN @first AND @last
+                ORDER BY e.{seq} {direction}
+                """, range, tx, cancellationToken: ct))).ToList();
+        }
         var fromOtherEnd = skip > total - skip - take;
         var descending = query.Descending != fromOtherEnd;
         var args = new DynamicParameters(filter.Args);
@@ -327,7 +343,9 @@ public static class LedgerReader
     /// The query as SQL: conditions on the owner's events, on their lines, and on the owner's wallets;
     /// and the column of <c>owner_event_counts</c> that holds the number of matching events, when one does.
     /// </summary>
-    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn);
+    // SeqColumn: the per-owner number of the events the query keeps (points_seq, currency_seq), set
+    // when they are exactly the events so numbered: a page is then a range of numbers.
+    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn, string? SeqColumn = null);
 
     private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
@@ -446,9 +464,13 @@ public static class LedgerReader
             events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.org_id = e.org_id AND le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         // The running counts follow line_kinds exactly: every event of the owner (those with no lines,
         // such as a registration before any program existed, included), or those with the scope's bit set.
-        string? countColumn = null;
-        if (!narrowed && scopeOnly) countColumn = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
+        string? countColumn = null, seqColumn = null;
+        if (!narrowed && scopeOnly)
+        {
+            countColumn = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
+            seqColumn = scopeKind == EventLineKinds.Points ? "points_seq" : "currency_seq";
+        }
         else if (!narrowed && entries.Length == 0) countColumn = "events";
-        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args, countColumn);
+        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args, countColumn, seqColumn);
     }
 }

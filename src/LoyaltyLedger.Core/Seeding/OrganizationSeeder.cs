@@ -138,6 +138,7 @@ public static class OrganizationSeeder
         ("customer_id", BulkType.Bigint), ("event_name", BulkType.Text), ("display_name", BulkType.Text), ("created_at", BulkType.Bigint),
         ("source_program_id", BulkType.Bigint), ("store_id", BulkType.Bigint), ("till_id", BulkType.Bigint), ("bill_id", BulkType.Bigint),
         ("details", BulkType.Text), ("reason", BulkType.Text), ("posted_by", BulkType.Text), ("line_kinds", BulkType.Integer),
+        ("points_seq", BulkType.Bigint), ("currency_seq", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable Entries = new("ledger_entries",
@@ -337,7 +338,7 @@ public static class OrganizationSeeder
         private BulkLoad _load = null!;
         private BulkRowWriter _events = null!, _entries = null!, _lots = null!, _movements = null!, _bills = null!;
         // The current customer's events, as Posting counts them in owner_event_counts.
-        private (long Events, long PointsEvents, long CurrencyEvents) _counts;
+        private (long Events, long PointsEvents, long CurrencyEvents, long LastAt) _counts;
 
         public long LastCustomerId { get; private set; }
         public long LastGroupId { get; private set; }
@@ -547,12 +548,17 @@ public static class OrganizationSeeder
             e.Start();
             e.Long(id); e.Long(orgId); e.Text("CUSTOMER"); e.Long(customerId); e.Long(customerId); e.Text(name); e.Text(displayName); e.Long(at);
             e.Long(program.ProgramId); e.Long(storeId); e.Long(tillId); e.Long(billId); e.Text(details); e.Text(reason); e.Text("seed");
-            e.Long(lineKinds);
-            e.End();
-            EventCount++;
+            // Numbered as Posting numbers them: the customer's events are generated in time order.
+            if (at < _counts.LastAt) throw new InvalidOperationException($"Seeded event at {at} before its owner's last at {_counts.LastAt}.");
             _counts.Events++;
+            _counts.LastAt = at;
             if ((lineKinds & EventLineKinds.Points) != 0) _counts.PointsEvents++;
             if ((lineKinds & EventLineKinds.Currency) != 0) _counts.CurrencyEvents++;
+            e.Long(lineKinds);
+            e.Long((lineKinds & EventLineKinds.Points) != 0 ? (long?)_counts.PointsEvents : null);
+            e.Long((lineKinds & EventLineKinds.Currency) != 0 ? (long?)_counts.CurrencyEvents : null);
+            e.End();
+            EventCount++;
             return id;
         }
 

@@ -183,6 +183,124 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
         (await f.T.LedgerOkAsync(LedgerApi.Customer(f.A, "&includeAlternateCurrencies=true"))).Total().ShouldBe(total);
     }
 
+    /// <summary>Every page of <paramref name="scope"/> at 3 a page, in both orders, against the same slice of the whole history.</summary>
+    private static async Task PagesMatchTheWholeHistoryAsync(Tenant t, long customerId, string scope)
+    {
+        foreach (var order in new[] { "ASC", "DESC" })
+        {
+            var everything = (await t.LedgerOkAsync(LedgerApi.Customer(customerId, $"{scope}&sortOrder={order}"))).EventIds();
+            everything.Count.ShouldBeGreaterThan(3);
+            var pages = (everything.Count + 2) / 3;
+            for (var page = 0; page < pages; page++)
+            {
+                var body = await t.LedgerOkAsync(
+                    $"identifierName=id&identifierValue={customerId}&source=INSTORE{scope}&sortOrder={order}&limit=3&offset={page}");
+                body.Total().ShouldBe(everything.Count);
+                body.EventIds().ShouldBe(everything.Skip(page * 3).Take(3).ToList(), $"{scope} {order} page {page}");
+            }
+        }
+    }
+
+    /// <summary>Each owner's numbered events as "TYPE id: event ids in number order | ...", points then currencies.</summary>
+    private Task<string> NumbersAsync(long orgId, long ownerId) =>
+        db.Database.ReadAsync(async c =>
+        {
+            var points = await c.QueryAsync<long>(
+                "SELECT event_id FROM events WHERE org_id = @orgId AND owner_id = @ownerId AND points_seq IS NOT NULL ORDER BY points_seq", new { orgId, ownerId });
+            var currency = await c.QueryAsync<long>(
+                "SELECT event_id FROM events WHERE org_id = @orgId AND owner_id = @ownerId AND currency_seq IS NOT NULL ORDER BY currency_seq", new { orgId, ownerId });
+            return string.Join(",", points) + " | " + string.Join(",", currency);
+        }, CancellationToken.None);
+
+    [Fact]
+    public async Task pages_of_points_and_of_currencies_seek_by_number_and_show_the_same_slice_as_the_whole_history()
+    {
+        var f = await BusyTenantAsync();
+        // Points only (the read's default) and currencies only are paged by the owner's event numbers.
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "&includeAlternateCurrencies=true&excludePointCategories=true");
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task an_event_stamped_before_events_already_numbered_takes_its_place_and_moves_them_up()
+    {
+        var f = await BusyTenantAsync();
+        var (programId, starsId) = await db.Database.ReadAsync(c => c.QuerySingleAsync<(long, long)>(
+            "SELECT program_id, currency_id FROM currencies WHERE org_id = @orgId AND name = 'Stars'", new { orgId = f.T.OrgId }), CancellationToken.None);
+        var points = new WalletKey(OwnerType.Customer, f.A, programId, WalletKey.PlainPoints, PointCategory.Regular);
+        var stars = new WalletKey(OwnerType.Customer, f.A, programId, starsId, PointCategory.Regular);
+        var history = await db.Database.ReadAsync(c => c.QueryAsync<long>(
+            "SELECT created_at FROM events WHERE org_id = @orgId AND owner_id = @a ORDER BY created_at", new { orgId = f.T.OrgId, a = f.A }), CancellationToken.None);
+        // Between the owner's first and last events: a posting that started before others of the same
+        // owner took its lock (or a server whose clock is behind). One declares its lines; the other
+        // is inserted without and gets a line of each kind after.
+        var middle = DateTimeOffset.FromUnixTimeMilliseconds((history.First() + history.Last()) / 2);
+        var declared = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, db.Database.Dialect, f.T.OrgId, middle, "test");
+            await posting.LockWalletsAsync([points, stars]);
+            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, f.A, f.A, "Late", LineKinds: EventLineKinds.Points | EventLineKinds.Currency));
+            await posting.CreditAsync(eventId, points, new Points(1000), null);
+            await posting.CreditAsync(eventId, stars, new Points(1000), null);
+            return eventId;
+        }, CancellationToken.None);
+        var undeclared = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, db.Database.Dialect, f.T.OrgId, middle.AddDays(-1), "test");
+            await posting.LockWalletsAsync([points, stars]);
+            var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, f.A, f.A, "Later"));
+            await posting.CreditAsync(eventId, points, new Points(1000), null);
+            await posting.CreditAsync(eventId, stars, new Points(1000), null);
+            return eventId;
+        }, CancellationToken.None);
+
+        // Numbered by place: the verifier recounts every number from time and event id.
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+        var numbers = await NumbersAsync(f.T.OrgId, f.A);
+        var (pointsOrder, currencyOrder) = (numbers.Split(" | ")[0].Split(','), numbers.Split(" | ")[1].Split(','));
+        var (d, u) = (declared.ToString(CultureInfo.InvariantCulture), undeclared.ToString(CultureInfo.InvariantCulture));
+        // Neither is last: both went in among the events already numbered, the earlier-stamped first.
+        pointsOrder[^1].ShouldNotBeOneOf(d, u);
+        Array.IndexOf(pointsOrder, u).ShouldBeLessThan(Array.IndexOf(pointsOrder, d));
+        Array.IndexOf(currencyOrder, u).ShouldBeLessThan(Array.IndexOf(currencyOrder, d));
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "&includeAlternateCurrencies=true&excludePointCategories=true");
+    }
+
+    [Fact]
+    public async Task verify_reports_an_event_whose_number_is_not_its_place_in_its_owners_history()
+    {
+        var f = await BusyTenantAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE events SET points_seq = 100 - points_seq WHERE org_id = @orgId AND owner_id = @a AND points_seq IS NOT NULL",
+            new { orgId = f.T.OrgId, a = f.A }, tx), CancellationToken.None);
+
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldContain(v => v.Contains("points_seq", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task the_migration_numbers_the_events_of_a_database_written_before_it()
+    {
+        var f = await BusyTenantAsync();
+        var expected = await NumbersAsync(f.T.OrgId, f.A);
+        // The database as it was before migration 22: no numbers, no indexes, the migration not recorded.
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            await c.ExecuteAsync("DROP INDEX ix_events_owner_points_seq", transaction: tx);
+            await c.ExecuteAsync("DROP INDEX ix_events_owner_currency_seq", transaction: tx);
+            await c.ExecuteAsync("ALTER TABLE events DROP COLUMN points_seq", transaction: tx);
+            await c.ExecuteAsync("ALTER TABLE events DROP COLUMN currency_seq", transaction: tx);
+            return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 22", transaction: tx);
+        }, CancellationToken.None);
+
+        await Migrations.ApplyAsync(db.Database, CancellationToken.None);
+
+        (await NumbersAsync(f.T.OrgId, f.A)).ShouldBe(expected);
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
+    }
+
     private static Task<(long ProgramId, long CurrencyId)> StarsAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long orgId) =>
         c.QuerySingleAsync<(long, long)>("SELECT program_id, currency_id FROM currencies WHERE org_id = @orgId AND name = 'Stars'", new { orgId }, tx);
 
