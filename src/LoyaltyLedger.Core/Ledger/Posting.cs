@@ -232,8 +232,7 @@ public sealed class Posting
             storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
             postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference, lineKinds = e.LineKinds,
         };
-        foreach (var kind in (int[])[EventLineKinds.Points, EventLineKinds.Currency])
-            if ((e.LineKinds & kind) != 0) AddMakeRoomAfter(batch, owner, kind, eventId: null);
+        if (e.LineKinds != 0) AddMakeRoomAfter(batch, owner, e.LineKinds, eventId: null);
         var inserted = batch.Query(
             $"""
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
@@ -277,25 +276,28 @@ public sealed class Posting
     /// <c>@now</c> on, and find nothing in the usual case.
     /// </remarks>
     private static string LaterCount(int kind, long? eventId) =>
-        $"SELECT COUNT(*) FROM events x WHERE {Later("x.", kind, eventId)}";
+        $"SELECT COUNT(*) FROM events x WHERE x.org_id = @org AND {Later("x.", kind, eventId)}";
 
-    private static string Later(string alias, int kind, long? eventId) =>
-        $"{alias}org_id = @org AND {alias}owner_type = @ownerType AND {alias}owner_id = @ownerId AND " +
+    private static string Later(string alias, int kinds, long? eventId) =>
+        $"{alias}owner_type = @ownerType AND {alias}owner_id = @ownerId AND " +
         (eventId is null
             ? $"{alias}created_at > @now"
             : $"({alias}created_at > @now OR ({alias}created_at = @now AND {alias}event_id > @eventId))") +
-        $" AND ({alias}line_kinds & {kind}) <> 0";
+        $" AND ({alias}line_kinds & {kinds}) <> 0";
 
-    /// <summary>Adds the statement moving the owner's events of one kind that come after the event one number up (see <see cref="LaterCount"/>).</summary>
-    private void AddMakeRoomAfter(StatementBatch batch, (OwnerType Type, long Id) owner, int kind, long? eventId)
-    {
-        var seq = kind == EventLineKinds.Points ? "points_seq" : "currency_seq";
+    /// <summary>
+    /// Adds the statement moving the owner's events that come after the event one number up in each
+    /// of <paramref name="kinds"/> (<see cref="EventLineKinds"/> bits) they hold (see <see cref="LaterCount"/>).
+    /// </summary>
+    private void AddMakeRoomAfter(StatementBatch batch, (OwnerType Type, long Id) owner, int kinds, long? eventId) =>
         batch.Execute(
             $"""
-            UPDATE events SET {seq} = {seq} + 1 WHERE {Later("", kind, eventId)}
+            UPDATE events SET
+                points_seq = CASE WHEN (line_kinds & @kinds & 1) <> 0 THEN points_seq + 1 ELSE points_seq END,
+                currency_seq = CASE WHEN (line_kinds & @kinds & 2) <> 0 THEN currency_seq + 1 ELSE currency_seq END
+            WHERE org_id = @org AND {Later("", kinds, eventId)}
             """,
-            new { org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs, eventId });
-    }
+            new { org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs, eventId, kinds });
 
     /// <summary>Links an event of this posting to another after both exist (a transfer's sending side to its receiving side).</summary>
     public async Task SetRelatedEventAsync(long eventId, long relatedEventId)
