@@ -144,6 +144,41 @@ public static class LedgerVerifier
                 """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (wrongNumbers > 0) Violation($"{wrongNumbers} events whose number in their owner's history (points_seq, currency_seq) is not their place in it");
 
+            // history_seq is what the vault history seeks a page by: each regular plain-points wallet's
+            // lines (opening balances left out) and its owner's voucher redemptions in its program must
+            // be numbered 1, 2, 3... in the history's order (time, event id, line id), nothing else
+            // numbered, and the wallet must hold the count, which Posting numbers on from.
+            var walletOrg = orgId is null ? "" : " AND w.org_id = @orgId";
+            var wrongHistory = await c.ExecuteScalarAsync<long>(
+                new CommandDefinition($"""
+                SELECT COUNT(*) FROM (
+                    SELECT i.stored, ROW_NUMBER() OVER (PARTITION BY i.org_id, i.wallet_id ORDER BY i.created_at, i.event_id, i.entry_id) AS n
+                    FROM (
+                        SELECT le.org_id, le.wallet_id, le.created_at, le.event_id, le.entry_id, le.history_seq AS stored
+                        FROM ledger_entries le JOIN wallets w ON w.org_id = le.org_id AND w.wallet_id = le.wallet_id
+                        WHERE w.currency_id = 0 AND w.category = 'REGULAR' AND le.entry_type <> 'OPENING_BALANCE'{walletOrg}
+                        UNION ALL
+                        SELECT e.org_id, w.wallet_id, e.created_at, e.event_id, 0, e.history_seq
+                        FROM events e JOIN wallets w ON w.org_id = e.org_id AND w.owner_type = e.owner_type AND w.owner_id = e.owner_id
+                            AND w.program_id = e.source_program_id AND w.currency_id = 0 AND w.category = 'REGULAR'
+                        WHERE e.event_name = 'VoucherRedemption'{walletOrg}) i) h
+                WHERE h.stored IS NULL OR h.stored <> h.n
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            var strayHistory = await c.ExecuteScalarAsync<long>(
+                new CommandDefinition($"""
+                SELECT (SELECT COUNT(*) FROM ledger_entries le JOIN wallets w ON w.org_id = le.org_id AND w.wallet_id = le.wallet_id
+                        WHERE le.history_seq IS NOT NULL AND (w.currency_id <> 0 OR w.category <> 'REGULAR' OR le.entry_type = 'OPENING_BALANCE'){walletOrg})
+                     + (SELECT COUNT(*) FROM events e WHERE e.history_seq IS NOT NULL AND e.event_name <> 'VoucherRedemption'{(orgId is null ? "" : " AND e.org_id = @orgId")})
+                     + (SELECT COUNT(*) FROM wallets w WHERE w.history_count <> (
+                            (SELECT COUNT(*) FROM ledger_entries le WHERE le.org_id = w.org_id AND le.wallet_id = w.wallet_id AND le.history_seq IS NOT NULL)
+                          + CASE WHEN w.currency_id = 0 AND w.category = 'REGULAR' THEN
+                                (SELECT COUNT(*) FROM events e WHERE e.org_id = w.org_id AND e.owner_type = w.owner_type AND e.owner_id = w.owner_id
+                                    AND e.event_name = 'VoucherRedemption' AND e.source_program_id = w.program_id AND e.history_seq IS NOT NULL)
+                            ELSE 0 END){walletOrg})
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            if (wrongHistory + strayHistory > 0)
+                Violation($"{wrongHistory + strayHistory} lines, voucher redemptions or wallets whose numbers in the wallet's history (history_seq, history_count) are not their place in it or its count");
+
             // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
             // row must equal its events, counted by line_kinds (checked against the lines above).
             // Owners with events are matched in one grouped pass; a row for an owner with no events

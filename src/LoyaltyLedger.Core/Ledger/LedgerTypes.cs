@@ -122,6 +122,24 @@ public sealed class Wallet
 
     /// <summary>The tier the owner holds in the wallet's program (null when the program has no tiers), recorded on every line.</summary>
     public string? Tier { get; set; }
+
+    /// <summary>
+    /// True for a wallet whose movements the vault history shows (regular plain points): its lines,
+    /// opening balances left out, and its owner's voucher redemptions in its program are numbered.
+    /// </summary>
+    public bool KeepsHistory => Key.CurrencyId == WalletKey.PlainPoints && Key.Category == PointCategory.Regular;
+
+    /// <summary>How many movements of the wallet's history are numbered (the last number), as read with the lock and kept by the posting.</summary>
+    public long HistoryCount { get; set; }
+
+    /// <summary>The latest time among them (Unix ms).</summary>
+    public long HistoryLastAt { get; set; }
+
+    /// <summary>True when this posting numbered the latest movement (so one of the same millisecond comes after it).</summary>
+    public bool HistoryLastIsThisPostings { get; set; }
+
+    /// <summary>True when the count or time changed since the wallet row was last written.</summary>
+    public bool HistoryUnsaved { get; set; }
 }
 
 /// <summary>A ledger line as posted.</summary>

@@ -153,7 +153,7 @@ public sealed class Posting
             VALUES {values}
             ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
             DO UPDATE SET updated_at = wallets.updated_at
-            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category,
+            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category, history_count, history_last_at,
                 CASE WHEN currency_id = 0 THEN NULL
                     ELSE (SELECT c.name FROM currencies c WHERE c.org_id = wallets.org_id AND c.currency_id = wallets.currency_id) END,
                 COALESCE(
@@ -175,8 +175,10 @@ public sealed class Posting
                 Key = key,
                 Balance = new Points(AsLong(row[1])),
                 LastActivityAt = row[2] is null ? null : AsLong(row[2]),
-                CurrencyName = (string?)row[8],
-                Tier = _tiers.TryGetValue((key.OwnerType, key.OwnerId, key.ProgramId), out var known) ? known : (string?)row[9],
+                HistoryCount = AsLong(row[8]),
+                HistoryLastAt = AsLong(row[9]),
+                CurrencyName = (string?)row[10],
+                Tier = _tiers.TryGetValue((key.OwnerType, key.OwnerId, key.ProgramId), out var known) ? known : (string?)row[11],
             };
         }
         if (toLock.Any(k => !_locked.ContainsKey(k)))
@@ -225,23 +227,35 @@ public sealed class Posting
         // The owner's counter row first: its upsert locks it, so this owner's events are numbered one
         // posting at a time, and its counts after it give the event its numbers.
         AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds);
-        var args = new
+        var args = new Dictionary<string, object?>
         {
-            org = OrgId, ownerType = e.OwnerType.ToWire(), ownerId = e.OwnerId, customerId = e.CustomerId,
-            eventName = e.EventName, displayName = e.DisplayName, now = NowMs, sourceProgramId = e.SourceProgramId,
-            storeId = e.StoreId, tillId = e.TillId, billId = e.BillId, details = e.DetailsJson, reason = e.Reason,
-            postedBy = PostedBy, relatedEventId = e.RelatedEventId, externalReference = e.ExternalReference, lineKinds = e.LineKinds,
+            ["org"] = OrgId, ["ownerType"] = e.OwnerType.ToWire(), ["ownerId"] = e.OwnerId, ["customerId"] = e.CustomerId,
+            ["eventName"] = e.EventName, ["displayName"] = e.DisplayName, ["now"] = NowMs, ["sourceProgramId"] = e.SourceProgramId,
+            ["storeId"] = e.StoreId, ["tillId"] = e.TillId, ["billId"] = e.BillId, ["details"] = e.DetailsJson, ["reason"] = e.Reason,
+            ["postedBy"] = PostedBy, ["relatedEventId"] = e.RelatedEventId, ["externalReference"] = e.ExternalReference, ["lineKinds"] = e.LineKinds,
         };
         if (e.LineKinds != 0) AddMakeRoomAfter(batch, owner, e.LineKinds, eventId: null);
+        // A voucher redemption moves no points but is a movement of its wallet's history (the vault's).
+        var historySeq = "NULL";
+        if (e.HistoryWallet is { } historyKey)
+        {
+            var wallet = Locked(historyKey);
+            if (e.EventName != VoucherRedemptionEvent || !wallet.KeepsHistory || historyKey.OwnerType != e.OwnerType || historyKey.OwnerId != e.OwnerId
+                || historyKey.ProgramId != e.SourceProgramId)
+                throw new ArgumentException("Only a voucher redemption is numbered in a wallet's history: its owner's regular points in its program.", nameof(e));
+            historySeq = AddHistoryNumber(batch, wallet, eventId: null);
+            AddHistoryArgs(args, historySeq, wallet, eventId: null);
+        }
         var inserted = batch.Query(
             $"""
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
                 source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference, line_kinds,
-                points_seq, currency_seq)
+                points_seq, currency_seq, history_seq)
             SELECT @org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
                 @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds,
                 CASE WHEN (@lineKinds & 1) <> 0 THEN c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
-                CASE WHEN (@lineKinds & 2) <> 0 THEN c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END
+                CASE WHEN (@lineKinds & 2) <> 0 THEN c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
+                {historySeq}
             FROM owner_event_counts c
             WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId
             RETURNING event_id
@@ -318,7 +332,11 @@ public sealed class Posting
     /// caller's last batch before it commits, so they cost no round trip of their own. What is not
     /// added this way is written right before the commit.
     /// </summary>
-    public void AddAnnouncements(StatementBatch batch) => _announcements.AddTo(batch, OrgId, NowMs);
+    public void AddAnnouncements(StatementBatch batch)
+    {
+        AddSaveUnsavedHistories(batch);
+        _announcements.AddTo(batch, OrgId, NowMs);
+    }
 
     /// <summary>Writes the outbox rows of what this posting has written and not announced yet (nothing when there is none).</summary>
     public async Task AnnounceAsync(CancellationToken ct = default)
@@ -330,7 +348,7 @@ public sealed class Posting
             var (eventId, kind) = _declaredKinds.First();
             throw new InvalidOperationException($"Event {eventId} was written as holding lines of kind {kind} and has none.");
         }
-        if (_announcements.IsEmpty) return;
+        if (_announcements.IsEmpty && !_locked.Values.Any(w => w.HistoryUnsaved)) return;
         var batch = Batch();
         AddAnnouncements(batch);
         await batch.RunAsync(ct);
@@ -393,22 +411,78 @@ public sealed class Posting
                 new { kind, org = OrgId, eventId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs });
         }
         _announcements.Line(eventId, wallet, type, points);
+        var historySeq = wallet.KeepsHistory && type != EntryType.OpeningBalance ? AddHistoryNumber(batch, wallet, eventId) : "NULL";
         return batch.Query(
-            """
+            $"""
             INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
-                category, entry_type, points, balance_after, created_at, tier)
+                category, entry_type, points, balance_after, created_at, tier, history_seq)
             VALUES (@org, @eventId, @walletId, @ownerType, @ownerId, @programId, @currencyId,
-                @category, @entryType, @points, @balanceAfter, @now, @tier)
+                @category, @entryType, @points, @balanceAfter, @now, @tier, {historySeq})
             RETURNING entry_id
             """,
-            new
+            AddHistoryArgs(new Dictionary<string, object?>
             {
-                org = OrgId, eventId, walletId = wallet.WalletId, ownerType = wallet.Key.OwnerType.ToWire(),
-                ownerId = wallet.Key.OwnerId, programId = wallet.Key.ProgramId, currencyId = wallet.Key.CurrencyId,
-                category = wallet.Key.Category.ToWire(), entryType = type.ToWire(), points = points.Thousandths,
-                balanceAfter = wallet.Balance.Thousandths, now = NowMs, tier = wallet.Tier,
-            });
+                ["org"] = OrgId, ["eventId"] = eventId, ["walletId"] = wallet.WalletId, ["ownerType"] = wallet.Key.OwnerType.ToWire(),
+                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = wallet.Key.CurrencyId,
+                ["category"] = wallet.Key.Category.ToWire(), ["entryType"] = type.ToWire(), ["points"] = points.Thousandths,
+                ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = wallet.Tier,
+            }, historySeq, wallet, eventId));
     }
+
+    /// <summary>
+    /// Numbers a movement of <paramref name="wallet"/>'s history (a line of <paramref name="eventId"/>,
+    /// or a voucher redemption: <paramref name="eventId"/> null, the event not inserted yet) and returns
+    /// the SQL of its number, whose parameters (<c>@h...</c>) <see cref="AddHistoryArgs"/> adds.
+    /// </summary>
+    /// <remarks>
+    /// The vault history pages by these numbers. A movement stamped after the wallet's latest (the
+    /// usual case, read with the wallet's lock) takes the next number, with no statement. One stamped
+    /// before it (a posting that took the wallet's lock after a later-stamped one) moves the
+    /// movements after it one up, in <paramref name="batch"/>, and takes its place: the count less
+    /// the movements after it.
+    /// </remarks>
+    private string AddHistoryNumber(StatementBatch batch, Wallet wallet, long? eventId)
+    {
+        wallet.HistoryCount++;
+        wallet.HistoryUnsaved = true;
+        if (NowMs > wallet.HistoryLastAt || (NowMs == wallet.HistoryLastAt && wallet.HistoryLastIsThisPostings))
+        {
+            wallet.HistoryLastAt = NowMs;
+            wallet.HistoryLastIsThisPostings = true;
+            return "@hCount";
+        }
+        // A new line's id is its wallet's highest (taken under the wallet's lock), and a new event's
+        // id is the highest among the wallet's movements; of one millisecond, an existing event's
+        // lines come after those of earlier events.
+        var later = eventId is null ? "x.created_at > @hNow" : "(x.created_at > @hNow OR (x.created_at = @hNow AND x.event_id > @hEvent))";
+        var lines = $"x.wallet_id = @hWallet AND x.history_seq IS NOT NULL AND {later}";
+        var redemptions = $"""
+            x.owner_type = @hOwnerType AND x.owner_id = @hOwner AND x.event_name = '{VoucherRedemptionEvent}'
+                AND x.source_program_id = @hProgram AND x.history_seq IS NOT NULL AND {later}
+            """;
+        var args = AddHistoryArgs(new Dictionary<string, object?> { ["org"] = OrgId }, "@hCount @hNow", wallet, eventId);
+        batch.Execute($"UPDATE ledger_entries SET history_seq = history_seq + 1 WHERE org_id = @org AND entry_id IN (SELECT x.entry_id FROM ledger_entries x WHERE x.org_id = @org AND {lines})", args);
+        batch.Execute($"UPDATE events SET history_seq = history_seq + 1 WHERE org_id = @org AND event_id IN (SELECT x.event_id FROM events x WHERE x.org_id = @org AND {redemptions})", args);
+        return $"@hCount - (SELECT COUNT(*) FROM ledger_entries x WHERE x.org_id = @org AND {lines}) - (SELECT COUNT(*) FROM events x WHERE x.org_id = @org AND {redemptions})";
+    }
+
+    /// <summary>Adds the parameters <paramref name="sql"/> (from <see cref="AddHistoryNumber"/>) uses to <paramref name="args"/>.</summary>
+    private Dictionary<string, object?> AddHistoryArgs(Dictionary<string, object?> args, string sql, Wallet wallet, long? eventId)
+    {
+        if (!sql.Contains("@hCount", StringComparison.Ordinal)) return args;
+        args["hCount"] = wallet.HistoryCount;
+        if (!sql.Contains("@hNow", StringComparison.Ordinal)) return args;
+        args["hNow"] = NowMs;
+        args["hWallet"] = wallet.WalletId;
+        args["hOwnerType"] = wallet.Key.OwnerType.ToWire();
+        args["hOwner"] = wallet.Key.OwnerId;
+        args["hProgram"] = wallet.Key.ProgramId;
+        args["hEvent"] = eventId ?? 0;
+        return args;
+    }
+
+    /// <summary>The event name of a voucher redemption, the one kind of event numbered in a wallet's history without a line.</summary>
+    public const string VoucherRedemptionEvent = "VoucherRedemption";
 
     private async Task<long> InsertEntryAsync(long eventId, Wallet wallet, EntryType type, Points points)
     {
@@ -417,10 +491,26 @@ public sealed class Posting
         return (await batch.RunAsync()).SingleLong(inserted);
     }
 
-    private void AddSaveBalance(StatementBatch batch, Wallet wallet) =>
+    /// <summary>Saves the balance, with the wallet's history count and time (which are kept with it, so they cost no statement of their own).</summary>
+    private void AddSaveBalance(StatementBatch batch, Wallet wallet)
+    {
+        wallet.HistoryUnsaved = false;
         batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now WHERE org_id = @org AND wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, org = OrgId, walletId = wallet.WalletId });
+            "UPDATE wallets SET balance = @balance, updated_at = @now, history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, org = OrgId, walletId = wallet.WalletId });
+    }
+
+    /// <summary>Saves the history count and time of the wallets whose balance update did not (a voucher redemption's wallet).</summary>
+    private void AddSaveUnsavedHistories(StatementBatch batch)
+    {
+        foreach (var wallet in _locked.Values.Where(w => w.HistoryUnsaved))
+        {
+            wallet.HistoryUnsaved = false;
+            batch.Execute(
+                "UPDATE wallets SET history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId",
+                new { historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, org = OrgId, walletId = wallet.WalletId });
+        }
+    }
 
     /// <summary>
     /// Saves the balance after a credit. A wallet's first credit also starts its activity clock, so
@@ -432,10 +522,11 @@ public sealed class Posting
     {
         if (restartsClock) wallet.LastActivityAt = NowMs;
         else wallet.LastActivityAt ??= NowMs;
+        wallet.HistoryUnsaved = false;
         batch.Execute(restartsClock
-            ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now WHERE org_id = @org AND wallet_id = @walletId"
-            : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now) WHERE org_id = @org AND wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, org = OrgId, walletId = wallet.WalletId });
+            ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now, history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId"
+            : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now), history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, org = OrgId, walletId = wallet.WalletId });
     }
 
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
@@ -825,7 +916,8 @@ public sealed record NewEvent(
     string? BillNumber = null,
     string? StoreCode = null,
     string? TillCode = null,
-    int LineKinds = 0)
+    int LineKinds = 0,
+    WalletKey? HistoryWallet = null)
 {
     /// <summary>The customer id of an event no customer made: no customer has id 0.</summary>
     public const long NoCustomer = 0;

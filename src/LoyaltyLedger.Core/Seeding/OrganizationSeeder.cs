@@ -129,7 +129,7 @@ public static class OrganizationSeeder
     [
         ("wallet_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint),
         ("program_id", BulkType.Bigint), ("currency_id", BulkType.Bigint), ("category", BulkType.Text), ("balance", BulkType.Bigint),
-        ("updated_at", BulkType.Bigint), ("last_activity_at", BulkType.Bigint),
+        ("updated_at", BulkType.Bigint), ("last_activity_at", BulkType.Bigint), ("history_count", BulkType.Bigint), ("history_last_at", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable Events = new("events",
@@ -146,6 +146,7 @@ public static class OrganizationSeeder
         ("entry_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("event_id", BulkType.Bigint), ("wallet_id", BulkType.Bigint),
         ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint), ("program_id", BulkType.Bigint), ("currency_id", BulkType.Bigint),
         ("category", BulkType.Text), ("entry_type", BulkType.Text), ("points", BulkType.Bigint), ("balance_after", BulkType.Bigint), ("created_at", BulkType.Bigint),
+        ("history_seq", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable Lots = new("lots",
@@ -318,6 +319,8 @@ public static class OrganizationSeeder
         public long Balance;
         public long UpdatedAt;
         public long? FirstCreditAt;
+        public long HistoryCount;
+        public long HistoryLastAt;
         public ExpiryPolicy Expiry = ExpiryPolicy.NeverExpires;
         public long EarnPerUnit;
         public readonly Queue<Lot> Open = new();
@@ -417,6 +420,7 @@ public static class OrganizationSeeder
                 row.Start();
                 row.Long(w.WalletId); row.Long(orgId); row.Text("CUSTOMER"); row.Long(customerId); row.Long(program.ProgramId);
                 row.Long(w.CurrencyId); row.Text("REGULAR"); row.Long(w.Balance); row.Long(w.UpdatedAt); row.Long(w.FirstCreditAt);
+                row.Long(w.HistoryCount); row.Long(w.HistoryLastAt);
                 row.End();
             }
 
@@ -569,6 +573,18 @@ public static class OrganizationSeeder
             e.Start();
             e.Long(id); e.Long(orgId); e.Long(eventId); e.Long(wallet.WalletId); e.Text("CUSTOMER"); e.Long(customerId); e.Long(program.ProgramId);
             e.Long(wallet.CurrencyId); e.Text("REGULAR"); e.Text(type.ToWire()); e.Long(points); e.Long(wallet.Balance); e.Long(at);
+            // Numbered in the wallet's history as Posting numbers it (the vault's: plain points, no
+            // opening balance), in time order, as the customer's activity is generated.
+            if (wallet.CurrencyId == WalletKey.PlainPoints && type != EntryType.OpeningBalance)
+            {
+                wallet.HistoryCount++;
+                wallet.HistoryLastAt = at;
+                e.Long(wallet.HistoryCount);
+            }
+            else
+            {
+                e.Long(null);
+            }
             e.End();
             EntryCount++;
             return id;

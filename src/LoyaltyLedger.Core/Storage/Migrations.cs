@@ -714,6 +714,43 @@ public static class Migrations
         CREATE INDEX ix_events_owner_points_seq ON events (org_id, owner_type, owner_id, points_seq) WHERE points_seq IS NOT NULL;
         CREATE INDEX ix_events_owner_currency_seq ON events (org_id, owner_type, owner_id, currency_seq) WHERE currency_seq IS NOT NULL;
         """),
+        // The same for the vault history (a customer's plain points of one program, oldest first): its
+        // movements are the lines of the wallet's points (regular, plain points), opening balances
+        // left out, and the customer's voucher redemptions in that program, which move no points.
+        // Each is numbered by its place in that merged history (time, event id, line id): the line in
+        // ledger_entries.history_seq, the redemption in events.history_seq. The wallet row keeps the
+        // count and the latest time numbered, which Posting reads with the wallet's lock: a line or
+        // redemption stamped after them takes the next number with no statement of its own; one
+        // stamped before (a posting that took the wallet's lock after a later-stamped one) moves those
+        // after it one up. The backfill numbers existing history.
+        (23, "per-wallet history numbers", """
+        ALTER TABLE ledger_entries ADD COLUMN history_seq bigint NULL;
+        ALTER TABLE events ADD COLUMN history_seq bigint NULL;
+        ALTER TABLE wallets ADD COLUMN history_count bigint NOT NULL DEFAULT 0;
+        ALTER TABLE wallets ADD COLUMN history_last_at bigint NOT NULL DEFAULT 0;
+        CREATE TABLE history_numbers AS
+        SELECT i.org_id, i.wallet_id, i.created_at, i.event_id, i.entry_id,
+            ROW_NUMBER() OVER (PARTITION BY i.org_id, i.wallet_id ORDER BY i.created_at, i.event_id, i.entry_id) AS n
+        FROM (
+            SELECT le.org_id, le.wallet_id, le.created_at, le.event_id, le.entry_id
+            FROM ledger_entries le JOIN wallets w ON w.org_id = le.org_id AND w.wallet_id = le.wallet_id
+            WHERE w.currency_id = 0 AND w.category = 'REGULAR' AND le.entry_type <> 'OPENING_BALANCE'
+            UNION ALL
+            SELECT e.org_id, w.wallet_id, e.created_at, e.event_id, 0
+            FROM events e JOIN wallets w ON w.org_id = e.org_id AND w.owner_type = e.owner_type AND w.owner_id = e.owner_id
+                AND w.program_id = e.source_program_id AND w.currency_id = 0 AND w.category = 'REGULAR'
+            WHERE e.event_name = 'VoucherRedemption') i;
+        UPDATE ledger_entries SET history_seq = h.n FROM history_numbers h
+        WHERE h.entry_id <> 0 AND ledger_entries.org_id = h.org_id AND ledger_entries.entry_id = h.entry_id;
+        UPDATE events SET history_seq = h.n FROM history_numbers h
+        WHERE h.entry_id = 0 AND events.org_id = h.org_id AND events.event_id = h.event_id;
+        UPDATE wallets SET history_count = h.c, history_last_at = h.t
+        FROM (SELECT org_id, wallet_id, MAX(n) AS c, MAX(created_at) AS t FROM history_numbers GROUP BY org_id, wallet_id) h
+        WHERE wallets.org_id = h.org_id AND wallets.wallet_id = h.wallet_id;
+        DROP TABLE history_numbers;
+        CREATE INDEX ix_ledger_entries_wallet_history ON ledger_entries (wallet_id, history_seq) WHERE history_seq IS NOT NULL;
+        CREATE INDEX ix_events_voucher_history ON events (org_id, owner_type, owner_id, source_program_id, history_seq) WHERE history_seq IS NOT NULL;
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>

@@ -72,8 +72,20 @@ public static class VaultReads
         // A credit's expiry is the earliest date of the lots it created; a credit that created none
         // with a date (a redemption reversal) puts points back into the lots a debit took, recorded
         // as negative lot movements, and shows the earliest date among those.
-        var sql = $"""
-            WITH page AS (
+        // A page of the whole history (no window) is a range of the movements' numbers in the
+        // wallet's history (Posting numbers its lines and the voucher redemptions in its program),
+        // so any page costs what the first does.
+        var byNumber = paged && walletId is not null && query.From is null && query.To is null;
+        var pageSql = byNumber
+            ? $"""
+                SELECT created_at, event_id, entry_id FROM ledger_entries
+                WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq BETWEEN @first AND @last
+                UNION ALL
+                SELECT created_at, event_id, CAST(NULL AS bigint) FROM events
+                WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
+                  AND history_seq BETWEEN @first AND @last
+                """
+            : $"""
                 SELECT created_at, event_id, entry_id FROM (
                     SELECT created_at, event_id, entry_id FROM ledger_entries
                     WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
@@ -84,6 +96,10 @@ public static class VaultReads
                       AND event_name = '{VaultEventNames.VoucherRedemption}' AND source_program_id = @programId{Window("events")}{topEvents}) v
                 ORDER BY created_at, event_id, entry_id
                 {page}
+                """;
+        var sql = $"""
+            WITH page AS (
+                {pageSql}
             )
             SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
                 e.store_id AS StoreId, e.till_id AS TillId, b.bill_number AS BillNumber, p.entry_id AS EntryId, le.entry_type AS EntryType,
@@ -103,6 +119,7 @@ public static class VaultReads
             walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
+            first = (long)(query.Offset ?? 0) + 1, last = (long)(query.Offset ?? 0) + (query.Limit ?? MaxLimit),
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
         }, cancellationToken: ct));
         var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),

@@ -244,11 +244,11 @@ public static class VaultTransactions
             ["comment"] = context.Comment,
         };
 
-        private Task<long> EventAsync(string name, IDictionary<string, string?> details, string? displayName = null) =>
+        private Task<long> EventAsync(string name, IDictionary<string, string?> details, string? displayName = null, WalletKey? historyWallet = null) =>
             posting.InsertEventAsync(new NewEvent(OwnerType.Customer, account.CustomerId, account.CustomerId, name,
                 DisplayName: displayName, SourceProgramId: program.ProgramId, StoreId: storeId, TillId: tillId,
                 DetailsJson: Details(details), Reason: context.Comment,
-                StoreCode: storeId is null ? null : context.ShopId, TillCode: tillId is null ? null : context.PosId));
+                StoreCode: storeId is null ? null : context.ShopId, TillCode: tillId is null ? null : context.PosId, HistoryWallet: historyWallet));
 
         private string? ShownExpiry(long? expiresAt) => program.Expiry.ExpiresWholeBalance ? null : VaultFormat.Time(expiresAt);
 
@@ -376,7 +376,8 @@ public static class VaultTransactions
             details["void"] = use.Void ? "true" : null;
             // The event has no ledger line; the history shows it with the balance of the moment.
             details["balance"] = VaultFormat.Text(balance.Thousandths);
-            await EventAsync(VaultEventNames.VoucherRedemption, details);
+            // Numbered in the wallet's history, which the vault history pages by.
+            await EventAsync(VaultEventNames.VoucherRedemption, details, historyWallet: key);
             var properties = Properties(voucher.VoucherId, voucher.SerialId, expiration);
             if (use.Void) properties["void"] = "true";
             Movements.Add(new VaultMovementResult(VaultTransactionTypes.RedeemVoucher, 0m, balance.ToDecimal(), null, properties));

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Serialization;
+using LoyaltyLedger.Ledger;
 
 namespace LoyaltyLedger.Vault;
 
@@ -13,7 +14,7 @@ public static class VaultEventNames
     public const string VoucherPurchase = "VoucherPurchase";
 
     /// <summary>A voucher use (or its void): informational, no ledger line.</summary>
-    public const string VoucherRedemption = "VoucherRedemption";
+    public const string VoucherRedemption = Posting.VoucherRedemptionEvent;
 
     /// <summary>The display name of the GenericEvent a vault load posts.</summary>
     public const string LoadDisplayName = "LoyaltyVaultLoad";
