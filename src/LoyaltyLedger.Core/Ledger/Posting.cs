@@ -225,8 +225,10 @@ public sealed class Posting
         var batch = Batch();
         var owner = (e.OwnerType, e.OwnerId);
         // The owner's counter row first: its upsert locks it, so this owner's events are numbered one
-        // posting at a time, and its counts after it give the event its numbers.
-        AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds);
+        // posting at a time, and its counts after it give the event its numbers. It returns the
+        // owner's latest event time: later than this posting's, the event lands among events already
+        // numbered (see LaterCount).
+        var counted = AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds, returnLatest: true);
         var args = new Dictionary<string, object?>
         {
             ["org"] = OrgId, ["ownerType"] = e.OwnerType.ToWire(), ["ownerId"] = e.OwnerId, ["customerId"] = e.CustomerId,
@@ -234,7 +236,6 @@ public sealed class Posting
             ["storeId"] = e.StoreId, ["tillId"] = e.TillId, ["billId"] = e.BillId, ["details"] = e.DetailsJson, ["reason"] = e.Reason,
             ["postedBy"] = PostedBy, ["relatedEventId"] = e.RelatedEventId, ["externalReference"] = e.ExternalReference, ["lineKinds"] = e.LineKinds,
         };
-        if (e.LineKinds != 0) AddMakeRoomAfter(batch, owner, e.LineKinds, eventId: null);
         // A voucher redemption moves no points but is a movement of its wallet's history (the vault's).
         var historySeq = "NULL";
         if (e.HistoryWallet is { } historyKey)
@@ -253,8 +254,10 @@ public sealed class Posting
                 points_seq, currency_seq, history_seq)
             SELECT @org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
                 @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds,
-                CASE WHEN (@lineKinds & 1) <> 0 THEN c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
-                CASE WHEN (@lineKinds & 2) <> 0 THEN c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
+                CASE WHEN (@lineKinds & 1) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.points_events
+                    ELSE c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
+                CASE WHEN (@lineKinds & 2) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.currency_events
+                    ELSE c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
                 {historySeq}
             FROM owner_event_counts c
             WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId
@@ -263,7 +266,16 @@ public sealed class Posting
             args);
         // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid.
         if (then is { } next) batch.Execute(next.Sql, next.Args);
-        var eventId = (await batch.RunAsync()).SingleLong(inserted);
+        var results = await batch.RunAsync();
+        var eventId = results.SingleLong(inserted);
+        if (e.LineKinds != 0 && results.SingleLong(counted) > NowMs)
+        {
+            // Stamped before the owner's latest event: those after it move one number up (it took
+            // its place among them above). Rare, so it costs a round trip only then.
+            var after = Batch();
+            AddMakeRoomAfter(after, owner, e.LineKinds, eventId);
+            await after.RunAsync();
+        }
         _eventOwners[eventId] = owner;
         foreach (var kind in (int[])[EventLineKinds.Points, EventLineKinds.Currency])
         {
@@ -365,19 +377,21 @@ public sealed class Posting
     /// owner's wallets by then (a new customer's registration excepted, which nobody else can
     /// touch yet), so counter locks always follow wallet locks and add no new deadlock.
     /// </remarks>
-    private void AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds) =>
-        batch.Execute(
-            """
-            INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events)
-            VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents)
+    private int AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds, bool returnLatest = false) =>
+        (returnLatest ? (Func<string, object?, int>)batch.Query : batch.Execute)(
+            $$"""
+            INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events, last_event_at)
+            VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents, @now)
             ON CONFLICT (org_id, owner_type, owner_id) DO UPDATE SET
                 events = owner_event_counts.events + excluded.events,
                 points_events = owner_event_counts.points_events + excluded.points_events,
-                currency_events = owner_event_counts.currency_events + excluded.currency_events
+                currency_events = owner_event_counts.currency_events + excluded.currency_events,
+                last_event_at = {greatest}(owner_event_counts.last_event_at, excluded.last_event_at)
+            {{(returnLatest ? "RETURNING last_event_at" : "")}}
             """,
             new
             {
-                org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events,
+                org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events, now = NowMs,
                 pointsEvents = (kinds & EventLineKinds.Points) != 0 ? 1 : 0, currencyEvents = (kinds & EventLineKinds.Currency) != 0 ? 1 : 0,
             });
 

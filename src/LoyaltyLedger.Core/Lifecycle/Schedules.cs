@@ -103,7 +103,11 @@ public static class Schedules
             r.Category, r.BillId, r.EventId)).ToList();
     }
 
-    /// <summary>Every wallet of an owner as it stood at <paramref name="asOf"/> (wallets with no line by then are left out).</summary>
+    /// <summary>
+    /// Every wallet of an owner as it stood at <paramref name="asOf"/>: the balance after its last line
+    /// on or before it in time order, as the points-ledger read's closing balance (wallets with no line
+    /// by then are left out). One backward seek on the wallet's time index.
+    /// </summary>
     public static async Task<IReadOnlyList<BalanceAsOf>> BalancesAsOfAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, DateTimeOffset asOf, CancellationToken ct)
     {
         var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
@@ -112,7 +116,8 @@ public static class Schedules
             SELECT w.program_id, w.currency_id, w.category, le.entry_id, le.balance_after
             FROM wallets w
             JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = (
-                SELECT MAX(x.entry_id) FROM ledger_entries x WHERE x.org_id = w.org_id AND x.wallet_id = w.wallet_id AND x.created_at <= @asOf)
+                SELECT x.entry_id FROM ledger_entries x WHERE x.org_id = w.org_id AND x.wallet_id = w.wallet_id AND x.created_at <= @asOf
+                ORDER BY x.created_at DESC, x.entry_id DESC LIMIT 1)
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,

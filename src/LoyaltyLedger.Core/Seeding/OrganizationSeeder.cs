@@ -171,7 +171,7 @@ public static class OrganizationSeeder
     internal static readonly BulkTable OwnerEventCounts = new("owner_event_counts",
     [
         ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint), ("events", BulkType.Bigint),
-        ("points_events", BulkType.Bigint), ("currency_events", BulkType.Bigint),
+        ("points_events", BulkType.Bigint), ("currency_events", BulkType.Bigint), ("last_event_at", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable OwnerTiers = new("owner_tiers",
@@ -427,7 +427,7 @@ public static class OrganizationSeeder
             var counts = _load[OwnerEventCounts.Name];
             counts.Start();
             counts.Long(orgId); counts.Text("CUSTOMER"); counts.Long(customerId);
-            counts.Long(_counts.Events); counts.Long(_counts.PointsEvents); counts.Long(_counts.CurrencyEvents);
+            counts.Long(_counts.Events); counts.Long(_counts.PointsEvents); counts.Long(_counts.CurrencyEvents); counts.Long(_counts.LastAt);
             counts.End();
             tiers?.Finish(_load[OwnerTiers.Name], "CUSTOMER", customerId, at);
         }

@@ -284,14 +284,10 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
     {
         var f = await BusyTenantAsync();
         var expected = await NumbersAsync(f.T.OrgId, f.A);
-        // The database as it was before migration 22: no numbers, no indexes, the migration not recorded.
         await db.Database.WriteAsync(async (c, tx) =>
         {
-            await c.ExecuteAsync("DROP INDEX ix_events_owner_points_seq", transaction: tx);
-            await c.ExecuteAsync("DROP INDEX ix_events_owner_currency_seq", transaction: tx);
-            await c.ExecuteAsync("ALTER TABLE events DROP COLUMN points_seq", transaction: tx);
-            await c.ExecuteAsync("ALTER TABLE events DROP COLUMN currency_seq", transaction: tx);
-            return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 22", transaction: tx);
+            await c.ExecuteAsync("ALTER TABLE owner_event_counts DROP COLUMN last_event_at", transaction: tx);
+            return await UndoEventNumbersAsync(c, tx);
         }, CancellationToken.None);
 
         await Migrations.ApplyAsync(db.Database, CancellationToken.None);
@@ -299,6 +295,16 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
         (await NumbersAsync(f.T.OrgId, f.A)).ShouldBe(expected);
         (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
         await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
+    }
+
+    /// <summary>The database as it was before migration 22 (but for owner_event_counts, which the caller handles): no numbers, no indexes, the migration not recorded.</summary>
+    private static async Task<int> UndoEventNumbersAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx)
+    {
+        await c.ExecuteAsync("DROP INDEX ix_events_owner_points_seq", transaction: tx);
+        await c.ExecuteAsync("DROP INDEX ix_events_owner_currency_seq", transaction: tx);
+        await c.ExecuteAsync("ALTER TABLE events DROP COLUMN points_seq", transaction: tx);
+        await c.ExecuteAsync("ALTER TABLE events DROP COLUMN currency_seq", transaction: tx);
+        return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 22", transaction: tx);
     }
 
     private static Task<(long ProgramId, long CurrencyId)> StarsAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long orgId) =>
@@ -309,9 +315,11 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
     {
         var f = await BusyTenantAsync();
         var expected = await CountedAsync(f.T.OrgId);
-        // The database as it was before migration 9: no table, the migration not recorded.
+        // The database as it was before migration 9: no table, the migration not recorded (and the
+        // later one that adds to the table undone too, so it is applied again after it).
         await db.Database.WriteAsync(async (c, tx) =>
         {
+            await UndoEventNumbersAsync(c, tx);
             await c.ExecuteAsync("DROP TABLE owner_event_counts", transaction: tx);
             return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 9", transaction: tx);
         }, CancellationToken.None);

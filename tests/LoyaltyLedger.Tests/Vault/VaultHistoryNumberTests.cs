@@ -109,6 +109,7 @@ public abstract class VaultHistoryNumberTests(DatabaseFixture db)
         {
             await c.ExecuteAsync("DROP INDEX ix_ledger_entries_wallet_history", transaction: tx);
             await c.ExecuteAsync("DROP INDEX ix_events_voucher_history", transaction: tx);
+            await c.ExecuteAsync("CREATE INDEX ix_ledger_entries_wallet ON ledger_entries (wallet_id, entry_id)", transaction: tx);
             foreach (var (table, column) in new[] { ("ledger_entries", "history_seq"), ("events", "history_seq"), ("wallets", "history_count"), ("wallets", "history_last_at") })
                 await c.ExecuteAsync($"ALTER TABLE {table} DROP COLUMN {column}", transaction: tx);
             return await c.ExecuteAsync("DELETE FROM schema_migrations WHERE version = 23", transaction: tx);
