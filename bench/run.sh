@@ -84,6 +84,17 @@ stop_server() {
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 }
 
+# The ledger after the run's writes: every invariant `verify` checks (balances against lines and
+# lots, the kept counts, the page numbers), with the time it took; a violation fails the run.
+verify() { # args: storage options...
+  local started=$SECONDS out
+  if out=$(dotnet "$app" verify "$@" 2>&1); then
+    echo "   verify: $(echo "$out" | tail -n 1 | sed 's/^ *//') ($(echo "$out" | sed -nE 's/^ *(organizations .*)/\1/p'); $((SECONDS - started)) s)"
+  else
+    echo "   verify FAILED:"; echo "$out" | tail -n 20; exit 1
+  fi
+}
+
 seed() { # args: customers events storage options...
   local customers="$1" events="$2"; shift 2
   dotnet "$app" seed --customers "$customers" --events "$events" --org-name "bench" --key-id "$key" --key-secret "$secret" "$@" \
@@ -207,6 +218,7 @@ echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10;
 reads
 select_tps=""
 stop_server
+verify --postgres "$pg"
 scripts/postgres.sh stop
 
 echo "== SQLite: seeding $lite_customers customers, $lite_events events"
@@ -230,3 +242,4 @@ done
 echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
 reads
 stop_server
+verify --data-dir "$work/sqlite"
