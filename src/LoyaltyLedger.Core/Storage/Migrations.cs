@@ -729,9 +729,9 @@ public static class Migrations
         // redemption stamped after them takes the next number with no statement of its own; one
         // stamped before (a posting that took the wallet's lock after a later-stamped one) moves those
         // after it one up. The backfill numbers existing history. ix_ledger_entries_wallet goes: its
-        // one read, the balance as of a date, now takes the wallet's last line by time (as the
-        // points-ledger read's closing balance does) in one backward seek of
-        // ix_ledger_entries_wallet_time, so the new index costs a bill one entry and saves it three.
+        // one read, the balance as of a date, now takes the highest entry id among the wallet's last
+        // lines by time in one backward seek of ix_ledger_entries_wallet_time, so the new index costs
+        // a bill one entry and saves it three.
         (23, "per-wallet history numbers", """
         ALTER TABLE ledger_entries ADD COLUMN history_seq bigint NULL;
         ALTER TABLE events ADD COLUMN history_seq bigint NULL;

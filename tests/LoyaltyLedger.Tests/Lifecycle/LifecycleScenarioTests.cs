@@ -341,6 +341,24 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task the_balance_as_of_now_is_the_wallets_balance_when_a_posting_applied_after_a_later_stamped_one()
+    {
+        // A posting takes its time before the wallet's lock: one stamped a moment earlier can apply
+        // after one stamped later. The clock moved back stands in for that race.
+        var (t, shop, c) = await SetUpAsync();
+        At(1, 10);
+        await t.AwardAsync(c, "100");
+        At(1, 5);
+        await t.AwardAsync(c, "7");
+        At(1, 20);
+
+        var asOf = await t.GetOkAsync($"/v1/lifecycle/balances?customerId={c}&asOf=2025-01-20T10:00:00Z");
+        var main = asOf.EnumerateArray().Single(b => b.GetProperty("programId").GetInt64() == shop.ProgramId && b.GetProperty("category").GetString() == "REGULAR");
+        main.GetProperty("balance").GetString().ShouldBe("107.000");
+        (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(107_000);
+    }
+
+    [Fact]
     public async Task trigger_based_points_wait_for_a_release_or_a_cancellation()
     {
         var (t, shop, c) = await SetUpAsync();
