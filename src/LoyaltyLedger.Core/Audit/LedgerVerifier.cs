@@ -1,5 +1,6 @@
 using System.Globalization;
 using Dapper;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Audit;
@@ -133,13 +134,7 @@ public static class LedgerVerifier
             // pages show them (time, then event id), and no other event numbered.
             var wrongNumbers = await c.ExecuteScalarAsync<long>(
                 new CommandDefinition($"""
-                SELECT COUNT(*) FROM (
-                    SELECT points_seq, currency_seq,
-                        CASE WHEN (line_kinds & 1) <> 0 THEN ROW_NUMBER() OVER (
-                            PARTITION BY org_id, owner_type, owner_id, (line_kinds & 1) ORDER BY created_at, event_id) END AS points_n,
-                        CASE WHEN (line_kinds & 2) <> 0 THEN ROW_NUMBER() OVER (
-                            PARTITION BY org_id, owner_type, owner_id, (line_kinds & 2) ORDER BY created_at, event_id) END AS currency_n
-                    FROM events{orgFilter}) n
+                SELECT COUNT(*) FROM ({PageNumbers.EventNumbers(orgFilter)}) n
                 WHERE COALESCE(n.points_seq, 0) <> COALESCE(n.points_n, 0) OR COALESCE(n.currency_seq, 0) <> COALESCE(n.currency_n, 0)
                 """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (wrongNumbers > 0) Violation($"{wrongNumbers} events whose number in their owner's history (points_seq, currency_seq) is not their place in it");
@@ -148,21 +143,18 @@ public static class LedgerVerifier
             // lines (opening balances left out) and its owner's voucher redemptions in its program must
             // be numbered 1, 2, 3... in the history's order (time, event id, line id), nothing else
             // numbered, and the wallet must hold the count, which Posting numbers on from.
+            // Posting also gives the next number without a statement when a movement is stamped at or
+            // after the latest time numbered, which the wallet keeps (and the owner's counter row,
+            // below): a time behind a numbered movement would number the next one stamped between them last.
             var walletOrg = orgId is null ? "" : " AND w.org_id = @orgId";
-            var wrongHistory = await c.ExecuteScalarAsync<long>(
+            var (wrongHistory, walletsBehind) = await c.QuerySingleAsync<(long, long)>(
                 new CommandDefinition($"""
-                SELECT COUNT(*) FROM (
-                    SELECT i.stored, ROW_NUMBER() OVER (PARTITION BY i.org_id, i.wallet_id ORDER BY i.created_at, i.event_id, i.entry_id) AS n
-                    FROM (
-                        SELECT le.org_id, le.wallet_id, le.created_at, le.event_id, le.entry_id, le.history_seq AS stored
-                        FROM ledger_entries le JOIN wallets w ON w.org_id = le.org_id AND w.wallet_id = le.wallet_id
-                        WHERE w.currency_id = 0 AND w.category = 'REGULAR' AND le.entry_type <> 'OPENING_BALANCE'{walletOrg}
-                        UNION ALL
-                        SELECT e.org_id, w.wallet_id, e.created_at, e.event_id, 0, e.history_seq
-                        FROM events e JOIN wallets w ON w.org_id = e.org_id AND w.owner_type = e.owner_type AND w.owner_id = e.owner_id
-                            AND w.program_id = e.source_program_id AND w.currency_id = 0 AND w.category = 'REGULAR'
-                        WHERE e.event_name = 'VoucherRedemption'{walletOrg}) i) h
-                WHERE h.stored IS NULL OR h.stored <> h.n
+                WITH h AS MATERIALIZED ({PageNumbers.HistoryNumbers(walletOrg)})
+                SELECT (SELECT COUNT(*) FROM h WHERE h.stored IS NULL OR h.stored <> h.n),
+                    (SELECT COUNT(*) FROM wallets w
+                     JOIN (SELECT org_id, wallet_id, MAX(created_at) AS t FROM h GROUP BY org_id, wallet_id) l
+                         ON l.org_id = w.org_id AND l.wallet_id = w.wallet_id
+                     WHERE w.history_last_at < l.t)
                 """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             var strayHistory = await c.ExecuteScalarAsync<long>(
                 new CommandDefinition($"""
@@ -178,6 +170,17 @@ public static class LedgerVerifier
                 """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
             if (wrongHistory + strayHistory > 0)
                 Violation($"{wrongHistory + strayHistory} lines, voucher redemptions or wallets whose numbers in the wallet's history (history_seq, history_count) are not their place in it or its count");
+
+            var ownersBehind = await c.ExecuteScalarAsync<long>(
+                new CommandDefinition($"""
+                SELECT COUNT(*) FROM owner_event_counts c
+                JOIN (SELECT org_id, owner_type, owner_id, MAX(created_at) AS t FROM events{orgFilter} GROUP BY org_id, owner_type, owner_id) e
+                    ON e.org_id = c.org_id AND e.owner_type = c.owner_type AND e.owner_id = c.owner_id
+                WHERE c.last_event_at < e.t
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            var behind = walletsBehind + ownersBehind;
+            if (behind > 0)
+                Violation($"{behind} owners or wallets whose latest numbered time (owner_event_counts.last_event_at, wallets.history_last_at) is behind a movement they numbered");
 
             // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
             // row must equal its events, counted by line_kinds (checked against the lines above).

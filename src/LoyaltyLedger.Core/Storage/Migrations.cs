@@ -783,7 +783,9 @@ public static class Migrations
                 var applied = await connection.ExecuteScalarAsync<long>(
                     "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", new { version }, tx);
                 if (applied > 0) { await tx.RollbackAsync(ct); continue; }
-                await connection.ExecuteAsync(database.Dialect.Expand(sql), transaction: tx);
+                // No time limit: a backfill rewrites whole tables (minutes on a large ledger), and a
+                // migration cut off by the driver's default 30 s would leave the server unable to start.
+                await connection.ExecuteAsync(new CommandDefinition(database.Dialect.Expand(sql), transaction: tx, commandTimeout: 0, cancellationToken: ct));
                 await connection.ExecuteAsync(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (@version, @name, @now)",
                     new { version, name, now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }, tx);

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using LoyaltyLedger.Audit;
 using LoyaltyLedger.Exports;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
@@ -69,6 +70,12 @@ public static class Commands
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
             return Failure;
         }
+        catch (System.Data.Common.DbException ex)
+        {
+            // The database's own words (unreachable, a timeout, a constraint), not a stack trace.
+            await Console.Error.WriteLineAsync($"error: the database failed: {ex.Message}{(ex.InnerException is { } inner ? $" ({inner.Message})" : "")}");
+            return Failure;
+        }
     }
 
     private static string CommandPath(ParseResult parsed)
@@ -92,6 +99,7 @@ public static class Commands
         root.Subcommands.Add(KeyCommand());
         root.Subcommands.Add(MigrateCommand());
         root.Subcommands.Add(VerifyCommand());
+        root.Subcommands.Add(RenumberCommand());
         root.Subcommands.Add(ExpireCommand());
         root.Subcommands.Add(TiersCommand());
         root.Subcommands.Add(SeedCommand());
@@ -363,6 +371,26 @@ public static class Commands
             return report.Passed ? Success : Failure;
         });
         return verify;
+    }
+
+    private static Command RenumberCommand()
+    {
+        var renumber = new Command("renumber",
+            "Sets again every page number the read APIs seek by (and the counts postings number on from) that differs from the rows; repairs what a server older than migration 22 wrote after the upgrade.")
+            { OptionalOrgOption };
+        renumber.SetAction(async (parsed, ct) =>
+        {
+            var orgId = parsed.GetValue(OptionalOrgOption);
+            await using var db = await OpenMigratedAsync(parsed, ct);
+            if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
+            var report = await ProgressDisplay.RunAsync($"renumbering {db.Description}", null, "steps",
+                _ => PageNumbers.RenumberAsync(db, orgId, ct));
+            Console.WriteLine($"renumber {db.Description}{(orgId is null ? "" : $" organization {orgId}")}:");
+            Console.WriteLine($"  set again: events {report.Events}, owner counters {report.Owners}, lines {report.Lines}, voucher redemptions {report.VoucherRedemptions}, wallets {report.Wallets}");
+            Console.WriteLine(report.Total == 0 ? "  every number was already right" : $"  {report.Total} row(s) renumbered");
+            return Success;
+        });
+        return renumber;
     }
 
     private static readonly Option<DateTimeOffset?> AsOfOption = new("--as-of")

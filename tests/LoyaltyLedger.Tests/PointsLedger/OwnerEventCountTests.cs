@@ -297,6 +297,34 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
         await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
     }
 
+    [Fact]
+    public async Task renumber_numbers_the_events_a_server_older_than_the_migration_wrote_after_it()
+    {
+        var f = await BusyTenantAsync();
+        var expected = await NumbersAsync(f.T.OrgId, f.A);
+        // An older server posting after `migrate`: its events carry no numbers, and its counter
+        // upserts leave the latest numbered time where the migration put it.
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            await c.ExecuteAsync("""
+                UPDATE events SET points_seq = NULL, currency_seq = NULL
+                WHERE org_id = @orgId AND owner_id = @a AND created_at >= (SELECT MIN(created_at) FROM events WHERE org_id = @orgId AND owner_id = @a AND points_seq > 3)
+                """, new { orgId = f.T.OrgId, a = f.A }, tx);
+            return await c.ExecuteAsync("UPDATE owner_event_counts SET last_event_at = 0 WHERE org_id = @orgId AND owner_id = @a", new { orgId = f.T.OrgId, a = f.A }, tx);
+        }, CancellationToken.None);
+        var violations = await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId);
+        violations.ShouldContain(v => v.Contains("points_seq", StringComparison.Ordinal));
+        violations.ShouldContain(v => v.Contains("owner_event_counts.last_event_at", StringComparison.Ordinal));
+
+        (await LoyaltyLedger.Server.Cli.Commands.RunAsync(["renumber", "--org", f.T.OrgId.ToString(CultureInfo.InvariantCulture), .. db.CommandLineArgs])).ShouldBe(0);
+
+        (await NumbersAsync(f.T.OrgId, f.A)).ShouldBe(expected);
+        (await LedgerAudit.ViolationsAsync(db.Database, f.T.OrgId)).ShouldBeEmpty();
+        await PagesMatchTheWholeHistoryAsync(f.T, f.A, "");
+        // On a sound ledger it changes nothing.
+        (await PageNumbers.RenumberAsync(db.Database, f.T.OrgId, CancellationToken.None)).Total.ShouldBe(0);
+    }
+
     /// <summary>The database as it was before migration 22 (but for owner_event_counts, which the caller handles): no numbers, no indexes, the migration not recorded.</summary>
     private static async Task<int> UndoEventNumbersAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx)
     {

@@ -86,6 +86,24 @@ public abstract class CommandLineTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_database_that_cannot_be_reached_is_one_line_and_exit_1_not_a_stack_trace()
+    {
+        // A loopback port nobody listens on: the connection is refused at once.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+
+        var (exit, _, error) = await RunAsync("verify", "--postgres", $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Timeout=3");
+
+        exit.ShouldBe(Commands.Failure);
+        error.ShouldStartWith("error: the database failed: ");
+        error.Trim().Split('\n').Length.ShouldBe(1);
+        error.ShouldNotContain("   at ");
+        error.ShouldNotContain("Exception");
+    }
+
+    [Fact]
     public async Task a_second_organization_with_the_same_name_is_refused()
     {
         var name = "twin-" + Guid.NewGuid().ToString("N")[..8];

@@ -38,6 +38,7 @@ public abstract partial class OrganizationScopeTests(DatabaseFixture db)
     [
         ("Storage/Migrations.cs", null, "schema changes and their backfills run once over the whole database"),
         ("Audit/LedgerVerifier.cs", null, "`verify` without --org audits every organization in one pass"),
+        ("Ledger/PageNumbers.cs", null, "`renumber` without --org repairs every organization's page numbers in one pass"),
         ("Outbox/OutboxSequencer.cs", null, "the sequencer numbers every organization's outbox rows in one commit order"),
         ("Outbox/Outbox.cs", "FROM outbox_events WHERE position > @afterPosition", "every organization's feed, read by the webhook fan-out"),
         ("Outbox/Outbox.cs", "SELECT MAX(position) FROM outbox_events", "the highest position given, across organizations"),

@@ -1,4 +1,5 @@
 using Dapper;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 using static LoyaltyLedger.Tests.Vault.VaultBuilders;
@@ -96,6 +97,40 @@ public abstract class VaultHistoryNumberTests(DatabaseFixture db)
             "UPDATE ledger_entries SET history_seq = history_seq + 100 WHERE org_id = @org AND history_seq = 1", new { org = t.OrgId }, tx), CancellationToken.None);
 
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldContain(v => v.Contains("history_seq", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task renumber_numbers_the_history_a_server_older_than_the_migration_wrote_after_it()
+    {
+        var (t, v) = await BusyVaultAsync();
+        var expected = await NumbersAsync(t.OrgId);
+        // An older server posting after `migrate`: the last hours' lines and voucher redemption carry
+        // no numbers, and the wallet's count and latest numbered time never moved past the migration.
+        var since = Start.AddHours(5).ToUnixTimeMilliseconds();
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var lines = await c.ExecuteAsync("UPDATE ledger_entries SET history_seq = NULL WHERE org_id = @org AND created_at >= @since AND history_seq IS NOT NULL", new { org = t.OrgId, since }, tx);
+            var redemptions = await c.ExecuteAsync("UPDATE events SET history_seq = NULL WHERE org_id = @org AND created_at >= @since AND history_seq IS NOT NULL", new { org = t.OrgId, since }, tx);
+            (lines * redemptions).ShouldBeGreaterThan(0);
+            return await c.ExecuteAsync("UPDATE wallets SET history_count = history_count - @n, history_last_at = @before WHERE org_id = @org AND history_count > 0",
+                new { org = t.OrgId, n = lines + redemptions, before = since - 1 }, tx);
+        }, CancellationToken.None);
+        var violations = await LedgerAudit.ViolationsAsync(db.Database, t.OrgId);
+        violations.ShouldContain(x => x.Contains("history_seq", StringComparison.Ordinal));
+        violations.ShouldContain(x => x.Contains("wallets.history_last_at", StringComparison.Ordinal));
+
+        var report = await PageNumbers.RenumberAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Lines.ShouldBeGreaterThan(0);
+        report.VoucherRedemptions.ShouldBeGreaterThan(0);
+        report.Wallets.ShouldBe(1);
+
+        (await NumbersAsync(t.OrgId)).ShouldBe(expected);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+        await PagesMatchTheWholeHistoryAsync(t, v, 2);
+        // Baskets number on from the repaired count and time.
+        db.Host.Clock.Set(Start.AddHours(8));
+        await t.PostBasketAsync(v, Basket(v.ProgramId, loads: [new { value = 3 }]));
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
     [Fact]
