@@ -92,9 +92,13 @@ public static class LedgerReader
         // No counter row: the owner has no events yet.
         await c.ExecuteScalarAsync<long?>(new CommandDefinition(TotalSql(filter), filter.Args, tx, cancellationToken: ct)) ?? 0;
 
-    private static string TotalSql(Filter filter) => filter.CountColumn is { } column
-        ? $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId"
-        : $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}";
+    private static string TotalSql(Filter filter) => filter switch
+    {
+        { CountColumn: { } column } => $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId",
+        // A window's events are a range of numbers (none when it holds no event: its edges are NULL).
+        { SeqLow: { } low, SeqHigh: { } high } => $"SELECT CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END FROM (SELECT {low} AS low, {high} AS high) b",
+        _ => $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}",
+    };
 
     private static string PageSql(Filter filter, bool descending)
     {
@@ -115,19 +119,20 @@ public static class LedgerReader
     {
         var skip = (long)query.Page * query.Limit;
         var take = Math.Min(query.Limit, total - skip);
-        if (filter.SeqColumn is { } seq)
+        if (filter is { SeqColumn: { } seq, SeqLow: { } low, SeqHigh: { } high })
         {
-            // The owner's events of this scope are numbered 1..total in page order (Posting keeps an
-            // owner's event times from stepping back), so any page is a seek to a range of numbers:
-            // page 1,000 costs what page 0 does.
-            var first = query.Descending ? total - skip - take + 1 : skip + 1;
+            // The owner's events of this scope are numbered in page order (time, then event id), and
+            // the query keeps the numbers from low to high, so any page is a seek to a range of
+            // numbers counted from one end: page 1,000 costs what page 0 does.
             var range = new DynamicParameters(filter.Args);
-            range.Add("first", first);
-            range.Add("last", first + take - 1);
-            var direction = query.Descending ? "DESC" : "ASC";
+            range.Add("skip", skip);
+            range.Add("take", take);
+            var (bounds, direction) = query.Descending
+                ? ($"e.{seq} <= {high} - @skip AND e.{seq} > {high} - @skip - @take", "DESC")
+                : ($"e.{seq} >= {low} + @skip AND e.{seq} < {low} + @skip + @take", "ASC");
             return (await c.QueryAsync<long>(new CommandDefinition(
                 $"""
-                SELECT e.event_id FROM events e WHERE e.org_id = @org AND {filter.Events} AND e.{seq} BETWEEN @first AND @last
+                SELECT e.event_id FROM events e WHERE e.org_id = @org AND {filter.Events} AND {bounds}
                 ORDER BY e.{seq} {direction}
                 """, range, tx, cancellationToken: ct))).ToList();
         }
@@ -345,7 +350,11 @@ public static class LedgerReader
     /// </summary>
     // SeqColumn: the per-owner number of the events the query keeps (points_seq, currency_seq), set
     // when they are exactly the events so numbered: a page is then a range of numbers.
-    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn, string? SeqColumn = null);
+    // SeqLow, SeqHigh: SQL for the first and last number the query keeps (1 and the owner's count
+    // without a date window; with one, the numbers of its first and last event, each one seek of the
+    // owner's time index); NULL when the window holds none.
+    private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn,
+        string? SeqColumn = null, string? SeqLow = null, string? SeqHigh = null);
 
     private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
@@ -357,8 +366,9 @@ public static class LedgerReader
         var events = new StringBuilder("e.owner_type = @ownerType AND e.owner_id = @ownerId");
         var entries = new StringBuilder();
         var wallet = new StringBuilder();
-        // Set by any condition on events beyond the owner and the scope: the counts then no longer apply.
-        var narrowed = query.IsDateBounded;
+        // Set by any condition on events beyond the owner, the scope and the date window: the counts
+        // and numbers then no longer apply. (A window keeps the numbers: its events are a range of them.)
+        var narrowed = false;
 
         if (query.FromMs is { } from) { events.Append(" AND e.created_at >= @fromMs"); args.Add("fromMs", from); }
         if (query.ToMs is { } to) { events.Append(" AND e.created_at <= @toMs"); args.Add("toMs", to); }
@@ -464,13 +474,29 @@ public static class LedgerReader
             events.Append(CultureInfo.InvariantCulture, $" AND (SELECT 1 FROM ledger_entries le WHERE le.org_id = e.org_id AND le.event_id = e.event_id{entries} LIMIT 1) IS NOT NULL");
         // The running counts follow line_kinds exactly: every event of the owner (those with no lines,
         // such as a registration before any program existed, included), or those with the scope's bit set.
-        string? countColumn = null, seqColumn = null;
+        string? countColumn = null, seqColumn = null, seqLow = null, seqHigh = null;
         if (!narrowed && scopeOnly)
         {
-            countColumn = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
             seqColumn = scopeKind == EventLineKinds.Points ? "points_seq" : "currency_seq";
+            var counted = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
+            if (query.IsDateBounded)
+            {
+                // The numbers follow (time, event id) order, so the window's events are the numbers
+                // from its first event's to its last's: two seeks, however many events it holds.
+                string Edge(string bound, string direction) =>
+                    $"(SELECT x.{seqColumn} FROM events x WHERE x.org_id = @org AND x.owner_type = @ownerType AND x.owner_id = @ownerId AND {bound} " +
+                    $"AND (x.line_kinds & {scopeKind}) <> 0 ORDER BY x.created_at {direction}, x.event_id {direction} LIMIT 1)";
+                seqLow = Edge("x.created_at >= @fromMs", "ASC");
+                seqHigh = Edge("x.created_at <= @toMs", "DESC");
+            }
+            else
+            {
+                countColumn = counted;
+                seqLow = "1";
+                seqHigh = $"(SELECT c.{counted} FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId)";
+            }
         }
-        else if (!narrowed && entries.Length == 0) countColumn = "events";
-        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args, countColumn, seqColumn);
+        else if (!narrowed && !query.IsDateBounded && entries.Length == 0) countColumn = "events";
+        return new Filter(events.ToString(), entries.ToString(), wallet.ToString(), args, countColumn, seqColumn, seqLow, seqHigh);
     }
 }

@@ -223,6 +223,49 @@ public abstract class OwnerEventCountTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_date_window_is_a_range_of_numbers_and_its_pages_and_total_match_the_events_stamped_in_it()
+    {
+        // A day apart, several events on some days, points and currencies in turn, and one event
+        // stamped back among days already posted (a posting that took the owner's lock late).
+        var day1 = new DateTimeOffset(2025, 1, 1, 8, 0, 0, TimeSpan.Zero);
+        db.Host.Clock.Set(day1);
+        var t = await db.Host.NewTenantAsync();
+        await t.NewShopAsync(earnRate: "1", currencies: ["Stars"]);
+        var a = await t.NewCustomerAsync();
+        foreach (var day in new[] { 0, 1, 1, 2, 3, 3, 3, 4, 5, 6, 6, 7, 8, 9, 4 })
+        {
+            db.Host.Clock.Set(day1.AddDays(day).AddMinutes(day));
+            await t.AwardAsync(a, "1");
+            if (day % 2 == 1) await t.AwardAsync(a, "2", "Stars");
+        }
+        var history = await db.Database.ReadAsync(c => c.QueryAsync<(long At, long Id, long? Points, long? Currency)>(
+            "SELECT created_at, event_id, points_seq, currency_seq FROM events WHERE org_id = @orgId AND owner_id = @a ORDER BY created_at, event_id",
+            new { orgId = t.OrgId, a }), CancellationToken.None);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+
+        // From the start of day 2 to the end of day 7: cuts the history on both sides.
+        var (from, to) = (day1.AddDays(2).Date, day1.AddDays(7).Date.AddHours(23));
+        var window = $"&startDate={from:yyyy-MM-ddTHH:mm:ss}&endDate={to:yyyy-MM-ddTHH:mm:ss}";
+        foreach (var (scope, inScope) in new (string, Func<(long At, long Id, long? Points, long? Currency), bool>)[]
+                 {
+                     ("", h => h.Points is not null),
+                     ("&includeAlternateCurrencies=true&excludePointCategories=true", h => h.Currency is not null),
+                 })
+        {
+            var inWindow = history.Where(h => inScope(h) && h.At >= new DateTimeOffset(from, TimeSpan.Zero).ToUnixTimeMilliseconds()
+                                              && h.At <= new DateTimeOffset(to, TimeSpan.Zero).ToUnixTimeMilliseconds()).Select(h => h.Id).ToList();
+            inWindow.Count.ShouldBeGreaterThan(3, scope);
+            inWindow.Count.ShouldBeLessThan(history.Count(inScope), scope);
+            var whole = await t.LedgerOkAsync(LedgerApi.Customer(a, $"{scope}{window}&sortOrder=ASC"));
+            whole.EventIds().ShouldBe(inWindow, scope);
+            whole.Total().ShouldBe(inWindow.Count, scope);
+            await PagesMatchTheWholeHistoryAsync(t, a, scope + window);
+        }
+        // A window with none of the owner's events holds no entries (the spec's 11003).
+        await t.LedgerFailsAsync(LedgerApi.Customer(a, "&startDate=2024-01-01T00:00:00&endDate=2024-02-01T00:00:00"), 404, 11003);
+    }
+
+    [Fact]
     public async Task an_event_stamped_before_events_already_numbered_takes_its_place_and_moves_them_up()
     {
         var f = await BusyTenantAsync();
