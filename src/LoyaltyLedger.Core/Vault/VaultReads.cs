@@ -72,18 +72,46 @@ public static class VaultReads
         // A credit's expiry is the earliest date of the lots it created; a credit that created none
         // with a date (a redemption reversal) puts points back into the lots a debit took, recorded
         // as negative lot movements, and shows the earliest date among those.
-        // A page of the whole history (no window) is a range of the movements' numbers in the
-        // wallet's history (Posting numbers its lines and the voucher redemptions in its program),
-        // so any page costs what the first does.
-        var byNumber = paged && walletId is not null && query.From is null && query.To is null;
+        // A page is a range of the movements' numbers in the wallet's history (Posting numbers its
+        // lines and the voucher redemptions in its program in the history's order), so any page
+        // costs what the first does. Without a window the range starts at 1; a window's movements
+        // are the numbers from its first movement's to its last's, each found by a seek to the
+        // window's edge on the two time indexes and the numbers of the movements at that instant.
+        var byNumber = paged && walletId is not null;
+        string Edge(string bound, string pick)
+        {
+            // The instant of the window's first (last) movement: one seek of each time index.
+            var direction = pick == "MIN" ? "ASC" : "DESC";
+            var at = $"""
+                (SELECT {pick}(m.at) FROM (
+                    SELECT (SELECT created_at FROM ledger_entries
+                            WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE' AND {bound}
+                            ORDER BY created_at {direction} LIMIT 1) AS at
+                    UNION ALL
+                    SELECT (SELECT created_at FROM events
+                            WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND event_name = '{VaultEventNames.VoucherRedemption}'
+                                AND source_program_id = @programId AND {bound}
+                            ORDER BY created_at {direction} LIMIT 1)) m)
+                """;
+            return $"""
+                (SELECT {pick}(n.history_seq) FROM (
+                    SELECT history_seq FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq IS NOT NULL AND created_at = {at}
+                    UNION ALL
+                    SELECT history_seq FROM events WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
+                        AND event_name = '{VaultEventNames.VoucherRedemption}' AND history_seq IS NOT NULL AND created_at = {at}) n)
+                """;
+        }
+        var low = query.From is null ? "1" : Edge("created_at >= @from", "MIN");
+        var high = query.To is null ? null : Edge("created_at < @to", "MAX");
+        var range = $"history_seq >= {low} + @offset AND history_seq < {low} + @offset + @limit" + (high is null ? "" : $" AND history_seq <= {high}");
         var pageSql = byNumber
             ? $"""
                 SELECT created_at, event_id, entry_id FROM ledger_entries
-                WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq BETWEEN @first AND @last
+                WHERE org_id = @orgId AND wallet_id = @walletId AND {range}
                 UNION ALL
                 SELECT created_at, event_id, CAST(NULL AS bigint) FROM events
                 WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
-                  AND history_seq BETWEEN @first AND @last
+                  AND {range}
                 """
             : $"""
                 SELECT created_at, event_id, entry_id FROM (
@@ -119,7 +147,6 @@ public static class VaultReads
             walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
-            first = (long)(query.Offset ?? 0) + 1, last = (long)(query.Offset ?? 0) + (query.Limit ?? MaxLimit),
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
         }, cancellationToken: ct));
         var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),

@@ -90,6 +90,35 @@ public abstract class VaultHistoryNumberTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task every_page_of_a_window_reads_the_same_slice_as_the_whole_window_and_the_window_is_the_movements_stamped_in_it()
+    {
+        var (t, v) = await BusyVaultAsync();
+        var everything = await t.HistoryAsync(v);
+        static string Iso(DateTimeOffset at) => Uri.EscapeDataString(at.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+        // Windows that start and end on instants holding movements (3 h holds three, among them the
+        // voucher redemption stamped back), between them, and past either end.
+        foreach (var (from, to) in new (double?, double?)[] { (3, 6), (2.5, 5.5), (3, null), (null, 5), (5, 5.001), (0, 100), (7.5, null) })
+        {
+            var window = (from is { } f ? $"&from={Iso(Start.AddHours(f))}" : "") + (to is { } x ? $"&to={Iso(Start.AddHours(x))}" : "");
+            var inWindow = everything.Where(h =>
+            {
+                var at = DateTimeOffset.Parse(h.GetProperty("dateTime").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+                return (from is null || at >= Start.AddHours(from.Value)) && (to is null || at < Start.AddHours(to.Value));
+            }).Select(h => h.GetRawText()).ToList();
+            var whole = (await t.HistoryAsync(v, "?" + window.TrimStart('&'))).Select(h => h.GetRawText()).ToList();
+            whole.ShouldBe(inWindow, window);
+            foreach (var limit in new[] { 1, 2 })
+            {
+                for (var offset = 0; offset < whole.Count + limit; offset += limit)
+                {
+                    var page = (await t.HistoryAsync(v, $"?limit={limit}&offset={offset}{window}")).Select(h => h.GetRawText()).ToList();
+                    page.ShouldBe(whole.Skip(offset).Take(limit).ToList(), $"{window} limit {limit} offset {offset}");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public async Task verify_reports_a_movement_whose_number_is_not_its_place_in_the_wallets_history()
     {
         var (t, _) = await BusyVaultAsync();
