@@ -78,38 +78,42 @@ public static class VaultReads
         // are the numbers from its first movement's to its last's, each found by a seek to the
         // window's edge on the two time indexes and the numbers of the movements at that instant.
         var byNumber = paged && walletId is not null;
-        string Edge(string bound, string pick)
-        {
-            // The instant of the window's first (last) movement: one seek of each time index.
-            var direction = pick == "MIN" ? "ASC" : "DESC";
-            var at = $"""
-                (SELECT {pick}(m.at) FROM (
-                    SELECT (SELECT created_at FROM ledger_entries
-                            WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE' AND {bound}
-                            ORDER BY created_at {direction} LIMIT 1) AS at
-                    UNION ALL
-                    SELECT (SELECT created_at FROM events
-                            WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND event_name = '{VaultEventNames.VoucherRedemption}'
-                                AND source_program_id = @programId AND {bound}
-                            ORDER BY created_at {direction} LIMIT 1)) m)
-                """;
-            return $"""
-                (SELECT {pick}(n.history_seq) FROM (
-                    SELECT history_seq FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq IS NOT NULL AND created_at = {at}
-                    UNION ALL
-                    SELECT history_seq FROM events WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
-                        AND event_name = '{VaultEventNames.VoucherRedemption}' AND history_seq IS NOT NULL AND created_at = {at}) n)
-                """;
-        }
-        var low = query.From is null ? "1" : Edge("created_at >= @from", "MIN");
-        var high = query.To is null ? null : Edge("created_at < @to", "MAX");
-        var range = $"history_seq >= {low} + @offset AND history_seq < {low} + @offset + @limit" + (high is null ? "" : $" AND history_seq <= {high}");
+        // The instant of the window's first (last) movement: one seek of each time index.
+        string EdgeTime(string bound, string pick, string direction) => $"""
+            (SELECT {pick}(m.at) FROM (
+                SELECT (SELECT created_at FROM ledger_entries
+                        WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE' AND {bound}
+                        ORDER BY created_at {direction} LIMIT 1) AS at
+                UNION ALL
+                SELECT (SELECT created_at FROM events
+                        WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND event_name = '{VaultEventNames.VoucherRedemption}'
+                            AND source_program_id = @programId AND {bound}
+                        ORDER BY created_at {direction} LIMIT 1)) m)
+            """;
+        // The first (last) number among the movements at that instant.
+        string EdgeNumber(string at, string pick) => $"""
+            (SELECT {pick}(n.history_seq) FROM (
+                SELECT history_seq FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq IS NOT NULL AND created_at = {at}
+                UNION ALL
+                SELECT history_seq FROM events WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
+                    AND event_name = '{VaultEventNames.VoucherRedemption}' AND history_seq IS NOT NULL AND created_at = {at}) n)
+            """;
+        var windowed = query.From is not null || query.To is not null;
+        // The window's edges are found once (a CTE of one row), not once per condition that uses them.
+        var bounds = !windowed ? "" : $"""
+            edge AS (SELECT {(query.From is null ? "NULL" : EdgeTime("created_at >= @from", "MIN", "ASC"))} AS first_at,
+                            {(query.To is null ? "NULL" : EdgeTime("created_at < @to", "MAX", "DESC"))} AS last_at),
+            bounds AS (SELECT {(query.From is null ? "1" : EdgeNumber("edge.first_at", "MIN"))} AS low,
+                              {(query.To is null ? "NULL" : EdgeNumber("edge.last_at", "MAX"))} AS high FROM edge),
+            """;
+        var (from, low) = windowed ? (", bounds b", "b.low") : ("", "1");
+        var range = $"history_seq >= {low} + @offset AND history_seq < {low} + @offset + @limit" + (query.To is null ? "" : " AND history_seq <= b.high");
         var pageSql = byNumber
             ? $"""
-                SELECT created_at, event_id, entry_id FROM ledger_entries
+                SELECT created_at, event_id, entry_id FROM ledger_entries{from}
                 WHERE org_id = @orgId AND wallet_id = @walletId AND {range}
                 UNION ALL
-                SELECT created_at, event_id, CAST(NULL AS bigint) FROM events
+                SELECT created_at, event_id, CAST(NULL AS bigint) FROM events{from}
                 WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
                   AND {range}
                 """
@@ -126,7 +130,7 @@ public static class VaultReads
                 {page}
                 """;
         var sql = $"""
-            WITH page AS (
+            WITH {(byNumber ? bounds : "")}page AS (
                 {pageSql}
             )
             SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
