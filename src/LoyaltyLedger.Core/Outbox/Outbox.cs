@@ -154,7 +154,7 @@ public static class Outbox
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         var highest = await c.ExecuteScalarAsync<long?>(new CommandDefinition(
-            "SELECT MAX(position) FROM outbox_events", cancellationToken: ct)) ?? 0;
+            "SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL", cancellationToken: ct)) ?? 0;
         if (highest <= afterPosition) return new OutboxPage([], afterPosition);
         var args = TypeFilter(types, out var filter);
         args.AddDynamicParams(new { orgId, afterPosition, highest, limit });

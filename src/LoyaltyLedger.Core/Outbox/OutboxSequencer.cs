@@ -37,7 +37,7 @@ public static class OutboxSequencer
 
     private const string NumberSql =
         """
-        WITH top AS (SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events),
+        WITH top AS (SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events WHERE position IS NOT NULL),
         waiting AS (
             SELECT org_id, event_id, ROW_NUMBER() OVER (ORDER BY event_id) AS n
             FROM (SELECT org_id, event_id FROM outbox_events WHERE position IS NULL ORDER BY event_id LIMIT @limit) w)

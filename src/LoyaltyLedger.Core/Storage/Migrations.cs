@@ -761,6 +761,19 @@ public static class Migrations
         DROP INDEX ix_ledger_entries_wallet;
         CREATE INDEX ix_events_voucher_history ON events (org_id, owner_type, owner_id, source_program_id, history_seq) WHERE history_seq IS NOT NULL;
         """),
+        // An outbox row is written without a position and numbered by the sequencer after its
+        // commit. The two position indexes held the waiting rows too (under NULL), which no read
+        // looks for there: the sequencer finds them in ix_outbox_events_unsequenced. Partial, they
+        // take an entry only when the row is numbered: 2 entries fewer per outbox row on
+        // PostgreSQL (8 per bill, a seventh of its index entries), and on SQLite 2 fewer added and
+        // 2 fewer deleted. Every read of a position names it (position > x, or IS NOT NULL for the
+        // highest), so both databases still read the partial indexes.
+        (24, "outbox positions indexed once given", """
+        DROP INDEX ux_outbox_events_position;
+        CREATE UNIQUE INDEX ux_outbox_events_position ON outbox_events (org_id, position) WHERE position IS NOT NULL;
+        DROP INDEX ix_outbox_events_position;
+        CREATE INDEX ix_outbox_events_position ON outbox_events (position) WHERE position IS NOT NULL;
+        """),
     ];
 
     /// <summary>The advisory lock that serializes servers migrating one PostgreSQL database.</summary>

@@ -51,7 +51,7 @@ public static class WebhookEndpoints
         var secret = WebhookSecrets.NewSecret();
         // Events from now on: the cursor starts at the outbox's last position. (An event that
         // committed just before but has no position yet gets a later one, and is delivered.)
-        var cursor = await posting.ScalarAsync<long?>("SELECT MAX(position) FROM outbox_events") ?? 0;
+        var cursor = await posting.ScalarAsync<long?>("SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL") ?? 0;
         var id = await posting.ScalarAsync<long>(
             """
             INSERT INTO webhook_endpoints (org_id, url, events, description, secret, previous_secret, previous_secret_until, enabled,
