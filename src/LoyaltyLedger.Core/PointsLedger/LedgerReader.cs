@@ -33,12 +33,15 @@ public static class LedgerReader
 
     private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
+        // The subject, the catalog and the filter's tills and members are rows a page does not
+        // change; they are read before the page, outside its snapshot.
+        var subject = await ResolveSubjectAsync(connection, null, orgId, query, ct);
+        var programs = await ProgramCatalog.ListAsync(connection, orgId, null, database.Catalog, ct);
+        var filter = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, subject, programs, ct);
+        if (filter.SeqColumn is not null) return await ReadByNumberAsync(connection, database, orgId, query, subject, programs, filter, ct);
+
         // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
         await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
-
-        var subject = await ResolveSubjectAsync(connection, tx, orgId, query, ct);
-        var programs = await ProgramCatalog.ListAsync(connection, orgId, tx, database.Catalog, ct);
-        var filter = await BuildFilterAsync(connection, tx, database.Dialect, orgId, query, subject, programs, ct);
 
         if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)
         {
@@ -95,10 +98,14 @@ public static class LedgerReader
     private static string TotalSql(Filter filter) => filter switch
     {
         { CountColumn: { } column } => $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId",
-        // A window's events are a range of numbers (none when it holds no event: its edges are NULL).
-        { SeqLow: { } low, SeqHigh: { } high } => $"SELECT CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END FROM (SELECT {low} AS low, {high} AS high) b",
+        { SeqLow: not null } => $"SELECT {TotalExpression(filter)}",
         _ => $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}",
     };
+
+    /// <summary>The number of events a numbered query keeps: the count of its range of numbers (0 when a window holds none: its edges are NULL).</summary>
+    private static string TotalExpression(Filter filter) => filter.SeqLow == "1"
+        ? filter.SeqHigh!
+        : $"(SELECT CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END FROM (SELECT {filter.SeqLow} AS low, {filter.SeqHigh} AS high) b)";
 
     private static string PageSql(Filter filter, bool descending)
     {
@@ -184,6 +191,84 @@ public static class LedgerReader
         public string? Role { get; set; }
     }
 
+    /// <summary>A page's events joined with their lines and bills, and the total, as one row per line.</summary>
+    private sealed class NumberedRow
+    {
+        public long? Total { get; set; }
+        public long EventId { get; set; }
+        public string EventName { get; set; } = "";
+        public long CustomerId { get; set; }
+        public long CreatedAt { get; set; }
+        public string? Details { get; set; }
+        public string? Reason { get; set; }
+        public long? SourceProgramId { get; set; }
+        public long? StoreId { get; set; }
+        public long? TillId { get; set; }
+        public long? BillId { get; set; }
+        public string? BillNumber { get; set; }
+        public long? BillAmount { get; set; }
+        public long? BillGross { get; set; }
+        public long? BillDate { get; set; }
+        public string? BillSource { get; set; }
+        public string? EntryType { get; set; }
+        public long Points { get; set; }
+        public string? Category { get; set; }
+        public long ProgramId { get; set; }
+        public long CurrencyId { get; set; }
+    }
+
+    /// <summary>
+    /// A query whose events are a range of the owner's numbers (points only or currencies only, with
+    /// or without a date window): the total, the page's events, their bills and their lines in one
+    /// statement. One statement reads one snapshot, so the total and the page agree under concurrent
+    /// writes without a transaction, and the page costs one round trip instead of three (the count
+    /// and the page ids, the events and lines, the commit).
+    /// </summary>
+    private static async Task<LedgerResponse> ReadByNumberAsync(DbConnection c, LedgerDatabase database, long orgId, LedgerQuery query,
+        Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct)
+    {
+        var (seq, low, high) = (filter.SeqColumn!, filter.SeqLow!, filter.SeqHigh!);
+        var args = new DynamicParameters(filter.Args);
+        args.Add("skip", (long)query.Page * query.Limit);
+        args.Add("take", (long)query.Limit);
+        // Counted from the end the page starts at, and kept within the query's numbers at the other.
+        var (bounds, direction) = query.Descending
+            ? ($"e.{seq} <= {high} - @skip AND e.{seq} > {high} - @skip - @take AND e.{seq} >= {low}", "DESC")
+            : ($"e.{seq} >= {low} + @skip AND e.{seq} < {low} + @skip + @take AND e.{seq} <= {high}", "ASC");
+        var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(
+            $"""
+            SELECT t.total, e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
+                b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source,
+                le.entry_type, COALESCE(le.points, 0) AS points, le.category, COALESCE(le.program_id, 0) AS program_id, COALESCE(le.currency_id, 0) AS currency_id
+            FROM (SELECT {TotalExpression(filter)} AS total) t
+            JOIN events e ON e.org_id = @org AND {filter.Events} AND {bounds}
+            LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
+            LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
+            ORDER BY e.{seq} {direction}, le.entry_id
+            """, args, cancellationToken: ct))).ToList();
+        // No row: the owner has no such event, or the page is past the last.
+        if (rows.Count == 0) throw PointsLedgerException.NoEntries();
+
+        var total = rows[0].Total ?? 0;
+        var ids = rows.Select(r => r.EventId).Distinct().ToList();
+        var events = rows.DistinctBy(r => r.EventId).ToDictionary(r => r.EventId, r => new EventRow
+        {
+            EventId = r.EventId, EventName = r.EventName, CustomerId = r.CustomerId, CreatedAt = r.CreatedAt, Details = r.Details, Reason = r.Reason,
+            SourceProgramId = r.SourceProgramId, StoreId = r.StoreId, TillId = r.TillId, BillId = r.BillId, BillNumber = r.BillNumber,
+            BillAmount = r.BillAmount, BillGross = r.BillGross, BillDate = r.BillDate, BillSource = r.BillSource,
+        });
+        var entries = rows.Where(r => r.EntryType is not null).ToLookup(r => r.EventId, r => new EntryRow
+        {
+            EventId = r.EventId, EntryType = r.EntryType!, Points = r.Points, Category = r.Category ?? "", ProgramId = r.ProgramId, CurrencyId = r.CurrencyId,
+        });
+        var named = await NameEventsAsync(c, null, database, orgId, subject, programs, ids, events, entries, ct);
+
+        IReadOnlyList<LedgerClosingBalance>? closing = null;
+        if (query.IsDateBounded) closing = await ClosingBalancesAsync(c, null, filter, query.ToMs!.Value, ct);
+        return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, (total + query.Limit - 1) / query.Limit), named, closing,
+            query.Warnings.Select(w => new LedgerWarning(w)).ToList());
+    }
+
     /// <summary>
     /// The page's events with their lines. Programs, currencies, stores and tills are named from the
     /// process's catalog (the program list the read already holds; stores and tills, which never
@@ -219,6 +304,15 @@ public static class LedgerReader
             rows = (await grid.ReadAsync<EventRow>()).ToDictionary(r => r.EventId);
             entries = (await grid.ReadAsync<EntryRow>()).ToLookup(r => r.EventId);
         }
+        return await NameEventsAsync(c, tx, database, orgId, subject, programs, ids, rows, entries, ct);
+    }
+
+    /// <summary>The page's events, their lines in hand, with their members, programs, currencies, stores and tills named.</summary>
+    private static async Task<IReadOnlyList<LedgerEvent>> NameEventsAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
+        Subject subject, IReadOnlyList<LoyaltyProgram> programs, List<long> ids, Dictionary<long, EventRow> rows, ILookup<long, EntryRow> entries,
+        CancellationToken ct)
+    {
+        var dialect = database.Dialect;
 
         var members = new Dictionary<long, MemberRow>();
         if (subject.GroupId is { } groupId)
@@ -299,7 +393,7 @@ public static class LedgerReader
     }
 
     /// <summary>Each kept wallet's balance after its last line on or before the window's end.</summary>
-    private static async Task<IReadOnlyList<LedgerClosingBalance>> ClosingBalancesAsync(DbConnection c, DbTransaction tx, Filter filter, long toMs,
+    private static async Task<IReadOnlyList<LedgerClosingBalance>> ClosingBalancesAsync(DbConnection c, DbTransaction? tx, Filter filter, long toMs,
         CancellationToken ct)
     {
         var args = new DynamicParameters(filter.Args);
@@ -321,7 +415,7 @@ public static class LedgerReader
             r.CurrencyName, new Points(r.Closing!.Value), toMs)).ToList();
     }
 
-    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction tx, long orgId, LedgerQuery query, CancellationToken ct)
+    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction? tx, long orgId, LedgerQuery query, CancellationToken ct)
     {
         if (query.Subject == LedgerSubject.Customer)
         {
@@ -356,7 +450,7 @@ public static class LedgerReader
     private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn,
         string? SeqColumn = null, string? SeqLow = null, string? SeqHigh = null);
 
-    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
+    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction? tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
     {
         var args = new DynamicParameters();
