@@ -48,15 +48,8 @@ public static class VaultReads
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
-        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber, null, ct);
+        var (account, walletId) = await VaultTransactions.RequireAccountAndWalletAsync(c, orgId, accountNumber, programId, ct);
         var program = await ProgramCatalog.FindAsync(c, orgId, programId, null, catalog, ct) ?? throw LedgerException.NotFound("program", programId);
-
-        var walletId = await c.ExecuteScalarAsync<long?>(
-            new CommandDefinition("""
-            SELECT wallet_id FROM wallets WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
-              AND program_id = @programId AND currency_id = 0 AND category = 'REGULAR'
-            """,
-            new { orgId, customerId = account.CustomerId, programId }, cancellationToken: ct));
 
         string Window(string alias) =>
             (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");

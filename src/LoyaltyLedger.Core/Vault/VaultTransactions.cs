@@ -33,17 +33,44 @@ public static class VaultTransactions
 
     public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx, CancellationToken ct)
     {
+        RequireAccountNumber(accountNumber);
+        var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(
+            new CommandDefinition("SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
+            new { orgId, accountNumber }, tx, cancellationToken: ct));
+        return row is { } r ? new VaultAccountRef(accountNumber, r.CustomerId, r.Status) : throw NoSuchAccount(accountNumber);
+    }
+
+    /// <summary>
+    /// The account, as <see cref="RequireAccountAsync"/>, and its customer's plain-points wallet in
+    /// <paramref name="programId"/> (null before its first movement there), in one round trip: what a
+    /// read of the account's history needs first.
+    /// </summary>
+    public static async Task<(VaultAccountRef Account, long? WalletId)> RequireAccountAndWalletAsync(DbConnection c, long orgId, string accountNumber,
+        long programId, CancellationToken ct)
+    {
+        RequireAccountNumber(accountNumber);
+        var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status, long? WalletId)?>(
+            new CommandDefinition(
+                """
+                SELECT a.customer_id, a.status, w.wallet_id FROM loyalty_accounts a
+                LEFT JOIN wallets w ON w.org_id = a.org_id AND w.owner_type = 'CUSTOMER' AND w.owner_id = a.customer_id
+                    AND w.program_id = @programId AND w.currency_id = 0 AND w.category = 'REGULAR'
+                WHERE a.org_id = @orgId AND a.account_number = @accountNumber
+                """,
+            new { orgId, accountNumber, programId }, cancellationToken: ct));
+        return row is { } r ? (new VaultAccountRef(accountNumber, r.CustomerId, r.Status), r.WalletId) : throw NoSuchAccount(accountNumber);
+    }
+
+    private static void RequireAccountNumber(string accountNumber)
+    {
         // Account numbers are issued without control characters; such a path names no account (and
         // PostgreSQL would refuse a NUL in a parameter with an error rather than an empty result).
         if (accountNumber.Length > 64 || HasControlCharacters(accountNumber))
             throw new LedgerException(VaultErrorCodes.AccountNotFound, "No such loyalty account in this organization.", 404);
-        var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(
-            new CommandDefinition("SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
-            new { orgId, accountNumber }, tx, cancellationToken: ct));
-        return row is { } r
-            ? new VaultAccountRef(accountNumber, r.CustomerId, r.Status)
-            : throw new LedgerException(VaultErrorCodes.AccountNotFound, $"No loyalty account '{accountNumber}' in this organization.", 404);
     }
+
+    private static LedgerException NoSuchAccount(string accountNumber) =>
+        new(VaultErrorCodes.AccountNotFound, $"No loyalty account '{accountNumber}' in this organization.", 404);
 
     private static async Task<VaultAccountRef> RequireActiveAccountAsync(Posting posting, string accountNumber)
     {
