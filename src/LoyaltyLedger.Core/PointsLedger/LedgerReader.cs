@@ -153,7 +153,7 @@ public static class LedgerReader
         return ids;
     }
 
-    private sealed class EventRow
+    private class EventRow
     {
         public long EventId { get; set; }
         public string EventName { get; set; } = "";
@@ -191,25 +191,10 @@ public static class LedgerReader
         public string? Role { get; set; }
     }
 
-    /// <summary>A page's events joined with their lines and bills, and the total, as one row per line.</summary>
-    private sealed class NumberedRow
+    /// <summary>A page's event with its bill (the inherited columns), one of its lines, and the total: one row per line.</summary>
+    private sealed class NumberedRow : EventRow
     {
         public long? Total { get; set; }
-        public long EventId { get; set; }
-        public string EventName { get; set; } = "";
-        public long CustomerId { get; set; }
-        public long CreatedAt { get; set; }
-        public string? Details { get; set; }
-        public string? Reason { get; set; }
-        public long? SourceProgramId { get; set; }
-        public long? StoreId { get; set; }
-        public long? TillId { get; set; }
-        public long? BillId { get; set; }
-        public string? BillNumber { get; set; }
-        public long? BillAmount { get; set; }
-        public long? BillGross { get; set; }
-        public long? BillDate { get; set; }
-        public string? BillSource { get; set; }
         public string? EntryType { get; set; }
         public long Points { get; set; }
         public string? Category { get; set; }
@@ -251,12 +236,7 @@ public static class LedgerReader
 
         var total = rows[0].Total ?? 0;
         var ids = rows.Select(r => r.EventId).Distinct().ToList();
-        var events = rows.DistinctBy(r => r.EventId).ToDictionary(r => r.EventId, r => new EventRow
-        {
-            EventId = r.EventId, EventName = r.EventName, CustomerId = r.CustomerId, CreatedAt = r.CreatedAt, Details = r.Details, Reason = r.Reason,
-            SourceProgramId = r.SourceProgramId, StoreId = r.StoreId, TillId = r.TillId, BillId = r.BillId, BillNumber = r.BillNumber,
-            BillAmount = r.BillAmount, BillGross = r.BillGross, BillDate = r.BillDate, BillSource = r.BillSource,
-        });
+        var events = rows.DistinctBy(r => r.EventId).ToDictionary(r => r.EventId, r => (EventRow)r);
         var entries = rows.Where(r => r.EntryType is not null).ToLookup(r => r.EventId, r => new EntryRow
         {
             EventId = r.EventId, EntryType = r.EntryType!, Points = r.Points, Category = r.Category ?? "", ProgramId = r.ProgramId, CurrencyId = r.CurrencyId,
