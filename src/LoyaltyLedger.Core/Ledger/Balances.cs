@@ -8,6 +8,22 @@ public sealed record BalanceView(long ProgramId, string ProgramName, string? Cur
 
 public static class Balances
 {
+    /// <summary>
+    /// SQL for the entry id of a wallet's balance as of an instant: the last line applied (highest
+    /// entry id) among those stamped by then. Lines are stamped before they take the wallet's lock,
+    /// so two postings a moment apart can apply in the other order than their stamps, and the last
+    /// line by time alone would then answer the earlier balance. The wallet's time index has no
+    /// entry-id order, so this takes the wallet's last 64 lines by then in time order (one backward
+    /// seek) and the highest id among them; a line stamped back by more than 64 of the wallet's lines
+    /// (a clock moved back) is missed. <paramref name="wallet"/> is the alias of a wallets row in the
+    /// enclosing query; <paramref name="at"/> the instant (milliseconds) as SQL.
+    /// </summary>
+    public static string EntryAsOfSql(string wallet, string at) => $"""
+        (SELECT MAX(y.entry_id) FROM (
+            SELECT x.entry_id FROM ledger_entries x WHERE x.org_id = {wallet}.org_id AND x.wallet_id = {wallet}.wallet_id AND x.created_at <= {at}
+            ORDER BY x.created_at DESC, x.entry_id DESC LIMIT 64) y)
+        """;
+
     private sealed class Row
     {
         public long ProgramId { get; set; }

@@ -61,8 +61,8 @@ public static class PageNumbers
     /// in one write transaction, and says how many it changed; run on a sound ledger it changes
     /// nothing. It repairs what a server older than migration 22 leaves after <c>migrate</c>: its
     /// events and lines carry no numbers, and the counts Posting numbers on from miss them. On
-    /// PostgreSQL it first takes the four tables' write locks, so postings wait for it instead of
-    /// numbering from counts it is changing (reads go on).
+    /// PostgreSQL it first takes the four tables' write locks (wallets first), so postings wait for it
+    /// instead of numbering from counts it is changing (reads go on).
     /// </summary>
     public static Task<RenumberReport> RenumberAsync(LedgerDatabase db, long? orgId, CancellationToken ct) =>
         db.WriteAsync(async (c, tx) =>
@@ -76,7 +76,12 @@ public static class PageNumbers
                     : await c.ExecuteAsync(new CommandDefinition(text, arguments, tx, commandTimeout: 0, cancellationToken: ct));
             }
 
-            await RunAsync("{only postgres}LOCK TABLE wallets, owner_event_counts, events, ledger_entries IN SHARE ROW EXCLUSIVE MODE{end}");
+            // Wallets first, exclusively: every posting locks its wallets before it writes, so new
+            // postings wait at their first statement and those in flight finish before this goes on
+            // (taking the other tables first could deadlock with a posting that holds them and then
+            // updates its wallets). Plain reads go on.
+            await RunAsync("{only postgres}LOCK TABLE wallets IN EXCLUSIVE MODE{end}");
+            await RunAsync("{only postgres}LOCK TABLE owner_event_counts, events, ledger_entries IN SHARE ROW EXCLUSIVE MODE{end}");
             var eventWhere = orgId is null ? "" : " WHERE org_id = @orgId";
             var events = await RunAsync($"""
                 UPDATE events SET points_seq = n.points_n, currency_seq = n.currency_n
@@ -95,21 +100,37 @@ public static class PageNumbers
             // The history's numbers are read three times (lines, redemptions, wallet counts): once
             // into a temporary table, as migration 23 does. A failure rolls its creation back.
             await RunAsync($"CREATE TEMPORARY TABLE renumbered_history AS {HistoryNumbers(orgId is null ? "" : " AND w.org_id = @orgId")}");
-            var lines = await RunAsync("""
+            long lines = await RunAsync("""
                 UPDATE ledger_entries SET history_seq = h.n FROM renumbered_history h
                 WHERE h.entry_id <> 0 AND ledger_entries.org_id = h.org_id AND ledger_entries.entry_id = h.entry_id
                     AND COALESCE(h.stored, 0) <> h.n
                 """);
-            var redemptions = await RunAsync("""
+            long redemptions = await RunAsync("""
                 UPDATE events SET history_seq = h.n FROM renumbered_history h
                 WHERE h.entry_id = 0 AND events.org_id = h.org_id AND events.event_id = h.event_id
                     AND COALESCE(h.stored, 0) <> h.n
                 """);
-            var wallets = await RunAsync("""
+            long wallets = await RunAsync("""
                 UPDATE wallets SET history_count = h.c, history_last_at = {greatest}(wallets.history_last_at, h.t)
                 FROM (SELECT org_id, wallet_id, MAX(n) AS c, MAX(created_at) AS t FROM renumbered_history GROUP BY org_id, wallet_id) h
                 WHERE wallets.org_id = h.org_id AND wallets.wallet_id = h.wallet_id
                     AND (wallets.history_count <> h.c OR wallets.history_last_at < h.t)
+                """);
+            // Numbers where there should be none (verify's strays): not written by any server, but
+            // the repair leaves what verify checks whole.
+            var walletOrg = orgId is null ? "" : " AND w.org_id = @orgId";
+            var orgOnly = orgId is null ? "" : " AND org_id = @orgId";
+            lines += await RunAsync($"""
+                UPDATE ledger_entries SET history_seq = NULL
+                WHERE history_seq IS NOT NULL{orgOnly} AND (entry_type = 'OPENING_BALANCE' OR EXISTS (
+                    SELECT 1 FROM wallets w WHERE w.org_id = ledger_entries.org_id AND w.wallet_id = ledger_entries.wallet_id
+                        AND (w.currency_id <> 0 OR w.category <> 'REGULAR'){walletOrg}))
+                """);
+            redemptions += await RunAsync($"UPDATE events SET history_seq = NULL WHERE history_seq IS NOT NULL AND event_name <> '{Posting.VoucherRedemptionEvent}'{orgOnly}");
+            wallets += await RunAsync($"""
+                UPDATE wallets SET history_count = 0
+                WHERE history_count <> 0{orgOnly}
+                    AND NOT EXISTS (SELECT 1 FROM renumbered_history h WHERE h.org_id = wallets.org_id AND h.wallet_id = wallets.wallet_id)
                 """);
             await RunAsync("DROP TABLE renumbered_history");
             return new RenumberReport(events, owners, lines, redemptions, wallets);

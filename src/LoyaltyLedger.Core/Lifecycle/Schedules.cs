@@ -105,25 +105,17 @@ public static class Schedules
 
     /// <summary>
     /// Every wallet of an owner as it stood at <paramref name="asOf"/>: the balance after the last line
-    /// applied (highest entry id) among those stamped on or before it (wallets with no line by then are
-    /// left out). Lines are stamped before they take the wallet's lock, so two postings a moment apart
-    /// can apply in the other order than their stamps; the last line by time alone would then answer
-    /// the earlier balance even at asOf = now. The wallet's time index has no entry-id order, so the
-    /// read takes the wallet's last 64 lines by then in time order (one backward seek) and the highest
-    /// id among them: postings out of order by more than 64 lines of one wallet do not happen outside
-    /// a clock moved back.
+    /// applied among those stamped by then (<see cref="Balances.EntryAsOfSql"/>); wallets with no line
+    /// by then are left out.
     /// </summary>
     public static async Task<IReadOnlyList<BalanceAsOf>> BalancesAsOfAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, DateTimeOffset asOf, CancellationToken ct)
     {
         var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
         var rows = await c.QueryAsync<(long ProgramId, long CurrencyId, string Category, long EntryId, long BalanceAfter)>(
-            new CommandDefinition("""
+            new CommandDefinition($"""
             SELECT w.program_id, w.currency_id, w.category, le.entry_id, le.balance_after
             FROM wallets w
-            JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = (
-                SELECT MAX(y.entry_id) FROM (
-                    SELECT x.entry_id FROM ledger_entries x WHERE x.org_id = w.org_id AND x.wallet_id = w.wallet_id AND x.created_at <= @asOf
-                    ORDER BY x.created_at DESC, x.entry_id DESC LIMIT 64) y)
+            JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = {Balances.EntryAsOfSql("w", "@asOf")}
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,

@@ -38,10 +38,18 @@ public static class LedgerReader
         var subject = await ResolveSubjectAsync(connection, null, orgId, query, ct);
         var programs = await ProgramCatalog.ListAsync(connection, orgId, null, database.Catalog, ct);
         var filter = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, subject, programs, ct);
-        if (filter.SeqColumn is not null) return await ReadByNumberAsync(connection, database, orgId, query, subject, programs, filter, ct);
+        if (filter.SeqColumn is not null && !query.IsDateBounded && subject.GroupId is null)
+            return await ReadByNumberAsync(connection, null, database, orgId, query, subject, programs, filter, ct);
 
-        // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes.
+        // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes
+        // (and with them a window's closing balances and a group's members' names and roles).
         await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
+        if (filter.SeqColumn is not null)
+        {
+            var numbered = await ReadByNumberAsync(connection, tx, database, orgId, query, subject, programs, filter, ct);
+            await tx.CommitAsync(ct);
+            return numbered;
+        }
 
         if (query.Category is not null || query.Currencies == CurrencyScope.NamedCurrencies)
         {
@@ -205,12 +213,15 @@ public static class LedgerReader
     /// <summary>
     /// A query whose events are a range of the owner's numbers (points only or currencies only, with
     /// or without a date window): the total, the page's events, their bills and their lines in one
-    /// statement. One statement reads one snapshot, so the total and the page agree under concurrent
-    /// writes without a transaction, and the page costs one round trip instead of three (the count
-    /// and the page ids, the events and lines, the commit).
+    /// statement. One statement reads one snapshot, so for a customer's page without a window the
+    /// total and the page agree under concurrent writes with no transaction (<paramref name="tx"/>
+    /// null), and the page costs one round trip instead of three (the count and the page ids, the
+    /// events and lines, the commit). A window's closing balances and a group's members are read by
+    /// statements of their own, so those reads pass the read transaction that keeps them in the
+    /// page's snapshot.
     /// </summary>
-    private static async Task<LedgerResponse> ReadByNumberAsync(DbConnection c, LedgerDatabase database, long orgId, LedgerQuery query,
-        Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct)
+    private static async Task<LedgerResponse> ReadByNumberAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
+        LedgerQuery query, Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct)
     {
         var (seq, low, high) = (filter.SeqColumn!, filter.SeqLow!, filter.SeqHigh!);
         var args = new DynamicParameters(filter.Args);
@@ -230,7 +241,7 @@ public static class LedgerReader
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
-            """, args, cancellationToken: ct))).ToList();
+            """, args, tx, cancellationToken: ct))).ToList();
         // No row: the owner has no such event, or the page is past the last.
         if (rows.Count == 0) throw PointsLedgerException.NoEntries();
 
@@ -241,10 +252,10 @@ public static class LedgerReader
         {
             EventId = r.EventId, EntryType = r.EntryType!, Points = r.Points, Category = r.Category ?? "", ProgramId = r.ProgramId, CurrencyId = r.CurrencyId,
         });
-        var named = await NameEventsAsync(c, null, database, orgId, subject, programs, ids, events, entries, ct);
+        var named = await NameEventsAsync(c, tx, database, orgId, subject, programs, ids, events, entries, ct);
 
         IReadOnlyList<LedgerClosingBalance>? closing = null;
-        if (query.IsDateBounded) closing = await ClosingBalancesAsync(c, null, filter, query.ToMs!.Value, ct);
+        if (query.IsDateBounded) closing = await ClosingBalancesAsync(c, tx, filter, query.ToMs!.Value, ct);
         return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, (total + query.Limit - 1) / query.Limit), named, closing,
             query.Warnings.Select(w => new LedgerWarning(w)).ToList());
     }
@@ -382,8 +393,7 @@ public static class LedgerReader
             $"""
             SELECT w.program_id, p.name AS program_name, cur.name AS currency_name, w.category,
                 (SELECT le.balance_after FROM ledger_entries le
-                 WHERE le.org_id = w.org_id AND le.wallet_id = w.wallet_id AND le.created_at <= @closingAt
-                 ORDER BY le.created_at DESC, le.entry_id DESC LIMIT 1) AS closing
+                 WHERE le.org_id = w.org_id AND le.entry_id = {Balances.EntryAsOfSql("w", "@closingAt")}) AS closing
             FROM wallets w
             JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
             LEFT JOIN currencies cur ON cur.org_id = w.org_id AND cur.currency_id = w.currency_id

@@ -141,6 +141,11 @@ public abstract class VaultHistoryNumberTests(DatabaseFixture db)
             var lines = await c.ExecuteAsync("UPDATE ledger_entries SET history_seq = NULL WHERE org_id = @org AND created_at >= @since AND history_seq IS NOT NULL", new { org = t.OrgId, since }, tx);
             var redemptions = await c.ExecuteAsync("UPDATE events SET history_seq = NULL WHERE org_id = @org AND created_at >= @since AND history_seq IS NOT NULL", new { org = t.OrgId, since }, tx);
             (lines * redemptions).ShouldBeGreaterThan(0);
+            // And a number where none belongs: on a voucher purchase, which no server writes, but verify checks.
+            (await c.ExecuteAsync("""
+                UPDATE events SET history_seq = 99 WHERE org_id = @org AND event_id = (
+                    SELECT MIN(event_id) FROM events WHERE org_id = @org AND event_name = 'VoucherPurchase')
+                """, new { org = t.OrgId }, tx)).ShouldBe(1);
             return await c.ExecuteAsync("UPDATE wallets SET history_count = history_count - @n, history_last_at = @before WHERE org_id = @org AND history_count > 0",
                 new { org = t.OrgId, n = lines + redemptions, before = since - 1 }, tx);
         }, CancellationToken.None);
