@@ -106,7 +106,6 @@ public static class LedgerReader
     private static string TotalSql(Filter filter) => filter switch
     {
         { CountColumn: { } column } => $"SELECT {column} FROM owner_event_counts WHERE org_id = @org AND owner_type = @ownerType AND owner_id = @ownerId",
-        { SeqLow: not null } => $"SELECT {TotalExpression(filter)}",
         _ => $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}",
     };
 
@@ -126,31 +125,15 @@ public static class LedgerReader
     }
 
     /// <summary>
-    /// The event ids of the page, in the order asked for. Pages in the back half are read from the
-    /// other end of the index and reversed, so no page skips more than half of the owner's matching
-    /// events: the last page costs what the first does.
+    /// The event ids of the page of a query that is not numbered (numbered ones are read by
+    /// <see cref="ReadByNumberAsync"/>), in the order asked for. Pages in the back half are read from
+    /// the other end of the index and reversed, so no page skips more than half of the owner's
+    /// matching events.
     /// </summary>
     private static async Task<List<long>> PageAsync(DbConnection c, DbTransaction tx, LedgerQuery query, Filter filter, long total, CancellationToken ct)
     {
         var skip = (long)query.Page * query.Limit;
         var take = Math.Min(query.Limit, total - skip);
-        if (filter is { SeqColumn: { } seq, SeqLow: { } low, SeqHigh: { } high })
-        {
-            // The owner's events of this scope are numbered in page order (time, then event id), and
-            // the query keeps the numbers from low to high, so any page is a seek to a range of
-            // numbers counted from one end: page 1,000 costs what page 0 does.
-            var range = new DynamicParameters(filter.Args);
-            range.Add("skip", skip);
-            range.Add("take", take);
-            var (bounds, direction) = query.Descending
-                ? ($"e.{seq} <= {high} - @skip AND e.{seq} > {high} - @skip - @take", "DESC")
-                : ($"e.{seq} >= {low} + @skip AND e.{seq} < {low} + @skip + @take", "ASC");
-            return (await c.QueryAsync<long>(new CommandDefinition(
-                $"""
-                SELECT e.event_id FROM events e WHERE e.org_id = @org AND {filter.Events} AND {bounds}
-                ORDER BY e.{seq} {direction}
-                """, range, tx, cancellationToken: ct))).ToList();
-        }
         var fromOtherEnd = skip > total - skip - take;
         var descending = query.Descending != fromOtherEnd;
         var args = new DynamicParameters(filter.Args);
