@@ -109,11 +109,6 @@ public static class LedgerReader
         _ => $"SELECT COUNT(*) FROM events e WHERE e.org_id = @org AND {filter.Events}",
     };
 
-    /// <summary>The number of events a numbered query keeps: the count of its range of numbers (0 when a window holds none: its edges are NULL).</summary>
-    private static string TotalExpression(Filter filter) => filter.SeqLow == "1"
-        ? filter.SeqHigh!
-        : $"(SELECT CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END FROM (SELECT {filter.SeqLow} AS low, {filter.SeqHigh} AS high) b)";
-
     private static string PageSql(Filter filter, bool descending)
     {
         var direction = descending ? "DESC" : "ASC";
@@ -211,15 +206,18 @@ public static class LedgerReader
         args.Add("skip", (long)query.Page * query.Limit);
         args.Add("take", (long)query.Limit);
         // Counted from the end the page starts at, and kept within the query's numbers at the other.
+        // The edges are read once, into t, with the total they give (0 when a window's are NULL):
+        // LIMIT 1 keeps PostgreSQL from pulling b up and evaluating each edge once per reference.
         var (bounds, direction) = query.Descending
-            ? ($"e.{seq} <= {high} - @skip AND e.{seq} > {high} - @skip - @take AND e.{seq} >= {low}", "DESC")
-            : ($"e.{seq} >= {low} + @skip AND e.{seq} < {low} + @skip + @take AND e.{seq} <= {high}", "ASC");
+            ? ($"e.{seq} <= t.high - @skip AND e.{seq} > t.high - @skip - @take AND e.{seq} >= t.low", "DESC")
+            : ($"e.{seq} >= t.low + @skip AND e.{seq} < t.low + @skip + @take AND e.{seq} <= t.high", "ASC");
         var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(
             $"""
             SELECT t.total, e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source,
                 le.entry_type, COALESCE(le.points, 0) AS points, le.category, COALESCE(le.program_id, 0) AS program_id, COALESCE(le.currency_id, 0) AS currency_id
-            FROM (SELECT {TotalExpression(filter)} AS total) t
+            FROM (SELECT b.low, b.high, CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END AS total
+                  FROM (SELECT {low} AS low, {high} AS high LIMIT 1) b) t
             JOIN events e ON e.org_id = @org AND {filter.Events} AND {bounds}
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
@@ -545,7 +543,6 @@ public static class LedgerReader
         if (!narrowed && scopeOnly)
         {
             seqColumn = scopeKind == EventLineKinds.Points ? "points_seq" : "currency_seq";
-            var counted = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
             if (query.IsDateBounded)
             {
                 // The numbers follow (time, event id) order, so the window's events are the numbers
@@ -558,7 +555,7 @@ public static class LedgerReader
             }
             else
             {
-                countColumn = counted;
+                var counted = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
                 seqLow = "1";
                 seqHigh = $"(SELECT c.{counted} FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId)";
             }
