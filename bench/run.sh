@@ -129,33 +129,64 @@ configure_tiers() {
 writes() { # args: clients [key]
   # Writers use the lighter half of the customers, so concurrent postings rarely share a wallet.
   # The server's own CPU per request is printed too: on a shared machine it moves far less than
-  # throughput does.
-  local before out n
-  before=$(cpu_ms)
+  # throughput does. On SQLite, so is the one writer's utilization (ledger.sqlite.writer.busy over
+  # the run's seconds): every posting goes through that writer, and near 1 it is the limit.
+  local before busy out n
+  before=$(cpu_ms); busy=$(metric ledger_sqlite_writer_busy_seconds_total)
   out=$(dotnet "$load" write --url "$url" --key "${2:-$key}" --secret "$secret" --clients "$1" --seconds "$seconds" \
     --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true)
   n=$(echo "$out" | sed -nE 's/.* committed=([0-9]+) refused=([0-9]+).*/\1 \2/p' | awk '{print $1 + $2}')
-  echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')"
+  echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')$(
+    awk -v a="$busy" -v b="$(metric ledger_sqlite_writer_busy_seconds_total)" -v t="$seconds" 'BEGIN {if (b > a) printf " sqlite_writer_utilization=%.2f", (b - a) / t}')"
 }
 
 tps_of() { echo "$1" | sed -nE 's/.* tps=([0-9.]+).*/\1/p'; }
 cpu_of() { echo "$1" | sed -nE 's/.* server_cpu_ms_per_request=([0-9.]+).*/\1/p'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
+metric() { # a counter's value from the server's /metrics (0 when it has none)
+  curl -s "$url/metrics" | awk -v name="$1" '$1 ~ "^" name "({|$)" {v = $2} END {print v + 0}'
+}
+
+read_paths() { # every read measured below, as paths
+  echo "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$light&source=INSTORE&limit=10&offset=0"
+  echo "/api/v1.0/LoyaltyVault/Account/$light_account/LoyaltyPrograms/$program/History?limit=10&offset=0"
+  for page in 0 100 1000; do
+    echo "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$heavy&source=INSTORE&limit=10&offset=$page"
+    echo "/api/v1.0/LoyaltyVault/Account/$heavy_account/LoyaltyPrograms/$program/History?limit=10&offset=$((page * 10))"
+  done
+}
+
 warm_up() {
   # Unmeasured: the server's first seconds are spent compiling (tiered JIT, then profile-guided
-  # recompilation), which a long-running server has long finished. Writes and both reads, so every
-  # path measured below is already compiled.
+  # recompilation), which a long-running server has long finished. Writes and every read measured
+  # below, in rounds, until a round compiles for less than 50 ms (the runtime's own
+  # dotnet.jit.compilation.time), or 12 rounds: with the two cores busy, the background compiler
+  # takes tens of seconds to reach the last methods of a read, and a short warm-up measured the
+  # first read configurations half compiled.
+  local round jit before
   dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 8 --seconds 10 \
     --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
   if [ "$tiers" = 1 ]; then
     dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 8 --seconds 5 \
       --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
   fi
-  for path in "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=$light&source=INSTORE&limit=10&offset=0" \
-              "/api/v1.0/LoyaltyVault/Account/$light_account/LoyaltyPrograms/$program/History?limit=10&offset=0"; do
-    dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 8 --requests 2000 --path "$path" >/dev/null 2>&1 || true
+  for round in $(seq 1 12); do
+    before=$(metric dotnet_jit_compilation_time_seconds_total)
+    dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 32 --seconds 3 \
+      --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+    for path in $(read_paths); do
+      dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests 1500 --path "$path" >/dev/null 2>&1 || true
+    done
+    jit=$(awk -v a="$before" -v b="$(metric dotnet_jit_compilation_time_seconds_total)" 'BEGIN {printf "%d", (b - a) * 1000}')
+    [ "$jit" -lt 50 ] && break
   done
+  echo "   warm-up: $round rounds of writes and every read; the last compiled for $jit ms"
+  jit_start=$(metric dotnet_jit_compilation_time_seconds_total)
+}
+
+jit_since_warm_up() { # what the JIT compiled while the figures were measured, in ms
+  awk -v a="$jit_start" -v b="$(metric dotnet_jit_compilation_time_seconds_total)" 'BEGIN {printf "%d", (b - a) * 1000}'
 }
 
 read_one() { # args: path
@@ -216,6 +247,7 @@ select_tps=$("$PGBIN/pgbench" -S -c 32 -j 2 -T "$seconds" -n -h 127.0.0.1 -p "$L
   | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -n 1)
 echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10; pgbench -S at 32 clients: $select_tps tps)"
 reads
+echo "   JIT compilation during the measurements above: $(jit_since_warm_up) ms"
 select_tps=""
 stop_server
 verify --postgres "$pg"
@@ -241,5 +273,6 @@ for clients in 8 32; do
 done
 echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
 reads
+echo "   JIT compilation during the measurements above: $(jit_since_warm_up) ms"
 stop_server
 verify --data-dir "$work/sqlite"

@@ -1,5 +1,7 @@
 using System.Data.Common;
+using System.Diagnostics;
 using System.Threading.Channels;
+using LoyaltyLedger.Telemetry;
 using Microsoft.Data.Sqlite;
 
 namespace LoyaltyLedger.Storage;
@@ -114,6 +116,20 @@ internal sealed class SqliteGroupCommit : IAsyncDisposable
     }
 
     private async Task RunBatchAsync(IReadOnlyList<Unit> batch)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await RunTransactionAsync(batch);
+        }
+        finally
+        {
+            LedgerTelemetry.SqliteWriterBusy.Add(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            LedgerTelemetry.SqliteWriterBatch.Record(batch.Count);
+        }
+    }
+
+    private async Task RunTransactionAsync(IReadOnlyList<Unit> batch)
     {
         _connection ??= (SqliteConnection)await _database.OpenAsync(CancellationToken.None);
         await using var transaction = await _database.Dialect.BeginWriteAsync(_connection, CancellationToken.None);

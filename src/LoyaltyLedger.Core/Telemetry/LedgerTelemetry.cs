@@ -71,6 +71,19 @@ public static class LedgerTelemetry
     public static readonly Histogram<double> WebhookAttemptDuration = Meter.CreateHistogram<double>("ledger.webhook.attempt.duration", "s",
         "How long a receiver took to answer a delivery attempt.");
 
+    /// <summary>
+    /// Time the SQLite writer spent in its transactions (its statements, savepoints and commit). Its
+    /// rate is the writer's utilization: every write of a SQLite server goes through that one writer,
+    /// so a rate near 1 means the writes are at the embedded database's limit.
+    /// </summary>
+    public static readonly Counter<double> SqliteWriterBusy = Meter.CreateCounter<double>("ledger.sqlite.writer.busy", "s",
+        "Time the SQLite writer spent in its transactions; its rate is the writer's utilization (1 = saturated).");
+
+    /// <summary>Units of work (postings, sequencer runs...) committed together by one SQLite writer transaction.</summary>
+    public static readonly Histogram<int> SqliteWriterBatch = Meter.CreateHistogram<int>("ledger.sqlite.writer.batch", "{unit}",
+        "Units of work in one SQLite writer transaction (group commit).",
+        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
     private static long _webhookQueue;
 
     /// <summary>Set by the dispatcher from time to time: deliveries waiting (to be sent or retried).</summary>

@@ -118,7 +118,10 @@ public abstract class OperationsTests(DatabaseFixture db)
         const string committed = "ledger_postings_total{otel_scope_name=\"LoyaltyLedger\",kind=\"AddTransaction\",outcome=\"committed\"}";
         const string refused = "ledger_postings_total{otel_scope_name=\"LoyaltyLedger\",kind=\"Redeem\",outcome=\"refused\"}";
         const string replays = "ledger_idempotent_replays_total{otel_scope_name=\"LoyaltyLedger\",kind=\"AddTransaction\"}";
+        const string writerBusy = "ledger_sqlite_writer_busy_seconds_total{";
+        const string writerUnits = "ledger_sqlite_writer_batch_sum{";
         var before = (C: await MetricAsync(anonymous, committed), R: await MetricAsync(anonymous, refused), P: await MetricAsync(anonymous, replays));
+        var writerBefore = (Busy: await MetricAsync(anonymous, writerBusy), Units: await MetricAsync(anonymous, writerUnits));
 
         var bill = new { customerId = customer, billNumber = "M-1", amount = 10m, storeCode = shop.StoreCode };
         (await t.PostAsync("/v1/transactions", bill, "metrics-1")).Dispose();
@@ -132,6 +135,12 @@ public abstract class OperationsTests(DatabaseFixture db)
         text.ShouldContain("ledger_posting_duration_seconds_bucket{");
         text.ShouldContain("ledger_key_cache_lookups_total{");
         if (db.Provider == DatabaseProvider.Postgres) text.ShouldContain("db_client_connection");
+        else
+        {
+            // The one writer ran at least the bill and the refused redemption, and was busy doing so.
+            (await MetricAsync(anonymous, writerUnits) - writerBefore.Units).ShouldBeGreaterThanOrEqualTo(2);
+            (await MetricAsync(anonymous, writerBusy) - writerBefore.Busy).ShouldBeGreaterThan(0);
+        }
     }
 
     [Fact]
