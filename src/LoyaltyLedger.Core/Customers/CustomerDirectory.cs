@@ -172,6 +172,10 @@ public static class CustomerDirectory
 
         var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation);
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
+        // The new wallets are locked before the event is written, as every posting locks its wallets
+        // before it writes: `renumber` takes the wallets' table lock first and then the events', so a
+        // registration holding the events' while it waited for the wallets' would deadlock with it.
+        await posting.LockWalletsAsync(WalletKeys(OwnerType.Customer, customerId, programs));
         var eventId = await posting.InsertEventAsync(new NewEvent(OwnerType.Customer, customerId, customerId,
             EventNames.CustomerRegistration, SourceProgramId: defaultProgram?.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId,
             StoreCode: store?.Code, TillCode: till?.Code));
@@ -181,11 +185,15 @@ public static class CustomerDirectory
         return (customer!, eventId);
     }
 
+    /// <summary>The regular wallets an owner has in <paramref name="programs"/>: each program's points and each of its currencies.</summary>
+    private static List<WalletKey> WalletKeys(OwnerType ownerType, long ownerId, IEnumerable<LoyaltyProgram> programs) =>
+        programs.SelectMany(p => new[] { new WalletKey(ownerType, ownerId, p.ProgramId, WalletKey.PlainPoints, PointCategory.Regular) }
+            .Concat(p.Currencies.Select(c => new WalletKey(ownerType, ownerId, p.ProgramId, c.CurrencyId, PointCategory.Regular)))).ToList();
+
     /// <summary>Opening-balance lines of zero for a program's points and each of its currencies.</summary>
     public static async Task OpenWalletsAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId, IEnumerable<LoyaltyProgram> programs)
     {
-        var keys = programs.SelectMany(p => new[] { new WalletKey(ownerType, ownerId, p.ProgramId, WalletKey.PlainPoints, PointCategory.Regular) }
-            .Concat(p.Currencies.Select(c => new WalletKey(ownerType, ownerId, p.ProgramId, c.CurrencyId, PointCategory.Regular)))).ToList();
+        var keys = WalletKeys(ownerType, ownerId, programs);
         await posting.LockWalletsAsync(keys);
         foreach (var key in keys)
             await posting.OpenAsync(eventId, key);

@@ -76,11 +76,9 @@ public static class PageNumbers
                     : await c.ExecuteAsync(new CommandDefinition(text, arguments, tx, commandTimeout: 0, cancellationToken: ct));
             }
 
-            // Wallets first, exclusively: a posting locks its wallets before it writes its rows, so
-            // new postings wait at their first statement and those in flight finish before this goes
-            // on. A registration writes its event before it opens its wallets: one caught between the
-            // two deadlocks with this, PostgreSQL aborts one of them after deadlock_timeout, and
-            // either is retried (a transient error). Plain reads go on.
+            // Wallets first, exclusively: every posting (a registration too) locks its wallets before
+            // it writes its rows, so new postings wait at their first statement and those in flight
+            // finish before this goes on (RenumberLockOrderTests). Plain reads go on.
             await RunAsync("{only postgres}LOCK TABLE wallets IN EXCLUSIVE MODE{end}");
             await RunAsync("{only postgres}LOCK TABLE owner_event_counts, events, ledger_entries IN SHARE ROW EXCLUSIVE MODE{end}");
             var eventWhere = orgId is null ? "" : " WHERE org_id = @orgId";
