@@ -84,16 +84,24 @@ public static class CustomerDirectory
         int limit, DbTransaction? tx, CancellationToken ct)
     {
         var sql = $"""
-            SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id IN (
-                SELECT customer_id FROM customer_identifiers
-                WHERE org_id = @orgId AND kind = @kind AND value = @value
-                {(source == "ALL" ? "" : "AND source = @source")}
-                {(string.IsNullOrEmpty(accountId) ? "" : "AND account_id = @accountId")})
+            SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id IN ({IdentifiedSql(source, accountId)})
             ORDER BY customer_id
             LIMIT @limit
             """;
         return (await c.QueryAsync<Customer>(new CommandDefinition(sql, new { orgId, kind, value, source, accountId, limit }, tx, cancellationToken: ct))).ToList();
     }
+
+    /// <summary>
+    /// The ids of the customers an identifier names (what <see cref="FindAllAsync"/> matches), as a
+    /// subquery on the parameters <c>@orgId</c>, <c>@kind</c>, <c>@value</c>, <c>@source</c> and
+    /// <c>@accountId</c>: a read can name its customer in the same statement.
+    /// </summary>
+    public static string IdentifiedSql(string source, string? accountId) => $"""
+        SELECT customer_id FROM customer_identifiers
+        WHERE org_id = @orgId AND kind = @kind AND value = @value
+        {(source == "ALL" ? "" : "AND source = @source")}
+        {(string.IsNullOrEmpty(accountId) ? "" : "AND account_id = @accountId")}
+        """;
 
     // A settable row class: Dapper cannot infer a constructor when SQLite reports a NULL column as untyped.
     private sealed class IdentifierRow

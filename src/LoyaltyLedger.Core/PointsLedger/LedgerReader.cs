@@ -33,20 +33,33 @@ public static class LedgerReader
 
     private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
+        var programs = await ProgramCatalog.ListAsync(connection, orgId, null, database.Catalog, ct);
+        // A customer's page without a window (the default query): the customer is looked up in the
+        // page's own statement, so the read is one round trip. No row back (no such customer, an
+        // identifier two customers share, no such events, a page past the last) is asked again the
+        // long way below, which tells those apart and answers each as the spec says.
+        if (query is { Subject: LedgerSubject.Customer, IsDateBounded: false, TillId: null, ProgramId: null, Role: null })
+        {
+            var unnamed = new Subject(OwnerType.Customer.ToWire(), 0, new SubjectDetails(null, null, 0, null, ""), null);
+            var numbered = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, unnamed, programs, ct);
+            if (numbered.SeqColumn is not null
+                && await ReadByNumberAsync(connection, null, database, orgId, query, unnamed, programs, numbered, ct, nameTheCustomer: true) is { } page)
+                return page;
+        }
+
         // The subject, the catalog and the filter's tills and members are rows a page does not
         // change; they are read before the page, outside its snapshot.
         var subject = await ResolveSubjectAsync(connection, null, orgId, query, ct);
-        var programs = await ProgramCatalog.ListAsync(connection, orgId, null, database.Catalog, ct);
         var filter = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, subject, programs, ct);
         if (filter.SeqColumn is not null && !query.IsDateBounded && subject.GroupId is null)
-            return await ReadByNumberAsync(connection, null, database, orgId, query, subject, programs, filter, ct);
+            return (await ReadByNumberAsync(connection, null, database, orgId, query, subject, programs, filter, ct))!;
 
         // Count and page from one snapshot, so totalEntries and the page agree under concurrent writes
         // (and with them a window's closing balances and a group's members' names and roles).
         await using var tx = await database.Dialect.BeginReadAsync(connection, ct);
         if (filter.SeqColumn is not null)
         {
-            var numbered = await ReadByNumberAsync(connection, tx, database, orgId, query, subject, programs, filter, ct);
+            var numbered = (await ReadByNumberAsync(connection, tx, database, orgId, query, subject, programs, filter, ct))!;
             await tx.CommitAsync(ct);
             return numbered;
         }
@@ -181,6 +194,11 @@ public static class LedgerReader
     private sealed class NumberedRow : EventRow
     {
         public long? Total { get; set; }
+        public long SubjectId { get; set; }
+        public string? SubjectFirstName { get; set; }
+        public string? SubjectLastName { get; set; }
+        public string? SubjectExternalId { get; set; }
+        public string? SubjectEntityType { get; set; }
         public string? EntryType { get; set; }
         public long Points { get; set; }
         public string? Category { get; set; }
@@ -198,33 +216,66 @@ public static class LedgerReader
     /// statements of their own, so those reads pass the read transaction that keeps them in the
     /// page's snapshot.
     /// </summary>
-    private static async Task<LedgerResponse> ReadByNumberAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
-        LedgerQuery query, Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct)
+    /// <remarks>
+    /// With <paramref name="nameTheCustomer"/>, <paramref name="subject"/> is not known yet: the
+    /// statement finds the customer the query's identifier names (one, or none when two share it)
+    /// in a one-row CTE, stands it in for the owner, and returns its name with each row; the
+    /// answer is null, not an error, when no row comes back.
+    /// </remarks>
+    private static async Task<LedgerResponse?> ReadByNumberAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
+        LedgerQuery query, Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct, bool nameTheCustomer = false)
     {
         var (seq, low, high) = (filter.SeqColumn!, filter.SeqLow!, filter.SeqHigh!);
         var args = new DynamicParameters(filter.Args);
         args.Add("skip", (long)query.Page * query.Limit);
         args.Add("take", (long)query.Limit);
+        var (named0, subjectColumns, subjectFrom) = ("", "", "");
+        if (nameTheCustomer)
+        {
+            named0 = $"""
+                WITH subject AS (
+                    SELECT CASE WHEN COUNT(*) = 1 THEN MIN(customer_id) END AS id, MIN(first_name) AS first_name, MIN(last_name) AS last_name,
+                        MIN(external_id) AS external_id, MIN(entity_type) AS entity_type
+                    FROM customers WHERE org_id = @orgId AND customer_id IN ({CustomerDirectory.IdentifiedSql(query.Source, query.AccountId)}))
+                """;
+            subjectColumns = ", s.id AS subject_id, s.first_name AS subject_first_name, s.last_name AS subject_last_name, s.external_id AS subject_external_id, s.entity_type AS subject_entity_type";
+            subjectFrom = "subject s CROSS JOIN ";
+            args.RemoveUnused = true;
+            args.Add("orgId", orgId);
+            args.Add("kind", query.IdentifierName);
+            args.Add("value", query.IdentifierValue);
+            args.Add("source", query.Source);
+            args.Add("accountId", query.AccountId);
+        }
         // Counted from the end the page starts at, and kept within the query's numbers at the other.
         // The edges are read once, into t, with the total they give (0 when a window's are NULL):
         // LIMIT 1 keeps PostgreSQL from pulling b up and evaluating each edge once per reference.
         var (bounds, direction) = query.Descending
             ? ($"e.{seq} <= t.high - @skip AND e.{seq} > t.high - @skip - @take AND e.{seq} >= t.low", "DESC")
             : ($"e.{seq} >= t.low + @skip AND e.{seq} < t.low + @skip + @take AND e.{seq} <= t.high", "ASC");
-        var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(
-            $"""
-            SELECT t.total, e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
+        var sql = $"""
+            {named0}
+            SELECT t.total{subjectColumns}, e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source,
                 le.entry_type, COALESCE(le.points, 0) AS points, le.category, COALESCE(le.program_id, 0) AS program_id, COALESCE(le.currency_id, 0) AS currency_id
-            FROM (SELECT b.low, b.high, CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END AS total
+            FROM {subjectFrom}(SELECT b.low, b.high, CASE WHEN b.high >= b.low THEN b.high - b.low + 1 ELSE 0 END AS total
                   FROM (SELECT {low} AS low, {high} AS high LIMIT 1) b) t
             JOIN events e ON e.org_id = @org AND {filter.Events} AND {bounds}
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
-            """, args, tx, cancellationToken: ct))).ToList();
+            """;
+        // The customer found stands in for the owner everywhere the filter names it.
+        if (nameTheCustomer) sql = sql.Replace("@ownerId", "(SELECT id FROM subject)", StringComparison.Ordinal);
+        var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).ToList();
         // No row: the owner has no such event, or the page is past the last.
-        if (rows.Count == 0) throw PointsLedgerException.NoEntries();
+        if (rows.Count == 0) return nameTheCustomer ? null : throw PointsLedgerException.NoEntries();
+        if (nameTheCustomer)
+        {
+            var first = rows[0];
+            subject = new Subject(OwnerType.Customer.ToWire(), first.SubjectId,
+                new SubjectDetails(first.SubjectFirstName, first.SubjectLastName, first.SubjectId, first.SubjectExternalId, first.SubjectEntityType ?? ""), null);
+        }
 
         var total = rows[0].Total ?? 0;
         var ids = rows.Select(r => r.EventId).Distinct().ToList();

@@ -48,12 +48,54 @@ public static class VaultReads
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
+        VaultTransactions.RequireAccountNumber(accountNumber);
+        var paged = query.Limit is not null || query.Offset is not null;
+        var known = await ProgramCatalog.FindAsync(c, orgId, programId, null, catalog, ct);
+        if (paged && known is not null)
+        {
+            // A page by number names the account and its wallet in the same statement: one round trip.
+            // An empty answer (no such account, no points wallet, past the last page) is asked again
+            // the long way, which tells those apart and answers each as it should.
+            var rows = await QueryPageAsync(c, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
+            if (rows.Count > 0) return await MovementsAsync(c, orgId, rows, known, stores, ct);
+        }
         var (account, walletId) = await VaultTransactions.RequireAccountAndWalletAsync(c, orgId, accountNumber, programId, ct);
-        var program = await ProgramCatalog.FindAsync(c, orgId, programId, null, catalog, ct) ?? throw LedgerException.NotFound("program", programId);
+        var program = known ?? throw LedgerException.NotFound("program", programId);
+        var found = await QueryPageAsync(c, orgId, accountNumber, programId, query, byNumber: paged && walletId is not null, account, walletId, ct);
+        return await MovementsAsync(c, orgId, found, program, stores, ct);
+    }
+
+    private static async Task<IReadOnlyList<VaultMovement>> MovementsAsync(DbConnection c, long orgId, IReadOnlyList<MovementRow> rows, LoyaltyProgram program,
+        IStoreCache? stores, CancellationToken ct)
+    {
+        var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
+            rows.Select(r => r.TillId).OfType<long>(), stores, null, ct);
+        foreach (var row in rows)
+        {
+            row.StoreCode = row.StoreId is { } storeId && storesById.TryGetValue(storeId, out var store) ? store.Code : null;
+            row.TillCode = row.TillId is { } tillId && tillsById.TryGetValue(tillId, out var till) ? till.Code : null;
+        }
+        return rows.Select(r => ToMovement(r, program)).ToList();
+    }
+
+    /// <summary>
+    /// The page's rows. Given the account and its wallet, by their ids; without them (<paramref name="account"/>
+    /// null), by the account's number, looked up in the same statement (a one-row CTE).
+    /// </summary>
+    private static async Task<IReadOnlyList<MovementRow>> QueryPageAsync(DbConnection c, long orgId, string accountNumber, long programId,
+        HistoryQuery query, bool byNumber, VaultAccountRef? account, long? walletId, CancellationToken ct)
+    {
+        var paged = query.Limit is not null || query.Offset is not null;
+        var (walletRef, customerRef) = account is null ? ("(SELECT wallet_id FROM acct)", "(SELECT customer_id FROM acct)") : ("@walletId", "@customerId");
+        var acct = account is not null ? "" : """
+            acct AS (SELECT a.customer_id, w.wallet_id FROM loyalty_accounts a
+                JOIN wallets w ON w.org_id = a.org_id AND w.owner_type = 'CUSTOMER' AND w.owner_id = a.customer_id
+                    AND w.program_id = @programId AND w.currency_id = 0 AND w.category = 'REGULAR'
+                WHERE a.org_id = @orgId AND a.account_number = @accountNumber),
+            """;
 
         string Window(string alias) =>
             (query.From is null ? "" : $" AND {alias}.created_at >= @from") + (query.To is null ? "" : $" AND {alias}.created_at < @to");
-        var paged = query.Limit is not null || query.Offset is not null;
         var page = paged ? " LIMIT @limit OFFSET @offset" : "";
         // Each branch keeps only its first offset + limit rows in the page's order before the joins:
         // the page of the union lies within them, and a page near the start of a long history then
@@ -70,25 +112,24 @@ public static class VaultReads
         // costs what the first does. Without a window the range starts at 1; a window's movements
         // are the numbers from its first movement's to its last's, each found by a seek to the
         // window's edge on the two time indexes and the numbers of the movements at that instant.
-        var byNumber = paged && walletId is not null;
         // The instant of the window's first (last) movement: one seek of each time index.
         string EdgeTime(string bound, string pick, string direction) => $"""
             (SELECT {pick}(m.at) FROM (
                 SELECT (SELECT created_at FROM ledger_entries
-                        WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE' AND {bound}
+                        WHERE org_id = @orgId AND wallet_id = {walletRef} AND entry_type <> 'OPENING_BALANCE' AND {bound}
                         ORDER BY created_at {direction} LIMIT 1) AS at
                 UNION ALL
                 SELECT (SELECT created_at FROM events
-                        WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND event_name = '{VaultEventNames.VoucherRedemption}'
+                        WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = {customerRef} AND event_name = '{VaultEventNames.VoucherRedemption}'
                             AND source_program_id = @programId AND {bound}
                         ORDER BY created_at {direction} LIMIT 1)) m)
             """;
         // The first (last) number among the movements at that instant.
         string EdgeNumber(string at, string pick) => $"""
             (SELECT {pick}(n.history_seq) FROM (
-                SELECT history_seq FROM ledger_entries WHERE org_id = @orgId AND wallet_id = @walletId AND history_seq IS NOT NULL AND created_at = {at}
+                SELECT history_seq FROM ledger_entries WHERE org_id = @orgId AND wallet_id = {walletRef} AND history_seq IS NOT NULL AND created_at = {at}
                 UNION ALL
-                SELECT history_seq FROM events WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
+                SELECT history_seq FROM events WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = {customerRef} AND source_program_id = @programId
                     AND event_name = '{VaultEventNames.VoucherRedemption}' AND history_seq IS NOT NULL AND created_at = {at}) n)
             """;
         var windowed = query.From is not null || query.To is not null;
@@ -104,26 +145,26 @@ public static class VaultReads
         var pageSql = byNumber
             ? $"""
                 SELECT created_at, event_id, entry_id FROM ledger_entries{from}
-                WHERE org_id = @orgId AND wallet_id = @walletId AND {range}
+                WHERE org_id = @orgId AND wallet_id = {walletRef} AND {range}
                 UNION ALL
                 SELECT created_at, event_id, CAST(NULL AS bigint) FROM events{from}
-                WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND source_program_id = @programId
+                WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = {customerRef} AND source_program_id = @programId
                   AND {range}
                 """
             : $"""
                 SELECT created_at, event_id, entry_id FROM (
                     SELECT created_at, event_id, entry_id FROM ledger_entries
-                    WHERE org_id = @orgId AND wallet_id = @walletId AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
+                    WHERE org_id = @orgId AND wallet_id = {walletRef} AND entry_type <> 'OPENING_BALANCE'{Window("ledger_entries")}{top}) le
                 UNION ALL
                 SELECT created_at, event_id, CAST(NULL AS bigint) FROM (
                     SELECT created_at, event_id FROM events
-                    WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId
+                    WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = {customerRef}
                       AND event_name = '{VaultEventNames.VoucherRedemption}' AND source_program_id = @programId{Window("events")}{topEvents}) v
                 ORDER BY created_at, event_id, entry_id
                 {page}
                 """;
         var sql = $"""
-            WITH {(byNumber ? bounds : "")}page AS (
+            WITH {acct}{(byNumber ? bounds : "")}page AS (
                 {pageSql}
             )
             SELECT p.event_id AS EventId, e.event_name AS EventName, p.created_at AS CreatedAt, e.details AS Details, e.reason AS Reason,
@@ -139,21 +180,13 @@ public static class VaultReads
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
-        var rows = await c.QueryAsync<MovementRow>(new CommandDefinition(sql, new
+        return (await c.QueryAsync<MovementRow>(new CommandDefinition(sql, new
         {
-            walletId = walletId ?? -1, orgId, customerId = account.CustomerId, programId,
+            walletId = walletId ?? -1, orgId, customerId = account?.CustomerId ?? -1, programId, accountNumber,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
-        }, cancellationToken: ct));
-        var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
-            rows.Select(r => r.TillId).OfType<long>(), stores, null, ct);
-        foreach (var row in rows)
-        {
-            row.StoreCode = row.StoreId is { } storeId && storesById.TryGetValue(storeId, out var store) ? store.Code : null;
-            row.TillCode = row.TillId is { } tillId && tillsById.TryGetValue(tillId, out var till) ? till.Code : null;
-        }
-        return rows.Select(r => ToMovement(r, program)).ToList();
+        }, cancellationToken: ct))).AsList();
     }
 
     private static VaultMovement ToMovement(MovementRow r, LoyaltyProgram program)

@@ -61,7 +61,7 @@ public static class VaultTransactions
         return row is { } r ? (new VaultAccountRef(accountNumber, r.CustomerId, r.Status), r.WalletId) : throw NoSuchAccount(accountNumber);
     }
 
-    private static void RequireAccountNumber(string accountNumber)
+    internal static void RequireAccountNumber(string accountNumber)
     {
         // Account numbers are issued without control characters; such a path names no account (and
         // PostgreSQL would refuse a NUL in a parameter with an error rather than an empty result).
