@@ -175,6 +175,10 @@ warm_up() {
     before=$(metric dotnet_jit_compilation_time_seconds_total)
     dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 32 --seconds 3 \
       --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+    if [ "$tiers" = 1 ]; then
+      dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 32 --seconds 2 \
+        --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
+    fi
     for path in $(read_paths); do
       dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests 1500 --path "$path" >/dev/null 2>&1 || true
     done
