@@ -145,7 +145,7 @@ cpu_of() { echo "$1" | sed -nE 's/.* server_cpu_ms_per_request=([0-9.]+).*/\1/p'
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 metric() { # a counter's value from the server's /metrics (0 when it has none)
-  curl -s "$url/metrics" | awk -v name="$1" '$1 ~ "^" name "({|$)" {v = $2} END {print v + 0}'
+  { curl -s "$url/metrics" || true; } | awk -v name="$1" '$1 ~ "^" name "([{]|$)" {v = $2} END {print v + 0}'
 }
 
 read_paths() { # every read measured below, as paths
@@ -179,9 +179,9 @@ warm_up() {
       dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 32 --seconds 2 \
         --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
     fi
-    for path in $(read_paths); do
-      dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests 1500 --path "$path" >/dev/null 2>&1 || true
-    done
+    while read -r path; do
+      dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests 1500 --path "$path" </dev/null >/dev/null 2>&1 || true
+    done < <(read_paths)
     jit=$(awk -v a="$before" -v b="$(metric dotnet_jit_compilation_time_seconds_total)" 'BEGIN {printf "%d", (b - a) * 1000}')
     [ "$jit" -lt 50 ] && break
   done

@@ -38,12 +38,17 @@ public static class LedgerReader
         // page's own statement, so the read is one round trip. No row back (no such customer, an
         // identifier two customers share, no such events, a page past the last) is asked again the
         // long way below, which tells those apart and answers each as the spec says.
-        if (query is { Subject: LedgerSubject.Customer, IsDateBounded: false, TillId: null, ProgramId: null, Role: null })
+        // Only the queries that page by number qualify (points only or currencies only, no condition
+        // on lines, no till, program or role), and building their filter can refuse nothing, so no
+        // answer's error changes order: the customer is still the first thing found wrong.
+        if (query is { Subject: LedgerSubject.Customer, IsDateBounded: false, TillId: null, ProgramId: null, Role: null, Category: null, EntryType: null,
+                Currencies: CurrencyScope.PointsOnly or CurrencyScope.CurrenciesOnly })
         {
-            var unnamed = new Subject(OwnerType.Customer.ToWire(), 0, new SubjectDetails(null, null, 0, null, ""), null);
-            var numbered = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, unnamed, programs, ct);
-            if (numbered.SeqColumn is not null
-                && await ReadByNumberAsync(connection, null, database, orgId, query, unnamed, programs, numbered, ct, nameTheCustomer: true) is { } page)
+            var unresolved = new Subject(OwnerType.Customer.ToWire(), 0, new SubjectDetails(null, null, 0, null, ""), null);
+            var byNumber = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, unresolved, programs, ct,
+                owner: "(SELECT id FROM subject)");
+            if (byNumber.SeqColumn is not null
+                && await ReadByNumberAsync(connection, null, database, orgId, query, unresolved, programs, byNumber, ct, nameTheCustomer: true) is { } page)
                 return page;
         }
 
@@ -229,10 +234,10 @@ public static class LedgerReader
         var args = new DynamicParameters(filter.Args);
         args.Add("skip", (long)query.Page * query.Limit);
         args.Add("take", (long)query.Limit);
-        var (named0, subjectColumns, subjectFrom) = ("", "", "");
+        var (subjectCte, subjectColumns, subjectFrom) = ("", "", "");
         if (nameTheCustomer)
         {
-            named0 = $"""
+            subjectCte = $"""
                 WITH subject AS (
                     SELECT CASE WHEN COUNT(*) = 1 THEN MIN(customer_id) END AS id, MIN(first_name) AS first_name, MIN(last_name) AS last_name,
                         MIN(external_id) AS external_id, MIN(entity_type) AS entity_type
@@ -240,7 +245,6 @@ public static class LedgerReader
                 """;
             subjectColumns = ", s.id AS subject_id, s.first_name AS subject_first_name, s.last_name AS subject_last_name, s.external_id AS subject_external_id, s.entity_type AS subject_entity_type";
             subjectFrom = "subject s CROSS JOIN ";
-            args.RemoveUnused = true;
             args.Add("orgId", orgId);
             args.Add("kind", query.IdentifierName);
             args.Add("value", query.IdentifierValue);
@@ -254,7 +258,7 @@ public static class LedgerReader
             ? ($"e.{seq} <= t.high - @skip AND e.{seq} > t.high - @skip - @take AND e.{seq} >= t.low", "DESC")
             : ($"e.{seq} >= t.low + @skip AND e.{seq} < t.low + @skip + @take AND e.{seq} <= t.high", "ASC");
         var sql = $"""
-            {named0}
+            {subjectCte}
             SELECT t.total{subjectColumns}, e.event_id, e.event_name, e.customer_id, e.created_at, e.details, e.reason, e.source_program_id, e.store_id, e.till_id,
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source,
                 le.entry_type, COALESCE(le.points, 0) AS points, le.category, COALESCE(le.program_id, 0) AS program_id, COALESCE(le.currency_id, 0) AS currency_id
@@ -265,8 +269,6 @@ public static class LedgerReader
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
             """;
-        // The customer found stands in for the owner everywhere the filter names it.
-        if (nameTheCustomer) sql = sql.Replace("@ownerId", "(SELECT id FROM subject)", StringComparison.Ordinal);
         var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).ToList();
         // No row: the owner has no such event, or the page is past the last.
         if (rows.Count == 0) return nameTheCustomer ? null : throw PointsLedgerException.NoEntries();
@@ -472,14 +474,16 @@ public static class LedgerReader
     private sealed record Filter(string Events, string Entries, string Wallet, DynamicParameters Args, string? CountColumn,
         string? SeqColumn = null, string? SeqLow = null, string? SeqHigh = null);
 
+    // owner: the owner's id in the SQL, the parameter or what stands in for it (the id of the
+    // statement's own subject CTE, when the customer is looked up in the page's statement).
     private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction? tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
-        IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
+        IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct, string owner = "@ownerId")
     {
         var args = new DynamicParameters();
         args.Add("org", orgId);
         args.Add("ownerType", subject.OwnerType);
         args.Add("ownerId", subject.OwnerId);
-        var events = new StringBuilder("e.owner_type = @ownerType AND e.owner_id = @ownerId");
+        var events = new StringBuilder($"e.owner_type = @ownerType AND e.owner_id = {owner}");
         var entries = new StringBuilder();
         var wallet = new StringBuilder();
         // Set by any condition on events beyond the owner, the scope and the date window: the counts
@@ -599,7 +603,7 @@ public static class LedgerReader
                 // The numbers follow (time, event id) order, so the window's events are the numbers
                 // from its first event's to its last's: two seeks, however many events it holds.
                 string Edge(string bound, string direction) =>
-                    $"(SELECT x.{seqColumn} FROM events x WHERE x.org_id = @org AND x.owner_type = @ownerType AND x.owner_id = @ownerId AND {bound} " +
+                    $"(SELECT x.{seqColumn} FROM events x WHERE x.org_id = @org AND x.owner_type = @ownerType AND x.owner_id = {owner} AND {bound} " +
                     $"AND (x.line_kinds & {scopeKind}) <> 0 ORDER BY x.created_at {direction}, x.event_id {direction} LIMIT 1)";
                 seqLow = Edge("x.created_at >= @fromMs", "ASC");
                 seqHigh = Edge("x.created_at <= @toMs", "DESC");
@@ -608,7 +612,7 @@ public static class LedgerReader
             {
                 var counted = scopeKind == EventLineKinds.Points ? "points_events" : "currency_events";
                 seqLow = "1";
-                seqHigh = $"(SELECT c.{counted} FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId)";
+                seqHigh = $"(SELECT c.{counted} FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = {owner})";
             }
         }
         else if (!narrowed && !query.IsDateBounded && entries.Length == 0) countColumn = "events";

@@ -72,16 +72,20 @@ public static class LedgerTelemetry
         "How long a receiver took to answer a delivery attempt.");
 
     /// <summary>
-    /// Time the SQLite writer spent in its transactions (its statements, savepoints and commit). Its
-    /// rate is the writer's utilization: every write of a SQLite server goes through that one writer,
-    /// so a rate near 1 means the writes are at the embedded database's limit.
+    /// Time the SQLite writer spent in its transactions (its statements, savepoints and commit, and a
+    /// wait for the file's lock while another process, such as a CLI command, writes). Its rate is
+    /// the writer's utilization: every write of a SQLite server goes through that one writer, so a
+    /// rate near 1 means the writes are at the embedded database's limit.
     /// </summary>
     public static readonly Counter<double> SqliteWriterBusy = Meter.CreateCounter<double>("ledger.sqlite.writer.busy", "s",
         "Time the SQLite writer spent in its transactions; its rate is the writer's utilization (1 = saturated).");
 
-    /// <summary>Units of work (postings, sequencer runs...) committed together by one SQLite writer transaction.</summary>
+    /// <summary>
+    /// Units of work (postings, sequencer runs...) one SQLite writer transaction took: those refused
+    /// in it count too, and a batch whose commit failed counts again for each unit retried alone.
+    /// </summary>
     public static readonly Histogram<int> SqliteWriterBatch = Meter.CreateHistogram<int>("ledger.sqlite.writer.batch", "{unit}",
-        "Units of work in one SQLite writer transaction (group commit).",
+        "Units of work one SQLite writer transaction took (group commit), refused ones included.",
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
     private static long _webhookQueue;

@@ -163,6 +163,17 @@ public abstract class LedgerErrorTests(DatabaseFixture db)
             .ShouldStartWith("Invalid alternateCurrencyNames passed in request");
     }
 
+    [Fact]
+    public async Task the_customer_is_checked_before_the_currency_names_so_an_unknown_customer_with_an_unknown_name_is_11012()
+    {
+        // A customer's page is read with the customer looked up in the page's own statement; the
+        // filter built before it must not answer first for a request that names nobody.
+        var (t, customer) = await CustomerAsync();
+        await t.LedgerFailsAsync(LedgerApi.Customer(999999, "&alternateCurrencyNames=Pebbles"), 404, 11012);
+        await t.LedgerFailsAsync("identifierName=email&identifierValue=nobody@example.com&source=INSTORE&alternateCurrencyNames=Pebbles", 404, 11012);
+        await t.LedgerFailsAsync(LedgerApi.Customer(customer, "&alternateCurrencyNames=Pebbles"), 400, 9005);
+    }
+
     [Theory]
     [InlineData("&includeTillConceptEvents=true")]
     [InlineData("&acountId=a&accountId=b")]
