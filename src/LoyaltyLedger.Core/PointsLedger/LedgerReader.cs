@@ -269,7 +269,7 @@ public static class LedgerReader
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
             """;
-        var rows = (await c.QueryAsync<NumberedRow>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).ToList();
+        var rows = await KeptReads.QueryAsync<NumberedRow>(c, sql, args, tx, ct);
         // No row: the owner has no such event, or the page is past the last.
         if (rows.Count == 0) return nameTheCustomer ? null : throw PointsLedgerException.NoEntries();
         if (nameTheCustomer)

@@ -199,11 +199,40 @@ public sealed class LedgerDatabase : IAsyncDisposable
     }
 
     /// <summary>Runs <paramref name="work"/> on a connection to the primary.</summary>
+    /// <remarks>
+    /// On SQLite the connection is one the process keeps open between reads (at most
+    /// <see cref="MaxKeptReaders"/>), so the statements a read compiled are there for the next read
+    /// on it (<see cref="KeptReads"/>): Microsoft.Data.Sqlite compiles every new command again, and
+    /// for a page of either read API compiling cost more than running it. A connection left inside
+    /// a transaction (a read that failed half way) is closed rather than kept.
+    /// </remarks>
     public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken ct)
     {
-        await using var connection = await OpenAsync(ct);
-        return await work(connection);
+        if (_postgres is not null)
+        {
+            await using var connection = await OpenAsync(ct);
+            return await work(connection);
+        }
+        var reader = _readers.TryTake(out var kept) ? kept : (SqliteConnection)await OpenAsync(ct);
+        var keep = false;
+        try
+        {
+            var result = await work(reader);
+            keep = reader.State == System.Data.ConnectionState.Open && SQLitePCL.raw.sqlite3_get_autocommit(reader.Handle) != 0;
+            return result;
+        }
+        finally
+        {
+            if (keep && !_closed && _readers.Count < MaxKeptReaders) _readers.Add(reader);
+            else await reader.DisposeAsync();
+        }
     }
+
+    /// <summary>The most SQLite reader connections kept open between reads; more concurrent reads open and close their own.</summary>
+    private const int MaxKeptReaders = 16;
+
+    private readonly System.Collections.Concurrent.ConcurrentBag<SqliteConnection> _readers = [];
+    private volatile bool _closed;
 
     /// <summary>
     /// Runs <paramref name="work"/> on a connection that <paramref name="consistency"/> allows: a read
@@ -262,6 +291,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _closed = true;
+        while (_readers.TryTake(out var reader)) await reader.DisposeAsync();
         if (_replicas is not null) await _replicas.DisposeAsync();
         if (_postgres is not null) await _postgres.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();

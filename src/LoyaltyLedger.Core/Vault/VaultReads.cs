@@ -3,6 +3,7 @@ using System.Text.Json;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Vault;
@@ -180,13 +181,13 @@ public static class VaultReads
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
-        return (await c.QueryAsync<MovementRow>(new CommandDefinition(sql, new
+        return await KeptReads.QueryAsync<MovementRow>(c, sql, new
         {
             walletId = walletId ?? -1, orgId, customerId = account?.CustomerId ?? -1, programId, accountNumber,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
-        }, cancellationToken: ct))).AsList();
+        }, null, ct);
     }
 
     private static VaultMovement ToMovement(MovementRow r, LoyaltyProgram program)

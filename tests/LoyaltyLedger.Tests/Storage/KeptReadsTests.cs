@@ -1,0 +1,71 @@
+using Dapper;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Storage;
+
+/// <summary>
+/// Reads on connections the process keeps (SQLite keeps its reader connections open between reads,
+/// with the statements they compiled; PostgreSQL's pool and Npgsql's prepared statements do the
+/// same there): a read never sees an earlier read's snapshot, and a kept statement run again with
+/// other values answers for those values.
+/// </summary>
+public abstract class KeptReadsTests(DatabaseFixture db)
+{
+    private static long NewScope() => -Random.Shared.NextInt64(1, long.MaxValue / 2);
+
+    private static Task InsertAsync(LedgerDatabase database, long scope, string name) =>
+        database.WriteAsync((c, tx) => c.ExecuteAsync("INSERT INTO id_counters (org_id, name, last_value) VALUES (@scope, @name, 1)", new { scope, name }, tx),
+            CancellationToken.None);
+
+    private static Task<long> CountAsync(LedgerDatabase database, long scope) =>
+        database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope }), CancellationToken.None);
+
+    [Fact]
+    public async Task a_read_that_leaves_a_transaction_open_does_not_pass_its_snapshot_to_the_next_read()
+    {
+        // A handle of its own, so its kept connections are only this test's.
+        await using var database = db.OpenSecondInstance();
+        var scope = NewScope();
+        await InsertAsync(database, scope, "a");
+
+        var seen = await database.ReadAsync(async c =>
+        {
+            var open = await c.BeginTransactionAsync();
+            return await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope }, open);
+        }, CancellationToken.None);
+        seen.ShouldBe(1);
+        await InsertAsync(database, scope, "b");
+
+        for (var i = 0; i < 20; i++) (await CountAsync(database, scope)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task a_kept_statement_run_again_answers_for_its_new_values_and_a_list_argument_is_expanded()
+    {
+        await using var database = db.OpenSecondInstance();
+        var (first, second) = (NewScope(), NewScope());
+        await InsertAsync(database, first, "a");
+        await InsertAsync(database, first, "b");
+        await InsertAsync(database, second, "c");
+        const string sql = "SELECT name FROM id_counters WHERE org_id = @scope ORDER BY name";
+
+        for (var i = 0; i < 3; i++)
+        {
+            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, sql, new { scope = first }, null, CancellationToken.None), CancellationToken.None))
+                .ShouldBe(["a", "b"]);
+            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, sql, new { scope = second }, null, CancellationToken.None), CancellationToken.None))
+                .ShouldBe(["c"]);
+        }
+        var names = new DynamicParameters();
+        names.Add("scope", first);
+        names.Add("names", new[] { "b", "z" });
+        (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c,
+                $"SELECT name FROM id_counters WHERE org_id = @scope AND {database.Dialect.In("name", "names")} ORDER BY name", names, null, CancellationToken.None),
+            CancellationToken.None)).ShouldBe(["b"]);
+    }
+}
+
+public sealed class KeptReadsTestsOnSqlite(SqliteDatabase db) : KeptReadsTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class KeptReadsTestsOnPostgres(PostgresDatabase db) : KeptReadsTests(db), IClassFixture<PostgresDatabase>;
