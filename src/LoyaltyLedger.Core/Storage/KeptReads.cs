@@ -1,4 +1,5 @@
 using System.Collections;
+using System.Globalization;
 using System.Data.Common;
 using Dapper;
 using Microsoft.Data.Sqlite;
@@ -20,43 +21,70 @@ namespace LoyaltyLedger.Storage;
 /// </remarks>
 public static class KeptReads
 {
-    public static async Task<List<T>> QueryAsync<T>(DbConnection c, string sql, object args, DbTransaction? tx, CancellationToken ct)
+    public static async Task<List<T>> QueryAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
         if (c is not SqliteConnection || Values(args) is not { } values)
             return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
         var command = PreparedCommands.Of(c).Rent(sql);
         command.Transaction = tx;
-        command.Parameters.Clear();
-        foreach (var (name, value) in values)
+        try
         {
-            // Only the names the text uses (a name that only begins another is bound too, and unused).
-            if (!sql.Contains("@" + name, StringComparison.Ordinal)) continue;
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = "@" + name;
-            parameter.Value = value ?? DBNull.Value;
-            command.Parameters.Add(parameter);
+            foreach (var (name, value) in values)
+            {
+                // Only the names the text uses (a name that only begins another is bound too, and unused).
+                if (!sql.Contains("@" + name, StringComparison.Ordinal)) continue;
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = "@" + name;
+                parameter.Value = value ?? DBNull.Value;
+                command.Parameters.Add(parameter);
+            }
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            var rows = new List<T>();
+            // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
+            // plain value is converted as Dapper converts it (SQLite's integers are 64-bit).
+            var parse = reader.GetRowParser<object>(typeof(T));
+            var plain = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
+            while (await reader.ReadAsync(ct))
+            {
+                var row = parse(reader);
+                rows.Add(row is T typed ? typed : (T)Convert.ChangeType(row, plain, CultureInfo.InvariantCulture)!);
+            }
+            return rows;
         }
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        var rows = new List<T>();
-        // Typed as object: Dapper's parser for a plain value (a string) is built for object.
-        var parse = reader.GetRowParser<object>(typeof(T));
-        while (await reader.ReadAsync(ct)) rows.Add((T)parse(reader));
-        return rows;
+        finally
+        {
+            // A kept command must not hold this read's values (a customer's email, an account number).
+            command.Parameters.Clear();
+            command.Transaction = null;
+        }
     }
 
-    /// <summary>The arguments as names and plain values; null when one is a list.</summary>
-    private static List<(string Name, object? Value)>? Values(object args)
+    /// <summary>
+    /// The arguments as names and plain values: Dapper's <see cref="DynamicParameters"/> built with
+    /// <c>Add</c>, an object's properties, or names and values; null (Dapper then binds them) for
+    /// a list, or for a <see cref="DynamicParameters"/> built from a template object, whose names it
+    /// does not list.
+    /// </summary>
+    private static List<(string Name, object? Value)>? Values(object? args)
     {
         var values = new List<(string, object?)>();
-        if (args is SqlMapper.IParameterLookup lookup && args is DynamicParameters dynamic)
+        switch (args)
         {
-            foreach (var name in dynamic.ParameterNames) values.Add((name, lookup[name]));
+            case null:
+                return values;
+            case DynamicParameters dynamic:
+                var lookup = (SqlMapper.IParameterLookup)dynamic;
+                foreach (var name in dynamic.ParameterNames) values.Add((name, lookup[name]));
+                if (values.Count == 0) return null;
+                break;
+            case IEnumerable<KeyValuePair<string, object?>> named:
+                foreach (var (name, value) in named) values.Add((name, value));
+                break;
+            default:
+                foreach (var property in args.GetType().GetProperties().Where(p => p.GetIndexParameters().Length == 0))
+                    values.Add((property.Name, property.GetValue(args)));
+                break;
         }
-        else
-        {
-            foreach (var property in args.GetType().GetProperties())
-                values.Add((property.Name, property.GetValue(args)));
-        }
-        return values.Any(v => v.Item2 is IEnumerable and not string) ? null : values;
+        return values.Any(v => v.Item2 is IEnumerable and not string and not byte[]) ? null : values;
     }
 }

@@ -213,18 +213,70 @@ public sealed class LedgerDatabase : IAsyncDisposable
             await using var connection = await OpenAsync(ct);
             return await work(connection);
         }
-        var reader = _readers.TryTake(out var kept) ? kept : (SqliteConnection)await OpenAsync(ct);
-        var keep = false;
+        SqliteConnection reader;
+        if (_readers.TryTake(out var kept))
+        {
+            Interlocked.Decrement(ref _keptReaders);
+            reader = kept;
+        }
+        else
+        {
+            reader = (SqliteConnection)await OpenAsync(ct);
+            // Tracks the connection's statements, so that IsIdle can ask whether one is still running.
+            reader.Handle!.enable_sqlite3_next_stmt(true);
+        }
         try
         {
-            var result = await work(reader);
-            keep = reader.State == System.Data.ConnectionState.Open && SQLitePCL.raw.sqlite3_get_autocommit(reader.Handle) != 0;
-            return result;
+            return await work(reader);
         }
         finally
         {
-            if (keep && !_closed && _readers.Count < MaxKeptReaders) _readers.Add(reader);
-            else await reader.DisposeAsync();
+            // Kept only when nothing of this read is left on it (an answered refusal leaves nothing
+            // either, so it keeps its statements too); else the next read would start from this
+            // one's snapshot.
+            var keep = !_closed && IsIdle(reader);
+            if (keep && Interlocked.Increment(ref _keptReaders) > MaxKeptReaders)
+            {
+                Interlocked.Decrement(ref _keptReaders);
+                keep = false;
+            }
+            if (keep)
+            {
+                _readers.Add(reader);
+                // Disposed meanwhile: the drain may have run before the Add.
+                if (_closed) await DrainReadersAsync();
+            }
+            else
+            {
+                await reader.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Open, outside any transaction, and no statement of it still running (an open data reader holds a snapshot).</summary>
+    private static bool IsIdle(SqliteConnection connection)
+    {
+        if (connection.State != System.Data.ConnectionState.Open || connection.Handle is not { } handle) return false;
+        if (SQLitePCL.raw.sqlite3_get_autocommit(handle) == 0) return false;
+        try
+        {
+            for (var statement = SQLitePCL.raw.sqlite3_next_stmt(handle, null); statement is not null; statement = SQLitePCL.raw.sqlite3_next_stmt(handle, statement))
+                if (SQLitePCL.raw.sqlite3_stmt_busy(statement) != 0) return false;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A statement the tracking does not know (prepared before it was on): not known idle.
+            return false;
+        }
+        return true;
+    }
+
+    private async Task DrainReadersAsync()
+    {
+        while (_readers.TryTake(out var reader))
+        {
+            Interlocked.Decrement(ref _keptReaders);
+            await reader.DisposeAsync();
         }
     }
 
@@ -232,6 +284,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private const int MaxKeptReaders = 16;
 
     private readonly System.Collections.Concurrent.ConcurrentBag<SqliteConnection> _readers = [];
+    private int _keptReaders;
     private volatile bool _closed;
 
     /// <summary>
@@ -292,7 +345,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _closed = true;
-        while (_readers.TryTake(out var reader)) await reader.DisposeAsync();
+        await DrainReadersAsync();
         if (_replicas is not null) await _replicas.DisposeAsync();
         if (_postgres is not null) await _postgres.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();

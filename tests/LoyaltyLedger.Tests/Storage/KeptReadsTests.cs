@@ -41,6 +41,32 @@ public abstract class KeptReadsTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_read_that_leaves_a_data_reader_open_does_not_pass_its_snapshot_to_the_next_read()
+    {
+        await using var database = db.OpenSecondInstance();
+        var scope = NewScope();
+        await InsertAsync(database, scope, "a");
+        await InsertAsync(database, scope, "b");
+
+        var first = await database.ReadAsync(async c =>
+        {
+            var command = c.CreateCommand();
+            command.CommandText = "SELECT name FROM id_counters WHERE org_id = @scope ORDER BY name";
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = "@scope";
+            parameter.Value = scope;
+            command.Parameters.Add(parameter);
+            var reader = await command.ExecuteReaderAsync();
+            await reader.ReadAsync();
+            return reader.GetString(0);
+        }, CancellationToken.None);
+        first.ShouldBe("a");
+        await InsertAsync(database, scope, "c");
+
+        for (var i = 0; i < 20; i++) (await CountAsync(database, scope)).ShouldBe(3);
+    }
+
+    [Fact]
     public async Task a_kept_statement_run_again_answers_for_its_new_values_and_a_list_argument_is_expanded()
     {
         await using var database = db.OpenSecondInstance();
@@ -57,6 +83,9 @@ public abstract class KeptReadsTests(DatabaseFixture db)
             (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, sql, new { scope = second }, null, CancellationToken.None), CancellationToken.None))
                 .ShouldBe(["c"]);
         }
+        // A plain value is converted as Dapper converts it (a count is a 64-bit integer on SQLite).
+        (await database.ReadAsync(c => KeptReads.QueryAsync<int>(c, "SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope = first }, null,
+            CancellationToken.None), CancellationToken.None)).ShouldBe([2]);
         var names = new DynamicParameters();
         names.Add("scope", first);
         names.Add("names", new[] { "b", "z" });
