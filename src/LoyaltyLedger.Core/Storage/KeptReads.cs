@@ -1,6 +1,6 @@
 using System.Collections;
-using System.Globalization;
 using System.Data.Common;
+using System.Globalization;
 using Dapper;
 using Microsoft.Data.Sqlite;
 
@@ -23,21 +23,15 @@ public static class KeptReads
 {
     public static async Task<List<T>> QueryAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
-        if (c is not SqliteConnection || Values(args) is not { } values)
+        var values = StatementBatch.ArgumentsOf(args);
+        if (c is not SqliteConnection || !AsTheyAre(args, values))
             return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
         var command = PreparedCommands.Of(c).Rent(sql);
         command.Transaction = tx;
         try
         {
-            foreach (var (name, value) in values)
-            {
-                // Only the names the text uses (a name that only begins another is bound too, and unused).
-                if (!sql.Contains("@" + name, StringComparison.Ordinal)) continue;
-                var parameter = command.CreateParameter();
-                parameter.ParameterName = "@" + name;
-                parameter.Value = value ?? DBNull.Value;
-                command.Parameters.Add(parameter);
-            }
+            // A name the text does not use is bound too, and SQLite passes over it.
+            StatementBatch.Bind(values, command.CreateParameter, command.Parameters);
             await using var reader = await command.ExecuteReaderAsync(ct);
             var rows = new List<T>();
             // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
@@ -60,31 +54,10 @@ public static class KeptReads
     }
 
     /// <summary>
-    /// The arguments as names and plain values: Dapper's <see cref="DynamicParameters"/> built with
-    /// <c>Add</c>, an object's properties, or names and values; null (Dapper then binds them) for
-    /// a list, or for a <see cref="DynamicParameters"/> built from a template object, whose names it
-    /// does not list.
+    /// Whether the values bind as they are: not when one is a list (Dapper's <c>IN @list</c> rewrites
+    /// the text), nor for a <see cref="DynamicParameters"/> built from a template object, whose
+    /// names it does not list; Dapper binds those.
     /// </summary>
-    private static List<(string Name, object? Value)>? Values(object? args)
-    {
-        var values = new List<(string, object?)>();
-        switch (args)
-        {
-            case null:
-                return values;
-            case DynamicParameters dynamic:
-                var lookup = (SqlMapper.IParameterLookup)dynamic;
-                foreach (var name in dynamic.ParameterNames) values.Add((name, lookup[name]));
-                if (values.Count == 0) return null;
-                break;
-            case IEnumerable<KeyValuePair<string, object?>> named:
-                foreach (var (name, value) in named) values.Add((name, value));
-                break;
-            default:
-                foreach (var property in args.GetType().GetProperties().Where(p => p.GetIndexParameters().Length == 0))
-                    values.Add((property.Name, property.GetValue(args)));
-                break;
-        }
-        return values.Any(v => v.Item2 is IEnumerable and not string and not byte[]) ? null : values;
-    }
+    private static bool AsTheyAre(object? args, List<(string Name, object? Value)> values) =>
+        !(args is DynamicParameters && values.Count == 0) && !values.Any(v => v.Value is IEnumerable and not string and not byte[]);
 }

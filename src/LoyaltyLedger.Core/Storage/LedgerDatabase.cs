@@ -204,7 +204,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <see cref="MaxKeptReaders"/>), so the statements a read compiled are there for the next read
     /// on it (<see cref="KeptReads"/>): Microsoft.Data.Sqlite compiles every new command again, and
     /// for a page of either read API compiling cost more than running it. A connection left inside
-    /// a transaction (a read that failed half way) is closed rather than kept.
+    /// a transaction or with a statement still running (an open data reader) is closed rather than
+    /// kept: either holds a snapshot the next read would start from.
     /// </remarks>
     public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken ct)
     {

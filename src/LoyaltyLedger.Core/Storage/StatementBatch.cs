@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Reflection;
+using Dapper;
 
 namespace LoyaltyLedger.Storage;
 
@@ -56,7 +57,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         {
             var command = batch.CreateBatchCommand();
             command.CommandText = sql;
-            Bind(args, command.CreateParameter, command.Parameters);
+            Bind(ArgumentsOf(args), command.CreateParameter, command.Parameters);
             batch.BatchCommands.Add(command);
         }
 
@@ -85,7 +86,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             var (sql, args, returnsRows) = _statements[i];
             var command = prepared.Rent(sql);
             command.Transaction = transaction;
-            Bind(args, command.CreateParameter, command.Parameters);
+            Bind(ArgumentsOf(args), command.CreateParameter, command.Parameters);
             try
             {
                 await RunOneAsync(command, results, i, returnsRows, ct);
@@ -127,28 +128,41 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     private static readonly ConcurrentDictionary<Type, PropertyInfo[]> PropertiesByType = new();
 
     /// <summary>
-    /// Binds named parameters: a dictionary's entries, or the public properties of an (anonymous)
-    /// object, as Dapper does.
+    /// A statement's arguments as names and values, as Dapper reads them: a dictionary's entries,
+    /// the parameters added by name to Dapper's <see cref="DynamicParameters"/>, or the public
+    /// properties of an (anonymous) object.
     /// </summary>
-    private static void Bind(object? args, Func<DbParameter> create, DbParameterCollection parameters)
+    internal static List<(string Name, object? Value)> ArgumentsOf(object? args)
     {
-        if (args is null) return;
-        if (args is IEnumerable<KeyValuePair<string, object?>> named)
+        var values = new List<(string, object?)>();
+        switch (args)
         {
-            foreach (var (name, value) in named)
-            {
-                var parameter = create();
-                parameter.ParameterName = name;
-                parameter.Value = value ?? DBNull.Value;
-                parameters.Add(parameter);
-            }
-            return;
+            case null:
+                break;
+            case IEnumerable<KeyValuePair<string, object?>> named:
+                foreach (var (name, value) in named) values.Add((name, value));
+                break;
+            case DynamicParameters dynamic:
+                var lookup = (SqlMapper.IParameterLookup)dynamic;
+                foreach (var name in dynamic.ParameterNames) values.Add((name, lookup[name]));
+                break;
+            default:
+                foreach (var property in PropertiesByType.GetOrAdd(args.GetType(),
+                             t => t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray()))
+                    values.Add((property.Name, property.GetValue(args)));
+                break;
         }
-        foreach (var property in PropertiesByType.GetOrAdd(args.GetType(), t => t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray()))
+        return values;
+    }
+
+    /// <summary>Binds the named values (<see cref="ArgumentsOf"/>) as parameters.</summary>
+    internal static void Bind(IEnumerable<(string Name, object? Value)> values, Func<DbParameter> create, DbParameterCollection parameters)
+    {
+        foreach (var (name, value) in values)
         {
             var parameter = create();
-            parameter.ParameterName = property.Name;
-            parameter.Value = property.GetValue(args) ?? DBNull.Value;
+            parameter.ParameterName = name;
+            parameter.Value = value ?? DBNull.Value;
             parameters.Add(parameter);
         }
     }
