@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Customers;
@@ -58,8 +59,8 @@ public static class CustomerDirectory
     private const string Columns = "customer_id, first_name, last_name, external_id, email, mobile, entity_type, created_at";
 
     public static Task<Customer?> GetAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
-        c.QuerySingleOrDefaultAsync<Customer>(new CommandDefinition($"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx, cancellationToken: ct));
+        KeptReads.QuerySingleOrDefaultAsync<Customer>(c, $"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, ct);
 
     public static async Task<Customer> RequireAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
         await GetAsync(c, orgId, customerId, tx, ct) ?? throw LedgerException.NotFound("customer", customerId);
@@ -88,7 +89,7 @@ public static class CustomerDirectory
             ORDER BY customer_id
             LIMIT @limit
             """;
-        return (await c.QueryAsync<Customer>(new CommandDefinition(sql, new { orgId, kind, value, source, accountId, limit }, tx, cancellationToken: ct))).ToList();
+        return await KeptReads.QueryAsync<Customer>(c, sql, new { orgId, kind, value, source, accountId, limit }, tx, ct);
     }
 
     /// <summary>
@@ -117,17 +118,17 @@ public static class CustomerDirectory
         // Sorted here, not in SQL: an ORDER BY on the primary key's columns led SQLite to walk the whole
         // organization's identifiers by that key (25 ms at 20,000 customers) instead of the customer's few
         // through ix_customer_identifiers_customer.
-        var rows = await c.QueryAsync<IdentifierRow>(
-            new CommandDefinition("SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx, cancellationToken: ct));
+        var rows = await KeptReads.QueryAsync<IdentifierRow>(c,
+            "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, ct);
         return rows.OrderBy(r => r.Source, StringComparer.Ordinal).ThenBy(r => r.Kind, StringComparer.Ordinal).ThenBy(r => r.Value, StringComparer.Ordinal)
             .Select(r => new CustomerIdentifier(r.Source, r.Kind, r.Value, r.AccountId.Length == 0 ? null : r.AccountId)).ToList();
     }
 
     /// <remarks>Sorted here for the same reason as <see cref="IdentifiersAsync"/> (the accounts' primary key starts with the number).</remarks>
     public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
-        (await c.QueryAsync<string>(new CommandDefinition("SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
-            new { orgId, customerId }, tx, cancellationToken: ct))).Order(StringComparer.Ordinal).ToList();
+        (await KeptReads.QueryAsync<string>(c, "SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+            new { orgId, customerId }, tx, ct)).Order(StringComparer.Ordinal).ToList();
 
     /// <summary>
     /// Registers a customer and posts a CustomerRegistration event that opens, at zero, a wallet for

@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Customers;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Groups;
 
@@ -67,13 +68,13 @@ public static class GroupDirectory
 
     public static async Task<UserGroup?> GetAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx, CancellationToken ct)
     {
-        var row = await c.QuerySingleOrDefaultAsync<GroupRow>(
-            new CommandDefinition("SELECT group_id, external_id, name, primary_customer_id, max_members, pools_points FROM user_groups WHERE org_id = @orgId AND group_id = @groupId",
-            new { orgId, groupId }, tx, cancellationToken: ct));
+        var row = await KeptReads.QuerySingleOrDefaultAsync<GroupRow>(c,
+            "SELECT group_id, external_id, name, primary_customer_id, max_members, pools_points FROM user_groups WHERE org_id = @orgId AND group_id = @groupId",
+            new { orgId, groupId }, tx, ct);
         if (row is null) return null;
-        var members = await c.QueryAsync<MemberRow>(
-            new CommandDefinition("SELECT customer_id, role, may_redeem, may_transfer, joined_at FROM group_members WHERE org_id = @orgId AND group_id = @groupId ORDER BY joined_at, customer_id",
-            new { orgId, groupId }, tx, cancellationToken: ct));
+        var members = await KeptReads.QueryAsync<MemberRow>(c,
+            "SELECT customer_id, role, may_redeem, may_transfer, joined_at FROM group_members WHERE org_id = @orgId AND group_id = @groupId ORDER BY joined_at, customer_id",
+            new { orgId, groupId }, tx, ct);
         return new UserGroup
         {
             GroupId = row.GroupId, ExternalId = row.ExternalId, Name = row.Name, PrimaryCustomerId = row.PrimaryCustomerId,
@@ -98,9 +99,11 @@ public static class GroupDirectory
         long? groupId = identifierName.ToUpperInvariant() switch
         {
             "GROUPID" or "ID" => long.TryParse(value, out var id) ? id : null,
-            "EXTERNALID" => await c.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT group_id FROM user_groups WHERE org_id = @orgId AND external_id = @value", new { orgId, value }, tx, cancellationToken: ct)),
+            "EXTERNALID" => await KeptReads.ScalarAsync<long?>(c,
+                "SELECT group_id FROM user_groups WHERE org_id = @orgId AND external_id = @value", new { orgId, value }, tx, ct),
             "PRIMARYUSERID" => long.TryParse(value, out var primary)
-                ? await c.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT group_id FROM user_groups WHERE org_id = @orgId AND primary_customer_id = @primary ORDER BY group_id LIMIT 1", new { orgId, primary }, tx, cancellationToken: ct))
+                ? await KeptReads.ScalarAsync<long?>(c,
+                    "SELECT group_id FROM user_groups WHERE org_id = @orgId AND primary_customer_id = @primary ORDER BY group_id LIMIT 1", new { orgId, primary }, tx, ct)
                 : null,
             _ => null,
         };

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using Dapper;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Ledger;
 
@@ -36,8 +37,7 @@ public static class Balances
     /// <summary>Every wallet of an owner: per program, plain points or alternate currency, and category.</summary>
     public static async Task<IReadOnlyList<BalanceView>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
     {
-        var rows = await c.QueryAsync<Row>(
-            new CommandDefinition("""
+        var rows = await KeptReads.QueryAsync<Row>(c, """
             SELECT w.program_id AS ProgramId, p.name AS ProgramName, cur.name AS Currency, w.category AS Category, w.balance AS Balance
             FROM wallets w
             JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id
@@ -45,7 +45,7 @@ public static class Balances
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId }, null, ct);
         return rows.Select(r => new BalanceView(r.ProgramId, r.ProgramName, r.Currency, r.Category, new Points(r.Balance))).ToList();
     }
 }

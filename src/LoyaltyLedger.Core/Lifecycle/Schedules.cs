@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Lifecycle;
 
@@ -37,8 +38,7 @@ public static class Schedules
         var items = new List<ExpiryScheduleItem>();
         // A condition only when there is a horizon, so the open-lots index range is bounded by it.
         var horizon = untilMs is null ? "" : " AND l.expires_at <= @untilMs";
-        var dated = await c.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(
-            new CommandDefinition($"""
+        var dated = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(c, $"""
             SELECT w.program_id, w.currency_id, l.expires_at, SUM(l.remaining)
             FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId AND w.category = 'REGULAR'
@@ -46,20 +46,19 @@ public static class Schedules
                 {horizon}
             GROUP BY w.program_id, w.currency_id, l.expires_at
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId, untilMs }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId, untilMs }, null, ct);
         foreach (var d in dated)
         {
             if (!programs.TryGetValue(d.ProgramId, out var program)) continue;
             items.Add(Item(program, d.CurrencyId, d.Points, d.ExpiresAt));
         }
 
-        var wallets = await c.QueryAsync<(long ProgramId, long CurrencyId, long Balance, long? LastActivityAt)>(
-            new CommandDefinition("""
+        var wallets = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long Balance, long? LastActivityAt)>(c, """
             SELECT program_id, currency_id, balance, last_activity_at FROM wallets
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND category = 'REGULAR' AND balance > 0
                 AND (@programId IS NULL OR program_id = @programId)
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId }, null, ct);
         foreach (var w in wallets)
         {
             if (!programs.TryGetValue(w.ProgramId, out var program)) continue;
@@ -85,8 +84,7 @@ public static class Schedules
     public static async Task<IReadOnlyList<HeldScheduleItem>> HeldScheduleAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
     {
         var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
-        var rows = await c.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Remaining, long? ExpiresAt, long? BillId, long EventId)>(
-            new CommandDefinition("""
+        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Remaining, long? ExpiresAt, long? BillId, long EventId)>(c, """
             SELECT w.program_id, w.currency_id, w.category, l.remaining, l.expires_at, e.bill_id, e.event_id
             FROM lots l
             JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
@@ -96,7 +94,7 @@ public static class Schedules
                 AND l.remaining > 0 AND l.is_debt = 0
             ORDER BY CASE WHEN l.expires_at IS NULL THEN 1 ELSE 0 END, l.expires_at, l.lot_id
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId }, null, ct);
         return rows.Select(r => new HeldScheduleItem(new Points(r.Remaining),
             r.ExpiresAt is { } at ? DateTimeOffset.FromUnixTimeMilliseconds(at) : null, r.ProgramId,
             programs.TryGetValue(r.ProgramId, out var p) ? LotExpiry.CurrencyName(p, r.CurrencyId) : null,
@@ -111,15 +109,14 @@ public static class Schedules
     public static async Task<IReadOnlyList<BalanceAsOf>> BalancesAsOfAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, DateTimeOffset asOf, CancellationToken ct)
     {
         var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
-        var rows = await c.QueryAsync<(long ProgramId, long CurrencyId, string Category, long EntryId, long BalanceAfter)>(
-            new CommandDefinition($"""
+        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long EntryId, long BalanceAfter)>(c, $"""
             SELECT w.program_id, w.currency_id, w.category, le.entry_id, le.balance_after
             FROM wallets w
             JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = {Balances.EntryAsOfSql("w", "@asOf")}
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId
             ORDER BY w.program_id, w.currency_id, w.category
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, asOf = asOf.ToUnixTimeMilliseconds() }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, asOf = asOf.ToUnixTimeMilliseconds() }, null, ct);
         return rows.Select(r => new BalanceAsOf(r.ProgramId,
             programs.TryGetValue(r.ProgramId, out var p) ? LotExpiry.CurrencyName(p, r.CurrencyId) : null,
             r.Category, new Points(r.BalanceAfter), r.EntryId)).ToList();

@@ -113,7 +113,9 @@ public static class Outbox
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         var args = TypeFilter(types, out var filter);
-        args.AddDynamicParams(new { orgId, afterPosition, limit });
+        args.Add("orgId", orgId);
+        args.Add("afterPosition", afterPosition);
+        args.Add("limit", limit);
         return await QueryAsync(c,
             $"""
             SELECT {Columns} FROM outbox_events
@@ -153,11 +155,13 @@ public static class Outbox
         IReadOnlyCollection<string>? types, CancellationToken ct)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        var highest = await c.ExecuteScalarAsync<long?>(new CommandDefinition(
-            "SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL", cancellationToken: ct)) ?? 0;
+        var highest = await KeptReads.ScalarAsync<long?>(c, "SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL", null, null, ct) ?? 0;
         if (highest <= afterPosition) return new OutboxPage([], afterPosition);
         var args = TypeFilter(types, out var filter);
-        args.AddDynamicParams(new { orgId, afterPosition, highest, limit });
+        args.Add("orgId", orgId);
+        args.Add("afterPosition", afterPosition);
+        args.Add("highest", highest);
+        args.Add("limit", limit);
         var events = await QueryAsync(c,
             $"""
             SELECT {Columns} FROM outbox_events
@@ -172,7 +176,8 @@ public static class Outbox
     /// <summary>
     /// <c> AND type IN (@type0, ...)</c> for the given types (none: no filter), one parameter each,
     /// written out rather than left to Dapper, which expands a list on SQLite but passes an array to
-    /// PostgreSQL, where IN takes none.
+    /// PostgreSQL, where IN takes none. The callers add their values by name too (not as a template
+    /// object), so that <see cref="KeptReads"/> binds them to the statement it keeps.
     /// </summary>
     private static DynamicParameters TypeFilter(IReadOnlyCollection<string>? types, out string filter)
     {
@@ -207,7 +212,7 @@ public static class Outbox
     }
 
     private static async Task<IReadOnlyList<OutboxEvent>> QueryAsync(DbConnection c, string sql, object args, CancellationToken ct) =>
-        (await c.QueryAsync<Row>(new CommandDefinition(sql, args, cancellationToken: ct)))
+        (await KeptReads.QueryAsync<Row>(c, sql, args, null, ct))
             .Select(r => new OutboxEvent(r.EventId, r.Position, r.OrgId, r.Type, r.CreatedAt, r.Payload))
             .ToList();
 }

@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Tiers;
 
@@ -88,9 +89,9 @@ public static class TierReads
     public static async Task<TierStatus> StatusAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, LoyaltyProgram program,
         DateTimeOffset now, DbTransaction? tx, CancellationToken ct)
     {
-        var row = await c.QuerySingleOrDefaultAsync<OwnerTierRow>(
-            new CommandDefinition($"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx, cancellationToken: ct));
+        var row = await KeptReads.QuerySingleOrDefaultAsync<OwnerTierRow>(c,
+            $"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx, ct);
         return Status(ownerType, ownerId, program, row, now);
     }
 
@@ -157,14 +158,13 @@ public static class TierReads
     /// <summary>An owner's tier history, oldest first; one program's when <paramref name="programId"/> is given.</summary>
     public static async Task<IReadOnlyList<TierChangeView>> HistoryAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, long? programId, CancellationToken ct)
     {
-        var rows = await c.QueryAsync<HistoryRow>(
-            new CommandDefinition($"""
+        var rows = await KeptReads.QueryAsync<HistoryRow>(c, $"""
             SELECT {HistoryColumns}
             FROM tier_changes
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId{(programId is null ? "" : " AND program_id = @programId")}
             ORDER BY change_id
             """,
-            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId }, cancellationToken: ct));
+            new { orgId, ownerType = ownerType.ToWire(), ownerId, programId }, null, ct);
         return rows.Select(View).ToList();
     }
 

@@ -256,17 +256,15 @@ public static class VaultReads
     {
         var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber, null, ct);
         var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog, ct);
-        var balances = (await c.QueryAsync<(long ProgramId, long Balance)>(
-            new CommandDefinition("""
+        var balances = (await KeptReads.QueryAsync<(long ProgramId, long Balance)>(c, """
             SELECT program_id, balance FROM wallets
             WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND currency_id = 0 AND category = 'REGULAR'
             """,
-            new { orgId, customerId = account.CustomerId }, cancellationToken: ct))).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
-        var vouchers = (await c.QueryAsync<VaultVoucherRow>(
-            new CommandDefinition(VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
-            new { org = orgId, customerId = account.CustomerId }, cancellationToken: ct))).ToLookup(v => v.ProgramId);
-        var accountExpiresAt = await c.ExecuteScalarAsync<long?>(
-            new CommandDefinition("SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber }, cancellationToken: ct));
+            new { orgId, customerId = account.CustomerId }, null, ct)).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
+        var vouchers = (await KeptReads.QueryAsync<VaultVoucherRow>(c, VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
+            new { org = orgId, customerId = account.CustomerId }, null, ct)).ToLookup(v => v.ProgramId);
+        var accountExpiresAt = await KeptReads.ScalarAsync<long?>(c,
+            "SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber }, null, ct);
 
         var result = new List<VaultAccountProgram>();
         foreach (var program in programs)

@@ -1,13 +1,14 @@
 using System.Data.Common;
 using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json;
+using System.Text;
 using Dapper;
 using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Postings;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 
 namespace LoyaltyLedger.Vault;
@@ -34,9 +35,9 @@ public static class VaultTransactions
     public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx, CancellationToken ct)
     {
         RequireAccountNumber(accountNumber);
-        var row = await c.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(
-            new CommandDefinition("SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
-            new { orgId, accountNumber }, tx, cancellationToken: ct));
+        var row = await KeptReads.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(c,
+            "SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
+            new { orgId, accountNumber }, tx, ct);
         return row is { } r ? new VaultAccountRef(accountNumber, r.CustomerId, r.Status) : throw NoSuchAccount(accountNumber);
     }
 

@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Vault;
 
@@ -32,12 +33,12 @@ public static class VoucherCatalog
         new(r.VoucherId, r.ProgramId, r.Name, new Points(r.Price), r.ValidDays is { } d ? (int)d : null, (int)r.Uses);
 
     internal static async Task<IReadOnlyList<Definition>> ListDefinitionsAsync(DbConnection c, long orgId, long programId, DbTransaction? tx, CancellationToken ct) =>
-        (await c.QueryAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
-            new { orgId, programId }, tx, cancellationToken: ct))).Select(ToDefinition).ToList();
+        (await KeptReads.QueryAsync<Row>(c, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
+            new { orgId, programId }, tx, ct)).Select(ToDefinition).ToList();
 
     internal static async Task<Definition?> FindDefinitionAsync(DbConnection c, long orgId, long voucherId, DbTransaction? tx, CancellationToken ct) =>
-        (await c.QueryAsync<Row>(new CommandDefinition($"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
-            new { orgId, voucherId }, tx, cancellationToken: ct))).Select(ToDefinition).FirstOrDefault();
+        (await KeptReads.QueryAsync<Row>(c, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
+            new { orgId, voucherId }, tx, ct)).Select(ToDefinition).FirstOrDefault();
 
     /// <summary>The program's voucher definitions; 404 when the program is unknown.</summary>
     public static async Task<IReadOnlyList<VoucherDefinition>> ListAsync(DbConnection c, long orgId, long programId, CancellationToken ct)

@@ -93,6 +93,35 @@ public abstract class KeptReadsTests(DatabaseFixture db)
                 $"SELECT name FROM id_counters WHERE org_id = @scope AND {database.Dialect.In("name", "names")} ORDER BY name", names, null, CancellationToken.None),
             CancellationToken.None)).ShouldBe(["b"]);
     }
+
+    [Fact]
+    public async Task tuples_nulls_single_rows_and_scalars_read_as_dapper_reads_them()
+    {
+        await using var database = db.OpenSecondInstance();
+        var scope = NewScope();
+        await InsertAsync(database, scope, "a");
+        await InsertAsync(database, scope, "b");
+        const string one = "SELECT name, last_value FROM id_counters WHERE org_id = @scope AND name = @name";
+        Task<T> Read<T>(Func<System.Data.Common.DbConnection, Task<T>> read) => database.ReadAsync(read, CancellationToken.None);
+
+        // A tuple by position, and a nullable tuple: null when no row comes back.
+        (await Read(c => KeptReads.QueryAsync<(string Name, long Value)>(c, one, new { scope, name = "a" }, null, CancellationToken.None)))
+            .ShouldBe([("a", 1L)]);
+        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, one, new { scope, name = "b" }, null, CancellationToken.None)))
+            .ShouldBe(("b", 1L));
+        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, one, new { scope, name = "z" }, null, CancellationToken.None)))
+            .ShouldBeNull();
+        // Two rows where one is expected is an error, as with Dapper's QuerySingleOrDefault.
+        await Should.ThrowAsync<InvalidOperationException>(() => Read(c => KeptReads.QuerySingleOrDefaultAsync<string>(c,
+            "SELECT name FROM id_counters WHERE org_id = @scope", new { scope }, null, CancellationToken.None)));
+        // A scalar: the first column of the first row; a NULL one and no row at all are null.
+        (await Read(c => KeptReads.ScalarAsync<long?>(c, "SELECT MAX(last_value) + 1 FROM id_counters WHERE org_id = @scope", new { scope }, null,
+            CancellationToken.None))).ShouldBe(2);
+        (await Read(c => KeptReads.ScalarAsync<long?>(c, "SELECT MAX(last_value) FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
+            CancellationToken.None))).ShouldBeNull();
+        (await Read(c => KeptReads.ScalarAsync<string>(c, "SELECT name FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
+            CancellationToken.None))).ShouldBeNull();
+    }
 }
 
 public sealed class KeptReadsTestsOnSqlite(SqliteDatabase db) : KeptReadsTests(db), IClassFixture<SqliteDatabase>;
