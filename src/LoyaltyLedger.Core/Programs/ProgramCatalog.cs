@@ -32,14 +32,14 @@ public static class ProgramCatalog
 
     public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CancellationToken ct)
     {
-        var programs = await connection.QueryAsync<ProgramRow>(
-            new CommandDefinition("SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
-            new { orgId }, tx, cancellationToken: ct));
-        var currencies = (await connection.QueryAsync<CurrencyRow>(
-            new CommandDefinition("SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
-            new { orgId }, tx, cancellationToken: ct))).ToLookup(c => c.ProgramId);
-        var tiers = (await connection.QueryAsync<(long ProgramId, string Policy)>(
-            new CommandDefinition("SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx, cancellationToken: ct)))
+        var programs = await KeptReads.QueryAsync<ProgramRow>(connection,
+            "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
+            new { orgId }, tx, ct);
+        var currencies = (await KeptReads.QueryAsync<CurrencyRow>(connection,
+            "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
+            new { orgId }, tx, ct)).ToLookup(c => c.ProgramId);
+        var tiers = (await KeptReads.QueryAsync<(long ProgramId, string Policy)>(connection,
+            "SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx, ct))
             .ToDictionary(t => t.ProgramId, t => TierPolicy.FromJson(t.Policy));
         return programs.Select(p => new LoyaltyProgram
         {
