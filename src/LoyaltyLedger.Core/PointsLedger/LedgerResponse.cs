@@ -84,11 +84,25 @@ public static class LedgerJson
     /// Timestamps as the vendor prints them (a Java timestamp): <c>2024-05-04 07:16:34.0</c>, the
     /// milliseconds without trailing zeros but at least one digit.
     /// </summary>
+    /// <remarks>Written field by field rather than through a date pattern and a decimal: every event of every page prints one or two.</remarks>
     public static string FormatDate(long unixMs)
     {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
-        var fraction = (at.Millisecond / 1000m).ToString("0.0##", CultureInfo.InvariantCulture)[1..];
-        return at.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + fraction;
+        var fraction = at.Millisecond;
+        var digits = 3;
+        if (fraction == 0) digits = 1;
+        else
+            while (fraction % 10 == 0)
+            {
+                fraction /= 10;
+                digits--;
+            }
+        return digits switch
+        {
+            3 => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D3}"),
+            2 => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D2}"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D1}"),
+        };
     }
 }
 
@@ -126,6 +140,6 @@ public sealed class MoneyConverter : JsonConverter<long?>
     public override void Write(Utf8JsonWriter writer, long? value, JsonSerializerOptions options)
     {
         if (value is not { } thousandths) { writer.WriteNullValue(); return; }
-        writer.WriteRawValue(((decimal)thousandths / 1000m).ToString("0.0##", CultureInfo.InvariantCulture));
+        writer.WriteRawValue(Points.Text(thousandths, minDecimals: 1));
     }
 }

@@ -16,10 +16,14 @@ namespace LoyaltyLedger.Storage;
 /// For the reads that run the same few texts over and over: the pages of the two read APIs, where
 /// SQLite's parser and planner took about twice as long as running the statement (a <c>perf</c>
 /// profile of the points-ledger read), and the short lookups of customers, balances, vault
-/// accounts, tiers, schedules, groups and the change feed, where compiling each statement was a
-/// fifth to a third of the server's CPU per request. Arguments are plain values (an anonymous object or Dapper's
-/// <see cref="DynamicParameters"/>); a list (Dapper's <c>IN @list</c>, which rewrites the text) goes
-/// to Dapper.
+/// accounts, tiers, schedules, groups, the program list and the change feed (for the ones measured,
+/// 10-40% less server CPU per request; docs/performance.md). Arguments are plain values (an
+/// anonymous object or Dapper's <see cref="DynamicParameters"/>); a list (Dapper's <c>IN @list</c>,
+/// which rewrites the text) goes to Dapper.
+/// <para>
+/// Unlike Dapper, a command run here does not join the connection's open transaction by itself: a
+/// read inside a transaction passes it as <c>tx</c>.
+/// </para>
 /// </remarks>
 public static class KeptReads
 {
@@ -46,7 +50,8 @@ public static class KeptReads
                 rows.Add(row switch
                 {
                     T typed => typed,
-                    null => default!,
+                    // NULL where the type has no null is an error, as it is with Dapper, not a 0.
+                    null => default(T) is null ? default! : throw new InvalidOperationException($"A NULL value cannot be read as {typeof(T).Name}."),
                     _ => (T)Convert.ChangeType(row, plain, CultureInfo.InvariantCulture)!,
                 });
             }

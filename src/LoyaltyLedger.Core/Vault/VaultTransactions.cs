@@ -1,8 +1,8 @@
 using System.Data.Common;
 using System.Security.Cryptography;
-using System.Text.Json.Serialization;
-using System.Text.Json;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Dapper;
 using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Ledger;
