@@ -121,6 +121,9 @@ public abstract class KeptReadsTests(DatabaseFixture db)
             CancellationToken.None))).ShouldBeNull();
         (await Read(c => KeptReads.ScalarAsync<string>(c, "SELECT name FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
             CancellationToken.None))).ShouldBeNull();
+        // NULL where the type has no null is an error, as it is with Dapper, not a quiet 0.
+        await Should.ThrowAsync<Exception>(() => Read(c => KeptReads.QueryAsync<long>(c,
+            "SELECT MAX(last_value) FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null, CancellationToken.None)));
     }
 }
 
