@@ -88,21 +88,8 @@ public static class LedgerJson
     public static string FormatDate(long unixMs)
     {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
-        var fraction = at.Millisecond;
-        var digits = 3;
-        if (fraction == 0) digits = 1;
-        else
-            while (fraction % 10 == 0)
-            {
-                fraction /= 10;
-                digits--;
-            }
-        return digits switch
-        {
-            3 => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D3}"),
-            2 => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D2}"),
-            _ => string.Create(CultureInfo.InvariantCulture, $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{fraction:D1}"),
-        };
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{Points.Decimals(at.Millisecond, minDecimals: 1)}");
     }
 }
 

@@ -29,8 +29,9 @@ public static class KeptReads
 {
     public static async Task<List<T>> QueryAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
-        var values = StatementBatch.ArgumentsOf(args);
-        if (c is not SqliteConnection || !AsTheyAre(args, values))
+        // The arguments are read only where they are bound here: on PostgreSQL Dapper binds them.
+        var values = c is SqliteConnection ? StatementBatch.ArgumentsOf(args) : null;
+        if (values is null || !AsTheyAre(args, values))
             return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
         var command = PreparedCommands.Of(c).Rent(sql);
         command.Transaction = tx;
