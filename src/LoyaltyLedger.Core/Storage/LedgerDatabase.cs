@@ -1,5 +1,6 @@
 using System.Data.Common;
 using Dapper;
+using LoyaltyLedger.Telemetry;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 
@@ -21,7 +22,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     private readonly NpgsqlDataSource? _postgres;
     private readonly string? _sqliteConnectionString;
-    private readonly SqliteGroupCommit? _sqliteWriter;
+    private readonly GroupCommit? _sqliteWriter;
+    private GroupCommit? _postgresWriters;
     private ReadReplicas? _replicas;
 
     private LedgerDatabase(SqlDialect dialect, NpgsqlDataSource? postgres, string? sqlite, string description)
@@ -30,7 +32,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _postgres = postgres;
         _sqliteConnectionString = sqlite;
         Description = description;
-        if (sqlite is not null) _sqliteWriter = new SqliteGroupCommit(this);
+        if (sqlite is not null)
+            _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch);
     }
 
     public DatabaseProvider Provider => Dialect.Provider;
@@ -108,6 +111,22 @@ public sealed class LedgerDatabase : IAsyncDisposable
         if (options.ConnectionStrings.Count > 0) _replicas = new ReadReplicas(this, options);
     }
 
+    /// <summary>
+    /// Gathers the writes of <see cref="WriteAndLocateAsync{T}"/> (the API's writes) into shared
+    /// transactions: <paramref name="lanes"/> writers, each taking up to <paramref name="maxBatch"/>
+    /// waiting writes into one transaction (see <see cref="GroupCommit"/>). PostgreSQL only (SQLite
+    /// always has its one writer). The first call sets them; a second server built on this handle, as
+    /// tests build, keeps them. The other writes (the
+    /// lifecycle and tier runs, the outbox sequencer, renumbering) keep a transaction of their own:
+    /// they take table or advisory locks, or run long, and would hold up the writes batched with them.
+    /// </summary>
+    public void UseWriteLanes(int lanes, int maxBatch)
+    {
+        if (_postgres is null) throw new InvalidOperationException("Write lanes are for PostgreSQL; SQLite has its one writer.");
+        if (_postgresWriters is not null) return;
+        _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch);
+    }
+
     /// <summary>The read replicas in use, as host:port (none: every read is the primary's).</summary>
     public IReadOnlyList<string> ReadReplicaNames => _replicas?.Names ?? [];
 
@@ -145,7 +164,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
     {
         // SQLite: one writer per process, committing what is waiting as one transaction (see SqliteGroupCommit).
-        if (_sqliteWriter is not null) return (await _sqliteWriter.WriteAsync(work, ct), null);
+        if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct);
+        if (locate && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);
@@ -175,7 +195,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     }
 
     /// <summary>The position after a commit, on its connection; a write that committed is not failed for want of it.</summary>
-    private async Task<WalPosition?> LocateAsync(DbConnection connection)
+    internal async Task<WalPosition?> LocateAsync(DbConnection connection)
     {
         try
         {
@@ -348,8 +368,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _closed = true;
         await DrainReadersAsync();
         if (_replicas is not null) await _replicas.DisposeAsync();
-        if (_postgres is not null) await _postgres.DisposeAsync();
+        if (_postgresWriters is not null) await _postgresWriters.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();
+        if (_postgres is not null) await _postgres.DisposeAsync();
         if (_postgres is null) SqliteConnection.ClearAllPools();
     }
 }

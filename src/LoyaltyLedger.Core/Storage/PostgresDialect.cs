@@ -61,6 +61,8 @@ public sealed class PostgresDialect : SqlDialect
     public override bool IsTransient(Exception ex) =>
         ex is PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected };
 
+    public override bool IsCommitOutcomeUnknown(Exception ex) => ex is NpgsqlException and not PostgresException;
+
     public override bool IsUniqueViolation(Exception ex, string? constraintHint = null) =>
         ex is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg
         && (constraintHint is null || (pg.ConstraintName ?? "").Contains(constraintHint, StringComparison.Ordinal));

@@ -132,6 +132,12 @@ public abstract partial class SqlDialect
     public abstract bool IsTransient(Exception ex);
 
     /// <summary>
+    /// True when a commit that threw <paramref name="ex"/> may still have taken effect: PostgreSQL's
+    /// connection lost while committing. An error the database answered means it rolled back.
+    /// </summary>
+    public abstract bool IsCommitOutcomeUnknown(Exception ex);
+
+    /// <summary>
     /// True when <paramref name="ex"/> is a unique-constraint violation (of a constraint whose name,
     /// or on SQLite whose message, contains <paramref name="constraintHint"/>, when given).
     /// </summary>

@@ -34,6 +34,9 @@ public sealed class SqliteDialect : SqlDialect
 
     public override Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct) => Task.FromResult<WalPosition?>(null);
 
+    // A local file: a commit that failed did not happen (SQLite rolls the journal back on the next open).
+    public override bool IsCommitOutcomeUnknown(Exception ex) => false;
+
     public override bool IsTransient(Exception ex) =>
         ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
 

@@ -88,6 +88,18 @@ public static class LedgerTelemetry
         "Units of work one SQLite writer transaction took (group commit), refused ones included.",
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
+    /// <summary>
+    /// Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes: its
+    /// rate divided by the number of lanes is their utilization.
+    /// </summary>
+    public static readonly Counter<double> PostgresWriterBusy = Meter.CreateCounter<double>("ledger.postgres.writer.busy", "s",
+        "Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes.");
+
+    /// <summary>Units of work (the API's writes) one PostgreSQL group-commit transaction took, refused ones included.</summary>
+    public static readonly Histogram<int> PostgresWriterBatch = Meter.CreateHistogram<int>("ledger.postgres.writer.batch", "{unit}",
+        "Units of work one PostgreSQL group-commit transaction took, refused ones included.",
+        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
     private static long _webhookQueue;
 
     /// <summary>Set by the dispatcher from time to time: deliveries waiting (to be sent or retried).</summary>

@@ -35,6 +35,9 @@ public static class LedgerServer
         if (SettingsRegistration.Check(builder.Configuration, options.Database.Provider) is { Count: > 0 } problems) throw new SettingsException(problems);
         if (builder.Configuration.GetSection(ReadReplicaSettings.Section).Get<ReadReplicaSettings>() is { ReadReplicas.Count: > 0 } replicas)
             options.Database.UseReadReplicas(new ReadReplicaOptions(replicas.ReadReplicas, replicas.ReplicaTokenWait, replicas.ReplicaMaxLag));
+        if (options.Database.Provider == DatabaseProvider.Postgres
+            && (builder.Configuration.GetSection(PostgresWriteSettings.Section).Get<PostgresWriteSettings>() ?? new()) is { WriteLanes: > 0 } writes)
+            options.Database.UseWriteLanes(writes.WriteLanes, writes.WriteBatch);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;

@@ -144,6 +144,27 @@ public sealed class ReadReplicaSettings : ILedgerSettings
     }
 }
 
+/// <summary>
+/// <c>Ledger:Postgres</c>: group commit of the API's writes on PostgreSQL (README, "How a posting is
+/// written"). SQLite has one writer of its own and takes none of these.
+/// </summary>
+public sealed class PostgresWriteSettings : ILedgerSettings
+{
+    public const string Section = "Ledger:Postgres";
+
+    /// <summary>Writers (each a connection) that gather the API's writes into shared transactions; 0 writes each in a transaction of its own.</summary>
+    public int WriteLanes { get; set; } = 4;
+
+    /// <summary>The most writes one of those transactions takes: bounds the wait a write adds to the others.</summary>
+    public int WriteBatch { get; set; } = 16;
+
+    public IEnumerable<string> Problems()
+    {
+        if (WriteLanes is < 0 or > 32) yield return $"{Section}:WriteLanes must be 0 (each write alone) to 32.";
+        if (WriteBatch is < 1 or > 64) yield return $"{Section}:WriteBatch must be 1 to 64.";
+    }
+}
+
 public static class SettingsRegistration
 {
     /// <summary>Every settings type, for the registration below and the README table test.</summary>
@@ -156,6 +177,7 @@ public static class SettingsRegistration
         (typeof(ServerSettings), ServerSettings.Section),
         (typeof(WebhookSettings), WebhookSettings.Section),
         (typeof(ReadReplicaSettings), ReadReplicaSettings.Section),
+        (typeof(PostgresWriteSettings), PostgresWriteSettings.Section),
     ];
 
     /// <summary>
