@@ -50,11 +50,22 @@ public static class OutboxSequencer
     /// Numbers the committed rows that have no position yet (at most <see cref="MaxPerRun"/>);
     /// returns how many it numbered. Cheap when there are none: one probe of a partial index.
     /// </summary>
-    public static async Task<int> RunOnceAsync(LedgerDatabase database, CancellationToken ct)
+    /// <param name="database">The ledger's database.</param>
+    /// <param name="ct">Cancels the run.</param>
+    /// <param name="probe">
+    /// Whether to look for waiting rows before taking the lock. A caller that knows rows are waiting
+    /// (it was woken by a commit of its own) skips the look: the numbering statement walks the same
+    /// index entries, and under a stream of postings the probe cost PostgreSQL nearly half as much
+    /// as the numbering (dead entries of numbered rows stay in the partial index until a vacuum).
+    /// </param>
+    public static async Task<int> RunOnceAsync(LedgerDatabase database, CancellationToken ct, bool probe = true)
     {
-        var waiting = await database.ReadAsync(c => c.ExecuteScalarAsync<long?>(new CommandDefinition(
-            "SELECT MIN(event_id) FROM outbox_events WHERE position IS NULL", cancellationToken: ct)), ct);
-        if (waiting is null) return 0;
+        if (probe)
+        {
+            var waiting = await database.ReadAsync(c => c.ExecuteScalarAsync<long?>(new CommandDefinition(
+                "SELECT MIN(event_id) FROM outbox_events WHERE position IS NULL", cancellationToken: ct)), ct);
+            if (waiting is null) return 0;
+        }
         return await database.WriteAsync(async (c, tx) =>
         {
             // The lock and the numbering in one round trip; the lock is held until the commit.
@@ -65,14 +76,20 @@ public static class OutboxSequencer
         }, ct);
     }
 
-    /// <summary>Runs until every committed row has a position; returns how many it numbered.</summary>
-    public static async Task<int> RunAllAsync(LedgerDatabase database, CancellationToken ct)
+    /// <summary>
+    /// Runs until every committed row has a position; returns how many it numbered. With
+    /// <paramref name="rowsWaiting"/> (the caller just committed rows of its own) the first run
+    /// numbers without probing first (see <see cref="RunOnceAsync"/>).
+    /// </summary>
+    public static async Task<int> RunAllAsync(LedgerDatabase database, CancellationToken ct, bool rowsWaiting = false)
     {
         var total = 0;
         int numbered;
+        var probe = !rowsWaiting;
         do
         {
-            numbered = await RunOnceAsync(database, ct);
+            numbered = await RunOnceAsync(database, ct, probe);
+            probe = true;
             total += numbered;
         } while (numbered == MaxPerRun);
         return total;

@@ -33,8 +33,9 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
         {
             try
             {
-                await database.Commits.WaitAsync(interval, clock, stoppingToken);
-                await OutboxSequencer.RunAllAsync(database, stoppingToken);
+                // Woken by a commit of this process: rows are waiting, so the run skips its probe.
+                var committed = await database.Commits.WaitAsync(interval, clock, stoppingToken);
+                await OutboxSequencer.RunAllAsync(database, stoppingToken, rowsWaiting: committed);
                 await Task.Delay(MinimumSpacing, clock, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

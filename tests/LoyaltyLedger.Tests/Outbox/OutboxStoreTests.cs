@@ -50,6 +50,22 @@ public abstract class OutboxStoreTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_run_that_skips_its_probe_numbers_what_waits_and_with_nothing_waiting_numbers_nothing()
+    {
+        var t = await db.Host.NewTenantAsync();
+        await WriteAsync(t.OrgId, (OutboxEventTypes.BalanceChanged, 1), (OutboxEventTypes.BalanceChanged, 2));
+
+        await OutboxSequencer.RunAllAsync(db.Database, CancellationToken.None, rowsWaiting: true);
+
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT COUNT(*) FROM outbox_events WHERE org_id = @org AND position IS NULL", new { org = t.OrgId }), CancellationToken.None)).ShouldBe(0);
+        (await ReadAsync(t.OrgId)).Select(N).ShouldBe([1, 2]);
+        // Every row numbered (this run or the server's own): a run told rows wait finds none and writes nothing.
+        await OutboxSequencer.RunAllAsync(db.Database, CancellationToken.None);
+        (await OutboxSequencer.RunAllAsync(db.Database, CancellationToken.None, rowsWaiting: true)).ShouldBe(0);
+    }
+
+    [Fact]
     public async Task rows_are_read_in_commit_order_by_position_page_after_page_and_only_the_organizations_own()
     {
         var t = await db.Host.NewTenantAsync();
