@@ -1,4 +1,5 @@
 using Dapper;
+using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 
@@ -40,7 +41,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     protected Task<long> CountAsync(long scope) =>
         db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope }), CancellationToken.None);
 
-    private Task<List<string>> NamesAsync(long scope) =>
+    protected Task<List<string>> NamesAsync(long scope) =>
         db.Database.ReadAsync(async c => (await c.QueryAsync<string>("SELECT name FROM id_counters WHERE org_id = @scope ORDER BY name", new { scope })).ToList(),
             CancellationToken.None);
 
@@ -162,6 +163,34 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     }
 
     [Fact]
+    public async Task two_writes_with_one_idempotency_key_in_one_batch_post_once_and_both_answer_the_first_answer()
+    {
+        var scope = NewScope();
+        var key = IdempotencyKey.Request(scope, "same-key");
+        var units = Enumerable.Range(0, 2).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<string>>)(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, Writer.Dialect);
+            if (!await IdempotencyStore.ClaimAsync(batch, key, "request", 1, CancellationToken.None))
+            {
+                // Claimed by the unit before this one, in this same transaction: its answer is this one's.
+                var stored = await IdempotencyStore.ReadAsync(batch, key, CancellationToken.None);
+                return stored!.Value.Body!;
+            }
+            await InsertAsync(c, tx, scope, $"posting-{i}");
+            IdempotencyStore.AddAnswer(batch, key, 201, $"answer-{i}");
+            await batch.RunAsync();
+            return $"answer-{i}";
+        })).ToList();
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await tasks[0]).ShouldBe("answer-0");
+        (await tasks[1]).ShouldBe("answer-0");
+        (await NamesAsync(scope)).ShouldBe(["blocker", "posting-0"]);
+        (await new IdempotencyStore(db.Database).ReadAsync(key, CancellationToken.None))!.Value.Body.ShouldBe("answer-0");
+    }
+
+    [Fact]
     public async Task a_unit_that_keeps_meeting_conflicts_is_failed_after_its_last_attempt_and_leaves_nothing()
     {
         var scope = NewScope();
@@ -222,5 +251,61 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         position.ShouldNotBeNull();
         position.Value.CompareTo(before!.Value).ShouldBeGreaterThan(0);
         position.Value.CompareTo(after!.Value).ShouldBeLessThanOrEqualTo(0);
+    }
+
+    [Fact]
+    public async Task a_deadlock_between_two_lanes_rolls_one_write_back_to_its_savepoint_and_every_write_commits_once()
+    {
+        await using var writer = db.OpenSecondInstance();
+        writer.UseWriteLanes(lanes: 2, maxBatch: 2);
+        var scope = NewScope();
+        Task<T> Write<T>(Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>> unit) =>
+            writer.WriteAndLocateAsync(unit, CancellationToken.None).ContinueWith(t => t.GetAwaiter().GetResult().Result, TaskScheduler.Default);
+        await Write(async (c, tx) => { await InsertAsync(c, tx, scope, "x", 0); await InsertAsync(c, tx, scope, "y", 0); return 0; });
+
+        // Both lanes held by a blocker each, so that the four writes queue and go two by two: [n1, p]
+        // to the first lane, [n2, q] to the second. p locks x then wants y; q locks y then wants x.
+        var releases = new[] { new TaskCompletionSource(), new TaskCompletionSource() };
+        var blockers = new List<Task<int>>();
+        foreach (var release in releases)
+        {
+            var started = new TaskCompletionSource();
+            blockers.Add(Write(async (c, tx) => { started.TrySetResult(); await release.Task; return 0; }));
+            await started.Task;
+        }
+        var pHasX = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var qHasY = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var attempts = 0;
+        Task<int> Add(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, string name, int by) =>
+            c.ExecuteAsync("UPDATE id_counters SET last_value = last_value + @by WHERE org_id = @scope AND name = @name", new { scope, name, by }, tx);
+        var n1 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n1"); return 0; });
+        var p = Write(async (c, tx) =>
+        {
+            Interlocked.Increment(ref attempts);
+            await Add(c, tx, "x", 1);
+            pHasX.TrySetResult();
+            await qHasY.Task;
+            return await Add(c, tx, "y", 1);
+        });
+        var n2 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n2"); return 0; });
+        var q = Write(async (c, tx) =>
+        {
+            Interlocked.Increment(ref attempts);
+            await Add(c, tx, "y", 2);
+            qHasY.TrySetResult();
+            await pHasX.Task;
+            return await Add(c, tx, "x", 2);
+        });
+        releases[0].SetResult();
+        await pHasX.Task;
+        releases[1].SetResult();
+
+        await Task.WhenAll(blockers.Concat([n1, p, n2, q]));
+
+        // PostgreSQL broke the deadlock by failing one of the two; it was run again and committed once.
+        attempts.ShouldBe(3);
+        (await NamesAsync(scope)).ShouldBe(["n1", "n2", "x", "y"]);
+        (await db.Database.ReadAsync(c => c.QueryAsync<long>(
+            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name IN ('x', 'y') ORDER BY name", new { scope }), CancellationToken.None)).ShouldBe([3L, 3L]);
     }
 }
