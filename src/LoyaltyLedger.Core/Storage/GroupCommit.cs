@@ -77,13 +77,37 @@ internal sealed class GroupCommit : IAsyncDisposable
 
     private abstract class Unit(bool locate, CancellationToken ct)
     {
+        /// <summary>
+        /// The caller's execution context: the unit runs in it, so that what the caller set (the
+        /// request's trace activity: the posting's span and its commands' spans stay under the
+        /// request's) is what the unit sees, not the lane's.
+        /// </summary>
+        private readonly ExecutionContext? _context = ExecutionContext.Capture();
+
         public CancellationToken Cancellation { get; } = ct;
         public bool Locate { get; } = locate;
         public int Attempt { get; set; } = 1;
-        public abstract Task RunAsync(DbConnection connection, DbTransaction transaction);
         public abstract void Succeed(WalPosition? position);
         public abstract void Fail(Exception ex);
         public abstract bool IsAnswered { get; }
+
+        protected abstract Task WorkAsync(DbConnection connection, DbTransaction transaction);
+
+        /// <summary>Runs the unit's work and then its commit hooks (its outbox rows), in the caller's context.</summary>
+        public Task RunAsync(DbConnection connection, DbTransaction transaction)
+        {
+            if (_context is null) return RunHereAsync(connection, transaction);
+            Task? running = null;
+            ExecutionContext.Run(_context, _ => running = RunHereAsync(connection, transaction), null);
+            return running!;
+        }
+
+        private async Task RunHereAsync(DbConnection connection, DbTransaction transaction)
+        {
+            var hooks = CommitHooks.Open(transaction);
+            await WorkAsync(connection, transaction);
+            await CommitHooks.RunAsync(hooks, Cancellation);
+        }
     }
 
     private sealed class Unit<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct) : Unit(locate, ct)
@@ -93,7 +117,7 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         public Task<(T, WalPosition?)> Answer => _answer.Task;
 
-        public override async Task RunAsync(DbConnection connection, DbTransaction transaction) => _result = await work(connection, transaction);
+        protected override async Task WorkAsync(DbConnection connection, DbTransaction transaction) => _result = await work(connection, transaction);
 
         public override void Succeed(WalPosition? position) => _answer.TrySetResult((_result!, position));
 
@@ -108,6 +132,12 @@ internal sealed class GroupCommit : IAsyncDisposable
     private sealed class Lane
     {
         public DbConnection? Connection;
+
+        /// <summary>
+        /// Units of the batch under way rolled back for a transient conflict: queued again once the
+        /// batch is settled, never run alone with the rest of a failed batch (each runs once).
+        /// </summary>
+        public readonly List<Unit> Retries = [];
     }
 
     private async Task RunLaneAsync()
@@ -128,7 +158,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                 catch (CommitOutcomeUnknown unknown)
                 {
                     await ResetConnectionAsync(lane);
-                    foreach (var unit in batch) unit.Fail(unknown.InnerException!);
+                    foreach (var unit in batch.Where(u => !lane.Retries.Contains(u))) unit.Fail(unknown.InnerException!);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
                 {
@@ -136,7 +166,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                     // unit not answered yet (a refused one was, and wrote nothing) alone, so a unit
                     // that can commit does, and each of the others gets its own error.
                     await ResetConnectionAsync(lane);
-                    foreach (var unit in batch.Where(u => !u.IsAnswered))
+                    foreach (var unit in batch.Where(u => !u.IsAnswered && !lane.Retries.Contains(u)).ToList())
                     {
                         try { await RunBatchAsync(lane, [unit]); }
                         catch (Exception single)
@@ -146,6 +176,8 @@ internal sealed class GroupCommit : IAsyncDisposable
                         }
                     }
                 }
+                foreach (var unit in lane.Retries) Retry(unit);
+                lane.Retries.Clear();
                 batch.Clear();
             }
         }
@@ -198,11 +230,9 @@ internal sealed class GroupCommit : IAsyncDisposable
                 await ExecuteAsync(connection, transaction, done.Count == 0 ? "SAVEPOINT unit" : "RELEASE SAVEPOINT unit; SAVEPOINT unit");
                 moveSavepoint = false;
             }
-            var hooks = CommitHooks.Open(transaction);
             try
             {
                 await unit.RunAsync(connection, transaction);
-                await CommitHooks.RunAsync(hooks, unit.Cancellation);
                 done.Add(unit);
                 moveSavepoint = savepoints;
             }
@@ -210,7 +240,7 @@ internal sealed class GroupCommit : IAsyncDisposable
             {
                 if (savepoints) await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT unit");
                 else await transaction.RollbackAsync(CancellationToken.None);
-                if (unit.Attempt < MaxAttempts && (_database.Dialect.IsTransient(ex) || CancelledForAnother(unit, ex))) Retry(unit);
+                if (unit.Attempt < MaxAttempts && _database.Dialect.IsTransient(ex)) lane.Retries.Add(unit);
                 else unit.Fail(ex);
                 if (!savepoints) return;
             }
@@ -237,17 +267,6 @@ internal sealed class GroupCommit : IAsyncDisposable
         await command.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
-    /// <summary>
-    /// A statement cancelled by the server while its own caller still waits: a cancel request is for
-    /// the session, not for one statement, so one sent for a unit whose caller went away can land
-    /// on the next statement of the lane, another unit's. That unit is run again rather than failed.
-    /// </summary>
-    private static bool CancelledForAnother(Unit unit, Exception ex) =>
-        !unit.Cancellation.IsCancellationRequested && ex is DbException { SqlState: QueryCanceled };
-
-    /// <summary>SQLSTATE query_canceled.</summary>
-    private const string QueryCanceled = "57014";
-
     private static bool IsBroken(DbConnection connection) => connection.State != System.Data.ConnectionState.Open;
 
     /// <summary>Queues a unit that met a transient conflict again, after a short wait that grows with its attempts.</summary>
@@ -263,8 +282,10 @@ internal sealed class GroupCommit : IAsyncDisposable
     private static async Task ResetConnectionAsync(Lane lane)
     {
         if (lane.Connection is null) return;
+        // Whatever closing a broken connection throws, the lane must go on: a lane that died would
+        // leave the writes queued behind it waiting for ever (SQLite has only the one).
         try { await lane.Connection.DisposeAsync(); }
-        catch (DbException) { /* a broken connection: nothing left to close */ }
+        catch (Exception) { /* a broken connection: nothing left to close */ }
         lane.Connection = null;
     }
 

@@ -29,13 +29,17 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
     {
         var interval = settings.Value.SequencerInterval;
         if (interval <= TimeSpan.Zero) return;
+        var numbered = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                // Woken by a commit of this process: rows are waiting, so the run skips its probe.
+                // Woken by a commit of this process while postings stream in (the last run numbered
+                // rows), rows are waiting: the run skips its probe. Not after a run that found none:
+                // its own commit wakes the next run too, and an idle server would then write a
+                // transaction every few milliseconds instead of reading one index page.
                 var committed = await database.Commits.WaitAsync(interval, clock, stoppingToken);
-                await OutboxSequencer.RunAllAsync(database, stoppingToken, rowsWaiting: committed);
+                numbered = await OutboxSequencer.RunAllAsync(database, stoppingToken, rowsWaiting: committed && numbered > 0);
                 await Task.Delay(MinimumSpacing, clock, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

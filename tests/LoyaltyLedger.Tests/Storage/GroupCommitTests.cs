@@ -228,29 +228,64 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     protected override Exception TransientConflict() => new Npgsql.PostgresException("deadlock detected", "ERROR", "ERROR", "40P01");
 
     [Fact]
-    public async Task the_units_queued_behind_a_blocker_commit_in_one_transaction_and_each_answers_a_position_at_or_past_it()
+    public async Task the_units_queued_behind_a_blocker_commit_in_one_transaction_and_each_answers_the_position_of_its_commit()
     {
         var scope = NewScope();
+        var before = await db.Database.CurrentPositionAsync(CancellationToken.None);
         var units = Enumerable.Range(0, 10).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>)(async (c, tx) =>
         {
             await InsertAsync(c, tx, scope, $"unit-{i}");
             return await c.ExecuteScalarAsync<long>("SELECT pg_current_xact_id()::text::bigint", transaction: tx);
         })).ToList();
 
-        var tasks = await RunBehindABlockerAsync(scope, units);
-        var transactions = new List<long>();
-        foreach (var task in tasks) transactions.Add(await task);
-
-        transactions.Distinct().Count().ShouldBe(1);
-        (await CountAsync(scope)).ShouldBe(11);
-        // The answer of a write in a batch carries the position of the batch's commit: past what was
-        // written before it, and not past what has been written since.
-        var before = await db.Database.CurrentPositionAsync(CancellationToken.None);
-        var (_, position) = await Writer.WriteAndLocateAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "located"); return 0; }, CancellationToken.None);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocker = Writer.WriteAndLocateAsync(async (c, tx) => { started.TrySetResult(); await release.Task; return 0L; }, CancellationToken.None);
+        await started.Task;
+        var tasks = units.Select(u => Writer.WriteAndLocateAsync(u, CancellationToken.None)).ToArray();
+        release.SetResult();
+        await blocker;
+        var answers = await Task.WhenAll(tasks);
         var after = await db.Database.CurrentPositionAsync(CancellationToken.None);
+
+        answers.Select(a => a.Result).Distinct().Count().ShouldBe(1);
+        (await CountAsync(scope)).ShouldBe(10);
+        // One commit, so one position for all of them: past what was written before them, and not
+        // past what has been written since.
+        answers.Select(a => a.Position).Distinct().Count().ShouldBe(1);
+        var position = answers[0].Position;
         position.ShouldNotBeNull();
         position.Value.CompareTo(before!.Value).ShouldBeGreaterThan(0);
         position.Value.CompareTo(after!.Value).ShouldBeLessThanOrEqualTo(0);
+    }
+
+    [Fact]
+    public async Task a_unit_rolled_back_for_a_conflict_in_a_batch_that_then_fails_is_run_again_once_and_commits_once()
+    {
+        var scope = NewScope();
+        var attempts = 0;
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>>
+        {
+            async (c, tx) => { await InsertAsync(c, tx, scope, "before"); return 0; },
+            async (c, tx) =>
+            {
+                await InsertAsync(c, tx, scope, "conflicted");
+                if (Interlocked.Increment(ref attempts) == 1) throw TransientConflict();
+                return 1;
+            },
+            // Ends its own session: the batch fails before its commit, and what is left of it runs alone.
+            async (c, tx) => { await c.ExecuteAsync("SELECT pg_terminate_backend(pg_backend_pid())", transaction: tx); return 2; },
+            async (c, tx) => { await InsertAsync(c, tx, scope, "after"); return 3; },
+        };
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await tasks[0]).ShouldBe(0);
+        (await tasks[1]).ShouldBe(1);
+        await Should.ThrowAsync<Exception>(tasks[2]);
+        (await tasks[3]).ShouldBe(3);
+        attempts.ShouldBe(2);
+        (await NamesAsync(scope)).ShouldBe(["after", "before", "blocker", "conflicted"]);
     }
 
     [Fact]
@@ -265,11 +300,11 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
 
         // Both lanes held by a blocker each, so that the four writes queue and go two by two: [n1, p]
         // to the first lane, [n2, q] to the second. p locks x then wants y; q locks y then wants x.
-        var releases = new[] { new TaskCompletionSource(), new TaskCompletionSource() };
+        var releases = new[] { new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
         var blockers = new List<Task<int>>();
         foreach (var release in releases)
         {
-            var started = new TaskCompletionSource();
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             blockers.Add(Write(async (c, tx) => { started.TrySetResult(); await release.Task; return 0; }));
             await started.Task;
         }
@@ -300,7 +335,8 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         await pHasX.Task;
         releases[1].SetResult();
 
-        await Task.WhenAll(blockers.Concat([n1, p, n2, q]));
+        // Bounded: a write that is never answered fails the test instead of hanging the run.
+        await Task.WhenAll(blockers.Concat([n1, p, n2, q])).WaitAsync(TimeSpan.FromSeconds(60));
 
         // PostgreSQL broke the deadlock by failing one of the two; it was run again and committed once.
         attempts.ShouldBe(3);
