@@ -43,7 +43,6 @@ internal sealed class GroupCommit : IAsyncDisposable
     private readonly LedgerDatabase _database;
     private readonly Channel<Unit> _queue;
     private readonly Task[] _lanes;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly Counter<double> _busy;
     private readonly Histogram<int> _batchSizes;
 
@@ -147,7 +146,8 @@ internal sealed class GroupCommit : IAsyncDisposable
         var batch = new List<Unit>(MaxBatch);
         try
         {
-            while (await reader.WaitToReadAsync(_stopping.Token))
+            // Ends when the queue is closed (the database disposed) and empty: what was queued is written.
+            while (await reader.WaitToReadAsync())
             {
                 while (batch.Count < MaxBatch && reader.TryRead(out var unit)) batch.Add(unit);
                 if (batch.Count == 0) continue;
@@ -160,7 +160,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                     await ResetConnectionAsync(lane);
                     foreach (var unit in batch.Where(u => !lane.Retries.Contains(u))) unit.Fail(unknown.InnerException!);
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
+                catch (Exception)
                 {
                     // The batch failed before its commit (the file, the disk, the connection): each
                     // unit not answered yet (a refused one was, and wrote nothing) alone, so a unit
@@ -180,9 +180,6 @@ internal sealed class GroupCommit : IAsyncDisposable
                 lane.Retries.Clear();
                 batch.Clear();
             }
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
         }
         finally
         {
@@ -293,6 +290,5 @@ internal sealed class GroupCommit : IAsyncDisposable
     {
         _queue.Writer.TryComplete();
         await Task.WhenAll(_lanes).ConfigureAwait(false);
-        _stopping.Dispose();
     }
 }

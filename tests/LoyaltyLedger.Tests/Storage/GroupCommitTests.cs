@@ -313,24 +313,20 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         var attempts = 0;
         Task<int> Add(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, string name, int by) =>
             c.ExecuteAsync("UPDATE id_counters SET last_value = last_value + @by WHERE org_id = @scope AND name = @name", new { scope, name, by }, tx);
+        // Adds to one row, says so, waits until the other write holds the other row, then adds to it.
+        Task<int> Crossing(string first, string second, int by, TaskCompletionSource holdsFirst, TaskCompletionSource otherHoldsSecond) =>
+            Write(async (c, tx) =>
+            {
+                Interlocked.Increment(ref attempts);
+                await Add(c, tx, first, by);
+                holdsFirst.TrySetResult();
+                await otherHoldsSecond.Task;
+                return await Add(c, tx, second, by);
+            });
         var n1 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n1"); return 0; });
-        var p = Write(async (c, tx) =>
-        {
-            Interlocked.Increment(ref attempts);
-            await Add(c, tx, "x", 1);
-            pHasX.TrySetResult();
-            await qHasY.Task;
-            return await Add(c, tx, "y", 1);
-        });
+        var p = Crossing("x", "y", 1, pHasX, qHasY);
         var n2 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n2"); return 0; });
-        var q = Write(async (c, tx) =>
-        {
-            Interlocked.Increment(ref attempts);
-            await Add(c, tx, "y", 2);
-            qHasY.TrySetResult();
-            await pHasX.Task;
-            return await Add(c, tx, "x", 2);
-        });
+        var q = Crossing("y", "x", 2, qHasY, pHasX);
         releases[0].SetResult();
         await pHasX.Task;
         releases[1].SetResult();
