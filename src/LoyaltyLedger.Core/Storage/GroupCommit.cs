@@ -105,7 +105,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         {
             var hooks = CommitHooks.Open(transaction);
             await WorkAsync(connection, transaction);
-            await CommitHooks.RunAsync(hooks, Cancellation);
+            // Not the caller's token: the hooks run on the lane's shared connection, whose statements
+            // a cancel would hit whoever's they are (the token stopped the unit before it started).
+            await CommitHooks.RunAsync(hooks, CancellationToken.None);
         }
     }
 
@@ -146,7 +148,8 @@ internal sealed class GroupCommit : IAsyncDisposable
         var batch = new List<Unit>(MaxBatch);
         try
         {
-            // Ends when the queue is closed (the database disposed) and empty: what was queued is written.
+            // Ends when the queue is closed (the database disposed) and empty: what was queued is
+            // written; a unit still waiting to be retried then fails as the database is closed.
             while (await reader.WaitToReadAsync())
             {
                 while (batch.Count < MaxBatch && reader.TryRead(out var unit)) batch.Add(unit);
@@ -250,9 +253,16 @@ internal sealed class GroupCommit : IAsyncDisposable
         {
             throw new CommitOutcomeUnknown(ex);
         }
+        // Committed: from here on nothing may throw, or the lane would take the batch for failed and
+        // run its units again. A position that cannot be read is no position (the answer goes without it).
+        if (done.Count == 0) return;
         _database.Commits.Pulse();
         WalPosition? position = null;
-        if (done.Any(u => u.Locate)) position = await _database.LocateAsync(connection);
+        if (done.Any(u => u.Locate))
+        {
+            try { position = await _database.LocateAsync(connection); }
+            catch (Exception) { position = null; }
+        }
         foreach (var unit in done) unit.Succeed(position);
     }
 

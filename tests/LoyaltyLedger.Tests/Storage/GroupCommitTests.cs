@@ -36,6 +36,9 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>The longest a test waits for an answer.</summary>
+    protected static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+
     protected static long NewScope() => -Random.Shared.NextInt64(1, long.MaxValue / 2);
 
     protected Task<long> CountAsync(long scope) =>
@@ -60,11 +63,12 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
             await release.Task;
             return 0;
         }, CancellationToken.None);
-        await started.Task;
+        // Bounded waits: a unit that is never answered fails the test instead of hanging the run.
+        await Task.WhenAny(started.Task, blocker).WaitAsync(Bound);
         var tasks = units.Select(u => WriteAsync(u, CancellationToken.None)).ToArray();
         release.SetResult();
-        await blocker;
-        return tasks;
+        await blocker.WaitAsync(Bound);
+        return tasks.Select(t => t.WaitAsync(Bound)).ToArray();
     }
 
     [Fact]
@@ -190,6 +194,31 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         (await new IdempotencyStore(db.Database).ReadAsync(key, CancellationToken.None))!.Value.Body.ShouldBe("answer-0");
     }
 
+    private static readonly AsyncLocal<string?> CallerValue = new();
+
+    [Fact]
+    public async Task a_unit_runs_in_its_callers_context_and_the_commit_hooks_it_registers_write_in_its_transaction()
+    {
+        var scope = NewScope();
+        CallerValue.Value = "the caller's";
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<string?>>>
+        {
+            async (c, tx) =>
+            {
+                CommitHooks.BeforeCommit(tx, _ => InsertAsync(c, tx, scope, "hook")).ShouldBeTrue();
+                await InsertAsync(c, tx, scope, "unit");
+                return CallerValue.Value;
+            },
+        };
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+        CallerValue.Value = null;
+
+        // What the caller set (a trace's activity, say) is what its unit sees, not the lane's.
+        (await tasks[0]).ShouldBe("the caller's");
+        (await NamesAsync(scope)).ShouldBe(["blocker", "hook", "unit"]);
+    }
+
     [Fact]
     public async Task a_unit_that_keeps_meeting_conflicts_is_failed_after_its_last_attempt_and_leaves_nothing()
     {
@@ -241,10 +270,10 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var blocker = Writer.WriteAndLocateAsync(async (c, tx) => { started.TrySetResult(); await release.Task; return 0L; }, CancellationToken.None);
-        await started.Task;
-        var tasks = units.Select(u => Writer.WriteAndLocateAsync(u, CancellationToken.None)).ToArray();
+        await started.Task.WaitAsync(Bound);
+        var tasks = units.Select(u => Writer.WriteAndLocateAsync(u, CancellationToken.None).WaitAsync(Bound)).ToArray();
         release.SetResult();
-        await blocker;
+        await blocker.WaitAsync(Bound);
         var answers = await Task.WhenAll(tasks);
         var after = await db.Database.CurrentPositionAsync(CancellationToken.None);
 
@@ -306,7 +335,7 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         {
             var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             blockers.Add(Write(async (c, tx) => { started.TrySetResult(); await release.Task; return 0; }));
-            await started.Task;
+            await started.Task.WaitAsync(Bound);
         }
         var pHasX = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var qHasY = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -327,12 +356,19 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         var p = Crossing("x", "y", 1, pHasX, qHasY);
         var n2 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n2"); return 0; });
         var q = Crossing("y", "x", 2, qHasY, pHasX);
-        releases[0].SetResult();
-        await pHasX.Task;
-        releases[1].SetResult();
-
-        // Bounded: a write that is never answered fails the test instead of hanging the run.
-        await Task.WhenAll(blockers.Concat([n1, p, n2, q])).WaitAsync(TimeSpan.FromSeconds(60));
+        try
+        {
+            releases[0].SetResult();
+            await pHasX.Task.WaitAsync(Bound);
+            releases[1].SetResult();
+            // Bounded: a write that is never answered fails the test instead of hanging the run.
+            await Task.WhenAll(blockers.Concat([n1, p, n2, q])).WaitAsync(Bound);
+        }
+        finally
+        {
+            // Whatever happened, nothing the lanes run is left waiting, so the writer can be disposed.
+            foreach (var gate in releases.Append(pHasX).Append(qHasY)) gate.TrySetResult();
+        }
 
         // PostgreSQL broke the deadlock by failing one of the two; it was run again and committed once.
         attempts.ShouldBe(3);
