@@ -23,8 +23,8 @@ namespace LoyaltyLedger.Storage;
 /// the same transaction), so balance checks stay exact. A unit that throws (a refusal, a bug) is
 /// rolled back to its savepoint and answered with its exception at once: it wrote nothing, and its
 /// neighbours go on. A unit that meets a transient conflict (a deadlock with another lane or another
-/// process) is rolled back to its savepoint too, and queued again after a short wait, up to
-/// <see cref="MaxAttempts"/> times. The others are answered after the commit, so nothing is
+/// process) is rolled back to its savepoint too, and queued again once its batch is settled (never
+/// also run alone with a batch that failed), after a short wait, up to <see cref="MaxAttempts"/> times. The others are answered after the commit, so nothing is
 /// acknowledged before it is durable. If the batch fails before its commit (the connection, the
 /// disk), each unit of it is run again alone, so one bad unit cannot sink the others; if the commit
 /// itself fails with its outcome unknown (the connection lost while committing), every unit of the
