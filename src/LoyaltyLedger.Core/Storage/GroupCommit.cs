@@ -70,7 +70,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     public Task<(T Result, WalPosition? Position)> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
     {
         var unit = new Unit<T>(work, locate, ct);
-        if (!_queue.Writer.TryWrite(unit)) throw new ObjectDisposedException(nameof(LedgerDatabase), "The database is closed.");
+        if (!_queue.Writer.TryWrite(unit)) throw Closed();
         return unit.Answer;
     }
 
@@ -186,7 +186,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         }
         finally
         {
-            var closed = new ObjectDisposedException(nameof(LedgerDatabase), "The database is closed.");
+            var closed = Closed();
             foreach (var unit in batch) unit.Fail(closed);
             while (reader.TryRead(out var left)) left.Fail(closed);
             await ResetConnectionAsync(lane);
@@ -274,6 +274,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         await command.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
+    /// <summary>What a unit gets when the database is disposed before the unit could run.</summary>
+    private static ObjectDisposedException Closed() => new(nameof(LedgerDatabase), "The database is closed.");
+
     private static bool IsBroken(DbConnection connection) => connection.State != System.Data.ConnectionState.Open;
 
     /// <summary>Queues a unit that met a transient conflict again, after a short wait that grows with its attempts.</summary>
@@ -282,7 +285,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         unit.Attempt++;
         _ = Task.Delay(Random.Shared.Next(5, 20 * unit.Attempt)).ContinueWith(_ =>
         {
-            if (!_queue.Writer.TryWrite(unit)) unit.Fail(new ObjectDisposedException(nameof(LedgerDatabase), "The database is closed."));
+            if (!_queue.Writer.TryWrite(unit)) unit.Fail(Closed());
         }, TaskScheduler.Default);
     }
 

@@ -116,9 +116,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// transactions: <paramref name="lanes"/> writers, each taking up to <paramref name="maxBatch"/>
     /// waiting writes into one transaction (see <see cref="GroupCommit"/>). PostgreSQL only (SQLite
     /// always has its one writer). The first call sets them; a second server built on this handle, as
-    /// tests build, keeps them. The other writes (the
-    /// lifecycle and tier runs, the outbox sequencer, renumbering) keep a transaction of their own:
-    /// they take table or advisory locks, or run long, and would hold up the writes batched with them.
+    /// tests build, keeps them. The other writes (the lifecycle and tier runs, the outbox sequencer,
+    /// renumbering) keep a transaction of their own: they take table or advisory locks, or run long,
+    /// and would hold up the writes batched with them.
     /// </summary>
     public void UseWriteLanes(int lanes, int maxBatch)
     {
@@ -163,7 +163,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
     {
-        // SQLite: one writer per process, committing what is waiting as one transaction (see SqliteGroupCommit).
+        // SQLite: one writer per process, committing what is waiting as one transaction; PostgreSQL: the
+        // API's writes through the write lanes when they are set (see GroupCommit).
         if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct);
         if (locate && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
         for (var attempt = 1; ; attempt++)

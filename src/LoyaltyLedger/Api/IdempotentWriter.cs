@@ -157,15 +157,15 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 // with other clients' writes (group commit), and a database cancels a statement per
                 // session, not per write, so a cancel sent for this one could land on a neighbour's.
                 // The client's token only keeps a write that has not started from starting.
-                var started = CancellationToken.None;
-                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId, started)
+                var untilDone = CancellationToken.None;
+                var posting = new Posting(connection, transaction, database.Dialect, caller.OrgId, clock.GetUtcNow(), caller.KeyId, untilDone)
                 {
                     Catalog = database.Catalog,
                 };
                 // A key already claimed (on PostgreSQL, by a concurrent request this one waited for)
                 // makes the request a replay, never a second posting.
                 var storeKey = key is null ? null : IdempotencyKey.Request(caller.OrgId, key);
-                if (storeKey is not null && !await IdempotencyStore.ClaimAsync(posting.Batch(), storeKey, requestHash, posting.NowMs, started))
+                if (storeKey is not null && !await IdempotencyStore.ClaimAsync(posting.Batch(), storeKey, requestHash, posting.NowMs, untilDone))
                     return (Replay: true, Body: (string?)null);
 
                 TResult result;
@@ -184,7 +184,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 posting.AddAnnouncements(batch);
                 if (storeKey is not null)
                     IdempotencyStore.AddAnswer(batch, storeKey, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
-                await batch.RunAsync(started);
+                await batch.RunAsync(untilDone);
                 return (Replay: false, Body: body);
             }, ct);
             return (replay, body, position);

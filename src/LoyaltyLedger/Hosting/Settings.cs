@@ -145,8 +145,8 @@ public sealed class ReadReplicaSettings : ILedgerSettings
 }
 
 /// <summary>
-/// <c>Ledger:Postgres</c>: group commit of the API's writes on PostgreSQL (README, "How a posting is
-/// written"). SQLite has one writer of its own and takes none of these.
+/// <c>Ledger:Postgres</c>: group commit of the API's writes on PostgreSQL (docs/performance.md, "How a
+/// posting is written"). SQLite has one writer of its own and takes none of these.
 /// </summary>
 public sealed class PostgresWriteSettings : ILedgerSettings
 {
