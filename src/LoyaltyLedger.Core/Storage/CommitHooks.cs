@@ -6,7 +6,8 @@ namespace LoyaltyLedger.Storage;
 /// Work that must be done in a transaction just before <see cref="LedgerDatabase.WriteAsync{T}"/>
 /// commits it: a posting's outbox rows are written this way when its caller has not already added
 /// them to a batch of its own, so no posting committed through WriteAsync can commit its ledger
-/// change without the events that announce it.
+/// change without the events that announce it. And what must be written once, last, for the whole
+/// transaction (<see cref="AtTail"/>).
 /// </summary>
 /// <remarks>
 /// The hooks live in a scope that WriteAsync opens around its work (an <see cref="AsyncLocal{T}"/>,
@@ -19,6 +20,7 @@ public static class CommitHooks
     {
         public DbTransaction Transaction { get; } = transaction;
         public List<Func<CancellationToken, Task>> Hooks { get; } = [];
+        public List<(ICommitTail Tail, object Item)> Tail { get; } = [];
     }
 
     private static readonly AsyncLocal<Scope?> Current = new();
@@ -54,4 +56,45 @@ public static class CommitHooks
             await hook(ct);
         }
     }
+
+    /// <summary>
+    /// Leaves <paramref name="item"/> for <paramref name="tail"/> to write at the very end of
+    /// <paramref name="transaction"/>: after every write it holds (all the writes of a group-commit
+    /// batch), right before the commit, together with the other items left for the same tail. An item
+    /// left by a write that is then rolled back to its savepoint is dropped with it. Outside
+    /// WriteAsync, or for another transaction than the one it runs, nothing is left.
+    /// </summary>
+    /// <returns>True when the tail will write the item; false when the caller must write it itself.</returns>
+    public static bool AtTail(DbTransaction transaction, ICommitTail tail, object item)
+    {
+        if (Current.Value is not { } scope || !ReferenceEquals(scope.Transaction, transaction)) return false;
+        lock (scope.Tail) scope.Tail.Add((tail, item));
+        return true;
+    }
+
+    /// <summary>
+    /// Writes the items of <paramref name="items"/> (the tails' items of every write the transaction
+    /// holds, in the writes' order), each tail once with all of its items.
+    /// </summary>
+    internal static async Task WriteTailAsync(IReadOnlyList<(ICommitTail Tail, object Item)> items, DbConnection connection,
+        DbTransaction transaction, SqlDialect dialect)
+    {
+        if (items.Count == 0) return;
+        foreach (var tail in items.Select(i => i.Tail).Distinct())
+            await tail.WriteAsync(connection, transaction, dialect, [.. items.Where(i => i.Tail == tail).Select(i => i.Item)]);
+    }
+}
+
+/// <summary>
+/// What a transaction's writes leave to be written once, at the very end of the transaction
+/// (<see cref="CommitHooks.AtTail"/>): the outbox rows, which take their positions there.
+/// </summary>
+public interface ICommitTail
+{
+    /// <summary>
+    /// Writes <paramref name="items"/> in <paramref name="transaction"/>, right before it commits. It
+    /// does not commit, and nothing else is written in the transaction after it. It runs without a
+    /// cancellation token: a group-commit lane's connection is shared by other callers' writes.
+    /// </summary>
+    Task WriteAsync(DbConnection connection, DbTransaction transaction, SqlDialect dialect, IReadOnlyList<object> items);
 }

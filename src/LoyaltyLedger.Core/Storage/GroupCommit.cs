@@ -90,6 +90,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         public abstract void Fail(Exception ex);
         public abstract bool IsAnswered { get; }
 
+        /// <summary>What the unit's last successful run left for the end of its transaction (<see cref="CommitHooks.AtTail"/>).</summary>
+        public IReadOnlyList<(ICommitTail Tail, object Item)> Tail { get; private set; } = [];
+
         protected abstract Task WorkAsync(DbConnection connection, DbTransaction transaction);
 
         /// <summary>Runs the unit's work and then its commit hooks (its outbox rows), in the caller's context.</summary>
@@ -103,11 +106,13 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         private async Task RunHereAsync(DbConnection connection, DbTransaction transaction)
         {
+            Tail = [];
             var hooks = CommitHooks.Open(transaction);
             await WorkAsync(connection, transaction);
             // Not the caller's token: the hooks run on the lane's shared connection, whose statements
             // a cancel would hit whoever's they are (the token stopped the unit before it started).
             await CommitHooks.RunAsync(hooks, CancellationToken.None);
+            Tail = hooks.Tail;
         }
     }
 
@@ -245,6 +250,9 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (!savepoints) return;
             }
         }
+        // What the units left for the end of the transaction (their outbox rows), written together;
+        // when it fails, the batch fails before its commit and its units run alone.
+        await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect);
         try
         {
             await transaction.CommitAsync(CancellationToken.None);
@@ -256,7 +264,6 @@ internal sealed class GroupCommit : IAsyncDisposable
         // Committed: from here on nothing may throw, or the lane would take the batch for failed and
         // run its units again. A position that cannot be read is no position (the answer goes without it).
         if (done.Count == 0) return;
-        _database.Commits.Pulse();
         WalPosition? position = null;
         if (done.Any(u => u.Locate))
         {

@@ -41,9 +41,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>What differs on this database: SQL, transactions, errors, locks (see <see cref="SqlDialect"/>).</summary>
     public SqlDialect Dialect { get; }
 
-    /// <summary>Pulsed after every write this handle commits: wakes the outbox sequencer.</summary>
-    public CommitSignal Commits { get; } = new();
-
     /// <summary>Where the data lives, for start-up messages (no secrets).</summary>
     public string Description { get; }
 
@@ -177,8 +174,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
             {
                 result = await work(connection, transaction);
                 await CommitHooks.RunAsync(hooks, ct);
+                await CommitHooks.WriteTailAsync(hooks.Tail, connection, transaction, Dialect);
                 await transaction.CommitAsync(ct);
-                Commits.Pulse();
             }
             catch (Exception ex) when (attempt < 8 && Dialect.IsTransient(ex))
             {

@@ -25,6 +25,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
 
     public int Count => _statements.Count;
 
+    /// <summary>The transaction the statements run in.</summary>
+    internal DbTransaction Transaction => transaction;
+
     /// <summary>Adds a statement whose rows are wanted; returns its index for <see cref="BatchResults.Rows"/>.</summary>
     public int Query(string sql, object? args = null) => Add(sql, args, returnsRows: true);
 

@@ -31,19 +31,22 @@ public static class Observability
         builder.Services.Configure<SimpleConsoleFormatterOptions>(o => o.IncludeScopes = true);
 
         var otlp = builder.Configuration[$"{TelemetrySettings.Section}:{nameof(TelemetrySettings.OtlpEndpoint)}"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
-        builder.Services.AddOpenTelemetry()
+        var telemetry = builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()
                 .AddMeter(LedgerTelemetry.Name, "Npgsql", "System.Runtime")
                 // A scrape reads the current values: Prometheus already paces its scrapes.
-                .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0))
-            .WithTracing(tracing =>
-            {
-                tracing.AddAspNetCoreInstrumentation(o => o.Filter = context => !IsOperational(context.Request.Path))
-                    .AddSource(LedgerTelemetry.Name)
-                    .AddNpgsql();
-                if (!string.IsNullOrWhiteSpace(otlp)) tracing.AddOtlpExporter(o => o.Endpoint = new Uri(otlp));
-            });
+                .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+        // Spans are recorded only when they have somewhere to go. A listener makes every request, posting
+        // and database command build a span with its tags (the command's SQL text among them), and
+        // without an exporter the SDK built them for nobody. Log lines keep their trace and span ids
+        // without it: ASP.NET Core starts each request's activity for logging on its own.
+        if (!string.IsNullOrWhiteSpace(otlp))
+            telemetry.WithTracing(tracing => tracing
+                .AddAspNetCoreInstrumentation(o => o.Filter = context => !IsOperational(context.Request.Path))
+                .AddSource(LedgerTelemetry.Name)
+                .AddNpgsql()
+                .AddOtlpExporter(o => o.Endpoint = new Uri(otlp)));
     }
 
     public static void MapLedgerMetrics(this WebApplication app) =>

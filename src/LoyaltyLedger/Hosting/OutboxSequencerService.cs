@@ -5,22 +5,15 @@ using LoyaltyLedger.Storage;
 namespace LoyaltyLedger.Server.Hosting;
 
 /// <summary>
-/// Runs <see cref="OutboxSequencer"/> in the background: right after each write this process commits
-/// (<see cref="LedgerDatabase.Commits"/>), and every <c>Ledger:Outbox:SequencerInterval</c> (default
-/// 100 ms) for what other server processes commit. Time comes from the injected
-/// <see cref="TimeProvider"/>.
+/// Runs <see cref="OutboxSequencer"/> in the background every <c>Ledger:Outbox:SequencerInterval</c>
+/// (default 100 ms), for the rows that wait without a position: a write of this version numbers its
+/// own rows at its commit, so these are the rows of a server of an earlier version (during a rolling
+/// upgrade, or committed before the upgrade). Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider clock, IOptions<OutboxSettings> settings,
     ILogger<OutboxSequencerService> logger) : BackgroundService
 {
     public const string IntervalKey = "Ledger:Outbox:SequencerInterval";
-
-    /// <summary>
-    /// The least time between two runs: under a stream of commits the rows of many postings are
-    /// numbered together, at most forty runs a second (each a small transaction of its own, with its
-    /// own commit to flush), rather than one run per commit.
-    /// </summary>
-    private static readonly TimeSpan MinimumSpacing = TimeSpan.FromMilliseconds(25);
 
     /// <summary>After a failed run (the database restarting, say), the next waits this long at least.</summary>
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
@@ -29,18 +22,13 @@ public sealed class OutboxSequencerService(LedgerDatabase database, TimeProvider
     {
         var interval = settings.Value.SequencerInterval;
         if (interval <= TimeSpan.Zero) return;
-        var numbered = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                // Woken by a commit of this process while postings stream in (the last run numbered
-                // rows), rows are waiting: the run skips its probe. Not after a run that found none:
-                // its own commit wakes the next run too, and an idle server would then write a
-                // transaction every few milliseconds instead of reading one index page.
-                var committed = await database.Commits.WaitAsync(interval, clock, stoppingToken);
-                numbered = await OutboxSequencer.RunAllAsync(database, stoppingToken, rowsWaiting: committed && numbered > 0);
-                await Task.Delay(MinimumSpacing, clock, stoppingToken);
+                // Each run first reads the waiting rows' partial index, which is empty when none wait.
+                await OutboxSequencer.RunAllAsync(database, stoppingToken);
+                await Task.Delay(interval, clock, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

@@ -96,6 +96,31 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     }
 
     [Fact]
+    public async Task the_outbox_rows_of_a_batch_are_written_at_its_end_numbered_in_the_order_of_its_units_and_none_of_a_unit_that_failed()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var scope = NewScope();
+        var units = Enumerable.Range(0, 12).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, Writer.Dialect);
+            LoyaltyLedger.Outbox.Outbox.Add(batch, t.OrgId, LoyaltyLedger.Outbox.OutboxEventTypes.BalanceChanged, 0, w => w.WriteNumberValue(i));
+            await batch.RunAsync();
+            if (i % 5 == 2) throw new InvalidOperationException("refused after its outbox row");
+            return i;
+        })).ToList();
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+        await Task.WhenAll(tasks.Select(task => task.ContinueWith(_ => { }, TaskScheduler.Default)));
+
+        var rows = (await db.Database.ReadAsync(c => c.QueryAsync<(long Position, string Payload)>(
+            "SELECT position, payload FROM outbox_events WHERE org_id = @org ORDER BY position", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        rows.Select(r => System.Text.Json.JsonDocument.Parse(r.Payload).RootElement.GetProperty("data").GetInt32())
+            .ShouldBe(Enumerable.Range(0, 12).Where(i => i % 5 != 2));
+        // Positions given together, in one statement at the batch's end: consecutive.
+        rows.Select(r => r.Position - rows[0].Position).ShouldBe(Enumerable.Range(0, rows.Count).Select(i => (long)i));
+    }
+
+    [Fact]
     public async Task refusals_among_acceptances_write_nothing_and_later_units_see_the_earlier_ones_writes()
     {
         var scope = NewScope();
