@@ -63,12 +63,8 @@ public static class EventsApi
         var consistency = ConsistencyTokens.Read(http);
         var ct = http.RequestAborted;
 
-        // Number what has committed before reading, so a client reads its own writes at once rather
-        // than on the sequencer's next tick.
-        await OutboxSequencer.RunOnceAsync(db, ct);
-        // A write's events get their positions after its commit (in this run or the sequencer's own):
-        // a read with a token waits for a replica that has replayed the numbering too.
-        if (consistency.After is not null && await db.CurrentPositionAsync(ct) is { } numbered) consistency = ReadConsistency.Replica(numbered);
+        // A write's events take their positions in its own transaction: a client reads its own writes
+        // at once, and a replica that has replayed a write's token holds its events and their positions.
         var page = await db.ReadAsync(c => OutboxRows.ReadPageAsync(c, orgId, afterPosition, take, wanted, ct), consistency, ct);
         return TypedResults.Ok(new EventFeedPage(page.Events.Select(EventEnvelope.From).ToList(), FeedCursor.Format(page.NextPosition)));
     }

@@ -42,6 +42,7 @@ public abstract partial class OrganizationScopeTests(DatabaseFixture db)
         ("Outbox/OutboxSequencer.cs", null, "the sequencer numbers every organization's outbox rows in one commit order"),
         ("Outbox/Outbox.cs", "FROM outbox_events WHERE position > @afterPosition", "every organization's feed, read by the webhook fan-out"),
         ("Outbox/Outbox.cs", "SELECT MAX(position) FROM outbox_events", "the highest position given, across organizations"),
+        ("Outbox/Outbox.cs", "SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events", "a write numbers its outbox rows on from the highest position given, in the one commit order of every organization"),
         ("Webhooks/WebhookEndpoints.cs", "SELECT MAX(position) FROM outbox_events", "a new endpoint's cursor starts at the highest position given"),
         ("Webhooks/WebhookQueue.cs", "FROM webhook_endpoints WHERE enabled = 1", "the fan-out reads every enabled endpoint's cursor"),
         ("Webhooks/WebhookQueue.cs", "UPDATE webhook_endpoints SET cursor_position", "the fan-out moves the cursors it covered"),
