@@ -19,8 +19,9 @@ namespace LoyaltyLedger.Ledger;
 /// exactly the lots due (expiry, conversion, return of held points), <see cref="RestoreLotsAsync"/> puts a
 /// reversed redemption back into the lots it consumed;</item>
 /// <item>every event and every line is announced in the outbox, in the same transaction (see
-/// <see cref="PostingAnnouncements"/>): the rows are added to the caller's last batch
-/// (<see cref="AddAnnouncements"/>) or, failing that, written right before the transaction commits.</item>
+/// <see cref="PostingAnnouncements"/>): the rows are made when the caller's last batch runs
+/// (<see cref="AddAnnouncements"/>) or, failing that, right before the transaction commits, and are
+/// written at the very end of the transaction with their positions (Outbox.AddAll).</item>
 /// </list>
 /// </summary>
 public sealed class Posting

@@ -15,7 +15,8 @@ namespace LoyaltyLedger.Ledger;
 /// <remarks>
 /// Collected here rather than written line by line because an event's announcement holds all its
 /// lines and a wallet's holds its balance before and after the whole posting: what they say is only
-/// known at the end, and the rows then go to the database with the posting's last batch.
+/// known at the end. The rows are then made (their payloads written) and left for the end of the
+/// transaction, where they take their positions (Outbox.AddAll).
 /// </remarks>
 internal sealed class PostingAnnouncements
 {
@@ -95,7 +96,7 @@ internal sealed class PostingAnnouncements
         }
         foreach (var moved in _moved.Where(m => m.Wallet.Balance != m.Before).OrderBy(m => m.Wallet.Key))
             rows.Add(new(OutboxEventTypes.BalanceChanged, w => WriteBalance(w, moved)));
-        // One statement for all of them (in this order, which the ids keep).
+        // In this order, which their positions keep.
         OutboxRows.AddAll(batch, orgId, nowMs, rows);
         _events.Clear();
         _byId.Clear();

@@ -8,8 +8,8 @@ namespace LoyaltyLedger.Outbox;
 /// a reader paging by position sees every row exactly once. A write through
 /// <see cref="LedgerDatabase.WriteAsync{T}"/> numbers its own rows at its end, under the same lock
 /// (<c>Outbox.PositionedRows</c>); what is left here is the rows written outside it, and those of a
-/// server of an earlier version during an upgrade. A hosted service runs it every ~100 ms and right
-/// after each local commit; the change feed runs it before it reads, so a client reads its own writes.
+/// server of an earlier version during an upgrade. A hosted service runs it every
+/// <c>Ledger:Outbox:SequencerInterval</c> (100 ms by default).
 /// </summary>
 /// <remarks>
 /// <para>One run takes the rows without a position that it can see, in <c>event_id</c> order, and

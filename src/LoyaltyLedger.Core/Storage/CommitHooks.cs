@@ -4,7 +4,7 @@ namespace LoyaltyLedger.Storage;
 
 /// <summary>
 /// Work that must be done in a transaction just before <see cref="LedgerDatabase.WriteAsync{T}"/>
-/// commits it: a posting's outbox rows are written this way when its caller has not already added
+/// commits it: a posting's outbox rows are made this way when its caller has not already added
 /// them to a batch of its own, so no posting committed through WriteAsync can commit its ledger
 /// change without the events that announce it. And what must be written once, last, for the whole
 /// transaction (<see cref="AtTail"/>).

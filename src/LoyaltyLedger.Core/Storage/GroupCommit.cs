@@ -28,8 +28,10 @@ namespace LoyaltyLedger.Storage;
 /// acknowledged before it is durable. If the batch fails before its commit (the connection, the
 /// disk), each unit of it is run again alone, so one bad unit cannot sink the others; if the commit
 /// itself fails with its outcome unknown (the connection lost while committing), every unit of the
-/// batch gets that error, as a write of its own would, and none is run again. A unit's commit hooks
-/// (its outbox rows) run inside its savepoint.</para>
+/// batch gets that error, as a write of its own would, and none is run again. A unit's commit hooks run inside
+/// its savepoint; what it leaves for the end of the transaction (its outbox rows,
+/// <see cref="CommitHooks.AtTail"/>) is written once for the whole batch, after its last unit and
+/// before the commit, and is dropped with a unit rolled back to its savepoint.</para>
 /// <para>Writers in other processes (a CLI command on the same file, another server on the same
 /// PostgreSQL) still write as before: on SQLite the writer's BEGIN IMMEDIATE waits for them through
 /// the busy timeout; on PostgreSQL row locks keep them apart, wallets locked in one global order
@@ -250,9 +252,24 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (!savepoints) return;
             }
         }
-        // What the units left for the end of the transaction (their outbox rows), written together;
-        // when it fails, the batch fails before its commit and its units run alone.
-        await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect);
+        // What the units left for the end of the transaction (their outbox rows), written together.
+        try
+        {
+            await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect);
+        }
+        catch (Exception ex) when (_database.Dialect.IsTransient(ex) && !IsBroken(connection))
+        {
+            // A conflict at the end: nothing of the batch is committed, so every unit that ran goes
+            // again, as one that meets a conflict in its own work does. Any other failure fails the
+            // batch before its commit, and its units run alone.
+            await transaction.RollbackAsync(CancellationToken.None);
+            foreach (var unit in done)
+            {
+                if (unit.Attempt < MaxAttempts) lane.Retries.Add(unit);
+                else unit.Fail(ex);
+            }
+            return;
+        }
         try
         {
             await transaction.CommitAsync(CancellationToken.None);

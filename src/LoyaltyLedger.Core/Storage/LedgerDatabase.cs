@@ -144,7 +144,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="work"/> in one transaction and commits it, retrying the whole unit when the
     /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
-    /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows).
+    /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows,
+    /// then what its work left for the end of the transaction: the outbox rows, with their positions).
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
         (await WriteCoreAsync(work, locate: false, ct)).Result;

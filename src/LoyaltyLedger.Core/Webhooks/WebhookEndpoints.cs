@@ -49,8 +49,9 @@ public static class WebhookEndpoints
         var events = WebhookEventTypes.Validate(request.Events);
         var description = Description(request.Description);
         var secret = WebhookSecrets.NewSecret();
-        // Events from now on: the cursor starts at the outbox's last position. (An event that
-        // committed just before but has no position yet gets a later one, and is delivered.)
+        // Events from now on: the cursor starts at the outbox's last position. (An event committed
+        // later takes a higher one at its commit; one an earlier version wrote without a position gets
+        // a later one from the sequencer. Both are delivered.)
         var cursor = await posting.ScalarAsync<long?>("SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL") ?? 0;
         var id = await posting.ScalarAsync<long>(
             """

@@ -178,7 +178,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                     catalogChanged |= posting.CatalogChanged;
                 }
                 var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
-                // The audit record, the stored answer and the posting's outbox rows in one round trip.
+                // The audit record and the stored answer in one round trip; the posting's outbox rows are
+                // made here and written at the end of the transaction, with their positions.
                 var batch = posting.Batch();
                 WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
                 posting.AddAnnouncements(batch);

@@ -52,12 +52,16 @@ public sealed class LifecycleSettings : ILedgerSettings
     }
 }
 
-/// <summary><c>Ledger:Outbox</c>: the sequencer that numbers announced events in commit order.</summary>
+/// <summary><c>Ledger:Outbox</c>: the sequencer that numbers, in commit order, the announced events written without a position.</summary>
 public sealed class OutboxSettings : ILedgerSettings
 {
     public const string Section = "Ledger:Outbox";
 
-    /// <summary>How often the sequencer looks for events other processes committed; 0 turns it off (another process does it).</summary>
+    /// <summary>
+    /// How often the sequencer looks for events committed without a position (by a server of an
+    /// earlier version; this version's writes number their own at their commit); 0 turns it off, and
+    /// then another process must run it while such servers write.
+    /// </summary>
     public TimeSpan SequencerInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
     public IEnumerable<string> Problems()

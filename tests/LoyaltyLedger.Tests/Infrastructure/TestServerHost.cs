@@ -59,6 +59,9 @@ public sealed class TestServerHost : IAsyncDisposable
                     ["Ledger:RateLimit:Burst"] = "1000000",
                     // No webhook is sent from a test server unless its test asks for it (and then only to 127.0.0.1).
                     ["Ledger:Webhooks:Dispatch"] = "false",
+                    // A write numbers its outbox rows at its commit; a test that writes rows without a position
+                    // runs the sequencer itself, so that no background run can number them behind its back.
+                    ["Ledger:Outbox:SequencerInterval"] = "00:00:00",
                 });
                 if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
                 if (logs is not null) builder.Logging.AddProvider(logs);

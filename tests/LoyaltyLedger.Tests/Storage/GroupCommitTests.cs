@@ -191,6 +191,42 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         (await NamesAsync(scope)).ShouldBe(["blocker", "unit-0", "unit-1", "unit-2", "unit-3", "unit-4"]);
     }
 
+    /// <summary>A tail that inserts its items as rows, after failing its first <paramref name="conflicts"/> writes with <paramref name="conflict"/>.</summary>
+    private sealed class NamedRowsTail(long scope, Exception conflict, int conflicts) : ICommitTail
+    {
+        public int Writes;
+
+        public async Task WriteAsync(System.Data.Common.DbConnection connection, System.Data.Common.DbTransaction transaction, SqlDialect dialect, IReadOnlyList<object> items)
+        {
+            if (Interlocked.Increment(ref Writes) <= conflicts) throw conflict;
+            foreach (var name in items.Cast<string>()) await InsertAsync(connection, transaction, scope, name);
+        }
+    }
+
+    [Fact]
+    public async Task a_conflict_in_what_the_units_left_for_the_end_of_the_batch_runs_every_unit_again_and_each_commits_once()
+    {
+        var scope = NewScope();
+        // Twice: a unit that ran alone after the first failure would get the second as its error.
+        var tail = new NamedRowsTail(scope, TransientConflict(), conflicts: 2);
+        var runs = new int[4];
+        var units = Enumerable.Range(0, 4).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs[i]);
+            await InsertAsync(c, tx, scope, $"unit-{i}");
+            CommitHooks.AtTail(tx, tail, $"tail-{i}").ShouldBeTrue();
+            return i;
+        })).ToList();
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        for (var i = 0; i < tasks.Length; i++) (await tasks[i]).ShouldBe(i);
+        // The batch's end failed and rolled back, twice: each unit ran again and committed once.
+        runs.ShouldAllBe(r => r >= 2);
+        tail.Writes.ShouldBeGreaterThan(2);
+        (await NamesAsync(scope)).ShouldBe(["blocker", "tail-0", "tail-1", "tail-2", "tail-3", "unit-0", "unit-1", "unit-2", "unit-3"]);
+    }
+
     [Fact]
     public async Task two_writes_with_one_idempotency_key_in_one_batch_post_once_and_both_answer_the_first_answer()
     {
