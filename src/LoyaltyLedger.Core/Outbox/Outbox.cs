@@ -18,9 +18,10 @@ namespace LoyaltyLedger.Outbox;
 /// <remarks>
 /// A row takes its position at the end of the transaction that writes it, under a lock held until
 /// that commit (<see cref="PositionedRows"/>), or, written outside a write of <see cref="LedgerDatabase"/>,
-/// from <see cref="OutboxSequencer"/> once it has committed: in commit order either way. Readers page by position, never by <c>event_id</c>: ids are taken in
-/// one order and transactions commit in another, so a reader paging by id could pass an id whose
-/// transaction had not committed yet and never come back for it.
+/// from <see cref="OutboxSequencer"/> once it has committed: in commit order either way. Readers page
+/// by position, never by <c>event_id</c>: ids are taken in one order and transactions commit in
+/// another, so a reader paging by id could pass an id whose transaction had not committed yet and
+/// never come back for it.
 /// </remarks>
 public static class Outbox
 {
@@ -34,26 +35,54 @@ public static class Outbox
     /// <summary>One outbox row to write: its type and a writer of its <c>data</c> (exactly one JSON value).</summary>
     public readonly record struct NewRow(string Type, Action<Utf8JsonWriter> WriteData);
 
+    /// <summary>The most rows one insert statement writes: a group-commit batch of 16 postings of four rows each.</summary>
+    private const int MaxRowsPerStatement = 64;
+
+    // The inserts of 1 to MaxRowsPerStatement rows, without positions (for the sequencer) and with
+    // them (at the end of a write, under the positions' lock).
+    private static readonly string[] InsertSql = [.. Enumerable.Range(0, MaxRowsPerStatement + 1).Select(n => InsertSqlFor(n, positioned: false))];
+    private static readonly string[] PositionedInsertSql = [.. Enumerable.Range(0, MaxRowsPerStatement + 1).Select(n => InsertSqlFor(n, positioned: true))];
+
     // The envelope names the row's own id, which is only known in the statement that takes it: the
     // statement takes each row's id first (numbered r.ord among the statement's rows, for SQLite) and
     // builds the payload around it. PostgreSQL does not flatten a subquery whose columns call
-    // nextval(), so each row's id is drawn once and used twice.
-    private static readonly string[] InsertSql = [.. Enumerable.Range(0, MaxRowsPerStatement + 1).Select(InsertSqlFor)];
-
-    /// <summary>The most rows one insert statement writes; a posting rarely announces more than a handful.</summary>
-    private const int MaxRowsPerStatement = 16;
-
-    private static string InsertSqlFor(int rows)
+    // nextval(), so each row's id is drawn once and used twice. Positioned, the statement reads the
+    // highest position and numbers on from it; a later statement of the same transaction sees the
+    // rows of the one before it.
+    private static string InsertSqlFor(int rows, bool positioned)
     {
         if (rows == 0) return "";
-        var values = string.Join("\n    UNION ALL ", Enumerable.Range(0, rows)
-            .Select(i => string.Create(CultureInfo.InvariantCulture, $"SELECT {i + 1} AS ord, @type{i} AS type, @rest{i} AS rest")));
+        var values = string.Join("\n    UNION ALL ", Enumerable.Range(0, rows).Select(i => string.Create(CultureInfo.InvariantCulture,
+            $"SELECT {i + 1} AS ord, @org{i} AS org, @at{i} AS created_at, @type{i} AS type, @rest{i} AS rest")));
+        var (column, value, top) = positioned
+            ? (", position", ", top.position + n.ord", "\n(SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events WHERE position IS NOT NULL) top CROSS JOIN")
+            : ("", "", "");
         return $$"""
-            INSERT INTO outbox_events (event_id, org_id, type, created_at, payload)
-            SELECT n.id, @org, n.type, @createdAt, '{"id":"evt_' || CAST(n.id AS text) || n.rest
-            FROM (SELECT {nextOutboxId} AS id, r.type, r.rest FROM (
+            INSERT INTO outbox_events (event_id, org_id{{column}}, type, created_at, payload)
+            SELECT n.id, n.org{{value}}, n.type, n.created_at, '{"id":"evt_' || CAST(n.id AS text) || n.rest
+            FROM {{top}} (SELECT {nextOutboxId} AS id, r.ord, r.org, r.created_at, r.type, r.rest FROM (
                 {{values}}) r) n
             """;
+    }
+
+    /// <summary>Adds the inserts of <paramref name="rows"/> to <paramref name="batch"/>, as few statements as it takes.</summary>
+    private static void AddInserts(StatementBatch batch, IReadOnlyList<PendingRow> rows, string[] sql)
+    {
+        for (var start = 0; start < rows.Count; start += MaxRowsPerStatement)
+        {
+            var count = Math.Min(MaxRowsPerStatement, rows.Count - start);
+            var args = new Dictionary<string, object?>(count * 4);
+            for (var i = 0; i < count; i++)
+            {
+                var row = rows[start + i];
+                var n = i.ToString(CultureInfo.InvariantCulture);
+                args["org" + n] = row.OrgId;
+                args["at" + n] = row.CreatedAt;
+                args["type" + n] = row.Type;
+                args["rest" + n] = row.Rest;
+            }
+            batch.Execute(sql[count], args);
+        }
     }
 
     /// <summary>
@@ -69,8 +98,8 @@ public static class Outbox
     /// <see cref="Add"/> would. Inside <see cref="LedgerDatabase.WriteAsync{T}"/> (and a group-commit
     /// batch) they are left for the end of the transaction, where they are written with the rows of
     /// every other write it holds and take their positions (<see cref="PositionedRows"/>). Otherwise
-    /// they go into <paramref name="batch"/> without a position, in as few statements as they can (one
-    /// for up to 16 rows), and <see cref="OutboxSequencer"/> numbers them after their commit.
+    /// they go into <paramref name="batch"/> without a position, in as few statements as they can, and
+    /// <see cref="OutboxSequencer"/> numbers them after their commit.
     /// </summary>
     public static void AddAll(StatementBatch batch, long orgId, long createdAtMs, IReadOnlyList<NewRow> rows)
     {
@@ -80,18 +109,7 @@ public static class Outbox
         for (var i = 0; i < rows.Count; i++)
             pending[i] = new PendingRow(orgId, createdAtMs, rows[i].Type, Rest(orgId, rows[i].Type, createdAtMs, rows[i].WriteData));
         if (CommitHooks.AtTail(batch.Transaction, PositionedRows.Instance, pending)) return;
-        for (var start = 0; start < pending.Length; start += MaxRowsPerStatement)
-        {
-            var count = Math.Min(MaxRowsPerStatement, pending.Length - start);
-            var args = new Dictionary<string, object?> { ["org"] = orgId, ["createdAt"] = createdAtMs };
-            for (var i = 0; i < count; i++)
-            {
-                var row = pending[start + i];
-                args["type" + i.ToString(CultureInfo.InvariantCulture)] = row.Type;
-                args["rest" + i.ToString(CultureInfo.InvariantCulture)] = row.Rest;
-            }
-            batch.Execute(InsertSql[count], args);
-        }
+        AddInserts(batch, pending, InsertSql);
     }
 
     /// <summary>An outbox row ready to insert: everything but its id, which the insert takes.</summary>
@@ -111,48 +129,13 @@ public static class Outbox
     {
         public static readonly PositionedRows Instance = new();
 
-        /// <summary>The most rows one insert writes: a batch of 16 postings of four rows each.</summary>
-        private const int MaxRows = 64;
-
-        private static readonly string[] Sql = [.. Enumerable.Range(0, MaxRows + 1).Select(SqlFor)];
-
-        // One statement reads the highest position and numbers on from it; a later statement of the
-        // same transaction sees the rows of the one before it.
-        private static string SqlFor(int rows)
-        {
-            if (rows == 0) return "";
-            var values = string.Join("\n    UNION ALL ", Enumerable.Range(0, rows).Select(i => string.Create(CultureInfo.InvariantCulture,
-                $"SELECT {i + 1} AS ord, @org{i} AS org, @at{i} AS created_at, @type{i} AS type, @rest{i} AS rest")));
-            return $$"""
-                INSERT INTO outbox_events (event_id, org_id, position, type, created_at, payload)
-                SELECT n.id, n.org, top.position + n.ord, n.type, n.created_at, '{"id":"evt_' || CAST(n.id AS text) || n.rest
-                FROM (SELECT COALESCE(MAX(position), 0) AS position FROM outbox_events WHERE position IS NOT NULL) top
-                CROSS JOIN (SELECT {nextOutboxId} AS id, r.ord, r.org, r.created_at, r.type, r.rest FROM (
-                    {{values}}) r) n
-                """;
-        }
-
         public async Task WriteAsync(DbConnection connection, DbTransaction transaction, SqlDialect dialect, IReadOnlyList<object> items)
         {
             var rows = items.SelectMany(i => (PendingRow[])i).ToList();
             if (rows.Count == 0) return;
             var batch = new StatementBatch(connection, transaction, dialect);
             OutboxSequencer.AddLock(batch, dialect);
-            for (var start = 0; start < rows.Count; start += MaxRows)
-            {
-                var count = Math.Min(MaxRows, rows.Count - start);
-                var args = new Dictionary<string, object?>(count * 4);
-                for (var i = 0; i < count; i++)
-                {
-                    var row = rows[start + i];
-                    var n = i.ToString(CultureInfo.InvariantCulture);
-                    args["org" + n] = row.OrgId;
-                    args["at" + n] = row.CreatedAt;
-                    args["type" + n] = row.Type;
-                    args["rest" + n] = row.Rest;
-                }
-                batch.Execute(Sql[count], args);
-            }
+            AddInserts(batch, rows, PositionedInsertSql);
             await batch.RunAsync(CancellationToken.None);
         }
     }

@@ -144,8 +144,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="work"/> in one transaction and commits it, retrying the whole unit when the
     /// database reports a transient conflict (deadlock, serialization failure, a busy SQLite file).
-    /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. The transaction's <see cref="CommitHooks"/> run right before it commits (a posting's outbox rows,
-    /// then what its work left for the end of the transaction: the outbox rows, with their positions).
+    /// The transaction begins as <see cref="SqlDialect.BeginWriteAsync"/> says. Right before it commits, its
+    /// <see cref="CommitHooks"/> run, and then what its work left for the end (<see cref="CommitHooks.AtTail"/>:
+    /// the outbox rows, which take their positions there).
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
         (await WriteCoreAsync(work, locate: false, ct)).Result;
