@@ -701,15 +701,15 @@ public sealed class Posting
         var batch = Batch();
         var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Debit, points);
         var open = batch.Query(
-            """
+            $"""
             SELECT lot_id, remaining, expires_at FROM lots
             WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
-            ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
+            ORDER BY {LotArithmetic.DebitOrderSql}
             """,
             new { org = OrgId, walletId = wallet.WalletId });
         var results = await batch.RunAsync();
         var entryId = results.SingleLong(inserted);
-        var lots = results.Rows(open).Select(r => (LotId: AsLong(r[0]), Remaining: AsLong(r[1]), ExpiresAt: r[2] is null ? (long?)null : AsLong(r[2])));
+        var lots = results.Rows(open).Select(r => new OpenLot(AsLong(r[0]), new Points(AsLong(r[1])), r[2] is null ? null : AsLong(r[2])));
 
         var writes = Batch();
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
@@ -732,14 +732,14 @@ public sealed class Posting
             "SELECT lot_id, remaining, expires_at FROM lots WHERE org_id = @org AND lot_id = @lot AND wallet_id = @walletId AND is_debt = 0",
             new { org = OrgId, lot = t.LotId, walletId = wallet.WalletId })).ToList();
         var readResults = await reads.RunAsync();
-        var lots = new List<(long LotId, long Remaining, long? ExpiresAt)>();
+        var lots = new List<OpenLot>();
         for (var i = 0; i < take.Count; i++)
         {
             var t = take[i];
             var row = readResults.Rows(found[i]).SingleOrDefault();
             if (row is null || AsLong(row[1]) < t.Points.Thousandths)
                 throw new InvalidOperationException($"Lot {t.LotId} of wallet {wallet.WalletId} does not hold {t.Points}.");
-            lots.Add((t.LotId, t.Points.Thousandths, row[2] is null ? null : AsLong(row[2])));
+            lots.Add(new OpenLot(t.LotId, t.Points, row[2] is null ? null : AsLong(row[2])));
         }
 
         var points = take.Aggregate(Points.Zero, (sum, t) => sum + t.Points);
@@ -821,33 +821,28 @@ public sealed class Posting
     }
 
     /// <summary>
-    /// Takes <paramref name="points"/> from the lots in the order given, adding the lot updates and
-    /// movements to <paramref name="writes"/>; any shortfall becomes debt.
+    /// Takes <paramref name="points"/> from the lots in the order given (<see cref="LotArithmetic.Take"/>),
+    /// adding the lot updates and movements to <paramref name="writes"/>; any shortfall becomes debt.
     /// </summary>
-    private async Task<List<ConsumedLot>> ConsumeAsync(StatementBatch writes, long entryId, Wallet wallet,
-        IEnumerable<(long LotId, long Remaining, long? ExpiresAt)> lots, Points points)
+    private async Task<List<ConsumedLot>> ConsumeAsync(StatementBatch writes, long entryId, Wallet wallet, IEnumerable<OpenLot> lots, Points points)
     {
-        var consumed = new List<ConsumedLot>();
-        var left = points;
-        foreach (var lot in lots)
+        var (taken, shortfall) = LotArithmetic.Take(lots, points);
+        var consumed = new List<ConsumedLot>(taken);
+        foreach (var take in taken)
         {
-            if (!left.IsPositive) break;
-            var take = Points.Min(left, new Points(lot.Remaining));
             writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE org_id = @org AND lot_id = @lot",
-                new { take = take.Thousandths, org = OrgId, lot = lot.LotId });
-            AddMovement(writes, entryId, lot.LotId, take);
-            consumed.Add(new ConsumedLot(lot.LotId, take, lot.ExpiresAt));
-            left -= take;
+                new { take = take.Points.Thousandths, org = OrgId, lot = take.LotId });
+            AddMovement(writes, entryId, take.LotId, take.Points);
         }
 
-        if (left.IsPositive)
+        if (shortfall.IsPositive)
         {
             // Only reachable when a negative balance is allowed: the shortfall becomes debt.
             var debtLot = await DebtLotAsync(wallet);
             writes.Execute("UPDATE lots SET remaining = remaining - @take WHERE org_id = @org AND lot_id = @lot",
-                new { take = left.Thousandths, org = OrgId, lot = debtLot });
-            AddMovement(writes, entryId, debtLot, left);
-            consumed.Add(new ConsumedLot(debtLot, left, null));
+                new { take = shortfall.Thousandths, org = OrgId, lot = debtLot });
+            AddMovement(writes, entryId, debtLot, shortfall);
+            consumed.Add(new ConsumedLot(debtLot, shortfall, null));
         }
         return consumed;
     }

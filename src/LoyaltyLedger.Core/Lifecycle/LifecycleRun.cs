@@ -17,9 +17,12 @@ public sealed record LifecycleRunResult(DateTimeOffset AsOf, int Conversions, in
 /// announces (points.expiring) what comes due within each program's notice window from now.
 /// </summary>
 /// <remarks>
-/// Candidates are found outside any transaction, then each wallet (or promised lot) is settled in a
-/// transaction of its own that locks the wallet and looks again, so the run never holds many locks,
+/// Candidates are found outside any transaction, then each wallet (or promised lot) is settled by a
+/// posting of its own that locks the wallet and looks again, so the run never holds many locks,
 /// competes safely with postings and with another run, and running it twice writes nothing more.
+/// Up to <see cref="PostingsInFlight"/> of those postings are issued at once, through group commit
+/// (<see cref="LedgerDatabase.WriteBatchedAsync{T}"/>), so a run over many wallets costs a commit per
+/// batch, not one per wallet.
 /// </remarks>
 public static class LifecycleRun
 {
@@ -38,33 +41,49 @@ public static class LifecycleRun
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         foreach (var org in orgs)
         {
-            var promised = await db.ReadAsync(c => c.QueryAsync<long>(new CommandDefinition(db.Dialect.Expand(
+            var promised = (await db.ReadAsync(c => c.QueryAsync<(long LotId, long WalletId)>(new CommandDefinition(db.Dialect.Expand(
                 """
-                SELECT l.lot_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
+                SELECT l.lot_id, l.wallet_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'PROMISED' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
                 ORDER BY l.expires_at, l.lot_id
-                """), new { org, asOf = asOfMs }, cancellationToken: ct)), ct);
-            foreach (var lotId in promised)
+                """), new { org, asOf = asOfMs }, cancellationToken: ct)), ct)).ToList();
+            // A promised wallet's lots one after another (each conversion locks the wallet and its
+            // main wallet), different wallets at once: no two postings in flight lock the same wallet,
+            // so batched together they cannot deadlock each other.
+            var converted = await PostEachAsync(promised.GroupBy(p => p.WalletId).ToList(), async lots =>
             {
-                var converted = await db.WriteAsync((c, tx) =>
-                    HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, ct), lotId, asOf), ct);
-                if (converted is null) continue;
+                var results = new List<PostingResult?>();
+                foreach (var (lotId, _) in lots)
+                {
+                    results.Add(await db.WriteBatchedAsync((c, tx) =>
+                        HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, ct), lotId, asOf), ct));
+                }
+                return results;
+            }, ct);
+            // Reported in the order the lots came due, as they were found.
+            var byLot = promised.GroupBy(p => p.WalletId).Zip(converted)
+                .SelectMany(pair => pair.First.Select(p => p.LotId).Zip(pair.Second))
+                .ToDictionary(pair => pair.First, pair => pair.Second);
+            foreach (var (lotId, _) in promised)
+            {
+                if (byLot[lotId] is not { } conversion) continue;
                 conversions++;
-                events.Add(converted);
+                events.Add(conversion);
             }
 
-            foreach (var key in await DueWalletsAsync(db, org, asOf, ct))
+            var due = await DueWalletsAsync(db, org, asOf, ct);
+            var expired = await PostEachAsync(due, async key => (IReadOnlyList<PostingResult?>)[await db.WriteBatchedAsync(async (c, tx) =>
             {
-                var expired = await db.WriteAsync(async (c, tx) =>
-                {
-                    var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
-                    var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
-                    await posting.LockWalletsAsync([key]);
-                    return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
-                }, ct);
-                if (expired is null) continue;
+                var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
+                var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
+                await posting.LockWalletsAsync([key]);
+                return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
+            }, ct)], ct);
+            foreach (var expiry in expired.SelectMany(e => e))
+            {
+                if (expiry is null) continue;
                 expiries++;
-                events.Add(expired);
+                events.Add(expiry);
             }
 
             // From now, whatever asOf says: a notice is about what is still ahead.
@@ -76,6 +95,23 @@ public static class LifecycleRun
             .SelectMany(e => e.Entries).Sum(x => Math.Abs(x.Points.Thousandths)));
         Telemetry.LedgerTelemetry.ExpiryRunDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new LifecycleRunResult(asOf, conversions, expiries, events, notices);
+    }
+
+    /// <summary>
+    /// The most postings of a run in flight at once. Issued together, they share transactions and
+    /// commits (SQLite's writer, PostgreSQL's write lanes) instead of one commit each; a bound, so
+    /// that an API write arriving meanwhile waits behind at most this many short postings.
+    /// </summary>
+    public const int PostingsInFlight = 16;
+
+    /// <summary>Runs <paramref name="post"/> for each item, up to <see cref="PostingsInFlight"/> at once; the results in the items' order.</summary>
+    private static async Task<IReadOnlyList<PostingResult?>[]> PostEachAsync<TItem>(IReadOnlyList<TItem> items,
+        Func<TItem, Task<IReadOnlyList<PostingResult?>>> post, CancellationToken ct)
+    {
+        var results = new IReadOnlyList<PostingResult?>[items.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = PostingsInFlight, CancellationToken = ct },
+            async (i, _) => results[i] = await post(items[i]));
+        return results;
     }
 
     /// <summary>Main wallets with a dated lot due, or whose WHOLE_BALANCE period may have run out.</summary>

@@ -58,10 +58,10 @@ public static class LotExpiry
             // (31 buffers for a wallet of 29 lots) to find, nearly always, none due (3 buffers now).
             var query = wholeBalanceDue
                 ? batch.Query(
-                    """
+                    $"""
                     SELECT lot_id, remaining, expires_at FROM lots
                     WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
-                    ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, lot_id
+                    ORDER BY {LotArithmetic.DebitOrderSql}
                     """,
                     new { org = posting.OrgId, walletId = wallet.WalletId })
                 : batch.Query(

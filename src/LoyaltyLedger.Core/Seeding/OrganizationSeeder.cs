@@ -310,6 +310,8 @@ public static class OrganizationSeeder
         public long? ExpiresAt;
         public long Original;
         public long Remaining;
+
+        public OpenLot AsOpen => new(LotId, new Points(Remaining), ExpiresAt);
     }
 
     private sealed class SeedWallet
@@ -323,7 +325,14 @@ public static class OrganizationSeeder
         public long HistoryLastAt;
         public ExpiryPolicy Expiry = ExpiryPolicy.NeverExpires;
         public long EarnPerUnit;
+
+        /// <summary>
+        /// The open lots in the order a debit takes them (<see cref="LotArithmetic.DebitOrder"/>). A
+        /// queue is enough: a wallet is credited in time order under one expiry policy, so each new
+        /// lot comes last in that order; <c>Generator.Credit</c> checks that it does.
+        /// </summary>
         public readonly Queue<Lot> Open = new();
+        public Lot? Newest;
     }
 
     private sealed class Generator(long orgId, LoyaltyProgram program, List<(long StoreId, long TillId)> tills, SeedOptions options,
@@ -516,16 +525,17 @@ public static class OrganizationSeeder
             wallet.Balance -= points;
             wallet.UpdatedAt = at;
             var entryId = Entry(eventId, customerId, wallet, EntryType.Debit, points, at);
-            var left = points;
-            while (left > 0)
+            // The lots a redemption posting would take, by the posting's own rule.
+            var (taken, shortfall) = LotArithmetic.Take(wallet.Open.Select(l => l.AsOpen), new Points(points));
+            if (shortfall.IsPositive) throw new InvalidOperationException($"Seeded redemption of {points} beyond wallet {wallet.WalletId}'s lots.");
+            foreach (var take in taken)
             {
                 var lot = wallet.Open.Peek();
-                var take = Math.Min(left, lot.Remaining);
-                lot.Remaining -= take;
-                left -= take;
+                if (lot.LotId != take.LotId) throw new InvalidOperationException($"Lot {take.LotId} taken out of order in wallet {wallet.WalletId}.");
+                lot.Remaining -= take.Points.Thousandths;
                 var m = _movements;
                 m.Start();
-                m.Long(_movementId++); m.Long(orgId); m.Long(entryId); m.Long(lot.LotId); m.Long(take);
+                m.Long(_movementId++); m.Long(orgId); m.Long(entryId); m.Long(lot.LotId); m.Long(take.Points.Thousandths);
                 m.End();
                 if (lot.Remaining == 0) WriteLot(wallet, wallet.Open.Dequeue());
             }
@@ -537,11 +547,15 @@ public static class OrganizationSeeder
             wallet.UpdatedAt = at;
             wallet.FirstCreditAt ??= at;
             var entryId = Entry(eventId, customerId, wallet, EntryType.Credit, points, at);
-            wallet.Open.Enqueue(new Lot
+            var lot = new Lot
             {
                 LotId = _lotId++, EntryId = entryId, EarnedAt = at, Original = points, Remaining = points,
                 ExpiresAt = wallet.Expiry.ExpiryFor(DateTimeOffset.FromUnixTimeMilliseconds(at))?.ToUnixTimeMilliseconds(),
-            });
+            };
+            if (wallet.Newest is { } newest && LotArithmetic.DebitOrder.Compare(newest.AsOpen, lot.AsOpen) > 0)
+                throw new InvalidOperationException($"Lot {lot.LotId} of wallet {wallet.WalletId} would be taken before an older one: the seeded open lots are not in debit order.");
+            wallet.Open.Enqueue(lot);
+            wallet.Newest = lot;
         }
 
         private long Event(long customerId, string name, long at, string? displayName, long? storeId, long? tillId, long? billId, string? details, string? reason,

@@ -109,13 +109,14 @@ public sealed class LedgerDatabase : IAsyncDisposable
     }
 
     /// <summary>
-    /// Gathers the writes of <see cref="WriteAndLocateAsync{T}"/> (the API's writes) into shared
+    /// Gathers the writes of <see cref="WriteAndLocateAsync{T}"/> (the API's writes) and
+    /// <see cref="WriteBatchedAsync{T}"/> (the lifecycle run's postings) into shared
     /// transactions: <paramref name="lanes"/> writers, each taking up to <paramref name="maxBatch"/>
     /// waiting writes into one transaction (see <see cref="GroupCommit"/>). PostgreSQL only (SQLite
     /// always has its one writer). The first call sets them; a second server built on this handle, as
-    /// tests build, keeps them. The other writes (the lifecycle and tier runs, the outbox sequencer,
-    /// renumbering) keep a transaction of their own: they take table or advisory locks, or run long,
-    /// and would hold up the writes batched with them.
+    /// tests build, keeps them. The other writes (tier runs, expiry notices, the outbox sequencer,
+    /// renumbering, configuration) keep a transaction of their own: they take table or advisory locks,
+    /// or run long, and would hold up the writes batched with them.
     /// </summary>
     public void UseWriteLanes(int lanes, int maxBatch)
     {
@@ -149,7 +150,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// the outbox rows, which take their positions there).
     /// </summary>
     public async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
-        (await WriteCoreAsync(work, locate: false, ct)).Result;
+        (await WriteCoreAsync(work, locate: false, batched: false, ct)).Result;
 
     /// <summary>
     /// <see cref="WriteAsync{T}(Func{DbConnection, DbTransaction, Task{T}}, CancellationToken)"/>, and the
@@ -158,14 +159,24 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// consistency token.
     /// </summary>
     public Task<(T Result, WalPosition? Position)> WriteAndLocateAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
-        WriteCoreAsync(work, locate: true, ct);
+        WriteCoreAsync(work, locate: true, batched: true, ct);
 
-    private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
+    /// <summary>
+    /// <see cref="WriteAsync{T}(Func{DbConnection, DbTransaction, Task{T}}, CancellationToken)"/> for a
+    /// short posting that locks only its own wallets (a lifecycle run's conversion or expiry of one
+    /// wallet): on PostgreSQL it goes through the write lanes when they are set, as the API's writes do,
+    /// so that many of them, issued together, share transactions and commits (see <see cref="GroupCommit"/>).
+    /// </summary>
+    public async Task<T> WriteBatchedAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
+        (await WriteCoreAsync(work, locate: false, batched: true, ct)).Result;
+
+    private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, bool batched,
+        CancellationToken ct)
     {
         // SQLite: one writer per process, committing what is waiting as one transaction; PostgreSQL: the
-        // API's writes through the write lanes when they are set (see GroupCommit).
+        // API's writes and the lifecycle's postings through the write lanes when they are set (see GroupCommit).
         if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct);
-        if (locate && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
+        if (batched && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);

@@ -48,7 +48,8 @@ public static class LifecycleApi
     }
 
     /// <remarks>
-    /// The run settles each wallet in a transaction of its own, so it goes through
+    /// The run settles each wallet by a posting of its own (many of them sharing commits, through
+    /// group commit), so it goes through
     /// <see cref="IdempotentWriter.RunAsync"/>: the Idempotency-Key is claimed before it starts and
     /// the answer stored when it ends.
     /// </remarks>

@@ -415,6 +415,13 @@ public static class Commands
             if (asOf > now) throw new UsageException("--as-of cannot be in the future: that would expire points before their date");
             var orgId = parsed.GetValue(OptionalOrgOption);
             await using var db = await OpenMigratedAsync(parsed, ct);
+            // The run's postings share commits as the server's do (the server's default lanes: the
+            // command reads no configuration).
+            if (db.Provider == DatabaseProvider.Postgres)
+            {
+                var lanes = new PostgresWriteSettings();
+                db.UseWriteLanes(lanes.WriteLanes, lanes.WriteBatch);
+            }
             if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
             var result = await ProgressDisplay.RunAsync($"expiring as of {IsoTime.Format(asOf)}", null, "wallets",
                 _ => LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", ct));
@@ -494,12 +501,25 @@ public static class Commands
     private static readonly Option<double> SeedTiersDueOption = Between("--tiers-due",
         "with --tiers: the share of owners whose period has ended by the end of the history, due at an evaluation as of that instant (0 to 1)", 0, 1, 0.5);
 
+    private static readonly Option<DateTimeOffset?> SeedUntilOption = new("--until")
+    {
+        Description = "the end of the seeded two years of history, ISO 8601 with an offset (default a day ago; never in the future); "
+            + "points expire 36 months after they are earned, so a history that ends over three years back is all due for the expiry run",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (IsoTime.TryParse(text, allowDate: false, out var at)) return at;
+            result.AddError($"--until must be {IsoTime.ExpectedDateTime}, not '{text}'");
+            return null;
+        },
+    };
+
     private static Command SeedCommand()
     {
         var seed = new Command("seed", "Bulk-loads a synthetic organization (no other writer may use the database meanwhile).")
         {
             CustomersOption, EventsOption, OrgNameOption, SkewOption, RandomSeedOption, SeedKeyIdOption, SeedKeySecretOption,
-            SeedTiersOption, SeedTiersDueOption,
+            SeedTiersOption, SeedTiersDueOption, SeedUntilOption,
         };
         seed.Validators.Add(result =>
         {
@@ -530,6 +550,11 @@ public static class Commands
                 KeySecret = parsed.GetValue(SeedKeySecretOption),
                 Tiers = tiers,
             };
+            if (parsed.GetValue(SeedUntilOption) is { } until)
+            {
+                if (until > TimeProvider.System.GetUtcNow()) throw new UsageException("--until cannot be in the future: the seeded history is what already happened");
+                options = options with { Until = until };
+            }
             await using var db = await OpenMigratedAsync(parsed, ct);
             if (await Tenants.FindOrganizationAsync(db, options.OrganizationName, ct) is not null)
                 throw new FailureException($"an organization named '{options.OrganizationName}' already exists; choose another with --org-name");

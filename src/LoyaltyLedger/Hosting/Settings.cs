@@ -149,14 +149,14 @@ public sealed class ReadReplicaSettings : ILedgerSettings
 }
 
 /// <summary>
-/// <c>Ledger:Postgres</c>: group commit of the API's writes on PostgreSQL (docs/performance.md, "How a
+/// <c>Ledger:Postgres</c>: group commit of the API's writes and the lifecycle run's postings on PostgreSQL (docs/performance.md, "How a
 /// posting is written"). SQLite has one writer of its own and takes none of these.
 /// </summary>
 public sealed class PostgresWriteSettings : ILedgerSettings
 {
     public const string Section = "Ledger:Postgres";
 
-    /// <summary>Writers (each a connection) that gather the API's writes into shared transactions; 0 writes each in a transaction of its own.</summary>
+    /// <summary>Writers (each a connection) that gather the API's writes and the lifecycle run's postings into shared transactions; 0 writes each in a transaction of its own.</summary>
     public int WriteLanes { get; set; } = 4;
 
     /// <summary>The most writes one of those transactions takes: bounds the wait a write adds to the others.</summary>

@@ -227,6 +227,37 @@ public abstract class CommandLineTests(DatabaseFixture db)
         await process.WaitForExitAsync();
         process.ExitCode.ShouldBe(0, $"{command}: {error}");
     }
+
+    [Fact]
+    public async Task seed_until_ends_the_history_there_so_expire_then_takes_every_seeded_point_that_came_due()
+    {
+        var name = "expired-" + Guid.NewGuid().ToString("N")[..8];
+        // Seeded points expire 36 months after they are earned: a history ending in mid-2022 is all due now.
+        var (exit, output, error) = await RunAsync(["seed", "--customers", "25", "--events", "400", "--org-name", name, "--until", "2022-06-01T00:00:00Z", .. db.CommandLineArgs]);
+        exit.ShouldBe(Commands.Success, error);
+        var orgLine = output.Split('\n').Single(l => l.StartsWith("organization ", StringComparison.Ordinal));
+        var orgId = long.Parse(orgLine.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        var lastEvent = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT MAX(created_at) FROM events WHERE org_id = @orgId", new { orgId }), CancellationToken.None);
+        DateTimeOffset.FromUnixTimeMilliseconds(lastEvent).ShouldBeLessThan(new DateTimeOffset(2022, 6, 1, 0, 0, 0, TimeSpan.Zero));
+        var held = await PlainPointsAsync(orgId);
+        held.ShouldBeGreaterThan(0);
+
+        (exit, output, error) = await RunAsync(["expire", "--org", orgId.ToString(System.Globalization.CultureInfo.InvariantCulture), .. db.CommandLineArgs]);
+        exit.ShouldBe(Commands.Success, error);
+        output.ShouldContain(" wallets expired");
+        (await PlainPointsAsync(orgId)).ShouldBe(0);
+        (await LoyaltyLedger.Audit.LedgerVerifier.VerifyAsync(db.Database, orgId, CancellationToken.None)).Violations.ShouldBeEmpty();
+
+        (exit, _, error) = await RunAsync(["seed", "--customers", "5", "--events", "10", "--org-name", name + "-later", "--until", "2999-01-01T00:00:00Z", .. db.CommandLineArgs]);
+        exit.ShouldBe(Commands.Usage);
+        error.ShouldContain("--until cannot be in the future");
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT COUNT(*) FROM organizations WHERE name = @name", new { name = name + "-later" }), CancellationToken.None)).ShouldBe(0);
+    }
+
+    private Task<long> PlainPointsAsync(long orgId) => db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+        "SELECT COALESCE(SUM(balance), 0) FROM wallets WHERE org_id = @orgId AND currency_id = 0 AND category = 'REGULAR'", new { orgId }), CancellationToken.None);
 }
 
 public sealed class CommandLineTestsOnSqlite(SqliteDatabase db) : CommandLineTests(db), IClassFixture<SqliteDatabase>;
