@@ -423,9 +423,12 @@ public static class Commands
                 db.UseWriteLanes(lanes.WriteLanes, lanes.WriteBatch);
             }
             if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var result = await ProgressDisplay.RunAsync($"expiring as of {IsoTime.Format(asOf)}", null, "wallets",
                 _ => LifecycleRun.RunAsync(db, orgId, asOf, now, "cli", ct));
-            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired, {result.ExpiryNotices} expiry notices sent");
+            var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+            Console.WriteLine($"as of {IsoTime.Format(asOf)}: {result.Conversions} promised lots converted, {result.Expiries} wallets expired, " +
+                $"{result.ExpiryNotices} expiry notices sent; {seconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
             foreach (var e in result.Events)
                 Console.WriteLine($"  {e.EventName} event {e.EventId}: {string.Join(", ", e.Entries.Select(x => $"{x.EntryType} {x.Points} {x.Currency ?? "points"} ({x.Category})"))}");
             return Success;
