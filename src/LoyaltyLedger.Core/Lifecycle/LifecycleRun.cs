@@ -18,11 +18,13 @@ public sealed record LifecycleRunResult(DateTimeOffset AsOf, int Conversions, in
 /// </summary>
 /// <remarks>
 /// Candidates are found outside any transaction, then each wallet (or promised lot) is settled by a
-/// posting of its own that locks the wallet and looks again, so the run never holds many locks,
-/// competes safely with postings and with another run, and running it twice writes nothing more.
-/// Up to <see cref="PostingsInFlight"/> of those postings are issued at once, through group commit
+/// posting of its own that locks the wallet and looks again, so the run competes safely with postings
+/// and with another run, and running it twice writes nothing more. The postings of up to
+/// <see cref="PostingsInFlight"/> owners are issued at once, through group commit
 /// (<see cref="LedgerDatabase.WriteBatchedAsync{T}"/>), so a run over many wallets costs a commit per
-/// batch, not one per wallet.
+/// batch, not one per wallet; a batch holds its postings' locks until it commits. The postings run
+/// without the caller's cancellation token: they may share a connection and a transaction with other
+/// writes, which a cancelled statement would fail too (the token stops the run between postings).
 /// </remarks>
 public static class LifecycleRun
 {
@@ -41,45 +43,30 @@ public static class LifecycleRun
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         foreach (var org in orgs)
         {
-            var promised = (await db.ReadAsync(c => c.QueryAsync<(long LotId, long WalletId)>(new CommandDefinition(db.Dialect.Expand(
+            var promised = (await db.ReadAsync(c => c.QueryAsync<(long LotId, string OwnerType, long OwnerId)>(new CommandDefinition(db.Dialect.Expand(
                 """
-                SELECT l.lot_id, l.wallet_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
+                SELECT l.lot_id, w.owner_type, w.owner_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
                 WHERE w.org_id = @org AND w.category = 'PROMISED' AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at <= @asOf
                 ORDER BY l.expires_at, l.lot_id
                 """), new { org, asOf = asOfMs }, cancellationToken: ct)), ct)).ToList();
-            // A promised wallet's lots one after another (each conversion locks the wallet and its
-            // main wallet), different wallets at once: no two postings in flight lock the same wallet,
-            // so batched together they cannot deadlock each other.
-            var converted = await PostEachAsync(promised.GroupBy(p => p.WalletId).ToList(), async lots =>
+            var converted = await PostByOwnerAsync(promised, lot => (lot.OwnerType, lot.OwnerId), lot => db.WriteBatchedAsync((c, tx) =>
+                HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, CancellationToken.None), lot.LotId, asOf), ct), ct);
+            foreach (var conversion in converted)
             {
-                var results = new List<PostingResult?>();
-                foreach (var (lotId, _) in lots)
-                {
-                    results.Add(await db.WriteBatchedAsync((c, tx) =>
-                        HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, ct), lotId, asOf), ct));
-                }
-                return results;
-            }, ct);
-            // Reported in the order the lots came due, as they were found.
-            var byLot = promised.GroupBy(p => p.WalletId).Zip(converted)
-                .SelectMany(pair => pair.First.Select(p => p.LotId).Zip(pair.Second))
-                .ToDictionary(pair => pair.First, pair => pair.Second);
-            foreach (var (lotId, _) in promised)
-            {
-                if (byLot[lotId] is not { } conversion) continue;
+                if (conversion is null) continue;
                 conversions++;
                 events.Add(conversion);
             }
 
             var due = await DueWalletsAsync(db, org, asOf, ct);
-            var expired = await PostEachAsync(due, async key => (IReadOnlyList<PostingResult?>)[await db.WriteBatchedAsync(async (c, tx) =>
+            var expired = await PostByOwnerAsync(due, key => (key.OwnerType.ToWire(), key.OwnerId), key => db.WriteBatchedAsync(async (c, tx) =>
             {
-                var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, ct);
+                var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, CancellationToken.None);
                 var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
                 await posting.LockWalletsAsync([key]);
                 return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
-            }, ct)], ct);
-            foreach (var expiry in expired.SelectMany(e => e))
+            }, ct), ct);
+            foreach (var expiry in expired)
             {
                 if (expiry is null) continue;
                 expiries++;
@@ -98,19 +85,36 @@ public static class LifecycleRun
     }
 
     /// <summary>
-    /// The most postings of a run in flight at once. Issued together, they share transactions and
-    /// commits (SQLite's writer, PostgreSQL's write lanes) instead of one commit each; a bound, so
-    /// that an API write arriving meanwhile waits behind at most this many short postings.
+    /// The most owners whose postings a run has in flight at once. Issued together, the postings share
+    /// transactions and commits (SQLite's writer, PostgreSQL's write lanes) instead of one commit each;
+    /// a bound, so that an API write arriving meanwhile waits behind at most this many short postings.
     /// </summary>
     public const int PostingsInFlight = 16;
 
-    /// <summary>Runs <paramref name="post"/> for each item, up to <see cref="PostingsInFlight"/> at once; the results in the items' order.</summary>
-    private static async Task<IReadOnlyList<PostingResult?>[]> PostEachAsync<TItem>(IReadOnlyList<TItem> items,
-        Func<TItem, Task<IReadOnlyList<PostingResult?>>> post, CancellationToken ct)
+    /// <summary>
+    /// Runs <paramref name="post"/> for each item: one owner's items one after another, in their
+    /// order, and up to <see cref="PostingsInFlight"/> owners at once; the results in the items' order.
+    /// </summary>
+    /// <remarks>
+    /// By owner, not by wallet: every posting of an owner also locks the owner's rows beside its
+    /// wallets (its event counter, its tier), and one owner's postings in two lanes' open transactions
+    /// could wait on each other (two currencies' wallets of one customer, each taken by a lane that
+    /// already holds the other's counter). Postings of different owners lock nothing in common.
+    /// </remarks>
+    private static async Task<PostingResult?[]> PostByOwnerAsync<TItem>(IReadOnlyList<TItem> items, Func<TItem, (string Type, long Id)> ownerOf,
+        Func<TItem, Task<PostingResult?>> post, CancellationToken ct)
     {
-        var results = new IReadOnlyList<PostingResult?>[items.Count];
-        await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = PostingsInFlight, CancellationToken = ct },
-            async (i, _) => results[i] = await post(items[i]));
+        var results = new PostingResult?[items.Count];
+        var owners = Enumerable.Range(0, items.Count).GroupBy(i => ownerOf(items[i])).Select(g => g.ToList()).ToList();
+        await Parallel.ForEachAsync(owners, new ParallelOptions { MaxDegreeOfParallelism = PostingsInFlight, CancellationToken = ct },
+            async (indexes, stop) =>
+            {
+                foreach (var i in indexes)
+                {
+                    stop.ThrowIfCancellationRequested();
+                    results[i] = await post(items[i]);
+                }
+            });
         return results;
     }
 

@@ -16,7 +16,8 @@ namespace LoyaltyLedger.Storage;
 /// sleeps and polls (1, 2, 5, 10... up to 100 ms), and each commits alone with its own fsync: that is
 /// where a write p99 of half a second came from. Here they wait in a queue in arrival order, and a
 /// burst of N writes costs one transaction and one fsync.</para>
-/// <para>PostgreSQL has a few lanes, for the API's writes (<see cref="LedgerDatabase.WriteAndLocateAsync{T}"/>):
+/// <para>PostgreSQL has a few lanes, for the API's writes (<see cref="LedgerDatabase.WriteAndLocateAsync{T}"/>)
+/// and the lifecycle run's postings (<see cref="LedgerDatabase.WriteBatchedAsync{T}"/>):
 /// a burst of postings costs one commit per lane instead of one each, and the database runs a few
 /// sessions' statements instead of one session per client.</para>
 /// <para>Each unit sees the writes of the units before it in the batch (they run one after another in

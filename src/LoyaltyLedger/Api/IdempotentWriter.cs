@@ -199,8 +199,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     }
 
     /// <summary>
-    /// Runs a write that takes several transactions of its own (the expiry run settles each wallet in
-    /// its own). The key is claimed first, as pending; a request with the same key meanwhile is refused
+    /// Runs a write that takes several transactions of its own (the expiry run settles each wallet by a
+    /// posting of its own, many of them sharing group-commit transactions). The key is claimed first, as pending; a request with the same key meanwhile is refused
     /// with 409 <see cref="InProgressCode"/>; a failed or refused run releases the key; the answer is
     /// stored when the run is done.
     /// </summary>

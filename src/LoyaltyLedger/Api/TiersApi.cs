@@ -102,7 +102,7 @@ public static class TiersApi
     }
 
     /// <remarks>
-    /// Like the expiry run, the evaluation is many short transactions, so it goes through
+    /// Like the expiry run, the evaluation is many transactions, so it goes through
     /// <see cref="IdempotentWriter.RunAsync"/>: the Idempotency-Key is claimed before it starts and
     /// the answer stored when it ends.
     /// </remarks>

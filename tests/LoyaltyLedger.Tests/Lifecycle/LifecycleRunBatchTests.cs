@@ -7,10 +7,10 @@ using LoyaltyLedger.Tests.Infrastructure;
 namespace LoyaltyLedger.Tests.Lifecycle;
 
 /// <summary>
-/// A lifecycle run over many wallets issues their postings together, through group commit
-/// (<see cref="LifecycleRun.PostingsInFlight"/> at once): each wallet is still settled exactly once,
-/// a wallet's promised lots are converted one after another, and the run reports what it did in the
-/// order the lots came due.
+/// A lifecycle run over many wallets issues their postings together, through group commit (the
+/// postings of <see cref="LifecycleRun.PostingsInFlight"/> owners at once): each wallet is still
+/// settled exactly once, one owner's postings (its points and its currency, two bills) run one after
+/// another, and the run reports its conversions in the order their lots came due.
 /// </summary>
 public abstract class LifecycleRunBatchTests(DatabaseFixture db)
 {
@@ -26,14 +26,19 @@ public abstract class LifecycleRunBatchTests(DatabaseFixture db)
 
     /// <summary>
     /// Every customer has a promised bill of 100 (converting on Jan 15), the first few a second of 50
-    /// (Jan 16); the converted points expire 30 days after their conversion.
+    /// (Jan 16); each bill earns points and as many Stars, each held in a lot of its own. The converted
+    /// points and Stars expire 30 days after their conversion.
     /// </summary>
     protected async Task<(Tenant T, Shop Shop, List<long> Customers)> SetUpAsync()
     {
         db.Host.Clock.Set(Jan1);
         var t = await db.Host.NewTenantAsync();
-        var program = await t.PostOkAsync("/v1/programs",
-            new { name = "Batched", earnRate = "1", expiry = new { kind = "DATE_EARNED", days = 30 }, promisedDays = 14 });
+        var expiry = new { kind = "DATE_EARNED", days = 30 };
+        var program = await t.PostOkAsync("/v1/programs", new
+        {
+            name = "Batched", earnRate = "1", expiry, promisedDays = 14,
+            currencies = new[] { new { name = "Stars", earnRate = "1", expiry } },
+        });
         await t.PostOkAsync("/v1/stores", new { code = "store-1", name = "Store 1" });
         await t.PostOkAsync("/v1/tills", new { code = "till-1", storeCode = "store-1" });
         var shop = new Shop(program.GetProperty("programId").GetInt64(), "store-1", "till-1");
@@ -61,16 +66,19 @@ public abstract class LifecycleRunBatchTests(DatabaseFixture db)
         var (t, shop, customers) = await SetUpAsync();
 
         var conversion = await ExpireAsync(t, 1, 20);
-        conversion.GetProperty("conversions").GetInt32().ShouldBe(Customers + TwoBills);
+        conversion.GetProperty("conversions").GetInt32().ShouldBe(2 * (Customers + TwoBills));
         conversion.GetProperty("expiries").GetInt32().ShouldBe(0);
         // Bills were taken in order, and their promised lots come due in that order: the report keeps
         // it, whichever posting of the run committed first.
         var billIds = conversion.GetProperty("events").EnumerateArray().Select(e => e.GetProperty("billId").GetInt64()).ToList();
         billIds.ShouldBe(billIds.Order().ToList());
         billIds.Distinct().Count().ShouldBe(Customers + TwoBills);
+        billIds.GroupBy(b => b).ShouldAllBe(bill => bill.Count() == 2);
         (await ExpireAsync(t, 1, 20)).GetProperty("conversions").GetInt32().ShouldBe(0);
 
-        (await LedgerProbe.LinesAsync(db.Database, t.OrgId, customers[0])).ShouldBe([
+        var lines = await LedgerProbe.LinesAsync(db.Database, t.OrgId, customers[0]);
+        lines.Count(l => l.StartsWith("DelayedAccrual CREDIT REGULAR/", StringComparison.Ordinal)).ShouldBe(2);
+        lines.Where(l => !l.Split(' ')[2].Contains('/')).ShouldBe([
             "TransactionAdd CREDIT PROMISED 100.000 = 100.000",
             "TransactionAdd CREDIT PROMISED 50.000 = 150.000",
             "DelayedAccrual DEBIT PROMISED 100.000 = 50.000",
@@ -81,13 +89,13 @@ public abstract class LifecycleRunBatchTests(DatabaseFixture db)
         (await t.BalanceAsync(customers[^1], shop.ProgramId)).ShouldBe(100_000);
 
         var expiry = await ExpireAsync(t, 3, 1);
-        expiry.GetProperty("expiries").GetInt32().ShouldBe(Customers);
-        expiry.GetProperty("events").GetArrayLength().ShouldBe(Customers);
+        expiry.GetProperty("expiries").GetInt32().ShouldBe(2 * Customers);
+        expiry.GetProperty("events").GetArrayLength().ShouldBe(2 * Customers);
         (await ExpireAsync(t, 3, 1)).GetProperty("expiries").GetInt32().ShouldBe(0);
         foreach (var c in customers)
         {
             (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(0);
-            (await LedgerProbe.LinesAsync(db.Database, t.OrgId, c)).Count(l => l.StartsWith("PointsExpiry DEBIT REGULAR", StringComparison.Ordinal)).ShouldBe(1);
+            (await LedgerProbe.LinesAsync(db.Database, t.OrgId, c)).Count(l => l.StartsWith("PointsExpiry DEBIT REGULAR", StringComparison.Ordinal)).ShouldBe(2);
         }
         await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
     }
@@ -109,13 +117,13 @@ public sealed class LifecycleRunBatchTestsOnPostgres(PostgresDatabase db) : Life
         Db.Host.Clock.Set(new DateTimeOffset(2025, 1, 20, 10, 0, 0, TimeSpan.Zero));
         await t.PostOkAsync("/v1/lifecycle/expire", new { });
         Db.Host.Clock.Set(new DateTimeOffset(2025, 3, 1, 10, 0, 0, TimeSpan.Zero));
-        (await t.PostOkAsync("/v1/lifecycle/expire", new { })).GetProperty("expiries").GetInt32().ShouldBe(Customers);
+        (await t.PostOkAsync("/v1/lifecycle/expire", new { })).GetProperty("expiries").GetInt32().ShouldBe(2 * Customers);
 
         var transactions = await Db.Database.ReadAsync(c => c.QueryAsync<string>(
             "SELECT xact::text FROM outbox_events WHERE org_id = @org AND type = 'points.expired'", new { org = t.OrgId }), CancellationToken.None);
         var perTransaction = transactions.GroupBy(x => x).Select(g => g.Count()).ToList();
-        perTransaction.Sum().ShouldBe(Customers);
-        perTransaction.Count.ShouldBeLessThan(Customers,
+        perTransaction.Sum().ShouldBe(2 * Customers);
+        perTransaction.Count.ShouldBeLessThan(2 * Customers,
             $"expiries per transaction: {string.Join(", ", perTransaction.Select(n => n.ToString(CultureInfo.InvariantCulture)))}");
     }
 }
