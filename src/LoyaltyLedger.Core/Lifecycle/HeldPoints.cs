@@ -71,7 +71,7 @@ public static class HeldPoints
         var lot = await posting.QuerySingleOrDefaultAsync<HeldLot>(
             HeldLotSelect + " AND l.lot_id = @lotId", new { lotId, org = posting.OrgId });
         if (lot is null || lot.Category != PointCategory.Promised.ToWire()) return null;
-        var program = await ProgramCatalog.ResolveAsync(posting, lot.ProgramId, fresh: true);
+        var program = await ProgramCatalog.ResolveForWalletAsync(posting, lot.ProgramId, lot.CurrencyId);
         var heldKey = KeyOf(lot);
         await posting.LockWalletsAsync([heldKey, heldKey with { Category = PointCategory.Regular }]);
         // Re-read under the lock: a concurrent return or run may have taken the lot.

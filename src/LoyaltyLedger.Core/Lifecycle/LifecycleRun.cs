@@ -1,5 +1,6 @@
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Programs;
 using LoyaltyLedger.Storage;
 
@@ -43,6 +44,10 @@ public static class LifecycleRun
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         foreach (var org in orgs)
         {
+            // Without the caller's token: see the remarks above. Programs through the process's catalog.
+            Posting Post(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx) =>
+                new(c, tx, db.Dialect, org, now, postedBy, CancellationToken.None) { Catalog = db.Catalog };
+
             var promised = (await db.ReadAsync(c => c.QueryAsync<(long LotId, string OwnerType, long OwnerId)>(new CommandDefinition(db.Dialect.Expand(
                 """
                 SELECT l.lot_id, w.owner_type, w.owner_id FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
@@ -50,7 +55,7 @@ public static class LifecycleRun
                 ORDER BY l.expires_at, l.lot_id
                 """), new { org, asOf = asOfMs }, cancellationToken: ct)), ct)).ToList();
             var converted = await PostByOwnerAsync(promised, lot => (lot.OwnerType, lot.OwnerId), lot => db.WriteBatchedAsync((c, tx) =>
-                HeldPoints.ConvertDueAsync(new Posting(c, tx, db.Dialect, org, now, postedBy, CancellationToken.None), lot.LotId, asOf), ct), ct);
+                HeldPoints.ConvertDueAsync(Post(c, tx), lot.LotId, asOf), ct), ct);
             foreach (var conversion in converted)
             {
                 if (conversion is null) continue;
@@ -61,8 +66,8 @@ public static class LifecycleRun
             var due = await DueWalletsAsync(db, org, asOf, ct);
             var expired = await PostByOwnerAsync(due, key => (key.OwnerType.ToWire(), key.OwnerId), key => db.WriteBatchedAsync(async (c, tx) =>
             {
-                var posting = new Posting(c, tx, db.Dialect, org, now, postedBy, CancellationToken.None);
-                var program = await ProgramCatalog.ResolveAsync(posting, key.ProgramId, fresh: true);
+                var posting = Post(c, tx);
+                var program = await ProgramCatalog.ResolveForWalletAsync(posting, key.ProgramId, key.CurrencyId);
                 await posting.LockWalletsAsync([key]);
                 return await LotExpiry.ExpireDueAsync(posting, program, key, asOf);
             }, ct), ct);

@@ -100,14 +100,31 @@ public static class ProgramCatalog
     /// The program a posting goes to: the one named, else the organization's default program. A
     /// posting naming alternate currencies passes them in <paramref name="currencies"/>: a cached
     /// program without one of them is read again before the currency is refused.
-    /// <paramref name="fresh"/> skips the cache altogether (the lifecycle postings, which are rare and
-    /// work on existing wallets of any currency).
+    /// <paramref name="fresh"/> skips the cache altogether (returns, reversals, trigger settlements and
+    /// the tier engine: rare postings on existing wallets of any currency; the lifecycle run's use
+    /// <see cref="ResolveForWalletAsync"/>).
     /// </summary>
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
         var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads as IProgramCache,
             list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null), posting.Cancellation);
+        return Pick(programs, programId) ?? throw Missing(programId);
+    }
+
+    /// <summary>
+    /// The program of an existing wallet, for a lifecycle run's posting on it: through the posting's
+    /// cache when the cached program has the wallet's currency, else read (a currency another process
+    /// has just created is read, never taken for plain points). A run settles wallets by the thousand:
+    /// reading the catalog afresh for each was three statements and the policies' JSON each time. The
+    /// cache is as fresh as a bill's or a redemption's (a change is seen at once in the process that
+    /// made it, within a second elsewhere).
+    /// </summary>
+    public static async Task<LoyaltyProgram> ResolveForWalletAsync(Posting posting, long programId, long currencyId)
+    {
+        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.CatalogForReads as IProgramCache,
+            list => Pick(list, programId) is { } p && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(c => c.CurrencyId == currencyId)),
+            posting.Cancellation);
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 

@@ -36,6 +36,38 @@ public abstract class CatalogCacheTests(DatabaseFixture db)
         body.Lines().ShouldContain(l => l.StartsWith("Gems/", StringComparison.Ordinal), body.ToString());
     }
 
+    /// <summary>
+    /// The expiry run takes a wallet's program from this server's program list: a currency another
+    /// server created a moment ago, not yet in that list, must still be named on the expiry it writes
+    /// (and its policy found), not taken for plain points.
+    /// </summary>
+    [Fact]
+    public async Task an_expiry_run_names_the_currency_of_a_wallet_another_server_created_a_moment_ago()
+    {
+        var jan1 = new DateTimeOffset(2025, 1, 1, 10, 0, 0, TimeSpan.Zero);
+        db.Host.Clock.Set(jan1);
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(currencies: [], expiry: new { kind = "DATE_EARNED", days = 30 });
+        var customer = await t.NewCustomerAsync();
+        await t.BillAsync(shop, customer, "B-1", 100m);
+        await using var second = await TestServerHost.StartAsync(db.OpenSecondInstance());
+        second.Clock.Set(jan1);
+        var other = t with { Http = second.Client(t.Key.KeyId, t.Key.Secret), Host = second };
+        // This server now holds the organization's programs (for a second), without the currency.
+        await t.LedgerOkAsync(LedgerApi.Customer(customer, "&includeAlternateCurrencies=true"));
+
+        await other.PostOkAsync($"/v1/programs/{shop.ProgramId}/currencies", new { name = "Gems", expiry = new { kind = "DATE_EARNED", days = 30 } });
+        await other.AwardAsync(customer, "3", currency: "Gems", programId: shop.ProgramId);
+        db.Host.Clock.Set(jan1.AddDays(40));
+        var run = await t.PostOkAsync("/v1/lifecycle/expire", new { });
+
+        var expired = run.GetProperty("events").EnumerateArray().SelectMany(e => e.GetProperty("entries").EnumerateArray())
+            .Select(e => e.TryGetProperty("currency", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String ? c.GetString() : "points")
+            .Order().ToList();
+        expired.ShouldBe(["Gems", "points"], run.ToString());
+        (await t.BalanceAsync(customer, shop.ProgramId, currency: "Gems")).ShouldBe(0);
+    }
+
     [Fact]
     public async Task a_program_store_till_and_currency_created_through_another_server_are_usable_at_once()
     {
