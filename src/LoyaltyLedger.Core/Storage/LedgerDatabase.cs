@@ -163,8 +163,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     /// <summary>
     /// <see cref="WriteAsync{T}(Func{DbConnection, DbTransaction, Task{T}}, CancellationToken)"/> for a
-    /// short posting of one owner (a lifecycle run's conversion of a lot or expiry of a wallet): on PostgreSQL it goes through the write lanes when they are set, as the API's writes do,
-    /// so that many of them, issued together, share transactions and commits (see <see cref="GroupCommit"/>).
+    /// short posting of one owner (a lifecycle run's conversion of a lot or expiry of a wallet): on
+    /// PostgreSQL it goes through the write lanes when they are set, as the API's writes do, so that
+    /// many of them, issued together, share transactions and commits (see <see cref="GroupCommit"/>).
     /// </summary>
     public async Task<T> WriteBatchedAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
         (await WriteCoreAsync(work, locate: false, batched: true, ct)).Result;

@@ -504,18 +504,9 @@ public static class Commands
     private static readonly Option<double> SeedTiersDueOption = Between("--tiers-due",
         "with --tiers: the share of owners whose period has ended by the end of the history, due at an evaluation as of that instant (0 to 1)", 0, 1, 0.5);
 
-    private static readonly Option<DateTimeOffset?> SeedUntilOption = new("--until")
-    {
-        Description = "the end of the seeded two years of history, ISO 8601 with an offset (default a day ago; never in the future); "
-            + "points expire 36 months after they are earned, so a history that ends over three years back is all due for the expiry run",
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (IsoTime.TryParse(text, allowDate: false, out var at)) return at;
-            result.AddError($"--until must be {IsoTime.ExpectedDateTime}, not '{text}'");
-            return null;
-        },
-    };
+    private static readonly Option<DateTimeOffset?> SeedUntilOption = Instant("--until",
+        "the end of the seeded two years of history, ISO 8601 with an offset (default a day ago; never in the future); "
+        + "points expire 36 months after they are earned, so a history that ends over three years back is all due for the expiry run");
 
     private static Command SeedCommand()
     {
