@@ -25,6 +25,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private readonly GroupCommit? _sqliteWriter;
     private GroupCommit? _postgresWriters;
     private ReadReplicas? _replicas;
+    private ReadSlots? _readSlots;
 
     private LedgerDatabase(SqlDialect dialect, NpgsqlDataSource? postgres, string? sqlite, string description)
     {
@@ -125,6 +126,18 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch);
     }
 
+    /// <summary>
+    /// Lets at most <paramref name="slots"/> reads run on the primary at once (see <see cref="ReadSlots"/>);
+    /// the others wait their turn. PostgreSQL only (SQLite reads run in the process); the first call
+    /// sets them, as for <see cref="UseWriteLanes"/>.
+    /// </summary>
+    public void UseReadSlots(int slots)
+    {
+        if (_postgres is null) throw new InvalidOperationException("Read slots are for PostgreSQL; SQLite reads run in the process.");
+        ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
+        _readSlots ??= new ReadSlots(slots);
+    }
+
     /// <summary>The read replicas in use, as host:port (none: every read is the primary's).</summary>
     public IReadOnlyList<string> ReadReplicaNames => _replicas?.Names ?? [];
 
@@ -173,6 +186,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, bool batched,
         CancellationToken ct)
     {
+        // What this write reads on the side (the catalog, in a lane or not) takes no read slot: no
+        // write ever waits for one, so a read holding a slot may wait for a write (ReadSlots).
+        ReadSlots.Exempt();
         // SQLite: one writer per process, committing what is waiting as one transaction; PostgreSQL: the
         // API's writes and the lifecycle's postings through the write lanes when they are set (see GroupCommit).
         if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct);
@@ -242,8 +258,22 @@ public sealed class LedgerDatabase : IAsyncDisposable
     {
         if (_postgres is not null)
         {
-            await using var connection = await OpenAsync(ct);
-            return await work(connection);
+            if (_readSlots is not { } slots || !ReadSlots.Needed)
+            {
+                await using var connection = await OpenAsync(ct);
+                return await work(connection);
+            }
+            await slots.EnterAsync(ct);
+            try
+            {
+                ReadSlots.Exempt();
+                await using var connection = await OpenAsync(ct);
+                return await work(connection);
+            }
+            finally
+            {
+                slots.Leave();
+            }
         }
         SqliteConnection reader;
         if (_readers.TryTake(out var kept))
@@ -330,7 +360,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
         var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
         if (replica is null)
         {
-            await using (connection) return await work(connection);
+            // No replica will do: the primary serves, as any of its reads, in its read slots.
+            await connection.DisposeAsync();
+            return await ReadAsync(work, ct);
         }
         try
         {

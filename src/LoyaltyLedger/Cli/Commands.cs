@@ -419,7 +419,7 @@ public static class Commands
             // command reads no configuration).
             if (db.Provider == DatabaseProvider.Postgres)
             {
-                var lanes = new PostgresWriteSettings();
+                var lanes = new PostgresSettings();
                 db.UseWriteLanes(lanes.WriteLanes, lanes.WriteBatch);
             }
             if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);

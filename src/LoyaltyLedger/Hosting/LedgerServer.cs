@@ -35,9 +35,12 @@ public static class LedgerServer
         if (SettingsRegistration.Check(builder.Configuration, options.Database.Provider) is { Count: > 0 } problems) throw new SettingsException(problems);
         if (builder.Configuration.GetSection(ReadReplicaSettings.Section).Get<ReadReplicaSettings>() is { ReadReplicas.Count: > 0 } replicas)
             options.Database.UseReadReplicas(new ReadReplicaOptions(replicas.ReadReplicas, replicas.ReplicaTokenWait, replicas.ReplicaMaxLag));
-        if (options.Database.Provider == DatabaseProvider.Postgres
-            && (builder.Configuration.GetSection(PostgresWriteSettings.Section).Get<PostgresWriteSettings>() ?? new()) is { WriteLanes: > 0 } writes)
-            options.Database.UseWriteLanes(writes.WriteLanes, writes.WriteBatch);
+        if (options.Database.Provider == DatabaseProvider.Postgres)
+        {
+            var postgres = builder.Configuration.GetSection(PostgresSettings.Section).Get<PostgresSettings>() ?? new();
+            if (postgres.WriteLanes > 0) options.Database.UseWriteLanes(postgres.WriteLanes, postgres.WriteBatch);
+            if (postgres.ReadSlots > 0) options.Database.UseReadSlots(postgres.ReadSlots);
+        }
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;

@@ -149,10 +149,11 @@ public sealed class ReadReplicaSettings : ILedgerSettings
 }
 
 /// <summary>
-/// <c>Ledger:Postgres</c>: group commit of the API's writes and the lifecycle run's postings on PostgreSQL (docs/performance.md, "How a
-/// posting is written"). SQLite has one writer of its own and takes none of these.
+/// <c>Ledger:Postgres</c>: group commit of the API's writes and the lifecycle run's postings on PostgreSQL, and how
+/// many reads run on its primary at once (docs/performance.md, "How a posting is written" and "Read
+/// slots"). SQLite has one writer of its own and reads in the process, and takes none of these.
 /// </summary>
-public sealed class PostgresWriteSettings : ILedgerSettings
+public sealed class PostgresSettings : ILedgerSettings
 {
     public const string Section = "Ledger:Postgres";
 
@@ -162,10 +163,17 @@ public sealed class PostgresWriteSettings : ILedgerSettings
     /// <summary>The most writes one of those transactions takes: bounds the wait a write adds to the others.</summary>
     public int WriteBatch { get; set; } = 16;
 
+    /// <summary>
+    /// Reads that run on the primary at once; the others wait their turn, first come first served
+    /// (0: each read takes a pooled connection as it comes). About twice the database server's cores.
+    /// </summary>
+    public int ReadSlots { get; set; } = 8;
+
     public IEnumerable<string> Problems()
     {
         if (WriteLanes is < 0 or > 32) yield return $"{Section}:WriteLanes must be 0 (each write alone) to 32.";
         if (WriteBatch is < 1 or > 64) yield return $"{Section}:WriteBatch must be 1 to 64.";
+        if (ReadSlots is < 0 or > 256) yield return $"{Section}:ReadSlots must be 0 (no bound) to 256.";
     }
 }
 
@@ -181,7 +189,7 @@ public static class SettingsRegistration
         (typeof(ServerSettings), ServerSettings.Section),
         (typeof(WebhookSettings), WebhookSettings.Section),
         (typeof(ReadReplicaSettings), ReadReplicaSettings.Section),
-        (typeof(PostgresWriteSettings), PostgresWriteSettings.Section),
+        (typeof(PostgresSettings), PostgresSettings.Section),
     ];
 
     /// <summary>

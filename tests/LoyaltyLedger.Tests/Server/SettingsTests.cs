@@ -29,6 +29,7 @@ public sealed class SettingsTests
             ["Ledger:ExpiryInterval"] = "banana",
             ["Ledger:Telemetry:OtlpEndpoint"] = "ftp://collector",
             ["Ledger:Webhooks:MaxConcurrency"] = "many",
+            ["Ledger:Postgres:ReadSlots"] = "-1",
         }).Build();
         var problems = SettingsRegistration.Check(wrong);
         problems.ShouldBe([
@@ -36,6 +37,7 @@ public sealed class SettingsTests
             "Ledger:ExpiryInterval must be a duration (hh:mm:ss, e.g. 00:05:00), not 'banana'.",
             "Ledger:Telemetry:OtlpEndpoint must be an http or https URL, not 'ftp://collector'.",
             "Ledger:Webhooks:MaxConcurrency must be a whole number, not 'many'.",
+            "Ledger:Postgres:ReadSlots must be 0 (no bound) to 256.",
         ], ignoreOrder: true);
         problems.ShouldAllBe(p => !p.Contains("System.", StringComparison.Ordinal));
 
@@ -44,6 +46,7 @@ public sealed class SettingsTests
             ["Ledger:RateLimit:Burst"] = "50",
             ["Ledger:ExpiryInterval"] = "00:00:00",
             ["Ledger:Server:ShutdownTimeout"] = "00:00:20",
+            ["Ledger:Postgres:ReadSlots"] = "4",
         }).Build();
         SettingsRegistration.Check(right).ShouldBeEmpty();
     }

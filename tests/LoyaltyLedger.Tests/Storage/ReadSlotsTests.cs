@@ -1,0 +1,153 @@
+using Dapper;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tests.Infrastructure;
+
+namespace LoyaltyLedger.Tests.Storage;
+
+/// <summary>
+/// PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>): no more reads than the slots run on
+/// the primary at once, the others wait their turn, and no read or write ever waits on itself for a
+/// slot (a read inside a read, a write a read waits for). SQLite has none: its reads run in the process.
+/// </summary>
+public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<PostgresDatabase>, IAsyncDisposable
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+    private readonly List<LedgerDatabase> _opened = [];
+
+    private LedgerDatabase Open(int? slots, int lanes = 0)
+    {
+        var database = db.OpenSecondInstance();
+        if (slots is { } n) database.UseReadSlots(n);
+        if (lanes > 0) database.UseWriteLanes(lanes, maxBatch: 16);
+        _opened.Add(database);
+        return database;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var database in _opened) await database.DisposeAsync();
+    }
+
+    /// <summary>Runs <paramref name="reads"/> reads of 50 ms each at once; the most that were in the database together.</summary>
+    private static async Task<int> MostAtOnceAsync(LedgerDatabase database, int reads)
+    {
+        int running = 0, most = 0;
+        await Task.WhenAll(Enumerable.Range(0, reads).Select(_ => Task.Run(() => database.ReadAsync(async c =>
+        {
+            var now = Interlocked.Increment(ref running);
+            InterlockedMax(ref most, now);
+            await c.ExecuteAsync("SELECT pg_sleep(0.05)");
+            Interlocked.Decrement(ref running);
+            return 0;
+        }, CancellationToken.None)))).WaitAsync(Bound);
+        return most;
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        for (var seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen) return;
+    }
+
+    [Fact]
+    public async Task no_more_reads_than_the_slots_run_at_once_and_every_read_is_answered()
+    {
+        (await MostAtOnceAsync(Open(slots: 2), reads: 12)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task without_slots_the_same_reads_run_together()
+    {
+        (await MostAtOnceAsync(Open(slots: null), reads: 12)).ShouldBeGreaterThan(2);
+    }
+
+    [Fact]
+    public async Task the_reads_waiting_for_a_slot_get_it_in_the_order_they_came()
+    {
+        var database = Open(slots: 1);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocker = database.ReadAsync(async _ =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(Bound);
+
+        var order = new System.Collections.Concurrent.ConcurrentQueue<int>();
+        var waiting = new List<Task<int>>();
+        for (var i = 0; i < 8; i++)
+        {
+            var n = i;
+            waiting.Add(database.ReadAsync(c =>
+            {
+                order.Enqueue(n);
+                return c.ExecuteScalarAsync<int>("SELECT @n", new { n });
+            }, CancellationToken.None));
+        }
+        order.ShouldBeEmpty();
+        release.SetResult();
+        await blocker.WaitAsync(Bound);
+        (await Task.WhenAll(waiting).WaitAsync(Bound)).ShouldBe([0, 1, 2, 3, 4, 5, 6, 7]);
+        order.ShouldBe([0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    [Fact]
+    public async Task a_read_inside_a_read_takes_no_second_slot()
+    {
+        var database = Open(slots: 1);
+        var inner = await database.ReadAsync(c1 => database.ReadAsync(c2 => c2.ExecuteScalarAsync<int>("SELECT 7"), CancellationToken.None),
+            CancellationToken.None).WaitAsync(Bound);
+        inner.ShouldBe(7);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public async Task a_read_holding_the_last_slot_may_wait_for_a_write_that_reads(int lanes)
+    {
+        // The write's own lookups take no slot: else the read would wait for the write, and the write
+        // for the read's slot, for ever. With a lane, the write runs on the lane's connection.
+        var database = Open(slots: 1, lanes);
+        var read = await database.ReadAsync(async _ =>
+        {
+            var (written, _) = await database.WriteAndLocateAsync((c, tx) =>
+                database.ReadAsync(r => r.ExecuteScalarAsync<int>("SELECT 11"), CancellationToken.None), CancellationToken.None);
+            return written;
+        }, CancellationToken.None).WaitAsync(Bound);
+        read.ShouldBe(11);
+    }
+
+    [Fact]
+    public async Task a_read_cancelled_while_it_waits_for_a_slot_leaves_the_slot_to_the_others()
+    {
+        var database = Open(slots: 1);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocker = database.ReadAsync(async _ =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(Bound);
+
+        using var cancel = new CancellationTokenSource();
+        var cancelled = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1"), cancel.Token);
+        var next = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 2"), CancellationToken.None);
+        await cancel.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(() => cancelled.WaitAsync(Bound));
+        release.SetResult();
+        await blocker.WaitAsync(Bound);
+        (await next.WaitAsync(Bound)).ShouldBe(2);
+        (await database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 3"), CancellationToken.None).WaitAsync(Bound)).ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task sqlite_has_no_read_slots()
+    {
+        await using var sqlite = LedgerDatabase.ForSqliteFile(Path.Combine(Path.GetTempPath(), $"readslots-{Guid.NewGuid():N}", "ledger.db"));
+        Should.Throw<InvalidOperationException>(() => sqlite.UseReadSlots(4)).Message.ShouldContain("SQLite");
+    }
+}
