@@ -138,6 +138,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _readSlots ??= new ReadSlots(slots);
     }
 
+    /// <summary>How many reads run on the primary at once (<see cref="UseReadSlots"/>); null: no bound.</summary>
+    public int? ReadSlotCount => _readSlots?.Slots;
+
     /// <summary>The read replicas in use, as host:port (none: every read is the primary's).</summary>
     public IReadOnlyList<string> ReadReplicaNames => _replicas?.Names ?? [];
 

@@ -19,6 +19,9 @@ namespace LoyaltyLedger.Storage;
 /// </remarks>
 internal sealed class ReadSlots(int slots)
 {
+    /// <summary>How many reads run at once.</summary>
+    public int Slots { get; } = slots;
+
     private readonly SemaphoreSlim _free = new(slots, slots);
 
     /// <summary>Set in the flow of a read that holds a slot, and of every write: reads in it take none.</summary>

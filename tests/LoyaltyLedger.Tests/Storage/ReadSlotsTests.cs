@@ -147,7 +147,31 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     [Fact]
     public async Task sqlite_has_no_read_slots()
     {
-        await using var sqlite = LedgerDatabase.ForSqliteFile(Path.Combine(Path.GetTempPath(), $"readslots-{Guid.NewGuid():N}", "ledger.db"));
-        Should.Throw<InvalidOperationException>(() => sqlite.UseReadSlots(4)).Message.ShouldContain("SQLite");
+        var dir = Path.Combine(Path.GetTempPath(), $"readslots-{Guid.NewGuid():N}");
+        try
+        {
+            await using var sqlite = LedgerDatabase.ForSqliteFile(Path.Combine(dir, "ledger.db"));
+            Should.Throw<InvalidOperationException>(() => sqlite.UseReadSlots(4)).Message.ShouldContain("SQLite");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
+
+/// <summary>The server takes its read slots from <c>Ledger:Postgres:ReadSlots</c>.</summary>
+public sealed class ReadSlotsSettingTests(PostgresDatabase db) : IClassFixture<PostgresDatabase>
+{
+    [Theory]
+    [InlineData(null, 8)]
+    [InlineData("3", 3)]
+    [InlineData("0", null)]
+    public async Task the_server_takes_its_read_slots_from_its_settings(string? setting, int? slots)
+    {
+        var database = db.OpenSecondInstance();
+        await using var host = await TestServerHost.StartAsync(database,
+            setting is null ? null : new Dictionary<string, string?> { ["Ledger:Postgres:ReadSlots"] = setting });
+        database.ReadSlotCount.ShouldBe(slots);
     }
 }
