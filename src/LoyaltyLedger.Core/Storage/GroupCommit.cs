@@ -109,6 +109,9 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         private async Task RunHereAsync(DbConnection connection, DbTransaction transaction)
         {
+            // A write's lookups take no read slot (ReadSlots): the caller's context says so already;
+            // this says it for a unit queued from a flow that did not carry it.
+            ReadSlots.Exempt();
             Tail = [];
             var hooks = CommitHooks.Open(transaction);
             await WorkAsync(connection, transaction);

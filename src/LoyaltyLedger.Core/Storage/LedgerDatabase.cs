@@ -250,6 +250,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     /// <summary>Runs <paramref name="work"/> on a connection to the primary.</summary>
     /// <remarks>
+    /// On PostgreSQL, with read slots set (<see cref="UseReadSlots"/>), the read waits its turn for
+    /// one first, unless it runs inside a read or a write (see <see cref="ReadSlots"/>).
     /// On SQLite the connection is one the process keeps open between reads (at most
     /// <see cref="MaxKeptReaders"/>), so the statements a read compiled are there for the next read
     /// on it (<see cref="KeptReads"/>): Microsoft.Data.Sqlite compiles every new command again, and
@@ -261,14 +263,17 @@ public sealed class LedgerDatabase : IAsyncDisposable
     {
         if (_postgres is not null)
         {
-            if (_readSlots is not { } slots || !ReadSlots.Needed)
+            if (_readSlots is not { } slots || !ReadSlots.TakesSlot)
             {
                 await using var connection = await OpenAsync(ct);
                 return await work(connection);
             }
+            // The slot before the connection: a read waiting its turn holds no pooled connection.
             await slots.EnterAsync(ct);
             try
             {
+                // A read inside this one (a lookup the work makes) would otherwise wait for a slot
+                // this read holds, and with every slot so held, for ever.
                 ReadSlots.Exempt();
                 await using var connection = await OpenAsync(ct);
                 return await work(connection);
@@ -318,6 +323,20 @@ public sealed class LedgerDatabase : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on a connection to the primary without waiting for a read slot
+    /// (<see cref="UseReadSlots"/>): a health probe measures the database, not the server's queue of
+    /// reads. Behind a burst of reads a probe that queued would time out, and the load balancer would
+    /// take a busy but working server out of its rotation, piling its load on the others.
+    /// And a read a caller must wait for synchronously (the console's key ring, which the framework
+    /// loads that way): a thread blocked in the queue is one the reads holding the slots may need.
+    /// </summary>
+    public async Task<T> ReadOutOfTurnAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken ct)
+    {
+        ReadSlots.Exempt();
+        return await ReadAsync(work, ct);
+    }
+
     /// <summary>Open, outside any transaction, and no statement of it still running (an open data reader holds a snapshot).</summary>
     private static bool IsIdle(SqliteConnection connection)
     {
@@ -363,7 +382,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
         var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
         if (replica is null)
         {
-            // No replica will do: the primary serves, as any of its reads, in its read slots.
+            // No replica will do: the primary serves, in its read slots as any of its reads. The
+            // connection goes back unused (a pooled open): held while waiting for a slot, it would
+            // take a connection from the pool the reads in their slots draw on.
             await connection.DisposeAsync();
             return await ReadAsync(work, ct);
         }

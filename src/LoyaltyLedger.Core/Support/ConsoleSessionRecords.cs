@@ -34,7 +34,9 @@ public static class ConsoleSessionRecords
 
     /// <summary>The key ring that encrypts the console's cookies and antiforgery tokens (XML elements, as the framework writes them).</summary>
     public static Task<IReadOnlyList<string>> KeyRingAsync(LedgerDatabase db, CancellationToken ct) =>
-        db.ReadAsync<IReadOnlyList<string>>(async c => (await c.QueryAsync<string>(new CommandDefinition("SELECT xml FROM console_key_ring ORDER BY created_at, name", cancellationToken: ct))).ToList(), ct);
+        // Out of turn: the framework asks for the ring synchronously, and a thread blocked behind
+        // queued reads is a thread the reads holding the slots may need to finish.
+        db.ReadOutOfTurnAsync<IReadOnlyList<string>>(async c => (await c.QueryAsync<string>(new CommandDefinition("SELECT xml FROM console_key_ring ORDER BY created_at, name", cancellationToken: ct))).ToList(), ct);
 
     public static Task AddKeyAsync(LedgerDatabase db, string name, string xml, long nowMs, CancellationToken ct) =>
         db.WriteAsync((c, tx) => c.ExecuteAsync(

@@ -95,17 +95,17 @@ public static class LedgerTelemetry
     public static readonly Counter<double> PostgresWriterBusy = Meter.CreateCounter<double>("ledger.postgres.writer.busy", "s",
         "Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes.");
 
+    /// <summary>Units of work (the API's writes, the lifecycle run's postings) one PostgreSQL group-commit transaction took, refused ones included.</summary>
+    public static readonly Histogram<int> PostgresWriterBatch = Meter.CreateHistogram<int>("ledger.postgres.writer.batch", "{unit}",
+        "Units of work one PostgreSQL group-commit transaction took, refused ones included.",
+        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
     /// <summary>
     /// Time reads waited for one of PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>), summed
     /// over the reads: its rate is how many reads were waiting, on average.
     /// </summary>
     public static readonly Counter<double> PostgresReadWait = Meter.CreateCounter<double>("ledger.postgres.read.wait", "s",
         "Time reads waited for a read slot on PostgreSQL's primary, summed over the reads.");
-
-    /// <summary>Units of work (the API's writes, the lifecycle run's postings) one PostgreSQL group-commit transaction took, refused ones included.</summary>
-    public static readonly Histogram<int> PostgresWriterBatch = Meter.CreateHistogram<int>("ledger.postgres.writer.batch", "{unit}",
-        "Units of work one PostgreSQL group-commit transaction took, refused ones included.",
-        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
     private static long _webhookQueue;
 

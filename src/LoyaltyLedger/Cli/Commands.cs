@@ -419,8 +419,8 @@ public static class Commands
             // command reads no configuration).
             if (db.Provider == DatabaseProvider.Postgres)
             {
-                var lanes = new PostgresSettings();
-                db.UseWriteLanes(lanes.WriteLanes, lanes.WriteBatch);
+                var defaults = new PostgresSettings();
+                db.UseWriteLanes(defaults.WriteLanes, defaults.WriteBatch);
             }
             if (orgId is { } id) await RequireOrganizationAsync(db, id, ct);
             var started = System.Diagnostics.Stopwatch.GetTimestamp();

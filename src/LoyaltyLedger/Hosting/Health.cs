@@ -58,7 +58,7 @@ public sealed class LedgerDatabaseHealthCheck(LedgerDatabase database) : IHealth
         var expected = Migrations.All[^1].Version;
         try
         {
-            var version = await database.ReadAsync(c => c.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT MAX(version) FROM schema_migrations", cancellationToken: bounded.Token)), bounded.Token);
+            var version = await database.ReadOutOfTurnAsync(c => c.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT MAX(version) FROM schema_migrations", cancellationToken: bounded.Token)), bounded.Token);
             if (version is null) return HealthCheckResult.Unhealthy($"{database.Description}: the schema is not migrated (this build is at migration {expected}).");
             if (version != expected)
                 return HealthCheckResult.Unhealthy($"{database.Description}: the schema is at migration {version}, this build at {expected}.");

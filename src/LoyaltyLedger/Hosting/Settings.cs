@@ -150,8 +150,8 @@ public sealed class ReadReplicaSettings : ILedgerSettings
 
 /// <summary>
 /// <c>Ledger:Postgres</c>: group commit of the API's writes and the lifecycle run's postings on PostgreSQL, and how
-/// many reads run on its primary at once (docs/performance.md, "How a posting is written" and "Read
-/// slots"). SQLite has one writer of its own and reads in the process, and takes none of these.
+/// many reads run on its primary at once (docs/performance.md, "How a posting is written": group commit and
+/// read slots on PostgreSQL). SQLite has one writer of its own and reads in the process, and takes none of these.
 /// </summary>
 public sealed class PostgresSettings : ILedgerSettings
 {
@@ -165,7 +165,8 @@ public sealed class PostgresSettings : ILedgerSettings
 
     /// <summary>
     /// Reads that run on the primary at once; the others wait their turn, first come first served
-    /// (0: each read takes a pooled connection as it comes). About twice the database server's cores.
+    /// (0: each read takes a pooled connection as it comes). About twice the database server's cores;
+    /// above the pool's size (`Maximum Pool Size`, 64 unless the connection string says) the pool bounds them.
     /// </summary>
     public int ReadSlots { get; set; } = 8;
 

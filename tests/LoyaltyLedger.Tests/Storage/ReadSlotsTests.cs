@@ -28,7 +28,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
         foreach (var database in _opened) await database.DisposeAsync();
     }
 
-    /// <summary>Runs <paramref name="reads"/> reads of 50 ms each at once; the most that were in the database together.</summary>
+    /// <summary>Runs <paramref name="reads"/> reads of 200 ms each at once (long enough that a slow first connection still overlaps); the most that were in the database together.</summary>
     private static async Task<int> MostAtOnceAsync(LedgerDatabase database, int reads)
     {
         int running = 0, most = 0;
@@ -36,7 +36,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
         {
             var now = Interlocked.Increment(ref running);
             InterlockedMax(ref most, now);
-            await c.ExecuteAsync("SELECT pg_sleep(0.05)");
+            await c.ExecuteAsync("SELECT pg_sleep(0.2)");
             Interlocked.Decrement(ref running);
             return 0;
         }, CancellationToken.None)))).WaitAsync(Bound);
@@ -94,6 +94,29 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     }
 
     [Fact]
+    public async Task a_probe_does_not_wait_for_a_slot()
+    {
+        var database = Open(slots: 1);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocker = database.ReadAsync(async _ =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(Bound);
+        (await database.ReadOutOfTurnAsync(c => c.ExecuteScalarAsync<int>("SELECT 5"), CancellationToken.None).WaitAsync(Bound)).ShouldBe(5);
+        // And the probe's flow is not left exempt: the next read in it waits its turn again.
+        var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 6"), CancellationToken.None);
+        await Task.Delay(100);
+        after.IsCompleted.ShouldBeFalse();
+        release.SetResult();
+        await blocker.WaitAsync(Bound);
+        (await after.WaitAsync(Bound)).ShouldBe(6);
+    }
+
+    [Fact]
     public async Task a_read_inside_a_read_takes_no_second_slot()
     {
         var database = Open(slots: 1);
@@ -102,21 +125,50 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
         inner.ShouldBe(7);
     }
 
+    /// <summary>Holds the only slot of <paramref name="database"/> until the returned source is set.</summary>
+    private static async Task<(TaskCompletionSource Release, Task<int> Holder)> HoldTheSlotAsync(LedgerDatabase database)
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holder = database.ReadAsync(async _ =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(Bound);
+        return (release, holder);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
-    public async Task a_read_holding_the_last_slot_may_wait_for_a_write_that_reads(int lanes)
+    public async Task a_write_that_reads_does_not_wait_for_the_slots_reads_hold(int lanes)
     {
-        // The write's own lookups take no slot: else the read would wait for the write, and the write
-        // for the read's slot, for ever. With a lane, the write runs on the lane's connection.
+        // A read holding a slot may wait for a write; were the write's own lookups to wait for a
+        // slot, the two would wait for each other for ever. With a lane, the write runs there.
         var database = Open(slots: 1, lanes);
-        var read = await database.ReadAsync(async _ =>
-        {
-            var (written, _) = await database.WriteAndLocateAsync((c, tx) =>
-                database.ReadAsync(r => r.ExecuteScalarAsync<int>("SELECT 11"), CancellationToken.None), CancellationToken.None);
-            return written;
-        }, CancellationToken.None).WaitAsync(Bound);
-        read.ShouldBe(11);
+        var (release, holder) = await HoldTheSlotAsync(database);
+        var (written, _) = await database.WriteAndLocateAsync((c, tx) =>
+            database.ReadAsync(r => r.ExecuteScalarAsync<int>("SELECT 11"), CancellationToken.None), CancellationToken.None)
+            .WaitAsync(TimeSpan.FromSeconds(20));
+        written.ShouldBe(11);
+        // The write's exemption ends with it: a read after it, in the same flow, waits its turn.
+        var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 12"), CancellationToken.None);
+        await Task.Delay(100);
+        after.IsCompleted.ShouldBeFalse();
+        release.SetResult();
+        await holder.WaitAsync(Bound);
+        (await after.WaitAsync(Bound)).ShouldBe(12);
+    }
+
+    [Fact]
+    public async Task a_read_whose_work_fails_gives_its_slot_back()
+    {
+        var database = Open(slots: 1);
+        await Should.ThrowAsync<Npgsql.PostgresException>(() =>
+            database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1 / 0"), CancellationToken.None).WaitAsync(Bound));
+        (await database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 2"), CancellationToken.None).WaitAsync(Bound)).ShouldBe(2);
     }
 
     [Fact]
@@ -173,5 +225,29 @@ public sealed class ReadSlotsSettingTests(PostgresDatabase db) : IClassFixture<P
         await using var host = await TestServerHost.StartAsync(database,
             setting is null ? null : new Dictionary<string, string?> { ["Ledger:Postgres:ReadSlots"] = setting });
         database.ReadSlotCount.ShouldBe(slots);
+    }
+
+    [Fact]
+    public async Task the_readiness_probe_answers_while_reads_hold_every_slot()
+    {
+        var database = db.OpenSecondInstance();
+        await using var host = await TestServerHost.StartAsync(database, new Dictionary<string, string?> { ["Ledger:Postgres:ReadSlots"] = "1" });
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocker = database.ReadAsync(async _ =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        // A read queues behind the one holding the slot; the probe does not.
+        var queued = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1"), CancellationToken.None);
+        using var ready = await host.Client().GetAsync("/health/ready").WaitAsync(TimeSpan.FromSeconds(60));
+        ready.StatusCode.ShouldBe(System.Net.HttpStatusCode.OK);
+        queued.IsCompleted.ShouldBeFalse();
+        release.SetResult();
+        await blocker.WaitAsync(TimeSpan.FromSeconds(60));
+        (await queued.WaitAsync(TimeSpan.FromSeconds(60))).ShouldBe(1);
     }
 }
