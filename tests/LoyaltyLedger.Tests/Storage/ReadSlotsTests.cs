@@ -65,15 +65,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     public async Task the_reads_waiting_for_a_slot_get_it_in_the_order_they_came()
     {
         var database = Open(slots: 1);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = database.ReadAsync(async _ =>
-        {
-            holding.SetResult();
-            await release.Task;
-            return 0;
-        }, CancellationToken.None);
-        await holding.Task.WaitAsync(Bound);
+        var (release, blocker) = await ReadSlotsTests.HoldTheSlotAsync(database);
 
         var order = new System.Collections.Concurrent.ConcurrentQueue<int>();
         var waiting = new List<Task<int>>();
@@ -97,15 +89,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     public async Task a_probe_does_not_wait_for_a_slot()
     {
         var database = Open(slots: 1);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = database.ReadAsync(async _ =>
-        {
-            holding.SetResult();
-            await release.Task;
-            return 0;
-        }, CancellationToken.None);
-        await holding.Task.WaitAsync(Bound);
+        var (release, blocker) = await ReadSlotsTests.HoldTheSlotAsync(database);
         (await database.ReadOutOfTurnAsync(c => c.ExecuteScalarAsync<int>("SELECT 5"), CancellationToken.None).WaitAsync(Bound)).ShouldBe(5);
         // And the probe's flow is not left exempt: the next read in it waits its turn again.
         var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 6"), CancellationToken.None);
@@ -126,7 +110,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     }
 
     /// <summary>Holds the only slot of <paramref name="database"/> until the returned source is set.</summary>
-    private static async Task<(TaskCompletionSource Release, Task<int> Holder)> HoldTheSlotAsync(LedgerDatabase database)
+    internal static async Task<(TaskCompletionSource Release, Task<int> Holder)> HoldTheSlotAsync(LedgerDatabase database)
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -175,15 +159,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
     public async Task a_read_cancelled_while_it_waits_for_a_slot_leaves_the_slot_to_the_others()
     {
         var database = Open(slots: 1);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = database.ReadAsync(async _ =>
-        {
-            holding.SetResult();
-            await release.Task;
-            return 0;
-        }, CancellationToken.None);
-        await holding.Task.WaitAsync(Bound);
+        var (release, blocker) = await ReadSlotsTests.HoldTheSlotAsync(database);
 
         using var cancel = new CancellationTokenSource();
         var cancelled = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1"), cancel.Token);
@@ -232,15 +208,7 @@ public sealed class ReadSlotsSettingTests(PostgresDatabase db) : IClassFixture<P
     {
         var database = db.OpenSecondInstance();
         await using var host = await TestServerHost.StartAsync(database, new Dictionary<string, string?> { ["Ledger:Postgres:ReadSlots"] = "1" });
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = database.ReadAsync(async _ =>
-        {
-            holding.SetResult();
-            await release.Task;
-            return 0;
-        }, CancellationToken.None);
-        await holding.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var (release, blocker) = await ReadSlotsTests.HoldTheSlotAsync(database);
         // A read queues behind the one holding the slot; the probe does not.
         var queued = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1"), CancellationToken.None);
         using var ready = await host.Client().GetAsync("/health/ready").WaitAsync(TimeSpan.FromSeconds(60));
