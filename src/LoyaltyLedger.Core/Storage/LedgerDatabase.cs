@@ -379,15 +379,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, ReadConsistency consistency, CancellationToken ct)
     {
         if (!consistency.MayUseReplica || _replicas is null) return await ReadAsync(work, ct);
-        var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
-        if (replica is null)
-        {
-            // No replica will do: the primary serves, in its read slots as any of its reads. The
-            // connection goes back unused (a pooled open): held while waiting for a slot, it would
-            // take a connection from the pool the reads in their slots draw on.
-            await connection.DisposeAsync();
-            return await ReadAsync(work, ct);
-        }
+        // No replica will do: the primary serves, in its read slots as any of its reads.
+        if (await _replicas.OpenAsync(consistency, ct) is not ({ } connection, { } replica)) return await ReadAsync(work, ct);
         try
         {
             await using (connection) return await work(connection);
@@ -406,8 +399,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public async Task<DbConnection> OpenReadAsync(ReadConsistency consistency, CancellationToken ct)
     {
         if (!consistency.MayUseReplica || _replicas is null) return await OpenAsync(ct);
-        var (connection, replica) = await _replicas.OpenAsync(consistency, ct);
-        if (replica is null) return connection;
+        if (await _replicas.OpenAsync(consistency, ct) is not ({ } connection, { } replica)) return await OpenAsync(ct);
         // A pooled connection to a replica that restarted is broken, and the caller would fail on it:
         // one round trip proves it, else the primary serves.
         try

@@ -86,10 +86,11 @@ internal sealed class ReadReplicas : IAsyncDisposable
     public IReadOnlyList<string> Names => _replicas.Select(r => r.Name).ToList();
 
     /// <summary>
-    /// A connection for a read of <paramref name="consistency"/>: a replica's when one will do, else the
-    /// primary's (with the replica that serves it, or null for the primary).
+    /// A connection for a read of <paramref name="consistency"/> and the replica that serves it, when one
+    /// will do; else none (both null): the primary serves, and the caller opens its connection as it
+    /// opens any (a read of the primary waits for its read slot first, holding no connection).
     /// </summary>
-    public async Task<(DbConnection Connection, Replica? Replica)> OpenAsync(ReadConsistency consistency, CancellationToken ct)
+    public async Task<(DbConnection? Connection, Replica? Replica)> OpenAsync(ReadConsistency consistency, CancellationToken ct)
     {
         var start = (int)((uint)Interlocked.Increment(ref _next) % (uint)_replicas.Length);
         if (consistency.After is { } token)
@@ -112,9 +113,9 @@ internal sealed class ReadReplicas : IAsyncDisposable
                 if (await WaitForAsync(replica, connection, token, deadline, ct)) return Served(connection, replica, "caught_up");
                 await connection.DisposeAsync();
                 if (replica.IsDown) continue;
-                return await PrimaryAsync("token_wait", ct);
+                return Primary("token_wait");
             }
-            return await PrimaryAsync("down", ct);
+            return Primary("down");
         }
 
         var now = Stopwatch.GetTimestamp();
@@ -124,7 +125,7 @@ internal sealed class ReadReplicas : IAsyncDisposable
             if (replica.IsDown || replica.LagAt(now) > _options.MaxLag) continue;
             if (await TryOpenAsync(replica, ct) is { } connection) return Served(connection, replica, "fresh");
         }
-        return await PrimaryAsync(_replicas.All(r => r.IsDown) ? "down" : "lag", ct);
+        return Primary(_replicas.All(r => r.IsDown) ? "down" : "lag");
     }
 
     /// <summary>A read on <paramref name="replica"/> failed with a database error: it runs again on the primary.</summary>
@@ -145,7 +146,7 @@ internal sealed class ReadReplicas : IAsyncDisposable
         _ => false,
     };
 
-    private static (DbConnection, Replica?) Served(DbConnection connection, Replica replica, string reason)
+    private static (DbConnection?, Replica?) Served(DbConnection connection, Replica replica, string reason)
     {
         Count("replica", reason);
         ReplicaConnections.AddOrUpdate(connection, replica);
@@ -162,10 +163,10 @@ internal sealed class ReadReplicas : IAsyncDisposable
     /// </summary>
     public static bool Serves(DbConnection connection) => ReplicaConnections.TryGetValue(connection, out _);
 
-    private async Task<(DbConnection, Replica?)> PrimaryAsync(string reason, CancellationToken ct)
+    private static (DbConnection?, Replica?) Primary(string reason)
     {
         Count("primary", reason);
-        return (await _primary.OpenAsync(ct), null);
+        return (null, null);
     }
 
     private static void Count(string servedBy, string reason) =>

@@ -92,12 +92,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
         var (release, blocker) = await ReadSlotsTests.HoldTheSlotAsync(database);
         (await database.ReadOutOfTurnAsync(c => c.ExecuteScalarAsync<int>("SELECT 5"), CancellationToken.None).WaitAsync(Bound)).ShouldBe(5);
         // And the probe's flow is not left exempt: the next read in it waits its turn again.
-        var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 6"), CancellationToken.None);
-        await Task.Delay(100);
-        after.IsCompleted.ShouldBeFalse();
-        release.SetResult();
-        await blocker.WaitAsync(Bound);
-        (await after.WaitAsync(Bound)).ShouldBe(6);
+        await NextReadWaitsItsTurnAsync(database, release, blocker);
     }
 
     [Fact]
@@ -124,6 +119,20 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
         return (release, holder);
     }
 
+    /// <summary>
+    /// A read started now, in the caller's flow, waits behind <paramref name="holder"/> (the flow was
+    /// left with no exemption by what it awaited before), and is answered once the holder lets go.
+    /// </summary>
+    private static async Task NextReadWaitsItsTurnAsync(LedgerDatabase database, TaskCompletionSource release, Task<int> holder)
+    {
+        var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 6"), CancellationToken.None);
+        await Task.Delay(100);
+        after.IsCompleted.ShouldBeFalse();
+        release.SetResult();
+        await holder.WaitAsync(Bound);
+        (await after.WaitAsync(Bound)).ShouldBe(6);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
@@ -138,12 +147,7 @@ public sealed class ReadSlotsTests(PostgresDatabase db) : IClassFixture<Postgres
             .WaitAsync(TimeSpan.FromSeconds(20));
         written.ShouldBe(11);
         // The write's exemption ends with it: a read after it, in the same flow, waits its turn.
-        var after = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 12"), CancellationToken.None);
-        await Task.Delay(100);
-        after.IsCompleted.ShouldBeFalse();
-        release.SetResult();
-        await holder.WaitAsync(Bound);
-        (await after.WaitAsync(Bound)).ShouldBe(12);
+        await NextReadWaitsItsTurnAsync(database, release, holder);
     }
 
     [Fact]
