@@ -233,9 +233,11 @@ public sealed class Posting
         var args = new Dictionary<string, object?>
         {
             ["org"] = OrgId, ["ownerType"] = e.OwnerType.ToWire(), ["ownerId"] = e.OwnerId, ["customerId"] = e.CustomerId,
-            ["eventName"] = e.EventName, ["displayName"] = e.DisplayName, ["now"] = NowMs, ["sourceProgramId"] = e.SourceProgramId,
-            ["storeId"] = e.StoreId, ["tillId"] = e.TillId, ["billId"] = e.BillId, ["details"] = e.DetailsJson, ["reason"] = e.Reason,
-            ["postedBy"] = PostedBy, ["relatedEventId"] = e.RelatedEventId, ["externalReference"] = e.ExternalReference, ["lineKinds"] = e.LineKinds,
+            ["eventName"] = e.EventName, ["displayName"] = StatementBatch.Typed(e.DisplayName), ["now"] = NowMs, ["sourceProgramId"] = StatementBatch.Typed(e.SourceProgramId),
+            // What an event may lack goes typed: a null's type is its value's, so the insert stays one prepared statement.
+            ["storeId"] = StatementBatch.Typed(e.StoreId), ["tillId"] = StatementBatch.Typed(e.TillId), ["billId"] = StatementBatch.Typed(e.BillId),
+            ["details"] = StatementBatch.Typed(e.DetailsJson), ["reason"] = StatementBatch.Typed(e.Reason), ["postedBy"] = StatementBatch.Typed(PostedBy),
+            ["relatedEventId"] = StatementBatch.Typed(e.RelatedEventId), ["externalReference"] = StatementBatch.Typed(e.ExternalReference), ["lineKinds"] = e.LineKinds,
         };
         // A voucher redemption moves no points but is a movement of its wallet's history (the vault's).
         var historySeq = "NULL";
@@ -441,9 +443,9 @@ public sealed class Posting
             AddHistoryArgs(new Dictionary<string, object?>
             {
                 ["org"] = OrgId, ["eventId"] = eventId, ["walletId"] = wallet.WalletId, ["ownerType"] = wallet.Key.OwnerType.ToWire(),
-                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = wallet.Key.CurrencyId,
+                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = StatementBatch.Typed(wallet.Key.CurrencyId),
                 ["category"] = wallet.Key.Category.ToWire(), ["entryType"] = type.ToWire(), ["points"] = points.Thousandths,
-                ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = wallet.Tier,
+                ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = StatementBatch.Typed(wallet.Tier),
             }, historySeq, wallet, eventId));
     }
 

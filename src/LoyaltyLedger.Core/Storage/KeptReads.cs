@@ -87,6 +87,6 @@ public static class KeptReads
     /// the text), nor for a <see cref="DynamicParameters"/> built from a template object, whose
     /// names it does not list; Dapper binds those.
     /// </summary>
-    private static bool AsTheyAre(object? args, List<(string Name, object? Value)> values) =>
+    private static bool AsTheyAre(object? args, List<(string Name, object? Value, Type? Declared)> values) =>
         !(args is DynamicParameters && values.Count == 0) && !values.Any(v => v.Value is IEnumerable and not string and not byte[]);
 }
