@@ -93,4 +93,35 @@ public abstract class StatementBatchTests(DatabaseFixture db)
 
 public sealed class StatementBatchTestsOnSqlite(SqliteDatabase db) : StatementBatchTests(db), IClassFixture<SqliteDatabase>;
 
-public sealed class StatementBatchTestsOnPostgres(PostgresDatabase db) : StatementBatchTests(db), IClassFixture<PostgresDatabase>;
+public sealed class StatementBatchTestsOnPostgres(PostgresDatabase db) : StatementBatchTests(db), IClassFixture<PostgresDatabase>
+{
+    [Fact]
+    public async Task a_statement_whose_argument_is_sometimes_null_stays_one_prepared_statement()
+    {
+        // An untyped null goes to PostgreSQL as a parameter of unknown type; a statement run with a
+        // null and then with a value would not match what Npgsql prepared for the other, and
+        // PostgreSQL would parse and plan it again on each flip. Typed nulls keep one statement, with
+        // the types of the values, for an object's properties and a dictionary's typed entries alike.
+        var table = "batch_probe_" + Guid.NewGuid().ToString("N")[..8];
+        var prepared = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            await c.ExecuteAsync($"CREATE TABLE {table} (id bigserial, v bigint, note text)", transaction: tx);
+            var byObject = $"INSERT INTO {table} (v, note) VALUES (@v, @note)";
+            var byDictionary = $"INSERT INTO {table} (note, v) VALUES (@note, @v)";
+            foreach (var (v, note) in new (long?, string?)[] { (null, null), (1, null), (null, "a"), (2, "b"), (null, null), (3, "c"), (null, null) })
+            {
+                var batch = new StatementBatch(c, tx, db.Database.Dialect);
+                batch.Execute(byObject, new { v, note });
+                batch.Execute(byDictionary, new Dictionary<string, object?> { ["v"] = StatementBatch.Typed(v), ["note"] = StatementBatch.Typed(note) });
+                await batch.RunAsync();
+            }
+            return (await c.QueryAsync<string>(
+                $"SELECT parameter_types::text || ' ' || (generic_plans + custom_plans) FROM pg_prepared_statements WHERE statement LIKE '%{table}%' ORDER BY statement", transaction: tx)).ToList();
+        }, CancellationToken.None);
+
+        // Npgsql prepares a statement at its second use (LedgerDatabase), so each of the six runs
+        // after the first ran the one statement prepared, with the values' types. With untyped nulls
+        // the statement left at the end had run once: it had been prepared again at each flip.
+        prepared.ShouldBe(["{bigint,text} 6", "{text,bigint} 6"], ignoreOrder: true);
+    }
+}
