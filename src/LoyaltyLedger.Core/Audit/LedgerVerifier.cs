@@ -182,6 +182,18 @@ public static class LedgerVerifier
             if (behind > 0)
                 Violation($"{behind} owners or wallets whose latest numbered time (owner_event_counts.last_event_at, wallets.history_last_at) is behind a movement they numbered");
 
+            // A posting looks for due lots only from the time its wallet keeps (lots_due_from): an open
+            // dated lot expiring before it would never be expired at a posting.
+            var dueMissed = await c.ExecuteScalarAsync<long>(
+                new CommandDefinition($"""
+                SELECT COUNT(*) FROM wallets w
+                WHERE w.lots_due_from IS NOT NULL{(orgId is null ? "" : " AND w.org_id = @orgId")} AND EXISTS (
+                    SELECT 1 FROM lots l WHERE l.org_id = w.org_id AND l.wallet_id = w.wallet_id
+                        AND l.remaining > 0 AND l.is_debt = 0 AND l.expires_at < w.lots_due_from)
+                """, new { orgId }, commandTimeout: 0, cancellationToken: ct));
+            if (dueMissed > 0)
+                Violation($"{dueMissed} wallets with an open lot that expires before the time from which they keep lots due (wallets.lots_due_from)");
+
             // owner_event_counts is what the points-ledger read takes totalEntries from: each owner's
             // row must equal its events, counted by line_kinds (checked against the lines above).
             // Owners with events are matched in one grouped pass; a row for an owner with no events

@@ -140,6 +140,27 @@ public sealed class Wallet
 
     /// <summary>True when the count or time changed since the wallet row was last written.</summary>
     public bool HistoryUnsaved { get; set; }
+
+    /// <summary>
+    /// A time (Unix ms) before which none of the wallet's open lots is due: every lot with points
+    /// remaining and a date expires at or after it (<see cref="NoLotDue"/> when none has a date; null
+    /// when not known). A posting need not look for due lots at a time before it. Read with the lock,
+    /// kept by the posting (lowered by any lot it opens or refills, set by a look for due lots) and
+    /// saved with the balance.
+    /// </summary>
+    public long? LotsDueFrom { get; set; }
+
+    /// <summary><see cref="LotsDueFrom"/> of a wallet with no open dated lot.</summary>
+    public const long NoLotDue = long.MaxValue;
+
+    /// <summary>
+    /// A lot of the wallet now holds points until <paramref name="expiresAt"/> (a new lot, or points
+    /// put back into one): the time from which lots are due can only come earlier.
+    /// </summary>
+    public void LotHolds(long? expiresAt)
+    {
+        if (expiresAt is { } at && LotsDueFrom is { } from && at < from) LotsDueFrom = at;
+    }
 }
 
 /// <summary>A ledger line as posted.</summary>

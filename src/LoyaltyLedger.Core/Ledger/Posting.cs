@@ -154,7 +154,7 @@ public sealed class Posting
             VALUES {values}
             ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
             DO UPDATE SET updated_at = wallets.updated_at
-            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category, history_count, history_last_at,
+            RETURNING wallet_id, balance, last_activity_at, owner_type, owner_id, program_id, currency_id, category, history_count, history_last_at, lots_due_from,
                 CASE WHEN currency_id = 0 THEN NULL
                     ELSE (SELECT c.name FROM currencies c WHERE c.org_id = wallets.org_id AND c.currency_id = wallets.currency_id) END,
                 COALESCE(
@@ -178,8 +178,9 @@ public sealed class Posting
                 LastActivityAt = row[2] is null ? null : AsLong(row[2]),
                 HistoryCount = AsLong(row[8]),
                 HistoryLastAt = AsLong(row[9]),
-                CurrencyName = (string?)row[10],
-                Tier = _tiers.TryGetValue((key.OwnerType, key.OwnerId, key.ProgramId), out var known) ? known : (string?)row[11],
+                LotsDueFrom = row[10] is null ? null : AsLong(row[10]),
+                CurrencyName = (string?)row[11],
+                Tier = _tiers.TryGetValue((key.OwnerType, key.OwnerId, key.ProgramId), out var known) ? known : (string?)row[12],
             };
         }
         if (toLock.Any(k => !_locked.ContainsKey(k)))
@@ -516,8 +517,8 @@ public sealed class Posting
     {
         wallet.HistoryUnsaved = false;
         batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now, history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, org = OrgId, walletId = wallet.WalletId });
+            "UPDATE wallets SET balance = @balance, updated_at = @now, history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, lotsDueFrom = wallet.LotsDueFrom, org = OrgId, walletId = wallet.WalletId });
     }
 
     /// <summary>Saves the history count and time of the wallets whose balance update did not (a voucher redemption's wallet).</summary>
@@ -544,9 +545,9 @@ public sealed class Posting
         else wallet.LastActivityAt ??= NowMs;
         wallet.HistoryUnsaved = false;
         batch.Execute(restartsClock
-            ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now, history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId"
-            : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now), history_count = @historyCount, history_last_at = @historyLastAt WHERE org_id = @org AND wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, org = OrgId, walletId = wallet.WalletId });
+            ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now, history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId"
+            : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now), history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId",
+            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, lotsDueFrom = wallet.LotsDueFrom, org = OrgId, walletId = wallet.WalletId });
     }
 
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
@@ -593,6 +594,7 @@ public sealed class Posting
         var writes = Batch();
         foreach (var piece in pieces)
         {
+            wallet.LotHolds(piece.ExpiresAt);
             var settled = Points.Min(piece.Points, debt);
             debt -= settled;
             if (!settled.IsPositive)
@@ -645,6 +647,7 @@ public sealed class Posting
             VALUES (@org, @walletId, {lastEntryId}, @now, @expiresAt, @points, @points, 0)
             """,
             new { org = OrgId, walletId = wallet.WalletId, now = NowMs, expiresAt, points = points.Thousandths });
+        wallet.LotHolds(expiresAt);
         AddSaveCreditedBalance(batch, wallet, restartsClock);
         return inserted;
     }
@@ -801,6 +804,9 @@ public sealed class Posting
 
             await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE org_id = @org AND lot_id = @lot",
                 new { points = r.Points.Thousandths, org = OrgId, lot = r.LotId });
+            // The refilled lot keeps its date, which is not read here (a rolling expiry may have moved
+            // it since the debit): when lots are due becomes unknown, and the next posting looks.
+            wallet.LotsDueFrom = null;
             await InsertMovementAsync(entryId, r.LotId, -r.Points);
             var settled = Points.Min(r.Points, debt);
             if (settled.IsPositive)

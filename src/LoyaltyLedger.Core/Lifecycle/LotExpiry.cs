@@ -46,13 +46,15 @@ public static class LotExpiry
     {
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         var batch = posting.Batch();
-        var checks = new List<(WalletKey Key, bool WholeBalanceDue, int Query)>();
+        var checks = new List<(WalletKey Key, bool WholeBalanceDue, int Query, int Next)>();
         foreach (var key in keys.Where(k => k.Category == PointCategory.Regular).Distinct())
         {
             var wallet = posting.Locked(key);
             var policy = PolicyFor(program, key.CurrencyId);
             var lastActivity = wallet.LastActivityAt is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : (DateTimeOffset?)null;
             var wholeBalanceDue = policy.WholeBalanceExpiry(lastActivity) is { } at && at <= asOf;
+            // The wallet knows no lot of it is due before a time: before it there is nothing to look for.
+            if (!wholeBalanceDue && wallet.LotsDueFrom is { } dueFrom && dueFrom > asOfMs) continue;
             // Two statements, not one with `@all = 1 OR ...`: under a generic plan that OR kept the
             // date out of the index condition, so every posting read all of the wallet's open lots
             // (31 buffers for a wallet of 29 lots) to find, nearly always, none due (3 buffers now).
@@ -71,18 +73,28 @@ public static class LotExpiry
                     ORDER BY expires_at, lot_id
                     """,
                     new { org = posting.OrgId, walletId = wallet.WalletId, asOf = asOfMs });
-            checks.Add((key, wholeBalanceDue, query));
+            // And when the next lot is due, once these are expired (every due lot is, in full); after
+            // a whole balance's expiry no lot is left open.
+            var next = wholeBalanceDue
+                ? -1
+                : batch.Query(
+                    "SELECT MIN(expires_at) FROM lots WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND expires_at > @asOf",
+                    new { org = posting.OrgId, walletId = wallet.WalletId, asOf = asOfMs });
+            checks.Add((key, wholeBalanceDue, query, next));
         }
         if (checks.Count == 0) return [];
         var found = await batch.RunAsync();
 
         var expired = new List<PostingResult>();
-        foreach (var (key, wholeBalanceDue, query) in checks)
+        foreach (var (key, wholeBalanceDue, query, next) in checks)
         {
             var due = found.Rows(query)
                 .Select(r => new ConsumedLot(Convert.ToInt64(r[0], CultureInfo.InvariantCulture), new Points(Convert.ToInt64(r[1], CultureInfo.InvariantCulture)),
                     r[2] is null ? null : Convert.ToInt64(r[2], CultureInfo.InvariantCulture)))
                 .ToList();
+            // Kept with the balance when this posting saves it; a wallet only looked at keeps what it had.
+            posting.Locked(key).LotsDueFrom = next < 0 ? Wallet.NoLotDue
+                : found.Rows(next).Single()[0] is { } nextDue ? Convert.ToInt64(nextDue, CultureInfo.InvariantCulture) : Wallet.NoLotDue;
             if (due.Count == 0) continue;
 
             var policy = PolicyFor(program, key.CurrencyId);

@@ -104,6 +104,104 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
         ]);
     }
 
+    private async Task<string?> LotsDueFromAsync(Tenant t, long customer)
+    {
+        var at = await db.Database.ReadAsync(c => Dapper.SqlMapper.ExecuteScalarAsync<long?>(c,
+            "SELECT lots_due_from FROM wallets WHERE org_id = @org AND owner_type = 'CUSTOMER' AND owner_id = @customer AND category = 'REGULAR' AND currency_id = 0",
+            new { org = t.OrgId, customer }), CancellationToken.None);
+        return at switch
+        {
+            null => null,
+            LoyaltyLedger.Ledger.Wallet.NoLotDue => "none",
+            { } ms => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
+    [Fact]
+    public async Task a_posting_keeps_when_the_next_lot_is_due_and_expires_it_once_that_time_has_come()
+    {
+        var (t, shop, c) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
+        await t.AwardAsync(c, "100");
+        At(1, 10);
+        await t.AwardAsync(c, "50");
+        At(1, 15);
+        await RedeemAsync(t, c, "10");
+        // The redemption looked for due lots, found none, and kept the next date with the balance.
+        (await LotsDueFromAsync(t, c)).ShouldBe("2025-01-31");
+
+        At(2, 1);
+        await RedeemAsync(t, c, "10");
+        (await LotsDueFromAsync(t, c)).ShouldBe("2025-02-09");
+        At(2, 10);
+        (await ExpireAsync(t)).GetProperty("expiries").GetInt32().ShouldBe(1);
+        (await LotsDueFromAsync(t, c)).ShouldBe("none");
+
+        (await LinesAsync(t, c)).ShouldBe([
+            "GenericEvent CREDIT REGULAR 100.000 = 100.000",
+            "GenericEvent CREDIT REGULAR 50.000 = 150.000",
+            "PointsRedemption DEBIT REGULAR 10.000 = 140.000",
+            "PointsExpiry DEBIT REGULAR 90.000 = 50.000",
+            "PointsRedemption DEBIT REGULAR 10.000 = 40.000",
+            "PointsExpiry DEBIT REGULAR 40.000 = 0.000",
+        ]);
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_lot_that_comes_in_dated_before_the_time_a_wallet_keeps_is_expired_when_due()
+    {
+        // The receiver's wallet keeps 19 February (its only lot's date); the transfer brings in a lot
+        // of 31 January, which must bring the kept time forward, or the lot would be spent after its date.
+        var (t, shop, a) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
+        var b = await t.NewCustomerAsync();
+        await t.AwardAsync(a, "100");
+        At(1, 20);
+        await t.AwardAsync(b, "100");
+        At(1, 25);
+        await RedeemAsync(t, b, "10");
+        (await LotsDueFromAsync(t, b)).ShouldBe("2025-02-19");
+        await t.PostOkAsync("/v1/transfers", new { from = new { customerId = a }, to = new { customerId = b }, points = "50" });
+        (await LotsDueFromAsync(t, b)).ShouldBe("2025-01-31");
+
+        At(2, 1);
+        await RedeemAsync(t, b, "10");
+
+        (await t.BalanceAsync(b, shop.ProgramId)).ShouldBe(80_000);
+        (await LotsAsync(t, b)).ShouldBe(["80.000/100.000 until 2025-02-19", "0.000/50.000 until 2025-01-31"]);
+        (await LinesAsync(t, b)).ShouldContain("PointsExpiry DEBIT REGULAR 50.000 = 90.000");
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task points_put_back_by_a_reversal_leave_when_lots_are_due_unknown_and_expire_when_due()
+    {
+        var (t, shop, c) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
+        await t.AwardAsync(c, "100");
+        At(1, 20);
+        await t.AwardAsync(c, "100");
+        At(1, 25);
+        await RedeemAsync(t, c, "150", reference: "order-9");
+        At(2, 1);
+        await RedeemAsync(t, c, "10");
+        // The 31 January lot was empty when the redemption looked: the wallet keeps the next date.
+        (await LotsDueFromAsync(t, c)).ShouldBe("2025-02-19");
+
+        // History posted on a moved clock: the reversal refills the 31 January lot before its date,
+        // and the wallet no longer knows when a lot is due.
+        At(1, 28);
+        await t.PostOkAsync("/v1/redemptions/reversals", new { externalReference = "order-9" });
+        (await LotsDueFromAsync(t, c)).ShouldBeNull();
+
+        At(2, 2);
+        await RedeemAsync(t, c, "10");
+        (await t.BalanceAsync(c, shop.ProgramId)).ShouldBe(80_000);
+        (await LinesAsync(t, c)).ShouldContain("PointsExpiry DEBIT REGULAR 100.000 = 90.000");
+        await LedgerProbe.AssertInvariantsAsync(db.Database, t.OrgId);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
     [Fact]
     public async Task a_return_after_the_points_were_spent_takes_what_is_there_and_reports_the_shortfall()
     {
