@@ -67,7 +67,8 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     {
         if (key.Space.FixedStatus is { } only && status != only)
             throw new ArgumentOutOfRangeException(nameof(status), status, $"This kind of key answers {only} only.");
-        batch.Execute(key.Space.Answer, key.Args(("status", status), ("body", body)));
+        // A 204 stores no body: typed, the null keeps the statement the one prepared for bodies.
+        batch.Execute(key.Space.Answer, key.Args(("status", status), ("body", StatementBatch.Typed(body))));
     }
 
     /// <summary>
@@ -124,7 +125,7 @@ public sealed class IdempotencyStore(LedgerDatabase database)
         database.WriteAsync(async (c, tx) =>
         {
             var batch = new StatementBatch(c, tx, database.Dialect);
-            var answered = batch.Execute(claim.Key.Space.AnswerPending, claim.Key.Args(("status", status), ("body", body), ("claimedAt", claim.ClaimedAt)));
+            var answered = batch.Execute(claim.Key.Space.AnswerPending, claim.Key.Args(("status", status), ("body", StatementBatch.Typed(body)), ("claimedAt", claim.ClaimedAt)));
             if ((await batch.RunAsync(CancellationToken.None)).Affected(answered) == 0) return false;
             if (alongside is not null)
             {

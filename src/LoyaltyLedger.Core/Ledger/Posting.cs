@@ -444,7 +444,7 @@ public sealed class Posting
             AddHistoryArgs(new Dictionary<string, object?>
             {
                 ["org"] = OrgId, ["eventId"] = eventId, ["walletId"] = wallet.WalletId, ["ownerType"] = wallet.Key.OwnerType.ToWire(),
-                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = StatementBatch.Typed(wallet.Key.CurrencyId),
+                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = wallet.Key.CurrencyId,
                 ["category"] = wallet.Key.Category.ToWire(), ["entryType"] = type.ToWire(), ["points"] = points.Thousandths,
                 ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = StatementBatch.Typed(wallet.Tier),
             }, historySeq, wallet, eventId));

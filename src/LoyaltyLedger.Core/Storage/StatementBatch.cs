@@ -137,7 +137,18 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     /// </summary>
     public static object Typed<T>(T value) => value is null ? new NullOf(typeof(T)) : value;
 
-    private sealed record NullOf(Type Declared);
+    /// <summary>A null of a declared type; Dapper binds it as such too (a dictionary it is handed, or <see cref="DynamicParameters"/>).</summary>
+    private sealed record NullOf(Type Declared) : SqlMapper.ICustomQueryParameter
+    {
+        public void AddParameter(IDbCommand command, string name)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = DBNull.Value;
+            if (TypeOfNull(Declared) is { } type) parameter.DbType = type;
+            command.Parameters.Add(parameter);
+        }
+    }
 
     /// <summary>
     /// A statement's arguments as names and values, as Dapper reads them: a dictionary's entries,
@@ -158,7 +169,8 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
                 break;
             case DynamicParameters dynamic:
                 var lookup = (SqlMapper.IParameterLookup)dynamic;
-                foreach (var name in dynamic.ParameterNames) values.Add((name, lookup[name], null));
+                foreach (var name in dynamic.ParameterNames)
+                    values.Add(lookup[name] is NullOf typedNull ? (name, null, typedNull.Declared) : (name, lookup[name], null));
                 break;
             default:
                 foreach (var property in PropertiesByType.GetOrAdd(args.GetType(),

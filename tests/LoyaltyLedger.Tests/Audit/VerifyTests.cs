@@ -47,6 +47,21 @@ public abstract class VerifyTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_wallet_that_keeps_its_next_due_lot_later_than_an_open_lot_expires_is_reported()
+    {
+        // A posting looks for due lots only from the time its wallet keeps: one kept too late would
+        // let an expired lot be spent.
+        var (t, customer) = await BusyTenantAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE wallets SET lots_due_from = @never WHERE org_id = @org AND owner_id = @customer AND currency_id = 0 AND category = 'REGULAR'",
+            new { never = LoyaltyLedger.Ledger.Wallet.NoLotDue, org = t.OrgId, customer }, tx), CancellationToken.None);
+
+        var report = await LedgerVerifier.VerifyAsync(db.Database, t.OrgId, CancellationToken.None);
+        report.Violations.ShouldContain(v => v.Contains("lots_due_from", StringComparison.Ordinal));
+        (await Commands.RunAsync(Verify(t.OrgId))).ShouldBe(1);
+    }
+
+    [Fact]
     public async Task a_lot_consumed_without_a_movement_is_reported()
     {
         var (t, _) = await BusyTenantAsync();

@@ -40,6 +40,26 @@ public abstract class StatementBatchTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_typed_null_is_stored_as_null_through_a_batch_and_through_dapper()
+    {
+        var table = await NewTableAsync();
+        var rows = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect);
+            batch.Execute($"INSERT INTO {table} (v, note) VALUES (@v, @note)",
+                new Dictionary<string, object?> { ["v"] = 1L, ["note"] = StatementBatch.Typed((string?)null) });
+            batch.Execute($"INSERT INTO {table} (v, note) VALUES (@v, @note)",
+                new Dictionary<string, object?> { ["v"] = 2L, ["note"] = StatementBatch.Typed((string?)"kept") });
+            await batch.RunAsync();
+            await c.ExecuteAsync($"INSERT INTO {table} (v, note) VALUES (@v, @note)",
+                new Dictionary<string, object?> { ["v"] = 3L, ["note"] = StatementBatch.Typed((string?)null) }, tx);
+            return (await c.QueryAsync<(long V, string? Note)>($"SELECT v, note FROM {table} ORDER BY v", transaction: tx)).ToList();
+        }, CancellationToken.None);
+
+        rows.ShouldBe([(1L, (string?)null), (2L, "kept"), (3L, (string?)null)]);
+    }
+
+    [Fact]
     public async Task a_failing_statement_fails_the_batch_and_the_transaction_keeps_nothing()
     {
         var table = await NewTableAsync();
