@@ -72,6 +72,31 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     }
 
     /// <summary>
+    /// <see cref="AddAnswer"/>, left for the very end of the transaction when it is one of
+    /// <see cref="LedgerDatabase.WriteAsync{T}"/> (<see cref="CommitHooks.AtTail"/>): with the answers of
+    /// every write of a group-commit transaction, in the round trip that writes their outbox rows,
+    /// instead of one of each write's own. Only for a key whose replays read the answer after the
+    /// commit: inside the transaction the claim reads as pending until then.
+    /// </summary>
+    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
+    {
+        if (!CommitHooks.AtTail(batch.Transaction, Answers.Instance, new Answer(key, status, body))) AddAnswer(batch, key, status, body);
+    }
+
+    private sealed record Answer(IdempotencyKey Key, int Status, string? Body);
+
+    /// <summary>The answers left for the end of a transaction (<see cref="AddAnswerAtEnd"/>).</summary>
+    private sealed class Answers : ICommitTail
+    {
+        public static readonly Answers Instance = new();
+
+        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
+        {
+            foreach (var answer in items.Cast<Answer>()) AddAnswer(batch, answer.Key, answer.Status, answer.Body);
+        }
+    }
+
+    /// <summary>
     /// What is stored under <paramref name="key"/> as the write's own transaction sees it: a claim that
     /// made this one a replay may be uncommitted yet, made earlier in the same transaction.
     /// </summary>

@@ -129,14 +129,14 @@ public static class Outbox
     {
         public static readonly PositionedRows Instance = new();
 
-        public async Task WriteAsync(DbConnection connection, DbTransaction transaction, SqlDialect dialect, IReadOnlyList<object> items)
+        public bool HoldsLockUntilCommit => true;
+
+        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
         {
             var rows = items.SelectMany(i => (PendingRow[])i).ToList();
             if (rows.Count == 0) return;
-            var batch = new StatementBatch(connection, transaction, dialect);
             OutboxSequencer.AddLock(batch, dialect);
             AddInserts(batch, rows, PositionedInsertSql);
-            await batch.RunAsync(CancellationToken.None);
         }
     }
 

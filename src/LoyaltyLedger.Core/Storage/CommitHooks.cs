@@ -74,27 +74,40 @@ public static class CommitHooks
 
     /// <summary>
     /// Writes the items of <paramref name="items"/> (the tails' items of every write the transaction
-    /// holds, in the writes' order), each tail once with all of its items.
+    /// holds, in the writes' order), each tail once with all of its items, in one round trip: the
+    /// tails in the order they first appear, except one that takes a lock until the commit
+    /// (<see cref="ICommitTail.HoldsLockUntilCommit"/>), which goes last.
     /// </summary>
     internal static async Task WriteTailAsync(IReadOnlyList<(ICommitTail Tail, object Item)> items, DbConnection connection,
         DbTransaction transaction, SqlDialect dialect)
     {
         if (items.Count == 0) return;
-        foreach (var tail in items.Select(i => i.Tail).Distinct())
-            await tail.WriteAsync(connection, transaction, dialect, [.. items.Where(i => i.Tail == tail).Select(i => i.Item)]);
+        var batch = new StatementBatch(connection, transaction, dialect);
+        foreach (var tail in items.Select(i => i.Tail).Distinct().OrderBy(t => t.HoldsLockUntilCommit))
+            tail.Add(batch, dialect, [.. items.Where(i => i.Tail == tail).Select(i => i.Item)]);
+        await batch.RunAsync(CancellationToken.None);
     }
 }
 
 /// <summary>
 /// What a transaction's writes leave to be written once, at the very end of the transaction
-/// (<see cref="CommitHooks.AtTail"/>): the outbox rows, which take their positions there.
+/// (<see cref="CommitHooks.AtTail"/>): the outbox rows, which take their positions there, and what
+/// the API stores about each write (its audit record, its idempotent answer), which rides in the
+/// same round trip.
 /// </summary>
 public interface ICommitTail
 {
     /// <summary>
-    /// Writes <paramref name="items"/> in <paramref name="transaction"/>, right before it commits. It
-    /// does not commit, and nothing else is written in the transaction after it. It runs without a
+    /// Adds the writing of <paramref name="items"/> to <paramref name="batch"/>, which runs in the
+    /// transaction right before it commits, with the other tails' statements. It does not commit,
+    /// and nothing else is written in the transaction after the batch. The batch runs without a
     /// cancellation token: a group-commit lane's connection is shared by other callers' writes.
     /// </summary>
-    Task WriteAsync(DbConnection connection, DbTransaction transaction, SqlDialect dialect, IReadOnlyList<object> items);
+    void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items);
+
+    /// <summary>
+    /// True for a tail that takes a lock held until the commit (the outbox positions'): it is
+    /// written after the others, so that the lock is held for as little as can be.
+    /// </summary>
+    bool HoldsLockUntilCommit => false;
 }

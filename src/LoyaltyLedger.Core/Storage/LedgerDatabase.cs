@@ -34,7 +34,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _sqliteConnectionString = sqlite;
         Description = description;
         if (sqlite is not null)
-            _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch);
+            _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch,
+                LedgerTelemetry.SqliteWriterReruns);
     }
 
     public DatabaseProvider Provider => Dialect.Provider;
@@ -123,7 +124,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
     {
         if (_postgres is null) throw new InvalidOperationException("Write lanes are for PostgreSQL; SQLite has its one writer.");
         if (_postgresWriters is not null) return;
-        _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch);
+        _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch,
+            LedgerTelemetry.PostgresWriterReruns);
     }
 
     /// <summary>

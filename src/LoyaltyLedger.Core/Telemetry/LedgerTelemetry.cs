@@ -89,6 +89,13 @@ public static class LedgerTelemetry
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
     /// <summary>
+    /// SQLite writer transactions rolled back because a unit in them was refused or failed, whose
+    /// other units then ran again in a transaction with a savepoint for each (see <c>GroupCommit</c>).
+    /// </summary>
+    public static readonly Counter<long> SqliteWriterReruns = Meter.CreateCounter<long>("ledger.sqlite.writer.reruns", "{transaction}",
+        "SQLite writer transactions rolled back for a refused unit and run again without it.");
+
+    /// <summary>
     /// Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes: its
     /// rate divided by the number of lanes is their utilization.
     /// </summary>
@@ -99,6 +106,13 @@ public static class LedgerTelemetry
     public static readonly Histogram<int> PostgresWriterBatch = Meter.CreateHistogram<int>("ledger.postgres.writer.batch", "{unit}",
         "Units of work one PostgreSQL group-commit transaction took, refused ones included.",
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
+    /// <summary>
+    /// PostgreSQL group-commit transactions rolled back because a unit in them was refused or failed,
+    /// whose other units then ran again in a transaction with a savepoint for each.
+    /// </summary>
+    public static readonly Counter<long> PostgresWriterReruns = Meter.CreateCounter<long>("ledger.postgres.writer.reruns", "{transaction}",
+        "PostgreSQL group-commit transactions rolled back for a refused unit and run again without it.");
 
     /// <summary>
     /// Time reads waited for one of PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>), summed

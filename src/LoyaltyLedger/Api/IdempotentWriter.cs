@@ -178,13 +178,14 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                     catalogChanged |= posting.CatalogChanged;
                 }
                 var body = status == StatusCodes.Status204NoContent ? null : JsonSerializer.Serialize(result, _json);
-                // The audit record and the stored answer in one round trip; the posting's outbox rows are
-                // made here and written at the end of the transaction, with their positions.
+                // The audit record, the stored answer and the posting's outbox rows are left for the end
+                // of the transaction: with those of every write of a group-commit batch, in one round
+                // trip before its commit. A replay reads the answer after the commit.
                 var batch = posting.Batch();
                 WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
                 posting.AddAnnouncements(batch);
                 if (storeKey is not null)
-                    IdempotencyStore.AddAnswer(batch, storeKey, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
+                    IdempotencyStore.AddAnswerAtEnd(batch, storeKey, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
                 await batch.RunAsync(untilDone);
                 return (Replay: false, Body: body);
             }, ct);

@@ -1,4 +1,5 @@
 using System.Net;
+using Dapper;
 using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.Ledger;
@@ -67,7 +68,7 @@ public abstract class ConcurrencyTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task parallel_replays_of_one_idempotency_key_post_once()
+    public async Task parallel_replays_of_one_idempotency_key_post_once_and_are_audited_once()
     {
         var t = await db.Host.NewTenantAsync();
         var shop = await t.NewShopAsync(earnRate: "1");
@@ -82,6 +83,9 @@ public abstract class ConcurrencyTests(DatabaseFixture db)
 
         bodies.Distinct().Count().ShouldBe(1);
         (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(5_000);
+        // Replays write nothing, not even an audit record: the one write that posted has one.
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT COUNT(*) FROM write_audit WHERE org_id = @org AND idempotency_key = 'same-key'", new { org = t.OrgId }), CancellationToken.None)).ShouldBe(1);
     }
 
     [Fact]
