@@ -7,6 +7,7 @@ using LoyaltyLedger.Groups;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Lifecycle;
 using LoyaltyLedger.Programs;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Stores;
 using LoyaltyLedger.Tiers;
 
@@ -127,34 +128,38 @@ public static class PointsPostings
         var baseCredits = ruleCredits.Concat(awards).ToList();
         var tierMetric = TierAccrual.MetricOf(program, baseCredits, amount);
 
-        long billId;
-        try
-        {
-            billId = await posting.ScalarAsync<long>(
-                """
-                INSERT INTO bills (org_id, store_id, till_id, bill_number, customer_id, amount, gross_amount, bill_date, source, event_id, created_at,
-                    tier_metric)
-                VALUES (@org, @storeId, @tillId, @billNumber, @customerId, @amount, @gross, @billDate, @source, 0, @now, @tierMetric)
-                RETURNING bill_id
-                """,
-                new
-                {
-                    org = posting.OrgId, storeId = store!.StoreId, tillId = till?.TillId, billNumber = bill.BillNumber,
-                    customerId = bill.CustomerId, amount, gross, billDate = (bill.BillDate ?? posting.Now).ToUnixTimeMilliseconds(),
-                    source, now = posting.NowMs, tierMetric = tierMetric.Thousandths,
-                });
-        }
-        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex))
-        {
-            throw new LedgerException(ErrorCodes.DuplicateBill, $"Bill '{bill.BillNumber}' was already posted at store '{store!.Code}'.", 409);
-        }
-
         // Points of a bill wait in a held category when the bill asks for an external trigger or the
         // program has a return window; either way the bill is a qualifying activity of the main wallet.
         var category = bill.HoldForTrigger ? PointCategory.TriggerBased
             : program.PromisedDays is not null ? PointCategory.Promised
             : PointCategory.Regular;
-        var standing = await LockForCreditsAsync(posting, program, ownerType, ownerId, baseCredits, category, qualifying: true, tierMetric);
+        // The bill's row goes in the wallets' round trip, after their locks: a duplicate is refused
+        // there, and the posting rolls back with it.
+        var billInsert = -1;
+        var billArgs = new
+        {
+            org = posting.OrgId, storeId = store!.StoreId, tillId = till?.TillId, billNumber = bill.BillNumber,
+            customerId = bill.CustomerId, amount, gross, billDate = (bill.BillDate ?? posting.Now).ToUnixTimeMilliseconds(),
+            source, now = posting.NowMs, tierMetric = tierMetric.Thousandths,
+        };
+        TierStanding? standing;
+        BatchResults locked;
+        try
+        {
+            (standing, locked) = await LockForCreditsAsync(posting, program, ownerType, ownerId, baseCredits, category, qualifying: true, tierMetric,
+                alongside: batch => billInsert = batch.Query(
+                    """
+                    INSERT INTO bills (org_id, store_id, till_id, bill_number, customer_id, amount, gross_amount, bill_date, source, event_id, created_at,
+                        tier_metric)
+                    VALUES (@org, @storeId, @tillId, @billNumber, @customerId, @amount, @gross, @billDate, @source, 0, @now, @tierMetric)
+                    RETURNING bill_id
+                    """, billArgs));
+        }
+        catch (DbException ex) when (posting.Dialect.IsUniqueViolation(ex, "bills"))
+        {
+            throw new LedgerException(ErrorCodes.DuplicateBill, $"Bill '{bill.BillNumber}' was already posted at store '{store.Code}'.", 409);
+        }
+        var billId = locked.SingleLong(billInsert);
         // The bill earns at the tier held before it (a bill that crosses a threshold too): the rule's
         // lines times that tier's multiplier, except the metric's own currency; awards as given.
         var credits = standing is null ? baseCredits : [.. ruleCredits.Select(c => Multiplied(c, standing)), .. awards];
@@ -248,7 +253,7 @@ public static class PointsPostings
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, request.Awards.Select(x => x?.Currency));
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
         var credits = ResolveAwards(program, request.Awards);
-        var standing = await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true,
+        var (standing, _) = await LockForCreditsAsync(posting, program, OwnerType.Customer, request.CustomerId, credits, PointCategory.Regular, qualifying: true,
             TierAccrual.MetricOf(program, credits, 0));
 
         var details = new Dictionary<string, string?>(request.Details?.ToDictionary(kv => kv.Key, kv => (string?)kv.Value) ?? [])
@@ -374,8 +379,9 @@ public static class PointsPostings
     /// that counts toward its owner's tier (<paramref name="tierMetric"/>) counts in the same round
     /// trip, right after the locks, and gets where the owner stands (null: the program has no tiers).
     /// </summary>
-    private static async Task<TierStanding?> LockForCreditsAsync(Posting posting, LoyaltyProgram program, OwnerType ownerType, long ownerId,
-        IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying, Points? tierMetric = null)
+    private static async Task<(TierStanding? Standing, BatchResults Results)> LockForCreditsAsync(Posting posting, LoyaltyProgram program,
+        OwnerType ownerType, long ownerId, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits, PointCategory category, bool qualifying,
+        Points? tierMetric = null, Action<StatementBatch>? alongside = null)
     {
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         var mainKeys = qualifying ? keys.Select(k => k with { Category = PointCategory.Regular }).Distinct().ToList() : [];
@@ -383,12 +389,15 @@ public static class PointsPostings
         // others: wallets are always locked before the owner's tier row, which the count then locks.
         var bonusWallet = tierMetric is null ? null : TierAccrual.BonusWallet(program, ownerType, ownerId);
         TierAccrual.PendingCount? count = null;
-        var results = await posting.LockWalletsAsync(keys.Concat(mainKeys).Concat(bonusWallet is { } bonus ? [bonus] : []),
-            tierMetric is { } metric ? batch => count = TierAccrual.AddCount(batch, posting, program, ownerType, ownerId, metric) : null);
+        var results = await posting.LockWalletsAsync(keys.Concat(mainKeys).Concat(bonusWallet is { } bonus ? [bonus] : []), batch =>
+        {
+            if (tierMetric is { } metric) count = TierAccrual.AddCount(batch, posting, program, ownerType, ownerId, metric);
+            alongside?.Invoke(batch);
+        });
         // Read before the expiry below, so its lines record the tier the count read under its lock.
         var standing = count is null ? null : TierAccrual.Standing(count, results!);
         await LotExpiry.ExpireDueAsync(posting, program, mainKeys, posting.Now);
-        return standing;
+        return (standing, results!);
     }
 
     private static async Task<IReadOnlyList<EntryView>> CreditAllAsync(Posting posting, long eventId, OwnerType ownerType, long ownerId,
