@@ -774,8 +774,8 @@ public sealed class Posting
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Credit, points);
         foreach (var r in restore)
         {
-            var isDebt = await ScalarAsync<long>(
-                "SELECT is_debt FROM lots WHERE org_id = @org AND lot_id = @lot AND wallet_id = @walletId",
+            var (isDebt, expiresAt) = await QuerySingleOrDefaultAsync<(long IsDebt, long? ExpiresAt)>(
+                "SELECT is_debt, expires_at FROM lots WHERE org_id = @org AND lot_id = @lot AND wallet_id = @walletId",
                 new { org = OrgId, lot = r.LotId, walletId = wallet.WalletId });
             if (isDebt != 0)
             {
@@ -804,9 +804,9 @@ public sealed class Posting
 
             await ExecuteAsync("UPDATE lots SET remaining = remaining + @points WHERE org_id = @org AND lot_id = @lot",
                 new { points = r.Points.Thousandths, org = OrgId, lot = r.LotId });
-            // The refilled lot keeps its date, which is not read here (a rolling expiry may have moved
-            // it since the debit): when lots are due becomes unknown, and the next posting looks.
-            wallet.LotsDueFrom = null;
+            // The refilled lot keeps its date as it is now (a rolling expiry may have moved it since the
+            // debit, so not the date the debit saw): lots may be due from then on.
+            wallet.LotHolds(expiresAt);
             await InsertMovementAsync(entryId, r.LotId, -r.Points);
             var settled = Points.Min(r.Points, debt);
             if (settled.IsPositive)

@@ -46,7 +46,7 @@ public static class LotExpiry
     {
         var asOfMs = asOf.ToUnixTimeMilliseconds();
         var batch = posting.Batch();
-        var checks = new List<(WalletKey Key, bool WholeBalanceDue, int Query, int Next)>();
+        var checks = new List<(WalletKey Key, bool WholeBalanceDue, int Query, int? Next)>();
         foreach (var key in keys.Where(k => k.Category == PointCategory.Regular).Distinct())
         {
             var wallet = posting.Locked(key);
@@ -75,8 +75,8 @@ public static class LotExpiry
                     new { org = posting.OrgId, walletId = wallet.WalletId, asOf = asOfMs });
             // And when the next lot is due, once these are expired (every due lot is, in full); after
             // a whole balance's expiry no lot is left open.
-            var next = wholeBalanceDue
-                ? -1
+            int? next = wholeBalanceDue
+                ? null
                 : batch.Query(
                     "SELECT MIN(expires_at) FROM lots WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND expires_at > @asOf",
                     new { org = posting.OrgId, walletId = wallet.WalletId, asOf = asOfMs });
@@ -93,8 +93,9 @@ public static class LotExpiry
                     r[2] is null ? null : Convert.ToInt64(r[2], CultureInfo.InvariantCulture)))
                 .ToList();
             // Kept with the balance when this posting saves it; a wallet only looked at keeps what it had.
-            posting.Locked(key).LotsDueFrom = next < 0 ? Wallet.NoLotDue
-                : found.Rows(next).Single()[0] is { } nextDue ? Convert.ToInt64(nextDue, CultureInfo.InvariantCulture) : Wallet.NoLotDue;
+            posting.Locked(key).LotsDueFrom = next is { } nextQuery && found.Rows(nextQuery).Single()[0] is { } nextDue
+                ? Convert.ToInt64(nextDue, CultureInfo.InvariantCulture)
+                : Wallet.NoLotDue;
             if (due.Count == 0) continue;
 
             var policy = PolicyFor(program, key.CurrencyId);

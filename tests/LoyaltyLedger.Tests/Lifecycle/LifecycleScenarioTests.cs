@@ -175,7 +175,7 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task points_put_back_by_a_reversal_leave_when_lots_are_due_unknown_and_expire_when_due()
+    public async Task points_put_back_by_a_reversal_bring_when_lots_are_due_forward_and_expire_when_due()
     {
         var (t, shop, c) = await SetUpAsync(new { kind = "DATE_EARNED", days = 30 });
         await t.AwardAsync(c, "100");
@@ -189,10 +189,10 @@ public abstract class LifecycleScenarioTests(DatabaseFixture db)
         (await LotsDueFromAsync(t, c)).ShouldBe("2025-02-19");
 
         // History posted on a moved clock: the reversal refills the 31 January lot before its date,
-        // and the wallet no longer knows when a lot is due.
+        // and the wallet keeps that date again.
         At(1, 28);
         await t.PostOkAsync("/v1/redemptions/reversals", new { externalReference = "order-9" });
-        (await LotsDueFromAsync(t, c)).ShouldBeNull();
+        (await LotsDueFromAsync(t, c)).ShouldBe("2025-01-31");
 
         At(2, 2);
         await RedeemAsync(t, c, "10");
