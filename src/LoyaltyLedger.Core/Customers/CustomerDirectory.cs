@@ -71,6 +71,19 @@ public static class CustomerDirectory
             new { orgId = posting.OrgId, customerId })
         ?? throw LedgerException.NotFound("customer", customerId);
 
+    /// <summary>
+    /// Adds the check that the customer a posting names exists to <paramref name="batch"/>, to ride
+    /// in a round trip the posting makes anyway; <see cref="Require(BatchResults, int, long)"/> reads it.
+    /// </summary>
+    public static int AddRequire(StatementBatch batch, long orgId, long customerId) =>
+        batch.Query("SELECT customer_id FROM customers WHERE org_id = @orgId AND customer_id = @customerId", new { orgId, customerId });
+
+    /// <summary>Refuses the posting when the check <see cref="AddRequire"/> added found no customer.</summary>
+    public static void Require(BatchResults results, int check, long customerId)
+    {
+        if (results.Rows(check).Count == 0) throw LedgerException.NotFound("customer", customerId);
+    }
+
     /// <summary>Finds a customer by an identifier in a source (ALL: any source). Null when nobody matches.</summary>
     public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx,
         CancellationToken ct) =>

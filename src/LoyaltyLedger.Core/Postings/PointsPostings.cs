@@ -179,7 +179,8 @@ public static class PointsPostings
         if (!request.Points.IsPositive) throw new LedgerException(ErrorCodes.InvalidPoints, "Points to redeem must be positive.");
         if (request.CustomerId is null) throw LedgerException.Invalid("A redemption needs the customerId redeeming.");
         var customerId = request.CustomerId.Value;
-        await CustomerDirectory.RequireAsync(posting, customerId);
+        // A redemption from a group's wallet checks its member here; a customer's own, with the lock below.
+        if (request.GroupId is not null) await CustomerDirectory.RequireAsync(posting, customerId);
         var program = await ProgramCatalog.ResolveAsync(posting, request.ProgramId, [request.Currency]);
         var currency = ResolveCurrency(program, request.Currency);
         var (store, till) = await StoreDirectory.ResolveAsync(posting, request.StoreCode, request.TillCode);
@@ -196,7 +197,12 @@ public static class PointsPostings
         }
 
         var key = new WalletKey(ownerType, ownerId, program.ProgramId, currency?.CurrencyId ?? WalletKey.PlainPoints, PointCategory.Regular);
-        await posting.LockWalletsAsync([key]);
+        // The customer is checked in the lock's round trip: the wallet a lock makes for a customer who
+        // does not exist goes with the refused posting.
+        int? customerCheck = null;
+        var locked = await posting.LockWalletsAsync([key],
+            request.GroupId is null ? batch => customerCheck = CustomerDirectory.AddRequire(batch, posting.OrgId, customerId) : null);
+        if (customerCheck is { } check) CustomerDirectory.Require(locked!, check, customerId);
         await LotExpiry.ExpireDueAsync(posting, program, key, posting.Now);
         var details = Details(new Dictionary<string, string?>
         {

@@ -41,8 +41,11 @@ public abstract partial class BadInputTests(DatabaseFixture db)
     public async Task an_unknown_customer_is_refused_with_customer_not_found()
     {
         var (t, shop, _) = await ArrangeAsync();
+        var before = await LedgerAudit.SnapshotAsync(db.Database, t.OrgId);
         await RefusedAsync(t, "/v1/transactions", new { customerId = 999_999, billNumber = "X", amount = 10, storeCode = shop.StoreCode }, 404, "customer_not_found");
         await RefusedAsync(t, "/v1/redemptions", new { customerId = 999_999, points = "1" }, 404, "customer_not_found");
+        // Not even the wallet the redemption's lock makes before the customer's check answers.
+        (await LedgerAudit.SnapshotAsync(db.Database, t.OrgId)).ShouldBe(before);
     }
 
     [Fact]
