@@ -24,25 +24,11 @@ public static class WriteAudit
     /// <summary>
     /// Adds the record to a batch of the write's other statements; inside
     /// <see cref="LedgerDatabase.WriteAsync{T}"/> it is left for the end of the transaction
-    /// (<see cref="CommitHooks.AtTail"/>), where the records of every write of a group-commit
+    /// (<see cref="CommitHooks.ExecuteAtEnd"/>), where the records of every write of a group-commit
     /// transaction go in the round trip that writes their outbox rows. Nothing reads them before the commit.
     /// </summary>
-    public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs)
-    {
-        var args = Args(orgId, keyId, method, path, status, idempotencyKey, nowMs);
-        if (!CommitHooks.AtTail(batch.Transaction, Records.Instance, args)) batch.Execute(Insert, args);
-    }
-
-    /// <summary>The records left for the end of a transaction (<see cref="Add"/>).</summary>
-    private sealed class Records : ICommitTail
-    {
-        public static readonly Records Instance = new();
-
-        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
-        {
-            foreach (var args in items) batch.Execute(Insert, args);
-        }
-    }
+    public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
+        CommitHooks.ExecuteAtEnd(batch, Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs));
 
     private static object Args(long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
         new { orgId, keyId, method, path = path.Length > 500 ? path[..500] : path, status, idempotencyKey, nowMs };

@@ -63,37 +63,25 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     /// Adds the storing of the answer of the key claimed by <see cref="ClaimAsync"/> to a batch of the
     /// same transaction (with the write's last statements: no round trip of its own).
     /// </summary>
-    public static void AddAnswer(StatementBatch batch, IdempotencyKey key, int status, string? body)
+    public static void AddAnswer(StatementBatch batch, IdempotencyKey key, int status, string? body) =>
+        batch.Execute(key.Space.Answer, AnswerArgs(key, status, body));
+
+    /// <summary>
+    /// <see cref="AddAnswer"/>, left for the very end of the transaction when it is one of
+    /// <see cref="LedgerDatabase.WriteAsync{T}"/> (<see cref="CommitHooks.ExecuteAtEnd"/>): with the
+    /// answers of every write of a group-commit transaction, in the round trip that writes their
+    /// outbox rows, instead of one of each write's own. Only for a key whose replays read the answer
+    /// after the commit: inside the transaction the claim reads as pending until then.
+    /// </summary>
+    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body) =>
+        CommitHooks.ExecuteAtEnd(batch, key.Space.Answer, AnswerArgs(key, status, body));
+
+    private static object AnswerArgs(IdempotencyKey key, int status, string? body)
     {
         if (key.Space.FixedStatus is { } only && status != only)
             throw new ArgumentOutOfRangeException(nameof(status), status, $"This kind of key answers {only} only.");
         // A 204 stores no body: typed, the null keeps the statement the one prepared for bodies.
-        batch.Execute(key.Space.Answer, key.Args(("status", status), ("body", StatementBatch.Typed(body))));
-    }
-
-    /// <summary>
-    /// <see cref="AddAnswer"/>, left for the very end of the transaction when it is one of
-    /// <see cref="LedgerDatabase.WriteAsync{T}"/> (<see cref="CommitHooks.AtTail"/>): with the answers of
-    /// every write of a group-commit transaction, in the round trip that writes their outbox rows,
-    /// instead of one of each write's own. Only for a key whose replays read the answer after the
-    /// commit: inside the transaction the claim reads as pending until then.
-    /// </summary>
-    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
-    {
-        if (!CommitHooks.AtTail(batch.Transaction, Answers.Instance, new Answer(key, status, body))) AddAnswer(batch, key, status, body);
-    }
-
-    private sealed record Answer(IdempotencyKey Key, int Status, string? Body);
-
-    /// <summary>The answers left for the end of a transaction (<see cref="AddAnswerAtEnd"/>).</summary>
-    private sealed class Answers : ICommitTail
-    {
-        public static readonly Answers Instance = new();
-
-        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
-        {
-            foreach (var answer in items.Cast<Answer>()) AddAnswer(batch, answer.Key, answer.Status, answer.Body);
-        }
+        return key.Args(("status", status), ("body", StatementBatch.Typed(body)));
     }
 
     /// <summary>

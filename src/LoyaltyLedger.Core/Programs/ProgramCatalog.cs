@@ -86,7 +86,8 @@ public static class ProgramCatalog
         var programs = await ListAsync(connection, orgId, tx, ct);
         // A replica may not have replayed a change this process just made: what it says answers the
         // read that asked, and is not kept for the postings that read the cache too.
-        if (!ReadReplicas.Serves(connection)) cache?.SetPrograms(orgId, programs, loadedAt);
+        // Inside a write, kept once it commits: a program it (or a batched neighbour) created may yet be rolled back.
+        if (!ReadReplicas.Serves(connection) && cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetPrograms(orgId, programs, loadedAt));
         return programs;
     }
 

@@ -21,6 +21,7 @@ public static class CommitHooks
         public DbTransaction Transaction { get; } = transaction;
         public List<Func<CancellationToken, Task>> Hooks { get; } = [];
         public List<(ICommitTail Tail, object Item)> Tail { get; } = [];
+        public List<Action> AfterCommit { get; } = [];
     }
 
     private static readonly AsyncLocal<Scope?> Current = new();
@@ -70,6 +71,55 @@ public static class CommitHooks
         if (Current.Value is not { } scope || !ReferenceEquals(scope.Transaction, transaction)) return false;
         lock (scope.Tail) scope.Tail.Add((tail, item));
         return true;
+    }
+
+    /// <summary>
+    /// Adds <paramref name="sql"/> to <paramref name="batch"/>, or, inside WriteAsync for the batch's
+    /// transaction, leaves it for the end of the transaction (<see cref="AtTail"/>): for a row nothing
+    /// reads before the commit (an audit record, a stored answer), which then costs no round trip of
+    /// its own.
+    /// </summary>
+    public static void ExecuteAtEnd(StatementBatch batch, string sql, object args)
+    {
+        if (!AtTail(batch.Transaction, Statements.Instance, (sql, args))) batch.Execute(sql, args);
+    }
+
+    /// <summary>The statements left for the end of a transaction by <see cref="ExecuteAtEnd"/>, in order.</summary>
+    private sealed class Statements : ICommitTail
+    {
+        public static readonly Statements Instance = new();
+
+        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
+        {
+            foreach (var (sql, args) in items.Cast<(string, object)>()) batch.Execute(sql, args);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="publish"/> once <paramref name="transaction"/> has committed, when it is
+    /// the transaction of a WriteAsync (and never when it rolls back); otherwise at once. For what a
+    /// write's reads put in a process-wide cache: a row the transaction itself created, or saw
+    /// created by a write batched with it, is not there for good until the commit (a group-commit
+    /// transaction rolled back and run again may give it another id).
+    /// </summary>
+    public static void AfterCommit(DbTransaction? transaction, Action publish)
+    {
+        if (transaction is not null && Current.Value is { } scope && ReferenceEquals(scope.Transaction, transaction))
+        {
+            lock (scope.AfterCommit) scope.AfterCommit.Add(publish);
+            return;
+        }
+        publish();
+    }
+
+    /// <summary>Runs what <see cref="AfterCommit"/> left, after the commit: a failure of one is not the write's.</summary>
+    internal static void RunAfterCommit(IReadOnlyList<Action> actions)
+    {
+        foreach (var publish in actions)
+        {
+            try { publish(); }
+            catch (Exception) { /* a cache not filled is read again from the database */ }
+        }
     }
 
     /// <summary>

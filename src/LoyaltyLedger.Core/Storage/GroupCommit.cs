@@ -21,10 +21,12 @@ namespace LoyaltyLedger.Storage;
 /// a burst of postings costs one commit per lane instead of one each, and the database runs a few
 /// sessions' statements instead of one session per client.</para>
 /// <para>Each unit sees the writes of the units before it in the batch (they run one after another in
-/// the same transaction), so balance checks stay exact. A unit that throws (a refusal, a bug) is
-/// answered with its exception at once and writes nothing, and its neighbours go on: the transaction
-/// is rolled back and the others run again in a new one, where each unit has a savepoint of its own
-/// (and a unit that throws there is rolled back to it). A batch runs without savepoints while failures
+/// the same transaction), so balance checks stay exact. A unit that throws (a refusal, a bug) writes
+/// nothing, and its neighbours go on: the transaction is rolled back and they run again in a new one,
+/// where each unit has a savepoint of its own (and a unit that throws there is rolled back to it and
+/// answered with its exception). A unit that threw first in its batch saw only committed data and is
+/// answered at once; one that threw after others is run again with them, so that it is decided on
+/// what commits. A batch runs without savepoints while failures
 /// are rare, because on PostgreSQL each is a round trip per unit; when they are frequent enough that
 /// running batches again would cost more, it sets them from the start (<see cref="Careful"/>). A unit
 /// that meets a transient conflict (a deadlock with another lane or another process) is rolled back
@@ -103,6 +105,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         /// <summary>What the unit's last successful run left for the end of its transaction (<see cref="CommitHooks.AtTail"/>).</summary>
         public IReadOnlyList<(ICommitTail Tail, object Item)> Tail { get; private set; } = [];
 
+        /// <summary>What the unit's last successful run left for after its commit (<see cref="CommitHooks.AfterCommit"/>).</summary>
+        public IReadOnlyList<Action> AfterCommit { get; private set; } = [];
+
         protected abstract Task WorkAsync(DbConnection connection, DbTransaction transaction);
 
         /// <summary>Runs the unit's work and then its commit hooks (its outbox rows), in the caller's context.</summary>
@@ -120,12 +125,14 @@ internal sealed class GroupCommit : IAsyncDisposable
             // this says it for a unit queued from a flow that did not carry it.
             ReadSlots.Exempt();
             Tail = [];
+            AfterCommit = [];
             var hooks = CommitHooks.Open(transaction);
             await WorkAsync(connection, transaction);
             // Not the caller's token: the hooks run on the lane's shared connection, whose statements
             // a cancel would hit whoever's they are (the token stopped the unit before it started).
             await CommitHooks.RunAsync(hooks, CancellationToken.None);
             Tail = hooks.Tail;
+            AfterCommit = hooks.AfterCommit;
         }
     }
 
@@ -161,7 +168,7 @@ internal sealed class GroupCommit : IAsyncDisposable
 
     private readonly Lock _failureRateLock = new();
 
-    /// <summary>The share of units that failed (refused, conflicted), a moving average over the last few hundred, all lanes.</summary>
+    /// <summary>The share of units that failed (refused, conflicted) as they were answered, a moving average over the last few hundred, all lanes.</summary>
     private double _failureRate;
 
     /// <summary>Counts a unit's outcome in <see cref="_failureRate"/>.</summary>
@@ -173,16 +180,17 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <summary>
     /// Whether a batch of <paramref name="units"/> should set a savepoint for each unit from the
     /// start. Savepoints cost one round trip a unit. Without them, a failure costs running again, on
-    /// average, half the batch, each unit about six round trips (a bill's): a batch of n units with a
-    /// failure rate r expects to lose n·r·(n/2)·6 round trips, against n with savepoints. At the write
-    /// benchmark's rate (under 1%) that keeps batches of up to 64 without them.
+    /// average, half the batch, each unit about five round trips (a bill's own): a batch of n units
+    /// with a failure rate r expects to lose n·r·(n/2)·5 round trips, against n with savepoints. At
+    /// the write benchmark's rate on a fresh seed (0.3%) that keeps every batch of up to 64 without
+    /// them; at 4% (once its redemptions have drained balances), those of up to 10.
     /// </summary>
     private bool Careful(int units)
     {
         if (units <= 1) return false;
         double rate;
         lock (_failureRateLock) rate = _failureRate;
-        return 3 * units * rate > 1;
+        return 2.5 * units * rate > 1;
     }
 
     private async Task RunLaneAsync()
@@ -243,10 +251,10 @@ internal sealed class GroupCommit : IAsyncDisposable
         try
         {
             var rest = await RunTransactionAsync(lane, batch, Careful(batch.Count));
-            if (rest is null) return;
-            // A unit failed in a batch run without savepoints: the others go again, with them.
+            if (rest is not { Count: > 0 }) return;
+            // A unit failed in a batch run without savepoints: the units not answered go again, with them.
             _reruns.Add(1);
-            if (rest.Count > 0) await RunTransactionAsync(lane, rest, careful: true);
+            await RunTransactionAsync(lane, rest, careful: true);
         }
         finally
         {
@@ -258,8 +266,12 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="batch"/> in one transaction and commits it. Null when it is settled (each
     /// unit answered or left for a retry); otherwise a unit failed in a batch run without savepoints,
-    /// the transaction was rolled back, that unit was answered (or left for a retry), and what is
-    /// returned must run again: the units that ran before it and those that had not run yet.
+    /// the transaction was rolled back, and what is returned must run again. When the failed unit
+    /// ran first, it saw only committed data: it is answered (or left for a retry), and the others
+    /// are returned. When it ran after others, it saw their writes, which are rolled back: it may
+    /// fail only because of them (a balance they spent, a bill one of them posted), and one of them
+    /// may not commit when run again (its caller gone, a conflict). So it is returned with them, to
+    /// be decided again where they are, each in a savepoint.
     /// </summary>
     /// <remarks>
     /// Savepoints let a failed unit be undone alone, but on PostgreSQL each costs a round trip of its
@@ -295,14 +307,14 @@ internal sealed class GroupCommit : IAsyncDisposable
             {
                 await unit.RunAsync(connection, transaction);
                 done.Add(unit);
-                CountOutcome(failed: false);
                 moveSavepoint = savepoints;
             }
             catch (Exception ex) when (savepoints || !IsBroken(connection))
             {
-                CountOutcome(failed: true);
                 if (savepoints) await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT unit");
                 else await transaction.RollbackAsync(CancellationToken.None);
+                if (!savepoints && done.Count > 0) return [.. batch.Where(u => !u.IsAnswered)];
+                CountOutcome(failed: true);
                 if (unit.Attempt < MaxAttempts && _database.Dialect.IsTransient(ex)) lane.Retries.Add(unit);
                 else unit.Fail(ex);
                 if (!savepoints) return batch.Count == 1 ? null : [.. batch.Where(u => u != unit && !u.IsAnswered)];
@@ -343,7 +355,12 @@ internal sealed class GroupCommit : IAsyncDisposable
             try { position = await _database.LocateAsync(connection); }
             catch (Exception) { position = null; }
         }
-        foreach (var unit in done) unit.Succeed(position);
+        foreach (var unit in done)
+        {
+            CountOutcome(failed: false);
+            CommitHooks.RunAfterCommit(unit.AfterCommit);
+            unit.Succeed(position);
+        }
         return null;
     }
 

@@ -222,6 +222,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
                 await SafeRollbackAsync(transaction);
                 throw;
             }
+            CommitHooks.RunAfterCommit(hooks.AfterCommit);
             return (result, locate ? await LocateAsync(connection) : null);
         }
     }

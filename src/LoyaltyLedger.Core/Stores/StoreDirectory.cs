@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Stores;
 
@@ -56,7 +57,7 @@ public static class StoreDirectory
             var store = cache?.StoreById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
                 "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct));
             if (store is null) continue;
-            cache?.SetStore(orgId, store);
+            if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetStore(orgId, store));
             stores[id] = store;
         }
         var tills = new Dictionary<long, Till>();
@@ -65,7 +66,7 @@ public static class StoreDirectory
             var till = cache?.TillById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
                 "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct));
             if (till is null) continue;
-            cache?.SetTill(orgId, till);
+            if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetTill(orgId, till));
             tills[id] = till;
         }
         return (stores, tills);
@@ -84,14 +85,16 @@ public static class StoreDirectory
             store = cache?.Store(posting.OrgId, storeCode)
                 ?? await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction, posting.Cancellation)
                 ?? throw LedgerException.NotFound("store", storeCode);
-            cache?.SetStore(posting.OrgId, store);
+            // Kept once the posting commits: a store created in its own transaction (or a batched
+            // neighbour's) may yet be rolled back.
+            if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetStore(posting.OrgId, store));
         }
         if (!string.IsNullOrEmpty(tillCode))
         {
             till = cache?.Till(posting.OrgId, tillCode)
                 ?? await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction, posting.Cancellation)
                 ?? throw LedgerException.NotFound("till", tillCode);
-            cache?.SetTill(posting.OrgId, till);
+            if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetTill(posting.OrgId, till));
             if (store is null)
                 store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation)).First(s => s.StoreId == till.StoreId);
             else if (till.StoreId != store.StoreId)

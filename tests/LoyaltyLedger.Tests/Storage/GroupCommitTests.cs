@@ -203,7 +203,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         }))];
 
     [Fact]
-    public async Task a_batch_runs_without_savepoints_and_a_refusal_in_it_runs_the_units_before_it_again_each_committing_once()
+    public async Task a_batch_runs_without_savepoints_and_a_refusal_in_it_runs_it_and_the_units_before_it_again_each_committing_once()
     {
         var scope = NewScope();
         var runs = new int[6];
@@ -215,10 +215,69 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
             if (i == 3) (await Should.ThrowAsync<LedgerException>(tasks[i])).Code.ShouldBe(ErrorCodes.InsufficientBalance);
             else (await tasks[i]).ShouldBe(i);
         }
-        // No savepoints: the refusal rolled the transaction back, so the units before it ran again
-        // (with the ones after it, which had not run); the refused one ran once, as its answer.
-        runs.ShouldBe([2, 2, 2, 1, 1, 1]);
+        // No savepoints: the refusal rolled the transaction back, so the units before it ran again,
+        // and the refused one with them (it saw their writes, which were rolled back: it is decided
+        // again on what commits), with the ones after it, which had not run.
+        runs.ShouldBe([2, 2, 2, 2, 1, 1]);
         (await NamesAsync(scope)).ShouldBe(["blocker", "unit-0", "unit-1", "unit-2", "unit-4", "unit-5"]);
+    }
+
+    [Fact]
+    public async Task a_refusal_that_rested_on_a_unit_before_it_which_then_does_not_commit_is_decided_again_on_what_commits()
+    {
+        var scope = NewScope();
+        await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "balance", 100); return 0; }, CancellationToken.None);
+        var spenderRuns = 0;
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>>
+        {
+            // Spends the whole balance on its first run, and fails on its second (a caller gone, a conflict...).
+            async (c, tx) =>
+            {
+                if (Interlocked.Increment(ref spenderRuns) > 1) throw new InvalidOperationException("not this time");
+                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 100 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                return 0;
+            },
+            // Refused on its first run, behind the spender's uncommitted debit.
+            async (c, tx) =>
+            {
+                var balance = await c.ExecuteScalarAsync<long>("SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                if (balance < 10) throw new LedgerException(ErrorCodes.InsufficientBalance, "not enough", 422);
+                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 10 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                return balance - 10;
+            },
+        };
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await Should.ThrowAsync<InvalidOperationException>(tasks[0])).Message.ShouldBe("not this time");
+        // The debit it was refused behind never committed: it is not refused.
+        (await tasks[1]).ShouldBe(90);
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }), CancellationToken.None)).ShouldBe(90);
+    }
+
+    [Fact]
+    public async Task what_units_leave_for_after_their_commit_runs_once_for_each_unit_that_commits_and_never_for_a_refused_one()
+    {
+        var scope = NewScope();
+        var published = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var runs = new int[4];
+        var units = Enumerable.Range(0, 4).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs[i]);
+            await InsertAsync(c, tx, scope, $"unit-{i}");
+            // What a process-wide cache would keep of a row this transaction wrote.
+            CommitHooks.AfterCommit(tx, () => published.Enqueue($"unit-{i}"));
+            if (i == 2) throw new LedgerException(ErrorCodes.InsufficientBalance, "refused", 422);
+            return i;
+        })).ToList();
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+        foreach (var task in tasks) await task.ContinueWith(_ => { }, TaskScheduler.Default);
+
+        // The units before the refusal ran twice (no savepoints), and published once, after the commit.
+        runs.ShouldBe([2, 2, 2, 1]);
+        published.Order().ShouldBe(["unit-0", "unit-1", "unit-3"]);
     }
 
     [Fact]
@@ -444,15 +503,17 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     {
         var scope = NewScope();
         var attempts = 0;
+        // The conflict first in its batch: it saw only committed data, so it is queued for a retry
+        // at once (one after others would be run again with them instead).
         var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>>
         {
-            async (c, tx) => { await InsertAsync(c, tx, scope, "before"); return 0; },
             async (c, tx) =>
             {
                 await InsertAsync(c, tx, scope, "conflicted");
                 if (Interlocked.Increment(ref attempts) == 1) throw TransientConflict();
                 return 1;
             },
+            async (c, tx) => { await InsertAsync(c, tx, scope, "before"); return 0; },
             // Ends its own session: the batch fails before its commit, and what is left of it runs alone.
             async (c, tx) => { await c.ExecuteAsync("SELECT pg_terminate_backend(pg_backend_pid())", transaction: tx); return 2; },
             async (c, tx) => { await InsertAsync(c, tx, scope, "after"); return 3; },
@@ -460,8 +521,8 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
 
         var tasks = await RunBehindABlockerAsync(scope, units);
 
-        (await tasks[0]).ShouldBe(0);
-        (await tasks[1]).ShouldBe(1);
+        (await tasks[0]).ShouldBe(1);
+        (await tasks[1]).ShouldBe(0);
         await Should.ThrowAsync<Exception>(tasks[2]);
         (await tasks[3]).ShouldBe(3);
         attempts.ShouldBe(2);
