@@ -23,14 +23,16 @@ namespace LoyaltyLedger.Storage;
 /// <para>Each unit sees the writes of the units before it in the batch (they run one after another in
 /// the same transaction), so balance checks stay exact. A unit that throws (a refusal, a bug) writes
 /// nothing, and its neighbours go on: the transaction is rolled back and they run again in a new one,
-/// where each unit has a savepoint of its own (and a unit that throws there is rolled back to it and
-/// answered with its exception). A unit that threw first in its batch saw only committed data and is
-/// answered at once; one that threw after others is run again with them, so that it is decided on
-/// what commits. A batch runs without savepoints while failures
+/// where each unit has a savepoint of its own (and a unit that throws there is rolled back to it).
+/// A unit that threw first in a batch without savepoints saw only committed data and is answered at
+/// once; one that threw after others is run again with them, and one that throws in a batch with
+/// savepoints is answered once that batch commits (if it does not, the unit is run again): a refusal
+/// may rest on the writes before it. A batch runs without savepoints while failures
 /// are rare, because on PostgreSQL each is a round trip per unit; when they are frequent enough that
 /// running batches again would cost more, it sets them from the start (<see cref="Careful"/>). A unit
 /// that meets a transient conflict (a deadlock with another lane or another process) is rolled back
-/// the same way, and queued again once its batch is settled (never also run alone with a batch that
+/// the same way (after others in a batch without savepoints, first run again with them), and queued
+/// again once its batch is settled (never also run alone with a batch that
 /// failed), after a short wait, up to <see cref="MaxAttempts"/> times. The others are answered after the commit, so nothing is
 /// acknowledged before it is durable. If the batch fails before its commit (the connection, the
 /// disk), each unit of it is run again alone, so one bad unit cannot sink the others; if the commit
@@ -61,7 +63,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <param name="maxBatch">The most units one transaction takes: bounds the latency a unit adds to the others.</param>
     /// <param name="busy">Time the lanes spent in their transactions.</param>
     /// <param name="batchSizes">Units each transaction took.</param>
-    /// <param name="reruns">Transactions rolled back and run again, with savepoints, without a unit that failed in them.</param>
+    /// <param name="reruns">Transactions without savepoints rolled back for a unit that failed in them, whose units then ran again with savepoints.</param>
     public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(lanes, 1);
@@ -277,7 +279,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// Savepoints let a failed unit be undone alone, but on PostgreSQL each costs a round trip of its
     /// own per unit, nearly all of them for nothing when refusals are rare. Then a batch runs without
     /// them (<paramref name="careful"/> false, see <see cref="Careful"/>), and pays for the rare refusal
-    /// by running the units before it once more. A unit run again rebuilds its posting and reads its wallets again, as
+    /// by running it and the units before it once more. A unit run again rebuilds its posting and reads its wallets again, as
     /// one retried after a conflict does; what it answered the first time was never sent.
     /// </remarks>
     private async Task<IReadOnlyList<Unit>?> RunTransactionAsync(Lane lane, IReadOnlyList<Unit> batch, bool careful)
@@ -291,6 +293,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         var savepoints = careful && batch.Count > 1;
         var moveSavepoint = savepoints;
         var done = new List<Unit>(batch.Count);
+        // Units refused (or failed) in a careful batch, answered only once it commits: a refusal may
+        // rest on the writes of the units before it, which a batch that then fails rolls back.
+        var refused = new List<(Unit Unit, Exception Error)>();
         foreach (var unit in batch)
         {
             if (unit.Cancellation.IsCancellationRequested)
@@ -314,9 +319,13 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (savepoints) await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT unit");
                 else await transaction.RollbackAsync(CancellationToken.None);
                 if (!savepoints && done.Count > 0) return [.. batch.Where(u => !u.IsAnswered)];
-                CountOutcome(failed: true);
                 if (unit.Attempt < MaxAttempts && _database.Dialect.IsTransient(ex)) lane.Retries.Add(unit);
-                else unit.Fail(ex);
+                else if (savepoints) refused.Add((unit, ex));
+                else
+                {
+                    CountOutcome(failed: true);
+                    unit.Fail(ex);
+                }
                 if (!savepoints) return batch.Count == 1 ? null : [.. batch.Where(u => u != unit && !u.IsAnswered)];
             }
         }
@@ -336,6 +345,12 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (unit.Attempt < MaxAttempts) lane.Retries.Add(unit);
                 else unit.Fail(ex);
             }
+            // A refusal behind them is decided again with them.
+            foreach (var (unit, error) in refused)
+            {
+                if (unit.Attempt < MaxAttempts) lane.Retries.Add(unit);
+                else unit.Fail(error);
+            }
             return null;
         }
         try
@@ -348,6 +363,11 @@ internal sealed class GroupCommit : IAsyncDisposable
         }
         // Committed: from here on nothing may throw, or the lane would take the batch for failed and
         // run its units again. A position that cannot be read is no position (the answer goes without it).
+        foreach (var (unit, error) in refused)
+        {
+            CountOutcome(failed: true);
+            unit.Fail(error);
+        }
         if (done.Count == 0) return null;
         WalPosition? position = null;
         if (done.Any(u => u.Locate))

@@ -89,11 +89,11 @@ public static class LedgerTelemetry
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
     /// <summary>
-    /// SQLite writer transactions rolled back because a unit in them was refused or failed, whose
-    /// other units then ran again in a transaction with a savepoint for each (see <c>GroupCommit</c>).
+    /// SQLite writer transactions without savepoints rolled back because a unit in them was refused
+    /// or failed, whose units then ran again in a transaction with a savepoint for each (see <c>GroupCommit</c>).
     /// </summary>
     public static readonly Counter<long> SqliteWriterReruns = Meter.CreateCounter<long>("ledger.sqlite.writer.reruns", "{transaction}",
-        "SQLite writer transactions rolled back for a refused unit and run again without it.");
+        "SQLite writer transactions rolled back for a refused unit and run again with savepoints.");
 
     /// <summary>
     /// Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes: its
@@ -108,11 +108,11 @@ public static class LedgerTelemetry
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
 
     /// <summary>
-    /// PostgreSQL group-commit transactions rolled back because a unit in them was refused or failed,
-    /// whose other units then ran again in a transaction with a savepoint for each.
+    /// PostgreSQL group-commit transactions without savepoints rolled back because a unit in them was
+    /// refused or failed, whose units then ran again in a transaction with a savepoint for each.
     /// </summary>
     public static readonly Counter<long> PostgresWriterReruns = Meter.CreateCounter<long>("ledger.postgres.writer.reruns", "{transaction}",
-        "PostgreSQL group-commit transactions rolled back for a refused unit and run again without it.");
+        "PostgreSQL group-commit transactions rolled back for a refused unit and run again with savepoints.");
 
     /// <summary>
     /// Time reads waited for one of PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>), summed

@@ -280,20 +280,68 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         published.Order().ShouldBe(["unit-0", "unit-1", "unit-3"]);
     }
 
-    [Fact]
-    public async Task where_units_are_often_refused_a_batch_gives_each_unit_a_savepoint_and_a_refusal_runs_nothing_again()
+    /// <summary>Forty refusals: a failure rate of about 15% (a moving average over 256 units), at which a batch of eight takes savepoints.</summary>
+    private async Task RaiseTheFailureRateAsync(long scope)
     {
-        var scope = NewScope();
-        // Forty refusals: a failure rate of about 15% (a moving average over 256 units).
         var refusals = Enumerable.Range(0, 40).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
         {
             await InsertAsync(c, tx, scope, $"refused-{i:D2}");
             throw new LedgerException(ErrorCodes.InsufficientBalance, "refused", 422);
         })).ToList();
-        foreach (var task in await RunBehindABlockerAsync(scope, refusals)) await Should.ThrowAsync<LedgerException>(task);
+        foreach (var task in await RunBehindABlockerAsync(NewScope(), refusals)) await Should.ThrowAsync<LedgerException>(task);
+    }
+
+    [Fact]
+    public async Task a_refusal_in_a_batch_with_savepoints_is_answered_once_the_batch_commits_and_decided_again_when_it_does_not()
+    {
+        var scope = NewScope();
+        await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "balance", 100); return 0; }, CancellationToken.None);
+        await RaiseTheFailureRateAsync(NewScope());
+        // The batch's end meets a conflict once: nothing of it commits, and its units go again.
+        var tail = new NamedRowsTail(scope, TransientConflict(), conflicts: 1);
+        var spenderRuns = 0;
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>>
+        {
+            // Spends the whole balance on its first run, and fails on its second.
+            async (c, tx) =>
+            {
+                if (Interlocked.Increment(ref spenderRuns) > 1) throw new InvalidOperationException("not this time");
+                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 100 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                CommitHooks.AtTail(tx, tail, "spent").ShouldBeTrue();
+                return 0;
+            },
+            // Refused behind the spender's debit, in its own savepoint.
+            async (c, tx) =>
+            {
+                var balance = await c.ExecuteScalarAsync<long>("SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                if (balance < 10) throw new LedgerException(ErrorCodes.InsufficientBalance, "not enough", 422);
+                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 10 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                return balance - 10;
+            },
+            // Two more: a batch of four at that failure rate takes savepoints from the start.
+            async (c, tx) => { await InsertAsync(c, tx, scope, "after-1"); return 1; },
+            async (c, tx) => { await InsertAsync(c, tx, scope, "after-2"); return 2; },
+        };
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await Should.ThrowAsync<InvalidOperationException>(tasks[0])).Message.ShouldBe("not this time");
+        (await tasks[2]).ShouldBe(1);
+        (await tasks[3]).ShouldBe(2);
+        // Its refusal was not sent when the batch did not commit: decided again, it passes.
+        (await tasks[1]).ShouldBe(90);
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
+            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }), CancellationToken.None)).ShouldBe(90);
+    }
+
+    [Fact]
+    public async Task where_units_are_often_refused_a_batch_gives_each_unit_a_savepoint_and_a_refusal_runs_nothing_again()
+    {
+        var scope = NewScope();
+        await RaiseTheFailureRateAsync(scope);
         var runs = new int[8];
 
-        var tasks = await RunBehindABlockerAsync(NewScope(), CountedUnits(scope, "unit", runs, refused: 3));
+        var tasks = await RunBehindABlockerAsync(scope, CountedUnits(scope, "unit", runs, refused: 3));
 
         for (var i = 0; i < tasks.Length; i++)
         {
