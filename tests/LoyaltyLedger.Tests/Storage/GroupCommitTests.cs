@@ -222,22 +222,29 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         (await NamesAsync(scope)).ShouldBe(["blocker", "unit-0", "unit-1", "unit-2", "unit-4", "unit-5"]);
     }
 
-    [Fact]
-    public async Task a_refusal_that_rested_on_a_unit_before_it_which_then_does_not_commit_is_decided_again_on_what_commits()
+    private Task<long> BalanceAsync(long scope) =>
+        db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>("SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }),
+            CancellationToken.None);
+
+    /// <summary>
+    /// A balance of 100, and two units: one that spends it all on its first run (then runs
+    /// <paramref name="spent"/>) and fails on its second (its caller gone, a conflict), and a debit of
+    /// 10 behind it, refused on its first run behind the spender's uncommitted debit.
+    /// </summary>
+    private async Task<List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>>> SpenderAndDebitAsync(long scope,
+        Action<System.Data.Common.DbTransaction>? spent = null)
     {
-        var scope = NewScope();
         await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "balance", 100); return 0; }, CancellationToken.None);
         var spenderRuns = 0;
-        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>>
-        {
-            // Spends the whole balance on its first run, and fails on its second (a caller gone, a conflict...).
+        return
+        [
             async (c, tx) =>
             {
                 if (Interlocked.Increment(ref spenderRuns) > 1) throw new InvalidOperationException("not this time");
                 await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 100 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
+                spent?.Invoke(tx);
                 return 0;
             },
-            // Refused on its first run, behind the spender's uncommitted debit.
             async (c, tx) =>
             {
                 var balance = await c.ExecuteScalarAsync<long>("SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
@@ -245,15 +252,21 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
                 await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 10 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
                 return balance - 10;
             },
-        };
+        ];
+    }
+
+    [Fact]
+    public async Task a_refusal_that_rested_on_a_unit_before_it_which_then_does_not_commit_is_decided_again_on_what_commits()
+    {
+        var scope = NewScope();
+        var units = await SpenderAndDebitAsync(scope);
 
         var tasks = await RunBehindABlockerAsync(scope, units);
 
         (await Should.ThrowAsync<InvalidOperationException>(tasks[0])).Message.ShouldBe("not this time");
         // The debit it was refused behind never committed: it is not refused.
         (await tasks[1]).ShouldBe(90);
-        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
-            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }), CancellationToken.None)).ShouldBe(90);
+        (await BalanceAsync(scope)).ShouldBe(90);
     }
 
     [Fact]
@@ -295,33 +308,16 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     public async Task a_refusal_in_a_batch_with_savepoints_is_answered_once_the_batch_commits_and_decided_again_when_it_does_not()
     {
         var scope = NewScope();
-        await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "balance", 100); return 0; }, CancellationToken.None);
         await RaiseTheFailureRateAsync(NewScope());
         // The batch's end meets a conflict once: nothing of it commits, and its units go again.
         var tail = new NamedRowsTail(scope, TransientConflict(), conflicts: 1);
-        var spenderRuns = 0;
-        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<long>>>
-        {
-            // Spends the whole balance on its first run, and fails on its second.
-            async (c, tx) =>
-            {
-                if (Interlocked.Increment(ref spenderRuns) > 1) throw new InvalidOperationException("not this time");
-                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 100 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
-                CommitHooks.AtTail(tx, tail, "spent").ShouldBeTrue();
-                return 0;
-            },
-            // Refused behind the spender's debit, in its own savepoint.
-            async (c, tx) =>
-            {
-                var balance = await c.ExecuteScalarAsync<long>("SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
-                if (balance < 10) throw new LedgerException(ErrorCodes.InsufficientBalance, "not enough", 422);
-                await c.ExecuteAsync("UPDATE id_counters SET last_value = last_value - 10 WHERE org_id = @scope AND name = 'balance'", new { scope }, tx);
-                return balance - 10;
-            },
+        var units = await SpenderAndDebitAsync(scope, tx => CommitHooks.AtTail(tx, tail, "spent").ShouldBeTrue());
+        units.AddRange(
+        [
             // Two more: a batch of four at that failure rate takes savepoints from the start.
             async (c, tx) => { await InsertAsync(c, tx, scope, "after-1"); return 1; },
             async (c, tx) => { await InsertAsync(c, tx, scope, "after-2"); return 2; },
-        };
+        ]);
 
         var tasks = await RunBehindABlockerAsync(scope, units);
 
@@ -330,8 +326,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         (await tasks[3]).ShouldBe(2);
         // Its refusal was not sent when the batch did not commit: decided again, it passes.
         (await tasks[1]).ShouldBe(90);
-        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
-            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'balance'", new { scope }), CancellationToken.None)).ShouldBe(90);
+        (await BalanceAsync(scope)).ShouldBe(90);
     }
 
     [Fact]
