@@ -117,9 +117,7 @@ public static class GroupDirectory
     public static async Task<(long GroupId, GroupMember Member)?> PoolOfAsync(Posting posting, long customerId, bool requireCustomer = false)
     {
         var batch = posting.Batch();
-        var customer = requireCustomer
-            ? batch.Query("SELECT customer_id FROM customers WHERE org_id = @org AND customer_id = @customerId", new { org = posting.OrgId, customerId })
-            : -1;
+        int? customer = requireCustomer ? CustomerDirectory.AddRequire(batch, posting.OrgId, customerId) : null;
         var pool = batch.Query(
             """
             SELECT m.group_id, m.role, m.may_redeem, m.may_transfer
@@ -128,7 +126,7 @@ public static class GroupDirectory
             """,
             new { org = posting.OrgId, customerId });
         var results = await batch.RunAsync();
-        if (requireCustomer && results.Rows(customer).Count == 0) throw LedgerException.NotFound("customer", customerId);
+        if (customer is { } check) CustomerDirectory.Require(results, check, customerId);
         var row = results.Rows(pool).SingleOrDefault();
         if (row is null) return null;
         var groupId = Convert.ToInt64(row[0], System.Globalization.CultureInfo.InvariantCulture);

@@ -54,19 +54,27 @@ public static class StoreDirectory
         var stores = new Dictionary<long, Store>();
         foreach (var id in storeIds.Distinct())
         {
-            var store = cache?.StoreById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
-                "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct));
-            if (store is null) continue;
-            if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetStore(orgId, store));
+            var store = cache?.StoreById(orgId, id);
+            if (store is null)
+            {
+                store = await c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
+                    "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+                if (store is null) continue;
+                if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetStore(orgId, store));
+            }
             stores[id] = store;
         }
         var tills = new Dictionary<long, Till>();
         foreach (var id in tillIds.Distinct())
         {
-            var till = cache?.TillById(orgId, id) ?? await c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
-                "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct));
-            if (till is null) continue;
-            if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetTill(orgId, till));
+            var till = cache?.TillById(orgId, id);
+            if (till is null)
+            {
+                till = await c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
+                    "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+                if (till is null) continue;
+                if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetTill(orgId, till));
+            }
             tills[id] = till;
         }
         return (stores, tills);
@@ -82,19 +90,27 @@ public static class StoreDirectory
         Till? till = null;
         if (!string.IsNullOrEmpty(storeCode))
         {
-            store = cache?.Store(posting.OrgId, storeCode)
-                ?? await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction, posting.Cancellation)
-                ?? throw LedgerException.NotFound("store", storeCode);
-            // Kept once the posting commits: a store created in its own transaction (or a batched
-            // neighbour's) may yet be rolled back.
-            if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetStore(posting.OrgId, store));
+            store = cache?.Store(posting.OrgId, storeCode);
+            if (store is null)
+            {
+                var found = await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction, posting.Cancellation)
+                    ?? throw LedgerException.NotFound("store", storeCode);
+                // Kept once the posting commits: a store created in its own transaction (or a batched
+                // neighbour's) may yet be rolled back.
+                if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetStore(posting.OrgId, found));
+                store = found;
+            }
         }
         if (!string.IsNullOrEmpty(tillCode))
         {
-            till = cache?.Till(posting.OrgId, tillCode)
-                ?? await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction, posting.Cancellation)
-                ?? throw LedgerException.NotFound("till", tillCode);
-            if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetTill(posting.OrgId, till));
+            till = cache?.Till(posting.OrgId, tillCode);
+            if (till is null)
+            {
+                var found = await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction, posting.Cancellation)
+                    ?? throw LedgerException.NotFound("till", tillCode);
+                if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetTill(posting.OrgId, found));
+                till = found;
+            }
             if (store is null)
                 store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation)).First(s => s.StoreId == till.StoreId);
             else if (till.StoreId != store.StoreId)
