@@ -126,13 +126,16 @@ public static class CommitHooks
     /// Writes the items of <paramref name="items"/> (the tails' items of every write the transaction
     /// holds, in the writes' order), each tail once with all of its items, in one round trip: the
     /// tails in the order they first appear, except one that takes a lock until the commit
-    /// (<see cref="ICommitTail.HoldsLockUntilCommit"/>), which goes last.
+    /// (<see cref="ICommitTail.HoldsLockUntilCommit"/>), which goes last. <paramref name="first"/>, when
+    /// given, goes ahead of them in the same round trip (a group-commit batch lets its end wait for
+    /// locks again: the outbox positions' lock is waited for, see <see cref="SqlDialect.LockWaits"/>).
     /// </summary>
     internal static async Task WriteTailAsync(IReadOnlyList<(ICommitTail Tail, object Item)> items, DbConnection connection,
-        DbTransaction transaction, SqlDialect dialect)
+        DbTransaction transaction, SqlDialect dialect, string? first = null)
     {
         if (items.Count == 0) return;
         var batch = new StatementBatch(connection, transaction, dialect);
+        if (first is not null) batch.Execute(first);
         foreach (var tail in items.Select(i => i.Tail).Distinct().OrderBy(t => t.HoldsLockUntilCommit))
             tail.Add(batch, dialect, [.. items.Where(i => i.Tail == tail).Select(i => i.Item)]);
         await batch.RunAsync(CancellationToken.None);

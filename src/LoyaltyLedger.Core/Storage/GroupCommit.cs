@@ -57,6 +57,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     private readonly Counter<double> _busy;
     private readonly Histogram<int> _batchSizes;
     private readonly Counter<long> _reruns;
+    private readonly Counter<long>? _deferred;
 
     /// <param name="database">The database the lanes write to.</param>
     /// <param name="lanes">Writers, each with a connection and a transaction of its own.</param>
@@ -64,7 +65,9 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <param name="busy">Time the lanes spent in their transactions.</param>
     /// <param name="batchSizes">Units each transaction took.</param>
     /// <param name="reruns">Transactions without savepoints rolled back for a unit that failed in them, whose units then ran again with savepoints.</param>
-    public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns)
+    /// <param name="deferred">Units that would have waited for a lock behind others, run first in a later transaction (where the dialect has <see cref="SqlDialect.LockWaits"/>).</param>
+    public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns,
+        Counter<long>? deferred = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(lanes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
@@ -73,6 +76,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         _busy = busy;
         _batchSizes = batchSizes;
         _reruns = reruns;
+        _deferred = deferred;
         _queue = Channel.CreateUnbounded<Unit>(new UnboundedChannelOptions { SingleReader = lanes == 1 });
         _lanes = Enumerable.Range(0, lanes).Select(_ => Task.Run(RunLaneAsync)).ToArray();
     }
@@ -166,6 +170,16 @@ internal sealed class GroupCommit : IAsyncDisposable
         /// batch is settled, never run alone with the rest of a failed batch (each runs once).
         /// </summary>
         public readonly List<Unit> Retries = [];
+
+        /// <summary>
+        /// Units that would have waited for a lock behind the writes before them in a batch (see
+        /// <see cref="SqlDialect.LockWaits"/>): each goes first in one of the lane's next batches,
+        /// where it may wait, holding no other write's locks. Not a failure: no attempt is counted.
+        /// </summary>
+        public readonly Queue<Unit> Firsts = new();
+
+        /// <summary>True when <paramref name="unit"/> is left for a later batch (a retry or a first place).</summary>
+        public bool Defers(Unit unit) => Retries.Contains(unit) || Firsts.Contains(unit);
     }
 
     private readonly Lock _failureRateLock = new();
@@ -204,8 +218,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         {
             // Ends when the queue is closed (the database disposed) and empty: what was queued is
             // written; a unit still waiting to be retried then fails as the database is closed.
-            while (await reader.WaitToReadAsync())
+            while (lane.Firsts.Count > 0 || await reader.WaitToReadAsync())
             {
+                if (lane.Firsts.TryDequeue(out var first)) batch.Add(first);
                 while (batch.Count < MaxBatch && reader.TryRead(out var unit)) batch.Add(unit);
                 if (batch.Count == 0) continue;
                 try
@@ -215,7 +230,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                 catch (CommitOutcomeUnknown unknown)
                 {
                     await ResetConnectionAsync(lane);
-                    foreach (var unit in batch.Where(u => !lane.Retries.Contains(u))) unit.Fail(unknown.InnerException!);
+                    foreach (var unit in batch.Where(u => !lane.Defers(u))) unit.Fail(unknown.InnerException!);
                 }
                 catch (Exception)
                 {
@@ -223,7 +238,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                     // unit not answered yet (a refused one was, and wrote nothing) alone, so a unit
                     // that can commit does, and each of the others gets its own error.
                     await ResetConnectionAsync(lane);
-                    foreach (var unit in batch.Where(u => !u.IsAnswered && !lane.Retries.Contains(u)).ToList())
+                    foreach (var unit in batch.Where(u => !u.IsAnswered && !lane.Defers(u)).ToList())
                     {
                         try { await RunBatchAsync(lane, [unit]); }
                         catch (Exception single)
@@ -242,6 +257,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         {
             var closed = Closed();
             foreach (var unit in batch) unit.Fail(closed);
+            while (lane.Firsts.TryDequeue(out var first)) first.Fail(closed);
             while (reader.TryRead(out var left)) left.Fail(closed);
             await ResetConnectionAsync(lane);
         }
@@ -292,6 +308,15 @@ internal sealed class GroupCommit : IAsyncDisposable
         // it leaves it where it was, which is where the next unit starts.
         var savepoints = careful && batch.Count > 1;
         var moveSavepoint = savepoints;
+        // Once a unit has run, the units after it do not wait for locks (the dialect's LockWaits):
+        // a unit that would is deferred to go first in a later batch. So a batch never waits holding
+        // another unit's locks, and two batches (of two lanes, two servers) cannot deadlock: of the
+        // transactions waiting, each holds only the locks of the one write it is running, taken in
+        // the global order. Without it, two lanes whose later writes wanted each other's wallets
+        // waited until PostgreSQL's deadlock detection (deadlock_timeout, 1 s) failed one of them, and
+        // a write stuck behind a busy row held up every write of its batch.
+        var lockWaits = _database.Dialect.LockWaits;
+        var waitsRefused = false;
         var done = new List<Unit>(batch.Count);
         // Units refused (or failed) in a careful batch, answered only once it commits: a refusal may
         // rest on the writes of the units before it, which a batch that then fails rolls back.
@@ -303,11 +328,15 @@ internal sealed class GroupCommit : IAsyncDisposable
                 unit.Fail(new OperationCanceledException(unit.Cancellation));
                 continue;
             }
+            // Outside the savepoint, so that rolling back to it does not undo it; in its round trip when there is one.
+            var refuseWaits = lockWaits is not null && done.Count > 0 && !waitsRefused ? lockWaits.Value.Refuse + "; " : "";
+            waitsRefused |= refuseWaits.Length > 0;
             if (moveSavepoint)
             {
-                await ExecuteAsync(connection, transaction, done.Count == 0 ? "SAVEPOINT unit" : "RELEASE SAVEPOINT unit; SAVEPOINT unit");
+                await ExecuteAsync(connection, transaction, done.Count == 0 ? "SAVEPOINT unit" : $"RELEASE SAVEPOINT unit; {refuseWaits}SAVEPOINT unit");
                 moveSavepoint = false;
             }
+            else if (refuseWaits.Length > 0) await ExecuteAsync(connection, transaction, refuseWaits);
             try
             {
                 await unit.RunAsync(connection, transaction);
@@ -318,6 +347,14 @@ internal sealed class GroupCommit : IAsyncDisposable
             {
                 if (savepoints) await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT unit");
                 else await transaction.RollbackAsync(CancellationToken.None);
+                if (waitsRefused && _database.Dialect.IsLockWaitRefused(ex))
+                {
+                    // It would have waited behind the units before it: it goes first in a later batch.
+                    lane.Firsts.Enqueue(unit);
+                    _deferred?.Add(1);
+                    if (savepoints) continue;
+                    return [.. batch.Where(u => u != unit && !u.IsAnswered)];
+                }
                 if (!savepoints && done.Count > 0) return [.. batch.Where(u => !u.IsAnswered)];
                 if (unit.Attempt < MaxAttempts && _database.Dialect.IsTransient(ex)) lane.Retries.Add(unit);
                 else if (savepoints) refused.Add((unit, ex));
@@ -332,7 +369,8 @@ internal sealed class GroupCommit : IAsyncDisposable
         // What the units left for the end of the transaction (their outbox rows), written together.
         try
         {
-            await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect);
+            await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect,
+                first: waitsRefused ? lockWaits!.Value.Allow : null);
         }
         catch (Exception ex) when (_database.Dialect.IsTransient(ex) && !IsBroken(connection))
         {

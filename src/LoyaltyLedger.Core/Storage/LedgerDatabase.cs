@@ -125,7 +125,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         if (_postgres is null) throw new InvalidOperationException("Write lanes are for PostgreSQL; SQLite has its one writer.");
         if (_postgresWriters is not null) return;
         _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch,
-            LedgerTelemetry.PostgresWriterReruns);
+            LedgerTelemetry.PostgresWriterReruns, LedgerTelemetry.PostgresWriterDeferred);
     }
 
     /// <summary>

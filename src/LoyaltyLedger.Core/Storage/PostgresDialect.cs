@@ -63,6 +63,18 @@ public sealed class PostgresDialect : SqlDialect
 
     public override bool IsCommitOutcomeUnknown(Exception ex) => ex is NpgsqlException and not PostgresException;
 
+    // lock_timeout of 1 ms is the nearest PostgreSQL has to NOWAIT for every lock a statement takes
+    // (0 turns the timeout off). SET LOCAL lasts until the transaction ends; DEFAULT is the session's
+    // own value again (the server's, or one set in the connection string), not zero.
+    public override (string Refuse, string Allow)? LockWaits { get; } = ("SET LOCAL lock_timeout = '1ms'", "SET LOCAL lock_timeout TO DEFAULT");
+
+    public override bool IsLockWaitRefused(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+            if (e is PostgresException { SqlState: PostgresErrorCodes.LockNotAvailable }) return true;
+        return false;
+    }
+
     public override bool IsUniqueViolation(Exception ex, string? constraintHint = null) =>
         ex is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg
         && (constraintHint is null || (pg.ConstraintName ?? "").Contains(constraintHint, StringComparison.Ordinal));

@@ -132,6 +132,18 @@ public abstract partial class SqlDialect
     public abstract bool IsTransient(Exception ex);
 
     /// <summary>
+    /// The statement after which the rest of a write transaction does not wait for a lock but fails
+    /// at once (<see cref="IsLockWaitRefused"/>), and the one that lets it wait again; null where
+    /// writes take no locks of their own to wait for (SQLite's one writer holds the whole file). A
+    /// group-commit batch refuses waits once its first write has run, so it never waits for a lock
+    /// while it holds the locks of another write (see <see cref="GroupCommit"/>).
+    /// </summary>
+    public abstract (string Refuse, string Allow)? LockWaits { get; }
+
+    /// <summary>True when <paramref name="ex"/> (or an exception it wraps) is a lock wait refused after <see cref="LockWaits"/>.</summary>
+    public abstract bool IsLockWaitRefused(Exception ex);
+
+    /// <summary>
     /// True when a commit that threw <paramref name="ex"/> may still have taken effect: PostgreSQL's
     /// connection lost while committing. An error the database answered means it rolled back.
     /// </summary>

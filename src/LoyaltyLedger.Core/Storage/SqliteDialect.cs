@@ -37,6 +37,10 @@ public sealed class SqliteDialect : SqlDialect
     // A local file: a commit that failed did not happen (SQLite rolls the journal back on the next open).
     public override bool IsCommitOutcomeUnknown(Exception ex) => false;
 
+    public override (string Refuse, string Allow)? LockWaits => null;
+
+    public override bool IsLockWaitRefused(Exception ex) => false;
+
     public override bool IsTransient(Exception ex) =>
         ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
 

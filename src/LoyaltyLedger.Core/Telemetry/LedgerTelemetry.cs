@@ -115,6 +115,14 @@ public static class LedgerTelemetry
         "PostgreSQL group-commit transactions rolled back for a refused unit and run again with savepoints.");
 
     /// <summary>
+    /// Units of a PostgreSQL group-commit transaction that would have waited for a lock (held by
+    /// another lane, another server, any other transaction) behind the units before them, and went
+    /// first in a later transaction of their lane instead: how often lanes meet on the same rows.
+    /// </summary>
+    public static readonly Counter<long> PostgresWriterDeferred = Meter.CreateCounter<long>("ledger.postgres.writer.deferred", "{unit}",
+        "PostgreSQL group-commit units that would have waited for a lock behind others, run first in a later transaction instead.");
+
+    /// <summary>
     /// Time reads waited for one of PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>), summed
     /// over the reads: its rate is how many reads were waiting, on average.
     /// </summary>

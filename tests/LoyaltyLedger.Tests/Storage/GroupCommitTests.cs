@@ -27,7 +27,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     /// <summary>An error of this database that retrying the unit may get past (a deadlock, a busy file).</summary>
     protected abstract Exception TransientConflict();
 
-    private Task<T> WriteAsync<T>(Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>> unit, CancellationToken ct) =>
+    protected Task<T> WriteAsync<T>(Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>> unit, CancellationToken ct) =>
         Writer.WriteAndLocateAsync(unit, ct).ContinueWith(t => t.GetAwaiter().GetResult().Result, TaskScheduler.Default);
 
     public async ValueTask DisposeAsync()
@@ -572,8 +572,26 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         (await NamesAsync(scope)).ShouldBe(["after", "before", "blocker", "conflicted"]);
     }
 
+    /// <summary>The SQLSTATE of every database error <paramref name="work"/> meets, recorded, then thrown on.</summary>
+    private static async Task<T> Recording<T>(System.Collections.Concurrent.ConcurrentBag<string> errors, Func<Task<T>> work)
+    {
+        try { return await work(); }
+        catch (Npgsql.PostgresException ex)
+        {
+            errors.Add(ex.SqlState);
+            throw;
+        }
+    }
+
+    private Task<int> AddToAsync(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, long scope, string name, int by) =>
+        c.ExecuteAsync("UPDATE id_counters SET last_value = last_value + @by WHERE org_id = @scope AND name = @name", new { scope, name, by }, tx);
+
+    private Task<List<long>> ValuesAsync(long scope, params string[] names) =>
+        db.Database.ReadAsync(async c => (await c.QueryAsync<long>(
+            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = ANY(@names) ORDER BY name", new { scope, names })).ToList(), CancellationToken.None);
+
     [Fact]
-    public async Task a_deadlock_between_two_lanes_rolls_one_write_back_to_its_savepoint_and_every_write_commits_once()
+    public async Task two_lanes_whose_later_writes_want_each_others_rows_do_not_deadlock_and_every_write_commits_once()
     {
         await using var writer = db.OpenSecondInstance();
         writer.UseWriteLanes(lanes: 2, maxBatch: 2);
@@ -582,8 +600,11 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
             writer.WriteAndLocateAsync(unit, CancellationToken.None).ContinueWith(t => t.GetAwaiter().GetResult().Result, TaskScheduler.Default);
         await Write(async (c, tx) => { await InsertAsync(c, tx, scope, "x", 0); await InsertAsync(c, tx, scope, "y", 0); return 0; });
 
-        // Both lanes held by a blocker each, so that the four writes queue and go two by two: [n1, p]
-        // to the first lane, [n2, q] to the second. p locks x then wants y; q locks y then wants x.
+        // Both lanes held by a blocker each, so that the four writes queue and go two by two: [a, b]
+        // to the first lane, [c, d] to the second. Each write takes one row, as a posting takes its
+        // wallets in the global order; it is the batches that cross: a holds x and c holds y (each
+        // waits until the other does), then b wants y and d wants x. Batches that waited for locks
+        // behind their first write deadlocked here until PostgreSQL's detection failed one (1 s).
         var releases = new[] { new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
         var blockers = new List<Task<int>>();
         foreach (var release in releases)
@@ -592,43 +613,80 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
             blockers.Add(Write(async (c, tx) => { started.TrySetResult(); await release.Task; return 0; }));
             await started.Task.WaitAsync(Bound);
         }
-        var pHasX = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var qHasY = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var attempts = 0;
-        Task<int> Add(System.Data.Common.DbConnection c, System.Data.Common.DbTransaction tx, string name, int by) =>
-            c.ExecuteAsync("UPDATE id_counters SET last_value = last_value + @by WHERE org_id = @scope AND name = @name", new { scope, name, by }, tx);
-        // Adds to one row, says so, waits until the other write holds the other row, then adds to it.
-        Task<int> Crossing(string first, string second, int by, TaskCompletionSource holdsFirst, TaskCompletionSource otherHoldsSecond) =>
-            Write(async (c, tx) =>
+        var aHasX = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var cHasY = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var runs = new int[4];
+        Task<int> Taking(int index, string row, int by, TaskCompletionSource? holds = null, TaskCompletionSource? thenWaitFor = null) =>
+            Write((c, tx) => Recording(errors, async () =>
             {
-                Interlocked.Increment(ref attempts);
-                await Add(c, tx, first, by);
-                holdsFirst.TrySetResult();
-                await otherHoldsSecond.Task;
-                return await Add(c, tx, second, by);
-            });
-        var n1 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n1"); return 0; });
-        var p = Crossing("x", "y", 1, pHasX, qHasY);
-        var n2 = Write(async (c, tx) => { await InsertAsync(c, tx, scope, "n2"); return 0; });
-        var q = Crossing("y", "x", 2, qHasY, pHasX);
+                Interlocked.Increment(ref runs[index]);
+                var added = await AddToAsync(c, tx, scope, row, by);
+                holds?.TrySetResult();
+                if (thenWaitFor is not null) await thenWaitFor.Task;
+                return added;
+            }));
+        var a = Taking(0, "x", 1, aHasX, cHasY);
+        var b = Taking(1, "y", 10);
+        var c = Taking(2, "y", 100, cHasY, aHasX);
+        var d = Taking(3, "x", 1000);
         try
         {
             releases[0].SetResult();
-            await pHasX.Task.WaitAsync(Bound);
+            await aHasX.Task.WaitAsync(Bound);
             releases[1].SetResult();
             // Bounded: a write that is never answered fails the test instead of hanging the run.
-            await Task.WhenAll(blockers.Concat([n1, p, n2, q])).WaitAsync(Bound);
+            await Task.WhenAll(blockers.Concat([a, b, c, d])).WaitAsync(Bound);
         }
         finally
         {
             // Whatever happened, nothing the lanes run is left waiting, so the writer can be disposed.
-            foreach (var gate in releases.Append(pHasX).Append(qHasY)) gate.TrySetResult();
+            foreach (var gate in releases.Append(aHasX).Append(cHasY)) gate.TrySetResult();
         }
 
-        // PostgreSQL broke the deadlock by failing one of the two; it was run again and committed once.
-        attempts.ShouldBe(3);
-        (await NamesAsync(scope)).ShouldBe(["n1", "n2", "x", "y"]);
-        (await db.Database.ReadAsync(c => c.QueryAsync<long>(
-            "SELECT last_value FROM id_counters WHERE org_id = @scope AND name IN ('x', 'y') ORDER BY name", new { scope }), CancellationToken.None)).ShouldBe([3L, 3L]);
+        // Nobody deadlocked: a later write that met the other lane's row went first in a later batch
+        // of its lane, where it waited; a and c ran again with their lanes' batches rolled back.
+        errors.ShouldNotContain("40P01");
+        errors.ShouldContain("55P03");
+        (runs[1] + runs[3]).ShouldBeGreaterThan(2);
+        (await ValuesAsync(scope, "x", "y")).ShouldBe([1001L, 110L]);
+    }
+
+    [Fact]
+    public async Task a_write_that_would_wait_for_a_row_held_elsewhere_does_not_hold_up_the_writes_before_it_in_its_batch()
+    {
+        var scope = NewScope();
+        await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "busy", 0); return 0; }, CancellationToken.None);
+        // Another transaction (another server, an operator's session) holds the row until released.
+        await using var other = await db.Database.OpenAsync(CancellationToken.None);
+        await using var holding = await other.BeginTransactionAsync();
+        await other.ExecuteAsync("SELECT 1 FROM id_counters WHERE org_id = @scope AND name = 'busy' FOR UPDATE", new { scope }, holding);
+
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var waiterRuns = 0;
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>>
+        {
+            async (c, tx) => { await InsertAsync(c, tx, scope, "before"); return 0; },
+            (c, tx) => Recording(errors, async () =>
+            {
+                Interlocked.Increment(ref waiterRuns);
+                return await AddToAsync(c, tx, scope, "busy", 5);
+            }),
+            async (c, tx) => { await InsertAsync(c, tx, scope, "after"); return 2; },
+        };
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        // The writes around it commit while the row is still held: they do not wait for it.
+        (await tasks[0]).ShouldBe(0);
+        (await tasks[2]).ShouldBe(2);
+        tasks[1].IsCompleted.ShouldBeFalse();
+        errors.ShouldBe(["55P03"]);
+        (await NamesAsync(scope)).ShouldBe(["after", "before", "blocker", "busy"]);
+
+        // Once released, it commits, once: it went first in a later batch, where it could wait.
+        await holding.CommitAsync();
+        (await tasks[1]).ShouldBe(1);
+        waiterRuns.ShouldBe(2);
+        (await ValuesAsync(scope, "busy")).ShouldBe([5L]);
     }
 }
