@@ -380,9 +380,9 @@ public sealed class Posting
     /// The upsert locks the owner's counter row until commit. Every posting has already locked the
     /// owner's wallets by then (a new customer's registration excepted, which nobody else can
     /// touch yet), so within a posting counter locks always follow wallet locks. Postings that share
-    /// a transaction (group commit) hold the locks of those before them, in no global order: two such
-    /// transactions can deadlock, and the database's deadlock detection fails one posting's
-    /// statement, which is rolled back to its savepoint and run again (Storage/GroupCommit.cs).
+    /// a transaction (group commit) hold the locks of those before them, in no global order, so a
+    /// posting after the first in such a transaction does not wait for a lock: it goes first in a
+    /// later transaction instead, and two such transactions cannot deadlock (Storage/GroupCommit.cs).
     /// </remarks>
     private int AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds, bool returnLatest = false) =>
         (returnLatest ? (Func<string, object?, int>)batch.Query : batch.Execute)(

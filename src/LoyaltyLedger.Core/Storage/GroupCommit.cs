@@ -30,7 +30,7 @@ namespace LoyaltyLedger.Storage;
 /// may rest on the writes before it. A batch runs without savepoints while failures
 /// are rare, because on PostgreSQL each is a round trip per unit; when they are frequent enough that
 /// running batches again would cost more, it sets them from the start (<see cref="Careful"/>). A unit
-/// that meets a transient conflict (a deadlock with another lane or another process) is rolled back
+/// that meets a transient conflict (a serialization failure, a busy file) is rolled back
 /// the same way (after others in a batch without savepoints, first run again with them), and queued
 /// again once its batch is settled (never also run alone with a batch that
 /// failed), after a short wait, up to <see cref="MaxAttempts"/> times. The others are answered after the commit, so nothing is
@@ -44,7 +44,9 @@ namespace LoyaltyLedger.Storage;
 /// <para>Writers in other processes (a CLI command on the same file, another server on the same
 /// PostgreSQL) still write as before: on SQLite the writer's BEGIN IMMEDIATE waits for them through
 /// the busy timeout; on PostgreSQL row locks keep them apart, wallets locked in one global order
-/// within each posting.</para>
+/// within each posting. Once a batch's first unit has run, the units after it do not wait for locks
+/// (<see cref="SqlDialect.LockWaits"/>): one that would goes first in a later batch of its lane, so a
+/// batch never waits while it holds another unit's locks, and batches cannot deadlock.</para>
 /// </remarks>
 internal sealed class GroupCommit : IAsyncDisposable
 {
