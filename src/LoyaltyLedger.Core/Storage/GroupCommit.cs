@@ -197,18 +197,20 @@ internal sealed class GroupCommit : IAsyncDisposable
 
     /// <summary>
     /// Whether a batch of <paramref name="units"/> should set a savepoint for each unit from the
-    /// start. Savepoints cost one round trip a unit. Without them, a failure costs running again, on
-    /// average, half the batch, each unit about five round trips (a bill's own): a batch of n units
-    /// with a failure rate r expects to lose n·r·(n/2)·5 round trips, against n with savepoints. At
-    /// the write benchmark's rate on a fresh seed (0.3%) that keeps every batch of up to 64 without
-    /// them; at 4% (once its redemptions have drained balances), those of up to 10.
+    /// start. Without them, a failure costs running again, on average, half the batch: a batch of n
+    /// units with a failure rate r expects to run n·r·(n/2) units again, each costing c savepoints
+    /// (<see cref="SqlDialect.UnitCostInSavepoints"/>), against n savepoints. On PostgreSQL a savepoint
+    /// is a round trip and a unit about five (a bill's own): at the write benchmark's rate on a fresh
+    /// seed (0.3%) every batch of up to 64 goes without them; at 4% (once its redemptions have drained
+    /// balances), those of up to 10. On SQLite, in process, a unit costs a hundred or more: at 0.3%,
+    /// batches of 7 or more set them, and at 4% every batch.
     /// </summary>
     private bool Careful(int units)
     {
         if (units <= 1) return false;
         double rate;
         lock (_failureRateLock) rate = _failureRate;
-        return 2.5 * units * rate > 1;
+        return units * rate * _database.Dialect.UnitCostInSavepoints / 2 > 1;
     }
 
     private async Task RunLaneAsync()

@@ -68,6 +68,9 @@ public sealed class PostgresDialect : SqlDialect
     // own value again (the server's, or one set in the connection string), not zero.
     public override (string Refuse, string Allow)? LockWaits { get; } = ("SET LOCAL lock_timeout = '1ms'", "SET LOCAL lock_timeout TO DEFAULT");
 
+    // A savepoint is a round trip of its own; a unit, a bill's five.
+    public override double UnitCostInSavepoints => 5;
+
     public override bool IsLockWaitRefused(Exception ex)
     {
         for (Exception? e = ex; e is not null; e = e.InnerException)

@@ -140,6 +140,13 @@ public abstract partial class SqlDialect
     /// </summary>
     public abstract (string Refuse, string Allow)? LockWaits { get; }
 
+    /// <summary>
+    /// What running a unit of a group-commit batch again costs, counted in savepoints (a savepoint
+    /// set, or moved past a unit that succeeded): how <see cref="GroupCommit"/> weighs setting a
+    /// savepoint for every unit of a batch against running part of the batch again after a failure.
+    /// </summary>
+    public abstract double UnitCostInSavepoints { get; }
+
     /// <summary>True when <paramref name="ex"/> (or an exception it wraps) is a lock wait refused after <see cref="LockWaits"/>.</summary>
     public abstract bool IsLockWaitRefused(Exception ex);
 

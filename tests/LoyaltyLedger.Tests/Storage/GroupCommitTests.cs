@@ -294,14 +294,38 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     }
 
     /// <summary>Forty refusals: a failure rate of about 15% (a moving average over 256 units), at which a batch of eight takes savepoints.</summary>
-    private async Task RaiseTheFailureRateAsync(long scope)
+    private async Task RaiseTheFailureRateAsync(long scope, int refusals = 40)
     {
-        var refusals = Enumerable.Range(0, 40).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        var refused = Enumerable.Range(0, refusals).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
         {
             await InsertAsync(c, tx, scope, $"refused-{i:D2}");
             throw new LedgerException(ErrorCodes.InsufficientBalance, "refused", 422);
         })).ToList();
-        foreach (var task in await RunBehindABlockerAsync(NewScope(), refusals)) await Should.ThrowAsync<LedgerException>(task);
+        foreach (var task in await RunBehindABlockerAsync(NewScope(), refused)) await Should.ThrowAsync<LedgerException>(task);
+    }
+
+    /// <summary>
+    /// How many times each of eight units runs when the fourth is refused, at a failure rate of one in
+    /// 256: what a savepoint costs against running a unit again decides it (<see cref="SqlDialect.UnitCostInSavepoints"/>).
+    /// </summary>
+    protected abstract int[] RunsWhereRefusalsAreRare { get; }
+
+    [Fact]
+    public async Task where_refusals_are_rare_a_batch_takes_savepoints_only_where_they_cost_less_than_running_units_again()
+    {
+        var scope = NewScope();
+        await RaiseTheFailureRateAsync(NewScope(), refusals: 1);
+        var runs = new int[8];
+
+        var tasks = await RunBehindABlockerAsync(scope, CountedUnits(scope, "unit", runs, refused: 3));
+
+        for (var i = 0; i < tasks.Length; i++)
+        {
+            if (i == 3) await Should.ThrowAsync<LedgerException>(tasks[i]);
+            else (await tasks[i]).ShouldBe(i);
+        }
+        runs.ShouldBe(RunsWhereRefusalsAreRare);
+        (await NamesAsync(scope)).ShouldBe(["blocker", "unit-0", "unit-1", "unit-2", "unit-4", "unit-5", "unit-6", "unit-7"]);
     }
 
     [Fact]
@@ -496,6 +520,9 @@ public sealed class GroupCommitTestsOnSqlite(SqliteDatabase db) : GroupCommitTes
     protected override LedgerDatabase OpenWriter(DatabaseFixture fixture) => fixture.OpenSecondInstance();
 
     protected override Exception TransientConflict() => new Microsoft.Data.Sqlite.SqliteException("database is locked", 5);
+
+    // In process a savepoint costs microseconds and a unit about a millisecond: savepoints, nobody runs twice.
+    protected override int[] RunsWhereRefusalsAreRare => [1, 1, 1, 1, 1, 1, 1, 1];
 }
 
 public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommitTests(db), IClassFixture<PostgresDatabase>
@@ -508,6 +535,9 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     }
 
     protected override Exception TransientConflict() => new Npgsql.PostgresException("deadlock detected", "ERROR", "ERROR", "40P01");
+
+    // A savepoint is a round trip: none, and the units before the refusal run again.
+    protected override int[] RunsWhereRefusalsAreRare => [2, 2, 2, 2, 1, 1, 1, 1];
 
     [Fact]
     public async Task the_units_queued_behind_a_blocker_commit_in_one_transaction_and_each_answers_the_position_of_its_commit()
