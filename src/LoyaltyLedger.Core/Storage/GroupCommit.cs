@@ -45,8 +45,9 @@ namespace LoyaltyLedger.Storage;
 /// PostgreSQL) still write as before: on SQLite the writer's BEGIN IMMEDIATE waits for them through
 /// the busy timeout; on PostgreSQL row locks keep them apart, wallets locked in one global order
 /// within each posting. Once a batch's first unit has run, the units after it do not wait for locks
-/// (<see cref="SqlDialect.LockWaits"/>): one that would goes first in a later batch of its lane, so a
-/// batch never waits while it holds another unit's locks, and batches cannot deadlock.</para>
+/// (<see cref="SqlDialect.LockWaits"/>): one that would opens the lane's next batch, so a batch
+/// waits holding another unit's locks only at its end, for the outbox positions' lock (whose holder
+/// waits for nothing), and batches cannot deadlock over wallets.</para>
 /// </remarks>
 internal sealed class GroupCommit : IAsyncDisposable
 {
@@ -175,8 +176,11 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         /// <summary>
         /// Units that would have waited for a lock behind the writes before them in a batch (see
-        /// <see cref="SqlDialect.LockWaits"/>): each goes first in one of the lane's next batches,
-        /// where it may wait, holding no other write's locks. Not a failure: no attempt is counted.
+        /// <see cref="SqlDialect.LockWaits"/>): they open the lane's next batch, the first of them
+        /// first, where it may wait, holding no other write's locks; those after it wait for nothing
+        /// again, and one whose lock is still held elsewhere is deferred once more. So each batch
+        /// settles at least one of them, and all of them are tried in it. Not a failure: no attempt
+        /// is counted.
         /// </summary>
         public readonly Queue<Unit> Firsts = new();
 
@@ -224,7 +228,7 @@ internal sealed class GroupCommit : IAsyncDisposable
             // written; a unit still waiting to be retried then fails as the database is closed.
             while (lane.Firsts.Count > 0 || await reader.WaitToReadAsync())
             {
-                if (lane.Firsts.TryDequeue(out var first)) batch.Add(first);
+                while (batch.Count < MaxBatch && lane.Firsts.TryDequeue(out var first)) batch.Add(first);
                 while (batch.Count < MaxBatch && reader.TryRead(out var unit)) batch.Add(unit);
                 if (batch.Count == 0) continue;
                 try
@@ -313,10 +317,11 @@ internal sealed class GroupCommit : IAsyncDisposable
         var savepoints = careful && batch.Count > 1;
         var moveSavepoint = savepoints;
         // Once a unit has run, the units after it do not wait for locks (the dialect's LockWaits):
-        // a unit that would is deferred to go first in a later batch. So a batch never waits holding
-        // another unit's locks, and two batches (of two lanes, two servers) cannot deadlock: of the
-        // transactions waiting, each holds only the locks of the one write it is running, taken in
-        // the global order. Without it, two lanes whose later writes wanted each other's wallets
+        // a unit that would is deferred to open the lane's next batch. So a batch waits holding
+        // another unit's locks only at its end, for the outbox positions' lock, whose holder waits for
+        // nothing once it has it, and two batches (of two lanes, two servers) cannot deadlock over
+        // wallets: of the transactions waiting for one, each holds only the locks of the one write it
+        // is running, taken in the global order. Without it, two lanes whose later writes wanted each other's wallets
         // waited until PostgreSQL's deadlock detection (deadlock_timeout, 1 s) failed one of them, and
         // a write stuck behind a busy row held up every write of its batch.
         var lockWaits = _database.Dialect.LockWaits;

@@ -109,7 +109,8 @@ public static class LedgerTelemetry
 
     /// <summary>
     /// PostgreSQL group-commit transactions without savepoints rolled back because a unit in them was
-    /// refused or failed, whose units then ran again in a transaction with a savepoint for each.
+    /// refused, failed or deferred (it would have waited for a lock), whose other units then ran again
+    /// in a transaction with a savepoint for each.
     /// </summary>
     public static readonly Counter<long> PostgresWriterReruns = Meter.CreateCounter<long>("ledger.postgres.writer.reruns", "{transaction}",
         "PostgreSQL group-commit transactions rolled back for a refused unit and run again with savepoints.");

@@ -294,7 +294,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
     }
 
     /// <summary>Forty refusals: a failure rate of about 15% (a moving average over 256 units), at which a batch of eight takes savepoints.</summary>
-    private async Task RaiseTheFailureRateAsync(long scope, int refusals = 40)
+    protected async Task RaiseTheFailureRateAsync(long scope, int refusals = 40)
     {
         var refused = Enumerable.Range(0, refusals).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
         {
@@ -718,5 +718,100 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         (await tasks[1]).ShouldBe(1);
         waiterRuns.ShouldBe(2);
         (await ValuesAsync(scope, "busy")).ShouldBe([5L]);
+    }
+
+    [Fact]
+    public async Task in_a_batch_with_savepoints_a_deferred_write_is_rolled_back_to_its_own_and_the_writes_after_it_still_do_not_wait()
+    {
+        var scope = NewScope();
+        await WriteAsync(async (c, tx) => { await InsertAsync(c, tx, scope, "busy", 0); return 0; }, CancellationToken.None);
+        // At this failure rate a batch of four takes a savepoint for each write.
+        await RaiseTheFailureRateAsync(NewScope());
+        await using var other = await db.Database.OpenAsync(CancellationToken.None);
+        await using var holding = await other.BeginTransactionAsync();
+        await other.ExecuteAsync("SELECT 1 FROM id_counters WHERE org_id = @scope AND name = 'busy' FOR UPDATE", new { scope }, holding);
+
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var runs = new int[2];
+        Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>> Waiter(int index, int by) => (c, tx) => Recording(errors, async () =>
+        {
+            Interlocked.Increment(ref runs[index]);
+            return await AddToAsync(c, tx, scope, "busy", by);
+        });
+        var units = new List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>>
+        {
+            async (c, tx) => { await InsertAsync(c, tx, scope, "before"); return 0; },
+            Waiter(0, 5),
+            Waiter(1, 7),
+            async (c, tx) => { await InsertAsync(c, tx, scope, "after"); return 3; },
+        };
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await tasks[0]).ShouldBe(0);
+        (await tasks[3]).ShouldBe(3);
+        // The second waiter was refused too: rolling the first back to its savepoint did not undo
+        // the refusal of waits, which was set outside it.
+        errors.ShouldBe(["55P03", "55P03"]);
+        // The first may be waiting for the row already, opening the next batch; the second, behind it, is not.
+        runs[1].ShouldBe(1);
+        (await NamesAsync(scope)).ShouldBe(["after", "before", "blocker", "busy"]);
+
+        // Released: both open the next batch, the first waiting for the row, and commit once each.
+        await holding.CommitAsync();
+        (await tasks[1]).ShouldBe(1);
+        (await tasks[2]).ShouldBe(1);
+        runs.ShouldBe([2, 2]);
+        (await ValuesAsync(scope, "busy")).ShouldBe([12L]);
+    }
+
+    /// <summary>A tail that takes an advisory lock until the commit, as the outbox positions' does, then writes its items' rows.</summary>
+    private sealed class LockingTail(long scope, long key) : ICommitTail
+    {
+        public bool HoldsLockUntilCommit => true;
+
+        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
+        {
+            dialect.AddTransactionLock(batch, key);
+            foreach (var name in items.Cast<string>())
+                batch.Execute("INSERT INTO id_counters (org_id, name, last_value) VALUES (@scope, @name, 1)", new { scope, name });
+        }
+    }
+
+    [Fact]
+    public async Task the_end_of_a_batch_waits_for_a_lock_held_elsewhere_and_runs_nothing_again()
+    {
+        var scope = NewScope();
+        var key = Random.Shared.NextInt64(1, int.MaxValue);
+        await using var other = await db.Database.OpenAsync(CancellationToken.None);
+        await using var holding = await other.BeginTransactionAsync();
+        await other.ExecuteAsync("SELECT pg_advisory_xact_lock(@key)", new { key }, holding);
+
+        var tail = new LockingTail(scope, key);
+        var runs = new int[2];
+        var units = Enumerable.Range(0, 2).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs[i]);
+            await InsertAsync(c, tx, scope, $"unit-{i}");
+            CommitHooks.AtTail(tx, tail, $"tail-{i}").ShouldBeTrue();
+            return i;
+        })).ToList();
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        // The batch's end waits for the lock (the second write refused waits; its end allows them again).
+        var waiting = false;
+        for (var tries = 0; tries < 200 && !waiting; tries++)
+        {
+            waiting = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid::bigint = @key)", new { key }),
+                CancellationToken.None);
+            if (!waiting) await Task.Delay(50);
+        }
+        await holding.CommitAsync();
+
+        waiting.ShouldBeTrue();
+        (await tasks[0]).ShouldBe(0);
+        (await tasks[1]).ShouldBe(1);
+        runs.ShouldBe([1, 1]);
+        (await NamesAsync(scope)).ShouldBe(["blocker", "tail-0", "tail-1", "unit-0", "unit-1"]);
     }
 }
