@@ -405,6 +405,16 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
             .ShouldBe(["key-0", "key-1", "key-3"]);
     }
 
+    /// <summary>As many units as <paramref name="runs"/> has places: each counts its runs, writes its row and leaves one for <paramref name="tail"/>.</summary>
+    protected static List<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>> TailUnits(long scope, ICommitTail tail, int[] runs) =>
+        [.. Enumerable.Range(0, runs.Length).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs[i]);
+            await InsertAsync(c, tx, scope, $"unit-{i}");
+            CommitHooks.AtTail(tx, tail, $"tail-{i}").ShouldBeTrue();
+            return i;
+        }))];
+
     /// <summary>A tail that inserts its items as rows, after failing its first <paramref name="conflicts"/> writes with <paramref name="conflict"/>.</summary>
     private sealed class NamedRowsTail(long scope, Exception conflict, int conflicts) : ICommitTail
     {
@@ -425,13 +435,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         // Twice: a unit that ran alone after the first failure would get the second as its error.
         var tail = new NamedRowsTail(scope, TransientConflict(), conflicts: 2);
         var runs = new int[4];
-        var units = Enumerable.Range(0, 4).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
-        {
-            Interlocked.Increment(ref runs[i]);
-            await InsertAsync(c, tx, scope, $"unit-{i}");
-            CommitHooks.AtTail(tx, tail, $"tail-{i}").ShouldBeTrue();
-            return i;
-        })).ToList();
+        var units = TailUnits(scope, tail, runs);
 
         var tasks = await RunBehindABlockerAsync(scope, units);
 
@@ -788,13 +792,7 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
 
         var tail = new LockingTail(scope, key);
         var runs = new int[2];
-        var units = Enumerable.Range(0, 2).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
-        {
-            Interlocked.Increment(ref runs[i]);
-            await InsertAsync(c, tx, scope, $"unit-{i}");
-            CommitHooks.AtTail(tx, tail, $"tail-{i}").ShouldBeTrue();
-            return i;
-        })).ToList();
+        var units = TailUnits(scope, tail, runs);
         var tasks = await RunBehindABlockerAsync(scope, units);
 
         // The batch's end waits for the lock (the second write refused waits; its end allows them again).
