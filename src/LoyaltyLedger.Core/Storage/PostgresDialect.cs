@@ -69,7 +69,7 @@ public sealed class PostgresDialect : SqlDialect
     public override (string Refuse, string Allow)? LockWaits { get; } = ("SET LOCAL lock_timeout = '1ms'", "SET LOCAL lock_timeout TO DEFAULT");
 
     // A savepoint is a round trip of its own; a unit, a bill's five.
-    public override double UnitCostInSavepoints => 5;
+    public override int UnitCostInSavepoints => 5;
 
     public override bool IsLockWaitRefused(Exception ex)
     {

@@ -145,7 +145,7 @@ public abstract partial class SqlDialect
     /// set, or moved past a unit that succeeded): how <see cref="GroupCommit"/> weighs setting a
     /// savepoint for every unit of a batch against running part of the batch again after a failure.
     /// </summary>
-    public abstract double UnitCostInSavepoints { get; }
+    public abstract int UnitCostInSavepoints { get; }
 
     /// <summary>True when <paramref name="ex"/> (or an exception it wraps) is a lock wait refused after <see cref="LockWaits"/>.</summary>
     public abstract bool IsLockWaitRefused(Exception ex);

@@ -44,7 +44,7 @@ public sealed class SqliteDialect : SqlDialect
     // In process, moving a savepoint took 2.4-8.9 µs (Microsoft.Data.Sqlite, a new command each time,
     // on a copy of the seeded file); a unit is a posting's dozens of statements, about a millisecond
     // of the one writer's time. 100 is on the cautious side of that ratio.
-    public override double UnitCostInSavepoints => 100;
+    public override int UnitCostInSavepoints => 100;
 
     public override bool IsTransient(Exception ex) =>
         ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
