@@ -128,7 +128,7 @@ public abstract partial class SqlDialect
     /// </summary>
     public abstract Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct);
 
-    /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a busy file.</summary>
+    /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a statement cancelled by the server, a busy file.</summary>
     public abstract bool IsTransient(Exception ex);
 
     /// <summary>

@@ -782,6 +782,37 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     }
 
     [Fact]
+    public async Task a_write_whose_statement_is_cancelled_by_a_cancel_request_not_its_own_is_run_again_and_commits_once()
+    {
+        var scope = NewScope();
+        var marker = $"cancel-me-{-scope}";
+        var runs = 0;
+        var write = WriteAsync(async (c, tx) =>
+        {
+            // The first run sleeps where the cancel can find it (a comment naming it in the SQL).
+            if (Interlocked.Increment(ref runs) == 1) await c.ExecuteAsync($"SELECT pg_sleep(30) /* {marker} */", transaction: tx);
+            await InsertAsync(c, tx, scope, "written");
+            return 7;
+        }, CancellationToken.None);
+
+        // An operator's pg_cancel_backend, as a cancel request meant for an earlier command on the
+        // same pooled connection would, cancels whatever the lane's backend is running.
+        var cancelled = false;
+        for (var tries = 0; tries < 200 && !cancelled; tries++)
+        {
+            cancelled = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
+                "SELECT COALESCE(bool_or(pg_cancel_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
+                new { pattern = $"%{marker}%" }), CancellationToken.None);
+            if (!cancelled) await Task.Delay(50);
+        }
+
+        cancelled.ShouldBeTrue();
+        (await write.WaitAsync(Bound)).ShouldBe(7);
+        runs.ShouldBe(2);
+        (await NamesAsync(scope)).ShouldBe(["written"]);
+    }
+
+    [Fact]
     public async Task the_end_of_a_batch_waits_for_a_lock_held_elsewhere_and_runs_nothing_again()
     {
         var scope = NewScope();
