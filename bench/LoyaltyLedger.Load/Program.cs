@@ -44,6 +44,41 @@ async Task<int> WriteAsync()
     var issued = 0L;
     var latencies = new List<double>[clients];
     var (ok, refused, failed) = (0L, 0L, 0L);
+    // One bill or redemption (two bills for each redemption: the balance keeps growing, so most
+    // redemptions pass the server's balance check and the rest are refused with 422, as at a real
+    // till); its status (0: no answer) and latency.
+    async Task<(int Status, double Milliseconds)> PostAsync(Random random, string id)
+    {
+        var customer = first + random.NextInt64(last - first + 1);
+        var (path, body) = random.Next(3) != 0
+            ? ("/v1/transactions", $$"""{"customerId":{{customer}},"billNumber":"{{id}}","amount":{{random.Next(5, 300)}}.50,"storeCode":"{{store}}"}""")
+            : ("/v1/redemptions", $$"""{"customerId":{{customer}},"points":"{{random.Next(1, 20)}}"}""");
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        request.Headers.Add("Idempotency-Key", id);
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            using var response = await http.SendAsync(request);
+            var status = (int)response.StatusCode;
+            if (!response.IsSuccessStatusCode && status != 422 && Interlocked.Read(ref failed) < 3)
+                Console.Error.WriteLine($"{path}: {status} {await response.Content.ReadAsStringAsync()}");
+            return (status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        catch (HttpRequestException ex)
+        {
+            if (Interlocked.Read(ref failed) < 3) Console.Error.WriteLine($"{path}: {ex.Message}");
+            return (0, 0);
+        }
+    }
+
+    // Warm-up, not measured: every client's connection opened at once (one each) and this process's
+    // JIT past its first compilations, so that neither lands in the figures.
+    await Task.WhenAll(Enumerable.Range(0, clients).Select(async worker =>
+    {
+        var random = new Random(-worker - 1);
+        for (var i = 0; i < 4; i++) await PostAsync(random, $"{run}-warm-{worker}-{i}");
+    }));
+
     var deadline = Stopwatch.StartNew();
     var workers = Enumerable.Range(0, clients).Select(async worker =>
     {
@@ -51,34 +86,16 @@ async Task<int> WriteAsync()
         var mine = latencies[worker] = [];
         while (deadline.Elapsed.TotalSeconds < seconds && Interlocked.Increment(ref issued) <= maxRequests)
         {
-            var customer = first + random.NextInt64(last - first + 1);
-            var n = Interlocked.Read(ref issued);
-            // Two bills for each redemption: the balance keeps growing, so most redemptions pass the
-            // server's balance check and the rest are refused with 422, as at a real till.
-            var isBill = random.Next(3) != 0;
-            var (path, body) = isBill
-                ? ("/v1/transactions", $$"""{"customerId":{{customer}},"billNumber":"{{run}}-{{worker}}-{{n}}","amount":{{random.Next(5, 300)}}.50,"storeCode":"{{store}}"}""")
-                : ("/v1/redemptions", $$"""{"customerId":{{customer}},"points":"{{random.Next(1, 20)}}"}""");
-            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-            request.Headers.Add("Idempotency-Key", $"{run}-{worker}-{n}");
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                using var response = await http.SendAsync(request);
-                mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                if (response.IsSuccessStatusCode) Interlocked.Increment(ref ok);
-                else if ((int)response.StatusCode == 422) Interlocked.Increment(ref refused);
-                else
-                {
-                    Interlocked.Increment(ref failed);
-                    if (Interlocked.Read(ref failed) <= 3) Console.Error.WriteLine($"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-                }
-            }
-            catch (HttpRequestException ex)
+            var (status, milliseconds) = await PostAsync(random, $"{run}-{worker}-{Interlocked.Read(ref issued)}");
+            if (status == 0)
             {
                 Interlocked.Increment(ref failed);
-                if (Interlocked.Read(ref failed) <= 3) Console.Error.WriteLine($"{path}: {ex.Message}");
+                continue;
             }
+            mine.Add(milliseconds);
+            if (status is >= 200 and < 300) Interlocked.Increment(ref ok);
+            else if (status == 422) Interlocked.Increment(ref refused);
+            else Interlocked.Increment(ref failed);
         }
     }).ToArray();
     await Task.WhenAll(workers);
@@ -95,8 +112,14 @@ async Task<int> ReadAsync()
     var path = options.Get("path");
     // --seconds bounds the run by time as well (whichever comes first); five minutes at most.
     var limit = options.Find("seconds") is { } seconds ? TimeSpan.FromSeconds(double.Parse(seconds, CultureInfo.InvariantCulture)) : TimeSpan.FromMinutes(5);
-    // Warm-up: connections open, the first request's JIT and the database's cache are not measured.
-    for (var i = 0; i < Math.Min(clients, 8); i++) (await http.GetAsync(path)).Dispose();
+    // Warm-up, not measured: every client's connection opened (the requests go at once, so the
+    // pool opens one connection each; one after another they would all share one, and 31 clients
+    // would connect inside the measurement), this process's JIT past its first compilations, and
+    // the database's cache.
+    await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+    {
+        for (var i = 0; i < 4; i++) (await http.GetAsync(path)).Dispose();
+    }));
     var next = 0;
     var failed = 0;
     var latencies = new List<double>[clients];
