@@ -196,12 +196,12 @@ jit_since_warm_up() { # what the JIT compiled while the figures were measured, i
 read_one() { # args: path
   # On PostgreSQL, also how many reads waited for a read slot, on average over the run (the rate of
   # ledger.postgres.read.wait): of the 32 in flight, those queued in the server, not in the database.
-  local waited out
-  waited=$(metric ledger_postgres_read_wait_seconds_total)
-  out=$(dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" | tail -n 1 || true)
-  echo "$out$(awk -v a="$waited" -v b="$(metric ledger_postgres_read_wait_seconds_total)" \
-    -v run="$(echo "$out" | sed -nE 's/.*requests=([0-9]+) .*rps=([0-9.]+).*/\1 \2/p')" \
-    'BEGIN {split(run, r, " "); if (b > a && r[2] > 0) printf " waiting_for_a_read_slot=%.1f", (b - a) / (r[1] / r[2])}')"
+  # The load generator reads the counter itself, after its warm-up, so the warm-up's waits are not in it.
+  local out
+  out=$(dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" \
+    --counter ledger_postgres_read_wait_seconds_total | tail -n 1 || true)
+  echo "$(echo "$out" | sed -E 's/ counter_delta=[0-9.eE+-]+//')$(echo "$out" | sed -nE 's/.*requests=([0-9]+) .*rps=([0-9.]+).* counter_delta=([0-9.eE+-]+).*/\1 \2 \3/p' \
+    | awk '{if ($3 > 0 && $2 > 0) printf " waiting_for_a_read_slot=%.1f", $3 / ($1 / $2)}')"
 }
 
 select_tps=""

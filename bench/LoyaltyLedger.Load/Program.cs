@@ -7,8 +7,8 @@ using System.Text;
 // on 127.0.0.1. Every loop is bounded by a duration and a request count.
 //   write --url U --key K --secret S --clients N --seconds T --customers FIRST-LAST --store CODE
 //       bills and redemptions (balance-checked by the server, each with its own Idempotency-Key)
-//   read --url U --key K --secret S --clients N --requests R --path PATH [--seconds T]
-//       GETs of one path; prints p50 and p99 latency
+//   read --url U --key K --secret S --clients N --requests R --path PATH [--seconds T] [--counter NAME]
+//       GETs of one path; prints p50 and p99 latency (and how much a server counter grew meanwhile)
 // Output: one line of key=value pairs, for the script to pick up.
 var options = Options.Parse(args);
 using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
@@ -71,14 +71,6 @@ async Task<int> WriteAsync()
         }
     }
 
-    // Warm-up, not measured: every client's connection opened at once (one each) and this process's
-    // JIT past its first compilations, so that neither lands in the figures.
-    await Task.WhenAll(Enumerable.Range(0, clients).Select(async worker =>
-    {
-        var random = new Random(-worker - 1);
-        for (var i = 0; i < 4; i++) await PostAsync(random, $"{run}-warm-{worker}-{i}");
-    }));
-
     var deadline = Stopwatch.StartNew();
     var workers = Enumerable.Range(0, clients).Select(async worker =>
     {
@@ -120,6 +112,10 @@ async Task<int> ReadAsync()
     {
         for (var i = 0; i < 4; i++) (await http.GetAsync(path)).Dispose();
     }));
+    // A server counter (e.g. ledger_postgres_read_wait_seconds_total) read from /metrics over the
+    // measured requests only, not the warm-up's.
+    var counter = options.Find("counter");
+    var counterBefore = counter is null ? 0 : await CounterAsync(counter);
     var next = 0;
     var failed = 0;
     var latencies = new List<double>[clients];
@@ -138,10 +134,27 @@ async Task<int> ReadAsync()
         }
     }).ToArray();
     await Task.WhenAll(workers);
+    var elapsed = clock.Elapsed.TotalSeconds;
+    var counterDelta = "";
+    if (counter is not null)
+    {
+        var grown = await CounterAsync(counter) - counterBefore;
+        counterDelta = string.Create(CultureInfo.InvariantCulture, $" counter_delta={grown:F4}");
+    }
     var all = latencies.SelectMany(l => l).Order().ToArray();
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"clients={clients} requests={all.Length} failed={failed} rps={all.Length / clock.Elapsed.TotalSeconds:F1} p50_ms={Percentile(all, 0.50):F1} p99_ms={Percentile(all, 0.99):F1}"));
+        $"clients={clients} requests={all.Length} failed={failed} rps={all.Length / elapsed:F1} p50_ms={Percentile(all, 0.50):F1} p99_ms={Percentile(all, 0.99):F1}{counterDelta}"));
     return failed == 0 ? 0 : 1;
+}
+
+// A counter's value in the server's Prometheus text (the last line of that name; 0 without one).
+async Task<double> CounterAsync(string name)
+{
+    var value = 0.0;
+    foreach (var line in (await http.GetStringAsync("/metrics")).Split('\n'))
+        if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && line[name.Length] is '{' or ' ')
+            value = double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+    return value;
 }
 
 static double Percentile(double[] sorted, double q) =>

@@ -365,7 +365,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                     return [.. batch.Where(u => u != unit && !u.IsAnswered)];
                 }
                 if (!savepoints && done.Count > 0) return [.. batch.Where(u => !u.IsAnswered)];
-                if (unit.Attempt < MaxAttempts && _database.Dialect.IsTransient(ex)) lane.Retries.Add(unit);
+                if (unit.Attempt < MaxAttempts && IsRetried(ex)) lane.Retries.Add(unit);
                 else if (savepoints) refused.Add((unit, ex));
                 else
                 {
@@ -381,7 +381,7 @@ internal sealed class GroupCommit : IAsyncDisposable
             await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect,
                 first: waitsRefused ? lockWaits!.Value.Allow : null);
         }
-        catch (Exception ex) when (_database.Dialect.IsTransient(ex) && !IsBroken(connection))
+        catch (Exception ex) when (IsRetried(ex) && !IsBroken(connection))
         {
             // A conflict at the end: nothing of the batch is committed, so every unit that ran goes
             // again, as one that meets a conflict in its own work does. Any other failure fails the
@@ -441,6 +441,9 @@ internal sealed class GroupCommit : IAsyncDisposable
 
     /// <summary>What a unit gets when the database is disposed before the unit could run.</summary>
     private static ObjectDisposedException Closed() => new(nameof(LedgerDatabase), "The database is closed.");
+
+    /// <summary>A unit that failed with this is rolled back and run again: a conflict, or a statement the database cancelled unasked.</summary>
+    private bool IsRetried(Exception ex) => _database.Dialect.IsTransient(ex) || _database.Dialect.IsCancelledByServer(ex);
 
     private static bool IsBroken(DbConnection connection) => connection.State != System.Data.ConnectionState.Open;
 

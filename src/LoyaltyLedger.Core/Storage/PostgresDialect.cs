@@ -58,18 +58,15 @@ public sealed class PostgresDialect : SqlDialect
         WalPosition.TryParse(await connection.ExecuteScalarAsync<string?>(new CommandDefinition(CommitPositionSql, cancellationToken: ct)),
             out var position) ? position : null;
 
-    // A statement cancelled by the server (57014) rolled its transaction back, and running it again
-    // may succeed: the cancel was not this write's own. A cancel request is sent on a connection of
-    // its own and cancels whatever the backend runs when it arrives, so one meant for an earlier
-    // command on a pooled connection (a read whose client went away) can land on the next command
-    // there, a group-commit lane's included; so does an operator's pg_cancel_backend, or a
-    // statement_timeout. A write's own cancellation token surfaces as OperationCanceledException,
-    // never as a bare PostgresException, so a caller who gave up is not retried.
     public override bool IsTransient(Exception ex) =>
-        ex is PostgresException
-        {
-            SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.QueryCanceled,
-        };
+        ex is PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected };
+
+    // A cancel request goes on a connection of its own and cancels whatever the backend runs when it
+    // arrives, so one meant for an earlier command on a pooled connection (a read whose client went
+    // away) can land on the next command there, a lane's included; so can an operator's
+    // pg_cancel_backend or a statement_timeout. A caller's own token surfaces as
+    // OperationCanceledException instead, never as a bare PostgresException.
+    public override bool IsCancelledByServer(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled };
 
     public override bool IsCommitOutcomeUnknown(Exception ex) => ex is NpgsqlException and not PostgresException;
 

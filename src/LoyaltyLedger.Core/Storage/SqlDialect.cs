@@ -128,8 +128,18 @@ public abstract partial class SqlDialect
     /// </summary>
     public abstract Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct);
 
-    /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a statement cancelled by the server, a busy file.</summary>
+    /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a busy file.</summary>
     public abstract bool IsTransient(Exception ex);
+
+    /// <summary>
+    /// True when the database cancelled a statement its caller did not cancel (PostgreSQL's 57014 as
+    /// the error itself): a cancel request meant for an earlier command on the same pooled
+    /// connection, an operator's, a statement timeout. The transaction is rolled back. A group-commit
+    /// lane runs such a write again, as after a deadlock (its writes are short, and a stray cancel
+    /// is nothing of theirs); a longer job (a tier run, renumbering) does not, so an operator's
+    /// cancel stops it.
+    /// </summary>
+    public abstract bool IsCancelledByServer(Exception ex);
 
     /// <summary>
     /// The statement after which the rest of a write transaction does not wait for a lock but fails

@@ -49,6 +49,9 @@ public sealed class SqliteDialect : SqlDialect
     public override bool IsTransient(Exception ex) =>
         ex is SqliteException { SqliteErrorCode: 5 or 6 }; // SQLITE_BUSY, SQLITE_LOCKED
 
+    // Nothing cancels a statement of this process's connections but this process.
+    public override bool IsCancelledByServer(Exception ex) => false;
+
     public override bool IsUniqueViolation(Exception ex, string? constraintHint = null) =>
         ex is SqliteException { SqliteExtendedErrorCode: 2067 or 1555 } sq // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
         && (constraintHint is null || sq.Message.Contains(constraintHint, StringComparison.Ordinal));

@@ -188,7 +188,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     /// (a lot without expiry, an event without a till) and sometimes not would not match the
     /// statement Npgsql prepared for the other case, and PostgreSQL would parse and plan it again.
     /// Under the write mix that was half of the events' inserts and a third of the lots' inserts,
-    /// with as much time planning as executing (<c>pg_stat_statements</c>, docs/performance.md).
+    /// with as much time planning as executing (<c>pg_stat_statements</c>).
     /// </summary>
     internal static void Bind(IEnumerable<(string Name, object? Value, Type? Declared)> values, Func<DbParameter> create, DbParameterCollection parameters)
     {

@@ -797,19 +797,49 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
 
         // An operator's pg_cancel_backend, as a cancel request meant for an earlier command on the
         // same pooled connection would, cancels whatever the lane's backend is running.
-        var cancelled = false;
-        for (var tries = 0; tries < 200 && !cancelled; tries++)
-        {
-            cancelled = await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
-                "SELECT COALESCE(bool_or(pg_cancel_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
-                new { pattern = $"%{marker}%" }), CancellationToken.None);
-            if (!cancelled) await Task.Delay(50);
-        }
+        var cancelled = await CancelStatementAsync(marker);
 
         cancelled.ShouldBeTrue();
         (await write.WaitAsync(Bound)).ShouldBe(7);
         runs.ShouldBe(2);
         (await NamesAsync(scope)).ShouldBe(["written"]);
+    }
+
+    [Fact]
+    public async Task a_write_outside_the_lanes_whose_statement_is_cancelled_fails_and_is_not_run_again()
+    {
+        // A long job (renumbering, a tier run) writes outside the lanes: an operator's cancel stops it.
+        var scope = NewScope();
+        var marker = $"cancel-me-{-scope}";
+        var runs = 0;
+        var write = Writer.WriteAsync(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs);
+            await c.ExecuteAsync($"SELECT pg_sleep(30) /* {marker} */", transaction: tx);
+            await InsertAsync(c, tx, scope, "written");
+            return 7;
+        }, CancellationToken.None);
+
+        (await CancelStatementAsync(marker)).ShouldBeTrue();
+        var error = await Should.ThrowAsync<Npgsql.PostgresException>(() => write.WaitAsync(Bound));
+        error.SqlState.ShouldBe("57014");
+        runs.ShouldBe(1);
+        (await NamesAsync(scope)).ShouldBeEmpty();
+    }
+
+    /// <summary>Cancels, from another session, the statement whose SQL holds <paramref name="marker"/>, once it runs.</summary>
+    private async Task<bool> CancelStatementAsync(string marker)
+    {
+        for (var tries = 0; tries < 200; tries++)
+        {
+            // The marker goes as a parameter, so this query's own text does not match.
+            if (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
+                    "SELECT COALESCE(bool_or(pg_cancel_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
+                    new { pattern = $"%{marker}%" }), CancellationToken.None))
+                return true;
+            await Task.Delay(50);
+        }
+        return false;
     }
 
     [Fact]
