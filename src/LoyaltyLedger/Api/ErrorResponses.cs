@@ -127,6 +127,11 @@ public static partial class ErrorResponses
                 return Problem(400, ErrorCodes.InvalidPoints, "A quantity is out of range.");
             case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsTransient(db) == true:
                 return Problem(503, "busy", "The ledger is busy; retry with the same Idempotency-Key.");
+            // The connection to the database lost, perhaps while committing: the write may have been
+            // committed, so this answer must not say that nothing was.
+            case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsCommitOutcomeUnknown(db) == true:
+                return Problem(500, "internal_error",
+                    "The connection to the database was lost; a write may have been committed. Retry with the same Idempotency-Key: it answers as the first time if it was.");
             default:
                 return Problem(500, "internal_error", "An unexpected error occurred; nothing was written.");
         }
