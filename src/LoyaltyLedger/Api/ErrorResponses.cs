@@ -126,7 +126,9 @@ public static partial class ErrorResponses
             case OverflowException:
                 return Problem(400, ErrorCodes.InvalidPoints, "A quantity is out of range.");
             case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsTransient(db) == true:
-                return Problem(503, "busy", "The ledger is busy; retry with the same Idempotency-Key.");
+                return Problem(503, "busy", HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
+                    ? "The ledger is busy; retry the request."
+                    : "The ledger is busy; retry with the same Idempotency-Key.");
             // The connection to the database lost, perhaps while committing: the write may have been
             // committed, so this answer must not say that nothing was.
             case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsCommitOutcomeUnknown(db) == true:

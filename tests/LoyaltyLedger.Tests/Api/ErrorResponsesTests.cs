@@ -8,10 +8,12 @@ namespace LoyaltyLedger.Tests.Api;
 /// <summary>How the errors a database throws reach a client.</summary>
 public sealed class ErrorResponsesOnPostgresTests(PostgresDatabase db) : IClassFixture<PostgresDatabase>
 {
-    private HttpContext Context() => new DefaultHttpContext
+    private HttpContext Context(string method = "POST")
     {
-        RequestServices = new ServiceCollection().AddSingleton(db.Database).BuildServiceProvider(),
-    };
+        var context = new DefaultHttpContext { RequestServices = new ServiceCollection().AddSingleton(db.Database).BuildServiceProvider() };
+        context.Request.Method = method;
+        return context;
+    }
 
     [Fact]
     public void a_connection_lost_answers_500_saying_a_write_may_have_been_committed_not_that_nothing_was()
@@ -35,7 +37,10 @@ public sealed class ErrorResponsesOnPostgresTests(PostgresDatabase db) : IClassF
 
         ErrorResponses.Classify(deadlock, Context()).ShouldSatisfyAllConditions(
             p => p.Status.ShouldBe(503),
-            p => p.Code.ShouldBe("busy"));
+            p => p.Code.ShouldBe("busy"),
+            p => p.Detail.ShouldBe("The ledger is busy; retry with the same Idempotency-Key."));
+        // A read has no Idempotency-Key to name.
+        ErrorResponses.Classify(deadlock, Context("GET")).Detail.ShouldBe("The ledger is busy; retry the request.");
         ErrorResponses.Classify(other, Context()).ShouldSatisfyAllConditions(
             p => p.Status.ShouldBe(500),
             p => p.Detail.ShouldBe("An unexpected error occurred; nothing was written."));
