@@ -125,15 +125,17 @@ public static partial class ErrorResponses
                         context.Response.Headers.Allow.ToString(), bad.StatusCode);
             case OverflowException:
                 return Problem(400, ErrorCodes.InvalidPoints, "A quantity is out of range.");
-            case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsTransient(db) == true:
-                return Problem(503, "busy", HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
-                    ? "The ledger is busy; retry the request."
-                    : "The ledger is busy; retry with the same Idempotency-Key.");
-            // The connection to the database lost, perhaps while committing: the write may have been
-            // committed, so this answer must not say that nothing was.
-            case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect.IsCommitOutcomeUnknown(db) == true:
-                return Problem(500, "internal_error",
-                    "The connection to the database was lost; a write may have been committed. Retry with the same Idempotency-Key: it answers as the first time if it was.");
+            case System.Data.Common.DbException db when context.RequestServices.GetService<LedgerDatabase>()?.Dialect is { } dialect
+                                                        && (dialect.IsTransient(db) || dialect.IsCommitOutcomeUnknown(db)):
+                // A read has no Idempotency-Key to name, and wrote nothing whatever happened.
+                var read = HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method);
+                if (dialect.IsTransient(db))
+                    return Problem(503, "busy", read ? "The ledger is busy; retry the request." : "The ledger is busy; retry with the same Idempotency-Key.");
+                // The connection lost, perhaps while committing: a write may have been committed, so
+                // this answer must not say that nothing was.
+                return Problem(500, "internal_error", read
+                    ? "The connection to the database was lost; retry the request."
+                    : "The connection to the database was lost; a write may have been committed. Retry with the same Idempotency-Key: it answers as the first time if it was.");
             default:
                 return Problem(500, "internal_error", "An unexpected error occurred; nothing was written.");
         }

@@ -27,6 +27,8 @@ public sealed class ErrorResponsesOnPostgresTests(PostgresDatabase db) : IClassF
         problem.Detail.ShouldContain("may have been committed");
         problem.Detail.ShouldContain("same Idempotency-Key");
         ErrorResponses.NamesDotNet(problem.Detail).ShouldBeFalse();
+        // A read wrote nothing and has no key to name.
+        ErrorResponses.Classify(lost, Context("GET")).Detail.ShouldBe("The connection to the database was lost; retry the request.");
     }
 
     [Fact]
