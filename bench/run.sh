@@ -3,8 +3,9 @@
 #   1. starts a throwaway PostgreSQL (scripts/postgres.sh; fsync on, synchronous_commit on),
 #   2. seeds an organization with the seed command (--quick: 50k customers / 1M events;
 #      default: 1M customers / 20M events),
-#   3. starts the real server process against it and measures, at 8 and 32 clients, write
-#      throughput over HTTP (bills and balance-checked redemptions, each with an Idempotency-Key)
+#   3. starts the real server process against it and measures with wrk (bench/wrk/*.lua), at 8 and
+#      32 clients, write throughput over HTTP (bills and balance-checked redemptions, each with an
+#      Idempotency-Key)
 #      and, on the same server in the same run, pgbench TPC-B; prints both and their ratio;
 #      and the same write mix on a second organization, seeded alike (same random seed, same
 #      history) but with tiers (bench/tier-policy.json: 3 tiers, multipliers 1, 1.5 and 2, upgrade
@@ -16,6 +17,7 @@
 #   5. repeats writes and reads on SQLite at a smaller scale,
 #   6. reports each server's peak memory (VmHWM), then stops everything and removes the data.
 # Usage: bench/run.sh [--quick] [--seconds N] [--no-tiers]   (--no-tiers: skip the tiered organization)
+# Needs wrk (Debian: apt-get install wrk).
 # Environment: LEDGER_PG_PORT (default 55437), BENCH_HTTP_PORT (default 18437: below Linux's
 # ephemeral range, 32768-60999, where an outgoing connection can already hold the port).
 set -euo pipefail
@@ -31,9 +33,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-# Reads: 2,000 requests per configuration at either scale; with fewer, the burst's start and end
-# weigh on requests/s as much as the reads do.
-read_requests=2000
+# Reads: 3 s per configuration at either scale (several thousand requests, so that the p99 is not
+# decided by the few slowest of a short burst), and at most 100,000 requests.
+read_seconds=3; read_max_requests=100000
 if [ "$quick" = 1 ]; then
   pg_customers=50000; pg_events=1000000; lite_customers=20000; lite_events=400000
 else
@@ -48,7 +50,6 @@ tiers_key=bench-tiers-key   # the tiered organization's admin key (same secret)
 tier_policy=bench/tier-policy.json
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 app=src/LoyaltyLedger/bin/Release/net10.0/LoyaltyLedger.dll
-load=bench/LoyaltyLedger.Load/bin/Release/net10.0/LoyaltyLedger.Load.dll
 work="$(mktemp -d /tmp/loyaltyledger-bench.XXXXXX)"
 server_pid=""
 
@@ -60,8 +61,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+command -v wrk >/dev/null || { echo "bench/run.sh needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
 dotnet build -c Release src/LoyaltyLedger >/dev/null
-dotnet build -c Release bench/LoyaltyLedger.Load >/dev/null
 
 start_server() { # args: storage options...
   # The per-key rate limit is lifted: the benchmark measures the ledger, not the limiter.
@@ -126,15 +127,28 @@ configure_tiers() {
   echo "   tiers on program $tiers_program of bench-tiers: $(tr -d ' \n' <"$work/tiers.json" | cut -c1-400)"
 }
 
-writes() { # args: clients [key]
+# The load generator: wrk, two threads, each connection a client that sends its next request when
+# the last is answered. It is written in C, as pgbench is, so the ledger's client takes about as
+# little of the two shared cores as the reference's does (LoyaltyLedger.Load, on .NET's HttpClient,
+# took 0.3 ms of CPU per write at 32 clients and 0.6 ms at 8, which the server and PostgreSQL lost).
+credentials() { printf '%s:%s' "$1" "$secret" | base64 -w0; }
+load_writes() { # args: clients seconds [key]; prints the line of bench/wrk/writes.lua
   # Writers use the lighter half of the customers, so concurrent postings rarely share a wallet.
+  # Each run's Idempotency-Keys start with a random run id.
+  wrk -t 2 -c "$1" -d "${2}s" --timeout 30s -s bench/wrk/writes.lua "$url" -- "$(credentials "${3:-$key}")" \
+    "$((last_customer / 2))" "$last_customer" S001 "$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" 2 2000000 | tail -n 1
+}
+load_reads() { # args: path seconds max-requests; prints the line of bench/wrk/reads.lua
+  wrk -t 2 -c 32 -d "${2}s" --timeout 30s -s bench/wrk/reads.lua "$url" -- "$(credentials "$key")" "$1" 2 "$3" | tail -n 1
+}
+
+writes() { # args: clients [key]
   # The server's own CPU per request is printed too: on a shared machine it moves far less than
   # throughput does. On SQLite, so is the one writer's utilization (ledger.sqlite.writer.busy over
   # the run's seconds): every posting goes through that writer, and near 1 it is the limit.
   local before busy out n
   before=$(cpu_ms); busy=$(metric ledger_sqlite_writer_busy_seconds_total)
-  out=$(dotnet "$load" write --url "$url" --key "${2:-$key}" --secret "$secret" --clients "$1" --seconds "$seconds" \
-    --customers "$((last_customer / 2))-$last_customer" --store S001 | tail -n 1 || true)
+  out="clients=$1 $(load_writes "$1" "$seconds" "${2:-$key}" || true)"
   n=$(echo "$out" | sed -nE 's/.* committed=([0-9]+) refused=([0-9]+).*/\1 \2/p' | awk '{print $1 + $2}')
   echo "$out server_cpu_ms_per_request=$(awk -v a="$before" -v b="$(cpu_ms)" -v n="${n:-0}" 'BEGIN {printf "%.2f", n ? (b - a) / n : 0}')$(
     awk -v a="$busy" -v b="$(metric ledger_sqlite_writer_busy_seconds_total)" -v t="$seconds" 'BEGIN {if (b > a) printf " sqlite_writer_utilization=%.2f", (b - a) / t}')"
@@ -165,22 +179,14 @@ warm_up() {
   # takes tens of seconds to reach the last methods of a read, and a short warm-up measured the
   # first read configurations half compiled.
   local round jit before
-  dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 8 --seconds 10 \
-    --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
-  if [ "$tiers" = 1 ]; then
-    dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 8 --seconds 5 \
-      --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
-  fi
+  load_writes 8 10 >/dev/null 2>&1 || true
+  if [ "$tiers" = 1 ]; then load_writes 8 5 "$tiers_key" >/dev/null 2>&1 || true; fi
   for round in $(seq 1 12); do
     before=$(metric dotnet_jit_compilation_time_seconds_total)
-    dotnet "$load" write --url "$url" --key "$key" --secret "$secret" --clients 32 --seconds 3 \
-      --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
-    if [ "$tiers" = 1 ]; then
-      dotnet "$load" write --url "$url" --key "$tiers_key" --secret "$secret" --clients 32 --seconds 2 \
-        --customers "$((last_customer / 2))-$last_customer" --store S001 >/dev/null 2>&1 || true
-    fi
+    load_writes 32 3 >/dev/null 2>&1 || true
+    if [ "$tiers" = 1 ]; then load_writes 32 2 "$tiers_key" >/dev/null 2>&1 || true; fi
     while read -r path; do
-      dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests 1500 --path "$path" </dev/null >/dev/null 2>&1 || true
+      load_reads "$path" 1 1500 </dev/null >/dev/null 2>&1 || true
     done < <(read_paths)
     jit=$(awk -v a="$before" -v b="$(metric dotnet_jit_compilation_time_seconds_total)" 'BEGIN {printf "%d", (b - a) * 1000}')
     [ "$jit" -lt 50 ] && break
@@ -194,14 +200,17 @@ jit_since_warm_up() { # what the JIT compiled while the figures were measured, i
 }
 
 read_one() { # args: path
-  # On PostgreSQL, also how many reads waited for a read slot, on average over the run (the rate of
-  # ledger.postgres.read.wait): of the 32 in flight, those queued in the server, not in the database.
-  # The load generator reads the counter itself, after its warm-up, so the warm-up's waits are not in it.
-  local out
-  out=$(dotnet "$load" read --url "$url" --key "$key" --secret "$secret" --clients 32 --requests "$read_requests" --path "$1" \
-    --counter ledger_postgres_read_wait_seconds_total | tail -n 1 || true)
-  echo "$(echo "$out" | sed -E 's/ counter_delta=[0-9.eE+-]+//')$(echo "$out" | sed -nE 's/.*requests=([0-9]+) .*rps=([0-9.]+).* counter_delta=([0-9.eE+-]+).*/\1 \2 \3/p' \
-    | awk '{if ($3 > 0 && $2 > 0) printf " waiting_for_a_read_slot=%.1f", $3 / ($1 / $2)}')"
+  # Unmeasured first: 4 requests from each client, so the database's cache and the server's code
+  # for this read are warm. On PostgreSQL, also how many reads waited for a read slot, on average
+  # over the measured run (the rate of ledger.postgres.read.wait, read from /metrics after that
+  # warm-up): of the 32 in flight, those queued in the server, not in the database.
+  local out before after
+  load_reads "$1" 1 128 >/dev/null 2>&1 || true
+  before=$(metric ledger_postgres_read_wait_seconds_total)
+  out="clients=32 $(load_reads "$1" "$read_seconds" "$read_max_requests" || true)"
+  after=$(metric ledger_postgres_read_wait_seconds_total)
+  echo "$out$(echo "$out" | sed -nE 's/.*requests=([0-9]+) .*rps=([0-9.]+).*/\1 \2/p' \
+    | awk -v grown="$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')" '{if (grown > 0 && $2 > 0) printf " waiting_for_a_read_slot=%.1f", grown / ($1 / $2)}')"
 }
 
 select_tps=""
@@ -256,7 +265,7 @@ done
 # same 32 clients on the same server.
 select_tps=$("$PGBIN/pgbench" -S -c 32 -j 2 -T "$seconds" -n -h 127.0.0.1 -p "$LEDGER_PG_PORT" -U postgres pgbench 2>/dev/null \
   | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -n 1)
-echo "== PostgreSQL reads (32 clients, $read_requests requests in all, limit 10; pgbench -S at 32 clients: $select_tps tps)"
+echo "== PostgreSQL reads (32 clients, $read_seconds s each, limit 10; pgbench -S at 32 clients: $select_tps tps)"
 reads
 echo "   JIT compilation during the measurements above: $(jit_since_warm_up) ms"
 select_tps=""
@@ -282,7 +291,7 @@ for clients in 8 32; do
     echo "   $clients clients: ratio with tiers/without = $(ratio "$(tps_of "$tiered")" "$(tps_of "$ours")")   server CPU per request with tiers/without = $(ratio "$(cpu_of "$tiered")" "$(cpu_of "$ours")")"
   fi
 done
-echo "== SQLite reads (32 clients, $read_requests requests in all, limit 10)"
+echo "== SQLite reads (32 clients, $read_seconds s each, limit 10)"
 reads
 echo "   JIT compilation during the measurements above: $(jit_since_warm_up) ms"
 stop_server
