@@ -135,10 +135,20 @@ public static class CommitHooks
     {
         if (items.Count == 0) return;
         var batch = new StatementBatch(connection, transaction, dialect);
+        AddTail(batch, items, dialect, first);
+        await batch.RunAsync(CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Adds what <see cref="WriteTailAsync"/> writes to <paramref name="batch"/> instead of running it,
+    /// for a caller that sends more in the same round trip after it (a group-commit batch's commit).
+    /// </summary>
+    internal static void AddTail(StatementBatch batch, IReadOnlyList<(ICommitTail Tail, object Item)> items, SqlDialect dialect, string? first = null)
+    {
+        if (items.Count == 0) return;
         if (first is not null) batch.Execute(first);
         foreach (var tail in items.Select(i => i.Tail).Distinct().OrderBy(t => t.HoldsLockUntilCommit))
             tail.Add(batch, dialect, [.. items.Where(i => i.Tail == tail).Select(i => i.Item)]);
-        await batch.RunAsync(CancellationToken.None);
     }
 }
 

@@ -375,17 +375,48 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (!savepoints) return batch.Count == 1 ? null : [.. batch.Where(u => u != unit && !u.IsAnswered)];
             }
         }
-        // What the units left for the end of the transaction (their outbox rows), written together.
+        // What the units left for the end of the transaction (their outbox rows), written together;
+        // on PostgreSQL the commit and the read of its position go in the same round trip
+        // (SqlDialect.CommitInBatch), where each would otherwise be a round trip of its own that every
+        // unit of the batch waits for.
+        var dialect = _database.Dialect;
+        var locate = done.Any(u => u.Locate);
+        var end = new StatementBatch(connection, transaction, dialect);
+        int? commitAt = null, positionAt = null;
+        BatchResults? ended = null;
         try
         {
-            await CommitHooks.WriteTailAsync([.. done.SelectMany(u => u.Tail)], connection, transaction, _database.Dialect,
-                first: waitsRefused ? lockWaits!.Value.Allow : null);
+            CommitHooks.AddTail(end, [.. done.SelectMany(u => u.Tail)], dialect, first: waitsRefused ? lockWaits!.Value.Allow : null);
+            if (dialect.CommitInBatch is { } inBatch)
+            {
+                commitAt = end.Execute(inBatch.Commit);
+                if (locate) positionAt = end.Query(inBatch.Position);
+            }
+            ended = await end.RunAsync(CancellationToken.None);
+        }
+        catch (DbException) when (end.FailedAt is { } failedAt && failedAt > commitAt)
+        {
+            // Committed: only the read of its position failed, and a write that committed is not
+            // failed for want of it (it is answered without a position).
+        }
+        catch (Exception ex) when (commitAt is not null && dialect.IsCommitOutcomeUnknown(ex))
+        {
+            // The connection failed in the round trip that holds the commit: nobody knows whether
+            // the commit took effect, so no unit runs again.
+            throw new CommitOutcomeUnknown(ex);
+        }
+        catch (Exception) when (end.FailedAt is { } failedAt && failedAt == commitAt)
+        {
+            // The commit itself was refused: the database has ended the transaction and kept
+            // nothing of it (there is none left to roll back). The batch failed before its commit,
+            // and its units run alone.
+            throw;
         }
         catch (Exception ex) when (IsRetried(ex) && !IsBroken(connection))
         {
-            // A conflict at the end: nothing of the batch is committed, so every unit that ran goes
-            // again, as one that meets a conflict in its own work does. Any other failure fails the
-            // batch before its commit, and its units run alone.
+            // A conflict at the end, before the commit: nothing of the batch is committed, so every
+            // unit that ran goes again, as one that meets a conflict in its own work does. Any
+            // other failure fails the batch before its commit, and its units run alone.
             await transaction.RollbackAsync(CancellationToken.None);
             foreach (var unit in done)
             {
@@ -400,13 +431,16 @@ internal sealed class GroupCommit : IAsyncDisposable
             }
             return null;
         }
-        try
+        if (commitAt is null)
         {
-            await transaction.CommitAsync(CancellationToken.None);
-        }
-        catch (DbException ex) when (_database.Dialect.IsCommitOutcomeUnknown(ex))
-        {
-            throw new CommitOutcomeUnknown(ex);
+            try
+            {
+                await transaction.CommitAsync(CancellationToken.None);
+            }
+            catch (DbException ex) when (dialect.IsCommitOutcomeUnknown(ex))
+            {
+                throw new CommitOutcomeUnknown(ex);
+            }
         }
         // Committed: from here on nothing may throw, or the lane would take the batch for failed and
         // run its units again. A position that cannot be read is no position (the answer goes without it).
@@ -417,7 +451,11 @@ internal sealed class GroupCommit : IAsyncDisposable
         }
         if (done.Count == 0) return null;
         WalPosition? position = null;
-        if (done.Any(u => u.Locate))
+        if (positionAt is { } at)
+        {
+            if (ended is not null && ended.Rows(at) is [var row] && WalPosition.TryParse(row[0] as string, out var read)) position = read;
+        }
+        else if (locate && commitAt is null)
         {
             try { position = await _database.LocateAsync(connection); }
             catch (Exception) { position = null; }

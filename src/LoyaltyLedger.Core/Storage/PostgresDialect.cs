@@ -54,6 +54,8 @@ public sealed class PostgresDialect : SqlDialect
         SELECT (CASE WHEN (l - '0/0') % page = 24 THEN l - 24 WHEN (l - '0/0') % segment = 40 THEN l - 40 ELSE l END)::text FROM p
         """;
 
+    public override (string Commit, string Position)? CommitInBatch { get; } = ("COMMIT", CommitPositionSql);
+
     public override async Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct) =>
         WalPosition.TryParse(await connection.ExecuteScalarAsync<string?>(new CommandDefinition(CommitPositionSql, cancellationToken: ct)),
             out var position) ? position : null;

@@ -128,6 +128,15 @@ public abstract partial class SqlDialect
     /// </summary>
     public abstract Task<WalPosition?> CommitPositionAsync(DbConnection connection, CancellationToken ct);
 
+    /// <summary>
+    /// The commit as a statement of a batch, and the read of its position (<see cref="CommitPositionAsync"/>)
+    /// as the statement after it: a group-commit batch sends its end (the outbox rows, stored answers,
+    /// audit records), its commit and its position in one round trip instead of three, which every
+    /// write of the batch waits for. PostgreSQL's <c>COMMIT</c>; null on SQLite, where the commit
+    /// is in process and costs no round trip.
+    /// </summary>
+    public virtual (string Commit, string Position)? CommitInBatch => null;
+
     /// <summary>True when retrying the whole transaction may succeed: a deadlock, a serialization failure, a busy file.</summary>
     public abstract bool IsTransient(Exception ex);
 

@@ -26,6 +26,13 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
 
     public int Count => _statements.Count;
 
+    /// <summary>
+    /// After a <see cref="RunAsync"/> that threw a database error, the index of the statement that
+    /// raised it, when the provider says (Npgsql names the batch command; the statements after it
+    /// did not run); otherwise null.
+    /// </summary>
+    public int? FailedAt { get; private set; }
+
     /// <summary>The transaction the statements run in.</summary>
     internal DbTransaction Transaction => transaction;
 
@@ -45,6 +52,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     public async Task<BatchResults> RunAsync(CancellationToken ct = default)
     {
         if (!ct.CanBeCanceled) ct = cancellation;
+        FailedAt = null;
         var results = new BatchResults(_statements.Count);
         if (_statements.Count == 0) return results;
         if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
@@ -65,8 +73,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             batch.BatchCommands.Add(command);
         }
 
-        await using (var reader = await batch.ExecuteReaderAsync(ct))
+        try
         {
+            await using var reader = await batch.ExecuteReaderAsync(ct);
             // The reader has one result set per statement that returns rows, in order; statements
             // without rows (an INSERT without RETURNING, an UPDATE) produce none.
             var first = true;
@@ -77,6 +86,13 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
                 first = false;
                 results.SetRows(i, await ReadRowsAsync(reader, ct));
             }
+        }
+        catch (DbException ex) when (ex.BatchCommand is { } failed)
+        {
+            // The error of a statement without rows may surface only as the reader moves past it or
+            // closes; either way the provider names the statement.
+            FailedAt = batch.BatchCommands.IndexOf(failed);
+            throw;
         }
         for (var i = 0; i < _statements.Count; i++)
             results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);

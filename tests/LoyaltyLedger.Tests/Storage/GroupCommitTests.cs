@@ -843,6 +843,94 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     }
 
     [Fact]
+    public async Task a_commit_the_database_refuses_keeps_nothing_of_the_batch_and_its_units_run_again_alone()
+    {
+        // The commit goes in the round trip of the batch's end: a commit refused there (here by a
+        // deferred constraint trigger) is told from the end's own statements and from the read of
+        // the position after it, and nothing of the batch is taken for committed.
+        await db.Database.WriteAsync(async (c, tx) => await c.ExecuteAsync(
+            """
+            CREATE TABLE IF NOT EXISTS test_refused_at_commit (org_id bigint NOT NULL);
+            CREATE OR REPLACE FUNCTION test_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation'; END $$;
+            DROP TRIGGER IF EXISTS test_refuse_at_commit ON test_refused_at_commit;
+            CREATE CONSTRAINT TRIGGER test_refuse_at_commit AFTER INSERT ON test_refused_at_commit
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_refuse_at_commit();
+            """, transaction: tx), CancellationToken.None);
+        var scope = NewScope();
+        var runs = new int[3];
+        var units = Enumerable.Range(0, runs.Length).Select(i => (Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<int>>)(async (c, tx) =>
+        {
+            Interlocked.Increment(ref runs[i]);
+            await InsertAsync(c, tx, scope, $"unit-{i}");
+            if (i == 1) await c.ExecuteAsync("INSERT INTO test_refused_at_commit (org_id) VALUES (@scope)", new { scope }, tx);
+            return i;
+        })).ToList();
+
+        var tasks = await RunBehindABlockerAsync(scope, units);
+
+        (await tasks[0]).ShouldBe(0);
+        (await Should.ThrowAsync<Npgsql.PostgresException>(() => tasks[1])).SqlState.ShouldBe("23514");
+        (await tasks[2]).ShouldBe(2);
+        // Each ran in the batch, whose commit was refused, then alone: once more each.
+        runs.ShouldBe([2, 2, 2]);
+        (await NamesAsync(scope)).ShouldBe(["blocker", "unit-0", "unit-2"]);
+    }
+
+    [Fact]
+    public async Task a_connection_the_server_ends_in_the_batchs_end_before_its_commit_runs_each_unit_again_alone_committing_once()
+    {
+        // The server names the statement it failed at, ahead of the commit in the same round trip:
+        // the commit never ran, so each unit runs again, alone. (A connection that drops with no
+        // word leaves the commit's outcome unknown instead: each unit is answered with the error and
+        // none runs again.)
+        var scope = NewScope();
+        var marker = $"terminate-me-{-scope}";
+        var runs = new int[2];
+        var tasks = await RunBehindABlockerAsync(scope, TailUnits(scope, new SleepingTail(scope, marker), runs));
+
+        (await TerminateBackendRunningAsync(marker)).ShouldBeTrue();
+
+        for (var i = 0; i < tasks.Length; i++) (await tasks[i]).ShouldBe(i);
+        runs.ShouldBe([2, 2]);
+        (await NamesAsync(scope)).ShouldBe(["blocker", "tail-0", "tail-1", "unit-0", "unit-1"]);
+    }
+
+    /// <summary>
+    /// A tail whose first write sleeps where <see cref="TerminateBackendRunningAsync"/> can find it;
+    /// later ones insert their items as rows.
+    /// </summary>
+    private sealed class SleepingTail(long scope, string marker) : ICommitTail
+    {
+        private int _writes;
+
+        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
+        {
+            if (Interlocked.Increment(ref _writes) == 1)
+            {
+                batch.Execute($"SELECT pg_sleep(30) /* {marker} */");
+                return;
+            }
+            foreach (var name in items.Cast<string>())
+                batch.Execute("INSERT INTO id_counters (org_id, name, last_value) VALUES (@scope, @name, 1)", new { scope, name });
+        }
+    }
+
+    /// <summary>Ends, from another session, the backend running the statement whose SQL holds <paramref name="marker"/>, once it runs.</summary>
+    private async Task<bool> TerminateBackendRunningAsync(string marker)
+    {
+        for (var tries = 0; tries < 200; tries++)
+        {
+            if (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
+                    "SELECT COALESCE(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
+                    new { pattern = $"%{marker}%" }), CancellationToken.None))
+                return true;
+            await Task.Delay(50);
+        }
+        return false;
+    }
+
+    [Fact]
     public async Task the_end_of_a_batch_waits_for_a_lock_held_elsewhere_and_runs_nothing_again()
     {
         var scope = NewScope();
