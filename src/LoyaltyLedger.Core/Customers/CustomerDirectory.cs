@@ -160,7 +160,7 @@ public static class CustomerDirectory
         if (request.CustomerId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("customerId must be positive.");
-            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Customer {explicitId} already exists.", 409);
             customerId = explicitId;
             await posting.ClaimIdAsync("customer", customerId);
@@ -192,7 +192,7 @@ public static class CustomerDirectory
         foreach (var accountNumber in request.AccountNumbers ?? [])
             await AddAccountNumberAsync(posting, customerId, accountNumber);
 
-        var programs = await ProgramCatalog.ListAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation);
+        var programs = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.ListAsync(conn, posting.OrgId, tx, posting.Cancellation));
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
         // The new wallets are locked before the event is written, as every posting locks its wallets
         // before it writes: `renumber` takes the wallets' table lock first and then the events', so a
@@ -203,7 +203,7 @@ public static class CustomerDirectory
             StoreCode: store?.Code, TillCode: till?.Code));
         await OpenWalletsAsync(posting, eventId, OwnerType.Customer, customerId, programs);
 
-        var customer = await GetAsync(posting.Connection, posting.OrgId, customerId, posting.Transaction, posting.Cancellation);
+        var customer = await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, customerId, tx, posting.Cancellation));
         return (customer!, eventId);
     }
 

@@ -91,7 +91,7 @@ public static class GroupDirectory
 
     /// <summary>The group a posting names, as its transaction sees it; refused when there is none.</summary>
     public static Task<UserGroup> RequireAsync(Posting posting, long groupId) =>
-        RequireAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction, posting.Cancellation);
+        posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, groupId, tx, posting.Cancellation));
 
     /// <summary>Finds a group by groupId (also spelled id), externalId or primaryUserId.</summary>
     public static async Task<UserGroup?> FindAsync(DbConnection c, long orgId, string identifierName, string value, DbTransaction? tx, CancellationToken ct)
@@ -150,7 +150,7 @@ public static class GroupDirectory
         if (request.GroupId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("groupId must be positive.");
-            if (await GetAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Group {explicitId} already exists.", 409);
             groupId = explicitId;
             await posting.ClaimIdAsync("group", groupId);
@@ -184,7 +184,7 @@ public static class GroupDirectory
             if (member.CustomerId == request.PrimaryCustomerId) continue;
             await AddMemberAsync(posting, groupId, member);
         }
-        return (await GetAsync(posting.Connection, posting.OrgId, groupId, posting.Transaction, posting.Cancellation))!;
+        return (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, groupId, tx, posting.Cancellation)))!;
     }
 
     public static async Task<GroupMember> AddMemberAsync(Posting posting, long groupId, NewGroupMember request)

@@ -60,6 +60,33 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     }
 
     /// <summary>
+    /// <see cref="ClaimAsync"/> as statements held to go ahead of a posting's first round trip
+    /// (<see cref="Ledger.Posting.SendFirst"/>), so that the claim costs no round trip of its own. Once
+    /// it has gone, a key found claimed throws <see cref="KeyAlreadyClaimed"/>: the request is a replay,
+    /// and the write, with whatever else that round trip wrote, is rolled back.
+    /// </summary>
+    public static LeadingClaim ClaimFirst(IdempotencyKey key, string requestHash, long nowMs) => new(key, requestHash, nowMs);
+
+    /// <summary>The claim of <see cref="ClaimFirst"/>.</summary>
+    public sealed class LeadingClaim(IdempotencyKey key, string requestHash, long nowMs) : ILeadingStatements
+    {
+        private int _claim = -1;
+
+        public bool Pending => _claim < 0;
+
+        /// <summary>True once the claim has gone and the key is this write's.</summary>
+        public bool Claimed { get; private set; }
+
+        public void Add(StatementBatch batch) => _claim = batch.Execute(key.Space.Claim, key.Args(("requestHash", requestHash), ("now", nowMs)));
+
+        public void Settle(BatchResults results)
+        {
+            if (results.Affected(_claim) != 1) throw new KeyAlreadyClaimed();
+            Claimed = true;
+        }
+    }
+
+    /// <summary>
     /// Adds the storing of the answer of the key claimed by <see cref="ClaimAsync"/> to a batch of the
     /// same transaction (with the write's last statements: no round trip of its own).
     /// </summary>
@@ -172,3 +199,10 @@ public sealed class IdempotencyStore(LedgerDatabase database)
         (string?)row[2],
         Convert.ToInt64(row[3], CultureInfo.InvariantCulture));
 }
+
+/// <summary>
+/// A write's Idempotency-Key, claimed with its posting's first statements
+/// (<see cref="IdempotencyStore.ClaimFirst"/>), was already claimed: the request is a replay, and its
+/// transaction's work is rolled back.
+/// </summary>
+public sealed class KeyAlreadyClaimed() : Exception("The Idempotency-Key was already claimed: the request is a replay.");

@@ -49,10 +49,15 @@ public sealed class Posting
         CommitHooks.BeforeCommit(transaction, AnnounceAsync);
     }
 
-    // Not public: callers read and write through this posting's methods, so every statement runs
-    // in its transaction with its cancellation, and nothing outside the kernel can end the transaction.
-    internal DbConnection Connection { get; }
+    // The connection is private: every statement goes through this posting's methods, so it runs in
+    // its transaction with its cancellation, after the statements held for its first round trip
+    // (SendFirst). The transaction is the kernel's, for the hooks that follow its commit; nothing
+    // outside the kernel can end it.
+    private DbConnection Connection { get; }
     internal DbTransaction Transaction { get; }
+
+    /// <summary>Statements held to go with this posting's first round trip, until they have gone.</summary>
+    private ILeadingStatements? _first;
     public SqlDialect Dialect { get; }
     public long OrgId { get; }
     public DateTimeOffset Now { get; }
@@ -87,23 +92,69 @@ public sealed class Posting
         Catalog?.InvalidatePrograms(OrgId);
     }
 
-    public Task<T?> ScalarAsync<T>(string sql, object? args = null) =>
-        Connection.ExecuteScalarAsync<T>(Command(sql, args));
+    /// <summary>
+    /// Holds <paramref name="first"/> to go ahead of this posting's first statements, in their round
+    /// trip (a write's claim of its Idempotency-Key, which then costs no round trip of its own); a
+    /// posting that ends with none sends them with <see cref="SendFirstAsync"/>.
+    /// </summary>
+    public void SendFirst(ILeadingStatements first)
+    {
+        if (_first is { Pending: true }) throw new InvalidOperationException("The posting already holds statements for its first round trip.");
+        _first = first;
+    }
 
-    public Task<int> ExecuteAsync(string sql, object? args = null) =>
-        Connection.ExecuteAsync(Command(sql, args));
+    /// <summary>Sends what <see cref="SendFirst"/> holds, if it has not gone yet, in a round trip of its own.</summary>
+    public async Task SendFirstAsync()
+    {
+        if (_first is { Pending: true }) await Batch().RunAsync();
+    }
 
-    public Task<IEnumerable<T>> QueryAsync<T>(string sql, object? args = null) =>
-        Connection.QueryAsync<T>(Command(sql, args));
+    public async Task<T?> ScalarAsync<T>(string sql, object? args = null)
+    {
+        await SendFirstAsync();
+        return await Connection.ExecuteScalarAsync<T>(Command(sql, args));
+    }
 
-    public Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null) =>
-        Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
+    public async Task<int> ExecuteAsync(string sql, object? args = null)
+    {
+        await SendFirstAsync();
+        return await Connection.ExecuteAsync(Command(sql, args));
+    }
+
+    public async Task<IEnumerable<T>> QueryAsync<T>(string sql, object? args = null)
+    {
+        await SendFirstAsync();
+        return await Connection.QueryAsync<T>(Command(sql, args));
+    }
+
+    public async Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null)
+    {
+        await SendFirstAsync();
+        return await Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
+    }
 
     /// <summary>
     /// Runs a read written for any connection (a directory's lookup, the view an answer shows) inside
     /// this posting's transaction, so it sees what the posting has written so far.
     /// </summary>
-    public Task<T> ReadAsync<T>(Func<DbConnection, DbTransaction, Task<T>> read) => read(Connection, Transaction);
+    public Task<T> ReadAsync<T>(Func<DbConnection, DbTransaction, Task<T>> read) => WithConnectionAsync(read);
+
+    /// <summary>
+    /// Runs statements written for any connection (a directory's lookup or insert, a key's issue)
+    /// in this posting's transaction, after what <see cref="SendFirst"/> holds.
+    /// </summary>
+    internal async Task<T> WithConnectionAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work)
+    {
+        await SendFirstAsync();
+        return await work(Connection, Transaction);
+    }
+
+    /// <inheritdoc cref="WithConnectionAsync{T}"/>
+    internal async Task WithConnectionAsync(Func<DbConnection, DbTransaction, Task> work)
+    {
+        await SendFirstAsync();
+        await work(Connection, Transaction);
+    }
 
     private CommandDefinition Command(string sql, object? args) =>
         new(Dialect.Expand(sql), args, Transaction, cancellationToken: Cancellation);
@@ -203,7 +254,7 @@ public sealed class Posting
     private static long AsLong(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A batch of statements in this posting's transaction, run with its <see cref="Cancellation"/>.</summary>
-    public StatementBatch Batch() => new(Connection, Transaction, Dialect, Cancellation);
+    public StatementBatch Batch() => new(Connection, Transaction, Dialect, Cancellation) { Leading = _first };
 
     /// <summary>A wallet this posting has locked.</summary>
     public Wallet Locked(WalletKey key) =>

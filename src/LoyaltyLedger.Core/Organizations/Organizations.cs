@@ -61,15 +61,15 @@ public static class Tenants
 
     /// <summary>Issues a key inside an API write (which also claims the request's Idempotency-Key); see the overload below.</summary>
     public static Task<IssuedKey> IssueKeyAsync(Posting posting, KeyRole role, string? name = null) =>
-        IssueKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, role, posting.NowMs, posting.Cancellation, name: name);
+        posting.WithConnectionAsync((conn, tx) => IssueKeyAsync(conn, tx, posting.OrgId, role, posting.NowMs, posting.Cancellation, name: name));
 
     /// <summary>Revokes a key inside an API write; the caller forgets it in <see cref="CatalogCache"/> after the commit.</summary>
     public static Task<bool> RevokeKeyAsync(Posting posting, string keyId) =>
-        RevokeKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.NowMs, posting.Cancellation);
+        posting.WithConnectionAsync((conn, tx) => RevokeKeyAsync(conn, tx, posting.OrgId, keyId, posting.NowMs, posting.Cancellation));
 
     /// <summary>Rotates a key's secret inside an API write; the caller forgets the key in <see cref="CatalogCache"/> after the commit.</summary>
     public static Task<IssuedKey> RotateKeyAsync(Posting posting, string keyId) =>
-        RotateKeyAsync(posting.Connection, posting.Transaction, posting.OrgId, keyId, posting.Cancellation);
+        posting.WithConnectionAsync((conn, tx) => RotateKeyAsync(conn, tx, posting.OrgId, keyId, posting.Cancellation));
 
     /// <summary>
     /// Issues a key inside the caller's transaction (the HTTP API's, which also claims the request's

@@ -108,8 +108,8 @@ public static class ProgramCatalog
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
-        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, fresh ? null : posting.CatalogForReads as IProgramCache,
-            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null), posting.Cancellation);
+        var programs = await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, fresh ? null : posting.CatalogForReads as IProgramCache,
+            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null), posting.Cancellation));
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 
@@ -123,9 +123,9 @@ public static class ProgramCatalog
     /// </summary>
     public static async Task<LoyaltyProgram> ResolveForWalletAsync(Posting posting, long programId, long currencyId)
     {
-        var programs = await ReadThroughAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.CatalogForReads as IProgramCache,
+        var programs = await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, posting.CatalogForReads as IProgramCache,
             list => Pick(list, programId) is { } p && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(c => c.CurrencyId == currencyId)),
-            posting.Cancellation);
+            posting.Cancellation));
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 
@@ -192,7 +192,7 @@ public static class ProgramCatalog
         foreach (var currency in request.Currencies ?? [])
             await AddCurrencyAsync(posting, programId, currency);
 
-        return (await FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction, null, posting.Cancellation))!;
+        return (await posting.WithConnectionAsync((conn, tx) => FindAsync(conn, posting.OrgId, programId, tx, null, posting.Cancellation)))!;
     }
 
     public static async Task<AlternateCurrency> AddCurrencyAsync(Posting posting, long programId, NewCurrency request)

@@ -394,15 +394,17 @@ internal sealed class GroupCommit : IAsyncDisposable
             }
             ended = await end.RunAsync(CancellationToken.None);
         }
+        // With the commit in the round trip, the statement an error names says how far it got: the
+        // statements after it did not run. An error that names none (the connection lost) leaves
+        // the commit's outcome unknown.
         catch (DbException) when (end.FailedAt is { } failedAt && failedAt > commitAt)
         {
             // Committed: only the read of its position failed, and a write that committed is not
             // failed for want of it (it is answered without a position).
         }
-        catch (Exception ex) when (commitAt is not null && dialect.IsCommitOutcomeUnknown(ex))
+        catch (Exception ex) when (commitAt is not null && end.FailedAt is null)
         {
-            // The connection failed in the round trip that holds the commit: nobody knows whether
-            // the commit took effect, so no unit runs again.
+            // Nobody knows whether the commit took effect, so no unit runs again.
             throw new CommitOutcomeUnknown(ex);
         }
         catch (Exception) when (end.FailedAt is { } failedAt && failedAt == commitAt)

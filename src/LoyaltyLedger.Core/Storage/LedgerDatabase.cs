@@ -95,6 +95,11 @@ public sealed class LedgerDatabase : IAsyncDisposable
         // back to the pool needs no reset: without this, every open sends six reset statements first.
         if (!connectionString.Contains("Reset On Close", StringComparison.OrdinalIgnoreCase))
             builder.NoResetOnClose = true;
+        // An error names the statement of a batch it came from (StatementBatch.FailedAt): a
+        // group-commit batch sends its end, its COMMIT and the read of its position in one round trip,
+        // and only the failed statement's place tells whether the commit took effect. The statement
+        // rides on the exception with its parameters; no error answer or log line of the server shows it.
+        builder.IncludeFailedBatchedCommand = true;
         return new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
     }
 

@@ -28,13 +28,19 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
 
     /// <summary>
     /// After a <see cref="RunAsync"/> that threw a database error, the index of the statement that
-    /// raised it, when the provider says (Npgsql names the batch command; the statements after it
-    /// did not run); otherwise null.
+    /// raised it (on PostgreSQL as Npgsql names it; the statements after it did not run), or null
+    /// when no statement is named.
     /// </summary>
     public int? FailedAt { get; private set; }
 
     /// <summary>The transaction the statements run in.</summary>
     internal DbTransaction Transaction => transaction;
+
+    /// <summary>
+    /// Statements that go ahead of this batch's own in its round trip while they are pending (a
+    /// write's claim of its Idempotency-Key, sent with its posting's first statements); null for none.
+    /// </summary>
+    public ILeadingStatements? Leading { get; init; }
 
     /// <summary>Adds a statement whose rows are wanted; returns its index for <see cref="BatchResults.Rows"/>.</summary>
     public int Query(string sql, object? args = null) => Add(sql, args, returnsRows: true);
@@ -53,12 +59,35 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     {
         if (!ct.CanBeCanceled) ct = cancellation;
         FailedAt = null;
+        var leading = Leading is { Pending: true } pending ? pending : null;
+        var ahead = 0;
+        if (leading is not null)
+        {
+            // The leading statements go first, ahead of this batch's own, whose indices the caller
+            // holds: they are moved back by as many, and given back in place below.
+            var own = _statements.ToList();
+            _statements.Clear();
+            leading.Add(this);
+            ahead = _statements.Count;
+            _statements.AddRange(own);
+        }
         var results = new BatchResults(_statements.Count);
         if (_statements.Count == 0) return results;
-        if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
-        else await RunOneByOneAsync(results, ct);
-        _statements.Clear();
-        return results;
+        try
+        {
+            if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
+            else await RunOneByOneAsync(results, ct);
+        }
+        finally
+        {
+            _statements.Clear();
+            if (FailedAt is { } at) FailedAt = at - ahead;
+        }
+        if (leading is null) return results;
+        // Settled with what they returned: a claim found taken throws, and the caller's results,
+        // which rest on a write that must not be, are not given back.
+        leading.Settle(results.Slice(0, ahead));
+        return results.Slice(ahead, results.Count - ahead);
     }
 
     private async Task RunAsBatchAsync(BatchResults results, CancellationToken ct)
@@ -110,6 +139,11 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             try
             {
                 await RunOneAsync(command, results, i, returnsRows, ct);
+            }
+            catch (DbException)
+            {
+                FailedAt = i;
+                throw;
             }
             finally
             {
@@ -250,6 +284,18 @@ public sealed class BatchResults
         _affected = new int[count];
     }
 
+    /// <summary>How many statements the results are for.</summary>
+    public int Count => _affected.Length;
+
+    /// <summary>The results of <paramref name="count"/> statements from <paramref name="start"/>, numbered from 0.</summary>
+    internal BatchResults Slice(int start, int count)
+    {
+        var slice = new BatchResults(count);
+        Array.Copy(_rows, start, slice._rows, 0, count);
+        Array.Copy(_affected, start, slice._affected, 0, count);
+        return slice;
+    }
+
     internal void SetRows(int index, List<object?[]> rows) => _rows[index] = rows;
     internal void SetAffected(int index, int affected) => _affected[index] = affected;
 
@@ -260,4 +306,20 @@ public sealed class BatchResults
 
     /// <summary>The first column of the statement's only row, as a 64-bit integer.</summary>
     public long SingleLong(int index) => Convert.ToInt64(Rows(index).Single()[0], System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Statements sent ahead of the next <see cref="StatementBatch"/> of a transaction that carries them
+/// (<see cref="StatementBatch.Leading"/>), once: they cost no round trip of their own.
+/// </summary>
+public interface ILeadingStatements
+{
+    /// <summary>True until the statements have been sent.</summary>
+    bool Pending { get; }
+
+    /// <summary>Adds the statements to <paramref name="batch"/> (which then sends them); after this they are no longer pending.</summary>
+    void Add(StatementBatch batch);
+
+    /// <summary>Takes what the statements returned (numbered from 0 as added); throws when that must stop the transaction's work.</summary>
+    void Settle(BatchResults results);
 }

@@ -93,7 +93,7 @@ public static class StoreDirectory
             store = cache?.Store(posting.OrgId, storeCode);
             if (store is null)
             {
-                var found = await FindStoreAsync(posting.Connection, posting.OrgId, storeCode, posting.Transaction, posting.Cancellation)
+                var found = await posting.WithConnectionAsync((conn, tx) => FindStoreAsync(conn, posting.OrgId, storeCode, tx, posting.Cancellation))
                     ?? throw LedgerException.NotFound("store", storeCode);
                 // Kept once the posting commits: a store created in its own transaction (or a batched
                 // neighbour's) may yet be rolled back.
@@ -106,13 +106,13 @@ public static class StoreDirectory
             till = cache?.Till(posting.OrgId, tillCode);
             if (till is null)
             {
-                var found = await FindTillAsync(posting.Connection, posting.OrgId, tillCode, posting.Transaction, posting.Cancellation)
+                var found = await posting.WithConnectionAsync((conn, tx) => FindTillAsync(conn, posting.OrgId, tillCode, tx, posting.Cancellation))
                     ?? throw LedgerException.NotFound("till", tillCode);
                 if (cache is not null) CommitHooks.AfterCommit(posting.Transaction, () => cache.SetTill(posting.OrgId, found));
                 till = found;
             }
             if (store is null)
-                store = (await ListStoresAsync(posting.Connection, posting.OrgId, posting.Transaction, posting.Cancellation)).First(s => s.StoreId == till.StoreId);
+                store = (await posting.WithConnectionAsync((conn, tx) => ListStoresAsync(conn, posting.OrgId, tx, posting.Cancellation))).First(s => s.StoreId == till.StoreId);
             else if (till.StoreId != store.StoreId)
                 throw LedgerException.Invalid($"Till '{tillCode}' does not belong to store '{storeCode}'.");
         }
@@ -141,7 +141,7 @@ public static class StoreDirectory
     {
         posting.ChangeCatalog();
         ValidateCode(request.Code, "till");
-        var store = await FindStoreAsync(posting.Connection, posting.OrgId, request.StoreCode, posting.Transaction, posting.Cancellation)
+        var store = await posting.WithConnectionAsync((conn, tx) => FindStoreAsync(conn, posting.OrgId, request.StoreCode, tx, posting.Cancellation))
             ?? throw LedgerException.NotFound("store", request.StoreCode);
         var tillId = await posting.NextIdAsync("till");
         var concept = request.Concept ?? store.Concept;

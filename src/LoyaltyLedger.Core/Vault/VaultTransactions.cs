@@ -75,7 +75,7 @@ public static class VaultTransactions
 
     private static async Task<VaultAccountRef> RequireActiveAccountAsync(Posting posting, string accountNumber)
     {
-        var account = await RequireAccountAsync(posting.Connection, posting.OrgId, accountNumber, posting.Transaction, posting.Cancellation);
+        var account = await posting.WithConnectionAsync((conn, tx) => RequireAccountAsync(conn, posting.OrgId, accountNumber, tx, posting.Cancellation));
         if (account.Status != "ACTIVE")
             throw new LedgerException(VaultErrorCodes.AccountInactive, $"Loyalty account '{accountNumber}' is {account.Status}.", 422);
         return account;
@@ -97,7 +97,7 @@ public static class VaultTransactions
         var programs = new List<LoyaltyProgram>();
         foreach (var lines in request.LoyaltyPrograms)
         {
-            programs.Add(await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, lines.LoyaltyPointDefinitionId, posting.Transaction, null, posting.Cancellation)
+            programs.Add(await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.OrgId, lines.LoyaltyPointDefinitionId, tx, null, posting.Cancellation))
                 ?? throw LedgerException.NotFound("program", lines.LoyaltyPointDefinitionId));
         }
 
@@ -237,8 +237,8 @@ public static class VaultTransactions
     {
         long? storeId = null, tillId = null;
         if (context.ShopId is { } shop)
-            storeId = (await StoreDirectory.FindStoreAsync(posting.Connection, posting.OrgId, shop, posting.Transaction, posting.Cancellation))?.StoreId;
-        if (context.PosId is { } pos && await StoreDirectory.FindTillAsync(posting.Connection, posting.OrgId, pos, posting.Transaction, posting.Cancellation) is { } till)
+            storeId = (await posting.WithConnectionAsync((conn, tx) => StoreDirectory.FindStoreAsync(conn, posting.OrgId, shop, tx, posting.Cancellation)))?.StoreId;
+        if (context.PosId is { } pos && await posting.WithConnectionAsync((conn, tx) => StoreDirectory.FindTillAsync(conn, posting.OrgId, pos, tx, posting.Cancellation)) is { } till)
         {
             if (context.ShopId is null) storeId = till.StoreId;
             if (till.StoreId == storeId) tillId = till.TillId;
@@ -314,7 +314,7 @@ public static class VaultTransactions
         {
             RequireSaneDate(purchase.ValidFrom, "validFrom");
             RequireSaneDate(purchase.ExpiresAt, "expiresAt");
-            var definition = await VoucherCatalog.FindDefinitionAsync(posting.Connection, posting.OrgId, purchase.VoucherId, posting.Transaction, posting.Cancellation);
+            var definition = await posting.WithConnectionAsync((conn, tx) => VoucherCatalog.FindDefinitionAsync(conn, posting.OrgId, purchase.VoucherId, tx, posting.Cancellation));
             if (definition is null || definition.ProgramId != program.ProgramId)
             {
                 throw new LedgerException(VaultErrorCodes.VoucherNotFound,

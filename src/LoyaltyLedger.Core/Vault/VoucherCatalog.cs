@@ -55,14 +55,14 @@ public static class VoucherCatalog
         if (request.ValidDays is < 1 or > 36_500) throw LedgerException.Invalid("validDays is 1 to 36500 (omit it for vouchers that never expire).");
         var uses = request.Uses ?? 1;
         if (uses is < 1 or > MaxUses) throw LedgerException.Invalid($"uses is 1 to {MaxUses}.");
-        _ = await ProgramCatalog.FindAsync(posting.Connection, posting.OrgId, programId, posting.Transaction, null, posting.Cancellation)
+        _ = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.OrgId, programId, tx, null, posting.Cancellation))
             ?? throw LedgerException.NotFound("program", programId);
 
         long voucherId;
         if (request.VoucherId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("voucherId must be positive.");
-            if (await FindDefinitionAsync(posting.Connection, posting.OrgId, explicitId, posting.Transaction, posting.Cancellation) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => FindDefinitionAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Voucher {explicitId} already exists.", 409);
             voucherId = explicitId;
             await posting.ClaimIdAsync("voucher", voucherId);

@@ -78,7 +78,7 @@ public static class WebhookEndpoints
 
     public static async Task<WebhookView> UpdateAsync(Posting posting, long id, WebhookChange change)
     {
-        var current = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        var current = await posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
         var url = change.Url is null ? current.Url : WebhookUrl.Validate(change.Url);
         var events = change.Events is null ? current.Events : JsonSerializer.Serialize(WebhookEventTypes.Validate(change.Events));
         var description = change.Description is null ? current.Description : Description(change.Description);
@@ -103,13 +103,13 @@ public static class WebhookEndpoints
                 url, events, description, enabled = enabled ? 1 : 0, reason, disabledAt,
                 reenabled = enabled && current.Enabled == 0 ? 1 : 0, now = posting.NowMs, org = posting.OrgId, id,
             });
-        return await GetAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        return await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
     }
 
     /// <summary>Deletes the endpoint with its queue and log; a dispatcher sending to it stops at its next step.</summary>
     public static async Task DeleteAsync(Posting posting, long id)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        await posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
         var batch = posting.Batch();
         // By delivery (the attempts' index), not by endpoint: the log is the largest of the three tables.
         batch.Execute("DELETE FROM webhook_attempts WHERE org_id = @org AND delivery_id IN (SELECT delivery_id FROM webhook_deliveries WHERE org_id = @org AND endpoint_id = @id)", new { org = posting.OrgId, id });
@@ -125,7 +125,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookSecret> RotateSecretAsync(Posting posting, long id, WebhookSecrets secrets)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        await posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
         var secret = WebhookSecrets.NewSecret();
         var until = posting.Now + PreviousSecretGrace;
         await posting.ExecuteAsync(
@@ -143,7 +143,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookDelivery> QueueTestAsync(Posting posting, long id)
     {
-        var endpoint = await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        var endpoint = await posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
         var messageId = "evt_test_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         var payload = new JsonObject
         {
@@ -154,7 +154,7 @@ public static class WebhookEndpoints
             ["data"] = new JsonObject { ["webhookId"] = id, ["url"] = endpoint.Url, ["message"] = "A test event sent through POST /v1/webhooks/{id}/test." },
         }.ToJsonString();
         var deliveryId = await QueueAsync(posting, id, null, null, messageId, OutboxEventTypes.WebhookTest, payload);
-        return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction, posting.Cancellation);
+        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
     }
 
     /// <summary>
@@ -164,7 +164,7 @@ public static class WebhookEndpoints
     /// </summary>
     public static async Task<WebhookDelivery> RedeliverAsync(Posting posting, long id, long deliveryId)
     {
-        await RequireAsync(posting.Connection, posting.OrgId, id, posting.Transaction, posting.Cancellation);
+        await posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, id, tx, posting.Cancellation));
         var original = await posting.QuerySingleOrDefaultAsync<(long? EventId, long? Position, string MessageId, string EventType, string? Payload, string Status)?>(
             """
             SELECT event_id, position, message_id, event_type, payload, status FROM webhook_deliveries
@@ -176,10 +176,10 @@ public static class WebhookEndpoints
         {
             await posting.ExecuteAsync("UPDATE webhook_deliveries SET next_attempt_at = @now WHERE org_id = @org AND delivery_id = @deliveryId",
                 new { now = posting.NowMs, org = posting.OrgId, deliveryId });
-            return await DeliveryAsync(posting.Connection, posting.OrgId, id, deliveryId, posting.Transaction, posting.Cancellation);
+            return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
         }
         var again = await QueueAsync(posting, id, original.EventId, original.Position, original.MessageId, original.EventType, original.Payload);
-        return await DeliveryAsync(posting.Connection, posting.OrgId, id, again, posting.Transaction, posting.Cancellation);
+        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, again, tx, posting.Cancellation));
     }
 
     private static Task<long> QueueAsync(Posting posting, long endpointId, long? eventId, long? position, string messageId, string type, string? payload) =>

@@ -163,15 +163,24 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                     Catalog = database.Catalog,
                 };
                 // A key already claimed (on PostgreSQL, by a concurrent request this one waited for)
-                // makes the request a replay, never a second posting.
+                // makes the request a replay, never a second posting. The claim goes with the
+                // posting's first statements, in their round trip; a key found claimed there stops the
+                // posting (KeyAlreadyClaimed), and its transaction's work is rolled back.
                 var storeKey = key is null ? null : IdempotencyKey.Request(caller.OrgId, key);
-                if (storeKey is not null && !await IdempotencyStore.ClaimAsync(posting.Batch(), storeKey, requestHash, posting.NowMs, untilDone))
-                    return (Replay: true, Body: (string?)null);
+                var claim = storeKey is null ? null : IdempotencyStore.ClaimFirst(storeKey, requestHash, posting.NowMs);
+                if (claim is not null) posting.SendFirst(claim);
 
                 TResult result;
                 try
                 {
                     result = await work(posting);
+                }
+                catch (Exception) when (claim is { Pending: true })
+                {
+                    // Refused before its first statement (a request refused on sight): the claim goes
+                    // now, so that a replay is answered as one, whatever its request would meet today.
+                    await posting.SendFirstAsync();
+                    throw;
                 }
                 finally
                 {
@@ -187,9 +196,15 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 if (storeKey is not null)
                     IdempotencyStore.AddAnswerAtEnd(batch, storeKey, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
                 await batch.RunAsync(untilDone);
+                // The claim has gone by now (with the posting's first statements, or with these).
+                if (claim is { Claimed: false }) throw new InvalidOperationException("The write's Idempotency-Key claim was sent but never settled.");
                 return (Replay: false, Body: body);
             }, ct);
             return (replay, body, position);
+        }
+        catch (KeyAlreadyClaimed)
+        {
+            return (true, null, null);
         }
         finally
         {

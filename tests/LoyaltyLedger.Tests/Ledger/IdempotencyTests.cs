@@ -395,6 +395,27 @@ public abstract class IdempotencyTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_key_already_used_is_answered_as_such_even_for_a_request_refused_before_any_statement()
+    {
+        // The key is claimed with the posting's first statements; a request the posting refuses on
+        // sight (points of 0) sends the claim on its own, so the key still speaks first.
+        var t = await db.Host.NewTenantAsync();
+        await t.NewShopAsync();
+        var customer = await t.NewCustomerAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "INSERT INTO idempotency_keys (org_id, idempotency_key, request_hash, status_code, response_body, created_at) VALUES (@org, 'sight-1', 'another request', 201, '{}', 0)",
+            new { org = t.OrgId }, tx), CancellationToken.None);
+        var before = await LedgerAudit.CountsAsync(db.Database, t.OrgId);
+
+        using var reused = await t.PostAsync("/v1/redemptions", new { customerId = customer, points = "0" }, "sight-1");
+        using var fresh = await t.PostAsync("/v1/redemptions", new { customerId = customer, points = "0" }, "sight-2");
+
+        await Tenant.ShouldFailAsync(reused, 409, "idempotency_key_reused");
+        await Tenant.ShouldFailAsync(fresh, 400, "invalid_points");
+        (await LedgerAudit.CountsAsync(db.Database, t.OrgId)).ShouldBe(before);
+    }
+
+    [Fact]
     public async Task a_refused_expiry_run_does_not_burn_its_key()
     {
         var t = await db.Host.NewTenantAsync();

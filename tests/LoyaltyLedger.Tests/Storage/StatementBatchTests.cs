@@ -78,6 +78,93 @@ public abstract class StatementBatchTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_failing_statement_is_named_by_its_place_among_the_callers_statements()
+    {
+        var table = await NewTableAsync();
+        var lead = new ProbeLead(table, refuse: false);
+        int? failedAt = null, failedWithLead = null;
+        await Should.ThrowAsync<System.Data.Common.DbException>(() => db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect);
+            batch.Execute($"INSERT INTO {table} (v) VALUES (1)");
+            batch.Execute($"INSERT INTO {table} (v) VALUES (NULL)");
+            try { await batch.RunAsync(); }
+            finally { failedAt = batch.FailedAt; }
+            return 0;
+        }, CancellationToken.None));
+        await Should.ThrowAsync<System.Data.Common.DbException>(() => db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect) { Leading = lead };
+            batch.Execute($"INSERT INTO {table} (v) VALUES (NULL)");
+            try { await batch.RunAsync(); }
+            finally { failedWithLead = batch.FailedAt; }
+            return 0;
+        }, CancellationToken.None));
+
+        failedAt.ShouldBe(1);
+        // Counted among the caller's own: the statements that went ahead of them are not.
+        failedWithLead.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task leading_statements_go_once_ahead_of_the_first_batch_that_carries_them_and_the_callers_results_keep_their_places()
+    {
+        var table = await NewTableAsync();
+        var lead = new ProbeLead(table, refuse: false);
+        var (first, second) = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            var one = new StatementBatch(c, tx, db.Database.Dialect) { Leading = lead };
+            var read = one.Query($"SELECT v FROM {table} ORDER BY id");
+            var firstRows = (await one.RunAsync()).Rows(read);
+            var two = new StatementBatch(c, tx, db.Database.Dialect) { Leading = lead };
+            two.Execute($"INSERT INTO {table} (v) VALUES (2)");
+            var again = two.Query($"SELECT v FROM {table} ORDER BY id");
+            return (firstRows, (await two.RunAsync()).Rows(again));
+        }, CancellationToken.None);
+
+        lead.Pending.ShouldBeFalse();
+        lead.Settled.ShouldBe(1);
+        // The lead's row is there before the caller's first statement reads, and only once.
+        first.Select(r => Convert.ToInt64(r[0])).ShouldBe([100L]);
+        second.Select(r => Convert.ToInt64(r[0])).ShouldBe([100L, 2L]);
+    }
+
+    [Fact]
+    public async Task a_lead_that_refuses_what_it_got_fails_the_batch_and_the_transaction_keeps_nothing()
+    {
+        var table = await NewTableAsync();
+        await Should.ThrowAsync<InvalidOperationException>(() => db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect) { Leading = new ProbeLead(table, refuse: true) };
+            batch.Execute($"INSERT INTO {table} (v) VALUES (1)");
+            await batch.RunAsync();
+            return 0;
+        }, CancellationToken.None));
+
+        (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table}"), CancellationToken.None)).ShouldBe(0);
+    }
+
+    /// <summary>Leading statements that insert a row of 100 and count their settling; with <c>refuse</c>, settling throws.</summary>
+    private sealed class ProbeLead(string table, bool refuse) : ILeadingStatements
+    {
+        private int _insert = -1;
+
+        public int Settled;
+
+        public bool Pending => _insert < 0;
+
+        public void Add(StatementBatch batch) => _insert = batch.Query($"INSERT INTO {table} (v) VALUES (100) RETURNING id");
+
+        public void Settle(BatchResults results)
+        {
+            results.Count.ShouldBe(1);
+            results.SingleLong(_insert).ShouldBeGreaterThan(0);
+            Settled++;
+            if (refuse) throw new InvalidOperationException("refused by the lead");
+        }
+    }
+
+    [Fact]
     public async Task a_bill_links_its_event_and_each_lot_to_the_line_it_credits()
     {
         // The bill's event id and each lot's credit line are filled in by statements batched after
