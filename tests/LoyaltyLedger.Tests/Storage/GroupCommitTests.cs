@@ -828,13 +828,19 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
     }
 
     /// <summary>Cancels, from another session, the statement whose SQL holds <paramref name="marker"/>, once it runs.</summary>
-    private async Task<bool> CancelStatementAsync(string marker)
+    private Task<bool> CancelStatementAsync(string marker) => SignalBackendRunningAsync(marker, "pg_cancel_backend");
+
+    /// <summary>Ends, from another session, the backend running the statement whose SQL holds <paramref name="marker"/>, once it runs.</summary>
+    private Task<bool> TerminateBackendRunningAsync(string marker) => SignalBackendRunningAsync(marker, "pg_terminate_backend");
+
+    /// <summary>Calls <paramref name="function"/> (a cancel or a terminate) for the backend running the statement that holds <paramref name="marker"/>, once it runs.</summary>
+    private async Task<bool> SignalBackendRunningAsync(string marker, string function)
     {
         for (var tries = 0; tries < 200; tries++)
         {
             // The marker goes as a parameter, so this query's own text does not match.
             if (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
-                    "SELECT COALESCE(bool_or(pg_cancel_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
+                    $"SELECT COALESCE(bool_or({function}(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
                     new { pattern = $"%{marker}%" }), CancellationToken.None))
                 return true;
             await Task.Delay(50);
@@ -916,19 +922,6 @@ public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommi
         }
     }
 
-    /// <summary>Ends, from another session, the backend running the statement whose SQL holds <paramref name="marker"/>, once it runs.</summary>
-    private async Task<bool> TerminateBackendRunningAsync(string marker)
-    {
-        for (var tries = 0; tries < 200; tries++)
-        {
-            if (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<bool>(
-                    "SELECT COALESCE(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity WHERE query LIKE @pattern AND pid <> pg_backend_pid()",
-                    new { pattern = $"%{marker}%" }), CancellationToken.None))
-                return true;
-            await Task.Delay(50);
-        }
-        return false;
-    }
 
     [Fact]
     public async Task the_end_of_a_batch_waits_for_a_lock_held_elsewhere_and_runs_nothing_again()
