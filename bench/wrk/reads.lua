@@ -3,8 +3,9 @@
 -- prints one line of key=value pairs.
 -- Usage: wrk -t 2 -c CLIENTS -d SECONDSs --timeout 30s -s bench/wrk/reads.lua URL -- \
 --          BASIC_CREDENTIALS PATH THREADS MAX_REQUESTS
--- BASIC_CREDENTIALS is base64 of key:secret; THREADS is wrk's -t. A run ends after its seconds or
--- after MAX_REQUESTS requests, whichever comes first.
+-- BASIC_CREDENTIALS is base64 of key:secret; THREADS is wrk's -t. A run lasts its seconds and sends
+-- at most MAX_REQUESTS requests: a thread that has sent its share stops (its rate is still counted
+-- over the run's seconds, so for a measurement the bound is set far above what a run sends).
 
 local threads = {}
 

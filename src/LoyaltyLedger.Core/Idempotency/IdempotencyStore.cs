@@ -28,9 +28,10 @@ public sealed record PendingClaim(IdempotencyKey Key, long ClaimedAt);
 /// never by looking first and inserting after, so of two racing requests exactly one claims it: on
 /// PostgreSQL the second insert waits for the transaction holding the key and then inserts nothing;
 /// on SQLite writers are serialized.</para>
-/// <para>A write of one transaction claims its key in that transaction (<see cref="ClaimAsync"/>)
-/// and stores its answer in it (<see cref="AddAnswer"/>): the key, the answer and the write commit
-/// or roll back together, so a refused or failed write leaves its key unclaimed.</para>
+/// <para>A write of one transaction claims its key in that transaction (<see cref="ClaimAsync"/>, or
+/// <see cref="ClaimFirst"/> with the posting's first statements) and stores its answer in it
+/// (<see cref="AddAnswer"/>): the key, the answer and the write commit or roll back together, so a
+/// refused or failed write leaves its key unclaimed.</para>
 /// <para>A write of several transactions (the expiry run) claims the key first, as pending, in a
 /// transaction of its own (<see cref="ClaimPendingAsync"/>), answers it when done
 /// (<see cref="AnswerPendingAsync"/>) or releases it if it fails (<see cref="ReleaseAsync"/>). A

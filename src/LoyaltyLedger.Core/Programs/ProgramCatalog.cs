@@ -108,8 +108,8 @@ public static class ProgramCatalog
     public static async Task<LoyaltyProgram> ResolveAsync(Posting posting, long? programId, IEnumerable<string?>? currencies = null, bool fresh = false)
     {
         var named = currencies?.Where(name => !string.IsNullOrEmpty(name)).ToList() ?? [];
-        var programs = await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, fresh ? null : posting.CatalogForReads as IProgramCache,
-            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null), posting.Cancellation));
+        var programs = await ReadThroughAsync(posting, fresh ? null : posting.CatalogForReads as IProgramCache,
+            list => Pick(list, programId) is { } p && named.All(name => p.Currency(name!) is not null));
         return Pick(programs, programId) ?? throw Missing(programId);
     }
 
@@ -123,11 +123,22 @@ public static class ProgramCatalog
     /// </summary>
     public static async Task<LoyaltyProgram> ResolveForWalletAsync(Posting posting, long programId, long currencyId)
     {
-        var programs = await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, posting.CatalogForReads as IProgramCache,
-            list => Pick(list, programId) is { } p && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(c => c.CurrencyId == currencyId)),
-            posting.Cancellation));
+        var programs = await ReadThroughAsync(posting, posting.CatalogForReads as IProgramCache,
+            list => Pick(list, programId) is { } p && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(c => c.CurrencyId == currencyId)));
         return Pick(programs, programId) ?? throw Missing(programId);
     }
+
+    /// <summary>
+    /// <see cref="ReadThroughAsync(DbConnection, long, DbTransaction?, IProgramCache?, Func{IReadOnlyList{LoyaltyProgram}, bool}, CancellationToken)"/>
+    /// in a posting's transaction. A cached list that will do is taken without touching the
+    /// connection, so what the posting holds for its first round trip (its key's claim) still goes
+    /// with its first statements.
+    /// </summary>
+    private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(Posting posting, IProgramCache? cache,
+        Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies) =>
+        cache?.Programs(posting.OrgId) is { } cached && satisfies(cached)
+            ? cached
+            : await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, cache, satisfies, posting.Cancellation));
 
     /// <summary>The program a read is about: the one named, else the organization's default program (through the cache when one is given).</summary>
     public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,

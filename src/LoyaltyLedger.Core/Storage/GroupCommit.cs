@@ -39,8 +39,11 @@ namespace LoyaltyLedger.Storage;
 /// itself fails with its outcome unknown (the connection lost while committing), every unit of the
 /// batch gets that error, as a write of its own would, and none is run again. A unit's commit hooks run
 /// with its work; what it leaves for the end of the transaction (its outbox rows, its audit record and
-/// idempotent answer, <see cref="CommitHooks.AtTail"/>) is written once for the whole batch, in one
-/// round trip after its last unit and before the commit, and is dropped with a unit rolled back.</para>
+/// idempotent answer, <see cref="CommitHooks.AtTail"/>) is written once for the whole batch, after its
+/// last unit and before the commit, and is dropped with a unit rolled back. On PostgreSQL that end,
+/// the COMMIT and the read of the commit's position are one round trip
+/// (<see cref="SqlDialect.CommitInBatch"/>): there a lost connection leaves the commit's outcome
+/// unknown, and an error the server names says whether it came before, at or after the COMMIT.</para>
 /// <para>Writers in other processes (a CLI command on the same file, another server on the same
 /// PostgreSQL) still write as before: on SQLite the writer's BEGIN IMMEDIATE waits for them through
 /// the busy timeout; on PostgreSQL row locks keep them apart, wallets locked in one global order
@@ -394,15 +397,17 @@ internal sealed class GroupCommit : IAsyncDisposable
             }
             ended = await end.RunAsync(CancellationToken.None);
         }
-        // With the commit in the round trip, the statement an error names says how far it got: the
-        // statements after it did not run. An error that names none (the connection lost) leaves
-        // the commit's outcome unknown.
+        // With the commit in the round trip, the statement a database error names says how far it
+        // got: the statements after it did not run. A database error that names none (the
+        // connection lost, a backend ended after the last statement) leaves the commit's outcome
+        // unknown. Anything else (a tail that could not be added or bound) was thrown before
+        // anything was sent, and fails the batch before its commit.
         catch (DbException) when (end.FailedAt is { } failedAt && failedAt > commitAt)
         {
             // Committed: only the read of its position failed, and a write that committed is not
             // failed for want of it (it is answered without a position).
         }
-        catch (Exception ex) when (commitAt is not null && end.FailedAt is null)
+        catch (DbException ex) when (commitAt is not null && end.FailedAt is null)
         {
             // Nobody knows whether the commit took effect, so no unit runs again.
             throw new CommitOutcomeUnknown(ex);

@@ -27,9 +27,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     public int Count => _statements.Count;
 
     /// <summary>
-    /// After a <see cref="RunAsync"/> that threw a database error, the index of the statement that
-    /// raised it (on PostgreSQL as Npgsql names it; the statements after it did not run), or null
-    /// when no statement is named.
+    /// After a <see cref="RunAsync"/> that threw a database error, the index of the caller's statement
+    /// that raised it (on PostgreSQL as Npgsql names it; the statements after it did not run), or
+    /// null when none is named or the error came from the statements that went ahead (<see cref="Leading"/>).
     /// </summary>
     public int? FailedAt { get; private set; }
 
@@ -78,10 +78,17 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
             else await RunOneByOneAsync(results, ct);
         }
+        catch (DbException) when (leading is not null && FailedAt is { } failedAt && failedAt >= ahead)
+        {
+            // The statements that went ahead ran before the error, and are settled all the same: a
+            // claim found taken speaks for the request (a replay), not the error its own statements met.
+            leading.Settle(results.Slice(0, ahead));
+            throw;
+        }
         finally
         {
             _statements.Clear();
-            if (FailedAt is { } at) FailedAt = at - ahead;
+            if (FailedAt is { } at) FailedAt = at >= ahead ? at - ahead : null;
         }
         if (leading is null) return results;
         // Settled with what they returned: a claim found taken throws, and the caller's results,
@@ -121,6 +128,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             // The error of a statement without rows may surface only as the reader moves past it or
             // closes; either way the provider names the statement.
             FailedAt = batch.BatchCommands.IndexOf(failed);
+            // The statements before it completed: what they wrote is known (RunAsync settles the
+            // statements that went ahead with it).
+            for (var i = 0; i < FailedAt; i++) results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);
             throw;
         }
         for (var i = 0; i < _statements.Count; i++)

@@ -141,7 +141,8 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
     /// <summary>
     /// Claims the Idempotency-Key (if any) and runs <paramref name="work"/> in the same transaction,
     /// storing its answer with the key and recording the write in the audit; a key already claimed
-    /// makes the call a replay, which writes nothing.
+    /// makes the call a replay, which leaves nothing written (what its first round trip wrote is
+    /// rolled back with it).
     /// </summary>
     private async Task<(bool Replay, string? Body, WalPosition? Position)> WriteOnceAsync<TResult>(HttpContext http, Caller caller, string? key, string requestHash, int status,
         Func<Posting, Task<TResult>> work, bool sealAnswer)

@@ -130,6 +130,23 @@ public abstract class StatementBatchTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_lead_is_settled_when_a_statement_after_it_fails_and_what_it_says_comes_first()
+    {
+        var table = await NewTableAsync();
+        var lead = new ProbeLead(table, refuse: true);
+        await Should.ThrowAsync<InvalidOperationException>(() => db.Database.WriteAsync(async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, db.Database.Dialect) { Leading = lead };
+            batch.Execute($"INSERT INTO {table} (v) VALUES (NULL)");
+            await batch.RunAsync();
+            return 0;
+        }, CancellationToken.None));
+
+        // The claim a lead stands for is settled with what it got, the error after it notwithstanding.
+        lead.Settled.ShouldBe(1);
+    }
+
+    [Fact]
     public async Task a_lead_that_refuses_what_it_got_fails_the_batch_and_the_transaction_keeps_nothing()
     {
         var table = await NewTableAsync();
@@ -144,21 +161,30 @@ public abstract class StatementBatchTests(DatabaseFixture db)
         (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>($"SELECT COUNT(*) FROM {table}"), CancellationToken.None)).ShouldBe(0);
     }
 
-    /// <summary>Leading statements that insert a row of 100 and count their settling; with <c>refuse</c>, settling throws.</summary>
+    /// <summary>
+    /// Leading statements that insert a row of 100 (its id returned) and note it (its count
+    /// affected), and check and count what they are settled with; with <c>refuse</c>, settling throws.
+    /// </summary>
     private sealed class ProbeLead(string table, bool refuse) : ILeadingStatements
     {
         private int _insert = -1;
+        private int _note = -1;
 
         public int Settled;
 
         public bool Pending => _insert < 0;
 
-        public void Add(StatementBatch batch) => _insert = batch.Query($"INSERT INTO {table} (v) VALUES (100) RETURNING id");
+        public void Add(StatementBatch batch)
+        {
+            _insert = batch.Query($"INSERT INTO {table} (v) VALUES (100) RETURNING id");
+            _note = batch.Execute($"UPDATE {table} SET note = 'lead' WHERE v = 100");
+        }
 
         public void Settle(BatchResults results)
         {
-            results.Count.ShouldBe(1);
+            results.Count.ShouldBe(2);
             results.SingleLong(_insert).ShouldBeGreaterThan(0);
+            results.Affected(_note).ShouldBe(1);
             Settled++;
             if (refuse) throw new InvalidOperationException("refused by the lead");
         }
