@@ -3,12 +3,13 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 
-// A small HTTP load generator for bench/run.sh: concurrent clients against one LoyaltyLedger server
-// on 127.0.0.1. Every loop is bounded by a duration and a request count.
+// A small HTTP load generator for bench/webhooks.sh and bench/replicas.sh (bench/run.sh uses wrk):
+// concurrent clients against one LoyaltyLedger server on 127.0.0.1. Every loop is bounded by a
+// duration and a request count.
 //   write --url U --key K --secret S --clients N --seconds T --customers FIRST-LAST --store CODE
 //       bills and redemptions (balance-checked by the server, each with its own Idempotency-Key)
-//   read --url U --key K --secret S --clients N --requests R --path PATH [--seconds T] [--counter NAME]
-//       GETs of one path; prints p50 and p99 latency (and how much a server counter grew meanwhile)
+//   read --url U --key K --secret S --clients N --requests R --path PATH [--seconds T]
+//       GETs of one path; prints p50 and p99 latency
 // Output: one line of key=value pairs, for the script to pick up.
 var options = Options.Parse(args);
 using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
@@ -44,33 +45,6 @@ async Task<int> WriteAsync()
     var issued = 0L;
     var latencies = new List<double>[clients];
     var (ok, refused, failed) = (0L, 0L, 0L);
-    // One bill or redemption (two bills for each redemption: the balance keeps growing, so most
-    // redemptions pass the server's balance check and the rest are refused with 422, as at a real
-    // till); its status (0: no answer) and latency.
-    async Task<(int Status, double Milliseconds)> PostAsync(Random random, string id)
-    {
-        var customer = first + random.NextInt64(last - first + 1);
-        var (path, body) = random.Next(3) != 0
-            ? ("/v1/transactions", $$"""{"customerId":{{customer}},"billNumber":"{{id}}","amount":{{random.Next(5, 300)}}.50,"storeCode":"{{store}}"}""")
-            : ("/v1/redemptions", $$"""{"customerId":{{customer}},"points":"{{random.Next(1, 20)}}"}""");
-        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-        request.Headers.Add("Idempotency-Key", id);
-        var started = Stopwatch.GetTimestamp();
-        try
-        {
-            using var response = await http.SendAsync(request);
-            var status = (int)response.StatusCode;
-            if (!response.IsSuccessStatusCode && status != 422 && Interlocked.Read(ref failed) < 3)
-                Console.Error.WriteLine($"{path}: {status} {await response.Content.ReadAsStringAsync()}");
-            return (status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        }
-        catch (HttpRequestException ex)
-        {
-            if (Interlocked.Read(ref failed) < 3) Console.Error.WriteLine($"{path}: {ex.Message}");
-            return (0, 0);
-        }
-    }
-
     var deadline = Stopwatch.StartNew();
     var workers = Enumerable.Range(0, clients).Select(async worker =>
     {
@@ -78,16 +52,34 @@ async Task<int> WriteAsync()
         var mine = latencies[worker] = [];
         while (deadline.Elapsed.TotalSeconds < seconds && Interlocked.Increment(ref issued) <= maxRequests)
         {
-            var (status, milliseconds) = await PostAsync(random, $"{run}-{worker}-{Interlocked.Read(ref issued)}");
-            if (status == 0)
+            var customer = first + random.NextInt64(last - first + 1);
+            var n = Interlocked.Read(ref issued);
+            // Two bills for each redemption: the balance keeps growing, so most redemptions pass the
+            // server's balance check and the rest are refused with 422, as at a real till.
+            var isBill = random.Next(3) != 0;
+            var (path, body) = isBill
+                ? ("/v1/transactions", $$"""{"customerId":{{customer}},"billNumber":"{{run}}-{{worker}}-{{n}}","amount":{{random.Next(5, 300)}}.50,"storeCode":"{{store}}"}""")
+                : ("/v1/redemptions", $$"""{"customerId":{{customer}},"points":"{{random.Next(1, 20)}}"}""");
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+            request.Headers.Add("Idempotency-Key", $"{run}-{worker}-{n}");
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                using var response = await http.SendAsync(request);
+                mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                if (response.IsSuccessStatusCode) Interlocked.Increment(ref ok);
+                else if ((int)response.StatusCode == 422) Interlocked.Increment(ref refused);
+                else
+                {
+                    Interlocked.Increment(ref failed);
+                    if (Interlocked.Read(ref failed) <= 3) Console.Error.WriteLine($"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                }
+            }
+            catch (HttpRequestException ex)
             {
                 Interlocked.Increment(ref failed);
-                continue;
+                if (Interlocked.Read(ref failed) <= 3) Console.Error.WriteLine($"{path}: {ex.Message}");
             }
-            mine.Add(milliseconds);
-            if (status is >= 200 and < 300) Interlocked.Increment(ref ok);
-            else if (status == 422) Interlocked.Increment(ref refused);
-            else Interlocked.Increment(ref failed);
         }
     }).ToArray();
     await Task.WhenAll(workers);
@@ -112,10 +104,6 @@ async Task<int> ReadAsync()
     {
         for (var i = 0; i < 4; i++) (await http.GetAsync(path)).Dispose();
     }));
-    // A server counter (e.g. ledger_postgres_read_wait_seconds_total) read from /metrics over the
-    // measured requests only, not the warm-up's.
-    var counter = options.Find("counter");
-    var counterBefore = counter is null ? 0 : await CounterAsync(counter);
     var next = 0;
     var failed = 0;
     var latencies = new List<double>[clients];
@@ -134,27 +122,10 @@ async Task<int> ReadAsync()
         }
     }).ToArray();
     await Task.WhenAll(workers);
-    var elapsed = clock.Elapsed.TotalSeconds;
-    var counterDelta = "";
-    if (counter is not null)
-    {
-        var grown = await CounterAsync(counter) - counterBefore;
-        counterDelta = string.Create(CultureInfo.InvariantCulture, $" counter_delta={grown:F4}");
-    }
     var all = latencies.SelectMany(l => l).Order().ToArray();
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"clients={clients} requests={all.Length} failed={failed} rps={all.Length / elapsed:F1} p50_ms={Percentile(all, 0.50):F1} p99_ms={Percentile(all, 0.99):F1}{counterDelta}"));
+        $"clients={clients} requests={all.Length} failed={failed} rps={all.Length / clock.Elapsed.TotalSeconds:F1} p50_ms={Percentile(all, 0.50):F1} p99_ms={Percentile(all, 0.99):F1}"));
     return failed == 0 ? 0 : 1;
-}
-
-// A counter's value in the server's Prometheus text (the last line of that name; 0 without one).
-async Task<double> CounterAsync(string name)
-{
-    var value = 0.0;
-    foreach (var line in (await http.GetStringAsync("/metrics")).Split('\n'))
-        if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && line[name.Length] is '{' or ' ')
-            value = double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-    return value;
 }
 
 static double Percentile(double[] sorted, double q) =>

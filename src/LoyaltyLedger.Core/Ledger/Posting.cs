@@ -134,26 +134,14 @@ public sealed class Posting
     }
 
     /// <summary>
-    /// Runs a read written for any connection (a directory's lookup, the view an answer shows) inside
-    /// this posting's transaction, so it sees what the posting has written so far.
+    /// Runs statements written for any connection (a directory's lookup or insert, a key's issue,
+    /// the view an answer shows) in this posting's transaction, so they see what the posting has
+    /// written so far, after what <see cref="SendFirst"/> holds.
     /// </summary>
-    public Task<T> ReadAsync<T>(Func<DbConnection, DbTransaction, Task<T>> read) => WithConnectionAsync(read);
-
-    /// <summary>
-    /// Runs statements written for any connection (a directory's lookup or insert, a key's issue)
-    /// in this posting's transaction, after what <see cref="SendFirst"/> holds.
-    /// </summary>
-    internal async Task<T> WithConnectionAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work)
+    public async Task<T> WithConnectionAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work)
     {
         await SendFirstAsync();
         return await work(Connection, Transaction);
-    }
-
-    /// <inheritdoc cref="WithConnectionAsync{T}"/>
-    internal async Task WithConnectionAsync(Func<DbConnection, DbTransaction, Task> work)
-    {
-        await SendFirstAsync();
-        await work(Connection, Transaction);
     }
 
     private CommandDefinition Command(string sql, object? args) =>

@@ -47,7 +47,7 @@ public static class CustomersApi
         writer.PostCreatedAsync(http, request, async posting =>
         {
             var (customer, eventId) = await CustomerDirectory.RegisterAsync(posting, request);
-            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation, eventId));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation, eventId));
         });
 
     private static async Task<Ok<CustomerView>> GetAsync(long customerId, HttpContext http, LedgerDatabase db)
@@ -85,7 +85,7 @@ public static class CustomersApi
         {
             var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddIdentifierAsync(posting, customerId, request);
-            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
         });
 
     private static Task<CreatedAnswer<CustomerView>> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
@@ -93,7 +93,7 @@ public static class CustomersApi
         {
             var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddAccountNumberAsync(posting, customerId, request.AccountNumber);
-            return await posting.ReadAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
         });
 
     private static async Task<Ok<IReadOnlyList<BalanceView>>> BalancesAsync(long customerId, HttpContext http, LedgerDatabase db)
