@@ -7,6 +7,7 @@ using LoyaltyLedger.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using LoyaltyLedger.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -161,6 +162,24 @@ public abstract class OperationsTests(DatabaseFixture db)
         finally
         {
             await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task the_server_watches_no_settings_file_so_database_writes_under_its_working_directory_wake_nothing()
+    {
+        await using var database = db.OpenSecondInstance();
+        var app = LedgerServer.Build(new LedgerServerOptions { Database = database, Configure = b => b.WebHost.UseUrls("http://127.0.0.1:0") });
+        try
+        {
+            var files = ((IConfigurationRoot)app.Configuration).Providers.OfType<FileConfigurationProvider>().ToList();
+            // appsettings.json and its environment's file are still read (optional), only not watched.
+            files.Select(f => f.Source.Path).ShouldContain("appsettings.json");
+            files.ShouldAllBe(f => !f.Source.ReloadOnChange);
+        }
+        finally
+        {
             await app.DisposeAsync();
         }
     }
