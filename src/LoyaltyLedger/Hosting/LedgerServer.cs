@@ -30,7 +30,7 @@ public static class LedgerServer
     {
         // Settings are read and checked once, at start, so appsettings.json is not watched for
         // changes. Watching it watches the whole working directory, where the SQLite default keeps
-        // ./data: every write to the database and its WAL woke the watcher, which then took 8% of
+        // ./data: every write to the database and its WAL would wake the watcher, measured at 8% of
         // the server's CPU under writes (docs/performance.md, "The server's threads").
         var builder = WebApplication.CreateSlimBuilder([.. options.Args, "--hostBuilder:reloadConfigOnChange=false"]);
         builder.Configuration.AddLedgerEnvironment();

@@ -197,6 +197,11 @@ public static class SettingsRegistration
     /// <c>LEDGER_</c>-prefixed environment variables as settings of the <c>Ledger</c> section
     /// (<c>LEDGER_RATELIMIT__BURST</c> is <c>Ledger:RateLimit:Burst</c>), below the command line.
     /// </summary>
+    /// <remarks>
+    /// Placed before the last command-line source: the web builder adds the arguments twice, first
+    /// as host settings (ahead of appsettings.json) and again last, and only the last one ranks
+    /// above the settings file and the environment.
+    /// </remarks>
     public static void AddLedgerEnvironment(this ConfigurationManager configuration)
     {
         var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
@@ -208,7 +213,7 @@ public static class SettingsRegistration
         }
         if (values.Count == 0) return;
         var source = new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource { InitialData = values };
-        var commandLine = configuration.Sources.ToList().FindIndex(s => s is CommandLineConfigurationSource);
+        var commandLine = configuration.Sources.ToList().FindLastIndex(s => s is CommandLineConfigurationSource);
         if (commandLine < 0) configuration.Sources.Add(source);
         else configuration.Sources.Insert(commandLine, source);
     }

@@ -167,7 +167,7 @@ public abstract class OperationsTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task the_server_watches_no_settings_file_so_database_writes_under_its_working_directory_wake_nothing()
+    public async Task the_server_reads_appsettings_json_once_and_watches_no_settings_file()
     {
         await using var database = db.OpenSecondInstance();
         var app = LedgerServer.Build(new LedgerServerOptions { Database = database, Configure = b => b.WebHost.UseUrls("http://127.0.0.1:0") });
@@ -181,6 +181,43 @@ public abstract class OperationsTests(DatabaseFixture db)
         finally
         {
             await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task ledger_environment_variables_rank_above_appsettings_json_and_below_the_command_line_on_the_server()
+    {
+        // A name of this class's own: the two databases' classes may run at once.
+        var variable = $"LEDGER_{GetType().Name.ToUpperInvariant()}__";
+        var section = $"Ledger:{GetType().Name}";
+        Environment.SetEnvironmentVariable(variable + "RANK", "from-environment");
+        Environment.SetEnvironmentVariable(variable + "TOP", "from-environment");
+        try
+        {
+            await using var database = db.OpenSecondInstance();
+            string? rank = null, top = null;
+            var app = LedgerServer.Build(new LedgerServerOptions
+            {
+                Database = database,
+                Args = [$"--{section}:Top=from-command-line"],
+                Configure = b =>
+                {
+                    b.WebHost.UseUrls("http://127.0.0.1:0");
+                    // appsettings.json (absent here, so empty) as if it held the setting.
+                    ((IConfigurationRoot)b.Configuration).Providers.OfType<FileConfigurationProvider>()
+                        .Single(f => f.Source.Path == "appsettings.json").Set($"{section}:Rank", "from-appsettings");
+                    rank = b.Configuration[$"{section}:Rank"];
+                    top = b.Configuration[$"{section}:Top"];
+                },
+            });
+            await app.DisposeAsync();
+            rank.ShouldBe("from-environment");
+            top.ShouldBe("from-command-line");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable + "RANK", null);
+            Environment.SetEnvironmentVariable(variable + "TOP", null);
         }
     }
 
