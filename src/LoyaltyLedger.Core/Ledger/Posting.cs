@@ -727,6 +727,26 @@ public sealed class Posting
     }
 
     /// <summary>
+    /// How many of a wallet's open lots of each kind, dated and undated, a debit reads before it
+    /// knows whether they cover it. A debit usually takes a lot or two, while a long-standing
+    /// member's wallet holds many open lots (the benchmark's seed: 36 on average, its heaviest
+    /// customer's points wallet 21,024). Reading all of them cost a redemption 81 buffers on average
+    /// under the benchmark's write mix, and the heaviest customer's 369 and a sort of 2 MB; the
+    /// first 16 of each cost 3 to 4. A debit they do not cover reads the rest.
+    /// </summary>
+    private const int OpenLotsReadFirst = 16;
+
+    private static string FirstOpenLotsSql(string kind) =>
+        $"""
+        SELECT lot_id, remaining, expires_at FROM lots
+        WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND {kind}
+        ORDER BY expires_at, lot_id LIMIT {OpenLotsReadFirst}
+        """;
+
+    private static OpenLot ToOpenLot(object?[] row) =>
+        new(AsLong(row[0]), new Points(AsLong(row[1])), row[2] is null ? null : AsLong(row[2]));
+
+    /// <summary>
     /// Debits a locked wallet, consuming its lots earliest expiry first (lots that never expire last).
     /// Returns the lots consumed, so a transfer can carry their expiry dates across.
     /// </summary>
@@ -741,19 +761,34 @@ public sealed class Posting
         }
 
         wallet.Balance -= points;
-        // The line and the wallet's open lots in one round trip.
+        // The line and the wallet's first open lots in one round trip: the first dated ones and the
+        // first undated ones, each a range of ix_lots_open read in its order and cut off, on both
+        // databases (they sort NULL apart, so one ORDER BY would be a sort of every open lot on one).
         var batch = Batch();
         var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Debit, points);
-        var open = batch.Query(
-            $"""
-            SELECT lot_id, remaining, expires_at FROM lots
-            WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
-            ORDER BY {LotArithmetic.DebitOrderSql}
-            """,
-            new { org = OrgId, walletId = wallet.WalletId });
+        var walletArgs = new { org = OrgId, walletId = wallet.WalletId };
+        var dated = batch.Query(FirstOpenLotsSql("expires_at IS NOT NULL"), walletArgs);
+        var undated = batch.Query(FirstOpenLotsSql("expires_at IS NULL"), walletArgs);
         var results = await batch.RunAsync();
         var entryId = results.SingleLong(inserted);
-        var lots = results.Rows(open).Select(r => new OpenLot(AsLong(r[0]), new Points(AsLong(r[1])), r[2] is null ? null : AsLong(r[2])));
+        var datedLots = results.Rows(dated).Select(ToOpenLot).ToList();
+        var undatedLots = results.Rows(undated).Select(ToOpenLot).ToList();
+
+        // In debit order every dated lot comes before the undated ones, so the undated lots read
+        // continue the dated ones only when no dated lot was left unread.
+        var allDatedRead = datedLots.Count < OpenLotsReadFirst;
+        IReadOnlyList<OpenLot> lots = allDatedRead ? [.. datedLots, .. undatedLots] : datedLots;
+        var allRead = allDatedRead && undatedLots.Count < OpenLotsReadFirst;
+        if (!allRead && lots.Aggregate(Points.Zero, (sum, lot) => sum + lot.Remaining) < points)
+        {
+            lots = (await QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
+                $"""
+                SELECT lot_id, remaining, expires_at FROM lots
+                WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
+                ORDER BY {LotArithmetic.DebitOrderSql}
+                """,
+                walletArgs)).Select(l => new OpenLot(l.LotId, new Points(l.Remaining), l.ExpiresAt)).ToList();
+        }
 
         var writes = Batch();
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);

@@ -141,6 +141,85 @@ public abstract class PostingTests(DatabaseFixture db)
     }
 
     [Fact]
+    public async Task a_redemption_beyond_the_first_open_lots_read_takes_the_next_ones_in_order_dated_before_undated()
+    {
+        // A debit reads a wallet's first 16 dated and first 16 undated open lots, and the rest only when
+        // those do not cover it. 21 lots of 1 point, earned an hour apart; the 4 earliest made undated
+        // (as a repaid debt restored by a reversal comes back), so they are the last a debit takes.
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 30 });
+        var customer = await t.NewCustomerAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        for (var i = 0; i < 21; i++)
+        {
+            await t.AwardAsync(customer, "1");
+            db.Host.Clock.Advance(TimeSpan.FromHours(1));
+        }
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE lots SET expires_at = NULL WHERE org_id = @org AND lot_id IN (SELECT lot_id FROM lots WHERE org_id = @org ORDER BY lot_id LIMIT 4)",
+            new { org = t.OrgId }, tx), CancellationToken.None);
+        async Task<List<long>> Remaining() => (await db.Database.ReadAsync(c => c.QueryAsync<long>(
+            "SELECT remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        long[] Lots(params long[] points) => points.Select(p => p * 1_000).ToArray();
+
+        // 3 points: the first read covers it, from the earliest dated lot on.
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "3", programId = shop.ProgramId });
+        (await Remaining()).ShouldBe(Lots(1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1));
+
+        // 16 points: 14 dated lots are left, fewer than the read's 16, so the undated lots read next
+        // follow them: the 14, then the two oldest undated.
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "16", programId = shop.ProgramId });
+        (await Remaining()).ShouldBe(Lots(0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(2_000);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_redemption_past_every_dated_lot_the_first_read_holds_reads_the_rest_before_the_undated()
+    {
+        // 17 dated lots, more than the first read's 16, and 4 undated: 18 points take the 16 read
+        // first, the 17th dated lot that only the second read sees, and then one undated lot.
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 30 });
+        var customer = await t.NewCustomerAsync();
+        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        for (var i = 0; i < 21; i++)
+        {
+            await t.AwardAsync(customer, "1");
+            db.Host.Clock.Advance(TimeSpan.FromHours(1));
+        }
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE lots SET expires_at = NULL WHERE org_id = @org AND lot_id IN (SELECT lot_id FROM lots WHERE org_id = @org ORDER BY lot_id LIMIT 4)",
+            new { org = t.OrgId }, tx), CancellationToken.None);
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "18", programId = shop.ProgramId });
+
+        var remaining = (await db.Database.ReadAsync(c => c.QueryAsync<long>(
+            "SELECT remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        remaining.ShouldBe([0L, 1_000, 1_000, 1_000, .. Enumerable.Repeat(0L, 17)]);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_debit_beyond_every_open_lot_of_a_long_history_empties_them_all_and_owes_the_rest()
+    {
+        // More open lots than a debit reads first, in a program that allows negative balances: the
+        // shortfall is what no lot covers once every one of them has been read.
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(allowNegative: true);
+        var customer = await t.NewCustomerAsync();
+        for (var i = 0; i < 20; i++) await t.AwardAsync(customer, "1");
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "25", programId = shop.ProgramId });
+
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(-5_000);
+        var open = await db.Database.ReadAsync(c => c.QuerySingleAsync<long>(
+            "SELECT COUNT(*) FROM lots WHERE org_id = @org AND remaining > 0 AND is_debt = 0", new { org = t.OrgId }), CancellationToken.None);
+        open.ShouldBe(0);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
     public async Task a_bulk_allocation_posts_one_event_per_customer()
     {
         var t = await db.Host.NewTenantAsync();
