@@ -43,7 +43,7 @@ try
             ids.Add((await CustomerDirectory.RegisterAsync(setup, new NewCustomer(FirstName: "Bench" + i))).Customer.CustomerId);
         return (program.ProgramId, ids);
     }, CancellationToken.None);
-    var stars = (await db.ReadAsync(c => ProgramCatalog.FindAsync(c, org.OrgId, programId, null, null, CancellationToken.None), CancellationToken.None))!.Currencies[0].CurrencyId;
+    var stars = (await db.ReadAsync(c => ProgramCatalog.FindAsync(c, db.Dialect, org.OrgId, programId, null, null, CancellationToken.None), CancellationToken.None))!.Currencies[0].CurrencyId;
 
     // The measured customer and, interleaved in time, other customers with as many events each, so
     // that a read which scanned beyond its owner's rows would show.

@@ -58,12 +58,12 @@ public static class CustomerDirectory
 
     private const string Columns = "customer_id, first_name, last_name, external_id, email, mobile, entity_type, created_at";
 
-    public static Task<Customer?> GetAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
-        KeptReads.QuerySingleOrDefaultAsync<Customer>(c, $"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
+    public static Task<Customer?> GetAsync(DbConnection c, SqlDialect dialect, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
+        KeptReads.QuerySingleOrDefaultAsync<Customer>(c, dialect, $"SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id = @customerId",
             new { orgId, customerId }, tx, ct);
 
-    public static async Task<Customer> RequireAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
-        await GetAsync(c, orgId, customerId, tx, ct) ?? throw LedgerException.NotFound("customer", customerId);
+    public static async Task<Customer> RequireAsync(DbConnection c, SqlDialect dialect, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
+        await GetAsync(c, dialect, orgId, customerId, tx, ct) ?? throw LedgerException.NotFound("customer", customerId);
 
     /// <summary>The customer a posting names, as its transaction sees it; refused when there is none.</summary>
     public static async Task<Customer> RequireAsync(Posting posting, long customerId) =>
@@ -85,24 +85,24 @@ public static class CustomerDirectory
     }
 
     /// <summary>Finds a customer by an identifier in a source (ALL: any source). Null when nobody matches.</summary>
-    public static async Task<Customer?> FindAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId, DbTransaction? tx,
-        CancellationToken ct) =>
-        (await FindAllAsync(c, orgId, source, kind, value, accountId, 1, tx, ct)).FirstOrDefault();
+    public static async Task<Customer?> FindAsync(DbConnection c, SqlDialect dialect, long orgId, string source, string kind, string value, string? accountId,
+        DbTransaction? tx, CancellationToken ct) =>
+        (await FindAllAsync(c, dialect, orgId, source, kind, value, accountId, 1, tx, ct)).FirstOrDefault();
 
     /// <summary>
     /// The customers an identifier names in a source (ALL: any source), at most <paramref name="limit"/>,
     /// in id order. More than one means the identifier alone is ambiguous there: customers of different
     /// accounts of the source (or, with ALL, of different sources) share it.
     /// </summary>
-    public static async Task<IReadOnlyList<Customer>> FindAllAsync(DbConnection c, long orgId, string source, string kind, string value, string? accountId,
-        int limit, DbTransaction? tx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Customer>> FindAllAsync(DbConnection c, SqlDialect dialect, long orgId, string source, string kind, string value,
+        string? accountId, int limit, DbTransaction? tx, CancellationToken ct)
     {
         var sql = $"""
             SELECT {Columns} FROM customers WHERE org_id = @orgId AND customer_id IN ({IdentifiedSql(source, accountId)})
             ORDER BY customer_id
             LIMIT @limit
             """;
-        return await KeptReads.QueryAsync<Customer>(c, sql, new { orgId, kind, value, source, accountId, limit }, tx, ct);
+        return await KeptReads.QueryAsync<Customer>(c, dialect, sql, new { orgId, kind, value, source, accountId, limit }, tx, ct);
     }
 
     /// <summary>
@@ -126,12 +126,13 @@ public static class CustomerDirectory
         public string AccountId { get; set; } = "";
     }
 
-    public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct)
+    public static async Task<IReadOnlyList<CustomerIdentifier>> IdentifiersAsync(DbConnection c, SqlDialect dialect, long orgId, long customerId, DbTransaction? tx,
+        CancellationToken ct)
     {
         // Sorted here, not in SQL: an ORDER BY on the primary key's columns led SQLite to walk the whole
         // organization's identifiers by that key (25 ms at 20,000 customers) instead of the customer's few
         // through ix_customer_identifiers_customer.
-        var rows = await KeptReads.QueryAsync<IdentifierRow>(c,
+        var rows = await KeptReads.QueryAsync<IdentifierRow>(c, dialect,
             "SELECT source, kind, value, account_id FROM customer_identifiers WHERE org_id = @orgId AND customer_id = @customerId",
             new { orgId, customerId }, tx, ct);
         return rows.OrderBy(r => r.Source, StringComparer.Ordinal).ThenBy(r => r.Kind, StringComparer.Ordinal).ThenBy(r => r.Value, StringComparer.Ordinal)
@@ -139,8 +140,9 @@ public static class CustomerDirectory
     }
 
     /// <remarks>Sorted here for the same reason as <see cref="IdentifiersAsync"/> (the accounts' primary key starts with the number).</remarks>
-    public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, long orgId, long customerId, DbTransaction? tx, CancellationToken ct) =>
-        (await KeptReads.QueryAsync<string>(c, "SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
+    public static async Task<IEnumerable<string>> AccountNumbersAsync(DbConnection c, SqlDialect dialect, long orgId, long customerId, DbTransaction? tx,
+        CancellationToken ct) =>
+        (await KeptReads.QueryAsync<string>(c, dialect, "SELECT account_number FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
             new { orgId, customerId }, tx, ct)).Order(StringComparer.Ordinal).ToList();
 
     /// <summary>
@@ -160,7 +162,7 @@ public static class CustomerDirectory
         if (request.CustomerId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("customerId must be positive.");
-            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.Dialect, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Customer {explicitId} already exists.", 409);
             customerId = explicitId;
             await posting.ClaimIdAsync("customer", customerId);
@@ -192,7 +194,7 @@ public static class CustomerDirectory
         foreach (var accountNumber in request.AccountNumbers ?? [])
             await AddAccountNumberAsync(posting, customerId, accountNumber);
 
-        var programs = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.ListAsync(conn, posting.OrgId, tx, posting.Cancellation));
+        var programs = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.ListAsync(conn, posting.Dialect, posting.OrgId, tx, posting.Cancellation));
         var defaultProgram = programs.FirstOrDefault(p => p.IsDefault) ?? programs.FirstOrDefault();
         // The new wallets are locked before the event is written, as every posting locks its wallets
         // before it writes: `renumber` takes the wallets' table lock first and then the events', so a
@@ -203,7 +205,7 @@ public static class CustomerDirectory
             StoreCode: store?.Code, TillCode: till?.Code));
         await OpenWalletsAsync(posting, eventId, OwnerType.Customer, customerId, programs);
 
-        var customer = await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, customerId, tx, posting.Cancellation));
+        var customer = await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.Dialect, posting.OrgId, customerId, tx, posting.Cancellation));
         return (customer!, eventId);
     }
 

@@ -140,9 +140,9 @@ public sealed class LedgerExport : IAsyncDisposable
         var connection = await db.OpenReadAsync(consistency, ct);
         try
         {
-            if (filter.CustomerId is { } c) await CustomerDirectory.RequireAsync(connection, orgId, c, null, ct);
-            if (filter.GroupId is { } g) await GroupDirectory.RequireAsync(connection, orgId, g, null, ct);
-            if (filter.ProgramId is { } p && await ProgramCatalog.FindAsync(connection, orgId, p, null, db.Catalog, ct) is null)
+            if (filter.CustomerId is { } c) await CustomerDirectory.RequireAsync(connection, db.Dialect, orgId, c, null, ct);
+            if (filter.GroupId is { } g) await GroupDirectory.RequireAsync(connection, db.Dialect, orgId, g, null, ct);
+            if (filter.ProgramId is { } p && await ProgramCatalog.FindAsync(connection, db.Dialect, orgId, p, null, db.Catalog, ct) is null)
                 throw LedgerException.NotFound("program", p);
             return new LedgerExport(connection, db, where, parameters);
         }

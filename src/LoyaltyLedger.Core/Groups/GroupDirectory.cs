@@ -66,13 +66,13 @@ public static class GroupDirectory
         public long JoinedAt { get; set; }
     }
 
-    public static async Task<UserGroup?> GetAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx, CancellationToken ct)
+    public static async Task<UserGroup?> GetAsync(DbConnection c, SqlDialect dialect, long orgId, long groupId, DbTransaction? tx, CancellationToken ct)
     {
-        var row = await KeptReads.QuerySingleOrDefaultAsync<GroupRow>(c,
+        var row = await KeptReads.QuerySingleOrDefaultAsync<GroupRow>(c, dialect,
             "SELECT group_id, external_id, name, primary_customer_id, max_members, pools_points FROM user_groups WHERE org_id = @orgId AND group_id = @groupId",
             new { orgId, groupId }, tx, ct);
         if (row is null) return null;
-        var members = await KeptReads.QueryAsync<MemberRow>(c,
+        var members = await KeptReads.QueryAsync<MemberRow>(c, dialect,
             "SELECT customer_id, role, may_redeem, may_transfer, joined_at FROM group_members WHERE org_id = @orgId AND group_id = @groupId ORDER BY joined_at, customer_id",
             new { orgId, groupId }, tx, ct);
         return new UserGroup
@@ -86,28 +86,29 @@ public static class GroupDirectory
         };
     }
 
-    public static async Task<UserGroup> RequireAsync(DbConnection c, long orgId, long groupId, DbTransaction? tx, CancellationToken ct) =>
-        await GetAsync(c, orgId, groupId, tx, ct) ?? throw LedgerException.NotFound("group", groupId);
+    public static async Task<UserGroup> RequireAsync(DbConnection c, SqlDialect dialect, long orgId, long groupId, DbTransaction? tx, CancellationToken ct) =>
+        await GetAsync(c, dialect, orgId, groupId, tx, ct) ?? throw LedgerException.NotFound("group", groupId);
 
     /// <summary>The group a posting names, as its transaction sees it; refused when there is none.</summary>
     public static Task<UserGroup> RequireAsync(Posting posting, long groupId) =>
-        posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.OrgId, groupId, tx, posting.Cancellation));
+        posting.WithConnectionAsync((conn, tx) => RequireAsync(conn, posting.Dialect, posting.OrgId, groupId, tx, posting.Cancellation));
 
     /// <summary>Finds a group by groupId (also spelled id), externalId or primaryUserId.</summary>
-    public static async Task<UserGroup?> FindAsync(DbConnection c, long orgId, string identifierName, string value, DbTransaction? tx, CancellationToken ct)
+    public static async Task<UserGroup?> FindAsync(DbConnection c, SqlDialect dialect, long orgId, string identifierName, string value, DbTransaction? tx,
+        CancellationToken ct)
     {
         long? groupId = identifierName.ToUpperInvariant() switch
         {
             "GROUPID" or "ID" => long.TryParse(value, out var id) ? id : null,
-            "EXTERNALID" => await KeptReads.ScalarAsync<long?>(c,
+            "EXTERNALID" => await KeptReads.ScalarAsync<long?>(c, dialect,
                 "SELECT group_id FROM user_groups WHERE org_id = @orgId AND external_id = @value", new { orgId, value }, tx, ct),
             "PRIMARYUSERID" => long.TryParse(value, out var primary)
-                ? await KeptReads.ScalarAsync<long?>(c,
+                ? await KeptReads.ScalarAsync<long?>(c, dialect,
                     "SELECT group_id FROM user_groups WHERE org_id = @orgId AND primary_customer_id = @primary ORDER BY group_id LIMIT 1", new { orgId, primary }, tx, ct)
                 : null,
             _ => null,
         };
-        return groupId is { } g ? await GetAsync(c, orgId, g, tx, ct) : null;
+        return groupId is { } g ? await GetAsync(c, dialect, orgId, g, tx, ct) : null;
     }
 
     /// <summary>
@@ -150,7 +151,7 @@ public static class GroupDirectory
         if (request.GroupId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("groupId must be positive.");
-            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.Dialect, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Group {explicitId} already exists.", 409);
             groupId = explicitId;
             await posting.ClaimIdAsync("group", groupId);
@@ -184,7 +185,7 @@ public static class GroupDirectory
             if (member.CustomerId == request.PrimaryCustomerId) continue;
             await AddMemberAsync(posting, groupId, member);
         }
-        return (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.OrgId, groupId, tx, posting.Cancellation)))!;
+        return (await posting.WithConnectionAsync((conn, tx) => GetAsync(conn, posting.Dialect, posting.OrgId, groupId, tx, posting.Cancellation)))!;
     }
 
     public static async Task<GroupMember> AddMemberAsync(Posting posting, long groupId, NewGroupMember request)

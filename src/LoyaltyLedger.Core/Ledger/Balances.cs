@@ -35,9 +35,10 @@ public static class Balances
     }
 
     /// <summary>Every wallet of an owner: per program, plain points or alternate currency, and category.</summary>
-    public static async Task<IReadOnlyList<BalanceView>> ForOwnerAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
+    public static async Task<IReadOnlyList<BalanceView>> ForOwnerAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
+        CancellationToken ct)
     {
-        var rows = await KeptReads.QueryAsync<Row>(c, """
+        var rows = await KeptReads.QueryAsync<Row>(c, dialect, """
             SELECT w.program_id AS ProgramId, p.name AS ProgramName, cur.name AS Currency, w.category AS Category, w.balance AS Balance
             FROM wallets w
             JOIN programs p ON p.org_id = w.org_id AND p.program_id = w.program_id

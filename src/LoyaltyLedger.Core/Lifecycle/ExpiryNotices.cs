@@ -37,7 +37,7 @@ public static class ExpiryNotices
     public static async Task<int> AnnounceAsync(LedgerDatabase db, long orgId, DateTimeOffset now, CancellationToken ct)
     {
         var sent = 0;
-        foreach (var program in await db.ReadAsync(c => ProgramCatalog.ListAsync(c, orgId, null, ct), ct))
+        foreach (var program in await db.ReadAsync(c => ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, ct), ct))
         {
             if (program.ExpiryNoticeDays <= 0) continue;
             var until = now.AddDays(program.ExpiryNoticeDays);

@@ -137,7 +137,7 @@ public static class LifecycleRun
             foreach (var w in dated)
                 keys.Add(new WalletKey(LedgerNames.ParseOwner(w.OwnerType), w.OwnerId, w.ProgramId, w.CurrencyId, PointCategory.Regular));
 
-            foreach (var program in await ProgramCatalog.ListAsync(c, org, null, ct))
+            foreach (var program in await ProgramCatalog.ListAsync(c, db.Dialect, org, null, ct))
             {
                 var policies = new List<(long CurrencyId, ExpiryPolicy Policy)> { (WalletKey.PlainPoints, program.Expiry) };
                 policies.AddRange(program.Currencies.Select(cur => (cur.CurrencyId, cur.Expiry)));

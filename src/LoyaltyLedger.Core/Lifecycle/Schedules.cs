@@ -30,15 +30,15 @@ public static class Schedules
     /// <paramref name="until"/>, only what expires by then (the support console's horizon: a long
     /// history's lots expiring years ahead are not read at all, since the open lots are indexed by date).
     /// </summary>
-    public static async Task<IReadOnlyList<ExpiryScheduleItem>> ExpiryScheduleAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId,
+    public static async Task<IReadOnlyList<ExpiryScheduleItem>> ExpiryScheduleAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
         long? programId, bool earliestOnly, CancellationToken ct, DateTimeOffset? until = null)
     {
         var untilMs = until?.ToUnixTimeMilliseconds();
-        var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
+        var programs = (await ProgramCatalog.ListAsync(c, dialect, orgId, null, ct)).ToDictionary(p => p.ProgramId);
         var items = new List<ExpiryScheduleItem>();
         // A condition only when there is a horizon, so the open-lots index range is bounded by it.
         var horizon = untilMs is null ? "" : " AND l.expires_at <= @untilMs";
-        var dated = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(c, $"""
+        var dated = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long ExpiresAt, long Points)>(c, dialect, $"""
             SELECT w.program_id, w.currency_id, l.expires_at, SUM(l.remaining)
             FROM lots l JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
             WHERE w.org_id = @orgId AND w.owner_type = @ownerType AND w.owner_id = @ownerId AND w.category = 'REGULAR'
@@ -53,7 +53,7 @@ public static class Schedules
             items.Add(Item(program, d.CurrencyId, d.Points, d.ExpiresAt));
         }
 
-        var wallets = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long Balance, long? LastActivityAt)>(c, """
+        var wallets = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, long Balance, long? LastActivityAt)>(c, dialect, """
             SELECT program_id, currency_id, balance, last_activity_at FROM wallets
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND category = 'REGULAR' AND balance > 0
                 AND (@programId IS NULL OR program_id = @programId)
@@ -81,10 +81,11 @@ public static class Schedules
     }
 
     /// <summary>An owner's held points per bill: PROMISED (with their conversion date) and TRIGGER_BASED.</summary>
-    public static async Task<IReadOnlyList<HeldScheduleItem>> HeldScheduleAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
+    public static async Task<IReadOnlyList<HeldScheduleItem>> HeldScheduleAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
+        CancellationToken ct)
     {
-        var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
-        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Remaining, long? ExpiresAt, long? BillId, long EventId)>(c, """
+        var programs = (await ProgramCatalog.ListAsync(c, dialect, orgId, null, ct)).ToDictionary(p => p.ProgramId);
+        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Remaining, long? ExpiresAt, long? BillId, long EventId)>(c, dialect, """
             SELECT w.program_id, w.currency_id, w.category, l.remaining, l.expires_at, e.bill_id, e.event_id
             FROM lots l
             JOIN wallets w ON w.org_id = l.org_id AND w.wallet_id = l.wallet_id
@@ -106,10 +107,11 @@ public static class Schedules
     /// applied among those stamped by then (<see cref="Balances.EntryAsOfSql"/>); wallets with no line
     /// by then are left out.
     /// </summary>
-    public static async Task<IReadOnlyList<BalanceAsOf>> BalancesAsOfAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, DateTimeOffset asOf, CancellationToken ct)
+    public static async Task<IReadOnlyList<BalanceAsOf>> BalancesAsOfAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
+        DateTimeOffset asOf, CancellationToken ct)
     {
-        var programs = (await ProgramCatalog.ListAsync(c, orgId, null, ct)).ToDictionary(p => p.ProgramId);
-        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long EntryId, long BalanceAfter)>(c, $"""
+        var programs = (await ProgramCatalog.ListAsync(c, dialect, orgId, null, ct)).ToDictionary(p => p.ProgramId);
+        var rows = await KeptReads.QueryAsync<(long ProgramId, long CurrencyId, string Category, long EntryId, long BalanceAfter)>(c, dialect, $"""
             SELECT w.program_id, w.currency_id, w.category, le.entry_id, le.balance_after
             FROM wallets w
             JOIN ledger_entries le ON le.org_id = w.org_id AND le.entry_id = {Balances.EntryAsOfSql("w", "@asOf")}

@@ -164,7 +164,7 @@ public static class Outbox
     /// beginning), in position (commit) order, at most <paramref name="limit"/>; only the given
     /// <paramref name="types"/> when some are given.
     /// </summary>
-    public static async Task<IReadOnlyList<OutboxEvent>> ReadAsync(DbConnection c, long orgId, long afterPosition, int limit,
+    public static async Task<IReadOnlyList<OutboxEvent>> ReadAsync(DbConnection c, SqlDialect dialect, long orgId, long afterPosition, int limit,
         IReadOnlyCollection<string>? types, CancellationToken ct)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
@@ -172,7 +172,7 @@ public static class Outbox
         args.Add("orgId", orgId);
         args.Add("afterPosition", afterPosition);
         args.Add("limit", limit);
-        return await QueryAsync(c,
+        return await QueryAsync(c, dialect,
             $"""
             SELECT {Columns} FROM outbox_events
             WHERE org_id = @orgId AND position > @afterPosition{filter}
@@ -183,10 +183,10 @@ public static class Outbox
     }
 
     /// <summary>Every organization's sequenced events after <paramref name="afterPosition"/>, in position order (for a dispatcher that serves them all).</summary>
-    public static async Task<IReadOnlyList<OutboxEvent>> ReadAllOrgsAsync(DbConnection c, long afterPosition, int limit, CancellationToken ct)
+    public static async Task<IReadOnlyList<OutboxEvent>> ReadAllOrgsAsync(DbConnection c, SqlDialect dialect, long afterPosition, int limit, CancellationToken ct)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        return await QueryAsync(c,
+        return await QueryAsync(c, dialect,
             $"""
             SELECT {Columns} FROM outbox_events
             WHERE position > @afterPosition
@@ -207,18 +207,18 @@ public static class Outbox
     /// given in increasing order, so every row at or below the highest position seen is already
     /// final, and one given after that read is above it and comes in a later page.
     /// </remarks>
-    public static async Task<OutboxPage> ReadPageAsync(DbConnection c, long orgId, long afterPosition, int limit,
+    public static async Task<OutboxPage> ReadPageAsync(DbConnection c, SqlDialect dialect, long orgId, long afterPosition, int limit,
         IReadOnlyCollection<string>? types, CancellationToken ct)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        var highest = await KeptReads.ScalarAsync<long?>(c, "SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL", null, null, ct) ?? 0;
+        var highest = await KeptReads.ScalarAsync<long?>(c, dialect, "SELECT MAX(position) FROM outbox_events WHERE position IS NOT NULL", null, null, ct) ?? 0;
         if (highest <= afterPosition) return new OutboxPage([], afterPosition);
         var args = TypeFilter(types, out var filter);
         args.Add("orgId", orgId);
         args.Add("afterPosition", afterPosition);
         args.Add("highest", highest);
         args.Add("limit", limit);
-        var events = await QueryAsync(c,
+        var events = await QueryAsync(c, dialect,
             $"""
             SELECT {Columns} FROM outbox_events
             WHERE org_id = @orgId AND position > @afterPosition AND position <= @highest{filter}
@@ -267,8 +267,8 @@ public static class Outbox
         public string Payload { get; set; } = "";
     }
 
-    private static async Task<IReadOnlyList<OutboxEvent>> QueryAsync(DbConnection c, string sql, object args, CancellationToken ct) =>
-        (await KeptReads.QueryAsync<Row>(c, sql, args, null, ct))
+    private static async Task<IReadOnlyList<OutboxEvent>> QueryAsync(DbConnection c, SqlDialect dialect, string sql, object args, CancellationToken ct) =>
+        (await KeptReads.QueryAsync<Row>(c, dialect, sql, args, null, ct))
             .Select(r => new OutboxEvent(r.EventId, r.Position, r.OrgId, r.Type, r.CreatedAt, r.Payload))
             .ToList();
 }

@@ -33,7 +33,7 @@ public static class LedgerReader
 
     private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
     {
-        var programs = await ProgramCatalog.ListAsync(connection, orgId, null, database.Catalog, ct);
+        var programs = await ProgramCatalog.ListAsync(connection, database.Dialect, orgId, null, database.Catalog, ct);
         // A customer's page without a window (the default query): the customer is looked up in the
         // page's own statement, so the read is one round trip. No row back (no such customer, an
         // identifier two customers share, no such events, a page past the last) is asked again the
@@ -54,7 +54,7 @@ public static class LedgerReader
 
         // The subject, the catalog and the filter's tills and members are rows a page does not
         // change; they are read before the page, outside its snapshot.
-        var subject = await ResolveSubjectAsync(connection, null, orgId, query, ct);
+        var subject = await ResolveSubjectAsync(connection, null, database.Dialect, orgId, query, ct);
         var filter = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, subject, programs, ct);
         if (filter.SeqColumn is not null && !query.IsDateBounded && subject.GroupId is null)
             return (await ReadByNumberAsync(connection, null, database, orgId, query, subject, programs, filter, ct))!;
@@ -269,7 +269,7 @@ public static class LedgerReader
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
             """;
-        var rows = await KeptReads.QueryAsync<NumberedRow>(c, sql, args, tx, ct);
+        var rows = await KeptReads.QueryAsync<NumberedRow>(c, database.Dialect, sql, args, tx, ct);
         // No row: the owner has no such event, or the page is past the last.
         if (rows.Count == 0) return nameTheCustomer ? null : throw PointsLedgerException.NoEntries();
         if (nameTheCustomer)
@@ -359,7 +359,7 @@ public static class LedgerReader
             && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(cur => cur.CurrencyId == currencyId));
         if (rows.Values.Any(r => r.SourceProgramId is { } id && !programsById.ContainsKey(id))
             || entries.SelectMany(g => g).Any(x => !Known(x.ProgramId, x.CurrencyId)))
-            programsById = (await ProgramCatalog.ListAsync(c, orgId, tx, ct)).ToDictionary(p => p.ProgramId);
+            programsById = (await ProgramCatalog.ListAsync(c, dialect, orgId, tx, ct)).ToDictionary(p => p.ProgramId);
         // Stores and tills never change, and one a replica has is committed: the cache may keep what any read finds.
         var (stores, tills) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Values.Select(r => r.StoreId).OfType<long>(),
             rows.Values.Select(r => r.TillId).OfType<long>(), database.Catalog, tx, ct);
@@ -439,12 +439,12 @@ public static class LedgerReader
             r.CurrencyName, new Points(r.Closing!.Value), toMs)).ToList();
     }
 
-    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction? tx, long orgId, LedgerQuery query, CancellationToken ct)
+    private static async Task<Subject> ResolveSubjectAsync(DbConnection c, DbTransaction? tx, SqlDialect dialect, long orgId, LedgerQuery query, CancellationToken ct)
     {
         if (query.Subject == LedgerSubject.Customer)
         {
             // Two customers, not one of them: answering with either would show a customer another's ledger.
-            var matches = await CustomerDirectory.FindAllAsync(c, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, 2, tx, ct);
+            var matches = await CustomerDirectory.FindAllAsync(c, dialect, orgId, query.Source, query.IdentifierName, query.IdentifierValue, query.AccountId, 2, tx, ct);
             if (matches.Count == 0) throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request", 404);
             if (matches.Count > 1)
             {
@@ -456,7 +456,7 @@ public static class LedgerReader
             return new Subject(OwnerType.Customer.ToWire(), customer.CustomerId,
                 new SubjectDetails(customer.FirstName, customer.LastName, customer.CustomerId, customer.ExternalId, customer.EntityType), null);
         }
-        var group = await GroupDirectory.FindAsync(c, orgId, query.IdentifierName, query.IdentifierValue, tx, ct)
+        var group = await GroupDirectory.FindAsync(c, dialect, orgId, query.IdentifierName, query.IdentifierValue, tx, ct)
             ?? throw new PointsLedgerException(PointsLedgerErrors.InvalidUserId, "Invalid userId passed in request: no such user group", 404);
         return new Subject(OwnerType.Group.ToWire(), group.GroupId,
             new SubjectDetails(group.Name, null, group.GroupId, group.ExternalId, "FLEET"), group.GroupId);

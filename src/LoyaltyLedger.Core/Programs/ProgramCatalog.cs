@@ -30,15 +30,15 @@ public static class ProgramCatalog
         public string ExpiryPolicy { get; set; } = "";
     }
 
-    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, CancellationToken ct)
+    public static async Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, SqlDialect dialect, long orgId, DbTransaction? tx, CancellationToken ct)
     {
-        var programs = await KeptReads.QueryAsync<ProgramRow>(connection,
+        var programs = await KeptReads.QueryAsync<ProgramRow>(connection, dialect,
             "SELECT program_id, name, concept, earn_per_unit, allow_negative_balance, expiry_policy, is_default, promised_days, expiry_notice_days FROM programs WHERE org_id = @orgId ORDER BY program_id",
             new { orgId }, tx, ct);
-        var currencies = (await KeptReads.QueryAsync<CurrencyRow>(connection,
+        var currencies = (await KeptReads.QueryAsync<CurrencyRow>(connection, dialect,
             "SELECT currency_id, program_id, name, earn_per_unit, expiry_policy FROM currencies WHERE org_id = @orgId ORDER BY currency_id",
             new { orgId }, tx, ct)).ToLookup(c => c.ProgramId);
-        var tiers = (await KeptReads.QueryAsync<(long ProgramId, string Policy)>(connection,
+        var tiers = (await KeptReads.QueryAsync<(long ProgramId, string Policy)>(connection, dialect,
             "SELECT program_id, policy FROM tier_policies WHERE org_id = @orgId", new { orgId }, tx, ct))
             .ToDictionary(t => t.ProgramId, t => TierPolicy.FromJson(t.Policy));
         return programs.Select(p => new LoyaltyProgram
@@ -68,9 +68,9 @@ public static class ProgramCatalog
     /// The organization's programs through the server's cache (see <see cref="IProgramCache"/>): from
     /// memory when read within the last second, else from the database.
     /// </summary>
-    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, long orgId, DbTransaction? tx, IProgramCache? cache,
+    public static Task<IReadOnlyList<LoyaltyProgram>> ListAsync(DbConnection connection, SqlDialect dialect, long orgId, DbTransaction? tx, IProgramCache? cache,
         CancellationToken ct) =>
-        ReadThroughAsync(connection, orgId, tx, cache, _ => true, ct);
+        ReadThroughAsync(connection, dialect, orgId, tx, cache, _ => true, ct);
 
     /// <summary>
     /// The cached list when it has what the caller needs, else the database's (which then replaces
@@ -78,12 +78,12 @@ public static class ProgramCatalog
     /// through another server process), so the database decides before it is called unknown; a list
     /// just read from the database is never read twice.
     /// </summary>
-    private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(DbConnection connection, long orgId, DbTransaction? tx,
+    private static async Task<IReadOnlyList<LoyaltyProgram>> ReadThroughAsync(DbConnection connection, SqlDialect dialect, long orgId, DbTransaction? tx,
         IProgramCache? cache, Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies, CancellationToken ct)
     {
         if (cache?.Programs(orgId) is { } cached && satisfies(cached)) return cached;
         var loadedAt = ICatalogCache.Now();
-        var programs = await ListAsync(connection, orgId, tx, ct);
+        var programs = await ListAsync(connection, dialect, orgId, tx, ct);
         // A replica may not have replayed a change this process just made: what it says answers the
         // read that asked, and is not kept for the postings that read the cache too.
         // Inside a write, kept once it commits: a program it (or a batched neighbour) created may yet be rolled back.
@@ -92,9 +92,9 @@ public static class ProgramCatalog
     }
 
     /// <summary>A program by id, through the cache when one is given.</summary>
-    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, long orgId, long programId, DbTransaction? tx, IProgramCache? cache,
+    public static async Task<LoyaltyProgram?> FindAsync(DbConnection connection, SqlDialect dialect, long orgId, long programId, DbTransaction? tx, IProgramCache? cache,
         CancellationToken ct) =>
-        (await ReadThroughAsync(connection, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId), ct))
+        (await ReadThroughAsync(connection, dialect, orgId, tx, cache, list => list.Any(p => p.ProgramId == programId), ct))
             .FirstOrDefault(p => p.ProgramId == programId);
 
     /// <summary>
@@ -129,7 +129,7 @@ public static class ProgramCatalog
     }
 
     /// <summary>
-    /// <see cref="ReadThroughAsync(DbConnection, long, DbTransaction?, IProgramCache?, Func{IReadOnlyList{LoyaltyProgram}, bool}, CancellationToken)"/>
+    /// <see cref="ReadThroughAsync(DbConnection, SqlDialect, long, DbTransaction?, IProgramCache?, Func{IReadOnlyList{LoyaltyProgram}, bool}, CancellationToken)"/>
     /// in a posting's transaction. A cached list that will do is taken without touching the
     /// connection, so what the posting holds for its first round trip (its key's claim) still goes
     /// with its first statements.
@@ -138,12 +138,12 @@ public static class ProgramCatalog
         Func<IReadOnlyList<LoyaltyProgram>, bool> satisfies) =>
         cache?.Programs(posting.OrgId) is { } cached && satisfies(cached)
             ? cached
-            : await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.OrgId, tx, cache, satisfies, posting.Cancellation));
+            : await posting.WithConnectionAsync((conn, tx) => ReadThroughAsync(conn, posting.Dialect, posting.OrgId, tx, cache, satisfies, posting.Cancellation));
 
     /// <summary>The program a read is about: the one named, else the organization's default program (through the cache when one is given).</summary>
-    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,
-        CancellationToken ct) =>
-        Pick(await ReadThroughAsync(connection, orgId, tx, cache, list => Pick(list, programId) is not null, ct), programId) ?? throw Missing(programId);
+    public static async Task<LoyaltyProgram> ResolveAsync(DbConnection connection, SqlDialect dialect, long orgId, long? programId, DbTransaction? tx,
+        IProgramCache? cache, CancellationToken ct) =>
+        Pick(await ReadThroughAsync(connection, dialect, orgId, tx, cache, list => Pick(list, programId) is not null, ct), programId) ?? throw Missing(programId);
 
     private static LedgerException Missing(long? programId) => programId is { } id
         ? LedgerException.NotFound("program", id)
@@ -203,7 +203,7 @@ public static class ProgramCatalog
         foreach (var currency in request.Currencies ?? [])
             await AddCurrencyAsync(posting, programId, currency);
 
-        return (await posting.WithConnectionAsync((conn, tx) => FindAsync(conn, posting.OrgId, programId, tx, null, posting.Cancellation)))!;
+        return (await posting.WithConnectionAsync((conn, tx) => FindAsync(conn, posting.Dialect, posting.OrgId, programId, tx, null, posting.Cancellation)))!;
     }
 
     public static async Task<AlternateCurrency> AddCurrencyAsync(Posting posting, long programId, NewCurrency request)

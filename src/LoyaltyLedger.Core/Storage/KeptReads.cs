@@ -2,15 +2,15 @@ using System.Collections;
 using System.Data.Common;
 using System.Globalization;
 using Dapper;
-using Microsoft.Data.Sqlite;
 
 namespace LoyaltyLedger.Storage;
 
 /// <summary>
 /// A query that runs the statement its connection already compiled for the same text, where the
-/// connection keeps them: on SQLite, through <see cref="PreparedCommands"/> on the reader
-/// connections <see cref="LedgerDatabase"/> keeps open. On PostgreSQL it is Dapper's query, and
-/// Npgsql prepares the statement itself.
+/// dialect says connections keep them (<see cref="SqlDialect.KeepsCompiledStatements"/>): on
+/// SQLite, through <see cref="PreparedCommands"/> on the reader connections
+/// <see cref="LedgerDatabase"/> keeps open. On PostgreSQL it is Dapper's query, and Npgsql prepares
+/// the statement itself.
 /// </summary>
 /// <remarks>
 /// For the reads that run the same few texts over and over: the pages of the two read APIs, where
@@ -27,10 +27,10 @@ namespace LoyaltyLedger.Storage;
 /// </remarks>
 public static class KeptReads
 {
-    public static async Task<List<T>> QueryAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct)
+    public static async Task<List<T>> QueryAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
         // The arguments are read only where they are bound here: on PostgreSQL Dapper binds them.
-        var values = c is SqliteConnection ? StatementBatch.ArgumentsOf(args) : null;
+        var values = dialect.KeepsCompiledStatements ? StatementBatch.ArgumentsOf(args) : null;
         if (values is null || !AsTheyAre(args, values))
             return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
         var command = PreparedCommands.Of(c).Rent(sql);
@@ -67,9 +67,9 @@ public static class KeptReads
     }
 
     /// <summary>The one row, or the default when there is none; more than one is an error, as Dapper's <c>QuerySingleOrDefault</c>.</summary>
-    public static async Task<T?> QuerySingleOrDefaultAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct)
+    public static async Task<T?> QuerySingleOrDefaultAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
-        var rows = await QueryAsync<T>(c, sql, args, tx, ct);
+        var rows = await QueryAsync<T>(c, dialect, sql, args, tx, ct);
         return rows.Count switch
         {
             0 => default,
@@ -79,8 +79,8 @@ public static class KeptReads
     }
 
     /// <summary>The first column of the first row (the default when there is no row), as Dapper's <c>ExecuteScalar</c>.</summary>
-    public static async Task<T?> ScalarAsync<T>(DbConnection c, string sql, object? args, DbTransaction? tx, CancellationToken ct) =>
-        (await QueryAsync<T>(c, sql, args, tx, ct)) is [var first, ..] ? first : default;
+    public static async Task<T?> ScalarAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct) =>
+        (await QueryAsync<T>(c, dialect, sql, args, tx, ct)) is [var first, ..] ? first : default;
 
     /// <summary>
     /// Whether the values bind as they are: not when one is a list (Dapper's <c>IN @list</c> rewrites

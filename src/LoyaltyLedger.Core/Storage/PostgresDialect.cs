@@ -112,6 +112,8 @@ public sealed class PostgresDialect : SqlDialect
 
     public override bool StreamsThroughCursor => true;
 
+    public override bool KeepsCompiledStatements => false;
+
     public override async Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct)
     {

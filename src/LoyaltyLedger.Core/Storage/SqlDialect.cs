@@ -233,6 +233,16 @@ public abstract partial class SqlDialect
     public abstract bool StreamsThroughCursor { get; }
 
     /// <summary>
+    /// True when a connection keeps the statements it compiled, so that a read run again with the
+    /// same text reuses them through <see cref="PreparedCommands"/> (<see cref="KeptReads"/>): on
+    /// SQLite, whose reader connections <see cref="LedgerDatabase"/> keeps open, as Microsoft.Data.Sqlite
+    /// compiles every new command again (parse, plan, generate code). Not on PostgreSQL, where Npgsql
+    /// prepares the statements it sees often by itself (automatic preparation, which
+    /// <see cref="LedgerDatabase"/> turns on).
+    /// </summary>
+    public abstract bool KeepsCompiledStatements { get; }
+
+    /// <summary>
     /// What a database needs after rows were loaded in bulk with explicit ids, before it serves:
     /// on PostgreSQL, each identity moved past the highest id of its table, and fresh statistics and a
     /// visibility map (<c>VACUUM (ANALYZE)</c>) so that the planner sees millions of rows rather than

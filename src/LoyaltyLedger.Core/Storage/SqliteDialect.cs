@@ -79,6 +79,8 @@ public sealed class SqliteDialect : SqlDialect
 
     public override bool StreamsThroughCursor => false;
 
+    public override bool KeepsCompiledStatements => true;
+
     public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
 }

@@ -88,9 +88,9 @@ public static class CustomerProfiles
     public static Task<CustomerProfile?> CustomerAsync(LedgerDatabase db, long orgId, long customerId, DateTimeOffset now, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var customer = await CustomerDirectory.GetAsync(c, orgId, customerId, null, ct);
+            var customer = await CustomerDirectory.GetAsync(c, db.Dialect, orgId, customerId, null, ct);
             if (customer is null) return null;
-            var identifiers = await CustomerDirectory.IdentifiersAsync(c, orgId, customerId, null, ct);
+            var identifiers = await CustomerDirectory.IdentifiersAsync(c, db.Dialect, orgId, customerId, null, ct);
             // Sorted here: an ORDER BY account_number leads SQLite to walk the organization's accounts by their key.
             var accounts = (await c.QueryAsync<AccountRow>(
                 new CommandDefinition("SELECT account_number, status, created_at FROM loyalty_accounts WHERE org_id = @orgId AND customer_id = @customerId",
@@ -101,15 +101,15 @@ public static class CustomerProfiles
                 FROM group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
                 WHERE m.org_id = @orgId AND m.customer_id = @customerId
                 """, new { orgId, customerId }, cancellationToken: ct));
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
+            var programs = await ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, db.Catalog, ct);
             return new CustomerProfile(
                 customer, identifiers, accounts,
                 membership is null ? null : new MembershipView(membership.GroupId, membership.Name, membership.Role, membership.MayRedeem != 0,
                     membership.MayTransfer != 0, membership.PoolsPoints != 0, DateTimeOffset.FromUnixTimeMilliseconds(membership.JoinedAt)),
-                await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, ct),
+                await Balances.ForOwnerAsync(c, db.Dialect, orgId, OwnerType.Customer, customerId, ct),
                 await WalletsAsync(c, orgId, OwnerType.Customer, customerId, programs, ct),
-                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Customer, customerId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
-                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Customer, customerId, ct),
+                await Schedules.ExpiryScheduleAsync(c, db.Dialect, orgId, OwnerType.Customer, customerId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
+                await Schedules.HeldScheduleAsync(c, db.Dialect, orgId, OwnerType.Customer, customerId, ct),
                 await EventCountAsync(c, orgId, OwnerType.Customer, customerId, ct),
                 programs,
                 await TierReads.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, programs, now, ct));
@@ -119,20 +119,20 @@ public static class CustomerProfiles
     public static Task<GroupProfile?> GroupAsync(LedgerDatabase db, long orgId, long groupId, DateTimeOffset now, CancellationToken ct) =>
         db.ReadAsync(async c =>
         {
-            var group = await GroupDirectory.GetAsync(c, orgId, groupId, null, ct);
+            var group = await GroupDirectory.GetAsync(c, db.Dialect, orgId, groupId, null, ct);
             if (group is null) return null;
             var names = new Dictionary<long, string>();
             foreach (var member in group.Members)
             {
-                if (await CustomerDirectory.GetAsync(c, orgId, member.CustomerId, null, ct) is { } customer)
+                if (await CustomerDirectory.GetAsync(c, db.Dialect, orgId, member.CustomerId, null, ct) is { } customer)
                     names[member.CustomerId] = CustomerSearch.DisplayName(customer);
             }
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
+            var programs = await ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, db.Catalog, ct);
             return new GroupProfile(group, names,
-                await Balances.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, ct),
+                await Balances.ForOwnerAsync(c, db.Dialect, orgId, OwnerType.Group, groupId, ct),
                 await WalletsAsync(c, orgId, OwnerType.Group, groupId, programs, ct),
-                await Schedules.ExpiryScheduleAsync(c, orgId, OwnerType.Group, groupId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
-                await Schedules.HeldScheduleAsync(c, orgId, OwnerType.Group, groupId, ct),
+                await Schedules.ExpiryScheduleAsync(c, db.Dialect, orgId, OwnerType.Group, groupId, null, earliestOnly: false, ct, until: now + ExpiryHorizon),
+                await Schedules.HeldScheduleAsync(c, db.Dialect, orgId, OwnerType.Group, groupId, ct),
                 await EventCountAsync(c, orgId, OwnerType.Group, groupId, ct),
                 programs,
                 await TierReads.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, programs, now, ct));
@@ -143,10 +143,10 @@ public static class CustomerProfiles
         db.ReadAsync(async c =>
         {
             string? name = ownerType == OwnerType.Customer
-                ? await CustomerDirectory.GetAsync(c, orgId, ownerId, null, ct) is { } customer ? CustomerSearch.DisplayName(customer) : null
-                : (await GroupDirectory.GetAsync(c, orgId, ownerId, null, ct))?.Name;
+                ? await CustomerDirectory.GetAsync(c, db.Dialect, orgId, ownerId, null, ct) is { } customer ? CustomerSearch.DisplayName(customer) : null
+                : (await GroupDirectory.GetAsync(c, db.Dialect, orgId, ownerId, null, ct))?.Name;
             if (name is null) return null;
-            var programs = await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct);
+            var programs = await ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, db.Catalog, ct);
             return new TierOwner(name, await TierReads.ForOwnerAsync(c, orgId, ownerType, ownerId, programs, now, ct));
         }, ct);
 

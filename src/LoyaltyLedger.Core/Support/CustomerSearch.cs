@@ -41,7 +41,7 @@ public static class CustomerSearch
             var number = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : (long?)null;
 
             if (kind is SearchKind.CustomerId or SearchKind.Any && number is { } customerId
-                && await CustomerDirectory.GetAsync(c, orgId, customerId, null, ct) is { } byId)
+                && await CustomerDirectory.GetAsync(c, db.Dialect, orgId, customerId, null, ct) is { } byId)
                 AddCustomers([byId], "customer id");
             foreach (var (identifierKind, searchKind, label) in new[]
                      {
@@ -49,16 +49,16 @@ public static class CustomerSearch
                      })
             {
                 if (kind != searchKind && kind != SearchKind.Any) continue;
-                AddCustomers(await CustomerDirectory.FindAllAsync(c, orgId, "ALL", identifierKind, value, null, MaxHits, null, ct), label);
+                AddCustomers(await CustomerDirectory.FindAllAsync(c, db.Dialect, orgId, "ALL", identifierKind, value, null, MaxHits, null, ct), label);
             }
             if (kind is SearchKind.Card or SearchKind.Any)
             {
                 var holder = await c.ExecuteScalarAsync<long?>(
                     new CommandDefinition("SELECT customer_id FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @value", new { orgId, value }, cancellationToken: ct));
-                if (holder is { } id && await CustomerDirectory.GetAsync(c, orgId, id, null, ct) is { } byCard) AddCustomers([byCard], "card number");
+                if (holder is { } id && await CustomerDirectory.GetAsync(c, db.Dialect, orgId, id, null, ct) is { } byCard) AddCustomers([byCard], "card number");
             }
             if (kind is SearchKind.GroupId or SearchKind.Any && number is not null
-                && await GroupDirectory.FindAsync(c, orgId, "groupId", value, null, ct) is { } group)
+                && await GroupDirectory.FindAsync(c, db.Dialect, orgId, "groupId", value, null, ct) is { } group)
                 hits.Add(new SearchHit(true, group.GroupId, group.Name, "group id"));
             return hits;
         }, ct);

@@ -162,7 +162,7 @@ public static class ProgramTotals
     public static Task<IReadOnlyList<OutstandingBalance>> OutstandingAsync(LedgerDatabase db, long orgId, CancellationToken ct) =>
         db.ReadAsync<IReadOnlyList<OutstandingBalance>>(async c =>
         {
-            var programs = (await ProgramCatalog.ListAsync(c, orgId, null, db.Catalog, ct)).ToDictionary(p => p.ProgramId);
+            var programs = (await ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, db.Catalog, ct)).ToDictionary(p => p.ProgramId);
             var rows = await c.QueryAsync<(long ProgramId, long CurrencyId, string Category, long Balance, long Negative, long Wallets)>(
                 new CommandDefinition("""
                 SELECT program_id, currency_id, category, SUM(balance), SUM(CASE WHEN balance < 0 THEN balance ELSE 0 END), COUNT(*)

@@ -52,7 +52,7 @@ public static class TierEvaluation
         foreach (var org in orgs)
         {
             long? runId = null;
-            var programs = await db.ReadAsync(c => ProgramCatalog.ListAsync(c, org, null, ct), ct);
+            var programs = await db.ReadAsync(c => ProgramCatalog.ListAsync(c, db.Dialect, org, null, ct), ct);
             foreach (var program in programs.Where(p => p.Tiers is not null))
             {
                 while (true)

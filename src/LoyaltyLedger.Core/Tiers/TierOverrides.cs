@@ -29,7 +29,7 @@ public static class TierOverrides
         if (string.IsNullOrWhiteSpace(request!.Tier)) throw LedgerException.Invalid("A tier override names the tier.");
         if (ownerType == OwnerType.Customer) await CustomerDirectory.RequireAsync(posting, ownerId);
         else await GroupDirectory.RequireAsync(posting, ownerId);
-        var program = await posting.WithConnectionAsync((conn, tx) => TierReads.TieredProgramAsync(conn, posting.OrgId, request.ProgramId, tx, cache: null, posting.Cancellation));
+        var program = await posting.WithConnectionAsync((conn, tx) => TierReads.TieredProgramAsync(conn, posting.Dialect, posting.OrgId, request.ProgramId, tx, cache: null, posting.Cancellation));
         var policy = program.Tiers!;
         var target = policy.Tiers.FirstOrDefault(t => string.Equals(t.Name, request.Tier.Trim(), StringComparison.OrdinalIgnoreCase))
             ?? throw new LedgerException(TierErrors.TierNotFound,
@@ -50,6 +50,6 @@ public static class TierOverrides
         TierChanges.Add(batch, posting.OrgId, new TierChangeRecord(ownerType, ownerId, program.ProgramId, standing.Tier.Name, target.Name,
             TierCauses.Override, standing.Metric, standing.PeriodEnd, posting.NowMs, Reason: reason, PostedBy: posting.PostedBy));
         await batch.RunAsync();
-        return await posting.WithConnectionAsync((conn, tx) => TierReads.StatusAsync(conn, posting.OrgId, ownerType, ownerId, program, posting.Now, tx, posting.Cancellation));
+        return await posting.WithConnectionAsync((conn, tx) => TierReads.StatusAsync(conn, posting.Dialect, posting.OrgId, ownerType, ownerId, program, posting.Now, tx, posting.Cancellation));
     }
 }

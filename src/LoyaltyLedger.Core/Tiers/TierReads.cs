@@ -77,19 +77,19 @@ public static class TierReads
     }
 
     /// <summary>The program a tier read or override is about: the one named, else the default; refused when it has no tiers.</summary>
-    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,
+    public static async Task<LoyaltyProgram> TieredProgramAsync(DbConnection c, SqlDialect dialect, long orgId, long? programId, DbTransaction? tx, IProgramCache? cache,
         CancellationToken ct)
     {
-        var program = await ProgramCatalog.ResolveAsync(c, orgId, programId, tx, cache, ct);
+        var program = await ProgramCatalog.ResolveAsync(c, dialect, orgId, programId, tx, cache, ct);
         return program.Tiers is null
             ? throw new LedgerException(TierErrors.TiersNotConfigured, $"Program {program.ProgramId} has no tiers: PUT /v1/programs/{program.ProgramId}/tiers sets them.", 404)
             : program;
     }
 
-    public static async Task<TierStatus> StatusAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, LoyaltyProgram program,
+    public static async Task<TierStatus> StatusAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId, LoyaltyProgram program,
         DateTimeOffset now, DbTransaction? tx, CancellationToken ct)
     {
-        var row = await KeptReads.QuerySingleOrDefaultAsync<OwnerTierRow>(c,
+        var row = await KeptReads.QuerySingleOrDefaultAsync<OwnerTierRow>(c, dialect,
             $"SELECT {OwnerTierColumns} FROM owner_tiers WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId AND program_id = @programId",
             new { orgId, ownerType = ownerType.ToWire(), ownerId, programId = program.ProgramId }, tx, ct);
         return Status(ownerType, ownerId, program, row, now);
@@ -156,9 +156,10 @@ public static class TierReads
     }
 
     /// <summary>An owner's tier history, oldest first; one program's when <paramref name="programId"/> is given.</summary>
-    public static async Task<IReadOnlyList<TierChangeView>> HistoryAsync(DbConnection c, long orgId, OwnerType ownerType, long ownerId, long? programId, CancellationToken ct)
+    public static async Task<IReadOnlyList<TierChangeView>> HistoryAsync(DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
+        long? programId, CancellationToken ct)
     {
-        var rows = await KeptReads.QueryAsync<HistoryRow>(c, $"""
+        var rows = await KeptReads.QueryAsync<HistoryRow>(c, dialect, $"""
             SELECT {HistoryColumns}
             FROM tier_changes
             WHERE org_id = @orgId AND owner_type = @ownerType AND owner_id = @ownerId{(programId is null ? "" : " AND program_id = @programId")}

@@ -43,26 +43,26 @@ public static class VaultReads
     /// Stores and tills, which never change, are named from <paramref name="stores"/> (or looked up
     /// once per process) rather than joined on every page.
     /// </remarks>
-    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, long orgId, string accountNumber, long programId, HistoryQuery query, CancellationToken ct,
-        IProgramCache? catalog = null, IStoreCache? stores = null)
+    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, long programId,
+        HistoryQuery query, CancellationToken ct, IProgramCache? catalog = null, IStoreCache? stores = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
         VaultTransactions.RequireAccountNumber(accountNumber);
         var paged = query.Limit is not null || query.Offset is not null;
-        var known = await ProgramCatalog.FindAsync(c, orgId, programId, null, catalog, ct);
+        var known = await ProgramCatalog.FindAsync(c, dialect, orgId, programId, null, catalog, ct);
         if (paged && known is not null)
         {
             // A page by number names the account and its wallet in the same statement: one round trip.
             // An empty answer (no such account, no points wallet, past the last page) is asked again
             // the long way, which tells those apart and answers each as it should.
-            var rows = await QueryPageAsync(c, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
+            var rows = await QueryPageAsync(c, dialect, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
             if (rows.Count > 0) return await MovementsAsync(c, orgId, rows, known, stores, ct);
         }
         var (account, walletId) = await VaultTransactions.RequireAccountAndWalletAsync(c, orgId, accountNumber, programId, ct);
         var program = known ?? throw LedgerException.NotFound("program", programId);
-        var found = await QueryPageAsync(c, orgId, accountNumber, programId, query, byNumber: paged && walletId is not null, account, walletId, ct);
+        var found = await QueryPageAsync(c, dialect, orgId, accountNumber, programId, query, byNumber: paged && walletId is not null, account, walletId, ct);
         return await MovementsAsync(c, orgId, found, program, stores, ct);
     }
 
@@ -83,7 +83,7 @@ public static class VaultReads
     /// The page's rows. Given the account and its wallet, by their ids; without them (<paramref name="account"/>
     /// null), by the account's number, looked up in the same statement (a one-row CTE).
     /// </summary>
-    private static async Task<IReadOnlyList<MovementRow>> QueryPageAsync(DbConnection c, long orgId, string accountNumber, long programId,
+    private static async Task<IReadOnlyList<MovementRow>> QueryPageAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, long programId,
         HistoryQuery query, bool byNumber, VaultAccountRef? account, long? walletId, CancellationToken ct)
     {
         var paged = query.Limit is not null || query.Offset is not null;
@@ -181,7 +181,7 @@ public static class VaultReads
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
-        return await KeptReads.QueryAsync<MovementRow>(c, sql, new
+        return await KeptReads.QueryAsync<MovementRow>(c, dialect, sql, new
         {
             walletId = walletId ?? -1, orgId, customerId = account?.CustomerId ?? -1, programId, accountNumber,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
@@ -251,19 +251,19 @@ public static class VaultReads
     }
 
     /// <summary>Per program: the balance, the vouchers held (active only unless asked), and the vouchers the balance can buy.</summary>
-    public static async Task<VaultAccount> AccountAsync(DbConnection c, long orgId, string accountNumber, bool includeInactive, long nowMs, CancellationToken ct,
-        IProgramCache? catalog = null)
+    public static async Task<VaultAccount> AccountAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, bool includeInactive, long nowMs,
+        CancellationToken ct, IProgramCache? catalog = null)
     {
-        var account = await VaultTransactions.RequireAccountAsync(c, orgId, accountNumber, null, ct);
-        var programs = await ProgramCatalog.ListAsync(c, orgId, null, catalog, ct);
-        var balances = (await KeptReads.QueryAsync<(long ProgramId, long Balance)>(c, """
+        var account = await VaultTransactions.RequireAccountAsync(c, dialect, orgId, accountNumber, null, ct);
+        var programs = await ProgramCatalog.ListAsync(c, dialect, orgId, null, catalog, ct);
+        var balances = (await KeptReads.QueryAsync<(long ProgramId, long Balance)>(c, dialect, """
             SELECT program_id, balance FROM wallets
             WHERE org_id = @orgId AND owner_type = 'CUSTOMER' AND owner_id = @customerId AND currency_id = 0 AND category = 'REGULAR'
             """,
             new { orgId, customerId = account.CustomerId }, null, ct)).ToDictionary(b => b.ProgramId, b => new Points(b.Balance));
-        var vouchers = (await KeptReads.QueryAsync<VaultVoucherRow>(c, VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
+        var vouchers = (await KeptReads.QueryAsync<VaultVoucherRow>(c, dialect, VaultVoucherRow.Select + " AND v.customer_id = @customerId ORDER BY v.created_at, v.serial_id",
             new { org = orgId, customerId = account.CustomerId }, null, ct)).ToLookup(v => v.ProgramId);
-        var accountExpiresAt = await KeptReads.ScalarAsync<long?>(c,
+        var accountExpiresAt = await KeptReads.ScalarAsync<long?>(c, dialect,
             "SELECT expires_at FROM vault_account_expiry WHERE org_id = @orgId AND account_number = @accountNumber", new { orgId, accountNumber }, null, ct);
 
         var result = new List<VaultAccountProgram>();
@@ -273,7 +273,7 @@ public static class VaultReads
             var held = vouchers[program.ProgramId]
                 .Where(v => includeInactive || v.Status(nowMs) is "ACTIVE" or "NOT_YET_VALID")
                 .Select(v => v.View(nowMs)).ToList();
-            var purchasable = (await VoucherCatalog.ListDefinitionsAsync(c, orgId, program.ProgramId, null, ct))
+            var purchasable = (await VoucherCatalog.ListDefinitionsAsync(c, dialect, orgId, program.ProgramId, null, ct))
                 .Where(d => d.Price <= balance)
                 .Select(d => new VaultPurchasableVoucher(d.VoucherId, d.Name, d.Price.ToDecimal(), d.ValidDays, d.Uses)).ToList();
             result.Add(new VaultAccountProgram(program.ProgramId, program.Name, balance.ToDecimal(), program.Expiry.Kind, held, purchasable));

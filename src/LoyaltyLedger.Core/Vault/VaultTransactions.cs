@@ -32,10 +32,11 @@ public static class VaultTransactions
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, long orgId, string accountNumber, DbTransaction? tx, CancellationToken ct)
+    public static async Task<VaultAccountRef> RequireAccountAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, DbTransaction? tx,
+        CancellationToken ct)
     {
         RequireAccountNumber(accountNumber);
-        var row = await KeptReads.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(c,
+        var row = await KeptReads.QuerySingleOrDefaultAsync<(long CustomerId, string Status)?>(c, dialect,
             "SELECT customer_id, status FROM loyalty_accounts WHERE org_id = @orgId AND account_number = @accountNumber",
             new { orgId, accountNumber }, tx, ct);
         return row is { } r ? new VaultAccountRef(accountNumber, r.CustomerId, r.Status) : throw NoSuchAccount(accountNumber);
@@ -75,7 +76,7 @@ public static class VaultTransactions
 
     private static async Task<VaultAccountRef> RequireActiveAccountAsync(Posting posting, string accountNumber)
     {
-        var account = await posting.WithConnectionAsync((conn, tx) => RequireAccountAsync(conn, posting.OrgId, accountNumber, tx, posting.Cancellation));
+        var account = await posting.WithConnectionAsync((conn, tx) => RequireAccountAsync(conn, posting.Dialect, posting.OrgId, accountNumber, tx, posting.Cancellation));
         if (account.Status != "ACTIVE")
             throw new LedgerException(VaultErrorCodes.AccountInactive, $"Loyalty account '{accountNumber}' is {account.Status}.", 422);
         return account;
@@ -97,7 +98,7 @@ public static class VaultTransactions
         var programs = new List<LoyaltyProgram>();
         foreach (var lines in request.LoyaltyPrograms)
         {
-            programs.Add(await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.OrgId, lines.LoyaltyPointDefinitionId, tx, null, posting.Cancellation))
+            programs.Add(await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.Dialect, posting.OrgId, lines.LoyaltyPointDefinitionId, tx, null, posting.Cancellation))
                 ?? throw LedgerException.NotFound("program", lines.LoyaltyPointDefinitionId));
         }
 
@@ -314,7 +315,7 @@ public static class VaultTransactions
         {
             RequireSaneDate(purchase.ValidFrom, "validFrom");
             RequireSaneDate(purchase.ExpiresAt, "expiresAt");
-            var definition = await posting.WithConnectionAsync((conn, tx) => VoucherCatalog.FindDefinitionAsync(conn, posting.OrgId, purchase.VoucherId, tx, posting.Cancellation));
+            var definition = await posting.WithConnectionAsync((conn, tx) => VoucherCatalog.FindDefinitionAsync(conn, posting.Dialect, posting.OrgId, purchase.VoucherId, tx, posting.Cancellation));
             if (definition is null || definition.ProgramId != program.ProgramId)
             {
                 throw new LedgerException(VaultErrorCodes.VoucherNotFound,

@@ -32,19 +32,21 @@ public static class VoucherCatalog
     private static Definition ToDefinition(Row r) =>
         new(r.VoucherId, r.ProgramId, r.Name, new Points(r.Price), r.ValidDays is { } d ? (int)d : null, (int)r.Uses);
 
-    internal static async Task<IReadOnlyList<Definition>> ListDefinitionsAsync(DbConnection c, long orgId, long programId, DbTransaction? tx, CancellationToken ct) =>
-        (await KeptReads.QueryAsync<Row>(c, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
+    internal static async Task<IReadOnlyList<Definition>> ListDefinitionsAsync(DbConnection c, SqlDialect dialect, long orgId, long programId, DbTransaction? tx,
+        CancellationToken ct) =>
+        (await KeptReads.QueryAsync<Row>(c, dialect, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND program_id = @programId ORDER BY voucher_id",
             new { orgId, programId }, tx, ct)).Select(ToDefinition).ToList();
 
-    internal static async Task<Definition?> FindDefinitionAsync(DbConnection c, long orgId, long voucherId, DbTransaction? tx, CancellationToken ct) =>
-        (await KeptReads.QueryAsync<Row>(c, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
+    internal static async Task<Definition?> FindDefinitionAsync(DbConnection c, SqlDialect dialect, long orgId, long voucherId, DbTransaction? tx,
+        CancellationToken ct) =>
+        (await KeptReads.QueryAsync<Row>(c, dialect, $"SELECT {Columns} FROM voucher_definitions WHERE org_id = @orgId AND voucher_id = @voucherId",
             new { orgId, voucherId }, tx, ct)).Select(ToDefinition).FirstOrDefault();
 
     /// <summary>The program's voucher definitions; 404 when the program is unknown.</summary>
-    public static async Task<IReadOnlyList<VoucherDefinition>> ListAsync(DbConnection c, long orgId, long programId, CancellationToken ct)
+    public static async Task<IReadOnlyList<VoucherDefinition>> ListAsync(DbConnection c, SqlDialect dialect, long orgId, long programId, CancellationToken ct)
     {
-        _ = await ProgramCatalog.FindAsync(c, orgId, programId, null, null, ct) ?? throw LedgerException.NotFound("program", programId);
-        return (await ListDefinitionsAsync(c, orgId, programId, null, ct)).Select(d => d.View()).ToList();
+        _ = await ProgramCatalog.FindAsync(c, dialect, orgId, programId, null, null, ct) ?? throw LedgerException.NotFound("program", programId);
+        return (await ListDefinitionsAsync(c, dialect, orgId, programId, null, ct)).Select(d => d.View()).ToList();
     }
 
     public static async Task<VoucherDefinition> CreateAsync(Posting posting, long programId, NewVoucherDefinition request)
@@ -55,14 +57,14 @@ public static class VoucherCatalog
         if (request.ValidDays is < 1 or > 36_500) throw LedgerException.Invalid("validDays is 1 to 36500 (omit it for vouchers that never expire).");
         var uses = request.Uses ?? 1;
         if (uses is < 1 or > MaxUses) throw LedgerException.Invalid($"uses is 1 to {MaxUses}.");
-        _ = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.OrgId, programId, tx, null, posting.Cancellation))
+        _ = await posting.WithConnectionAsync((conn, tx) => ProgramCatalog.FindAsync(conn, posting.Dialect, posting.OrgId, programId, tx, null, posting.Cancellation))
             ?? throw LedgerException.NotFound("program", programId);
 
         long voucherId;
         if (request.VoucherId is { } explicitId)
         {
             if (explicitId <= 0) throw LedgerException.Invalid("voucherId must be positive.");
-            if (await posting.WithConnectionAsync((conn, tx) => FindDefinitionAsync(conn, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
+            if (await posting.WithConnectionAsync((conn, tx) => FindDefinitionAsync(conn, posting.Dialect, posting.OrgId, explicitId, tx, posting.Cancellation)) is not null)
                 throw new LedgerException(ErrorCodes.AlreadyExists, $"Voucher {explicitId} already exists.", 409);
             voucherId = explicitId;
             await posting.ClaimIdAsync("voucher", voucherId);

@@ -60,7 +60,7 @@ public static class WebhookQueue
         var low = endpoints.Min(e => e.CursorPosition);
         // Read outside the write transaction: a positioned outbox row never changes, and positions
         // are assigned in commit order, so these are every event in (low, last].
-        var events = await db.ReadAsync(c => Outbox.Outbox.ReadAllOrgsAsync(c, low, batch, ct), ct);
+        var events = await db.ReadAsync(c => Outbox.Outbox.ReadAllOrgsAsync(c, db.Dialect, low, batch, ct), ct);
         if (events.Count == 0) return 0;
         var last = events[^1].Position;
 

@@ -47,14 +47,14 @@ public static class CustomersApi
         writer.PostCreatedAsync(http, request, async posting =>
         {
             var (customer, eventId) = await CustomerDirectory.RegisterAsync(posting, request);
-            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation, eventId));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.Dialect, posting.OrgId, customer, tx, posting.Cancellation, eventId));
         });
 
     private static async Task<Ok<CustomerView>> GetAsync(long customerId, HttpContext http, LedgerDatabase db)
     {
         var orgId = http.User.Caller().OrgId;
         return TypedResults.Ok(await db.ReadAsync(async c =>
-            await ViewAsync(c, orgId, await CustomerDirectory.RequireAsync(c, orgId, customerId, null, http.RequestAborted), null, http.RequestAborted), http.RequestAborted));
+            await ViewAsync(c, db.Dialect, orgId, await CustomerDirectory.RequireAsync(c, db.Dialect, orgId, customerId, null, http.RequestAborted), null, http.RequestAborted), http.RequestAborted));
     }
 
     private static async Task<Ok<CustomerView>> LookupAsync(string? identifierName, string? identifierValue, string? source, string? accountId,
@@ -68,7 +68,7 @@ public static class CustomersApi
         {
             // Two customers under different accounts (or, with ALL, sources) may share an identifier:
             // answering with either would show one customer another's data, so the caller must choose.
-            var customers = await CustomerDirectory.FindAllAsync(c, orgId, canonicalSource, kind, identifierValue, accountId, limit: 2, null, http.RequestAborted);
+            var customers = await CustomerDirectory.FindAllAsync(c, db.Dialect, orgId, canonicalSource, kind, identifierValue, accountId, limit: 2, null, http.RequestAborted);
             if (customers.Count > 1)
             {
                 throw new LedgerException(ErrorCodes.AmbiguousIdentifier,
@@ -76,7 +76,7 @@ public static class CustomersApi
                     + (canonicalSource == "ALL" ? " or a source" : "") + " to choose one.", 409);
             }
             var customer = customers.FirstOrDefault() ?? throw LedgerException.NotFound("customer", identifierValue);
-            return await ViewAsync(c, orgId, customer, null, http.RequestAborted);
+            return await ViewAsync(c, db.Dialect, orgId, customer, null, http.RequestAborted);
         }, http.RequestAborted));
     }
 
@@ -85,7 +85,7 @@ public static class CustomersApi
         {
             var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddIdentifierAsync(posting, customerId, request);
-            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.Dialect, posting.OrgId, customer, tx, posting.Cancellation));
         });
 
     private static Task<CreatedAnswer<CustomerView>> AddAccountAsync(long customerId, NewAccountNumber request, HttpContext http, IdempotentWriter writer) =>
@@ -93,7 +93,7 @@ public static class CustomersApi
         {
             var customer = await CustomerDirectory.RequireAsync(posting, customerId);
             await CustomerDirectory.AddAccountNumberAsync(posting, customerId, request.AccountNumber);
-            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.OrgId, customer, tx, posting.Cancellation));
+            return await posting.WithConnectionAsync((c, tx) => ViewAsync(c, posting.Dialect, posting.OrgId, customer, tx, posting.Cancellation));
         });
 
     private static async Task<Ok<IReadOnlyList<BalanceView>>> BalancesAsync(long customerId, HttpContext http, LedgerDatabase db)
@@ -101,16 +101,16 @@ public static class CustomersApi
         var orgId = http.User.Caller().OrgId;
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            await CustomerDirectory.RequireAsync(c, orgId, customerId, null, http.RequestAborted);
-            return await Balances.ForOwnerAsync(c, orgId, OwnerType.Customer, customerId, http.RequestAborted);
+            await CustomerDirectory.RequireAsync(c, db.Dialect, orgId, customerId, null, http.RequestAborted);
+            return await Balances.ForOwnerAsync(c, db.Dialect, orgId, OwnerType.Customer, customerId, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
-    private static async Task<CustomerView> ViewAsync(System.Data.Common.DbConnection c, long orgId, Customer customer,
+    private static async Task<CustomerView> ViewAsync(System.Data.Common.DbConnection c, SqlDialect dialect, long orgId, Customer customer,
         System.Data.Common.DbTransaction? tx, CancellationToken ct, long? registrationEventId = null) => new(
         customer.CustomerId, customer.FirstName, customer.LastName, customer.ExternalId, customer.Email, customer.Mobile,
         customer.EntityType, DateTimeOffset.FromUnixTimeMilliseconds(customer.CreatedAt),
-        await CustomerDirectory.IdentifiersAsync(c, orgId, customer.CustomerId, tx, ct),
-        (await CustomerDirectory.AccountNumbersAsync(c, orgId, customer.CustomerId, tx, ct)).ToList(),
+        await CustomerDirectory.IdentifiersAsync(c, dialect, orgId, customer.CustomerId, tx, ct),
+        (await CustomerDirectory.AccountNumbersAsync(c, dialect, orgId, customer.CustomerId, tx, ct)).ToList(),
         registrationEventId);
 }

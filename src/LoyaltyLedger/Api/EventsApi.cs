@@ -65,7 +65,7 @@ public static class EventsApi
 
         // A write's events take their positions in its own transaction: a client reads its own writes
         // at once, and a replica that has replayed a write's token holds its events and their positions.
-        var page = await db.ReadAsync(c => OutboxRows.ReadPageAsync(c, orgId, afterPosition, take, wanted, ct), consistency, ct);
+        var page = await db.ReadAsync(c => OutboxRows.ReadPageAsync(c, db.Dialect, orgId, afterPosition, take, wanted, ct), consistency, ct);
         return TypedResults.Ok(new EventFeedPage(page.Events.Select(EventEnvelope.From).ToList(), FeedCursor.Format(page.NextPosition)));
     }
 

@@ -25,7 +25,7 @@ public static class GroupsApi
         writer.PostCreatedAsync(http, request, posting => GroupDirectory.CreateAsync(posting, request));
 
     private static async Task<Ok<UserGroup>> GetAsync(long groupId, HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => GroupDirectory.RequireAsync(c, http.User.Caller().OrgId, groupId, null, http.RequestAborted), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => GroupDirectory.RequireAsync(c, db.Dialect, http.User.Caller().OrgId, groupId, null, http.RequestAborted), http.RequestAborted));
 
     private static Task<CreatedAnswer<GroupMember>> AddMemberAsync(long groupId, NewGroupMember request, HttpContext http, IdempotentWriter writer) =>
         writer.PostCreatedAsync(http, request, posting => GroupDirectory.AddMemberAsync(posting, groupId, request));
@@ -35,8 +35,8 @@ public static class GroupsApi
         var orgId = http.User.Caller().OrgId;
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            await GroupDirectory.RequireAsync(c, orgId, groupId, null, http.RequestAborted);
-            return await Balances.ForOwnerAsync(c, orgId, OwnerType.Group, groupId, http.RequestAborted);
+            await GroupDirectory.RequireAsync(c, db.Dialect, orgId, groupId, null, http.RequestAborted);
+            return await Balances.ForOwnerAsync(c, db.Dialect, orgId, OwnerType.Group, groupId, http.RequestAborted);
         }, http.RequestAborted));
     }
 }

@@ -77,8 +77,8 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
-            return await Schedules.ExpiryScheduleAsync(c, orgId, type, id, program, earliest, http.RequestAborted);
+            var (type, id) = await RequireOwnerAsync(c, db.Dialect, orgId, owner, http.RequestAborted);
+            return await Schedules.ExpiryScheduleAsync(c, db.Dialect, orgId, type, id, program, earliest, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
@@ -91,8 +91,8 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
-            return await Schedules.HeldScheduleAsync(c, orgId, type, id, http.RequestAborted);
+            var (type, id) = await RequireOwnerAsync(c, db.Dialect, orgId, owner, http.RequestAborted);
+            return await Schedules.HeldScheduleAsync(c, db.Dialect, orgId, type, id, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
@@ -107,25 +107,25 @@ public static class LifecycleApi
         var owner = Owner(customerId, groupId);
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            var (type, id) = await RequireOwnerAsync(c, orgId, owner, http.RequestAborted);
-            return await Schedules.BalancesAsOfAsync(c, orgId, type, id, at, http.RequestAborted);
+            var (type, id) = await RequireOwnerAsync(c, db.Dialect, orgId, owner, http.RequestAborted);
+            return await Schedules.BalancesAsOfAsync(c, db.Dialect, orgId, type, id, at, http.RequestAborted);
         }, ConsistencyTokens.Read(http), http.RequestAborted));
     }
 
     private static (long? CustomerId, long? GroupId) Owner(string? customerId, string? groupId) =>
         (QueryParameters.Long(customerId, "customerId"), QueryParameters.Long(groupId, "groupId"));
 
-    private static async Task<(OwnerType Type, long Id)> RequireOwnerAsync(System.Data.Common.DbConnection c, long orgId, (long? CustomerId, long? GroupId) owner,
-        CancellationToken ct)
+    private static async Task<(OwnerType Type, long Id)> RequireOwnerAsync(System.Data.Common.DbConnection c, SqlDialect dialect, long orgId,
+        (long? CustomerId, long? GroupId) owner, CancellationToken ct)
     {
         var (customerId, groupId) = owner;
         if ((customerId is null) == (groupId is null)) throw LedgerException.Invalid("Name exactly one of customerId or groupId.");
         if (customerId is { } cid)
         {
-            await CustomerDirectory.RequireAsync(c, orgId, cid, null, ct);
+            await CustomerDirectory.RequireAsync(c, dialect, orgId, cid, null, ct);
             return (OwnerType.Customer, cid);
         }
-        var group = await GroupDirectory.RequireAsync(c, orgId, groupId!.Value, null, ct);
+        var group = await GroupDirectory.RequireAsync(c, dialect, orgId, groupId!.Value, null, ct);
         return (OwnerType.Group, group.GroupId);
     }
 }

@@ -37,7 +37,7 @@ public static class LoyaltyVaultApi
         var orgId = http.User.Caller().OrgId;
         var nowMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
         var consistency = ConsistencyTokens.Read(http);
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, orgId, accountNumber, inactive, nowMs, http.RequestAborted, db.Catalog), consistency, http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.AccountAsync(c, db.Dialect, orgId, accountNumber, inactive, nowMs, http.RequestAborted, db.Catalog), consistency, http.RequestAborted));
     }
 
     private static async Task<Ok<IReadOnlyList<VaultMovement>>> GetHistoryAsync(string accountNumber, long loyaltyPointDefinitionId,
@@ -48,7 +48,7 @@ public static class LoyaltyVaultApi
         var consistency = ConsistencyTokens.Read(http);
         using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read vault-history");
         activity?.SetTag("ledger.org_id", orgId);
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, orgId, accountNumber, loyaltyPointDefinitionId, query, http.RequestAborted, db.Catalog, db.Catalog), consistency, http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, db.Dialect, orgId, accountNumber, loyaltyPointDefinitionId, query, http.RequestAborted, db.Catalog, db.Catalog), consistency, http.RequestAborted));
     }
 
     private static Task<OkAnswer<VaultTransactionResult>> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>

@@ -21,11 +21,11 @@ public static class ProgramsApi
     }
 
     private static async Task<Ok<IReadOnlyList<LoyaltyProgram>>> ListAsync(HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => ProgramCatalog.ListAsync(c, http.User.Caller().OrgId, null, http.RequestAborted), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => ProgramCatalog.ListAsync(c, db.Dialect, http.User.Caller().OrgId, null, http.RequestAborted), http.RequestAborted));
 
     private static async Task<Ok<LoyaltyProgram>> GetAsync(long programId, HttpContext http, LedgerDatabase db)
     {
-        var program = await db.ReadAsync(c => ProgramCatalog.FindAsync(c, http.User.Caller().OrgId, programId, null, null, http.RequestAborted), http.RequestAborted);
+        var program = await db.ReadAsync(c => ProgramCatalog.FindAsync(c, db.Dialect, http.User.Caller().OrgId, programId, null, null, http.RequestAborted), http.RequestAborted);
         return program is null ? throw LedgerException.NotFound("program", programId) : TypedResults.Ok(program);
     }
 

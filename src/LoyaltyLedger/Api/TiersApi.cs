@@ -70,7 +70,7 @@ public static class TiersApi
     private static async Task<Ok<TierPolicy>> GetPolicyAsync(long programId, HttpContext http, LedgerDatabase db)
     {
         var orgId = http.User.Caller().OrgId;
-        var program = await db.ReadAsync(c => TierReads.TieredProgramAsync(c, orgId, programId, null, db.Catalog, http.RequestAborted), http.RequestAborted);
+        var program = await db.ReadAsync(c => TierReads.TieredProgramAsync(c, db.Dialect, orgId, programId, null, db.Catalog, http.RequestAborted), http.RequestAborted);
         return TypedResults.Ok(program.Tiers!);
     }
 
@@ -82,9 +82,9 @@ public static class TiersApi
         var program = QueryParameters.Long(programId, "programId");
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            await RequireOwnerAsync(c, orgId, ownerType, ownerId, http.RequestAborted);
-            var tiered = await TierReads.TieredProgramAsync(c, orgId, program, null, db.Catalog, http.RequestAborted);
-            return await TierReads.StatusAsync(c, orgId, ownerType, ownerId, tiered, clock.GetUtcNow(), null, http.RequestAborted);
+            await RequireOwnerAsync(c, db.Dialect, orgId, ownerType, ownerId, http.RequestAborted);
+            var tiered = await TierReads.TieredProgramAsync(c, db.Dialect, orgId, program, null, db.Catalog, http.RequestAborted);
+            return await TierReads.StatusAsync(c, db.Dialect, orgId, ownerType, ownerId, tiered, clock.GetUtcNow(), null, http.RequestAborted);
         }, http.RequestAborted));
     }
 
@@ -96,8 +96,8 @@ public static class TiersApi
         var program = QueryParameters.Long(programId, "programId");
         return TypedResults.Ok(await db.ReadAsync(async c =>
         {
-            await RequireOwnerAsync(c, orgId, ownerType, ownerId, http.RequestAborted);
-            return await TierReads.HistoryAsync(c, orgId, ownerType, ownerId, program, http.RequestAborted);
+            await RequireOwnerAsync(c, db.Dialect, orgId, ownerType, ownerId, http.RequestAborted);
+            return await TierReads.HistoryAsync(c, db.Dialect, orgId, ownerType, ownerId, program, http.RequestAborted);
         }, http.RequestAborted));
     }
 
@@ -117,9 +117,10 @@ public static class TiersApi
             ct => TierEvaluation.RunAsync(db, caller.OrgId, asOf, now, caller.KeyId, ct));
     }
 
-    private static async Task RequireOwnerAsync(System.Data.Common.DbConnection c, long orgId, OwnerType ownerType, long ownerId, CancellationToken ct)
+    private static async Task RequireOwnerAsync(System.Data.Common.DbConnection c, SqlDialect dialect, long orgId, OwnerType ownerType, long ownerId,
+        CancellationToken ct)
     {
-        if (ownerType == OwnerType.Customer) await CustomerDirectory.RequireAsync(c, orgId, ownerId, null, ct);
-        else await GroupDirectory.RequireAsync(c, orgId, ownerId, null, ct);
+        if (ownerType == OwnerType.Customer) await CustomerDirectory.RequireAsync(c, dialect, orgId, ownerId, null, ct);
+        else await GroupDirectory.RequireAsync(c, dialect, orgId, ownerId, null, ct);
     }
 }

@@ -19,7 +19,7 @@ public static class VouchersApi
     }
 
     private static async Task<Ok<IReadOnlyList<VoucherDefinition>>> ListAsync(long programId, HttpContext http, LedgerDatabase db) =>
-        TypedResults.Ok(await db.ReadAsync(c => VoucherCatalog.ListAsync(c, http.User.Caller().OrgId, programId, http.RequestAborted), http.RequestAborted));
+        TypedResults.Ok(await db.ReadAsync(c => VoucherCatalog.ListAsync(c, db.Dialect, http.User.Caller().OrgId, programId, http.RequestAborted), http.RequestAborted));
 
     private static Task<CreatedAnswer<VoucherDefinition>> CreateAsync(long programId, NewVoucherDefinition request, HttpContext http, IdempotentWriter writer) =>
         writer.PostCreatedAsync(http, request, posting => VoucherCatalog.CreateAsync(posting, programId, request));

@@ -33,7 +33,7 @@ public sealed class CommitOrderTestsOnPostgres(PostgresDatabase db) : IClassFixt
         async Task PollAsync()
         {
             await OutboxSequencer.RunAllAsync(db.Database, CancellationToken.None);
-            var page = await db.Database.ReadAsync(c => OutboxStore.ReadPageAsync(c, t.OrgId, cursor, 100, null, CancellationToken.None), CancellationToken.None);
+            var page = await db.Database.ReadAsync(c => OutboxStore.ReadPageAsync(c, db.Database.Dialect, t.OrgId, cursor, 100, null, CancellationToken.None), CancellationToken.None);
             seen.AddRange(page.Events);
             cursor = page.NextPosition;
         }
@@ -81,8 +81,8 @@ public sealed class CommitOrderTestsOnPostgres(PostgresDatabase db) : IClassFixt
         afterIdCursor.ShouldBe(0, "by id, A is behind the cursor already");
 
         await OutboxSequencer.RunAllAsync(db.Database, CancellationToken.None);
-        var first = await db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, t.OrgId, 0, 1, null, CancellationToken.None), CancellationToken.None);
-        var rest = await db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, t.OrgId, first[0].Position, 100, null, CancellationToken.None), CancellationToken.None);
+        var first = await db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, db.Database.Dialect, t.OrgId, 0, 1, null, CancellationToken.None), CancellationToken.None);
+        var rest = await db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, db.Database.Dialect, t.OrgId, first[0].Position, 100, null, CancellationToken.None), CancellationToken.None);
         first.Concat(rest).Select(Name).Order().ShouldBe(["A", "B"]);
     }
 }

@@ -48,7 +48,7 @@ public abstract class OutboxStoreTests(DatabaseFixture db)
             "SELECT COUNT(*) FROM outbox_events WHERE org_id = @org AND position IS NULL", new { org = orgId }), CancellationToken.None);
 
     private Task<IReadOnlyList<OutboxEvent>> ReadAsync(long orgId, long after = 0, int limit = 100, IReadOnlyCollection<string>? types = null) =>
-        db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, orgId, after, limit, types, CancellationToken.None), CancellationToken.None);
+        db.Database.ReadAsync(c => OutboxStore.ReadAsync(c, db.Database.Dialect, orgId, after, limit, types, CancellationToken.None), CancellationToken.None);
 
     private static int N(OutboxEvent e) => JsonDocument.Parse(e.Payload).RootElement.GetProperty("data").GetProperty("n").GetInt32();
 
@@ -100,7 +100,7 @@ public abstract class OutboxStoreTests(DatabaseFixture db)
         seen.ShouldAllBe(e => e.OrgId == t.OrgId);
 
         (await ReadAsync(t.OrgId, types: [OutboxEventTypes.BalanceChanged, OutboxEventTypes.CustomerRegistered])).Select(N).ShouldBe([2, 3, 5]);
-        var all = await db.Database.ReadAsync(c => OutboxStore.ReadAllOrgsAsync(c, seen[0].Position - 1, 1000, CancellationToken.None), CancellationToken.None);
+        var all = await db.Database.ReadAsync(c => OutboxStore.ReadAllOrgsAsync(c, db.Database.Dialect, seen[0].Position - 1, 1000, CancellationToken.None), CancellationToken.None);
         all.Where(e => e.OrgId == t.OrgId || e.OrgId == other.OrgId).Select(N).ShouldBe([1, 2, 100, 3, 4, 5]);
     }
 
@@ -140,7 +140,7 @@ public abstract class OutboxStoreTests(DatabaseFixture db)
         long cursor = 0;
         async Task PollAsync()
         {
-            var page = await db.Database.ReadAsync(c => OutboxStore.ReadPageAsync(c, t.OrgId, cursor, 7, null, CancellationToken.None), CancellationToken.None);
+            var page = await db.Database.ReadAsync(c => OutboxStore.ReadPageAsync(c, db.Database.Dialect, t.OrgId, cursor, 7, null, CancellationToken.None), CancellationToken.None);
             seen.AddRange(page.Events);
             cursor = page.NextPosition;
         }

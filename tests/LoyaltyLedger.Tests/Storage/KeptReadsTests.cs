@@ -78,18 +78,18 @@ public abstract class KeptReadsTests(DatabaseFixture db)
 
         for (var i = 0; i < 3; i++)
         {
-            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, sql, new { scope = first }, null, CancellationToken.None), CancellationToken.None))
+            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, database.Dialect, sql, new { scope = first }, null, CancellationToken.None), CancellationToken.None))
                 .ShouldBe(["a", "b"]);
-            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, sql, new { scope = second }, null, CancellationToken.None), CancellationToken.None))
+            (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, database.Dialect, sql, new { scope = second }, null, CancellationToken.None), CancellationToken.None))
                 .ShouldBe(["c"]);
         }
         // A plain value is converted as Dapper converts it (a count is a 64-bit integer on SQLite).
-        (await database.ReadAsync(c => KeptReads.QueryAsync<int>(c, "SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope = first }, null,
+        (await database.ReadAsync(c => KeptReads.QueryAsync<int>(c, database.Dialect, "SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope = first }, null,
             CancellationToken.None), CancellationToken.None)).ShouldBe([2]);
         var names = new DynamicParameters();
         names.Add("scope", first);
         names.Add("names", new[] { "b", "z" });
-        (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c,
+        (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, database.Dialect,
                 $"SELECT name FROM id_counters WHERE org_id = @scope AND {database.Dialect.In("name", "names")} ORDER BY name", names, null, CancellationToken.None),
             CancellationToken.None)).ShouldBe(["b"]);
     }
@@ -105,24 +105,24 @@ public abstract class KeptReadsTests(DatabaseFixture db)
         Task<T> Read<T>(Func<System.Data.Common.DbConnection, Task<T>> read) => database.ReadAsync(read, CancellationToken.None);
 
         // A tuple by position, and a nullable tuple: null when no row comes back.
-        (await Read(c => KeptReads.QueryAsync<(string Name, long Value)>(c, one, new { scope, name = "a" }, null, CancellationToken.None)))
+        (await Read(c => KeptReads.QueryAsync<(string Name, long Value)>(c, database.Dialect, one, new { scope, name = "a" }, null, CancellationToken.None)))
             .ShouldBe([("a", 1L)]);
-        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, one, new { scope, name = "b" }, null, CancellationToken.None)))
+        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, database.Dialect, one, new { scope, name = "b" }, null, CancellationToken.None)))
             .ShouldBe(("b", 1L));
-        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, one, new { scope, name = "z" }, null, CancellationToken.None)))
+        (await Read(c => KeptReads.QuerySingleOrDefaultAsync<(string Name, long Value)?>(c, database.Dialect, one, new { scope, name = "z" }, null, CancellationToken.None)))
             .ShouldBeNull();
         // Two rows where one is expected is an error, as with Dapper's QuerySingleOrDefault.
-        await Should.ThrowAsync<InvalidOperationException>(() => Read(c => KeptReads.QuerySingleOrDefaultAsync<string>(c,
+        await Should.ThrowAsync<InvalidOperationException>(() => Read(c => KeptReads.QuerySingleOrDefaultAsync<string>(c, database.Dialect,
             "SELECT name FROM id_counters WHERE org_id = @scope", new { scope }, null, CancellationToken.None)));
         // A scalar: the first column of the first row; a NULL one and no row at all are null.
-        (await Read(c => KeptReads.ScalarAsync<long?>(c, "SELECT MAX(last_value) + 1 FROM id_counters WHERE org_id = @scope", new { scope }, null,
+        (await Read(c => KeptReads.ScalarAsync<long?>(c, database.Dialect, "SELECT MAX(last_value) + 1 FROM id_counters WHERE org_id = @scope", new { scope }, null,
             CancellationToken.None))).ShouldBe(2);
-        (await Read(c => KeptReads.ScalarAsync<long?>(c, "SELECT MAX(last_value) FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
+        (await Read(c => KeptReads.ScalarAsync<long?>(c, database.Dialect, "SELECT MAX(last_value) FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
             CancellationToken.None))).ShouldBeNull();
-        (await Read(c => KeptReads.ScalarAsync<string>(c, "SELECT name FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
+        (await Read(c => KeptReads.ScalarAsync<string>(c, database.Dialect, "SELECT name FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null,
             CancellationToken.None))).ShouldBeNull();
         // NULL where the type has no null is an error, as it is with Dapper, not a quiet 0.
-        await Should.ThrowAsync<Exception>(() => Read(c => KeptReads.QueryAsync<long>(c,
+        await Should.ThrowAsync<Exception>(() => Read(c => KeptReads.QueryAsync<long>(c, database.Dialect,
             "SELECT MAX(last_value) FROM id_counters WHERE org_id = @scope AND name = 'z'", new { scope }, null, CancellationToken.None)));
     }
 }

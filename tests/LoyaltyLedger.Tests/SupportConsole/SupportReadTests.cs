@@ -241,10 +241,10 @@ public abstract class SupportReadTests(DatabaseFixture db)
         await t.AwardAsync(customer, "6");
         var horizon = Clock.GetUtcNow().AddDays(15);
 
-        var items = await db.Database.ReadAsync(c => Schedules.ExpiryScheduleAsync(c, t.OrgId, OwnerType.Customer, customer, null, false, CancellationToken.None, horizon),
+        var items = await db.Database.ReadAsync(c => Schedules.ExpiryScheduleAsync(c, db.Database.Dialect, t.OrgId, OwnerType.Customer, customer, null, false, CancellationToken.None, horizon),
             CancellationToken.None);
         items.Select(i => i.Points).ShouldBe([Points.FromWhole(4)]);
-        var all = await db.Database.ReadAsync(c => Schedules.ExpiryScheduleAsync(c, t.OrgId, OwnerType.Customer, customer, null, false, CancellationToken.None),
+        var all = await db.Database.ReadAsync(c => Schedules.ExpiryScheduleAsync(c, db.Database.Dialect, t.OrgId, OwnerType.Customer, customer, null, false, CancellationToken.None),
             CancellationToken.None);
         all.Select(i => i.Points).ShouldBe([Points.FromWhole(4), Points.FromWhole(6)]);
     }
