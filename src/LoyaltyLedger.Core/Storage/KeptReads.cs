@@ -38,7 +38,7 @@ public static class KeptReads
         try
         {
             // A name the text does not use is bound too, and SQLite passes over it.
-            StatementBatch.Bind(values, command.CreateParameter, command.Parameters);
+            StatementBatch.Bind(values, command.CreateParameter, command.Parameters, asWritten: true);
             await using var reader = await command.ExecuteReaderAsync(ct);
             var rows = new List<T>();
             // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
