@@ -729,11 +729,12 @@ public sealed class Posting
     /// <summary>
     /// How many of a wallet's open lots of each kind, dated and undated, a debit reads before it
     /// knows whether they cover it. A debit usually takes a lot or a few, while a member who earns
-    /// more than they redeem keeps many lots open, and reading them all made a debit's cost grow
-    /// with them: with 39 open in a points wallet on average (a seed after many runs of the
-    /// benchmark's write mix), 97 buffers and 0.76 ms a redemption on PostgreSQL, against 18 and
-    /// 0.19 ms reading 16; for a wallet of 21,024 (the seed's largest), 369 buffers and a 2 MB sort
-    /// against 4. A debit the lots read first do not cover reads the rest.
+    /// more than they redeem keeps many lots open, and reading them all makes a debit's cost grow
+    /// with them. On PostgreSQL, under the benchmark's write mix on a database where a redemption's
+    /// wallet held 77-93 open lots, reading them all cost 81-97 buffers and 0.54-0.76 ms a
+    /// redemption, reading 16 of each kind 18 buffers and 0.19 ms; for a wallet of 21,024 (the
+    /// seed's largest), 369 buffers and a 2 MB sort against 7. A debit the lots read first do not
+    /// cover reads the rest.
     /// </summary>
     private const int OpenLotsReadFirst = 16;
 

@@ -141,25 +141,12 @@ public abstract class PostingTests(DatabaseFixture db)
     }
 
     [Fact]
-    public async Task a_redemption_beyond_the_first_open_lots_read_takes_the_next_ones_in_order_dated_before_undated()
+    public async Task a_redemption_that_empties_the_dated_lots_goes_on_with_the_oldest_undated()
     {
-        // A debit reads a wallet's first 16 dated and first 16 undated open lots, and the rest only when
-        // those do not cover it. 21 lots of 1 point, earned an hour apart; the 4 earliest made undated
-        // (as a repaid debt restored by a reversal comes back), so they are the last a debit takes.
-        var t = await db.Host.NewTenantAsync();
-        var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 30 });
-        var customer = await t.NewCustomerAsync();
-        db.Host.Clock.Set(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
-        for (var i = 0; i < 21; i++)
-        {
-            await t.AwardAsync(customer, "1");
-            db.Host.Clock.Advance(TimeSpan.FromHours(1));
-        }
-        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
-            "UPDATE lots SET expires_at = NULL WHERE org_id = @org AND lot_id IN (SELECT lot_id FROM lots WHERE org_id = @org ORDER BY lot_id LIMIT 4)",
-            new { org = t.OrgId }, tx), CancellationToken.None);
-        async Task<List<long>> Remaining() => (await db.Database.ReadAsync(c => c.QueryAsync<long>(
-            "SELECT remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        // A debit reads a wallet's first 16 dated and first 16 undated open lots; once it has read every
+        // dated lot, the undated ones it read come next.
+        var (t, shop, customer) = await TwentyOneLotsTheFirstFourUndatedAsync();
+        Task<List<long>> Remaining() => LotsRemainingAsync(t);
         long[] Lots(params long[] points) => points.Select(p => p * 1_000).ToArray();
 
         // 3 points: the first read covers it, from the earliest dated lot on.
@@ -179,6 +166,41 @@ public abstract class PostingTests(DatabaseFixture db)
     {
         // 17 dated lots, more than the first read's 16, and 4 undated: 18 points take the 16 read
         // first, the 17th dated lot that only the second read sees, and then one undated lot.
+        var (t, shop, customer) = await TwentyOneLotsTheFirstFourUndatedAsync();
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "18", programId = shop.ProgramId });
+
+        (await LotsRemainingAsync(t)).ShouldBe([0L, 1_000, 1_000, 1_000, .. Enumerable.Repeat(0L, 17)]);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task a_redemption_covered_by_the_undated_lots_read_first_takes_them_after_every_dated_one_and_beyond_them_reads_the_rest()
+    {
+        // 1 dated lot and 20 undated, more than the 16 a debit reads first. 4 points take the dated lot
+        // and the 3 oldest undated, all from the first read. 16.5 points are more than the 16 undated
+        // lots read first: the rest is read, and the 17th lot gives the last half point.
+        var (t, shop, customer) = await TwentyOneLotsTheFirstFourUndatedAsync();
+        await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
+            "UPDATE lots SET expires_at = NULL WHERE org_id = @org AND lot_id IN (SELECT lot_id FROM lots WHERE org_id = @org ORDER BY lot_id LIMIT 20)",
+            new { org = t.OrgId }, tx), CancellationToken.None);
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "4", programId = shop.ProgramId });
+        (await LotsRemainingAsync(t)).ShouldBe([0L, 0, 0, .. Enumerable.Repeat(1_000L, 17), 0]);
+
+        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "16.5", programId = shop.ProgramId });
+        (await LotsRemainingAsync(t)).ShouldBe([.. Enumerable.Repeat(0L, 19), 500, 0]);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(500);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A customer with 21 open lots of 1 point, earned an hour apart in a program whose points expire,
+    /// the 4 earliest then made undated (as a repaid debt that a reversal restores comes back), so
+    /// that they are the last a debit takes.
+    /// </summary>
+    private async Task<(Tenant Tenant, Shop Shop, long Customer)> TwentyOneLotsTheFirstFourUndatedAsync()
+    {
         var t = await db.Host.NewTenantAsync();
         var shop = await t.NewShopAsync(expiry: new { kind = "DATE_EARNED", days = 30 });
         var customer = await t.NewCustomerAsync();
@@ -191,14 +213,12 @@ public abstract class PostingTests(DatabaseFixture db)
         await db.Database.WriteAsync((c, tx) => c.ExecuteAsync(
             "UPDATE lots SET expires_at = NULL WHERE org_id = @org AND lot_id IN (SELECT lot_id FROM lots WHERE org_id = @org ORDER BY lot_id LIMIT 4)",
             new { org = t.OrgId }, tx), CancellationToken.None);
-
-        await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "18", programId = shop.ProgramId });
-
-        var remaining = (await db.Database.ReadAsync(c => c.QueryAsync<long>(
-            "SELECT remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
-        remaining.ShouldBe([0L, 1_000, 1_000, 1_000, .. Enumerable.Repeat(0L, 17)]);
-        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+        return (t, shop, customer);
     }
+
+    /// <summary>What each of the organization's lots holds, in the order they were created.</summary>
+    private async Task<List<long>> LotsRemainingAsync(Tenant t) => (await db.Database.ReadAsync(c => c.QueryAsync<long>(
+        "SELECT remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
 
     [Fact]
     public async Task a_debit_beyond_every_open_lot_of_a_long_history_empties_them_all_and_owes_the_rest()
@@ -213,9 +233,10 @@ public abstract class PostingTests(DatabaseFixture db)
         await t.PostOkAsync("/v1/redemptions", new { customerId = customer, points = "25", programId = shop.ProgramId });
 
         (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(-5_000);
-        var open = await db.Database.ReadAsync(c => c.QuerySingleAsync<long>(
-            "SELECT COUNT(*) FROM lots WHERE org_id = @org AND remaining > 0 AND is_debt = 0", new { org = t.OrgId }), CancellationToken.None);
-        open.ShouldBe(0);
+        var lots = (await db.Database.ReadAsync(c => c.QueryAsync<(long IsDebt, long Remaining)>(
+            "SELECT is_debt, remaining FROM lots WHERE org_id = @org ORDER BY lot_id", new { org = t.OrgId }), CancellationToken.None)).ToList();
+        lots.Where(l => l.IsDebt == 0).ShouldAllBe(l => l.Remaining == 0);
+        lots.Where(l => l.IsDebt == 1).Select(l => l.Remaining).ShouldBe([-5_000L]);
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
