@@ -783,13 +783,15 @@ public sealed class Posting
         var allRead = allDatedRead && undatedLots.Count < OpenLotsReadFirst;
         if (!allRead && lots.Aggregate(Points.Zero, (sum, lot) => sum + lot.Remaining) < points)
         {
-            lots = (await QueryAsync<(long LotId, long Remaining, long? ExpiresAt)>(
+            var rest = Batch();
+            var every = rest.Query(
                 $"""
                 SELECT lot_id, remaining, expires_at FROM lots
                 WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0
                 ORDER BY {LotArithmetic.DebitOrderSql}
                 """,
-                walletArgs)).Select(l => new OpenLot(l.LotId, new Points(l.Remaining), l.ExpiresAt)).ToList();
+                walletArgs);
+            lots = (await rest.RunAsync()).Rows(every).Select(ToOpenLot).ToList();
         }
 
         var writes = Batch();
