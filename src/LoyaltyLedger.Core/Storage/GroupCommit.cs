@@ -311,7 +311,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// </remarks>
     private async Task<IReadOnlyList<Unit>?> RunTransactionAsync(Lane lane, IReadOnlyList<Unit> batch, bool careful)
     {
-        var connection = lane.Connection ??= await _database.OpenAsync(CancellationToken.None);
+        var connection = lane.Connection ??= await _database.OpenWriterAsync(CancellationToken.None);
         await using var transaction = await _database.Dialect.BeginWriteAsync(connection, CancellationToken.None);
         // A unit alone needs no savepoint: when it fails, the whole transaction rolls back. In a
         // careful batch a savepoint marks where each unit starts: set before the first, and moved past

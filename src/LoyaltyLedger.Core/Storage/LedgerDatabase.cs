@@ -22,6 +22,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
 
     private readonly NpgsqlDataSource? _postgres;
     private readonly string? _sqliteConnectionString;
+    private readonly string? _sqliteWriterConnectionString;
     private readonly GroupCommit? _sqliteWriter;
     private GroupCommit? _postgresWriters;
     private ReadReplicas? _replicas;
@@ -32,6 +33,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         Dialect = dialect;
         _postgres = postgres;
         _sqliteConnectionString = sqlite;
+        _sqliteWriterConnectionString = sqlite is null ? null : new SqliteConnectionStringBuilder(sqlite) { ForeignKeys = false }.ToString();
         Description = description;
         if (sqlite is not null)
             _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch,
@@ -151,12 +153,36 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// <summary>The read replicas in use, as host:port (none: every read is the primary's).</summary>
     public IReadOnlyList<string> ReadReplicaNames => _replicas?.Names ?? [];
 
-    public async Task<DbConnection> OpenAsync(CancellationToken ct)
+    public Task<DbConnection> OpenAsync(CancellationToken ct) => OpenAsync(writer: false, ct);
+
+    /// <summary>
+    /// A connection for a group-commit lane to write on (<see cref="GroupCommit"/>), set up as the
+    /// dialect says (<see cref="SqlDialect.PrepareWriterAsync"/>).
+    /// </summary>
+    internal async Task<DbConnection> OpenWriterAsync(CancellationToken ct)
+    {
+        var connection = await OpenAsync(writer: true, ct);
+        try
+        {
+            await Dialect.PrepareWriterAsync(connection, ct);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task<DbConnection> OpenAsync(bool writer, CancellationToken ct)
     {
         if (_postgres is not null)
             return await _postgres.OpenConnectionAsync(ct);
 
-        var connection = new SqliteConnection(_sqliteConnectionString);
+        // The writer's connections come from a pool of their own (Microsoft.Data.Sqlite pools by
+        // connection string, and the writer's names foreign keys off explicitly, as the pragmas
+        // below set them anyway): what the writer sets on its connection stays off the readers'.
+        var connection = new SqliteConnection(writer ? _sqliteWriterConnectionString : _sqliteConnectionString);
         await connection.OpenAsync(ct);
         using var pragma = connection.CreateCommand();
         // FULL: a write acknowledged to a client survives power loss, not just a process crash.

@@ -77,6 +77,9 @@ public sealed class PostgresDialect : SqlDialect
     // own value again (the server's, or one set in the connection string), not zero.
     public override (string Refuse, string Allow)? LockWaits { get; } = ("SET LOCAL lock_timeout = '1ms'", "SET LOCAL lock_timeout TO DEFAULT");
 
+    // A lane's connection is any pooled connection: the server sets no session state.
+    public override Task PrepareWriterAsync(DbConnection connection, CancellationToken ct) => Task.CompletedTask;
+
     // A savepoint is a round trip of its own; a unit, a bill's five.
     public override int UnitCostInSavepoints => 5;
 

@@ -160,6 +160,12 @@ public abstract partial class SqlDialect
     public abstract (string Refuse, string Allow)? LockWaits { get; }
 
     /// <summary>
+    /// Sets up a connection that a group-commit lane (<see cref="GroupCommit"/>) will write on, once,
+    /// when the lane opens it.
+    /// </summary>
+    public abstract Task PrepareWriterAsync(DbConnection connection, CancellationToken ct);
+
+    /// <summary>
     /// What running a unit of a group-commit batch again costs, counted in savepoints (a savepoint
     /// set, or moved past a unit that succeeded): how <see cref="GroupCommit"/> weighs setting a
     /// savepoint for every unit of a batch against running part of the batch again after a failure.

@@ -527,6 +527,19 @@ public sealed class GroupCommitTestsOnSqlite(SqliteDatabase db) : GroupCommitTes
 
     // In process a savepoint costs microseconds and a unit about a millisecond: savepoints, nobody runs twice.
     protected override int[] RunsWhereRefusalsAreRare => [1, 1, 1, 1, 1, 1, 1, 1];
+
+    // SqliteDialect.PrepareWriterAsync: the writer's savepoints and multi-row statements journal
+    // the pages they change in memory, not in a temporary file; a reader's sorts keep the default,
+    // also after writers' connections went back to their pool (the other tests' writers, disposed).
+    [Fact]
+    public async Task the_writer_keeps_its_statement_journals_in_memory_and_a_reader_keeps_the_default()
+    {
+        var written = await WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None)
+            .WaitAsync(Bound);
+        written.ShouldBe(2); // MEMORY
+        var read = await Writer.ReadAsync(c => c.ExecuteScalarAsync<long>("PRAGMA temp_store"), CancellationToken.None);
+        read.ShouldBe(0); // DEFAULT: files, as SQLite was built
+    }
 }
 
 public sealed class GroupCommitTestsOnPostgres(PostgresDatabase db) : GroupCommitTests(db), IClassFixture<PostgresDatabase>
