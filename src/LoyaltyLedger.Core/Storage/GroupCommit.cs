@@ -90,10 +90,17 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <summary>The most units of work one transaction takes.</summary>
     public int MaxBatch { get; }
 
-    /// <summary>Runs <paramref name="work"/> in a batch; with <paramref name="locate"/>, answers the WAL position after its commit too.</summary>
-    public Task<(T Result, WalPosition? Position)> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct)
+    /// <summary>
+    /// Runs <paramref name="work"/> in a batch; with <paramref name="locate"/>, answers the WAL
+    /// position after its commit too. <paramref name="bounded"/>: the work is a posting of a few
+    /// owners (an API write, a lifecycle run's posting), which changes a bounded number of pages;
+    /// else it may change a whole table (a tier run, renumbering), and its batch keeps the
+    /// database's default temporary storage (<see cref="SqlDialect.BeforeWriteAsync"/>).
+    /// </summary>
+    public Task<(T Result, WalPosition? Position)> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct,
+        bool bounded = true)
     {
-        var unit = new Unit<T>(work, locate, ct);
+        var unit = new Unit<T>(work, locate, ct) { Bounded = bounded };
         if (!_queue.Writer.TryWrite(unit)) throw Closed();
         return unit.Answer;
     }
@@ -109,6 +116,10 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         public CancellationToken Cancellation { get; } = ct;
         public bool Locate { get; } = locate;
+
+        /// <summary>A posting of a few owners, which changes a bounded number of pages (see <see cref="WriteAsync{T}"/>).</summary>
+        public bool Bounded { get; init; } = true;
+
         public int Attempt { get; set; } = 1;
         public abstract void Succeed(WalPosition? position);
         public abstract void Fail(Exception ex);
@@ -312,6 +323,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     private async Task<IReadOnlyList<Unit>?> RunTransactionAsync(Lane lane, IReadOnlyList<Unit> batch, bool careful)
     {
         var connection = lane.Connection ??= await _database.OpenWriterAsync(CancellationToken.None);
+        await _database.Dialect.BeforeWriteAsync(connection, bounded: batch.All(u => u.Bounded), CancellationToken.None);
         await using var transaction = await _database.Dialect.BeginWriteAsync(connection, CancellationToken.None);
         // A unit alone needs no savepoint: when it fails, the whole transaction rolls back. In a
         // careful batch a savepoint marks where each unit starts: set before the first, and moved past

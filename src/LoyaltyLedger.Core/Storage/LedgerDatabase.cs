@@ -34,6 +34,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _postgres = postgres;
         _sqliteConnectionString = sqlite;
         _sqliteWriterConnectionString = sqlite is null ? null : new SqliteConnectionStringBuilder(sqlite) { ForeignKeys = false }.ToString();
+        if (sqlite is not null && sqlite == _sqliteWriterConnectionString)
+            throw new ArgumentException("The SQLite connection string must leave foreign keys unset, so that the writer's pool is its own.", nameof(sqlite));
         Description = description;
         if (sqlite is not null)
             _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch,
@@ -156,32 +158,20 @@ public sealed class LedgerDatabase : IAsyncDisposable
     public Task<DbConnection> OpenAsync(CancellationToken ct) => OpenAsync(writer: false, ct);
 
     /// <summary>
-    /// A connection for a group-commit lane to write on (<see cref="GroupCommit"/>), set up as the
-    /// dialect says (<see cref="SqlDialect.PrepareWriterAsync"/>).
+    /// A connection for a group-commit lane to write on (<see cref="GroupCommit"/>): on SQLite from a
+    /// pool of the writer's own, since what the writer sets on its connection
+    /// (<see cref="SqlDialect.BeforeWriteAsync"/>) must not reach a reader.
     /// </summary>
-    internal async Task<DbConnection> OpenWriterAsync(CancellationToken ct)
-    {
-        var connection = await OpenAsync(writer: true, ct);
-        try
-        {
-            await Dialect.PrepareWriterAsync(connection, ct);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
+    internal Task<DbConnection> OpenWriterAsync(CancellationToken ct) => OpenAsync(writer: true, ct);
 
     private async Task<DbConnection> OpenAsync(bool writer, CancellationToken ct)
     {
         if (_postgres is not null)
             return await _postgres.OpenConnectionAsync(ct);
 
-        // The writer's connections come from a pool of their own (Microsoft.Data.Sqlite pools by
+        // The writer's connections come from a pool of their own: Microsoft.Data.Sqlite pools by
         // connection string, and the writer's names foreign keys off explicitly, as the pragmas
-        // below set them anyway): what the writer sets on its connection stays off the readers'.
+        // below set them anyway.
         var connection = new SqliteConnection(writer ? _sqliteWriterConnectionString : _sqliteConnectionString);
         await connection.OpenAsync(ct);
         using var pragma = connection.CreateCommand();
@@ -227,7 +217,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         ReadSlots.Exempt();
         // SQLite: one writer per process, committing what is waiting as one transaction; PostgreSQL: the
         // API's writes and the lifecycle's postings through the write lanes when they are set (see GroupCommit).
-        if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct);
+        if (_sqliteWriter is not null) return await _sqliteWriter.WriteAsync(work, locate: false, ct, bounded: batched);
         if (batched && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
         for (var attempt = 1; ; attempt++)
         {

@@ -78,7 +78,7 @@ public sealed class PostgresDialect : SqlDialect
     public override (string Refuse, string Allow)? LockWaits { get; } = ("SET LOCAL lock_timeout = '1ms'", "SET LOCAL lock_timeout TO DEFAULT");
 
     // A lane's connection is any pooled connection: the server sets no session state.
-    public override Task PrepareWriterAsync(DbConnection connection, CancellationToken ct) => Task.CompletedTask;
+    public override Task BeforeWriteAsync(DbConnection connection, bool bounded, CancellationToken ct) => Task.CompletedTask;
 
     // A savepoint is a round trip of its own; a unit, a bill's five.
     public override int UnitCostInSavepoints => 5;

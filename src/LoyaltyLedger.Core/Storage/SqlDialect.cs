@@ -160,10 +160,11 @@ public abstract partial class SqlDialect
     public abstract (string Refuse, string Allow)? LockWaits { get; }
 
     /// <summary>
-    /// Sets up a connection that a group-commit lane (<see cref="GroupCommit"/>) will write on, once,
-    /// when the lane opens it.
+    /// Sets up a group-commit lane's connection (<see cref="GroupCommit"/>) before it begins a batch's
+    /// transaction. <paramref name="bounded"/>: every write of the batch is a posting of a few owners,
+    /// so it changes a bounded number of pages.
     /// </summary>
-    public abstract Task PrepareWriterAsync(DbConnection connection, CancellationToken ct);
+    public abstract Task BeforeWriteAsync(DbConnection connection, bool bounded, CancellationToken ct);
 
     /// <summary>
     /// What running a unit of a group-commit batch again costs, counted in savepoints (a savepoint

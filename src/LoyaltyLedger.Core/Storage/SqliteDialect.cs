@@ -41,17 +41,20 @@ public sealed class SqliteDialect : SqlDialect
 
     public override bool IsLockWaitRefused(Exception ex) => false;
 
-    // The writer keeps its statement journals in memory. SQLite journals the original of every page
-    // a statement or a savepoint's work changes, so that it can be undone alone: a multi-row statement
-    // (the wallets' lock) and each unit of a batch with savepoints (GroupCommit). By default that
-    // journal is a temporary file once it passes 64 KiB, a write() per page: under the write mix
-    // (strace, 32 clients) about two pages written there for each page written to the WAL. In memory
-    // it is a copy, released when the savepoint is (a unit's pages at most). Only the writer: on
-    // another connection temp_store=MEMORY would also hold a large read's sorts in memory.
-    public override async Task PrepareWriterAsync(DbConnection connection, CancellationToken ct)
+    // A batch of postings keeps its statement journals in memory. SQLite keeps the original of every
+    // page that a statement or a savepoint's work changes, so that it can undo that work alone: a
+    // multi-row statement (the wallets' lock) and each write of a batch with savepoints
+    // (GroupCommit). By default that journal is a temporary file once it passes 64 KiB, written
+    // with two calls a page: under the write mix (32 clients, /proc/PID/io) half of the bytes the
+    // server wrote. In memory it is a copy, emptied when the savepoint is released, so a posting's
+    // pages at most. temp_store=MEMORY also keeps temporary tables and sorts in memory, without a
+    // bound, so a batch with a write that may change whole tables (renumbering, a tier run) keeps
+    // the default; setting the value a connection already has costs nothing. Only the writer's
+    // connections (a pool of their own, LedgerDatabase.OpenWriterAsync) are ever so set.
+    public override async Task BeforeWriteAsync(DbConnection connection, bool bounded, CancellationToken ct)
     {
         await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA temp_store=MEMORY";
+        command.CommandText = bounded ? "PRAGMA temp_store=MEMORY" : "PRAGMA temp_store=DEFAULT";
         await command.ExecuteNonQueryAsync(ct);
     }
 

@@ -528,17 +528,45 @@ public sealed class GroupCommitTestsOnSqlite(SqliteDatabase db) : GroupCommitTes
     // In process a savepoint costs microseconds and a unit about a millisecond: savepoints, nobody runs twice.
     protected override int[] RunsWhereRefusalsAreRare => [1, 1, 1, 1, 1, 1, 1, 1];
 
-    // SqliteDialect.PrepareWriterAsync: the writer's savepoints and multi-row statements journal
-    // the pages they change in memory, not in a temporary file; a reader's sorts keep the default,
-    // also after writers' connections went back to their pool (the other tests' writers, disposed).
+    // SqliteDialect.BeforeWriteAsync: a batch of postings journals the pages its savepoints and
+    // multi-row statements change in memory, not in a temporary file; a batch with a write that may
+    // change whole tables keeps the default, which holds its temporary tables and sorts in files.
     [Fact]
-    public async Task the_writer_keeps_its_statement_journals_in_memory_and_a_reader_keeps_the_default()
+    public async Task a_batch_of_postings_keeps_its_journals_in_memory_and_a_write_of_whole_tables_keeps_the_default()
     {
-        var written = await WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None)
+        var bounded = await WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None)
             .WaitAsync(Bound);
-        written.ShouldBe(2); // MEMORY
-        var read = await Writer.ReadAsync(c => c.ExecuteScalarAsync<long>("PRAGMA temp_store"), CancellationToken.None);
-        read.ShouldBe(0); // DEFAULT: files, as SQLite was built
+        bounded.ShouldBe(2); // MEMORY
+        var unbounded = await Writer.WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None)
+            .WaitAsync(Bound);
+        unbounded.ShouldBe(0); // DEFAULT: files, as SQLite was built
+        (await WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None).WaitAsync(Bound)).ShouldBe(2);
+    }
+
+    // LedgerDatabase.OpenWriterAsync: the writer's connections have a pool of their own. Here a unit
+    // closes the writer's connection, which goes back to its pool set for postings, and the lane
+    // opens another; every connection the other pool gives has the default.
+    [Fact]
+    public async Task a_connection_the_writer_gives_up_is_never_given_to_a_reader()
+    {
+        await Should.ThrowAsync<Exception>(() => WriteAsync<int>(async (c, tx) =>
+        {
+            (await c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx)).ShouldBe(2);
+            await c.CloseAsync();
+            return 0;
+        }, CancellationToken.None).WaitAsync(Bound));
+        var readers = new List<System.Data.Common.DbConnection>();
+        try
+        {
+            for (var i = 0; i < 8; i++) readers.Add(await Writer.OpenAsync(CancellationToken.None));
+            foreach (var reader in readers) (await reader.ExecuteScalarAsync<long>("PRAGMA temp_store")).ShouldBe(0);
+        }
+        finally
+        {
+            foreach (var reader in readers) await reader.DisposeAsync();
+        }
+        // The writer goes on, on a connection of its own pool.
+        (await WriteAsync((c, tx) => c.ExecuteScalarAsync<long>("PRAGMA temp_store", transaction: tx), CancellationToken.None).WaitAsync(Bound)).ShouldBe(2);
     }
 }
 
