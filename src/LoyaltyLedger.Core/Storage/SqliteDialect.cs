@@ -49,8 +49,8 @@ public sealed class SqliteDialect : SqlDialect
     // server wrote. In memory it is a copy, emptied when the savepoint is released, so a posting's
     // pages at most. temp_store=MEMORY also keeps temporary tables and sorts in memory, without a
     // bound, so a batch with a write that may change whole tables (renumbering, a tier run) keeps
-    // the default; setting the value a connection already has costs nothing. Only the writer's
-    // connections (a pool of their own, LedgerDatabase.OpenWriterAsync) are ever so set.
+    // the default; setting the value a connection already has changes nothing. The writer's
+    // connections have a pool of their own (LedgerDatabase.OpenWriterAsync), so no reader gets one so set.
     public override async Task BeforeWriteAsync(DbConnection connection, bool bounded, CancellationToken ct)
     {
         await using var command = connection.CreateCommand();
