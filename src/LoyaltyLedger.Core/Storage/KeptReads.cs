@@ -29,16 +29,35 @@ public static class KeptReads
 {
     public static async Task<List<T>> QueryAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct)
     {
-        // The arguments are read only where they are bound here: on PostgreSQL Dapper binds them.
-        var values = dialect.KeepsCompiledStatements ? StatementBatch.ArgumentsOf(args) : null;
-        if (values is null || !AsTheyAre(args, values))
+        var values = StatementBatch.ArgumentsOf(args);
+        if (!AsTheyAre(args, values))
             return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
-        var command = PreparedCommands.Of(c).Rent(sql);
+        DbCommand command;
+        if (dialect.KeepsCompiledStatements)
+        {
+            command = PreparedCommands.Of(c).Rent(sql);
+            // A name the text does not use is bound too, and SQLite passes over it.
+            StatementBatch.Bind(values, command.CreateParameter, command.Parameters, asWritten: true);
+        }
+        else
+        {
+            // PostgreSQL: a command of its own, bound by position where the text allows it
+            // (PositionalSql), so Npgsql does not read the text for its names on every execution.
+            command = c.CreateCommand();
+            if (dialect.BindsPositionally && PositionalSql.Of(sql) is { } positional
+                && positional.TryBind(values, command.CreateParameter, command.Parameters))
+            {
+                command.CommandText = positional.Sql;
+            }
+            else
+            {
+                command.CommandText = sql;
+                StatementBatch.Bind(values, command.CreateParameter, command.Parameters);
+            }
+        }
         command.Transaction = tx;
         try
         {
-            // A name the text does not use is bound too, and SQLite passes over it.
-            StatementBatch.Bind(values, command.CreateParameter, command.Parameters, asWritten: true);
             await using var reader = await command.ExecuteReaderAsync(ct);
             var rows = new List<T>();
             // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
@@ -63,6 +82,7 @@ public static class KeptReads
             // A kept command must not hold this read's values (a customer's email, an account number).
             command.Parameters.Clear();
             command.Transaction = null;
+            if (!dialect.KeepsCompiledStatements) await command.DisposeAsync();
         }
     }
 

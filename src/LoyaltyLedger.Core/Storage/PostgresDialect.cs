@@ -117,6 +117,8 @@ public sealed class PostgresDialect : SqlDialect
 
     public override bool KeepsCompiledStatements => false;
 
+    public override bool BindsPositionally => true;
+
     public override async Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct)
     {

@@ -250,6 +250,15 @@ public abstract partial class SqlDialect
     public abstract bool KeepsCompiledStatements { get; }
 
     /// <summary>
+    /// True when statements written with named placeholders go to the database with numbered ones,
+    /// bound in order (<see cref="PositionalSql"/>): on PostgreSQL, where Npgsql otherwise reads
+    /// every statement's text on every execution to find its names and writes it again with numbers
+    /// (3% of the server's CPU samples under the reads, and 6% of the bytes a points-ledger page
+    /// allocates). Not on SQLite, which takes names itself.
+    /// </summary>
+    public abstract bool BindsPositionally { get; }
+
+    /// <summary>
     /// What a database needs after rows were loaded in bulk with explicit ids, before it serves:
     /// on PostgreSQL, each identity moved past the highest id of its table, and fresh statistics and a
     /// visibility map (<c>VACUUM (ANALYZE)</c>) so that the planner sees millions of rows rather than

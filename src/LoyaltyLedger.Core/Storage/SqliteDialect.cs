@@ -98,6 +98,8 @@ public sealed class SqliteDialect : SqlDialect
 
     public override bool KeepsCompiledStatements => true;
 
+    public override bool BindsPositionally => false;
+
     public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
 }

@@ -105,8 +105,17 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         foreach (var (sql, args, _) in _statements)
         {
             var command = batch.CreateBatchCommand();
-            command.CommandText = sql;
-            Bind(ArgumentsOf(args), command.CreateParameter, command.Parameters);
+            var values = ArgumentsOf(args);
+            if (dialect.BindsPositionally && PositionalSql.Of(sql) is { } positional
+                && positional.TryBind(values, command.CreateParameter, command.Parameters))
+            {
+                command.CommandText = positional.Sql;
+            }
+            else
+            {
+                command.CommandText = sql;
+                Bind(values, command.CreateParameter, command.Parameters);
+            }
             batch.BatchCommands.Add(command);
         }
 
@@ -285,13 +294,15 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     /// <c>FindPrefixedParameter</c> 0.8%), nearly all of it on the one writer's thread. Npgsql takes
     /// bare names.
     /// </param>
+    /// <param name="positional">Leaves the parameters without names, bound in order (<see cref="PositionalSql"/>).</param>
     internal static void Bind(IEnumerable<(string Name, object? Value, Type? Declared)> values, Func<DbParameter> create, DbParameterCollection parameters,
-        bool asWritten = false)
+        bool asWritten = false, bool positional = false)
     {
         foreach (var (name, value, declared) in values)
         {
             var parameter = create();
-            parameter.ParameterName = asWritten ? WrittenNames.GetOrAdd(name, static n => n[0] is '@' or '$' or ':' ? n : "@" + n) : name;
+            if (!positional)
+                parameter.ParameterName = asWritten ? WrittenNames.GetOrAdd(name, static n => n[0] is '@' or '$' or ':' ? n : "@" + n) : name;
             parameter.Value = value ?? DBNull.Value;
             if (value is null && declared is not null && TypeOfNull(declared) is { } type) parameter.DbType = type;
             parameters.Add(parameter);
