@@ -108,7 +108,7 @@ public sealed record PositionalSql(string Sql, string[] Names)
         var ordered = new (string Name, object? Value, Type? Declared)[Names.Length];
         for (var n = 0; n < Names.Length; n++)
         {
-            var found = values.FindIndex(v => string.Equals(Bare(v.Name), Names[n], StringComparison.OrdinalIgnoreCase));
+            var found = IndexOf(values, Names[n]);
             if (found < 0) return false;
             ordered[n] = values[found];
         }
@@ -116,6 +116,18 @@ public sealed record PositionalSql(string Sql, string[] Names)
         return true;
     }
 
-    // A dictionary's key may carry the placeholder's prefix (@org); an object's property does not.
-    private static string Bare(string name) => name.Length > 0 && name[0] is '@' or ':' or '$' ? name[1..] : name;
+    // The name as written first (the usual case, and the cheapest comparison), then as Npgsql
+    // would also find it: without a prefix (a dictionary's key may be "@org"), in any case.
+    private static int IndexOf(List<(string Name, object? Value, Type? Declared)> values, string name)
+    {
+        for (var v = 0; v < values.Count; v++)
+            if (string.Equals(values[v].Name, name, StringComparison.Ordinal)) return v;
+        for (var v = 0; v < values.Count; v++)
+        {
+            var candidate = values[v].Name.AsSpan();
+            if (candidate.Length > 0 && candidate[0] is '@' or ':' or '$') candidate = candidate[1..];
+            if (candidate.Equals(name, StringComparison.OrdinalIgnoreCase)) return v;
+        }
+        return -1;
+    }
 }
