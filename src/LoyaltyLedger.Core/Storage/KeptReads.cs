@@ -9,8 +9,8 @@ namespace LoyaltyLedger.Storage;
 /// A query that runs the statement its connection already compiled for the same text, where the
 /// dialect says connections keep them (<see cref="SqlDialect.KeepsCompiledStatements"/>): on
 /// SQLite, through <see cref="PreparedCommands"/> on the reader connections
-/// <see cref="LedgerDatabase"/> keeps open. On PostgreSQL it is Dapper's query, and Npgsql prepares
-/// the statement itself.
+/// <see cref="LedgerDatabase"/> keeps open. On PostgreSQL Npgsql prepares the statement itself, and
+/// the arguments are bound by position (<see cref="PositionalSql"/>), or by Dapper where they cannot be.
 /// </summary>
 /// <remarks>
 /// For the reads that run the same few texts over and over: the pages of the two read APIs, where
@@ -41,19 +41,18 @@ public static class KeptReads
         }
         else
         {
-            // PostgreSQL: a command of its own, bound by position where the text allows it
-            // (PositionalSql), so Npgsql does not read the text for its names on every execution.
+            // PostgreSQL: a command of its own, bound by position (PositionalSql), so Npgsql does not
+            // read the text for its names on every execution. Whatever cannot be bound so, a text
+            // left to Npgsql or a value Dapper would convert first (an enum, a type handler's), goes
+            // to Dapper as before.
             command = c.CreateCommand();
-            if (dialect.BindsPositionally && PositionalSql.Of(sql) is { } positional
-                && positional.TryBind(values, command.CreateParameter, command.Parameters))
+            if (!dialect.BindsPositionally || !values.TrueForAll(v => IsPlain(v.Value)) || PositionalSql.Of(sql) is not { } positional
+                || !positional.TryBind(values, command.CreateParameter, command.Parameters))
             {
-                command.CommandText = positional.Sql;
+                await command.DisposeAsync();
+                return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
             }
-            else
-            {
-                command.CommandText = sql;
-                StatementBatch.Bind(values, command.CreateParameter, command.Parameters);
-            }
+            command.CommandText = positional.Sql;
         }
         command.Transaction = tx;
         try
@@ -101,6 +100,10 @@ public static class KeptReads
     /// <summary>The first column of the first row (the default when there is no row), as Dapper's <c>ExecuteScalar</c>.</summary>
     public static async Task<T?> ScalarAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct) =>
         (await QueryAsync<T>(c, dialect, sql, args, tx, ct)) is [var first, ..] ? first : default;
+
+    /// <summary>A value the provider binds as it is, as Dapper would pass it.</summary>
+    private static bool IsPlain(object? value) => value is null or string or long or int or short or bool or double or decimal or byte[] or Guid
+        or DateTime or DateTimeOffset or long[] or int[] or string[];
 
     /// <summary>
     /// Whether the values bind as they are: not when one is a list (Dapper's <c>IN @list</c> rewrites

@@ -253,8 +253,8 @@ public abstract partial class SqlDialect
     /// True when statements written with named placeholders go to the database with numbered ones,
     /// bound in order (<see cref="PositionalSql"/>): on PostgreSQL, where Npgsql otherwise reads
     /// every statement's text on every execution to find its names and writes it again with numbers
-    /// (3% of the server's CPU samples under the reads, and 6% of the bytes a points-ledger page
-    /// allocates). Not on SQLite, which takes names itself.
+    /// (3.6% of the server's CPU samples under the points-ledger read, and 4.6 of the 59.5 KB its
+    /// page allocated). Not on SQLite, which takes names itself.
     /// </summary>
     public abstract bool BindsPositionally { get; }
 
