@@ -46,13 +46,13 @@ public static class KeptReads
             // left to Npgsql or a value Dapper would convert first (an enum, a type handler's), goes
             // to Dapper as before.
             command = c.CreateCommand();
-            if (!dialect.BindsPositionally || !values.TrueForAll(v => IsPlain(v.Value)) || PositionalSql.Of(sql) is not { } positional
-                || !positional.TryBind(values, command.CreateParameter, command.Parameters))
+            if (!values.TrueForAll(v => IsPlain(v.Value))
+                || PositionalSql.Bind(dialect, sql, values, command.CreateParameter, command.Parameters, byNameToo: false) is not { } text)
             {
                 await command.DisposeAsync();
                 return (await c.QueryAsync<T>(new CommandDefinition(sql, args, tx, cancellationToken: ct))).AsList();
             }
-            command.CommandText = positional.Sql;
+            command.CommandText = text;
         }
         command.Transaction = tx;
         try

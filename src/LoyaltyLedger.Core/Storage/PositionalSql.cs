@@ -108,6 +108,21 @@ public sealed record PositionalSql(string Sql, IReadOnlyList<string> Names)
     private static bool IsNamePart(char c) => char.IsLetterOrDigit(c) || c == '_';
 
     /// <summary>
+    /// Binds <paramref name="values"/> to a command for <paramref name="sql"/> and returns the text
+    /// to run: numbered and bound by position where <paramref name="dialect"/> binds so and the text
+    /// and values allow it (<see cref="Of"/>, <see cref="TryBind"/>); else <paramref name="sql"/>, bound
+    /// by name, or null, binding nothing, when <paramref name="byNameToo"/> is false.
+    /// </summary>
+    internal static string? Bind(SqlDialect dialect, string sql, List<(string Name, object? Value, Type? Declared)> values,
+        Func<DbParameter> create, DbParameterCollection parameters, bool byNameToo = true)
+    {
+        if (dialect.BindsPositionally && Of(sql) is { } positional && positional.TryBind(values, create, parameters)) return positional.Sql;
+        if (!byNameToo) return null;
+        StatementBatch.Bind(values, create, parameters);
+        return sql;
+    }
+
+    /// <summary>
     /// Binds <paramref name="values"/> in the order of <see cref="Names"/>, as parameters without
     /// names, which Npgsql sends as they are: a statement bound by name is read by Npgsql on every
     /// execution to find its placeholders and written again with numbers. A name takes the value of

@@ -105,17 +105,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         foreach (var (sql, args, _) in _statements)
         {
             var command = batch.CreateBatchCommand();
-            var values = ArgumentsOf(args);
-            if (dialect.BindsPositionally && PositionalSql.Of(sql) is { } positional
-                && positional.TryBind(values, command.CreateParameter, command.Parameters))
-            {
-                command.CommandText = positional.Sql;
-            }
-            else
-            {
-                command.CommandText = sql;
-                Bind(values, command.CreateParameter, command.Parameters);
-            }
+            command.CommandText = PositionalSql.Bind(dialect, sql, ArgumentsOf(args), command.CreateParameter, command.Parameters)!;
             batch.BatchCommands.Add(command);
         }
 
