@@ -170,10 +170,17 @@ public abstract class BulkLoad : IAsyncDisposable
             foreach (var writer in Writers.Cast<SqliteRowWriter>()) writer.Dispose();
             if (!_done) transaction.Rollback();
             transaction.Dispose();
-            using (var pragma = connection.CreateCommand())
+            try
             {
+                using var pragma = connection.CreateCommand();
                 pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA cache_size=-2000; PRAGMA temp_store=DEFAULT;";
                 pragma.ExecuteNonQuery();
+            }
+            catch (SqliteException)
+            {
+                // Not restored: the connection must not go back to the pool, where a later write
+                // would get synchronous=NORMAL (ClearPool closes it as it is returned).
+                SqliteConnection.ClearPool(connection);
             }
             await connection.DisposeAsync();
         }

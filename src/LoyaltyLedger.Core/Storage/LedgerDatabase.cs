@@ -173,12 +173,22 @@ public sealed class LedgerDatabase : IAsyncDisposable
         // connection string, and the writer's names foreign keys off explicitly, as the pragmas
         // below set them anyway.
         var connection = new SqliteConnection(writer ? _sqliteWriterConnectionString : _sqliteConnectionString);
-        await connection.OpenAsync(ct);
-        using var pragma = connection.CreateCommand();
-        // FULL: a write acknowledged to a client survives power loss, not just a process crash.
-        pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=OFF;";
-        await pragma.ExecuteNonQueryAsync(ct);
-        return connection;
+        try
+        {
+            await connection.OpenAsync(ct);
+            using var pragma = connection.CreateCommand();
+            // FULL: a write acknowledged to a client survives power loss, not just a process crash.
+            pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=OFF;";
+            await pragma.ExecuteNonQueryAsync(ct);
+            return connection;
+        }
+        catch
+        {
+            // A connection that could not be set up (a cancelled open, a file it cannot read) goes
+            // back closed, not left open for the finalizer.
+            await connection.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>

@@ -23,6 +23,10 @@ public sealed class PostgresDialect : SqlDialect
 
     public override string In(string column, string parameter) => $"{column} = ANY(@{parameter})";
 
+    public override string InIdList(string column, string parameter) => $"{column} = ANY(@{parameter})";
+
+    public override object IdList(IEnumerable<long> ids) => ids.ToArray();
+
     public override string Unindexed(string column) => column;
 
     public override string ForUpdateSkipLocked(string table) => $" FOR UPDATE OF {table} SKIP LOCKED";

@@ -94,6 +94,19 @@ public abstract partial class SqlDialect
     public abstract string In(string column, string parameter);
 
     /// <summary>
+    /// A column in a list of ids bound as one parameter, whose argument is <see cref="IdList"/>: the
+    /// statement's text is the same whatever the list, so it is compiled (SQLite's kept statements)
+    /// or prepared and read (PostgreSQL, <see cref="PositionalSql"/>) once. Ids written into the text
+    /// made a new statement for every list, each compiled once and dropped, and each pushing the
+    /// statements that run all the time out of those caches. Works in a <see cref="StatementBatch"/>
+    /// as well as through Dapper.
+    /// </summary>
+    public abstract string InIdList(string column, string parameter);
+
+    /// <summary>The argument of <see cref="InIdList"/>: an array on PostgreSQL, a JSON array on SQLite (read with <c>json_each</c>).</summary>
+    public abstract object IdList(IEnumerable<long> ids);
+
+    /// <summary>
     /// A column for a condition that must not choose an index: on SQLite the column with a unary plus
     /// (its planner, without statistics, would otherwise read an index on org_id instead of the row
     /// ids listed beside it); on PostgreSQL the column itself, as org_id leads the primary key there.

@@ -22,6 +22,10 @@ public sealed class SqliteDialect : SqlDialect
 
     public override string In(string column, string parameter) => $"{column} IN @{parameter}";
 
+    public override string InIdList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each(@{parameter}))";
+
+    public override object IdList(IEnumerable<long> ids) => "[" + string.Join(",", ids.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
+
     public override string Unindexed(string column) => "+" + column;
 
     public override string ForUpdateSkipLocked(string table) => "";

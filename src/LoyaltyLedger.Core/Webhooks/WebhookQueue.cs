@@ -113,8 +113,8 @@ public static class WebhookQueue
             if (advanced.Count > 0)
             {
                 await c.ExecuteAsync(
-                    new CommandDefinition($"UPDATE webhook_endpoints SET cursor_position = @last WHERE endpoint_id IN ({string.Join(", ", advanced)}) AND cursor_position < @last",
-                    new { last }, tx, cancellationToken: ct));
+                    new CommandDefinition($"UPDATE webhook_endpoints SET cursor_position = @last WHERE {db.Dialect.InIdList("endpoint_id", "advanced")} AND cursor_position < @last",
+                    new { last, advanced = db.Dialect.IdList(advanced) }, tx, cancellationToken: ct));
             }
             return rows.Count;
         }, ct);
@@ -148,10 +148,10 @@ public static class WebhookQueue
             var claimed = await c.QueryAsync<ClaimedEndpoint>(
                 new CommandDefinition($"""
                 UPDATE webhook_endpoints SET lease_owner = @owner, lease_until = @leaseUntil
-                WHERE endpoint_id IN ({string.Join(", ", ids)})
+                WHERE {db.Dialect.InIdList("endpoint_id", "ids")}
                 RETURNING endpoint_id, org_id, url, secret, previous_secret, previous_secret_until, failed_in_a_row
                 """,
-                new { owner, leaseUntil }, tx, cancellationToken: ct));
+                new { owner, leaseUntil, ids = db.Dialect.IdList(ids) }, tx, cancellationToken: ct));
             return claimed.ToList();
         }, ct);
     }
@@ -202,16 +202,16 @@ public static class WebhookQueue
                 }
                 batch.Execute(sql.ToString(), values);
             }
-            var succeeded = outcomes.Where(o => o.Succeeded).Select(o => o.Delivery.DeliveryId.ToString(CultureInfo.InvariantCulture)).ToList();
+            var succeeded = outcomes.Where(o => o.Succeeded).Select(o => o.Delivery.DeliveryId).ToList();
             if (succeeded.Count > 0)
             {
                 batch.Execute(
                     $"""
                     UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'succeeded', next_attempt_at = NULL,
                         last_status_code = NULL, last_error = NULL, completed_at = @now
-                    WHERE org_id = @orgId AND delivery_id IN ({string.Join(", ", succeeded)}) AND status = 'pending'
+                    WHERE org_id = @orgId AND {db.Dialect.InIdList("delivery_id", "succeeded")} AND status = 'pending'
                     """,
-                    new { now = nowMs, orgId });
+                    new { now = nowMs, orgId, succeeded = db.Dialect.IdList(succeeded) });
             }
             foreach (var o in outcomes.Where(o => !o.Succeeded))
             {

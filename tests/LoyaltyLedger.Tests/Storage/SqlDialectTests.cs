@@ -1,4 +1,5 @@
 using Dapper;
+using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.Storage;
@@ -43,6 +44,33 @@ public abstract class SqlDialectTests(DatabaseFixture db)
         db.Database.Dialect.IsUniqueViolation(error, "id_counters").ShouldBeTrue();
         db.Database.Dialect.IsUniqueViolation(error, "no_such_constraint").ShouldBeFalse();
         db.Database.Dialect.IsTransient(error).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task a_list_of_ids_bound_as_one_argument_selects_those_rows_through_a_batch_and_through_dapper()
+    {
+        var scope = NewScope();
+        foreach (var name in new[] { "a", "b", "c", "d" }) await InsertCounterAsync(scope, name);
+        var dialect = db.Database.Dialect;
+        var sql = $"UPDATE id_counters SET last_value = last_value + 1 WHERE org_id = @scope AND {dialect.InIdList("last_value", "ids")} AND name <> 'd'";
+
+        var (viaBatch, viaDapper, none) = await db.Database.WriteAsync(async (c, tx) =>
+        {
+            // Every counter holds 1: the batch moves a, b and c to 2, then Dapper moves them to 3.
+            var batch = new StatementBatch(c, tx, dialect);
+            var changed = batch.Execute(sql, new { scope, ids = dialect.IdList([1L, 7L]) });
+            var results = await batch.RunAsync();
+            var again = await c.ExecuteAsync(sql, new { scope, ids = dialect.IdList([2L]) }, tx);
+            var nothing = await c.ExecuteAsync(sql, new { scope, ids = dialect.IdList([]) }, tx);
+            return (results.Affected(changed), again, nothing);
+        }, CancellationToken.None);
+
+        viaBatch.ShouldBe(3);
+        viaDapper.ShouldBe(3);
+        none.ShouldBe(0);
+        var values = await db.Database.ReadAsync(c => c.QueryAsync<(string Name, long Value)>(
+            "SELECT name, last_value FROM id_counters WHERE org_id = @scope ORDER BY name", new { scope }), CancellationToken.None);
+        values.ShouldBe([("a", 3L), ("b", 3L), ("c", 3L), ("d", 1L)]);
     }
 }
 
