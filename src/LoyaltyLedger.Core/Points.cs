@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -43,15 +44,44 @@ public readonly record struct Points(long Thousandths) : IComparable<Points>
     /// </summary>
     internal static string Text(long thousandths, int minDecimals)
     {
-        // long.MinValue has no positive long: its magnitude is taken as an unsigned value.
-        var magnitude = thousandths < 0 ? (ulong)(-(thousandths + 1)) + 1 : (ulong)thousandths;
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{(thousandths < 0 ? "-" : "")}{magnitude / Scale}.{Decimals((int)(magnitude % Scale), minDecimals)}");
+        Span<byte> text = stackalloc byte[MaxTextLength];
+        return Encoding.ASCII.GetString(text[..Format(thousandths, minDecimals, text)]);
     }
 
-    /// <summary>Thousandths (0-999) as three decimal digits, trailing zeros dropped down to <paramref name="minDecimals"/>: 500 is "5", 0 is "0".</summary>
-    internal static string Decimals(int thousandths, int minDecimals) =>
-        thousandths.ToString("D3", CultureInfo.InvariantCulture).TrimEnd('0').PadRight(minDecimals, '0');
+    /// <summary>The longest <see cref="Text"/>: a sign, 16 digits, the point and three decimals.</summary>
+    internal const int MaxTextLength = 21;
+
+    /// <summary>
+    /// <see cref="Text"/> written as ASCII (UTF-8) into <paramref name="destination"/> (at least
+    /// <see cref="MaxTextLength"/> bytes), returning its length: the read APIs' JSON writers put it on
+    /// the wire without a string in between.
+    /// </summary>
+    internal static int Format(long thousandths, int minDecimals, Span<byte> destination)
+    {
+        // long.MinValue has no positive long: its magnitude is taken as an unsigned value.
+        var magnitude = thousandths < 0 ? (ulong)(-(thousandths + 1)) + 1 : (ulong)thousandths;
+        var at = 0;
+        if (thousandths < 0) destination[at++] = (byte)'-';
+        (magnitude / Scale).TryFormat(destination[at..], out var whole, default, CultureInfo.InvariantCulture);
+        at += whole;
+        destination[at++] = (byte)'.';
+        return at + Decimals((int)(magnitude % Scale), minDecimals, destination[at..]);
+    }
+
+    /// <summary>
+    /// Thousandths (0-999) as three decimal digits, trailing zeros dropped down to
+    /// <paramref name="minDecimals"/> (500 is "5", 0 with one at least is "0"), written into
+    /// <paramref name="destination"/>; returns how many.
+    /// </summary>
+    internal static int Decimals(int thousandths, int minDecimals, Span<byte> destination)
+    {
+        var (hundreds, tens, ones) = (thousandths / 100, thousandths / 10 % 10, thousandths % 10);
+        var count = Math.Max(ones != 0 ? 3 : tens != 0 ? 2 : hundreds != 0 ? 1 : 0, minDecimals);
+        if (count > 0) destination[0] = (byte)('0' + hundreds);
+        if (count > 1) destination[1] = (byte)('0' + tens);
+        if (count > 2) destination[2] = (byte)('0' + ones);
+        return count;
+    }
 
     /// <summary>The value as a decimal number, for APIs that print points as JSON numbers.</summary>
     public decimal ToDecimal() => (decimal)Thousandths / Scale;

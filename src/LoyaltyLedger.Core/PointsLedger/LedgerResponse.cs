@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -87,13 +88,44 @@ public static class LedgerJson
     /// <remarks>Written field by field rather than through a date pattern and a decimal: every event of every page prints one or two.</remarks>
     public static string FormatDate(long unixMs)
     {
+        Span<byte> text = stackalloc byte[MaxDateLength];
+        return Encoding.ASCII.GetString(text[..FormatDate(unixMs, text)]);
+    }
+
+    /// <summary>The longest <see cref="FormatDate(long)"/>: <c>9999-12-31 23:59:59.999</c>.</summary>
+    public const int MaxDateLength = 23;
+
+    /// <summary>
+    /// <see cref="FormatDate(long)"/> written as ASCII (UTF-8) into <paramref name="destination"/> (at
+    /// least <see cref="MaxDateLength"/> bytes), returning its length: the JSON writer puts it on the
+    /// wire without a string in between.
+    /// </summary>
+    public static int FormatDate(long unixMs, Span<byte> destination)
+    {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{at.Year:D4}-{at.Month:D2}-{at.Day:D2} {at.Hour:D2}:{at.Minute:D2}:{at.Second:D2}.{Points.Decimals(at.Millisecond, minDecimals: 1)}");
+        Digits(destination[..4], at.Year);
+        destination[4] = (byte)'-';
+        Digits(destination.Slice(5, 2), at.Month);
+        destination[7] = (byte)'-';
+        Digits(destination.Slice(8, 2), at.Day);
+        destination[10] = (byte)' ';
+        Digits(destination.Slice(11, 2), at.Hour);
+        destination[13] = (byte)':';
+        Digits(destination.Slice(14, 2), at.Minute);
+        destination[16] = (byte)':';
+        Digits(destination.Slice(17, 2), at.Second);
+        destination[19] = (byte)'.';
+        return 20 + Points.Decimals(at.Millisecond, minDecimals: 1, destination[20..]);
+    }
+
+    /// <summary><paramref name="value"/> in exactly as many digits as <paramref name="destination"/> holds, zero-padded.</summary>
+    private static void Digits(Span<byte> destination, int value)
+    {
+        for (var i = destination.Length - 1; i >= 0; i--, value /= 10) destination[i] = (byte)('0' + value % 10);
     }
 }
 
-/// <summary>Writes Unix milliseconds as <see cref="LedgerJson.FormatDate"/>.</summary>
+/// <summary>Writes Unix milliseconds as <see cref="LedgerJson.FormatDate(long)"/>.</summary>
 public sealed class LedgerDateConverter : JsonConverter<long>
 {
     public override long Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>

@@ -34,7 +34,7 @@ public static class PointsLedgerApi
     /// Parameters are read from the raw query string rather than bound, so that a malformed value is
     /// answered with the spec's codes, never with the framework's binding error.
     /// </remarks>
-    private static async Task<Results<JsonHttpResult<LedgerResponse>, JsonHttpResult<LedgerErrorBody>>> GetCustomerLedgerInfoAsync(HttpContext http, LedgerDatabase db, ILoggerFactory loggers)
+    private static async Task<Results<WrittenPage<LedgerResponse>, JsonHttpResult<LedgerErrorBody>>> GetCustomerLedgerInfoAsync(HttpContext http, LedgerDatabase db, ILoggerFactory loggers)
     {
         try
         {
@@ -45,7 +45,7 @@ public static class PointsLedgerApi
             activity?.SetTag("ledger.org_id", http.User.Caller().OrgId);
             var response = await LedgerReader.ReadAsync(db, http.User.Caller().OrgId, query, consistency, http.RequestAborted);
             activity?.SetTag("ledger.read.entries", response.LedgerEntries.Count);
-            return TypedResults.Json(response, LedgerJson.Options);
+            return new WrittenPage<LedgerResponse>(response, LedgerResponseWriter.Write, LedgerJson.Options.Encoder);
         }
         catch (PointsLedgerException ex)
         {
