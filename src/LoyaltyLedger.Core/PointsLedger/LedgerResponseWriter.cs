@@ -43,8 +43,8 @@ public static class LedgerResponseWriter
                 var c = closing[i];
                 w.WriteStartObject();
                 w.WriteNumber("programId"u8, c.ProgramId);
-                w.WriteString("programName"u8, c.ProgramName);
-                w.WriteString("pointsCategory"u8, c.PointsCategory);
+                StringIfAny(w, "programName"u8, c.ProgramName);
+                StringIfAny(w, "pointsCategory"u8, c.PointsCategory);
                 StringIfAny(w, "alternateCurrencyName"u8, c.AlternateCurrencyName);
                 PointsValue(w, "closingBalance"u8, c.ClosingBalance);
                 Date(w, "date"u8, c.Date);
@@ -56,7 +56,7 @@ public static class LedgerResponseWriter
         for (var i = 0; i < response.Warnings.Count; i++)
         {
             w.WriteStartObject();
-            w.WriteString("message"u8, response.Warnings[i].Message);
+            StringIfAny(w, "message"u8, response.Warnings[i].Message);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -70,7 +70,7 @@ public static class LedgerResponseWriter
         StringIfAny(w, "lastName"u8, subject.LastName);
         w.WriteNumber("userId"u8, subject.UserId);
         StringIfAny(w, "externalId"u8, subject.ExternalId);
-        w.WriteString("entityType"u8, subject.EntityType);
+        StringIfAny(w, "entityType"u8, subject.EntityType);
         w.WriteEndObject();
     }
 
@@ -78,7 +78,7 @@ public static class LedgerResponseWriter
     {
         w.WriteStartObject();
         w.WriteNumber("eventLogId"u8, e.EventLogId);
-        w.WriteString("eventName"u8, e.EventName);
+        StringIfAny(w, "eventName"u8, e.EventName);
         w.WriteNumber("customerId"u8, e.CustomerId);
         Date(w, "ledgerCreatedDate"u8, e.LedgerCreatedDate);
         w.WritePropertyName("customerDetails"u8);
@@ -98,10 +98,10 @@ public static class LedgerResponseWriter
         {
             var line = e.EntryDetails[i];
             w.WriteStartObject();
-            w.WriteString("ledgerEntryType"u8, line.LedgerEntryType);
+            StringIfAny(w, "ledgerEntryType"u8, line.LedgerEntryType);
             PointsValue(w, "points"u8, line.Points);
-            w.WriteString("pointsCategory"u8, line.PointsCategory);
-            w.WriteString("programName"u8, line.ProgramName);
+            StringIfAny(w, "pointsCategory"u8, line.PointsCategory);
+            StringIfAny(w, "programName"u8, line.ProgramName);
             w.WriteNumber("programId"u8, line.ProgramId);
             StringIfAny(w, "alternateCurrencyName"u8, line.AlternateCurrencyName);
             w.WriteEndObject();
@@ -118,9 +118,9 @@ public static class LedgerResponseWriter
         if (bill.GrossBillAmount is { } gross) Money(w, "grossBillAmount"u8, gross);
         StringIfAny(w, "source"u8, bill.Source);
         w.WriteEndObject();
-        w.WriteString("store"u8, e.Store);
-        w.WriteString("storeCode"u8, e.StoreCode);
-        w.WriteString("tillCode"u8, e.TillCode);
+        StringIfAny(w, "store"u8, e.Store);
+        StringIfAny(w, "storeCode"u8, e.StoreCode);
+        StringIfAny(w, "tillCode"u8, e.TillCode);
         w.WritePropertyName("eventDetails"u8);
         WriteDictionary(w, e.EventDetails);
         if (e.SourceProgramId is { } program) w.WriteNumber("sourceProgramId"u8, program);
@@ -172,6 +172,10 @@ public static class LedgerResponseWriter
         w.WriteRawValue(text[..Points.Format(thousandths, minDecimals: 1, text)], skipInputValidation: true);
     }
 
+    /// <summary>
+    /// A string, or nothing when it is null: what the serializer does with every string under
+    /// <c>WhenWritingNull</c>, those the records declare non-nullable too.
+    /// </summary>
     private static void StringIfAny(Utf8JsonWriter w, ReadOnlySpan<byte> name, string? value)
     {
         if (value is not null) w.WriteString(name, value);

@@ -81,12 +81,24 @@ public abstract class BulkLoad : IAsyncDisposable
         // load, which is one transaction), and it spares one fsync per WAL write; a large page cache
         // keeps the indexes being filled in memory. Both are restored before the connection returns
         // to the pool.
-        using (var pragma = connection.CreateCommand())
+        SqliteTransaction? transaction = null;
+        try
         {
-            pragma.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-524288; PRAGMA temp_store=MEMORY;";
-            pragma.ExecuteNonQuery();
+            using (var pragma = connection.CreateCommand())
+            {
+                pragma.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-524288; PRAGMA temp_store=MEMORY;";
+                pragma.ExecuteNonQuery();
+            }
+            transaction = connection.BeginTransaction(deferred: false);
         }
-        var transaction = connection.BeginTransaction(deferred: false);
+        catch
+        {
+            // Set up halfway: the connection never goes back to the pool with the load's settings.
+            transaction?.Dispose();
+            SqliteConnection.ClearPool(connection);
+            await connection.DisposeAsync();
+            throw;
+        }
         var load = new SqliteBulkLoad(connection, transaction);
         foreach (var table in tables)
             load.Attach(new SqliteRowWriter(table, connection));
@@ -167,22 +179,26 @@ public abstract class BulkLoad : IAsyncDisposable
 
         public override async ValueTask DisposeAsync()
         {
-            foreach (var writer in Writers.Cast<SqliteRowWriter>()) writer.Dispose();
-            if (!_done) transaction.Rollback();
-            transaction.Dispose();
             try
             {
+                foreach (var writer in Writers.Cast<SqliteRowWriter>()) writer.Dispose();
+                if (!_done) transaction.Rollback();
+                transaction.Dispose();
                 using var pragma = connection.CreateCommand();
                 pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA cache_size=-2000; PRAGMA temp_store=DEFAULT;";
                 pragma.ExecuteNonQuery();
             }
-            catch (SqliteException)
+            catch (Exception)
             {
-                // Not restored: the connection must not go back to the pool, where a later write
-                // would get synchronous=NORMAL (ClearPool closes it as it is returned).
+                // Not restored (or not rolled back): the connection must not go back to the pool,
+                // where a later write would get synchronous=NORMAL (ClearPool closes it as it is
+                // returned). The load's own error, if any, is the one its caller sees.
                 SqliteConnection.ClearPool(connection);
             }
-            await connection.DisposeAsync();
+            finally
+            {
+                await connection.DisposeAsync();
+            }
         }
     }
 

@@ -64,7 +64,6 @@ internal sealed class GroupCommit : IAsyncDisposable
     private readonly Histogram<int> _batchSizes;
     private readonly Counter<long> _reruns;
     private readonly Counter<long>? _deferred;
-    private readonly Action? _committed;
 
     /// <param name="database">The database the lanes write to.</param>
     /// <param name="lanes">Writers, each with a connection and a transaction of its own.</param>
@@ -73,11 +72,9 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <param name="batchSizes">Units each transaction took.</param>
     /// <param name="reruns">Transactions without savepoints rolled back for a unit that failed in them, whose units then ran again with savepoints.</param>
     /// <param name="deferred">Units that would have waited for a lock behind others, run first in a later transaction (where the dialect has <see cref="SqlDialect.LockWaits"/>).</param>
-    /// <param name="committed">Called after each commit of a batch that wrote something (SQLite's checkpointer, <see cref="WalCheckpointer.Ask"/>); must not throw.</param>
     public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns,
-        Counter<long>? deferred = null, Action? committed = null)
+        Counter<long>? deferred = null)
     {
-        _committed = committed;
         ArgumentOutOfRangeException.ThrowIfLessThan(lanes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _database = database;
@@ -472,7 +469,6 @@ internal sealed class GroupCommit : IAsyncDisposable
             unit.Fail(error);
         }
         if (done.Count == 0) return null;
-        _committed?.Invoke();
         WalPosition? position = null;
         if (positionAt is { } at)
         {

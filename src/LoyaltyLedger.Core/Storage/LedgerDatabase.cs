@@ -24,7 +24,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private readonly string? _sqliteConnectionString;
     private readonly string? _sqliteWriterConnectionString;
     private readonly GroupCommit? _sqliteWriter;
-    private readonly WalCheckpointer? _checkpointer;
     private GroupCommit? _postgresWriters;
     private ReadReplicas? _replicas;
     private ReadSlots? _readSlots;
@@ -39,11 +38,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
             throw new ArgumentException("The SQLite connection string must leave foreign keys unset, so that the writer's pool is its own.", nameof(sqlite));
         Description = description;
         if (sqlite is not null)
-        {
-            _checkpointer = new WalCheckpointer(OpenAsync);
             _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch,
-                LedgerTelemetry.SqliteWriterReruns, committed: _checkpointer.Ask);
-        }
+                LedgerTelemetry.SqliteWriterReruns);
     }
 
     public DatabaseProvider Provider => Dialect.Provider;
@@ -182,9 +178,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
             await connection.OpenAsync(ct);
             using var pragma = connection.CreateCommand();
             // FULL: a write acknowledged to a client survives power loss, not just a process crash.
-            pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=OFF;"
-                // The writer leaves checkpoints to the checkpointer, up to a backstop (WalCheckpointer).
-                + (writer ? $" PRAGMA wal_autocheckpoint={WalCheckpointer.WriterCheckpointPages};" : "");
+            pragma.CommandText = "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=OFF;";
             await pragma.ExecuteNonQueryAsync(ct);
             return connection;
         }
@@ -469,7 +463,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
         if (_replicas is not null) await _replicas.DisposeAsync();
         if (_postgresWriters is not null) await _postgresWriters.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();
-        if (_checkpointer is not null) await _checkpointer.DisposeAsync();
         if (_postgres is not null) await _postgres.DisposeAsync();
         if (_postgres is null) SqliteConnection.ClearAllPools();
     }

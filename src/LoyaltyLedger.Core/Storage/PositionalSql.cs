@@ -14,9 +14,9 @@ public sealed record PositionalSql(string Sql, IReadOnlyList<string> Names)
 {
     /// <summary>
     /// The most texts kept. The ledger's statements are a few hundred texts (a statement of several
-    /// rows is a text per row count); a text made with values in it (a webhook flush's list of
-    /// delivery ids) is a new one each time, so once this many are kept the cache is emptied and
-    /// fills again with the texts still in use, rather than growing without end.
+    /// rows is a text per row count; a list of ids is one argument, <see cref="SqlDialect.InIdList"/>).
+    /// A text made with values in it would be a new one each time, so once this many are kept the
+    /// cache is emptied and fills again with the texts still in use, rather than growing without end.
     /// </summary>
     private const int MaxKept = 4096;
 

@@ -1,6 +1,5 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Microsoft.AspNetCore.Http.Metadata;
 
 namespace LoyaltyLedger.Server.Api;
 
@@ -27,6 +26,8 @@ public sealed class WrittenPage<T>(T value, Action<Utf8JsonWriter, T> write, Jav
         {
             write(writer, value);
         }
-        await body.FlushAsync(httpContext.RequestAborted);
+        // Without the request's token, as the serializer's path flushes: a client gone mid-page ends
+        // the write quietly rather than as an error.
+        await body.FlushAsync();
     }
 }

@@ -52,10 +52,7 @@ public sealed class SqliteDatabase : DatabaseFixture
 
     public override DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
-    public override LedgerDatabase OpenSecondInstance() => LedgerDatabase.ForSqliteFile(FilePath);
-
-    /// <summary>The database file (its log beside it, <c>-wal</c>).</summary>
-    public string FilePath => Path.Combine(_dir!, "ledger.db");
+    public override LedgerDatabase OpenSecondInstance() => LedgerDatabase.ForSqliteFile(Path.Combine(_dir!, "ledger.db"));
 
     public override string[] CommandLineArgs => ["--data-dir", _dir!];
 

@@ -8,7 +8,8 @@ namespace LoyaltyLedger.Tests.PointsLedger;
 /// <summary>
 /// The points-ledger page's hand-kept JSON writer writes what the serializer writes with the API's
 /// settings, byte for byte: the serializer is the reference, for pages generated at random (nulls,
-/// empty lists, text that must be escaped, the edges of points and dates).
+/// empty lists, text that must be escaped, a null where the record says there is none, the edges of
+/// points and dates).
 /// </summary>
 public sealed class LedgerResponseWriterTests
 {
@@ -73,24 +74,32 @@ public sealed class LedgerResponseWriterTests
 
     private static IReadOnlyList<T> ListOf<T>(Random r, Func<Random, T> item, int max = 3) => [.. Enumerable.Range(0, r.Next(0, max + 1)).Select(_ => item(r))];
 
-    private static Dictionary<string, string> Details(Random r) =>
-        Enumerable.Range(0, r.Next(0, 3)).Select(i => (Key: Text(r) + i, Value: Text(r))).ToDictionary(p => p.Key, p => p.Value);
+    /// <summary>A string the record declares non-nullable, null now and then: the serializer leaves it out, and so must the writer.</summary>
+    private static string Loose(Random r) => r.Next(10) == 0 ? null! : Text(r);
+
+    /// <summary>A Dictionary or another IReadOnlyDictionary (the writer walks the two apart), a value null now and then.</summary>
+    private static IReadOnlyDictionary<string, string> Details(Random r)
+    {
+        var details = Enumerable.Range(0, r.Next(0, 3)).Select(i => (Key: Text(r) + i, Value: r.Next(8) == 0 ? null! : Text(r)))
+            .ToDictionary(p => p.Key, p => p.Value);
+        return r.Next(2) == 0 ? details : new System.Collections.ObjectModel.ReadOnlyDictionary<string, string>(details);
+    }
 
     private static LedgerResponse LedgerPage(Random r) => new(
-        new SubjectDetails(Maybe(r), Maybe(r), Long(r), Maybe(r), Text(r)),
+        new SubjectDetails(Maybe(r), Maybe(r), Long(r), Maybe(r), Loose(r)),
         new PageDetails(r.Next(), r.Next(), Long(r), Long(r)),
         ListOf(r, Event),
         r.Next(3) == 0 ? null : ListOf(r, rr => new LedgerClosingBalance(Long(rr), Text(rr), Text(rr), Maybe(rr), new Points(Long(rr)), Instant(rr))),
-        ListOf(r, rr => new LedgerWarning(Text(rr)), 2));
+        ListOf(r, rr => new LedgerWarning(Loose(rr)), 2));
 
     private static LedgerEvent Event(Random r) => new(
-        Long(r), Text(r), Long(r), Instant(r),
+        Long(r), Loose(r), Long(r), Instant(r),
         r.Next(3) == 0 ? new EntryCustomer(Long(r), Maybe(r), Maybe(r), Maybe(r), Maybe(r)) : null,
-        ListOf(r, rr => new EntryDetail(Text(rr), new Points(Long(rr)), Text(rr), Text(rr), Long(rr), Maybe(rr))),
+        ListOf(r, rr => new EntryDetail(Loose(rr), new Points(Long(rr)), Loose(rr), Loose(rr), Long(rr), Maybe(rr))),
         new Points(Long(r)),
         r.Next(3) == 0 ? TransactionDetails.None
             : new TransactionDetails(r.Next(2) == 0 ? Long(r) : null, Maybe(r), r.Next(2) == 0 ? Instant(r) : null,
                 r.Next(2) == 0 ? Long(r) : null, r.Next(2) == 0 ? Long(r) : null, Maybe(r)),
-        Text(r), Text(r), Text(r), Details(r),
+        Loose(r), Loose(r), Loose(r), Details(r),
         r.Next(2) == 0 ? Long(r) : null, Maybe(r));
 }

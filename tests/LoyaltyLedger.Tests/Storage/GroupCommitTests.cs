@@ -520,47 +520,6 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
 
 public sealed class GroupCommitTestsOnSqlite(SqliteDatabase db) : GroupCommitTests(db), IClassFixture<SqliteDatabase>
 {
-    // WalCheckpointer: the writer checkpoints only past its backstop, far above one small write; the
-    // write reaches the database file all the same, copied there by the checkpointer's connection.
-    [Fact]
-    public async Task a_commit_reaches_the_database_file_through_the_checkpointer_while_the_writer_checkpoints_only_past_its_backstop()
-    {
-        var name = "checkpointed-" + Guid.NewGuid().ToString("N");
-        var backstop = await WriteAsync(async (c, tx) =>
-        {
-            await c.ExecuteAsync("INSERT INTO id_counters (org_id, name, last_value) VALUES (-1, @name, 1)", new { name }, tx);
-            return await c.ExecuteScalarAsync<long>("PRAGMA wal_autocheckpoint", transaction: tx);
-        }, CancellationToken.None).WaitAsync(Bound);
-        backstop.ShouldBe(10_000); // WalCheckpointer.WriterCheckpointPages
-
-        // The file alone, copied without its log, holds the row once a checkpoint has copied it there.
-        var copy = Path.Combine(Path.GetTempPath(), $"checkpoint-{Guid.NewGuid():N}.db");
-        long found = 0;
-        try
-        {
-            for (var waited = 0; waited < 100 && found == 0; waited++)
-            {
-                await Task.Delay(50);
-                File.Copy(db.FilePath, copy, overwrite: true);
-                try
-                {
-                    await using var file = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={copy};Mode=ReadOnly;Pooling=False");
-                    await file.OpenAsync();
-                    found = await file.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM id_counters WHERE org_id = -1 AND name = @name", new { name });
-                }
-                catch (Microsoft.Data.Sqlite.SqliteException)
-                {
-                    // A copy taken while a checkpoint was writing the file: taken again.
-                }
-            }
-        }
-        finally
-        {
-            File.Delete(copy);
-        }
-        found.ShouldBe(1);
-    }
-
     // A handle of its own per test, as on PostgreSQL: its writer has seen no failure yet.
     protected override LedgerDatabase OpenWriter(DatabaseFixture fixture) => fixture.OpenSecondInstance();
 
