@@ -81,7 +81,7 @@ public abstract class BulkLoad : IAsyncDisposable
         // load, which is one transaction), and it spares one fsync per WAL write; a large page cache
         // keeps the indexes being filled in memory. Both are restored before the connection returns
         // to the pool.
-        SqliteTransaction? transaction = null;
+        SqliteTransaction transaction;
         try
         {
             using (var pragma = connection.CreateCommand())
@@ -94,7 +94,6 @@ public abstract class BulkLoad : IAsyncDisposable
         catch
         {
             // Set up halfway: the connection never goes back to the pool with the load's settings.
-            transaction?.Dispose();
             SqliteConnection.ClearPool(connection);
             await connection.DisposeAsync();
             throw;

@@ -101,9 +101,12 @@ public static class KeptReads
     public static async Task<T?> ScalarAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct) =>
         (await QueryAsync<T>(c, dialect, sql, args, tx, ct)) is [var first, ..] ? first : default;
 
-    /// <summary>A value the provider binds as it is, as Dapper would pass it.</summary>
+    /// <summary>
+    /// A value the provider binds as it is, as Dapper would pass it. Lists never get here: they go to
+    /// Dapper before (<see cref="AsTheyAre"/>).
+    /// </summary>
     private static bool IsPlain(object? value) => value is null or string or long or int or short or bool or double or decimal or byte[] or Guid
-        or DateTime or DateTimeOffset or long[] or int[] or string[];
+        or DateTime or DateTimeOffset;
 
     /// <summary>
     /// Whether the values bind as they are: not when one is a list (Dapper's <c>IN @list</c> rewrites
