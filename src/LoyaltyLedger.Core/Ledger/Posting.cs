@@ -447,10 +447,36 @@ public sealed class Posting
     /// </summary>
     private int AddEntryInsert(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points)
     {
+        var historySeq = NoteEntry(batch, eventId, wallet, type, points);
+        return batch.Query(
+            $"""
+            INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
+                category, entry_type, points, balance_after, created_at, tier, history_seq)
+            VALUES (@org, @eventId, @walletId, @ownerType, @ownerId, @programId, @currencyId,
+                @category, @entryType, @points, @balanceAfter, @now, @tier, {historySeq})
+            RETURNING entry_id
+            """,
+            AddHistoryArgs(new Dictionary<string, object?>
+            {
+                ["org"] = OrgId, ["eventId"] = eventId, ["walletId"] = wallet.WalletId, ["ownerType"] = wallet.Key.OwnerType.ToWire(),
+                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = wallet.Key.CurrencyId,
+                ["category"] = wallet.Key.Category.ToWire(), ["entryType"] = type.ToWire(), ["points"] = points.Thousandths,
+                ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = StatementBatch.Typed(wallet.Tier),
+            }, historySeq, wallet, eventId));
+    }
+
+    /// <summary>
+    /// What a new ledger line of <paramref name="eventId"/> in <paramref name="wallet"/> changes besides
+    /// its row: the event's kinds of lines and its owner's counts (statements in <paramref name="batch"/>
+    /// for a kind the event was not written with), its announcement, and its number in the wallet's
+    /// history. Returns the SQL of that number (<c>NULL</c> for a line the history does not show).
+    /// </summary>
+    private string NoteEntry(StatementBatch batch, long eventId, Wallet wallet, EntryType type, Points points)
+    {
         // The event remembers which kinds of lines it holds (plain points, a currency), so the
         // points-ledger read can count and page a long history from the events index alone
         // instead of probing every event's lines.
-        var kind = wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
+        var kind = LineKindOf(wallet);
         _declaredKinds.Remove((eventId, kind));
         if (_eventKinds.Add((eventId, kind)))
         {
@@ -471,22 +497,7 @@ public sealed class Posting
                 new { kind, org = OrgId, eventId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs });
         }
         _announcements.Line(eventId, wallet, type, points);
-        var historySeq = wallet.KeepsHistory && type != EntryType.OpeningBalance ? AddHistoryNumber(batch, wallet, eventId) : "NULL";
-        return batch.Query(
-            $"""
-            INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
-                category, entry_type, points, balance_after, created_at, tier, history_seq)
-            VALUES (@org, @eventId, @walletId, @ownerType, @ownerId, @programId, @currencyId,
-                @category, @entryType, @points, @balanceAfter, @now, @tier, {historySeq})
-            RETURNING entry_id
-            """,
-            AddHistoryArgs(new Dictionary<string, object?>
-            {
-                ["org"] = OrgId, ["eventId"] = eventId, ["walletId"] = wallet.WalletId, ["ownerType"] = wallet.Key.OwnerType.ToWire(),
-                ["ownerId"] = wallet.Key.OwnerId, ["programId"] = wallet.Key.ProgramId, ["currencyId"] = wallet.Key.CurrencyId,
-                ["category"] = wallet.Key.Category.ToWire(), ["entryType"] = type.ToWire(), ["points"] = points.Thousandths,
-                ["balanceAfter"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["tier"] = StatementBatch.Typed(wallet.Tier),
-            }, historySeq, wallet, eventId));
+        return wallet.KeepsHistory && type != EntryType.OpeningBalance ? AddHistoryNumber(batch, wallet, eventId) : "NULL";
     }
 
     /// <summary>
@@ -505,7 +516,7 @@ public sealed class Posting
     {
         wallet.HistoryCount++;
         wallet.HistoryUnsaved = true;
-        if (NowMs > wallet.HistoryLastAt || (NowMs == wallet.HistoryLastAt && wallet.HistoryLastIsThisPostings))
+        if (TakesNextHistoryNumber(wallet))
         {
             wallet.HistoryLastAt = NowMs;
             wallet.HistoryLastIsThisPostings = true;
@@ -525,6 +536,13 @@ public sealed class Posting
         batch.Execute($"UPDATE events SET history_seq = history_seq + 1 WHERE org_id = @org AND event_id IN (SELECT x.event_id FROM events x WHERE x.org_id = @org AND {redemptions})", args);
         return $"@hCount - (SELECT COUNT(*) FROM ledger_entries x WHERE x.org_id = @org AND {lines}) - (SELECT COUNT(*) FROM events x WHERE x.org_id = @org AND {redemptions})";
     }
+
+    /// <summary>
+    /// True when a movement of <paramref name="wallet"/> stamped now comes after every movement its
+    /// history numbers (the usual case): it takes the next number and moves none (<see cref="AddHistoryNumber"/>).
+    /// </summary>
+    private bool TakesNextHistoryNumber(Wallet wallet) =>
+        NowMs > wallet.HistoryLastAt || (NowMs == wallet.HistoryLastAt && wallet.HistoryLastIsThisPostings);
 
     /// <summary>Adds the parameters <paramref name="sql"/> (from <see cref="AddHistoryNumber"/>) uses to <paramref name="args"/>.</summary>
     private Dictionary<string, object?> AddHistoryArgs(Dictionary<string, object?> args, string sql, Wallet wallet, long? eventId)
@@ -580,13 +598,19 @@ public sealed class Posting
     /// </summary>
     private void AddSaveCreditedBalance(StatementBatch batch, Wallet wallet, bool restartsClock = false)
     {
-        if (restartsClock) wallet.LastActivityAt = NowMs;
-        else wallet.LastActivityAt ??= NowMs;
-        wallet.HistoryUnsaved = false;
+        NoteCreditedBalance(wallet, restartsClock);
         batch.Execute(restartsClock
             ? "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = @now, history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId"
             : "UPDATE wallets SET balance = @balance, updated_at = @now, last_activity_at = COALESCE(last_activity_at, @now), history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId",
             new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, lotsDueFrom = wallet.LotsDueFrom, org = OrgId, walletId = wallet.WalletId });
+    }
+
+    /// <summary>What saving the balance after a credit keeps in memory: the activity clock (see <see cref="AddSaveCreditedBalance"/>), the history saved.</summary>
+    private void NoteCreditedBalance(Wallet wallet, bool restartsClock)
+    {
+        if (restartsClock) wallet.LastActivityAt = NowMs;
+        else wallet.LastActivityAt ??= NowMs;
+        wallet.HistoryUnsaved = false;
     }
 
     /// <summary>An OPENING_BALANCE line of zero: the wallet exists from this event on.</summary>
@@ -713,6 +737,11 @@ public sealed class Posting
             return posted;
         }
 
+        var wallets = credits.Select(c => Locked(c.Key)).ToList();
+        if (Dialect.WritesRowsFromArrays && credits.Count > 1 && wallets.Distinct().Count() == wallets.Count
+            && wallets.All(w => _eventKinds.Contains((eventId, LineKindOf(w))) && (!w.KeepsHistory || TakesNextHistoryNumber(w))))
+            return await CreditTogetherAsync(eventId, credits, wallets, andThen, restartActivity);
+
         var batch = Batch();
         var pending = new List<(int Inserted, Wallet Wallet, WalletKey Key, Points Points, Points BalanceAfter, long? ExpiresAt)>();
         foreach (var (key, points, expiresAt) in credits)
@@ -725,6 +754,114 @@ public sealed class Posting
         var results = await batch.RunAsync();
         return pending.Select(p => new PostedEntry(results.SingleLong(p.Inserted), p.Wallet.WalletId, p.Key, EntryType.Credit, p.Points, p.BalanceAfter, p.ExpiresAt, p.Wallet.Tier)).ToList();
     }
+
+    /// <summary>
+    /// <see cref="CreditEachAsync"/> on a database that writes rows from arrays
+    /// (<see cref="SqlDialect.WritesRowsFromArrays"/>), for distinct wallets that owe nothing, whose
+    /// event already counts their kinds of lines and whose history numbers them last: every line,
+    /// lot and balance in one statement, instead of three statements per wallet. Each row holds what
+    /// <see cref="AddPlainCredit"/> would have written, and the posting keeps the same account of it.
+    /// </summary>
+    private async Task<IReadOnlyList<PostedEntry>> CreditTogetherAsync(long eventId, IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits,
+        IReadOnlyList<Wallet> wallets, Action<StatementBatch>? andThen, bool restartActivity)
+    {
+        var n = credits.Count;
+        var walletIds = new long[n];
+        var ownerTypes = new string[n];
+        var ownerIds = new long[n];
+        var programIds = new long[n];
+        var currencyIds = new long[n];
+        var categories = new string[n];
+        var points = new long[n];
+        var balances = new long[n];
+        var tiers = new string?[n];
+        var historySeqs = new long?[n];
+        var expiries = new long?[n];
+        var historyCounts = new long[n];
+        var historyLastAts = new long[n];
+        var lotsDueFrom = new long?[n];
+        var batch = Batch();
+        for (var i = 0; i < n; i++)
+        {
+            var (key, credit, expiresAt) = credits[i];
+            var wallet = wallets[i];
+            wallet.Balance += credit;
+            // The bookkeeping of AddPlainCredit, in its order; none of it needs a statement here (the
+            // event counts the kind, the history numbers the line last), which the count below checks.
+            var historySeq = NoteEntry(batch, eventId, wallet, EntryType.Credit, credit);
+            wallet.LotHolds(expiresAt);
+            NoteCreditedBalance(wallet, restartActivity);
+            walletIds[i] = wallet.WalletId;
+            ownerTypes[i] = key.OwnerType.ToWire();
+            ownerIds[i] = key.OwnerId;
+            programIds[i] = key.ProgramId;
+            currencyIds[i] = key.CurrencyId;
+            categories[i] = key.Category.ToWire();
+            points[i] = credit.Thousandths;
+            balances[i] = wallet.Balance.Thousandths;
+            tiers[i] = wallet.Tier;
+            historySeqs[i] = historySeq switch
+            {
+                "NULL" => null,
+                "@hCount" => wallet.HistoryCount,
+                _ => throw new InvalidOperationException($"Wallet {wallet.WalletId}'s line was numbered out of order in a credit written with others."),
+            };
+            expiries[i] = expiresAt;
+            historyCounts[i] = wallet.HistoryCount;
+            historyLastAts[i] = wallet.HistoryLastAt;
+            lotsDueFrom[i] = wallet.LotsDueFrom;
+        }
+        if (batch.Count != 0)
+            throw new InvalidOperationException("A credit written with others needed statements of its own.");
+        // The rows in their order (WITH ORDINALITY): the lines take their ids in the credits' order,
+        // as one statement each would, and a read lists an event's lines by id.
+        var inserted = batch.Query(
+            """
+            WITH x AS (
+                SELECT * FROM unnest(@walletIds::bigint[], @ownerTypes::text[], @ownerIds::bigint[], @programIds::bigint[], @currencyIds::bigint[],
+                    @categories::text[], @points::bigint[], @balances::bigint[], @tiers::text[], @historySeqs::bigint[], @expiries::bigint[],
+                    @historyCounts::bigint[], @historyLastAts::bigint[], @lotsDueFrom::bigint[])
+                    WITH ORDINALITY AS x(wallet_id, owner_type, owner_id, program_id, currency_id, category, points, balance_after, tier, history_seq,
+                        expires_at, history_count, history_last_at, lots_due_from, ord)
+            ), e AS (
+                INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
+                    category, entry_type, points, balance_after, created_at, tier, history_seq)
+                SELECT @org, @eventId, x.wallet_id, x.owner_type, x.owner_id, x.program_id, x.currency_id,
+                    x.category, @entryType, x.points, x.balance_after, @now, x.tier, x.history_seq
+                FROM x ORDER BY x.ord
+                RETURNING entry_id, wallet_id
+            ), l AS (
+                INSERT INTO lots (org_id, wallet_id, credit_entry_id, earned_at, expires_at, original, remaining, is_debt)
+                SELECT @org, x.wallet_id, e.entry_id, @now, x.expires_at, x.points, x.points, 0
+                FROM x JOIN e ON e.wallet_id = x.wallet_id ORDER BY x.ord
+            ), w AS (
+                UPDATE wallets SET balance = x.balance_after, updated_at = @now,
+                    last_activity_at = CASE WHEN @restartActivity THEN @now ELSE COALESCE(wallets.last_activity_at, @now) END,
+                    history_count = x.history_count, history_last_at = x.history_last_at, lots_due_from = x.lots_due_from
+                FROM x WHERE wallets.org_id = @org AND wallets.wallet_id = x.wallet_id
+            )
+            SELECT wallet_id, entry_id FROM e
+            """,
+            new Dictionary<string, object?>
+            {
+                ["walletIds"] = walletIds, ["ownerTypes"] = ownerTypes, ["ownerIds"] = ownerIds, ["programIds"] = programIds,
+                ["currencyIds"] = currencyIds, ["categories"] = categories, ["points"] = points, ["balances"] = balances, ["tiers"] = tiers,
+                ["historySeqs"] = historySeqs, ["expiries"] = expiries, ["historyCounts"] = historyCounts, ["historyLastAts"] = historyLastAts,
+                ["lotsDueFrom"] = lotsDueFrom, ["org"] = OrgId, ["eventId"] = eventId, ["entryType"] = EntryType.Credit.ToWire(), ["now"] = NowMs,
+                ["restartActivity"] = restartActivity,
+            });
+        andThen?.Invoke(batch);
+        var results = await batch.RunAsync();
+        var entryIds = results.Rows(inserted).ToDictionary(row => AsLong(row[0]), row => AsLong(row[1]));
+        if (entryIds.Count != n)
+            throw new InvalidOperationException($"Crediting {n} wallets together wrote {entryIds.Count} lines.");
+        return [.. credits.Select((c, i) => new PostedEntry(entryIds[walletIds[i]], walletIds[i], c.Key, EntryType.Credit, c.Points,
+            new Points(balances[i]), c.ExpiresAt, tiers[i]))];
+    }
+
+    /// <summary>The kind of lines a wallet's line is (<see cref="EventLineKinds"/>): plain points or a currency.</summary>
+    private static int LineKindOf(Wallet wallet) =>
+        wallet.Key.CurrencyId == WalletKey.PlainPoints ? EventLineKinds.Points : EventLineKinds.Currency;
 
     /// <summary>
     /// How many of a wallet's open lots of each kind, dated and undated, a debit reads before it

@@ -130,6 +130,7 @@ public static class OrganizationSeeder
         ("wallet_id", BulkType.Bigint), ("org_id", BulkType.Bigint), ("owner_type", BulkType.Text), ("owner_id", BulkType.Bigint),
         ("program_id", BulkType.Bigint), ("currency_id", BulkType.Bigint), ("category", BulkType.Text), ("balance", BulkType.Bigint),
         ("updated_at", BulkType.Bigint), ("last_activity_at", BulkType.Bigint), ("history_count", BulkType.Bigint), ("history_last_at", BulkType.Bigint),
+        ("lots_due_from", BulkType.Bigint),
     ]);
 
     internal static readonly BulkTable Events = new("events",
@@ -424,12 +425,16 @@ public static class OrganizationSeeder
 
             foreach (var w in wallets)
             {
+                // When the wallet's first open lot is due, as a posting that looked for due lots
+                // leaves it (Wallet.LotsDueFrom): a seeded ledger is one whose wallets have been
+                // posted to, so the next posting need not look again before then.
+                var dueFrom = w.Open.Min(lot => lot.ExpiresAt) ?? Wallet.NoLotDue;
                 while (w.Open.TryDequeue(out var lot)) WriteLot(w, lot);
                 var row = _load[Wallets.Name];
                 row.Start();
                 row.Long(w.WalletId); row.Long(orgId); row.Text("CUSTOMER"); row.Long(customerId); row.Long(program.ProgramId);
                 row.Long(w.CurrencyId); row.Text("REGULAR"); row.Long(w.Balance); row.Long(w.UpdatedAt); row.Long(w.FirstCreditAt);
-                row.Long(w.HistoryCount); row.Long(w.HistoryLastAt);
+                row.Long(w.HistoryCount); row.Long(w.HistoryLastAt); row.Long(dueFrom);
                 row.End();
             }
 

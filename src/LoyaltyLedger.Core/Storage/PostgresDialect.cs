@@ -123,6 +123,8 @@ public sealed class PostgresDialect : SqlDialect
 
     public override bool BindsPositionally => true;
 
+    public override bool WritesRowsFromArrays => true;
+
     public override async Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct)
     {

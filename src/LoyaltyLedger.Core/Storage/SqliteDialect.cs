@@ -104,6 +104,8 @@ public sealed class SqliteDialect : SqlDialect
 
     public override bool BindsPositionally => false;
 
+    public override bool WritesRowsFromArrays => false;
+
     public override Task AfterBulkLoadAsync(LedgerDatabase database, IReadOnlyList<(string Table, string Column)> identities,
         IReadOnlyList<IReadOnlyList<string>> vacuumGroups, CancellationToken ct) => Task.CompletedTask;
 }

@@ -116,6 +116,66 @@ public abstract class PostingTests(DatabaseFixture db)
         (await t.BalanceAsync(customer, shop.ProgramId, "Stamps")).ShouldBe(3_000);
     }
 
+    /// <summary>
+    /// A bill's credits to several wallets: on PostgreSQL every line, lot and balance of them is one
+    /// statement (Posting.CreditEachAsync), on SQLite three statements per wallet. Either way each
+    /// wallet has its own line, with its own lot, and its balance, its activity clock and its
+    /// history count move as one credit at a time would move them.
+    /// </summary>
+    [Fact]
+    public async Task a_bills_credits_to_several_wallets_each_leave_their_own_line_lot_balance_and_history_number()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "0", currencies: ["Stars", "Stamps"], expiry: new { kind = "DATE_EARNED", days = 30 });
+        var customer = await t.NewCustomerAsync();
+        var earlier = new DateTimeOffset(2025, 3, 1, 9, 0, 0, TimeSpan.Zero);
+        var later = earlier.AddHours(5);
+        object[] Awards(string points, string stars, string stamps) =>
+            [new { points }, new { points = stars, currency = "Stars" }, new { points = stamps, currency = "Stamps" }];
+        db.Host.Clock.Set(earlier);
+        await t.PostOkAsync("/v1/transactions", new
+        {
+            customerId = customer, billNumber = "C-1", amount = 10, storeCode = shop.StoreCode, tillCode = shop.TillCode, programId = shop.ProgramId,
+            awards = Awards("5", "6", "7"),
+        });
+        db.Host.Clock.Set(later);
+        var bill = await t.PostOkAsync("/v1/transactions", new
+        {
+            customerId = customer, billNumber = "C-2", amount = 10, storeCode = shop.StoreCode, tillCode = shop.TillCode, programId = shop.ProgramId,
+            awards = Awards("1.001", "2.002", "3.003"),
+        });
+
+        var entries = bill.GetProperty("entries").EnumerateArray().ToList();
+        entries.Select(e => e.TryGetProperty("currency", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null)
+            .ShouldBe([null, "Stars", "Stamps"]);
+        entries.Select(e => Thousandths(e, "balanceAfter")).ShouldBe([6_001L, 8_002L, 10_003L]);
+        var lines = (await db.Database.ReadAsync(c => c.QueryAsync<(long EntryId, long WalletId, long Points, long BalanceAfter, long LotOriginal, long LotRemaining,
+                long LotEarnedAt, long? LotExpiresAt, long WalletBalance, long? LastActivityAt, long HistoryCount, long? HistorySeq)>(
+            """
+            SELECT le.entry_id, le.wallet_id, le.points, le.balance_after, l.original, l.remaining, l.earned_at, l.expires_at,
+                w.balance, w.last_activity_at, w.history_count, le.history_seq
+            FROM ledger_entries le
+            JOIN events ev ON ev.event_id = le.event_id
+            JOIN lots l ON l.credit_entry_id = le.entry_id
+            JOIN wallets w ON w.wallet_id = le.wallet_id
+            WHERE le.org_id = @org AND ev.bill_id IS NOT NULL AND le.created_at = @at
+            ORDER BY le.entry_id
+            """, new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None)).ToList();
+
+        lines.Count.ShouldBe(3);
+        lines.Select(l => l.Points).ShouldBe([1_001L, 2_002L, 3_003L]);
+        lines.Select(l => l.BalanceAfter).ShouldBe([6_001L, 8_002L, 10_003L]);
+        lines.ShouldAllBe(l => l.LotOriginal == l.Points && l.LotRemaining == l.Points && l.WalletBalance == l.BalanceAfter);
+        lines.ShouldAllBe(l => l.LotEarnedAt == later.ToUnixTimeMilliseconds());
+        // The program's points expire by its policy; its currencies, with none of their own, never.
+        lines.Select(l => l.LotExpiresAt).ShouldBe([later.AddDays(30).ToUnixTimeMilliseconds(), null, null]);
+        lines.ShouldAllBe(l => l.LastActivityAt == later.ToUnixTimeMilliseconds());
+        lines.Select(l => l.WalletId).Distinct().Count().ShouldBe(3);
+        // Only the points wallet keeps a history (the vault's): its second line is number 2.
+        lines.Select(l => (l.HistoryCount, l.HistorySeq)).ShouldBe([(2L, (long?)2L), (0L, null), (0L, null)]);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
     [Fact]
     public async Task a_redemption_consumes_lots_earliest_expiry_first_and_records_each_lot()
     {

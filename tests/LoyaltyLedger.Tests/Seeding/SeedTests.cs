@@ -1,6 +1,7 @@
 using System.Globalization;
 using Dapper;
 using LoyaltyLedger.Audit;
+using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Organizations;
 using LoyaltyLedger.Seeding;
 using LoyaltyLedger.Storage;
@@ -32,6 +33,29 @@ public abstract class SeedTests(DatabaseFixture db)
         var kinds = await db.Database.ReadAsync(c => c.QueryAsync<string>(
             "SELECT DISTINCT event_name FROM events WHERE org_id = @org ORDER BY event_name", new { org = seeded.OrgId }), CancellationToken.None);
         kinds.ShouldBe(["BulkAllocatePoints", "CustomerRegistration", "GenericEvent", "PointsRedemption", "TransactionAdd"]);
+    }
+
+    /// <summary>
+    /// A seeded wallet knows when its first open lot is due, as a posting that looked for due lots
+    /// leaves it: the next posting then looks only once that time has come, as on a ledger that has
+    /// been posted to, rather than once for every wallet of a fresh seed.
+    /// </summary>
+    [Fact]
+    public async Task a_seeded_wallet_keeps_the_time_its_first_open_lot_is_due()
+    {
+        var seeded = await SeedSmallAsync();
+
+        var wallets = (await db.Database.ReadAsync(c => c.QueryAsync<(long? DueFrom, long FirstDue)>(
+            """
+            SELECT w.lots_due_from, COALESCE((SELECT MIN(l.expires_at) FROM lots l
+                WHERE l.org_id = w.org_id AND l.wallet_id = w.wallet_id AND l.remaining > 0 AND l.is_debt = 0), @never)
+            FROM wallets w WHERE w.org_id = @org
+            """, new { org = seeded.OrgId, never = Wallet.NoLotDue }), CancellationToken.None)).ToList();
+
+        wallets.Count.ShouldBeGreaterThan(200);
+        wallets.ShouldAllBe(w => w.DueFrom == w.FirstDue);
+        wallets.ShouldContain(w => w.FirstDue != Wallet.NoLotDue);
+        wallets.ShouldContain(w => w.FirstDue == Wallet.NoLotDue);
     }
 
     [Fact]
