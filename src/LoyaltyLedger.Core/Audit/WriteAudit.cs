@@ -24,12 +24,23 @@ public static class WriteAudit
     /// <summary>
     /// Adds the record to a batch of the write's other statements; inside
     /// <see cref="LedgerDatabase.WriteAsync{T}"/> it is left for the end of the transaction
-    /// (<see cref="CommitHooks.ExecuteAtEnd"/>), where the records of every write of a group-commit
-    /// transaction go in the round trip that writes their outbox rows. Nothing reads them before the commit.
+    /// (<see cref="RowsAtEnd"/>), where the records of every write of a group-commit transaction go
+    /// in the round trip that writes their outbox rows. Nothing reads them before the commit.
     /// </summary>
     public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
-        CommitHooks.ExecuteAtEnd(batch, Insert, Args(orgId, keyId, method, path, status, idempotencyKey, nowMs));
+        Records.Add(batch, orgId, keyId, method, Shortened(path), status, idempotencyKey, nowMs);
+
+    /// <summary>The records left for the end of a transaction, one statement for all of a group-commit batch's on PostgreSQL.</summary>
+    private static readonly RowsAtEnd Records = new(Insert,
+        """
+        INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)
+        SELECT * FROM unnest(@orgId::bigint[], @keyId::text[], @method::text[], @path::text[], @status::integer[], @idempotencyKey::text[], @nowMs::bigint[])
+        """,
+        [("orgId", typeof(long)), ("keyId", typeof(string)), ("method", typeof(string)), ("path", typeof(string)), ("status", typeof(int)),
+            ("idempotencyKey", typeof(string)), ("nowMs", typeof(long))]);
+
+    private static string Shortened(string path) => path.Length > 500 ? path[..500] : path;
 
     private static object Args(long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
-        new { orgId, keyId, method, path = path.Length > 500 ? path[..500] : path, status, idempotencyKey, nowMs };
+        new { orgId, keyId, method, path = Shortened(path), status, idempotencyKey, nowMs };
 }

@@ -1,3 +1,5 @@
+using LoyaltyLedger.Storage;
+
 namespace LoyaltyLedger.Idempotency;
 
 /// <summary>
@@ -52,6 +54,12 @@ internal sealed class KeySpace
             ON CONFLICT (org_id, idempotency_key) DO NOTHING
             """,
         answer: "UPDATE idempotency_keys SET status_code = @status, response_body = @body WHERE org_id = @org AND idempotency_key = @key",
+        answers: """
+            UPDATE idempotency_keys k SET status_code = a.status_code, response_body = a.response_body
+            FROM unnest(@org::bigint[], @key::text[], @status::integer[], @body::text[]) AS a(org_id, idempotency_key, status_code, response_body)
+            WHERE k.org_id = a.org_id AND k.idempotency_key = a.idempotency_key
+            """,
+        answerColumns: [("org", typeof(long)), ("key", typeof(string)), ("status", typeof(int)), ("body", typeof(string))],
         read: "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
         answerPending: """
             UPDATE idempotency_keys SET status_code = @status, response_body = @body
@@ -75,6 +83,12 @@ internal sealed class KeySpace
             ON CONFLICT (org_id, shop_id, pos_id, receipt_nr) DO NOTHING
             """,
         answer: "UPDATE vault_receipts SET response_body = @body WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr",
+        answers: """
+            UPDATE vault_receipts r SET response_body = a.response_body
+            FROM unnest(@org::bigint[], @shopId::text[], @posId::text[], @receiptNr::text[], @body::text[]) AS a(org_id, shop_id, pos_id, receipt_nr, response_body)
+            WHERE r.org_id = a.org_id AND r.shop_id = a.shop_id AND r.pos_id = a.pos_id AND r.receipt_nr = a.receipt_nr
+            """,
+        answerColumns: [("org", typeof(long)), ("shopId", typeof(string)), ("posId", typeof(string)), ("receiptNr", typeof(string)), ("body", typeof(string))],
         read: """
             SELECT request_hash, CASE WHEN response_body IS NULL THEN 0 ELSE 200 END, response_body, created_at
             FROM vault_receipts WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr
@@ -88,10 +102,13 @@ internal sealed class KeySpace
     private readonly string? _takeOver;
     private readonly string? _release;
 
-    private KeySpace(string claim, string answer, string read, string? answerPending, string? takeOver, string? release, int? fixedStatus)
+    private KeySpace(string claim, string answer, string answers, IReadOnlyList<(string Name, Type Type)> answerColumns, string read,
+        string? answerPending, string? takeOver, string? release, int? fixedStatus)
     {
         Claim = claim;
         Answer = answer;
+        AnswerColumns = answerColumns;
+        Answers = new RowsAtEnd(answer, answers, answerColumns);
         Read = read;
         _answerPending = answerPending;
         _takeOver = takeOver;
@@ -104,6 +121,15 @@ internal sealed class KeySpace
 
     /// <summary>Stores the answer of the claim made in the same transaction.</summary>
     public string Answer { get; }
+
+    /// <summary>
+    /// <see cref="Answer"/> left for the end of a write's transaction, with the answers of every
+    /// write of a group-commit batch (one statement on PostgreSQL); its arguments are <see cref="AnswerColumns"/>.
+    /// </summary>
+    public RowsAtEnd Answers { get; }
+
+    /// <summary>The arguments of <see cref="Answers"/>: the key's columns and the answer.</summary>
+    public IReadOnlyList<(string Name, Type Type)> AnswerColumns { get; }
 
     /// <summary>The request hash, status (0: pending), answer and claim time of a key.</summary>
     public string Read { get; }

@@ -96,20 +96,30 @@ public sealed class IdempotencyStore(LedgerDatabase database)
 
     /// <summary>
     /// <see cref="AddAnswer"/>, left for the very end of the transaction when it is one of
-    /// <see cref="LedgerDatabase.WriteAsync{T}"/> (<see cref="CommitHooks.ExecuteAtEnd"/>): with the
-    /// answers of every write of a group-commit transaction, in the round trip that writes their
-    /// outbox rows, instead of one of each write's own. Only for a key whose replays read the answer
-    /// after the commit: inside the transaction the claim reads as pending until then.
+    /// <see cref="LedgerDatabase.WriteAsync{T}"/> (<see cref="RowsAtEnd"/>): with the answers of
+    /// every write of a group-commit transaction, in the round trip that writes their outbox rows
+    /// (on PostgreSQL in one statement), instead of one of each write's own. Only for a key whose
+    /// replays read the answer after the commit: inside the transaction the claim reads as pending
+    /// until then. A transaction claims a key once, so it never holds two answers of one key.
     /// </summary>
-    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body) =>
-        CommitHooks.ExecuteAtEnd(batch, key.Space.Answer, AnswerArgs(key, status, body));
+    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
+    {
+        var args = key.Args(("status", status), ("body", body));
+        CheckStatus(key, status);
+        key.Space.Answers.Add(batch, [.. key.Space.AnswerColumns.Select(c => args[c.Name])]);
+    }
 
     private static object AnswerArgs(IdempotencyKey key, int status, string? body)
     {
-        if (key.Space.FixedStatus is { } only && status != only)
-            throw new ArgumentOutOfRangeException(nameof(status), status, $"This kind of key answers {only} only.");
+        CheckStatus(key, status);
         // A 204 stores no body: typed, the null keeps the statement the one prepared for bodies.
         return key.Args(("status", status), ("body", StatementBatch.Typed(body)));
+    }
+
+    private static void CheckStatus(IdempotencyKey key, int status)
+    {
+        if (key.Space.FixedStatus is { } only && status != only)
+            throw new ArgumentOutOfRangeException(nameof(status), status, $"This kind of key answers {only} only.");
     }
 
     /// <summary>

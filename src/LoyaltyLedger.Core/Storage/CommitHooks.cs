@@ -74,28 +74,6 @@ public static class CommitHooks
     }
 
     /// <summary>
-    /// Adds <paramref name="sql"/> to <paramref name="batch"/>, or, inside WriteAsync for the batch's
-    /// transaction, leaves it for the end of the transaction (<see cref="AtTail"/>): for a row nothing
-    /// reads before the commit (an audit record, a stored answer), which then costs no round trip of
-    /// its own.
-    /// </summary>
-    public static void ExecuteAtEnd(StatementBatch batch, string sql, object args)
-    {
-        if (!AtTail(batch.Transaction, Statements.Instance, (sql, args))) batch.Execute(sql, args);
-    }
-
-    /// <summary>The statements left for the end of a transaction by <see cref="ExecuteAtEnd"/>, in order.</summary>
-    private sealed class Statements : ICommitTail
-    {
-        public static readonly Statements Instance = new();
-
-        public void Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
-        {
-            foreach (var (sql, args) in items.Cast<(string, object)>()) batch.Execute(sql, args);
-        }
-    }
-
-    /// <summary>
     /// Runs <paramref name="publish"/> once <paramref name="transaction"/> has committed, when it is
     /// the transaction of a WriteAsync (and never when it rolls back); otherwise at once. For what a
     /// write's reads put in a process-wide cache: a row the transaction itself created, or saw
@@ -173,4 +151,54 @@ public interface ICommitTail
     /// written after the others, so that the lock is held for as little as can be.
     /// </summary>
     bool HoldsLockUntilCommit => false;
+}
+
+/// <summary>
+/// A row nothing reads before the commit (an audit record, a stored answer), written at the very
+/// end of its transaction (<see cref="CommitHooks.AtTail"/>) with the rows of every other write the
+/// transaction holds, which then cost no round trip of their own. Where the database writes rows
+/// from arrays (<see cref="SqlDialect.WritesRowsFromArrays"/>, PostgreSQL) the rows of a
+/// group-commit batch are one statement, <paramref name="allRows"/>, whose arguments are arrays, one
+/// per column in <paramref name="columns"/>: the same text, and the same prepared statement, for any
+/// number of rows. Elsewhere, and for a single row, each row is <paramref name="oneRow"/>.
+/// </summary>
+/// <param name="oneRow">The statement of one row, its arguments named as <paramref name="columns"/>.</param>
+/// <param name="allRows">The statement of many rows, each argument of <paramref name="columns"/> an array of their values in order.</param>
+/// <param name="columns">The arguments' names and their values' types (a nullable value's: <c>long?</c>, <c>string</c>).</param>
+public sealed class RowsAtEnd(string oneRow, string allRows, IReadOnlyList<(string Name, Type Type)> columns) : ICommitTail
+{
+    /// <summary>
+    /// Adds a row, its values in the order of the columns, to <paramref name="batch"/>; inside
+    /// WriteAsync for the batch's transaction it is left for the end of the transaction instead.
+    /// </summary>
+    public void Add(StatementBatch batch, params object?[] values)
+    {
+        if (values.Length != columns.Count) throw new ArgumentException($"A row of {columns.Count} values was given {values.Length}.", nameof(values));
+        if (!CommitHooks.AtTail(batch.Transaction, this, values)) batch.Execute(oneRow, OneRowArgs(values));
+    }
+
+    void ICommitTail.Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
+    {
+        if (items.Count == 1 || !dialect.WritesRowsFromArrays)
+        {
+            foreach (var item in items) batch.Execute(oneRow, OneRowArgs((object?[])item));
+            return;
+        }
+        var args = new Dictionary<string, object?>(columns.Count);
+        for (var c = 0; c < columns.Count; c++)
+        {
+            var values = Array.CreateInstance(columns[c].Type, items.Count);
+            for (var i = 0; i < items.Count; i++) values.SetValue(((object?[])items[i])[c], i);
+            args[columns[c].Name] = values;
+        }
+        batch.Execute(allRows, args);
+    }
+
+    private Dictionary<string, object?> OneRowArgs(object?[] values)
+    {
+        var args = new Dictionary<string, object?>(columns.Count);
+        // A null goes with its column's type, so that the statement stays the one prepared for values.
+        for (var c = 0; c < columns.Count; c++) args[columns[c].Name] = values[c] ?? StatementBatch.NullFor(columns[c].Type);
+        return args;
+    }
 }

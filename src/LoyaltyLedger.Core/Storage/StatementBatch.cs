@@ -206,6 +206,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
     /// </summary>
     public static object Typed<T>(T value) => value is null ? new NullOf(typeof(T)) : value;
 
+    /// <summary>A null of <paramref name="type"/>, bound as <see cref="Typed{T}"/> binds a null of it.</summary>
+    public static object NullFor(Type type) => new NullOf(type);
+
     /// <summary>A null of a declared type; Dapper binds it as such too (a dictionary it is handed, or <see cref="DynamicParameters"/>).</summary>
     private sealed record NullOf(Type Declared) : SqlMapper.ICustomQueryParameter
     {

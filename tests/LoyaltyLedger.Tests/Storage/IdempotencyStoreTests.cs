@@ -1,4 +1,6 @@
 using System.Data.Common;
+using Dapper;
+using LoyaltyLedger.Audit;
 using LoyaltyLedger.Idempotency;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
@@ -81,6 +83,48 @@ public abstract class IdempotencyStoreTests(DatabaseFixture db)
         // Either may claim first (on PostgreSQL they run side by side): one claims, the other replays its answer.
         outcomes.Count(o => o is null).ShouldBe(1);
         outcomes.Single(o => o is not null).ShouldBe(new StoredAnswer("basket", 200, "{\"first\":true}", 1_000));
+    }
+
+    /// <summary>
+    /// What a write leaves for the end of its transaction (RowsAtEnd): with several in one
+    /// transaction, as a group-commit batch holds, PostgreSQL writes all the answers of a kind of key
+    /// in one statement and all the audit records in another, SQLite each in its own. Each is stored
+    /// with its own key, a null body and a null key included.
+    /// </summary>
+    [Fact]
+    public async Task answers_and_audit_records_left_for_the_end_of_a_transaction_are_each_stored_under_their_own_key()
+    {
+        var org = NewOrg();
+        var keys = Enumerable.Range(0, 3).Select(i => IdempotencyKey.Request(org, $"end-{i}")).ToList();
+        var receipts = Enumerable.Range(0, 2).Select(i => IdempotencyKey.Receipt(org, "shop", "till", $"R-end-{i}", "6001")).ToList();
+        var longPath = "/v1/customers/" + new string('y', 600);
+
+        await db.Database.WriteAsync(async (c, tx) =>
+        {
+            foreach (var key in keys.Concat(receipts))
+                (await IdempotencyStore.ClaimAsync(Batch(c, tx), key, "hash", 1_000, CancellationToken.None)).ShouldBeTrue();
+            var batch = Batch(c, tx);
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[0], 201, "{\"n\":0}");
+            IdempotencyStore.AddAnswerAtEnd(batch, receipts[0], 200, "{\"r\":0}");
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[1], 204, null);
+            WriteAudit.Add(batch, org, "key-a", "POST", "/v1/transactions", 201, "end-0", 1_000);
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[2], 422, "{\"n\":2}");
+            IdempotencyStore.AddAnswerAtEnd(batch, receipts[1], 200, "{\"r\":1}");
+            WriteAudit.Add(batch, org, "key-b", "PATCH", longPath, 204, null, 2_000);
+            // All of it left for the end of the transaction, none in this batch.
+            batch.Count.ShouldBe(0);
+            return 0;
+        }, CancellationToken.None);
+
+        (await Store.ReadAsync(keys[0], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 201, "{\"n\":0}", 1_000));
+        (await Store.ReadAsync(keys[1], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 204, null, 1_000));
+        (await Store.ReadAsync(keys[2], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 422, "{\"n\":2}", 1_000));
+        (await Store.ReadAsync(receipts[0], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 200, "{\"r\":0}", 1_000));
+        (await Store.ReadAsync(receipts[1], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 200, "{\"r\":1}", 1_000));
+        var records = await db.Database.ReadAsync(c => c.QueryAsync<(string KeyId, string Method, string Path, int Status, string? IdempotencyKey, long CreatedAt)>(
+            "SELECT key_id, method, path, status_code, idempotency_key, created_at FROM write_audit WHERE org_id = @org ORDER BY created_at",
+            new { org }), CancellationToken.None);
+        records.ShouldBe([("key-a", "POST", "/v1/transactions", 201, "end-0", 1_000L), ("key-b", "PATCH", longPath[..500], 204, null, 2_000L)]);
     }
 
     [Fact]
