@@ -30,13 +30,16 @@ public static class WriteAudit
     public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
         Records.Add(batch, orgId, keyId, method, Shortened(path), status, idempotencyKey, nowMs);
 
-    /// <summary>The records left for the end of a transaction, one statement for all of a group-commit batch's on PostgreSQL.</summary>
+    /// <summary>The records left for the end of a transaction, one statement for an organization's in a group-commit batch on PostgreSQL.</summary>
     private static readonly RowsAtEnd Records = new(Insert,
         """
         INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)
-        SELECT * FROM unnest(@orgId::bigint[], @keyId::text[], @method::text[], @path::text[], @status::integer[], @idempotencyKey::text[], @nowMs::bigint[])
+        SELECT @orgId, a.key_id, a.method, a.path, a.status_code, a.idempotency_key, a.created_at
+        FROM unnest(@keyId::text[], @method::text[], @path::text[], @status::integer[], @idempotencyKey::text[], @nowMs::bigint[])
+            AS a(key_id, method, path, status_code, idempotency_key, created_at)
         """,
-        [("orgId", typeof(long)), ("keyId", typeof(string)), ("method", typeof(string)), ("path", typeof(string)), ("status", typeof(int)),
+        "orgId",
+        [("keyId", typeof(string)), ("method", typeof(string)), ("path", typeof(string)), ("status", typeof(int)),
             ("idempotencyKey", typeof(string)), ("nowMs", typeof(long))]);
 
     private static string Shortened(string path) => path.Length > 500 ? path[..500] : path;

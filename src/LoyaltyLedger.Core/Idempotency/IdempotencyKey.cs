@@ -56,10 +56,10 @@ internal sealed class KeySpace
         answer: "UPDATE idempotency_keys SET status_code = @status, response_body = @body WHERE org_id = @org AND idempotency_key = @key",
         answers: """
             UPDATE idempotency_keys k SET status_code = a.status_code, response_body = a.response_body
-            FROM unnest(@org::bigint[], @key::text[], @status::integer[], @body::text[]) AS a(org_id, idempotency_key, status_code, response_body)
-            WHERE k.org_id = a.org_id AND k.idempotency_key = a.idempotency_key
+            FROM unnest(@key::text[], @status::integer[], @body::text[]) AS a(idempotency_key, status_code, response_body)
+            WHERE k.org_id = @org AND k.idempotency_key = a.idempotency_key
             """,
-        answerColumns: [("org", typeof(long)), ("key", typeof(string)), ("status", typeof(int)), ("body", typeof(string))],
+        answerColumns: [("key", typeof(string)), ("status", typeof(int)), ("body", typeof(string))],
         read: "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE org_id = @org AND idempotency_key = @key",
         answerPending: """
             UPDATE idempotency_keys SET status_code = @status, response_body = @body
@@ -85,10 +85,10 @@ internal sealed class KeySpace
         answer: "UPDATE vault_receipts SET response_body = @body WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr",
         answers: """
             UPDATE vault_receipts r SET response_body = a.response_body
-            FROM unnest(@org::bigint[], @shopId::text[], @posId::text[], @receiptNr::text[], @body::text[]) AS a(org_id, shop_id, pos_id, receipt_nr, response_body)
-            WHERE r.org_id = a.org_id AND r.shop_id = a.shop_id AND r.pos_id = a.pos_id AND r.receipt_nr = a.receipt_nr
+            FROM unnest(@shopId::text[], @posId::text[], @receiptNr::text[], @body::text[]) AS a(shop_id, pos_id, receipt_nr, response_body)
+            WHERE r.org_id = @org AND r.shop_id = a.shop_id AND r.pos_id = a.pos_id AND r.receipt_nr = a.receipt_nr
             """,
-        answerColumns: [("org", typeof(long)), ("shopId", typeof(string)), ("posId", typeof(string)), ("receiptNr", typeof(string)), ("body", typeof(string))],
+        answerColumns: [("shopId", typeof(string)), ("posId", typeof(string)), ("receiptNr", typeof(string)), ("body", typeof(string))],
         read: """
             SELECT request_hash, CASE WHEN response_body IS NULL THEN 0 ELSE 200 END, response_body, created_at
             FROM vault_receipts WHERE org_id = @org AND shop_id = @shopId AND pos_id = @posId AND receipt_nr = @receiptNr
@@ -108,7 +108,7 @@ internal sealed class KeySpace
         Claim = claim;
         Answer = answer;
         AnswerColumns = answerColumns;
-        Answers = new RowsAtEnd(answer, answers, answerColumns);
+        Answers = new RowsAtEnd(answer, answers, "org", answerColumns);
         Read = read;
         _answerPending = answerPending;
         _takeOver = takeOver;
@@ -128,7 +128,7 @@ internal sealed class KeySpace
     /// </summary>
     public RowsAtEnd Answers { get; }
 
-    /// <summary>The arguments of <see cref="Answers"/>: the key's columns and the answer.</summary>
+    /// <summary>The arguments of <see cref="Answers"/> after the organization: the key's other columns and the answer.</summary>
     public IReadOnlyList<(string Name, Type Type)> AnswerColumns { get; }
 
     /// <summary>The request hash, status (0: pending), answer and claim time of a key.</summary>

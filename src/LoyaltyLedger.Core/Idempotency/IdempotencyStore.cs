@@ -106,7 +106,7 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     {
         var args = key.Args(("status", status), ("body", body));
         CheckStatus(key, status);
-        key.Space.Answers.Add(batch, [.. key.Space.AnswerColumns.Select(c => args[c.Name])]);
+        key.Space.Answers.Add(batch, key.OrgId, [.. key.Space.AnswerColumns.Select(c => args[c.Name])]);
     }
 
     private static object AnswerArgs(IdempotencyKey key, int status, string? body)

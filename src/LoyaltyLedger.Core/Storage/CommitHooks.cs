@@ -157,48 +157,60 @@ public interface ICommitTail
 /// A row nothing reads before the commit (an audit record, a stored answer), written at the very
 /// end of its transaction (<see cref="CommitHooks.AtTail"/>) with the rows of every other write the
 /// transaction holds, which then cost no round trip of their own. Where the database writes rows
-/// from arrays (<see cref="SqlDialect.WritesRowsFromArrays"/>, PostgreSQL) the rows of a
-/// group-commit batch are one statement, <paramref name="allRows"/>, whose arguments are arrays, one
-/// per column in <paramref name="columns"/>: the same text, and the same prepared statement, for any
-/// number of rows. Elsewhere, and for a single row, each row is <paramref name="oneRow"/>.
+/// from arrays (<see cref="SqlDialect.WritesRowsFromArrays"/>, PostgreSQL) the rows of one
+/// organization in a group-commit batch are one statement, <paramref name="allRows"/>, whose
+/// arguments are the organization and arrays, one per column in <paramref name="columns"/>: the same
+/// text, and the same prepared statement, for any number of rows. Each statement names its
+/// organization, as every statement on an organization's rows does (<c>OrganizationScopeTests</c>).
+/// Elsewhere, and for a single row, each row is <paramref name="oneRow"/>.
 /// </summary>
-/// <param name="oneRow">The statement of one row, its arguments named as <paramref name="columns"/>.</param>
-/// <param name="allRows">The statement of many rows, each argument of <paramref name="columns"/> an array of their values in order.</param>
-/// <param name="columns">The arguments' names and their values' types (a nullable value's: <c>long?</c>, <c>string</c>).</param>
-public sealed class RowsAtEnd(string oneRow, string allRows, IReadOnlyList<(string Name, Type Type)> columns) : ICommitTail
+/// <param name="oneRow">The statement of one row, its arguments named <paramref name="organization"/> and as <paramref name="columns"/>.</param>
+/// <param name="allRows">The statement of an organization's rows: <paramref name="organization"/> one value, each of <paramref name="columns"/> an array of the rows' values in order.</param>
+/// <param name="organization">The name of the organization's argument.</param>
+/// <param name="columns">The other arguments' names and their values' types (a nullable value's: <c>long?</c>, <c>string</c>).</param>
+public sealed class RowsAtEnd(string oneRow, string allRows, string organization, IReadOnlyList<(string Name, Type Type)> columns) : ICommitTail
 {
+    private sealed record Row(long OrgId, object?[] Values);
+
     /// <summary>
-    /// Adds a row, its values in the order of the columns, to <paramref name="batch"/>; inside
-    /// WriteAsync for the batch's transaction it is left for the end of the transaction instead.
+    /// Adds a row of <paramref name="orgId"/>, its values in the order of the columns, to
+    /// <paramref name="batch"/>; inside WriteAsync for the batch's transaction it is left for the end
+    /// of the transaction instead.
     /// </summary>
-    public void Add(StatementBatch batch, params object?[] values)
+    public void Add(StatementBatch batch, long orgId, params object?[] values)
     {
         if (values.Length != columns.Count) throw new ArgumentException($"A row of {columns.Count} values was given {values.Length}.", nameof(values));
-        if (!CommitHooks.AtTail(batch.Transaction, this, values)) batch.Execute(oneRow, OneRowArgs(values));
+        var row = new Row(orgId, values);
+        if (!CommitHooks.AtTail(batch.Transaction, this, row)) batch.Execute(oneRow, OneRowArgs(row));
     }
 
     void ICommitTail.Add(StatementBatch batch, SqlDialect dialect, IReadOnlyList<object> items)
     {
-        if (items.Count == 1 || !dialect.WritesRowsFromArrays)
+        foreach (var rows in items.Cast<Row>().GroupBy(r => r.OrgId))
         {
-            foreach (var item in items) batch.Execute(oneRow, OneRowArgs((object?[])item));
-            return;
+            var count = rows.Count();
+            if (count == 1 || !dialect.WritesRowsFromArrays)
+            {
+                foreach (var row in rows) batch.Execute(oneRow, OneRowArgs(row));
+                continue;
+            }
+            var args = new Dictionary<string, object?>(columns.Count + 1) { [organization] = rows.Key };
+            for (var c = 0; c < columns.Count; c++)
+            {
+                var values = Array.CreateInstance(columns[c].Type, count);
+                var i = 0;
+                foreach (var row in rows) values.SetValue(row.Values[c], i++);
+                args[columns[c].Name] = values;
+            }
+            batch.Execute(allRows, args);
         }
-        var args = new Dictionary<string, object?>(columns.Count);
-        for (var c = 0; c < columns.Count; c++)
-        {
-            var values = Array.CreateInstance(columns[c].Type, items.Count);
-            for (var i = 0; i < items.Count; i++) values.SetValue(((object?[])items[i])[c], i);
-            args[columns[c].Name] = values;
-        }
-        batch.Execute(allRows, args);
     }
 
-    private Dictionary<string, object?> OneRowArgs(object?[] values)
+    private Dictionary<string, object?> OneRowArgs(Row row)
     {
-        var args = new Dictionary<string, object?>(columns.Count);
+        var args = new Dictionary<string, object?>(columns.Count + 1) { [organization] = row.OrgId };
         // A null goes with its column's type, so that the statement stays the one prepared for values.
-        for (var c = 0; c < columns.Count; c++) args[columns[c].Name] = values[c] ?? StatementBatch.NullFor(columns[c].Type);
+        for (var c = 0; c < columns.Count; c++) args[columns[c].Name] = row.Values[c] ?? StatementBatch.NullFor(columns[c].Type);
         return args;
     }
 }

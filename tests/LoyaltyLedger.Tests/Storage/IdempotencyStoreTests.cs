@@ -88,26 +88,30 @@ public abstract class IdempotencyStoreTests(DatabaseFixture db)
     /// <summary>
     /// What a write leaves for the end of its transaction (RowsAtEnd): with several in one
     /// transaction, as a group-commit batch holds, PostgreSQL writes all the answers of a kind of key
-    /// in one statement and all the audit records in another, SQLite each in its own. Each is stored
-    /// with its own key, a null body and a null key included.
+    /// of one organization in one statement and all its audit records in another, SQLite each in its
+    /// own. Each is stored with its own key and organization, a null body and a null key included.
     /// </summary>
     [Fact]
     public async Task answers_and_audit_records_left_for_the_end_of_a_transaction_are_each_stored_under_their_own_key()
     {
         var org = NewOrg();
+        var other = NewOrg();
         var keys = Enumerable.Range(0, 3).Select(i => IdempotencyKey.Request(org, $"end-{i}")).ToList();
+        var otherKey = IdempotencyKey.Request(other, "end-0");
         var receipts = Enumerable.Range(0, 2).Select(i => IdempotencyKey.Receipt(org, "shop", "till", $"R-end-{i}", "6001")).ToList();
         var longPath = "/v1/customers/" + new string('y', 600);
 
         await db.Database.WriteAsync(async (c, tx) =>
         {
-            foreach (var key in keys.Concat(receipts))
+            foreach (var key in keys.Concat(receipts).Append(otherKey))
                 (await IdempotencyStore.ClaimAsync(Batch(c, tx), key, "hash", 1_000, CancellationToken.None)).ShouldBeTrue();
             var batch = Batch(c, tx);
             IdempotencyStore.AddAnswerAtEnd(batch, keys[0], 201, "{\"n\":0}");
             IdempotencyStore.AddAnswerAtEnd(batch, receipts[0], 200, "{\"r\":0}");
             IdempotencyStore.AddAnswerAtEnd(batch, keys[1], 204, null);
+            IdempotencyStore.AddAnswerAtEnd(batch, otherKey, 201, "{\"other\":true}");
             WriteAudit.Add(batch, org, "key-a", "POST", "/v1/transactions", 201, "end-0", 1_000);
+            WriteAudit.Add(batch, other, "key-o", "POST", "/v1/events", 201, "end-0", 1_500);
             IdempotencyStore.AddAnswerAtEnd(batch, keys[2], 422, "{\"n\":2}");
             IdempotencyStore.AddAnswerAtEnd(batch, receipts[1], 200, "{\"r\":1}");
             WriteAudit.Add(batch, org, "key-b", "PATCH", longPath, 204, null, 2_000);
@@ -121,10 +125,14 @@ public abstract class IdempotencyStoreTests(DatabaseFixture db)
         (await Store.ReadAsync(keys[2], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 422, "{\"n\":2}", 1_000));
         (await Store.ReadAsync(receipts[0], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 200, "{\"r\":0}", 1_000));
         (await Store.ReadAsync(receipts[1], CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 200, "{\"r\":1}", 1_000));
+        (await Store.ReadAsync(otherKey, CancellationToken.None)).ShouldBe(new StoredAnswer("hash", 201, "{\"other\":true}", 1_000));
         var records = await db.Database.ReadAsync(c => c.QueryAsync<(string KeyId, string Method, string Path, int Status, string? IdempotencyKey, long CreatedAt)>(
             "SELECT key_id, method, path, status_code, idempotency_key, created_at FROM write_audit WHERE org_id = @org ORDER BY created_at",
             new { org }), CancellationToken.None);
         records.ShouldBe([("key-a", "POST", "/v1/transactions", 201, "end-0", 1_000L), ("key-b", "PATCH", longPath[..500], 204, null, 2_000L)]);
+        var otherRecords = await db.Database.ReadAsync(c => c.QueryAsync<string>(
+            "SELECT key_id FROM write_audit WHERE org_id = @other", new { other }), CancellationToken.None);
+        otherRecords.ShouldBe(["key-o"]);
     }
 
     [Fact]
