@@ -30,7 +30,7 @@ public static class WriteAudit
     public static void Add(StatementBatch batch, long orgId, string keyId, string method, string path, int status, string? idempotencyKey, long nowMs) =>
         Records.Add(batch, orgId, keyId, method, Shortened(path), status, idempotencyKey, nowMs);
 
-    /// <summary>The records left for the end of a transaction, one statement for an organization's in a group-commit batch on PostgreSQL.</summary>
+    /// <summary>The records left for the end of a transaction: on PostgreSQL one statement for each organization's records in a group-commit batch.</summary>
     private static readonly RowsAtEnd Records = new(Insert,
         """
         INSERT INTO write_audit (org_id, key_id, method, path, status_code, idempotency_key, created_at)

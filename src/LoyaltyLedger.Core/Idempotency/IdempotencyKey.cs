@@ -98,6 +98,10 @@ internal sealed class KeySpace
         release: null,
         fixedStatus: 200);
 
+    private readonly RowsAtEnd _answers;
+
+    /// <summary>The arguments of the answers' statement after the organization: the key's other columns and the answer.</summary>
+    private readonly IReadOnlyList<(string Name, Type Type)> _answerColumns;
     private readonly string? _answerPending;
     private readonly string? _takeOver;
     private readonly string? _release;
@@ -107,8 +111,8 @@ internal sealed class KeySpace
     {
         Claim = claim;
         Answer = answer;
-        AnswerColumns = answerColumns;
-        Answers = new RowsAtEnd(answer, answers, "org", answerColumns);
+        _answerColumns = answerColumns;
+        _answers = new RowsAtEnd(answer, answers, "org", answerColumns);
         Read = read;
         _answerPending = answerPending;
         _takeOver = takeOver;
@@ -123,13 +127,15 @@ internal sealed class KeySpace
     public string Answer { get; }
 
     /// <summary>
-    /// <see cref="Answer"/> left for the end of a write's transaction, with the answers of every
-    /// write of a group-commit batch (one statement on PostgreSQL); its arguments are <see cref="AnswerColumns"/>.
+    /// Adds the answer of <paramref name="key"/> (<see cref="Answer"/>), left for the end of the
+    /// write's transaction with the answers of every write of a group-commit batch: one statement for
+    /// each organization's on PostgreSQL (<see cref="RowsAtEnd"/>).
     /// </summary>
-    public RowsAtEnd Answers { get; }
-
-    /// <summary>The arguments of <see cref="Answers"/> after the organization: the key's other columns and the answer.</summary>
-    public IReadOnlyList<(string Name, Type Type)> AnswerColumns { get; }
+    public void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
+    {
+        var args = key.Args(("status", status), ("body", body));
+        _answers.Add(batch, key.OrgId, [.. _answerColumns.Select(c => args[c.Name])]);
+    }
 
     /// <summary>The request hash, status (0: pending), answer and claim time of a key.</summary>
     public string Read { get; }

@@ -104,9 +104,8 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     /// </summary>
     public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
     {
-        var args = key.Args(("status", status), ("body", body));
         CheckStatus(key, status);
-        key.Space.Answers.Add(batch, key.OrgId, [.. key.Space.AnswerColumns.Select(c => args[c.Name])]);
+        key.Space.AddAnswerAtEnd(batch, key, status, body);
     }
 
     private static object AnswerArgs(IdempotencyKey key, int status, string? body)

@@ -280,7 +280,7 @@ public sealed class Posting
             ["relatedEventId"] = StatementBatch.Typed(e.RelatedEventId), ["externalReference"] = StatementBatch.Typed(e.ExternalReference), ["lineKinds"] = e.LineKinds,
         };
         // A voucher redemption moves no points but is a movement of its wallet's history (the vault's).
-        var historySeq = "NULL";
+        var historySeq = NoHistoryNumber;
         if (e.HistoryWallet is { } historyKey)
         {
             var wallet = Locked(historyKey);
@@ -497,7 +497,7 @@ public sealed class Posting
                 new { kind, org = OrgId, eventId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs });
         }
         _announcements.Line(eventId, wallet, type, points);
-        return wallet.KeepsHistory && type != EntryType.OpeningBalance ? AddHistoryNumber(batch, wallet, eventId) : "NULL";
+        return wallet.KeepsHistory && type != EntryType.OpeningBalance ? AddHistoryNumber(batch, wallet, eventId) : NoHistoryNumber;
     }
 
     /// <summary>
@@ -520,7 +520,7 @@ public sealed class Posting
         {
             wallet.HistoryLastAt = NowMs;
             wallet.HistoryLastIsThisPostings = true;
-            return "@hCount";
+            return NextHistoryNumber;
         }
         // A new line's id is its wallet's highest (taken under the wallet's lock), and a new event's
         // id is the highest among the wallet's movements; of one millisecond, an existing event's
@@ -536,6 +536,12 @@ public sealed class Posting
         batch.Execute($"UPDATE events SET history_seq = history_seq + 1 WHERE org_id = @org AND event_id IN (SELECT x.event_id FROM events x WHERE x.org_id = @org AND {redemptions})", args);
         return $"@hCount - (SELECT COUNT(*) FROM ledger_entries x WHERE x.org_id = @org AND {lines}) - (SELECT COUNT(*) FROM events x WHERE x.org_id = @org AND {redemptions})";
     }
+
+    /// <summary>The SQL of a history number that is the wallet's next (<see cref="AddHistoryNumber"/>), with no movement moved.</summary>
+    private const string NextHistoryNumber = "@hCount";
+
+    /// <summary>The SQL of a line's history number when its wallet's history does not show it.</summary>
+    private const string NoHistoryNumber = "NULL";
 
     /// <summary>
     /// True when a movement of <paramref name="wallet"/> stamped now comes after every movement its
@@ -802,8 +808,8 @@ public sealed class Posting
             tiers[i] = wallet.Tier;
             historySeqs[i] = historySeq switch
             {
-                "NULL" => null,
-                "@hCount" => wallet.HistoryCount,
+                NoHistoryNumber => null,
+                NextHistoryNumber => wallet.HistoryCount,
                 _ => throw new InvalidOperationException($"Wallet {wallet.WalletId}'s line was numbered out of order in a credit written with others."),
             };
             expiries[i] = expiresAt;
@@ -813,8 +819,11 @@ public sealed class Posting
         }
         if (batch.Count != 0)
             throw new InvalidOperationException("A credit written with others needed statements of its own.");
-        // The rows in their order (WITH ORDINALITY): the lines take their ids in the credits' order,
-        // as one statement each would, and a read lists an event's lines by id.
+        // The rows in their order (WITH ORDINALITY, ORDER BY x.ord): PostgreSQL draws each line's id
+        // as the sorted rows reach the insert, so the lines take their ids in the credits' order, as
+        // one statement each would, and a read lists an event's lines by id. (It does so in practice,
+        // not by a documented rule; nothing here depends on the order RETURNING gives, the ids are
+        // matched to their wallets.)
         var inserted = batch.Query(
             """
             WITH x AS (
@@ -1051,10 +1060,11 @@ public sealed class Posting
     {
         var (taken, shortfall) = LotArithmetic.Take(lots, points);
         var consumed = new List<ConsumedLot>(taken);
-        if (Dialect.WritesRowsFromArrays && taken.Count > 0)
+        // Every lot taken and its movement in one statement (see SqlDialect.WritesRowsFromArrays), the
+        // movements in the order taken. Only for distinct lots: an UPDATE ... FROM applies one of two
+        // rows for the same lot, while both movements would be written.
+        if (Dialect.WritesRowsFromArrays && taken.Count > 0 && taken.Select(t => t.LotId).Distinct().Count() == taken.Count)
         {
-            // Every lot taken and its movement in one statement (see SqlDialect.WritesRowsFromArrays),
-            // the movements in the order taken; a lot is taken once, so no lot is updated twice.
             writes.Execute(
                 """
                 WITH t AS (

@@ -272,11 +272,12 @@ public abstract partial class SqlDialect
     public abstract bool BindsPositionally { get; }
 
     /// <summary>
-    /// True when one statement can write the rows of several ledger lines from arrays, one array per
-    /// column, and use the ids it takes in further writes (PostgreSQL: <c>unnest</c> and
-    /// data-modifying <c>WITH</c>): a bill's credits are then one statement instead of three per
-    /// wallet. Each statement on PostgreSQL costs its own bind, portal and executor start in the
-    /// backend and its own command in Npgsql. Not on SQLite, which runs in process, where a kept
+    /// True when one statement can write many rows of one kind from arrays, one array per column,
+    /// and use the ids it takes in further writes (PostgreSQL: <c>unnest</c> and data-modifying
+    /// <c>WITH</c>): a bill's credits (lines, lots and balances), a debit's lots and their
+    /// movements, and a group-commit batch's audit records and stored answers then go as one
+    /// statement each. Each statement on PostgreSQL costs its own bind, portal and executor start in
+    /// the backend and its own command in Npgsql. Not on SQLite, which runs in process, where a kept
     /// statement per row costs next to nothing.
     /// </summary>
     public abstract bool WritesRowsFromArrays { get; }

@@ -173,6 +173,19 @@ public abstract class PostingTests(DatabaseFixture db)
         lines.Select(l => l.WalletId).Distinct().Count().ShouldBe(3);
         // Only the points wallet keeps a history (the vault's): its second line is number 2.
         lines.Select(l => (l.HistoryCount, l.HistorySeq)).ShouldBe([(2L, (long?)2L), (0L, null), (0L, null)]);
+        if (db.Database.Dialect.WritesRowsFromArrays)
+        {
+            // One statement wrote them: every line and lot carries the command id (cmin) it was
+            // inserted by within its transaction, and they share one.
+            var commands = await db.Database.ReadAsync(c => c.QueryAsync<string>(
+                """
+                SELECT le.cmin::text FROM ledger_entries le WHERE le.org_id = @org AND le.created_at = @at AND le.entry_type = 'CREDIT'
+                UNION ALL
+                SELECT l.cmin::text FROM lots l WHERE l.org_id = @org AND l.earned_at = @at
+                """, new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
+            commands.Count().ShouldBe(6);
+            commands.Distinct().Count().ShouldBe(1);
+        }
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
