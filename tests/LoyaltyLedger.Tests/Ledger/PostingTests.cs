@@ -189,6 +189,44 @@ public abstract class PostingTests(DatabaseFixture db)
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// Credits that are no qualifying activity (a bulk allocation) to several wallets, written
+    /// together as a bill's are: a wallet's activity clock keeps the time it had, and starts now only
+    /// for a wallet that had none.
+    /// </summary>
+    [Fact]
+    public async Task credits_that_are_no_activity_keep_each_wallets_clock_and_start_only_an_unset_one()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "0", currencies: ["Stars", "Stamps"]);
+        var customer = await t.NewCustomerAsync();
+        var billed = new DateTimeOffset(2025, 4, 1, 9, 0, 0, TimeSpan.Zero);
+        var allocated = billed.AddDays(3);
+        db.Host.Clock.Set(billed);
+        await t.PostOkAsync("/v1/transactions", new
+        {
+            customerId = customer, billNumber = "A-1", amount = 10, storeCode = shop.StoreCode, tillCode = shop.TillCode, programId = shop.ProgramId,
+            awards = new object[] { new { points = "4" }, new { points = "5", currency = "Stars" } },
+        });
+        db.Host.Clock.Set(allocated);
+        await t.PostOkAsync("/v1/allocations", new
+        {
+            programId = shop.ProgramId, reason = "Goodwill",
+            allocations = new object[]
+            {
+                new { customerId = customer, points = "1" }, new { customerId = customer, points = "2", currency = "Stars" },
+                new { customerId = customer, points = "3", currency = "Stamps" },
+            },
+        });
+
+        var clocks = (await db.Database.ReadAsync(c => c.QueryAsync<(long CurrencyId, long Balance, long? LastActivityAt)>(
+            "SELECT currency_id, balance, last_activity_at FROM wallets WHERE org_id = @org AND owner_id = @customer AND category = 'REGULAR' ORDER BY currency_id",
+            new { org = t.OrgId, customer }), CancellationToken.None)).ToList();
+        clocks.Select(w => w.Balance).ShouldBe([5_000L, 7_000L, 3_000L]);
+        clocks.Select(w => w.LastActivityAt).ShouldBe([billed.ToUnixTimeMilliseconds(), billed.ToUnixTimeMilliseconds(), allocated.ToUnixTimeMilliseconds()]);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
+
     [Fact]
     public async Task a_redemption_consumes_lots_earliest_expiry_first_and_records_each_lot()
     {
