@@ -290,8 +290,7 @@ public sealed class Posting
             historySeq = AddHistoryNumber(batch, wallet, eventId: null);
             AddHistoryArgs(args, historySeq, wallet, eventId: null);
         }
-        var inserted = batch.Query(
-            $"""
+        var insert = $"""
             INSERT INTO events (org_id, owner_type, owner_id, customer_id, event_name, display_name, created_at,
                 source_program_id, store_id, till_id, bill_id, details, reason, posted_by, related_event_id, external_reference, line_kinds,
                 points_seq, currency_seq, history_seq)
@@ -305,10 +304,20 @@ public sealed class Posting
             FROM owner_event_counts c
             WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId
             RETURNING event_id
-            """,
-            args);
-        // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid.
-        if (then is { } next) batch.Execute(next.Sql, next.Args);
+            """;
+        int inserted;
+        if (then is { } next && ThenRidesInsert(next, args) is { } alongside)
+        {
+            // One statement: the insert and the statement after it, which reads the new event's id
+            // from the insert's own rows (data-modifying WITH, see SqlDialect.WritesRowsFromArrays).
+            inserted = batch.Query($"WITH inserted AS (\n{insert}\n), alongside AS (\n{alongside}\n)\nSELECT event_id FROM inserted", args);
+        }
+        else
+        {
+            inserted = batch.Query(insert, args);
+            // Directly after the insert: on SQLite {lastEventId} is the last inserted rowid.
+            if (then is { } separate) batch.Execute(separate.Sql, separate.Args);
+        }
         var results = await batch.RunAsync();
         var eventId = results.SingleLong(inserted);
         if (e.LineKinds != 0 && results.SingleLong(counted) > NowMs)
@@ -328,6 +337,24 @@ public sealed class Posting
         }
         _announcements.Event(eventId, e);
         return eventId;
+    }
+
+    /// <summary>
+    /// The statement to run after an event's insert (<see cref="InsertEventAsync"/>'s <c>then</c>, a
+    /// bill's link to its event) written to ride in the insert's statement, its arguments added to
+    /// <paramref name="args"/>: on a database with data-modifying <c>WITH</c>, where the new event's id
+    /// is read from the insert's rows instead of <c>{lastEventId}</c>. Null when it must go as a
+    /// statement of its own: another database, or an argument named as one of the insert's with
+    /// another value.
+    /// </summary>
+    private string? ThenRidesInsert((string Sql, object? Args) then, Dictionary<string, object?> args)
+    {
+        if (!Dialect.WritesRowsFromArrays || !then.Sql.Contains("{lastEventId}", StringComparison.Ordinal)) return null;
+        var more = StatementBatch.ArgumentsOf(then.Args);
+        if (more.Any(a => args.TryGetValue(a.Name, out var value) && !Equals(value, a.Value))) return null;
+        foreach (var (name, value, declared) in more)
+            args[name] = value ?? (declared is null ? null : StatementBatch.NullFor(declared));
+        return then.Sql.Replace("{lastEventId}", "(SELECT event_id FROM inserted)", StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -185,7 +185,16 @@ public abstract class PostingTests(DatabaseFixture db)
                 """, new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
             commands.Count().ShouldBe(6);
             commands.Distinct().Count().ShouldBe(1);
+            // And the bill's link to its event went in the event's own insert statement.
+            var link = await db.Database.ReadAsync(c => c.QuerySingleAsync<(string EventCommand, string BillCommand)>(
+                "SELECT e.cmin::text, b.cmin::text FROM events e JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id WHERE e.org_id = @org AND e.created_at = @at",
+                new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
+            link.BillCommand.ShouldBe(link.EventCommand);
         }
+        var linked = await db.Database.ReadAsync(c => c.QueryAsync<bool>(
+            "SELECT b.event_id = e.event_id FROM events e JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id WHERE e.org_id = @org AND e.event_name = 'TransactionAdd'",
+            new { org = t.OrgId }), CancellationToken.None);
+        linked.ShouldBe([true, true]);
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
