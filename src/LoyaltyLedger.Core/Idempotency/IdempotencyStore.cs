@@ -100,12 +100,15 @@ public sealed class IdempotencyStore(LedgerDatabase database)
     /// every write of a group-commit transaction, in the round trip that writes their outbox rows
     /// (on PostgreSQL in one statement), instead of one of each write's own. Only for a key whose
     /// replays read the answer after the commit: inside the transaction the claim reads as pending
-    /// until then. A transaction claims a key once, so it never holds two answers of one key.
+    /// until then. <paramref name="requestHash"/> and <paramref name="claimedAtMs"/> are the claim's
+    /// (the answer goes as the claim with its answer, see <c>KeySpace.AddAnswerAtEnd</c>). A
+    /// transaction claims a key once, so it never holds two answers of one key (two in one statement
+    /// would fail it: an upsert changes a row once).
     /// </summary>
-    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, int status, string? body)
+    public static void AddAnswerAtEnd(StatementBatch batch, IdempotencyKey key, string requestHash, long claimedAtMs, int status, string? body)
     {
         CheckStatus(key, status);
-        key.Space.AddAnswerAtEnd(batch, key, status, body);
+        key.Space.AddAnswerAtEnd(batch, key, requestHash, claimedAtMs, status, body);
     }
 
     private static object AnswerArgs(IdempotencyKey key, int status, string? body)

@@ -268,8 +268,12 @@ public sealed class Posting
         // The owner's counter row first: its upsert locks it, so this owner's events are numbered one
         // posting at a time, and its counts after it give the event its numbers. It returns the
         // owner's latest event time: later than this posting's, the event lands among events already
-        // numbered (see LaterCount).
-        var counted = AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds, returnLatest: true);
+        // numbered (see LaterCount). Where rows go from one statement to the next (data-modifying
+        // WITH, see SqlDialect.WritesRowsFromArrays), the upsert and the insert are one statement,
+        // the insert reading the counts from the upsert's rows; a voucher redemption, whose history
+        // number moves other rows first, keeps them apart.
+        var countsRideInsert = Dialect.WritesRowsFromArrays && e.HistoryWallet is null;
+        var counted = countsRideInsert ? -1 : AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds, returnLatest: true);
         var args = new Dictionary<string, object?>
         {
             ["org"] = OrgId, ["ownerType"] = e.OwnerType.ToWire(), ["ownerId"] = e.OwnerId, ["customerId"] = e.CustomerId,
@@ -301,12 +305,24 @@ public sealed class Posting
                 CASE WHEN (@lineKinds & 2) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.currency_events
                     ELSE c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
                 {historySeq}
-            FROM owner_event_counts c
-            WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId
+            {(countsRideInsert ? "FROM counted c" : "FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId")}
             RETURNING event_id
             """;
         int inserted;
-        if (then is { } next && ThenRidesInsert(next, args) is { } alongside)
+        if (countsRideInsert)
+        {
+            // One statement: the counts' upsert, the insert, and the statement after it if any, which
+            // reads the new event's id from the insert's own rows. It returns the id and the latest time.
+            AddOwnerEventCountArgs(args, events: 1, kinds: e.LineKinds);
+            var alongside = then is { } next ? ThenRidesInsert(next, args) : null;
+            inserted = batch.Query(
+                $"WITH counted AS (\n{OwnerEventCountSql("RETURNING points_events, currency_events, last_event_at")}\n), inserted AS (\n{insert}\n)"
+                + (alongside is null ? "" : $", alongside AS (\n{alongside}\n)")
+                + "\nSELECT inserted.event_id, counted.last_event_at FROM inserted, counted",
+                args);
+            if (then is { } separate && alongside is null) batch.Execute(separate.Sql, separate.Args);
+        }
+        else if (then is { } next && ThenRidesInsert(next, args) is { } alongside)
         {
             // One statement: the insert and the statement after it, which reads the new event's id
             // from the insert's own rows (data-modifying WITH, see SqlDialect.WritesRowsFromArrays).
@@ -320,7 +336,8 @@ public sealed class Posting
         }
         var results = await batch.RunAsync();
         var eventId = results.SingleLong(inserted);
-        if (e.LineKinds != 0 && results.SingleLong(counted) > NowMs)
+        var latest = countsRideInsert ? AsLong(results.Rows(inserted).Single()[1]) : results.SingleLong(counted);
+        if (e.LineKinds != 0 && latest > NowMs)
         {
             // Stamped before the owner's latest event: those after it move one number up (it took
             // its place among them above). Rare, so it costs a round trip only then.
@@ -450,23 +467,32 @@ public sealed class Posting
     /// posting after the first in such a transaction does not wait for a lock: it goes first in a
     /// later transaction instead, and two such transactions cannot deadlock (Storage/GroupCommit.cs).
     /// </remarks>
-    private int AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds, bool returnLatest = false) =>
-        (returnLatest ? (Func<string, object?, int>)batch.Query : batch.Execute)(
-            $$"""
-            INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events, last_event_at)
-            VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents, @now)
-            ON CONFLICT (org_id, owner_type, owner_id) DO UPDATE SET
-                events = owner_event_counts.events + excluded.events,
-                points_events = owner_event_counts.points_events + excluded.points_events,
-                currency_events = owner_event_counts.currency_events + excluded.currency_events,
-                last_event_at = {greatest}(owner_event_counts.last_event_at, excluded.last_event_at)
-            {{(returnLatest ? "RETURNING last_event_at" : "")}}
-            """,
-            new
-            {
-                org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, events, now = NowMs,
-                pointsEvents = (kinds & EventLineKinds.Points) != 0 ? 1 : 0, currencyEvents = (kinds & EventLineKinds.Currency) != 0 ? 1 : 0,
-            });
+    private int AddOwnerEventCount((OwnerType Type, long Id) owner, StatementBatch batch, int events, int kinds, bool returnLatest = false)
+    {
+        var args = new Dictionary<string, object?> { ["org"] = OrgId, ["ownerType"] = owner.Type.ToWire(), ["ownerId"] = owner.Id, ["now"] = NowMs };
+        AddOwnerEventCountArgs(args, events, kinds);
+        return returnLatest ? batch.Query(OwnerEventCountSql("RETURNING last_event_at"), args) : batch.Execute(OwnerEventCountSql(""), args);
+    }
+
+    /// <summary>The upsert of <see cref="AddOwnerEventCount"/>; its other arguments are <c>@org</c>, <c>@ownerType</c>, <c>@ownerId</c> and <c>@now</c>.</summary>
+    private static string OwnerEventCountSql(string returning) =>
+        $$"""
+        INSERT INTO owner_event_counts (org_id, owner_type, owner_id, events, points_events, currency_events, last_event_at)
+        VALUES (@org, @ownerType, @ownerId, @events, @pointsEvents, @currencyEvents, @now)
+        ON CONFLICT (org_id, owner_type, owner_id) DO UPDATE SET
+            events = owner_event_counts.events + excluded.events,
+            points_events = owner_event_counts.points_events + excluded.points_events,
+            currency_events = owner_event_counts.currency_events + excluded.currency_events,
+            last_event_at = {greatest}(owner_event_counts.last_event_at, excluded.last_event_at)
+        {{returning}}
+        """;
+
+    private static void AddOwnerEventCountArgs(Dictionary<string, object?> args, int events, int kinds)
+    {
+        args["events"] = events;
+        args["pointsEvents"] = (kinds & EventLineKinds.Points) != 0 ? 1 : 0;
+        args["currencyEvents"] = (kinds & EventLineKinds.Currency) != 0 ? 1 : 0;
+    }
 
     /// <summary>
     /// Adds a ledger line's insert to <paramref name="batch"/> (its row returns the entry id). The

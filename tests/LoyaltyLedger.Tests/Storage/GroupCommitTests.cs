@@ -383,7 +383,7 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
             var batch = new StatementBatch(c, tx, Writer.Dialect);
             (await IdempotencyStore.ClaimAsync(batch, key, "request", 1, CancellationToken.None)).ShouldBeTrue();
             LoyaltyLedger.Audit.WriteAudit.Add(batch, scope, "lk_test", "POST", "/v1/test", 201, $"key-{i}", 1);
-            IdempotencyStore.AddAnswerAtEnd(batch, key, 201, $"answer-{i}");
+            IdempotencyStore.AddAnswerAtEnd(batch, key, "request", 1, 201, $"answer-{i}");
             batch.Count.ShouldBe(0);
             if (i == 2) throw new LedgerException(ErrorCodes.InsufficientBalance, "refused after its answer", 422);
             // Inside the transaction both are still to come: the claim reads as pending.

@@ -106,14 +106,14 @@ public abstract class IdempotencyStoreTests(DatabaseFixture db)
             foreach (var key in keys.Concat(receipts).Append(otherKey))
                 (await IdempotencyStore.ClaimAsync(Batch(c, tx), key, "hash", 1_000, CancellationToken.None)).ShouldBeTrue();
             var batch = Batch(c, tx);
-            IdempotencyStore.AddAnswerAtEnd(batch, keys[0], 201, "{\"n\":0}");
-            IdempotencyStore.AddAnswerAtEnd(batch, receipts[0], 200, "{\"r\":0}");
-            IdempotencyStore.AddAnswerAtEnd(batch, keys[1], 204, null);
-            IdempotencyStore.AddAnswerAtEnd(batch, otherKey, 201, "{\"other\":true}");
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[0], "hash", 1_000, 201, "{\"n\":0}");
+            IdempotencyStore.AddAnswerAtEnd(batch, receipts[0], "hash", 1_000, 200, "{\"r\":0}");
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[1], "hash", 1_000, 204, null);
+            IdempotencyStore.AddAnswerAtEnd(batch, otherKey, "hash", 1_000, 201, "{\"other\":true}");
             WriteAudit.Add(batch, org, "key-a", "POST", "/v1/transactions", 201, "end-0", 1_000);
             WriteAudit.Add(batch, other, "key-o", "POST", "/v1/events", 201, "end-0", 1_500);
-            IdempotencyStore.AddAnswerAtEnd(batch, keys[2], 422, "{\"n\":2}");
-            IdempotencyStore.AddAnswerAtEnd(batch, receipts[1], 200, "{\"r\":1}");
+            IdempotencyStore.AddAnswerAtEnd(batch, keys[2], "hash", 1_000, 422, "{\"n\":2}");
+            IdempotencyStore.AddAnswerAtEnd(batch, receipts[1], "hash", 1_000, 200, "{\"r\":1}");
             WriteAudit.Add(batch, org, "key-b", "PATCH", longPath, 204, null, 2_000);
             // All of it left for the end of the transaction, none in this batch.
             batch.Count.ShouldBe(0);
