@@ -78,7 +78,10 @@ public static class CustomerDirectory
     public static int AddRequire(StatementBatch batch, long orgId, long customerId) =>
         batch.Query("SELECT customer_id FROM customers WHERE org_id = @orgId AND customer_id = @customerId", new { orgId, customerId });
 
-    /// <summary>Refuses the posting when the check <see cref="AddRequire"/> added found no customer.</summary>
+    /// <summary>
+    /// Refuses the posting when the check <see cref="AddRequire"/> added found no customer (or another
+    /// statement that returns no row exactly when there is none, such as a pooling group's lookup).
+    /// </summary>
     public static void Require(BatchResults results, int check, long customerId)
     {
         if (results.Rows(check).Count == 0) throw LedgerException.NotFound("customer", customerId);

@@ -113,23 +113,31 @@ public static class GroupDirectory
 
     /// <summary>
     /// The group whose pooled wallet a customer's earnings go to, if any. With
-    /// <paramref name="requireCustomer"/> it also refuses an unknown customer, in the same round trip.
+    /// <paramref name="requireCustomer"/> it also refuses an unknown customer, in the same statement:
+    /// the customer's row with its pooling membership joined, no row for a customer who does not exist.
     /// </summary>
     public static async Task<(long GroupId, GroupMember Member)?> PoolOfAsync(Posting posting, long customerId, bool requireCustomer = false)
     {
         var batch = posting.Batch();
-        int? customer = requireCustomer ? CustomerDirectory.AddRequire(batch, posting.OrgId, customerId) : null;
         var pool = batch.Query(
-            """
-            SELECT m.group_id, m.role, m.may_redeem, m.may_transfer
-            FROM group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
-            WHERE m.org_id = @org AND m.customer_id = @customerId AND g.pools_points = 1
-            """,
+            requireCustomer
+                ? """
+                  SELECT m.group_id, m.role, m.may_redeem, m.may_transfer
+                  FROM customers c
+                  LEFT JOIN (group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id AND g.pools_points = 1)
+                      ON m.org_id = c.org_id AND m.customer_id = c.customer_id
+                  WHERE c.org_id = @org AND c.customer_id = @customerId
+                  """
+                : """
+                  SELECT m.group_id, m.role, m.may_redeem, m.may_transfer
+                  FROM group_members m JOIN user_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
+                  WHERE m.org_id = @org AND m.customer_id = @customerId AND g.pools_points = 1
+                  """,
             new { org = posting.OrgId, customerId });
         var results = await batch.RunAsync();
-        if (customer is { } check) CustomerDirectory.Require(results, check, customerId);
+        if (requireCustomer) CustomerDirectory.Require(results, pool, customerId);
         var row = results.Rows(pool).SingleOrDefault();
-        if (row is null) return null;
+        if (row?[0] is null) return null;
         var groupId = Convert.ToInt64(row[0], System.Globalization.CultureInfo.InvariantCulture);
         return (groupId, new GroupMember
         {

@@ -629,12 +629,21 @@ public sealed class Posting
     }
 
     /// <summary>Saves the balance, with the wallet's history count and time (which are kept with it, so they cost no statement of their own).</summary>
-    private void AddSaveBalance(StatementBatch batch, Wallet wallet)
+    private void AddSaveBalance(StatementBatch batch, Wallet wallet) => batch.Execute(SaveBalanceSql, SaveBalanceArgs(wallet));
+
+    private const string SaveBalanceSql =
+        "UPDATE wallets SET balance = @balance, updated_at = @now, history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId";
+
+    /// <summary>The arguments of <see cref="SaveBalanceSql"/>: the wallet as it is in memory, which is then saved.</summary>
+    private Dictionary<string, object?> SaveBalanceArgs(Wallet wallet)
     {
         wallet.HistoryUnsaved = false;
-        batch.Execute(
-            "UPDATE wallets SET balance = @balance, updated_at = @now, history_count = @historyCount, history_last_at = @historyLastAt, lots_due_from = @lotsDueFrom WHERE org_id = @org AND wallet_id = @walletId",
-            new { balance = wallet.Balance.Thousandths, now = NowMs, historyCount = wallet.HistoryCount, historyLastAt = wallet.HistoryLastAt, lotsDueFrom = wallet.LotsDueFrom, org = OrgId, walletId = wallet.WalletId });
+        return new Dictionary<string, object?>
+        {
+            ["balance"] = wallet.Balance.Thousandths, ["now"] = NowMs, ["historyCount"] = wallet.HistoryCount,
+            ["historyLastAt"] = wallet.HistoryLastAt, ["lotsDueFrom"] = StatementBatch.Typed(wallet.LotsDueFrom),
+            ["org"] = OrgId, ["walletId"] = wallet.WalletId,
+        };
     }
 
     /// <summary>Saves the history count and time of the wallets whose balance update did not (a voucher redemption's wallet).</summary>
@@ -937,11 +946,23 @@ public sealed class Posting
     /// </summary>
     private const int OpenLotsReadFirst = 16;
 
-    private static string FirstOpenLotsSql(string kind) =>
+    /// <summary>
+    /// The first <see cref="OpenLotsReadFirst"/> dated and the first undated open lots of a wallet, in
+    /// one statement: each kind a range of ix_lots_open read in its order and cut off, on both
+    /// databases (they sort NULL apart, so one ORDER BY would be a sort of every open lot on one).
+    /// A UNION ALL keeps no order of its own, so the caller puts each kind in debit order.
+    /// </summary>
+    private static readonly string FirstOpenLotsSql =
         $"""
-        SELECT lot_id, remaining, expires_at FROM lots
-        WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND {kind}
-        ORDER BY expires_at, lot_id LIMIT {OpenLotsReadFirst}
+        SELECT lot_id, remaining, expires_at FROM (
+            SELECT lot_id, remaining, expires_at FROM lots
+            WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND expires_at IS NOT NULL
+            ORDER BY expires_at, lot_id LIMIT {OpenLotsReadFirst}) dated
+        UNION ALL
+        SELECT lot_id, remaining, expires_at FROM (
+            SELECT lot_id, remaining, expires_at FROM lots
+            WHERE org_id = @org AND wallet_id = @walletId AND remaining > 0 AND is_debt = 0 AND expires_at IS NULL
+            ORDER BY expires_at, lot_id LIMIT {OpenLotsReadFirst}) undated
         """;
 
     private static OpenLot ToOpenLot(object?[] row) =>
@@ -962,18 +983,16 @@ public sealed class Posting
         }
 
         wallet.Balance -= points;
-        // The line and the wallet's first open lots in one round trip: the first dated ones and the
-        // first undated ones, each a range of ix_lots_open read in its order and cut off, on both
-        // databases (they sort NULL apart, so one ORDER BY would be a sort of every open lot on one).
+        // The line and the wallet's first open lots, dated and undated, in one round trip.
         var batch = Batch();
         var inserted = AddEntryInsert(batch, eventId, wallet, EntryType.Debit, points);
         var walletArgs = new { org = OrgId, walletId = wallet.WalletId };
-        var dated = batch.Query(FirstOpenLotsSql("expires_at IS NOT NULL"), walletArgs);
-        var undated = batch.Query(FirstOpenLotsSql("expires_at IS NULL"), walletArgs);
+        var firstOpen = batch.Query(FirstOpenLotsSql, walletArgs);
         var results = await batch.RunAsync();
         var entryId = results.SingleLong(inserted);
-        var datedLots = results.Rows(dated).Select(ToOpenLot).ToList();
-        var undatedLots = results.Rows(undated).Select(ToOpenLot).ToList();
+        var read = results.Rows(firstOpen).Select(ToOpenLot).ToList();
+        var datedLots = read.Where(l => l.ExpiresAt is not null).Order(LotArithmetic.DebitOrder).ToList();
+        var undatedLots = read.Where(l => l.ExpiresAt is null).Order(LotArithmetic.DebitOrder).ToList();
 
         // In debit order every dated lot comes before the undated ones, so the undated lots read
         // continue the dated ones only when no dated lot was left unread.
@@ -995,7 +1014,6 @@ public sealed class Posting
 
         var writes = Batch();
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
-        AddSaveBalance(writes, wallet);
         await writes.RunAsync();
         return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null, wallet.Tier), consumed);
     }
@@ -1029,7 +1047,6 @@ public sealed class Posting
         var entryId = await InsertEntryAsync(eventId, wallet, EntryType.Debit, points);
         var writes = Batch();
         var consumed = await ConsumeAsync(writes, entryId, wallet, lots, points);
-        AddSaveBalance(writes, wallet);
         await writes.RunAsync();
         return new DebitResult(new PostedEntry(entryId, wallet.WalletId, key, EntryType.Debit, points, wallet.Balance, null, wallet.Tier), consumed);
     }
@@ -1107,32 +1124,35 @@ public sealed class Posting
 
     /// <summary>
     /// Takes <paramref name="points"/> from the lots in the order given (<see cref="LotArithmetic.Take"/>),
-    /// adding the lot updates and movements to <paramref name="writes"/>; any shortfall becomes debt.
+    /// adding the lot updates, the movements and the wallet's balance (already debited in memory) to
+    /// <paramref name="writes"/>; any shortfall becomes debt.
     /// </summary>
     private async Task<List<ConsumedLot>> ConsumeAsync(StatementBatch writes, long entryId, Wallet wallet, IEnumerable<OpenLot> lots, Points points)
     {
         var (taken, shortfall) = LotArithmetic.Take(lots, points);
         var consumed = new List<ConsumedLot>(taken);
-        // Every lot taken and its movement in one statement (see SqlDialect.WritesRowsFromArrays), the
-        // movements in the order taken. Only for distinct lots: an UPDATE ... FROM applies one of two
-        // rows for the same lot, while both movements would be written.
+        // Every lot taken and its movement, and the wallet's balance, in one statement (see
+        // SqlDialect.WritesRowsFromArrays), the movements in the order taken. Only for distinct lots:
+        // an UPDATE ... FROM applies one of two rows for the same lot, while both movements would be written.
         if (Dialect.WritesRowsFromArrays && taken.Count > 0 && taken.Select(t => t.LotId).Distinct().Count() == taken.Count)
         {
+            var args = SaveBalanceArgs(wallet);
+            args["lots"] = taken.Select(t => t.LotId).ToArray();
+            args["takes"] = taken.Select(t => t.Points.Thousandths).ToArray();
+            args["entryId"] = entryId;
             writes.Execute(
-                """
+                $"""
                 WITH t AS (
                     SELECT * FROM unnest(@lots::bigint[], @takes::bigint[]) WITH ORDINALITY AS t(lot_id, points, ord)
                 ), u AS (
                     UPDATE lots SET remaining = lots.remaining - t.points FROM t WHERE lots.org_id = @org AND lots.lot_id = t.lot_id
+                ), w AS (
+                    {SaveBalanceSql}
                 )
                 INSERT INTO lot_movements (org_id, entry_id, lot_id, points)
                 SELECT @org, @entryId, t.lot_id, t.points FROM t ORDER BY t.ord
                 """,
-                new Dictionary<string, object?>
-                {
-                    ["lots"] = taken.Select(t => t.LotId).ToArray(), ["takes"] = taken.Select(t => t.Points.Thousandths).ToArray(),
-                    ["org"] = OrgId, ["entryId"] = entryId,
-                });
+                args);
         }
         else
         {
@@ -1142,6 +1162,7 @@ public sealed class Posting
                     new { take = take.Points.Thousandths, org = OrgId, lot = take.LotId });
                 AddMovement(writes, entryId, take.LotId, take.Points);
             }
+            AddSaveBalance(writes, wallet);
         }
 
         if (shortfall.IsPositive)

@@ -190,6 +190,15 @@ public abstract class PostingTests(DatabaseFixture db)
                 "SELECT e.cmin::text, b.cmin::text FROM events e JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id WHERE e.org_id = @org AND e.created_at = @at",
                 new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
             link.BillCommand.ShouldBe(link.EventCommand);
+            // So did the owner's counts that numbered the event (the bill is the customer's latest
+            // event, so the counts' row is the version it wrote).
+            var counted = await db.Database.ReadAsync(c => c.QuerySingleAsync<(string EventCommand, string CountsCommand)>(
+                """
+                SELECT e.cmin::text, n.cmin::text FROM events e
+                JOIN owner_event_counts n ON n.org_id = e.org_id AND n.owner_type = e.owner_type AND n.owner_id = e.owner_id
+                WHERE e.org_id = @org AND e.created_at = @at
+                """, new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
+            counted.CountsCommand.ShouldBe(counted.EventCommand);
         }
         var linked = await db.Database.ReadAsync(c => c.QueryAsync<bool>(
             "SELECT b.event_id = e.event_id FROM events e JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id WHERE e.org_id = @org AND e.event_name = 'TransactionAdd'",
@@ -257,6 +266,23 @@ public abstract class PostingTests(DatabaseFixture db)
             "SELECT m.points FROM lot_movements m JOIN ledger_entries e ON e.entry_id = m.entry_id WHERE e.org_id = @org AND e.entry_type = 'DEBIT' ORDER BY m.movement_id",
             new { org = t.OrgId }), CancellationToken.None);
         movements.ShouldBe([40_000L, 10_000L]);
+        var wallet = await db.Database.ReadAsync(c => c.QuerySingleAsync<long>(
+            "SELECT balance FROM wallets WHERE org_id = @org AND owner_id = @customer AND program_id = @program AND currency_id = 0",
+            new { org = t.OrgId, customer, program = shop.ProgramId }), CancellationToken.None);
+        wallet.ShouldBe(50_000);
+        if (db.Database.Dialect.WritesRowsFromArrays)
+        {
+            // The lots taken, their movements and the wallet's balance went as one statement: the
+            // movements and the wallet's row carry one command id (cmin).
+            var commands = await db.Database.ReadAsync(c => c.QueryAsync<string>(
+                """
+                SELECT m.cmin::text FROM lot_movements m JOIN ledger_entries e ON e.entry_id = m.entry_id WHERE e.org_id = @org AND e.entry_type = 'DEBIT'
+                UNION ALL
+                SELECT w.cmin::text FROM wallets w WHERE w.org_id = @org AND w.owner_id = @customer AND w.program_id = @program AND w.currency_id = 0
+                """, new { org = t.OrgId, customer, program = shop.ProgramId }), CancellationToken.None);
+            commands.Count().ShouldBe(3);
+            commands.Distinct().Count().ShouldBe(1);
+        }
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 
