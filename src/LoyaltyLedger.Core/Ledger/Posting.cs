@@ -271,7 +271,13 @@ public sealed class Posting
         // numbered (see LaterCount). Where rows go from one statement to the next (data-modifying
         // WITH, see SqlDialect.WritesRowsFromArrays), the upsert and the insert are one statement,
         // the insert reading the counts from the upsert's rows; a voucher redemption, whose history
-        // number moves other rows first, keeps them apart.
+        // number may move other rows between the two, keeps them apart.
+        // One statement reads one snapshot, taken when it starts, while an upsert that waited for
+        // the counter row's lock updates (and returns) the row as the transaction it waited for left
+        // it: counts that include that transaction's event, which the snapshot does not see. So the
+        // statement numbers the event last by the counts alone, and an event stamped before the
+        // owner's latest is placed among the others by statements of their own, after it, which see
+        // every event counted (RenumberNew, then AddMakeRoomAfter).
         var countsRideInsert = Dialect.WritesRowsFromArrays && e.HistoryWallet is null;
         var counted = countsRideInsert ? -1 : AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds, returnLatest: true);
         var args = new Dictionary<string, object?>
@@ -300,10 +306,14 @@ public sealed class Posting
                 points_seq, currency_seq, history_seq)
             SELECT @org, @ownerType, @ownerId, @customerId, @eventName, @displayName, @now,
                 @sourceProgramId, @storeId, @tillId, @billId, @details, @reason, @postedBy, @relatedEventId, @externalReference, @lineKinds,
-                CASE WHEN (@lineKinds & 1) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.points_events
-                    ELSE c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
-                CASE WHEN (@lineKinds & 2) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.currency_events
-                    ELSE c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
+                {(countsRideInsert
+                    ? "CASE WHEN (@lineKinds & 1) = 0 THEN NULL ELSE c.points_events END, CASE WHEN (@lineKinds & 2) = 0 THEN NULL ELSE c.currency_events END,"
+                    : $"""
+                      CASE WHEN (@lineKinds & 1) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.points_events
+                          ELSE c.points_events - ({LaterCount(EventLineKinds.Points, eventId: null)}) END,
+                      CASE WHEN (@lineKinds & 2) = 0 THEN NULL WHEN c.last_event_at <= @now THEN c.currency_events
+                          ELSE c.currency_events - ({LaterCount(EventLineKinds.Currency, eventId: null)}) END,
+                      """)}
                 {historySeq}
             {(countsRideInsert ? "FROM counted c" : "FROM owner_event_counts c WHERE c.org_id = @org AND c.owner_type = @ownerType AND c.owner_id = @ownerId")}
             RETURNING event_id
@@ -339,9 +349,11 @@ public sealed class Posting
         var latest = countsRideInsert ? AsLong(results.Rows(inserted).Single()[1]) : results.SingleLong(counted);
         if (e.LineKinds != 0 && latest > NowMs)
         {
-            // Stamped before the owner's latest event: those after it move one number up (it took
-            // its place among them above). Rare, so it costs a round trip only then.
+            // Stamped before the owner's latest event: it takes its place among them (the insert
+            // above did so itself unless the counts rode in it), and those after it move one number
+            // up. Rare, so it costs a round trip only then.
             var after = Batch();
+            if (countsRideInsert) AddRenumberNew(after, owner, e.LineKinds, eventId);
             AddMakeRoomAfter(after, owner, e.LineKinds, eventId);
             await after.RunAsync();
         }
@@ -409,6 +421,21 @@ public sealed class Posting
                 points_seq = CASE WHEN (line_kinds & @kinds & 1) <> 0 THEN points_seq + 1 ELSE points_seq END,
                 currency_seq = CASE WHEN (line_kinds & @kinds & 2) <> 0 THEN currency_seq + 1 ELSE currency_seq END
             WHERE org_id = @org AND {Later("", kinds, eventId)}
+            """,
+            new { org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs, eventId, kinds });
+
+    /// <summary>
+    /// Adds the statement moving a new event, numbered last in each of <paramref name="kinds"/>, back
+    /// by the owner's events stamped after it (<see cref="LaterCount"/>), to its place in page order.
+    /// <see cref="AddMakeRoomAfter"/> then moves those one up.
+    /// </summary>
+    private void AddRenumberNew(StatementBatch batch, (OwnerType Type, long Id) owner, int kinds, long eventId) =>
+        batch.Execute(
+            $"""
+            UPDATE events SET
+                points_seq = CASE WHEN (@kinds & 1) <> 0 THEN points_seq - ({LaterCount(EventLineKinds.Points, eventId: null)}) ELSE points_seq END,
+                currency_seq = CASE WHEN (@kinds & 2) <> 0 THEN currency_seq - ({LaterCount(EventLineKinds.Currency, eventId: null)}) ELSE currency_seq END
+            WHERE org_id = @org AND event_id = @eventId
             """,
             new { org = OrgId, ownerType = owner.Type.ToWire(), ownerId = owner.Id, now = NowMs, eventId, kinds });
 

@@ -127,9 +127,12 @@ public abstract class PostingTests(DatabaseFixture db)
     {
         var t = await db.Host.NewTenantAsync();
         var shop = await t.NewShopAsync(earnRate: "0", currencies: ["Stars", "Stamps"], expiry: new { kind = "DATE_EARNED", days = 30 });
-        var customer = await t.NewCustomerAsync();
         var earlier = new DateTimeOffset(2025, 3, 1, 9, 0, 0, TimeSpan.Zero);
         var later = earlier.AddHours(5);
+        // Registered first, so that each bill is the customer's latest event when it is posted (an
+        // event stamped before the owner's latest is placed by statements of its own).
+        db.Host.Clock.Set(earlier.AddHours(-1));
+        var customer = await t.NewCustomerAsync();
         object[] Awards(string points, string stars, string stamps) =>
             [new { points }, new { points = stars, currency = "Stars" }, new { points = stamps, currency = "Stamps" }];
         db.Host.Clock.Set(earlier);
@@ -190,8 +193,8 @@ public abstract class PostingTests(DatabaseFixture db)
                 "SELECT e.cmin::text, b.cmin::text FROM events e JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id WHERE e.org_id = @org AND e.created_at = @at",
                 new { org = t.OrgId, at = later.ToUnixTimeMilliseconds() }), CancellationToken.None);
             link.BillCommand.ShouldBe(link.EventCommand);
-            // So did the owner's counts that numbered the event (the bill is the customer's latest
-            // event, so the counts' row is the version it wrote).
+            // So did the owner's counts that numbered the event (nothing after the event in the
+            // posting counts an event again, so the counts' row is the version it wrote).
             var counted = await db.Database.ReadAsync(c => c.QuerySingleAsync<(string EventCommand, string CountsCommand)>(
                 """
                 SELECT e.cmin::text, n.cmin::text FROM events e
