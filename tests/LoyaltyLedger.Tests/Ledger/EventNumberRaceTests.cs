@@ -48,7 +48,7 @@ public sealed class EventNumberRaceTestsOnPostgres(PostgresDatabase db) : IClass
             customerId = customer, billNumber = "RACE-1", amount = 10, storeCode = shop.StoreCode, tillCode = shop.TillCode, programId = shop.ProgramId,
             awards = new[] { new { points = "2" } },
         });
-        await WaitForAsync("the bill to wait for the held count", async () => await UngrantedAsync() > 0);
+        await PostgresLocks.WaitForAsync("the bill to wait for the held count", async () => await PostgresLocks.UngrantedAsync(db.ConnectionString, "transactionid") > 0);
         await held.CommitAsync();
         using var answer = await bill.WaitAsync(TimeSpan.FromSeconds(60));
         answer.StatusCode.ShouldBe(HttpStatusCode.Created);
@@ -65,27 +65,5 @@ public sealed class EventNumberRaceTestsOnPostgres(PostgresDatabase db) : IClass
         numbered.Select(e => e.Seq).ShouldBe(Enumerable.Range(1, numbered.Count).Select(n => (long)n));
         numbered[^1].Name.ShouldBe("LaterEvent");
         numbered[^2].Name.ShouldBe("TransactionAdd");
-    }
-
-    /// <summary>Row lock requests of this database not granted yet (a transaction waiting for another's row).</summary>
-    private async Task<long> UngrantedAsync()
-    {
-        await using var c = new NpgsqlConnection(db.ConnectionString);
-        await c.OpenAsync();
-        return await c.ExecuteScalarAsync<long>(
-            """
-            SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE a.datname = current_database() AND NOT l.granted AND l.locktype = 'transactionid'
-            """);
-    }
-
-    private static async Task WaitForAsync(string what, Func<Task<bool>> condition)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (waited.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"Waited 30 s for {what}.");
-            await Task.Delay(20);
-        }
     }
 }

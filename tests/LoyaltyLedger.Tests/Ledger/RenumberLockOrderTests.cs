@@ -38,10 +38,10 @@ public sealed class RenumberLockOrderTestsOnPostgres(PostgresDatabase db) : ICla
         }
 
         var registration = t.PostAsync("/v1/customers", new { customerId, firstName = "Held", lastName = "Registration" });
-        await WaitForAsync("the registration to wait for the held count", async () => await UngrantedAsync("transactionid") > 0);
+        await PostgresLocks.WaitForAsync("the registration to wait for the held count", async () => await PostgresLocks.UngrantedAsync(db.ConnectionString, "transactionid") > 0);
 
         var renumber = PageNumbers.RenumberAsync(db.Database, t.OrgId, CancellationToken.None);
-        await WaitForAsync("renumber to wait for a table lock", async () => await UngrantedAsync("relation") > 0);
+        await PostgresLocks.WaitForAsync("renumber to wait for a table lock", async () => await PostgresLocks.UngrantedAsync(db.ConnectionString, "relation") > 0);
 
         // The registration holds the wallets' table (its wallet locks came first), so renumber waits
         // at its first lock and holds none of the others.
@@ -55,20 +55,6 @@ public sealed class RenumberLockOrderTestsOnPostgres(PostgresDatabase db) : ICla
 
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
         (await PageNumbers.RenumberAsync(db.Database, t.OrgId, CancellationToken.None)).Total.ShouldBe(0);
-    }
-
-    /// <summary>Lock requests of this database not granted yet, of one lock type.</summary>
-    private async Task<long> UngrantedAsync(string lockType)
-    {
-        await using var c = new NpgsqlConnection(db.ConnectionString);
-        await c.OpenAsync();
-        await using var q = new NpgsqlCommand(
-            """
-            SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE a.datname = current_database() AND NOT l.granted AND l.locktype = @type
-            """, c);
-        q.Parameters.AddWithValue("type", lockType);
-        return (long)(await q.ExecuteScalarAsync())!;
     }
 
     /// <summary>The ledger tables renumber locks on which a table lock is waiting (or held, in <paramref name="mode"/>).</summary>
@@ -90,15 +76,5 @@ public sealed class RenumberLockOrderTestsOnPostgres(PostgresDatabase db) : ICla
         await using var reader = await q.ExecuteReaderAsync();
         while (await reader.ReadAsync()) names.Add(reader.GetString(0));
         return names;
-    }
-
-    private static async Task WaitForAsync(string what, Func<Task<bool>> condition)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (waited.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"Waited 30 s for {what}.");
-            await Task.Delay(20);
-        }
     }
 }
