@@ -157,7 +157,7 @@ internal sealed class KeySpace
     /// PostgreSQL chooses by the table's size when it first prepares it, and keeps. Prepared while
     /// the table was nearly empty (a new ledger's first minute, until autovacuum analyzes it; the
     /// whole of a benchmark's write run on a fresh seed), the join scanned the whole table for every
-    /// batch: 1,290 buffers and 6.5 ms a statement under the write mix, against 45 buffers. The
+    /// batch: 1,973 buffers and 6.4 ms a statement under the write mix, against 45 buffers. The
     /// key's row exists (claimed earlier in this transaction), so the insert never takes place; if
     /// it did, it would write the claim and the answer this transaction writes.
     /// </remarks>

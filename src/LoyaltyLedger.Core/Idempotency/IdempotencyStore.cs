@@ -85,6 +85,10 @@ public sealed class IdempotencyStore(LedgerDatabase database)
             if (results.Affected(_claim) != 1) throw new KeyAlreadyClaimed();
             Claimed = true;
         }
+
+        /// <summary><see cref="IdempotencyStore.AddAnswerAtEnd"/> for this claim's key, with the request hash and time it was claimed with.</summary>
+        public void AddAnswerAtEnd(StatementBatch batch, int status, string? body) =>
+            IdempotencyStore.AddAnswerAtEnd(batch, key, requestHash, nowMs, status, body);
     }
 
     /// <summary>

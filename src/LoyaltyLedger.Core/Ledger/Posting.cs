@@ -277,7 +277,7 @@ public sealed class Posting
         // it: counts that include that transaction's event, which the snapshot does not see. So the
         // statement numbers the event last by the counts alone, and an event stamped before the
         // owner's latest is placed among the others by statements of their own, after it, which see
-        // every event counted (RenumberNew, then AddMakeRoomAfter).
+        // every event counted (AddRenumberNew, then AddMakeRoomAfter).
         var countsRideInsert = Dialect.WritesRowsFromArrays && e.HistoryWallet is null;
         var counted = countsRideInsert ? -1 : AddOwnerEventCount(owner, batch, events: 1, kinds: e.LineKinds, returnLatest: true);
         var args = new Dictionary<string, object?>

@@ -194,8 +194,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 var batch = posting.Batch();
                 WriteAudit.Add(batch, caller.OrgId, caller.KeyId, http.Request.Method, http.Request.Path, status, key, posting.NowMs);
                 posting.AddAnnouncements(batch);
-                if (storeKey is not null)
-                    IdempotencyStore.AddAnswerAtEnd(batch, storeKey, requestHash, posting.NowMs, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
+                claim?.AddAnswerAtEnd(batch, status, sealAnswer && body is not null ? Seal(body, http, caller, key!) : body);
                 await batch.RunAsync(untilDone);
                 // The claim has gone by now (with the posting's first statements, or with these).
                 if (claim is { Claimed: false }) throw new InvalidOperationException("The write's Idempotency-Key claim was sent but never settled.");
