@@ -64,6 +64,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     private readonly Histogram<int> _batchSizes;
     private readonly Counter<long> _reruns;
     private readonly Counter<long>? _deferred;
+    private readonly Func<DbConnection, Task>? _beforeBatch;
 
     /// <param name="database">The database the lanes write to.</param>
     /// <param name="lanes">Writers, each with a connection and a transaction of its own.</param>
@@ -72,9 +73,11 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <param name="batchSizes">Units each transaction took.</param>
     /// <param name="reruns">Transactions without savepoints rolled back for a unit that failed in them, whose units then ran again with savepoints.</param>
     /// <param name="deferred">Units that would have waited for a lock behind others, run first in a later transaction (where the dialect has <see cref="SqlDialect.LockWaits"/>).</param>
+    /// <param name="beforeBatch">Run on a lane's connection before each of its transactions, outside any (SQLite's checkpoint catch-up, <see cref="SqliteCheckpointer.CatchUpAsync"/>).</param>
     public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns,
-        Counter<long>? deferred = null)
+        Counter<long>? deferred = null, Func<DbConnection, Task>? beforeBatch = null)
     {
+        _beforeBatch = beforeBatch;
         ArgumentOutOfRangeException.ThrowIfLessThan(lanes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _database = database;
@@ -323,6 +326,7 @@ internal sealed class GroupCommit : IAsyncDisposable
     private async Task<IReadOnlyList<Unit>?> RunTransactionAsync(Lane lane, IReadOnlyList<Unit> batch, bool careful)
     {
         var connection = lane.Connection ??= await _database.OpenWriterAsync(CancellationToken.None);
+        if (_beforeBatch is not null) await _beforeBatch(connection);
         await _database.Dialect.BeforeWriteAsync(connection, bounded: batch.All(u => u.Bounded), CancellationToken.None);
         await using var transaction = await _database.Dialect.BeginWriteAsync(connection, CancellationToken.None);
         // A unit alone needs no savepoint: when it fails, the whole transaction rolls back. In a

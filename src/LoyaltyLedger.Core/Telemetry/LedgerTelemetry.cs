@@ -96,6 +96,19 @@ public static class LedgerTelemetry
         "SQLite writer transactions rolled back for a refused unit and run again with savepoints.");
 
     /// <summary>
+    /// Checkpoints of the SQLite write-ahead log run beside the writer (<c>SqliteCheckpointer</c>), by
+    /// outcome (done, failed). A failed one leaves the log longer and nothing else; one failing again
+    /// and again lets the log file grow.
+    /// </summary>
+    public static readonly Counter<long> SqliteCheckpoints = Meter.CreateCounter<long>("ledger.sqlite.checkpoints", "{checkpoint}",
+        "Checkpoints of the SQLite write-ahead log run beside the writer, by outcome.");
+
+    /// <summary>How long each SQLite checkpoint took: copying the pages changed since the last one into the database file, and its fsync.</summary>
+    public static readonly Histogram<double> SqliteCheckpointDuration = Meter.CreateHistogram<double>("ledger.sqlite.checkpoint.duration", "s",
+        "Time each SQLite checkpoint took (copying logged pages into the database file, and its fsync), by who ran it.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+
+    /// <summary>
     /// Time PostgreSQL's group-commit lanes spent in their transactions, summed over the lanes: its
     /// rate divided by the number of lanes is their utilization.
     /// </summary>
