@@ -16,13 +16,15 @@ namespace LoyaltyLedger.Storage;
 /// that commit. A group-commit batch of postings touches a few hundred pages (each changed index
 /// page is logged whole), so under load every third or fourth batch carried a checkpoint, and every
 /// write waiting behind it (all of them: SQLite has one writer) waited too. That was the embedded
-/// database's write p99 of 0.2-2 s at 32 clients, against 40-46 ms with checkpoints off the writer
-/// (bench/wrk/writes.lua, 32 clients, the 20,000-customer seed).</para>
+/// database's write p99 of 140-420 ms at 32 clients, against 48-71 ms with checkpoints beside the
+/// writer (bench/wrk/writes.lua, 32 clients, fresh copies of the 20,000-customer seed, docs/performance.md).</para>
 /// <para>So the writer's connections do not checkpoint (<c>wal_autocheckpoint=0</c>), and this runs
 /// a <c>PASSIVE</c> checkpoint on a connection of its own after the writer commits, at most once per
 /// <see cref="Interval"/>. A passive checkpoint takes no lock a writer or reader waits for: it copies
-/// what no reader still needs from the log. Readers never checkpoint (only a commit does). Other
-/// processes on the same file (a CLI command) keep SQLite's own checkpoints.</para>
+/// what no reader still needs from the log. Readers never checkpoint (only a commit does). A CLI
+/// command on the same file opens it the same way and checkpoints beside its own writer; two
+/// checkpoints of one file take turns, and one that finds the other running is counted as busy and
+/// asked again after the next commit. Other programs on the file keep SQLite's own checkpoints.</para>
 /// <para>The writer starts the log again from its beginning only when all of it has been copied, and
 /// a writer that never stops appends while each checkpoint runs: left at that, the log grew by
 /// 2.7 GB in 40 s of the benchmark's writes. So once the log is past <see cref="RestartFrames"/>, the
@@ -65,7 +67,9 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
     /// <param name="interval">The least time between two checkpoints.</param>
     public SqliteCheckpointer(string connectionString, TimeSpan interval)
     {
-        _connectionString = connectionString;
+        // A connection of its own, never pooled: it carries the log's size limit, and a reader must
+        // not be handed it.
+        _connectionString = new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString();
         Interval = interval;
         _loop = Task.Run(RunAsync);
     }
@@ -77,7 +81,7 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
     /// </summary>
     public TimeSpan Interval { get; }
 
-    /// <summary>Checkpoints run so far (successful ones).</summary>
+    /// <summary>Checkpoints run so far that were not kept out by another one running.</summary>
     public long Checkpoints => Interlocked.Read(ref _checkpoints);
 
     /// <summary>Pages in the log that the last checkpoint could not copy yet (readers still needed them).</summary>
@@ -106,12 +110,13 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
                         Volatile.Write(ref _catchUpDue, 1);
                     }
                 }
-                catch (SqliteException)
+                catch (Exception ex) when (ex is not OperationCanceledException || !_stop.IsCancellationRequested)
                 {
-                    // A checkpoint that failed (the disk, a file another process holds in a way that
-                    // stops it) leaves the log longer, nothing else: every page in it is already
-                    // durable. The next commit asks again, on a new connection. Operators see it
-                    // counted as failed (docs/operations.md).
+                    // A checkpoint that failed (the disk, the file) leaves the log longer, nothing
+                    // else: every page in it is already durable. The loop goes on whatever the
+                    // error, since nothing else copies the writer's log back: the next commit asks
+                    // again, on a new connection. Operators see it counted as failed
+                    // (docs/operations.md).
                     LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
                     if (connection is not null) await connection.DisposeAsync();
                     connection = null;
@@ -151,23 +156,32 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
     /// <summary>Checkpoints run back to back before the writer catches up (see <see cref="CatchUpAsync"/>).</summary>
     private const int CatchUpRounds = 2;
 
-    /// <summary>Runs a passive checkpoint; answers the pages the log held.</summary>
-    private async Task<long> CheckpointAsync(SqliteConnection connection, CancellationToken ct)
+    /// <summary>
+    /// Runs a passive checkpoint on <paramref name="connection"/>: whether another checkpoint of the
+    /// file kept it out (SQLite answers that in the row, not as an error), the pages in the log, and
+    /// how many of them are in the database file now (both -1 when kept out).
+    /// </summary>
+    private static async Task<(bool Busy, long Logged, long Copied)> PassiveCheckpointAsync(DbConnection connection, CancellationToken ct)
     {
-        long logged = 0;
-        var started = Stopwatch.GetTimestamp();
-        using var command = connection.CreateCommand();
+        await using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
         await using var reader = await command.ExecuteReaderAsync(ct);
-        // One row: whether it was stopped by a lock (never, for PASSIVE), the pages in the log, and
-        // how many of them are in the database file now.
-        if (await reader.ReadAsync(ct))
+        if (!await reader.ReadAsync(ct)) return (true, -1, -1);
+        return (reader.GetInt64(0) != 0, reader.GetInt64(1), reader.GetInt64(2));
+    }
+
+    /// <summary>Runs the checkpointer's passive checkpoint; answers the pages the log held (-1 when another checkpoint kept it out).</summary>
+    private async Task<long> CheckpointAsync(SqliteConnection connection, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var (busy, logged, copied) = await PassiveCheckpointAsync(connection, ct);
+        if (busy)
         {
-            logged = reader.GetInt64(1);
-            var copied = reader.GetInt64(2);
-            Interlocked.Exchange(ref _loggedFrames, logged);
-            Interlocked.Exchange(ref _pendingFrames, Math.Max(0, logged - copied));
+            LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "busy"));
+            return -1;
         }
+        Interlocked.Exchange(ref _loggedFrames, logged);
+        Interlocked.Exchange(ref _pendingFrames, Math.Max(0, logged - copied));
         Interlocked.Increment(ref _checkpoints);
         LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "done"));
         LedgerTelemetry.SqliteCheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("by", "checkpointer"));
@@ -192,15 +206,23 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         try
         {
-            await using var command = writer.CreateCommand();
-            command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-            await command.ExecuteNonQueryAsync();
+            var (busy, logged, copied) = await PassiveCheckpointAsync(writer, CancellationToken.None);
+            if (busy || copied < logged)
+            {
+                // Kept out by another checkpoint, or a reader still needs some of the log: the log
+                // cannot start over yet. The checkpointer's next checkpoint past the mark asks again.
+                LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "busy"));
+                return;
+            }
             Interlocked.Increment(ref _catchUps);
             LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "caught_up"));
             LedgerTelemetry.SqliteCheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("by", "writer"));
         }
-        catch (SqliteException)
+        catch (Exception)
         {
+            // The checkpoint's failure, not the writes': they go on (a broken connection fails
+            // their transaction's BEGIN, where the lane handles it). The checkpointer's next
+            // checkpoint past the mark asks again.
             LedgerTelemetry.SqliteCheckpoints.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
         }
     }
@@ -209,7 +231,15 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
     {
         _commits.Writer.TryComplete();
         await _stop.CancelAsync();
-        await _loop;
+        try
+        {
+            await _loop;
+        }
+        catch (Exception)
+        {
+            // The loop handles its own errors; whatever still escaped it must not stop the
+            // database's disposal (its pools are cleared after this).
+        }
         _stop.Dispose();
     }
 }

@@ -97,8 +97,10 @@ public static class LedgerTelemetry
 
     /// <summary>
     /// Checkpoints of the SQLite write-ahead log run beside the writer (<c>SqliteCheckpointer</c>), by
-    /// outcome (done, failed). A failed one leaves the log longer and nothing else; one failing again
-    /// and again lets the log file grow.
+    /// outcome: done; caught_up (the writer copied the rest so that the log can start over); busy
+    /// (another checkpoint of the file was running, or a reader still needed the log: asked again);
+    /// failed. A failed one leaves the log longer and nothing else; one failing again and again lets
+    /// the log file grow.
     /// </summary>
     public static readonly Counter<long> SqliteCheckpoints = Meter.CreateCounter<long>("ledger.sqlite.checkpoints", "{checkpoint}",
         "Checkpoints of the SQLite write-ahead log run beside the writer, by outcome.");

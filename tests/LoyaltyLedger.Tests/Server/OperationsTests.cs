@@ -121,8 +121,10 @@ public abstract class OperationsTests(DatabaseFixture db)
         const string replays = "ledger_idempotent_replays_total{otel_scope_name=\"LoyaltyLedger\",kind=\"AddTransaction\"}";
         const string writerBusy = "ledger_sqlite_writer_busy_seconds_total{";
         const string writerUnits = "ledger_sqlite_writer_batch_sum{";
+        const string checkpoints = "ledger_sqlite_checkpoints_total{otel_scope_name=\"LoyaltyLedger\",outcome=\"done\"}";
         var before = (C: await MetricAsync(anonymous, committed), R: await MetricAsync(anonymous, refused), P: await MetricAsync(anonymous, replays));
-        var writerBefore = (Busy: await MetricAsync(anonymous, writerBusy), Units: await MetricAsync(anonymous, writerUnits));
+        var writerBefore = (Busy: await MetricAsync(anonymous, writerBusy), Units: await MetricAsync(anonymous, writerUnits),
+            Checkpoints: await MetricAsync(anonymous, checkpoints));
 
         var bill = new { customerId = customer, billNumber = "M-1", amount = 10m, storeCode = shop.StoreCode };
         (await t.PostAsync("/v1/transactions", bill, "metrics-1")).Dispose();
@@ -141,6 +143,10 @@ public abstract class OperationsTests(DatabaseFixture db)
             // The one writer ran at least the bill and the refused redemption, and was busy doing so.
             (await MetricAsync(anonymous, writerUnits) - writerBefore.Units).ShouldBeGreaterThanOrEqualTo(2);
             (await MetricAsync(anonymous, writerBusy) - writerBefore.Busy).ShouldBeGreaterThan(0);
+            // Its commits were checkpointed beside it, within the checkpointer's interval.
+            for (var waited = 0; waited < 50 && await MetricAsync(anonymous, checkpoints) == writerBefore.Checkpoints; waited++) await Task.Delay(100);
+            (await MetricAsync(anonymous, checkpoints) - writerBefore.Checkpoints).ShouldBeGreaterThan(0);
+            (await anonymous.GetStringAsync("/metrics")).ShouldContain("ledger_sqlite_checkpoint_duration_seconds_bucket{otel_scope_name=\"LoyaltyLedger\",by=\"checkpointer\"");
         }
     }
 
