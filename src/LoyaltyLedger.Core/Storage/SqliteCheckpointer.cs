@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using LoyaltyLedger.Telemetry;
 using Microsoft.Data.Sqlite;
@@ -55,6 +57,17 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
 
     private long _loggedFrames;
 
+    private static readonly ConcurrentDictionary<SqliteCheckpointer, byte> Live = new();
+
+    /// <summary>
+    /// The pages in the log at each checkpoint, summed over the files this process writes (a server
+    /// writes one). Under load it climbs to the restart mark and falls back; one that keeps climbing
+    /// is a log that cannot start over (a reader holding an old snapshot, failing checkpoints).
+    /// </summary>
+    private static readonly ObservableGauge<long> LogPages = LedgerTelemetry.Meter.CreateObservableGauge("ledger.sqlite.log.pages",
+        () => Live.Keys.Sum(c => Math.Max(0, c.LoggedFrames)), "{page}",
+        "Pages in the SQLite write-ahead log at its last checkpoint; one that keeps climbing past 32,768 is a log that cannot start over.");
+
     private readonly string _connectionString;
     private readonly Channel<bool> _commits = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stop = new();
@@ -72,6 +85,7 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
         _connectionString = new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString();
         Interval = interval;
         _loop = Task.Run(RunAsync);
+        Live.TryAdd(this, 0);
     }
 
     /// <summary>
@@ -229,6 +243,7 @@ internal sealed class SqliteCheckpointer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        Live.TryRemove(this, out _);
         _commits.Writer.TryComplete();
         await _stop.CancelAsync();
         try
