@@ -40,18 +40,11 @@ public sealed class LedgerDatabase : IAsyncDisposable
         Description = description;
         if (sqlite is not null)
         {
-            _checkpointer = new SqliteCheckpointer(sqlite, CheckpointInterval);
+            _checkpointer = new SqliteCheckpointer(sqlite);
             _sqliteWriter = new GroupCommit(this, lanes: 1, maxBatch: 64, LedgerTelemetry.SqliteWriterBusy, LedgerTelemetry.SqliteWriterBatch,
                 LedgerTelemetry.SqliteWriterReruns, beforeBatch: _checkpointer.CatchUpAsync);
         }
     }
-
-    /// <summary>
-    /// The least time between two checkpoints of a SQLite file's log (<see cref="SqliteCheckpointer"/>):
-    /// under the benchmark's write load a quarter of a second of commits is some 15 MB of log, which
-    /// one checkpoint copies and fsyncs in tens of milliseconds, beside the writer.
-    /// </summary>
-    internal static readonly TimeSpan CheckpointInterval = TimeSpan.FromMilliseconds(250);
 
     /// <summary>The checkpointer beside the SQLite writer (null on PostgreSQL), for tests to watch.</summary>
     internal SqliteCheckpointer? Checkpointer => _checkpointer;
