@@ -307,7 +307,7 @@ public static class LedgerReader
         // organization named unindexed (SqlDialect.Unindexed), since an indexed condition on org_id
         // beside them leads SQLite to walk the organization's slice of events.
         var args = new DynamicParameters(filter.Args);
-        args.Add("ids", ids.ToArray());
+        args.Add("ids", dialect.IdList(ids));
         // The events and their lines in one round trip.
         var grid = await c.QueryMultipleAsync(new CommandDefinition(
             $"""
@@ -315,11 +315,11 @@ public static class LedgerReader
                 b.bill_id, b.bill_number, b.amount AS bill_amount, b.gross_amount AS bill_gross, b.bill_date, b.source AS bill_source
             FROM events e
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
-            WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
+            WHERE {dialect.InIdList("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
             SELECT le.event_id, le.entry_type, le.points, le.category, le.program_id, le.currency_id
             FROM ledger_entries le
             JOIN events e ON {dialect.Unindexed("e.org_id")} = le.org_id AND e.event_id = le.event_id
-            WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org{filter.Entries}
+            WHERE {dialect.InIdList("le.event_id", "ids")} AND le.org_id = @org{filter.Entries}
             ORDER BY le.event_id, le.entry_id
             """, args, tx, cancellationToken: ct));
         Dictionary<long, EventRow> rows;
@@ -342,13 +342,13 @@ public static class LedgerReader
         var members = new Dictionary<long, MemberRow>();
         if (subject.GroupId is { } groupId)
         {
-            var memberArgs = new { org = orgId, groupId, customers = rows.Values.Select(r => r.CustomerId).Distinct().ToArray() };
+            var memberArgs = new { org = orgId, groupId, customers = dialect.IdList(rows.Values.Select(r => r.CustomerId).Distinct()) };
             members = (await c.QueryAsync<MemberRow>(new CommandDefinition(
                 $"""
                 SELECT cu.customer_id, cu.first_name, cu.last_name, cu.external_id, m.role
                 FROM customers cu
                 LEFT JOIN group_members m ON m.org_id = cu.org_id AND m.group_id = @groupId AND m.customer_id = cu.customer_id
-                WHERE cu.org_id = @org AND {dialect.In("cu.customer_id", "customers")}
+                WHERE cu.org_id = @org AND {dialect.InIdList("cu.customer_id", "customers")}
                 """, memberArgs, tx, cancellationToken: ct))).ToDictionary(m => m.CustomerId);
         }
 
@@ -511,8 +511,8 @@ public static class LedgerReader
             var members = (await c.QueryAsync<long>(new CommandDefinition(
                 "SELECT customer_id FROM group_members WHERE org_id = @org AND group_id = @groupId AND upper(role) = @role",
                 new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
-            events.Append(" AND ").Append(dialect.In("e.customer_id", "roleMembers"));
-            args.Add("roleMembers", members.Count == 0 ? [-1L] : members.ToArray());
+            events.Append(" AND ").Append(dialect.InIdList("e.customer_id", "roleMembers"));
+            args.Add("roleMembers", dialect.IdList(members));
             narrowed = true;
         }
 
@@ -542,9 +542,9 @@ public static class LedgerReader
                             $"Invalid alternateCurrencyNames passed in request: no alternate currency '{name}'", 400);
                     currencyIds.AddRange(matching.Select(x => x.CurrencyId));
                 }
-                entries.Append(" AND ").Append(dialect.In("le.currency_id", "currencyIds"));
-                wallet.Append(" AND ").Append(dialect.In("w.currency_id", "currencyIds"));
-                args.Add("currencyIds", currencyIds.ToArray());
+                entries.Append(" AND ").Append(dialect.InIdList("le.currency_id", "currencyIds"));
+                wallet.Append(" AND ").Append(dialect.InIdList("w.currency_id", "currencyIds"));
+                args.Add("currencyIds", dialect.IdList(currencyIds));
                 break;
             case CurrencyScope.PointsAndCurrencies:
                 break;
@@ -578,8 +578,8 @@ public static class LedgerReader
             {
                 // Deductions at the program's concept's tills count even when another program paid them.
                 entries.Append(CultureInfo.InvariantCulture,
-                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {dialect.In("e.till_id", "conceptTills")}))");
-                args.Add("conceptTills", conceptTills.ToArray());
+                    $" AND (le.program_id = @programId OR (le.entry_type = 'DEBIT' AND {dialect.InIdList("e.till_id", "conceptTills")}))");
+                args.Add("conceptTills", dialect.IdList(conceptTills));
             }
         }
 

@@ -21,7 +21,6 @@ public sealed class PostgresDialect : SqlDialect
     {
     }
 
-    public override string In(string column, string parameter) => $"{column} = ANY(@{parameter})";
 
     public override string InIdList(string column, string parameter) => $"{column} = ANY(@{parameter})";
 

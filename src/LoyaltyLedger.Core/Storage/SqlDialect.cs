@@ -88,12 +88,6 @@ public abstract partial class SqlDialect
         .Replace("{transactionIdColumn}", TransactionIdColumn, StringComparison.Ordinal);
 
     /// <summary>
-    /// A column in a list parameter: Dapper expands <c>IN @list</c> for SQLite, while Npgsql takes
-    /// the list as one array parameter.
-    /// </summary>
-    public abstract string In(string column, string parameter);
-
-    /// <summary>
     /// A column in a list of ids bound as one parameter, whose argument is <see cref="IdList"/>: the
     /// statement's text is the same whatever the list, so it is compiled (SQLite's kept statements)
     /// or prepared and read (PostgreSQL, <see cref="PositionalSql"/>) once. Ids written into the text

@@ -20,7 +20,6 @@ public sealed class SqliteDialect : SqlDialect
     {
     }
 
-    public override string In(string column, string parameter) => $"{column} IN @{parameter}";
 
     public override string InIdList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each(@{parameter}))";
 

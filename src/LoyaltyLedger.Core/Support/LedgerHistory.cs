@@ -330,7 +330,7 @@ public static class LedgerHistory
     {
         if (ids.Count == 0) return [];
         var args = new DynamicParameters();
-        args.Add("ids", ids.ToArray());
+        args.Add("ids", dialect.IdList(ids));
         args.Add("org", orgId);
         Dictionary<long, EventRow> events;
         List<LineRow> lines;
@@ -344,13 +344,13 @@ public static class LedgerHistory
             LEFT JOIN tills t ON t.org_id = e.org_id AND t.till_id = e.till_id
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             LEFT JOIN stores bs ON bs.org_id = b.org_id AND bs.store_id = b.store_id
-            WHERE {dialect.In("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
+            WHERE {dialect.InIdList("e.event_id", "ids")} AND {dialect.Unindexed("e.org_id")} = @org;
             SELECT le.entry_id, le.event_id, le.program_id, p.name AS program_name, le.currency_id, cur.name AS currency_name,
                 le.category, le.entry_type, le.points, le.balance_after, le.tier
             FROM ledger_entries le
             JOIN programs p ON p.org_id = le.org_id AND p.program_id = le.program_id
             LEFT JOIN currencies cur ON cur.org_id = le.org_id AND cur.currency_id = le.currency_id
-            WHERE {dialect.In("le.event_id", "ids")} AND le.org_id = @org
+            WHERE {dialect.InIdList("le.event_id", "ids")} AND le.org_id = @org
             ORDER BY le.event_id, le.entry_id;
             """, args, cancellationToken: ct)))
         {
@@ -361,7 +361,7 @@ public static class LedgerHistory
 
         var entryArgs = new DynamicParameters();
         entryArgs.Add("org", orgId);
-        entryArgs.Add("entries", lines.Select(l => l.EntryId).ToArray());
+        entryArgs.Add("entries", dialect.IdList(lines.Select(l => l.EntryId)));
         ILookup<long, MovementRow> moved;
         ILookup<long, CreatedRow> created;
         if (lines.Count == 0)
@@ -377,11 +377,11 @@ public static class LedgerHistory
                 FROM lot_movements m
                 JOIN lots l ON l.org_id = m.org_id AND l.lot_id = m.lot_id
                 LEFT JOIN ledger_entries ce ON ce.org_id = l.org_id AND ce.entry_id = l.credit_entry_id
-                WHERE m.org_id = @org AND {dialect.In("m.entry_id", "entries")}
+                WHERE m.org_id = @org AND {dialect.InIdList("m.entry_id", "entries")}
                 ORDER BY m.entry_id, m.movement_id;
                 SELECT l.credit_entry_id, l.lot_id, l.original, l.remaining, l.expires_at
                 FROM lots l
-                WHERE l.org_id = @org AND {dialect.In("l.credit_entry_id", "entries")} AND l.is_debt = 0
+                WHERE l.org_id = @org AND {dialect.InIdList("l.credit_entry_id", "entries")} AND l.is_debt = 0
                 ORDER BY l.credit_entry_id, l.lot_id;
                 """, entryArgs, cancellationToken: ct));
             moved = (await grid.ReadAsync<MovementRow>()).ToLookup(m => m.EntryId);

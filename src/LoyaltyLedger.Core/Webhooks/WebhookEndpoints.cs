@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using Dapper;
 using LoyaltyLedger.Ledger;
 using LoyaltyLedger.Outbox;
+using LoyaltyLedger.Storage;
 
 namespace LoyaltyLedger.Webhooks;
 
@@ -154,7 +155,7 @@ public static class WebhookEndpoints
             ["data"] = new JsonObject { ["webhookId"] = id, ["url"] = endpoint.Url, ["message"] = "A test event sent through POST /v1/webhooks/{id}/test." },
         }.ToJsonString();
         var deliveryId = await QueueAsync(posting, id, null, null, messageId, OutboxEventTypes.WebhookTest, payload);
-        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
+        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.Dialect, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
     }
 
     /// <summary>
@@ -176,10 +177,10 @@ public static class WebhookEndpoints
         {
             await posting.ExecuteAsync("UPDATE webhook_deliveries SET next_attempt_at = @now WHERE org_id = @org AND delivery_id = @deliveryId",
                 new { now = posting.NowMs, org = posting.OrgId, deliveryId });
-            return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
+            return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.Dialect, posting.OrgId, id, deliveryId, tx, posting.Cancellation));
         }
         var again = await QueueAsync(posting, id, original.EventId, original.Position, original.MessageId, original.EventType, original.Payload);
-        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.OrgId, id, again, tx, posting.Cancellation));
+        return await posting.WithConnectionAsync((conn, tx) => DeliveryAsync(conn, posting.Dialect, posting.OrgId, id, again, tx, posting.Cancellation));
     }
 
     private static Task<long> QueueAsync(Posting posting, long endpointId, long? eventId, long? position, string messageId, string type, string? payload) =>
@@ -219,7 +220,7 @@ public static class WebhookEndpoints
     private const string DeliveryColumns = "delivery_id, endpoint_id, message_id, event_type, status, attempts, created_at, next_attempt_at, completed_at";
 
     /// <summary>An endpoint's deliveries, newest first, each with its attempts; <paramref name="before"/> pages on.</summary>
-    public static async Task<WebhookDeliveryPage> DeliveriesAsync(DbConnection c, long orgId, long id, long? before, int limit, string? status, CancellationToken ct)
+    public static async Task<WebhookDeliveryPage> DeliveriesAsync(DbConnection c, SqlDialect dialect, long orgId, long id, long? before, int limit, string? status, CancellationToken ct)
     {
         await RequireAsync(c, orgId, id, null, ct);
         var filters = (before is null ? "" : " AND delivery_id < @before") + (status is null ? "" : " AND status = @status");
@@ -231,25 +232,24 @@ public static class WebhookEndpoints
             """,
             new { orgId, id, before, status, take = limit + 1 }, cancellationToken: ct))).ToList();
         var page = rows.Take(limit).ToList();
-        var views = await ViewsAsync(c, orgId, page, null, ct);
+        var views = await ViewsAsync(c, dialect, orgId, page, null, ct);
         return new WebhookDeliveryPage(views, rows.Count > limit ? page[^1].DeliveryId : null);
     }
 
-    private static async Task<WebhookDelivery> DeliveryAsync(DbConnection c, long orgId, long id, long deliveryId, DbTransaction? tx, CancellationToken ct)
+    private static async Task<WebhookDelivery> DeliveryAsync(DbConnection c, SqlDialect dialect, long orgId, long id, long deliveryId, DbTransaction? tx, CancellationToken ct)
     {
         var row = await c.QuerySingleAsync<DeliveryRow>(
             new CommandDefinition($"SELECT {DeliveryColumns} FROM webhook_deliveries WHERE org_id = @orgId AND endpoint_id = @id AND delivery_id = @deliveryId",
             new { orgId, id, deliveryId }, tx, cancellationToken: ct));
-        return (await ViewsAsync(c, orgId, [row], tx, ct))[0];
+        return (await ViewsAsync(c, dialect, orgId, [row], tx, ct))[0];
     }
 
-    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, long orgId, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx, CancellationToken ct)
+    private static async Task<IReadOnlyList<WebhookDelivery>> ViewsAsync(DbConnection c, SqlDialect dialect, long orgId, IReadOnlyList<DeliveryRow> rows, DbTransaction? tx, CancellationToken ct)
     {
         if (rows.Count == 0) return [];
-        var ids = string.Join(", ", rows.Select(r => r.DeliveryId.ToString(CultureInfo.InvariantCulture)));
         var attempts = (await c.QueryAsync<AttemptRow>(
-            new CommandDefinition($"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE org_id = @orgId AND delivery_id IN ({ids}) ORDER BY delivery_id, attempt",
-            new { orgId }, tx, cancellationToken: ct))).ToLookup(a => a.DeliveryId);
+            new CommandDefinition($"SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error, next_attempt_at FROM webhook_attempts WHERE org_id = @orgId AND {dialect.InIdList("delivery_id", "ids")} ORDER BY delivery_id, attempt",
+            new { orgId, ids = dialect.IdList(rows.Select(r => r.DeliveryId)) }, tx, cancellationToken: ct))).ToLookup(a => a.DeliveryId);
         return rows.Select(r => new WebhookDelivery(r.DeliveryId, r.EndpointId, r.MessageId, r.EventType, r.Status, (int)r.Attempts,
             At(r.CreatedAt), r.NextAttemptAt is { } next && r.Status == DeliveryStatus.Pending ? At(next) : null, r.CompletedAt is { } done ? At(done) : null,
             attempts[r.DeliveryId].Select(a => new WebhookAttempt((int)a.Attempt, At(a.AttemptedAt), a.StatusCode is { } s ? (int)s : null,

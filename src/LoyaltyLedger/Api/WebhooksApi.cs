@@ -77,7 +77,7 @@ public static class WebhooksApi
         var size = QueryParameters.Int(limit, "limit") ?? DefaultPageSize;
         if (size is < 1 or > MaxPageSize) throw LedgerException.Invalid($"limit is 1 to {MaxPageSize}.");
         if (status is not null && !DeliveryStatus.IsKnown(status)) throw LedgerException.Invalid("status is pending, succeeded or failed.");
-        return TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.DeliveriesAsync(c, http.User.Caller().OrgId, id, beforeId, size, status, http.RequestAborted), http.RequestAborted));
+        return TypedResults.Ok(await db.ReadAsync(c => WebhookEndpoints.DeliveriesAsync(c, db.Dialect, http.User.Caller().OrgId, id, beforeId, size, status, http.RequestAborted), http.RequestAborted));
     }
 
     private static Task<AcceptedAnswer<WebhookDelivery>> RedeliverAsync(long id, long deliveryId, HttpContext http, IdempotentWriter writer) =>

@@ -86,11 +86,14 @@ public abstract class KeptReadsTests(DatabaseFixture db)
         // A plain value is converted as Dapper converts it (a count is a 64-bit integer on SQLite).
         (await database.ReadAsync(c => KeptReads.QueryAsync<int>(c, database.Dialect, "SELECT COUNT(*) FROM id_counters WHERE org_id = @scope", new { scope = first }, null,
             CancellationToken.None), CancellationToken.None)).ShouldBe([2]);
+        // A list goes to Dapper, which expands IN @names into one parameter per item on SQLite and
+        // hands Npgsql the array as it is.
         var names = new DynamicParameters();
         names.Add("scope", first);
         names.Add("names", new[] { "b", "z" });
+        var inNames = database.Dialect is PostgresDialect ? "name = ANY(@names)" : "name IN @names";
         (await database.ReadAsync(c => KeptReads.QueryAsync<string>(c, database.Dialect,
-                $"SELECT name FROM id_counters WHERE org_id = @scope AND {database.Dialect.In("name", "names")} ORDER BY name", names, null, CancellationToken.None),
+                $"SELECT name FROM id_counters WHERE org_id = @scope AND {inNames} ORDER BY name", names, null, CancellationToken.None),
             CancellationToken.None)).ShouldBe(["b"]);
     }
 
