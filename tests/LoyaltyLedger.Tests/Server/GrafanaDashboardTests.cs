@@ -1,0 +1,258 @@
+using System.Data.Common;
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Dapper;
+using LoyaltyLedger.Storage;
+using LoyaltyLedger.Tests.Infrastructure;
+using LoyaltyLedger.Tests.Storage;
+using LoyaltyLedger.Tests.Webhooks;
+using Npgsql;
+
+namespace LoyaltyLedger.Tests.Server;
+
+/// <summary>
+/// docs/operations/grafana-dashboard.json stays true to the server: every metric its panels query is
+/// one that /metrics exports once the server has done what the metric counts. A panel that names a
+/// metric nobody exports draws an empty graph, which looks the same as a quiet one until the day it
+/// is needed.
+/// </summary>
+[Collection(MetricsCollection.Name)]
+public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task every_metric_a_dashboard_panel_queries_is_exported_by_a_server_that_has_done_what_it_counts()
+    {
+        var queries = DashboardQueries();
+        // Each query names at least one metric, so the check below cannot pass on an extraction that found none.
+        foreach (var query in queries) query.Metrics.ShouldNotBeEmpty($"{query.Panel}: no metric name found in {query.Expr}");
+
+        // Most metrics exist only once something was counted in them (a counter's first Add), so the
+        // server does a little of everything the panels show. The instruments are static, so what the
+        // other servers and database handles below count while this server runs shows on its /metrics too.
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var customer = await t.NewCustomerAsync();
+        var bill = new { customerId = customer, billNumber = "DASH-1", amount = 10m, storeCode = shop.StoreCode };
+        (await t.PostAsync("/v1/transactions", bill, "dashboard-1")).Dispose();
+        (await t.PostAsync("/v1/transactions", bill, "dashboard-1")).Dispose();
+        (await t.PostAsync("/v1/redemptions", new { customerId = customer, points = "1000" })).Dispose();
+        // An expiry run counts its wallets, conversions and points even when nothing was due.
+        await t.PostOkAsync("/v1/lifecycle/expire", new { });
+
+        await using var limited = await TestServerHost.StartAsync(db.OpenSecondInstance(), new Dictionary<string, string?>
+        {
+            ["Ledger:RateLimit:PermitsPerSecond"] = "1",
+            ["Ledger:RateLimit:Burst"] = "1",
+        });
+        await RefuseOverTheRateLimitAsync(await limited.NewTenantAsync());
+
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var delivering = await WebhookHarness.StartAsync(db);
+        var subscriber = await delivering.NewTenantAsync();
+        var (webhook, _) = await subscriber.NewWebhookAsync(receiver.Url());
+        await subscriber.PostOkAsync($"/v1/webhooks/{webhook}/test", new { });
+
+        await using var oneWriter = db.OpenSecondInstance();
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            oneWriter.UseWriteLanes(1, maxBatch: 16);
+            oneWriter.UseReadSlots(1);
+            await WaitForAReadSlotAsync(oneWriter);
+            await DeferAWriteBehindALockHeldElsewhereAsync(oneWriter, t.OrgId);
+        }
+        else await RefuseAWriteAfterAnotherInItsBatchAsync(oneWriter);
+
+        // Some are counted after the answer: a checkpoint runs beside the writer after its commit,
+        // a webhook is delivered by the dispatcher's next poll.
+        var anonymous = db.Host.Client();
+        List<string> missing = [];
+        for (var waited = 0; waited < 100; waited++)
+        {
+            var exported = ExportedSeries(await anonymous.GetStringAsync("/metrics"));
+            missing = [.. queries.SelectMany(q => q.Metrics.Where(m => !exported.Contains(m) && !ExportedOnTheOtherDatabaseOnly(m))
+                .Select(m => $"{m}, in {q.Panel}"))];
+            if (missing.Count == 0) break;
+            await Task.Delay(100);
+        }
+        missing.ShouldBeEmpty($"the dashboard queries metrics that /metrics does not export on {db.Provider}");
+    }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> is exported only by a server on the other database: SQLite's
+    /// writer, checkpoints and log, or PostgreSQL's write lanes, read slots and Npgsql's
+    /// <c>db_client_*</c> (Microsoft.Data.Sqlite has no meter). The other class of this suite checks them.
+    /// </summary>
+    private bool ExportedOnTheOtherDatabaseOnly(string name) => db.Provider == DatabaseProvider.Sqlite
+        ? name.StartsWith("ledger_postgres_", StringComparison.Ordinal) || name.StartsWith("db_client_", StringComparison.Ordinal)
+        : name.StartsWith("ledger_sqlite_", StringComparison.Ordinal);
+
+    private static async Task RefuseOverTheRateLimitAsync(Tenant t)
+    {
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await t.Http.GetAsync("/v1/programs");
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) return;
+        }
+        throw new Xunit.Sdk.XunitException("a key with a burst of 1 was never refused with 429");
+    }
+
+    /// <summary>A read waits for the only read slot while another read holds it (PostgreSQL's ledger_postgres_read_wait_seconds_total).</summary>
+    private static async Task WaitForAReadSlotAsync(LedgerDatabase database)
+    {
+        var (release, holder) = await ReadSlotsTests.HoldTheSlotAsync(database);
+        var queued = database.ReadAsync(c => c.ExecuteScalarAsync<int>("SELECT 1"), CancellationToken.None);
+        release.SetResult();
+        await holder.WaitAsync(Bound);
+        (await queued.WaitAsync(Bound)).ShouldBe(1);
+    }
+
+    /// <summary>
+    /// SQLite's writer runs a write and then one that is refused in one batch without savepoints: the
+    /// batch is rolled back and run again with a savepoint for each (ledger_sqlite_writer_reruns_total).
+    /// </summary>
+    private static async Task RefuseAWriteAfterAnotherInItsBatchAsync(LedgerDatabase database)
+    {
+        var (written, refused) = await BatchBehindAHeldWriteAsync(database,
+            (_, _) => Task.FromException<int>(LedgerException.Invalid("refused, as an overdrawn redemption is")));
+        (await written.WaitAsync(Bound)).ShouldBe(1);
+        await Should.ThrowAsync<LedgerException>(refused.WaitAsync(Bound));
+    }
+
+    /// <summary>
+    /// A PostgreSQL lane runs a write and then one that would wait for a row another session holds:
+    /// that one goes first in the lane's next batch (ledger_postgres_writer_deferred_total) and its
+    /// batch runs again without it (ledger_postgres_writer_reruns_total).
+    /// </summary>
+    private async Task DeferAWriteBehindALockHeldElsewhereAsync(LedgerDatabase database, long orgId)
+    {
+        const string lockTheOrganization = "SELECT 1 FROM organizations WHERE org_id = @orgId FOR UPDATE";
+        await using var elsewhere = new NpgsqlConnection(((PostgresDatabase)db).ConnectionString);
+        await elsewhere.OpenAsync();
+        await using var holding = await elsewhere.BeginTransactionAsync();
+        await elsewhere.ExecuteAsync(lockTheOrganization, new { orgId }, holding);
+
+        var (written, deferred) = await BatchBehindAHeldWriteAsync(database,
+            (c, tx) => c.ExecuteScalarAsync<int>(lockTheOrganization, new { orgId }, tx));
+        (await written.WaitAsync(Bound)).ShouldBe(1);
+        await holding.RollbackAsync();
+        (await deferred.WaitAsync(Bound)).ShouldBe(1);
+    }
+
+    /// <summary>
+    /// Queues a write that answers 1 and then <paramref name="second"/> while the only writer of
+    /// <paramref name="database"/> is held in another write, so that the two share the next batch.
+    /// </summary>
+    private static async Task<(Task<int> First, Task<int> Second)> BatchBehindAHeldWriteAsync(LedgerDatabase database,
+        Func<DbConnection, DbTransaction, Task<int>> second)
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holder = database.WriteBatchedAsync(async (_, _) =>
+        {
+            holding.SetResult();
+            await release.Task;
+            return 0;
+        }, CancellationToken.None);
+        await holding.Task.WaitAsync(Bound);
+        var first = database.WriteBatchedAsync((_, _) => Task.FromResult(1), CancellationToken.None);
+        var then = database.WriteBatchedAsync(second, CancellationToken.None);
+        release.SetResult();
+        await holder.WaitAsync(Bound);
+        return (first, then);
+    }
+
+    /// <summary>One query of the dashboard, where it is, and the metrics it names.</summary>
+    private sealed record DashboardQuery(string Panel, string Expr, IReadOnlyList<string> Metrics);
+
+    /// <summary>Every panel's queries (rows' panels included) and the template variables' queries.</summary>
+    private static List<DashboardQuery> DashboardQueries()
+    {
+        using var dashboard = JsonDocument.Parse(File.ReadAllText(DashboardPath()));
+        var queries = new List<DashboardQuery>();
+        void Panels(JsonElement panels)
+        {
+            foreach (var panel in panels.EnumerateArray())
+            {
+                var title = $"panel {panel.GetProperty("id").GetInt32()} \"{panel.GetProperty("title").GetString()}\"";
+                if (panel.TryGetProperty("targets", out var targets))
+                {
+                    foreach (var target in targets.EnumerateArray())
+                    {
+                        var expr = target.GetProperty("expr").GetString()!;
+                        queries.Add(new DashboardQuery(title, expr, MetricNames(expr)));
+                    }
+                }
+                if (panel.TryGetProperty("panels", out var nested)) Panels(nested);
+            }
+        }
+        Panels(dashboard.RootElement.GetProperty("panels"));
+        foreach (var variable in dashboard.RootElement.GetProperty("templating").GetProperty("list").EnumerateArray())
+        {
+            if (variable.GetProperty("type").GetString() != "query") continue;
+            var query = variable.GetProperty("query").GetString()!;
+            // Grafana's label_values(series, label): the label is no metric.
+            var labelValues = LabelValues().Match(query);
+            queries.Add(new DashboardQuery($"variable ${variable.GetProperty("name").GetString()}", query,
+                MetricNames(labelValues.Success ? labelValues.Groups["series"].Value : query)));
+        }
+        return queries;
+    }
+
+    /// <summary>
+    /// The metric names in a PromQL expression, as written (a histogram's <c>_bucket</c>,
+    /// <c>_sum</c> or <c>_count</c> series included): what is left once label values, label
+    /// matchers, ranges and grouping labels are taken out, less functions and keywords.
+    /// </summary>
+    private static List<string> MetricNames(string expr)
+    {
+        var bare = Strings().Replace(expr, "");
+        bare = Matchers().Replace(bare, "");
+        bare = Ranges().Replace(bare, "");
+        bare = Grouping().Replace(bare, "");
+        return Identifiers().Matches(bare).Select(m => m.Value).Where(n => !Keywords.Contains(n)).Distinct().ToList();
+    }
+
+    private static readonly HashSet<string> Keywords =
+        ["and", "or", "unless", "bool", "offset", "group_left", "group_right", "atan2", "inf", "nan"];
+
+    /// <summary>The series names of a Prometheus text exposition: <c>name{labels} value</c> lines, comments left out.</summary>
+    private static HashSet<string> ExportedSeries(string exposition) =>
+        exposition.Split('\n').Where(l => l.Length > 0 && l[0] != '#').Select(l => l[..l.IndexOfAny(['{', ' '])]).ToHashSet();
+
+    private static string DashboardPath()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return Path.Combine(dir.FullName, "docs", "operations", "grafana-dashboard.json");
+        }
+        throw new FileNotFoundException("docs/operations/grafana-dashboard.json: no LoyaltyLedger.slnx above " + AppContext.BaseDirectory);
+    }
+
+    [GeneratedRegex("""
+        "(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`
+        """)]
+    private static partial Regex Strings();
+
+    [GeneratedRegex(@"\{[^}]*\}")]
+    private static partial Regex Matchers();
+
+    [GeneratedRegex(@"\[[^\]]*\]")]
+    private static partial Regex Ranges();
+
+    [GeneratedRegex(@"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")]
+    private static partial Regex Grouping();
+
+    /// <summary>A name not inside another (nor a Grafana variable's), and not a function's (followed by its parenthesis).</summary>
+    [GeneratedRegex(@"(?<![\w:$.])(?>[a-zA-Z_:][\w:]*)(?!\s*\()")]
+    private static partial Regex Identifiers();
+
+    [GeneratedRegex(@"^\s*label_values\(\s*(?<series>.+),\s*\w+\s*\)\s*$")]
+    private static partial Regex LabelValues();
+}
+
+public sealed class GrafanaDashboardTestsOnSqlite(SqliteDatabase db) : GrafanaDashboardTests(db), IClassFixture<SqliteDatabase>;
+
+public sealed class GrafanaDashboardTestsOnPostgres(PostgresDatabase db) : GrafanaDashboardTests(db), IClassFixture<PostgresDatabase>;
