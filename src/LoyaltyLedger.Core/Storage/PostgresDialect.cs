@@ -21,7 +21,6 @@ public sealed class PostgresDialect : SqlDialect
     {
     }
 
-
     public override string InIdList(string column, string parameter) => $"{column} = ANY(@{parameter})";
 
     public override object IdList(IEnumerable<long> ids) => ids.ToArray();

@@ -20,7 +20,6 @@ public sealed class SqliteDialect : SqlDialect
     {
     }
 
-
     public override string InIdList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each(@{parameter}))";
 
     public override object IdList(IEnumerable<long> ids) => "[" + string.Join(",", ids.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";

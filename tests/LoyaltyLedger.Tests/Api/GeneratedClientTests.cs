@@ -14,7 +14,7 @@ namespace LoyaltyLedger.Tests.Api;
 /// </summary>
 public abstract class GeneratedClientTests(DatabaseFixture db)
 {
-    private static readonly string ClientFile = Path.Combine(RepositoryRoot(), "tests", "LoyaltyLedger.Tests", "Api", "Client", "LedgerApiClient.g.cs");
+    private static readonly string ClientFile = RepositoryFiles.PathOf("tests", "LoyaltyLedger.Tests", "Api", "Client", "LedgerApiClient.g.cs");
 
     /// <summary>The generator's settings: one client class, System.Text.Json, nullable reference types.</summary>
     public static async Task<string> GenerateAsync(string documentJson)
@@ -92,15 +92,6 @@ public abstract class GeneratedClientTests(DatabaseFixture db)
         var refused = await Should.ThrowAsync<ApiException<ApiProblem>>(() =>
             client.ExportLedgerNdjsonAsync(from: "2024-02-01T00:00:00Z", to: "2024-01-01T00:00:00Z", customerId: null, groupId: null, programId: null, eventName: null, ledger_Consistency_Token: null));
         refused.Result.Code.ShouldBe("invalid_request");
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return dir.FullName;
-        }
-        throw new InvalidOperationException("The repository root (LoyaltyLedger.slnx) was not found above the test binaries.");
     }
 }
 

@@ -13,9 +13,10 @@ namespace LoyaltyLedger.Tests.Server;
 
 /// <summary>
 /// docs/operations/grafana-dashboard.json stays true to the server: every metric its panels query is
-/// one that /metrics exports once the server has done what the metric counts. A panel that names a
-/// metric nobody exports draws an empty graph, which looks the same as a quiet one until the day it
-/// is needed.
+/// one that /metrics exports once the server has done what the metric counts, and every label they
+/// group or filter by is one its series carry. A panel that names a metric nobody exports, or groups
+/// by a label no series has, draws an empty or one-line graph, which looks the same as a quiet one
+/// until the day it is needed.
 /// </summary>
 [Collection(MetricsCollection.Name)]
 public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
@@ -23,11 +24,13 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
 
     [Fact]
-    public async Task every_metric_a_dashboard_panel_queries_is_exported_by_a_server_that_has_done_what_it_counts()
+    public async Task every_metric_and_label_a_dashboard_panel_queries_is_exported_by_a_server_that_has_done_what_it_counts()
     {
         var queries = DashboardQueries();
         // Each query names at least one metric, so the check below cannot pass on an extraction that found none.
-        foreach (var query in queries) query.Metrics.ShouldNotBeEmpty($"{query.Panel}: no metric name found in {query.Expr}");
+        foreach (var query in queries.Where(q => q.NamesAMetric)) query.Metrics.ShouldNotBeEmpty($"{query.Panel}: no metric name found in {query.Expr}");
+        // And the labels are found: the older panels group by kind, outcome, http_route..., the key cache's filters on hit.
+        queries.SelectMany(q => q.Labels).ShouldNotBeEmpty("no grouping or matched label found in the dashboard's queries");
 
         // Most metrics exist only once something was counted in them (a counter's first Add), so the
         // server does a little of everything the panels show. The instruments are static, so what the
@@ -68,16 +71,21 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
         // Some are counted after the answer: a checkpoint runs beside the writer after its commit,
         // a webhook is delivered by the dispatcher's next poll.
         var anonymous = db.Host.Client();
-        List<string> missing = [];
+        List<string> missing = [], unlabelled = [];
         for (var waited = 0; waited < 100; waited++)
         {
             var exported = ExportedSeries(await anonymous.GetStringAsync("/metrics"));
-            missing = [.. queries.SelectMany(q => q.Metrics.Where(m => !exported.Contains(m) && !ExportedOnTheOtherDatabaseOnly(m))
+            missing = [.. queries.SelectMany(q => q.Metrics.Where(m => !exported.ContainsKey(m) && !ExportedOnTheOtherDatabaseOnly(m))
                 .Select(m => $"{m}, in {q.Panel}"))];
-            if (missing.Count == 0) break;
+            // A label is looked for on the metrics exported here: one not exported is missing above, or the other class's.
+            unlabelled = [.. queries.SelectMany(q => q.Labels.Where(l => exported.TryGetValue(l.Metric, out var labels) && !labels.Contains(l.Label))
+                .Select(l => $"{l.Label} on {l.Metric}, in {q.Panel}"))];
+            if (missing.Count == 0 && unlabelled.Count == 0) break;
             await Task.Delay(100);
         }
-        missing.ShouldBeEmpty($"the dashboard queries metrics that /metrics does not export on {db.Provider}");
+        queries.ShouldSatisfyAllConditions(
+            () => missing.ShouldBeEmpty($"the dashboard queries metrics that /metrics does not export on {db.Provider}"),
+            () => unlabelled.ShouldBeEmpty($"the dashboard groups or filters by labels that the series /metrics exports do not carry on {db.Provider}"));
     }
 
     /// <summary>
@@ -164,8 +172,12 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
         return (first, then);
     }
 
-    /// <summary>One query of the dashboard, where it is, and the metrics it names.</summary>
-    private sealed record DashboardQuery(string Panel, string Expr, IReadOnlyList<string> Metrics);
+    /// <summary>One query of the dashboard, where it is, the metrics it names and the labels it needs on their series.</summary>
+    private sealed record DashboardQuery(string Panel, string Expr, IReadOnlyList<string> Metrics, IReadOnlyList<(string Metric, string Label)> Labels)
+    {
+        /// <summary>False for Grafana's <c>label_values(label)</c>, which asks for a label's values over every series.</summary>
+        public bool NamesAMetric { get; init; } = true;
+    }
 
     /// <summary>Every panel's queries (rows' panels included) and the template variables' queries.</summary>
     private static List<DashboardQuery> DashboardQueries()
@@ -182,7 +194,8 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
                     foreach (var target in targets.EnumerateArray())
                     {
                         var expr = target.GetProperty("expr").GetString()!;
-                        queries.Add(new DashboardQuery(title, expr, MetricNames(expr)));
+                        var metrics = MetricNames(expr);
+                        queries.Add(new DashboardQuery(title, expr, metrics, LabelsNeeded(expr, metrics)));
                     }
                 }
                 if (panel.TryGetProperty("panels", out var nested)) Panels(nested);
@@ -193,10 +206,24 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
         {
             if (variable.GetProperty("type").GetString() != "query") continue;
             var query = variable.GetProperty("query").GetString()!;
-            // Grafana's label_values(series, label): the label is no metric.
+            var name = $"variable ${variable.GetProperty("name").GetString()}";
+            // Grafana's label_values(series, label) or label_values(label): the label is no metric, and
+            // the one-argument form names none.
             var labelValues = LabelValues().Match(query);
-            queries.Add(new DashboardQuery($"variable ${variable.GetProperty("name").GetString()}", query,
-                MetricNames(labelValues.Success ? labelValues.Groups["series"].Value : query)));
+            if (!labelValues.Success)
+            {
+                var metrics = MetricNames(query);
+                queries.Add(new DashboardQuery(name, query, metrics, LabelsNeeded(query, metrics)));
+            }
+            else if (labelValues.Groups["series"].Success)
+            {
+                var series = labelValues.Groups["series"].Value;
+                var metrics = MetricNames(series);
+                var label = labelValues.Groups["label"].Value;
+                queries.Add(new DashboardQuery(name, query, metrics,
+                    [.. LabelsNeeded(series, metrics).Concat(metrics.Select(m => (Metric: m, Label: label))).Where(l => !AddedOutsideTheMeter.Contains(l.Label)).Distinct()]));
+            }
+            else queries.Add(new DashboardQuery(name, query, [], []) { NamesAMetric = false });
         }
         return queries;
     }
@@ -218,18 +245,46 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
     private static readonly HashSet<string> Keywords =
         ["and", "or", "unless", "bool", "offset", "group_left", "group_right", "atan2", "inf", "nan"];
 
-    /// <summary>The series names of a Prometheus text exposition: <c>name{labels} value</c> lines, comments left out.</summary>
-    private static HashSet<string> ExportedSeries(string exposition) =>
-        exposition.Split('\n').Where(l => l.Length > 0 && l[0] != '#').Select(l => l[..l.IndexOfAny(['{', ' '])]).ToHashSet();
-
-    private static string DashboardPath()
+    /// <summary>
+    /// The labels a PromQL expression needs on its metrics' series: those its matchers name, on the
+    /// metric of their selector, and those it groups by, on each of its metrics (the two sides of a
+    /// division, or any binary operation, match on their labels, so a grouping label one side lacks
+    /// empties the result as surely as one both lack). Less those /metrics cannot be asked about: the
+    /// labels the scrape adds (<c>job</c>, <c>instance</c>), a histogram's <c>le</c>, which its
+    /// exporter writes on every bucket, and <c>__name__</c>, the metric's name.
+    /// </summary>
+    private static List<(string Metric, string Label)> LabelsNeeded(string expr, IReadOnlyList<string> metrics)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return Path.Combine(dir.FullName, "docs", "operations", "grafana-dashboard.json");
-        }
-        throw new FileNotFoundException("docs/operations/grafana-dashboard.json: no LoyaltyLedger.slnx above " + AppContext.BaseDirectory);
+        var bare = Strings().Replace(expr, "");
+        var matched = Selectors().Matches(bare).SelectMany(s => MatcherLabels().Matches(s.Groups["matchers"].Value)
+            .Select(l => (Metric: s.Groups["metric"].Value, Label: l.Groups["label"].Value)));
+        var grouped = GroupingBy().Matches(bare)
+            .SelectMany(g => g.Groups["labels"].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            .SelectMany(label => metrics.Select(m => (Metric: m, Label: label)));
+        return [.. matched.Concat(grouped).Where(l => !AddedOutsideTheMeter.Contains(l.Label)).Distinct()];
     }
+
+    private static readonly HashSet<string> AddedOutsideTheMeter = ["job", "instance", "le", "__name__"];
+
+    /// <summary>
+    /// The series of a Prometheus text exposition (<c>name{label="value",...} value</c> lines, comments
+    /// left out), each name with the label names its lines carry. A line that is no series is skipped.
+    /// </summary>
+    private static Dictionary<string, HashSet<string>> ExportedSeries(string exposition)
+    {
+        var series = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var line in exposition.Split('\n'))
+        {
+            var match = SeriesLine().Match(line);
+            if (!match.Success) continue;
+            var name = match.Groups["name"].Value;
+            if (!series.TryGetValue(name, out var labels)) series[name] = labels = new HashSet<string>(StringComparer.Ordinal);
+            foreach (Capture label in match.Groups["label"].Captures) labels.Add(label.Value);
+        }
+        return series;
+    }
+
+    private static string DashboardPath() => RepositoryFiles.PathOf("docs", "operations", "grafana-dashboard.json");
 
     [GeneratedRegex("""
         "(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`
@@ -245,11 +300,27 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
     [GeneratedRegex(@"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")]
     private static partial Regex Grouping();
 
+    /// <summary>An aggregation's <c>by (labels)</c>, before or after its argument.</summary>
+    [GeneratedRegex(@"\bby\s*\((?<labels>[^)]*)\)")]
+    private static partial Regex GroupingBy();
+
+    /// <summary>A metric with its label matchers, in an expression whose strings were taken out.</summary>
+    [GeneratedRegex(@"(?<![\w:$.])(?<metric>[a-zA-Z_:][\w:]*)\s*\{(?<matchers>[^}]*)\}")]
+    private static partial Regex Selectors();
+
+    [GeneratedRegex(@"(?<label>[a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)")]
+    private static partial Regex MatcherLabels();
+
+    /// <summary>An exposition line's series name and the names of its labels (their values may hold any escaped character).</summary>
+    [GeneratedRegex("""^(?<name>[a-zA-Z_:][\w:]*)(?:\{\s*(?:(?<label>[a-zA-Z_]\w*)\s*=\s*"(?:[^"\\]|\\.)*"\s*,?\s*)*\})?[ \t]""")]
+    private static partial Regex SeriesLine();
+
     /// <summary>A name not inside another (nor a Grafana variable's), and not a function's (followed by its parenthesis).</summary>
     [GeneratedRegex(@"(?<![\w:$.])(?>[a-zA-Z_:][\w:]*)(?!\s*\()")]
     private static partial Regex Identifiers();
 
-    [GeneratedRegex(@"^\s*label_values\(\s*(?<series>.+),\s*\w+\s*\)\s*$")]
+    /// <summary>Grafana's <c>label_values(series, label)</c>, or <c>label_values(label)</c> over every series.</summary>
+    [GeneratedRegex(@"^\s*label_values\(\s*(?:(?<series>.+),\s*)?(?<label>[a-zA-Z_]\w*)\s*\)\s*$")]
     private static partial Regex LabelValues();
 }
 

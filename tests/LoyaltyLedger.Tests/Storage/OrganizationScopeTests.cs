@@ -76,7 +76,7 @@ public abstract partial class OrganizationScopeTests(DatabaseFixture db)
     public async Task every_statement_against_a_distributed_table_names_its_organization()
     {
         var distributed = (await TablesAsync()).Keys.Where(t => !ReferenceTables.ContainsKey(t)).ToHashSet();
-        var root = RepositoryRoot();
+        var root = RepositoryFiles.Root();
         var statements = Statements(root).ToList();
         statements.Count.ShouldBeGreaterThan(200, "the scan reads the SQL of the sources under src/");
 
@@ -228,15 +228,6 @@ public abstract partial class OrganizationScopeTests(DatabaseFixture db)
             }
             return keys;
         }, CancellationToken.None);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return dir.FullName;
-        }
-        throw new DirectoryNotFoundException("no LoyaltyLedger.slnx above " + AppContext.BaseDirectory);
     }
 
     [GeneratedRegex("\\$*\"\"\"(.*?)\"\"\"|\\$?@\"((?:[^\"]|\"\")*)\"|\\$?\"((?:[^\"\\\\\\n]|\\\\.)*)\"", RegexOptions.Singleline)]
