@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using LoyaltyLedger.Tests.Infrastructure;
 
 namespace LoyaltyLedger.Tests.Readme;
 
@@ -141,14 +142,7 @@ public sealed partial class ReadmeExamples
     [GeneratedRegex(@"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", RegexOptions.Singleline)]
     private static partial Regex Assignment();
 
-    public static string FindReadme()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return Path.Combine(dir.FullName, "README.md");
-        }
-        throw new FileNotFoundException("README.md: no LoyaltyLedger.slnx above " + AppContext.BaseDirectory);
-    }
+    public static string FindReadme() => RepositoryFiles.PathOf("README.md");
 
     public static ReadmeExamples Parse(string markdown)
     {

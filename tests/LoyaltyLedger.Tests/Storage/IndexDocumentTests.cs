@@ -140,14 +140,7 @@ public abstract partial class IndexDocumentTests(DatabaseFixture db)
         return rows;
     }
 
-    private static string DocumentPath()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "LoyaltyLedger.slnx"))) return Path.Combine(dir.FullName, "docs", "indexes.md");
-        }
-        throw new FileNotFoundException("docs/indexes.md: no LoyaltyLedger.slnx above " + AppContext.BaseDirectory);
-    }
+    private static string DocumentPath() => RepositoryFiles.PathOf("docs", "indexes.md");
 
     [GeneratedRegex(@"^\|\s*`(?<name>[a-z0-9_]+)`\s*\|(?<definition>[^|]+)\|")]
     private static partial Regex Row();

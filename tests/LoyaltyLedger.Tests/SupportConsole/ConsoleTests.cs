@@ -881,9 +881,7 @@ public abstract partial class ConsoleTests(DatabaseFixture db, ConsoleHarness ha
 
     private static async Task ScreenshotAsync(IPage page, string name, int width)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "LoyaltyLedger.slnx"))) root = Path.GetDirectoryName(root)!;
-        var dir = Path.Combine(root, "docs", "console");
+        var dir = RepositoryFiles.PathOf("docs", "console");
         Directory.CreateDirectory(dir);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(dir, $"{name}-{width}.png"), FullPage = true });
     }
