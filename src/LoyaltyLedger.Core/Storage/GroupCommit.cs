@@ -77,7 +77,6 @@ internal sealed class GroupCommit : IAsyncDisposable
     public GroupCommit(LedgerDatabase database, int lanes, int maxBatch, Counter<double> busy, Histogram<int> batchSizes, Counter<long> reruns,
         Counter<long>? deferred = null, Func<DbConnection, Task>? beforeBatch = null)
     {
-        _beforeBatch = beforeBatch;
         ArgumentOutOfRangeException.ThrowIfLessThan(lanes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _database = database;
@@ -86,6 +85,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         _batchSizes = batchSizes;
         _reruns = reruns;
         _deferred = deferred;
+        _beforeBatch = beforeBatch;
         _queue = Channel.CreateUnbounded<Unit>(new UnboundedChannelOptions { SingleReader = lanes == 1 });
         _lanes = Enumerable.Range(0, lanes).Select(_ => Task.Run(RunLaneAsync)).ToArray();
     }

@@ -52,20 +52,31 @@ public abstract class GroupCommitTests(DatabaseFixture db) : IAsyncDisposable
         c.ExecuteAsync("INSERT INTO id_counters (org_id, name, last_value) VALUES (@scope, @name, @value)", new { scope, name, value }, tx);
 
     /// <summary>Runs a unit that holds the writer until all of <paramref name="units"/> have been queued behind it, then lets them run.</summary>
-    protected async Task<Task<T>[]> RunBehindABlockerAsync<T>(long scope, IReadOnlyList<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>>> units)
+    protected Task<Task<T>[]> RunBehindABlockerAsync<T>(long scope, IReadOnlyList<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>>> units) =>
+        RunBehindABlockerAsync(unit => WriteAsync(unit, CancellationToken.None), (c, tx) => InsertAsync(c, tx, scope, "blocker"), units);
+
+    /// <summary>
+    /// Runs a unit through <paramref name="write"/> that does <paramref name="blocking"/> and then holds
+    /// the writer until all of <paramref name="units"/> have been queued behind it, then lets them run:
+    /// with one writer, they share its next batch.
+    /// </summary>
+    internal static async Task<Task<T>[]> RunBehindABlockerAsync<T>(
+        Func<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>>, Task<T>> write,
+        Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task> blocking,
+        IReadOnlyList<Func<System.Data.Common.DbConnection, System.Data.Common.DbTransaction, Task<T>>> units)
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = WriteAsync(async (c, tx) =>
+        var blocker = write(async (c, tx) =>
         {
-            await InsertAsync(c, tx, scope, "blocker");
+            await blocking(c, tx);
             started.TrySetResult();
             await release.Task;
-            return 0;
-        }, CancellationToken.None);
+            return default!;
+        });
         // Bounded waits: a unit that is never answered fails the test instead of hanging the run.
         await Task.WhenAny(started.Task, blocker).WaitAsync(Bound);
-        var tasks = units.Select(u => WriteAsync(u, CancellationToken.None)).ToArray();
+        var tasks = units.Select(write).ToArray();
         release.SetResult();
         await blocker.WaitAsync(Bound);
         return tasks.Select(t => t.WaitAsync(Bound)).ToArray();
