@@ -27,30 +27,28 @@ public static class LedgerReader
     private sealed record Subject(string OwnerType, long OwnerId, SubjectDetails Details, long? GroupId);
 
     /// <summary>Reads a page; <paramref name="consistency"/> says whether a read replica may serve it (default: the primary).</summary>
-    public static Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, ReadConsistency consistency,
-        CancellationToken ct) =>
-        database.ReadAsync(connection => ReadAsync(connection, database, orgId, query, ct), consistency, ct);
+    public static async Task<LedgerResponse> ReadAsync(LedgerDatabase database, long orgId, LedgerQuery query, ReadConsistency consistency,
+        CancellationToken ct)
+    {
+        // On PostgreSQL's primary, a customer's page by number goes through the read pipeline, holding
+        // no connection: its one statement travels with other reads' in one round trip. The program
+        // list must be in the process's cache for that (it is, but for one read a second); what the
+        // statement cannot answer alone is asked the long way, on a connection, below.
+        var pipelined = false;
+        if (IsCustomersPageByNumber(query) && database.PipelinesReads(consistency) && database.Catalog.Programs(orgId) is { } cached)
+        {
+            if (await CustomersPageByNumberAsync(null, database, orgId, query, cached, ct) is { } page) return page;
+            pipelined = true;
+        }
+        return await database.ReadAsync(connection => ReadAsync(connection, database, orgId, query, tryByNumber: !pipelined, ct), consistency, ct);
+    }
 
-    private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, CancellationToken ct)
+    private static async Task<LedgerResponse> ReadAsync(DbConnection connection, LedgerDatabase database, long orgId, LedgerQuery query, bool tryByNumber,
+        CancellationToken ct)
     {
         var programs = await ProgramCatalog.ListAsync(connection, database.Dialect, orgId, null, database.Catalog, ct);
-        // A customer's page without a window (the default query): the customer is looked up in the
-        // page's own statement, so the read is one round trip. No row back (no such customer, an
-        // identifier two customers share, no such events, a page past the last) is asked again the
-        // long way below, which tells those apart and answers each as the spec says.
-        // Only the queries that page by number qualify (points only or currencies only, no condition
-        // on lines, no till, program or role), and building their filter can refuse nothing, so no
-        // answer's error changes order: the customer is still the first thing found wrong.
-        if (query is { Subject: LedgerSubject.Customer, IsDateBounded: false, TillId: null, ProgramId: null, Role: null, Category: null, EntryType: null,
-                Currencies: CurrencyScope.PointsOnly or CurrencyScope.CurrenciesOnly })
-        {
-            var unresolved = new Subject(OwnerType.Customer.ToWire(), 0, new SubjectDetails(null, null, 0, null, ""), null);
-            var byNumber = await BuildFilterAsync(connection, null, database.Dialect, orgId, query, unresolved, programs, ct,
-                owner: "(SELECT id FROM subject)");
-            if (byNumber.SeqColumn is not null
-                && await ReadByNumberAsync(connection, null, database, orgId, query, unresolved, programs, byNumber, ct, nameTheCustomer: true) is { } page)
-                return page;
-        }
+        if (tryByNumber && IsCustomersPageByNumber(query) && await CustomersPageByNumberAsync(connection, database, orgId, query, programs, ct) is { } page)
+            return page;
 
         // The subject, the catalog and the filter's tills and members are rows a page does not
         // change; they are read before the page, outside its snapshot.
@@ -111,6 +109,36 @@ public static class LedgerReader
         return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, pageCount), events, closing,
             query.Warnings.Select(w => new LedgerWarning(w)).ToList());
     }
+
+    /// <summary>
+    /// A customer's page without a window (the default query): the customer is looked up in the
+    /// page's own statement, so the read is one round trip. Only the queries that page by number
+    /// qualify (points only or currencies only, no condition on lines, no till, program or role), and
+    /// building their filter looks nothing up and can refuse nothing, so no answer's error changes
+    /// order: the customer is still the first thing found wrong.
+    /// </summary>
+    private static bool IsCustomersPageByNumber(LedgerQuery query) =>
+        query is { Subject: LedgerSubject.Customer, IsDateBounded: false, TillId: null, ProgramId: null, Role: null, Category: null, EntryType: null,
+            Currencies: CurrencyScope.PointsOnly or CurrencyScope.CurrenciesOnly };
+
+    /// <summary>
+    /// The page of <see cref="IsCustomersPageByNumber"/>'s queries, on <paramref name="c"/> or, when
+    /// it is null, through the read pipeline. No row back (no such customer, an identifier two
+    /// customers share, no such events, a page past the last) is null: the long way tells those
+    /// apart and answers each as the spec says.
+    /// </summary>
+    private static async Task<LedgerResponse?> CustomersPageByNumberAsync(DbConnection? c, LedgerDatabase database, long orgId, LedgerQuery query,
+        IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct)
+    {
+        var unresolved = new Subject(OwnerType.Customer.ToWire(), 0, new SubjectDetails(null, null, 0, null, ""), null);
+        var byNumber = await BuildFilterAsync(c, null, database.Dialect, orgId, query, unresolved, programs, ct, owner: "(SELECT id FROM subject)");
+        return byNumber.SeqColumn is null ? null
+            : await ReadByNumberAsync(c, null, database, orgId, query, unresolved, programs, byNumber, ct, nameTheCustomer: true);
+    }
+
+    /// <summary>The connection a step that reads rows needs; null only on the read pipeline's path, which takes no such step.</summary>
+    private static DbConnection Held(DbConnection? c) =>
+        c ?? throw new InvalidOperationException("This step of the read looks rows up, and the read holds no connection.");
 
     /// <summary>
     /// How many of the owner's events the query keeps. A query with no window and no condition but
@@ -227,7 +255,7 @@ public static class LedgerReader
     /// in a one-row CTE, stands it in for the owner, and returns its name with each row; the
     /// answer is null, not an error, when no row comes back.
     /// </remarks>
-    private static async Task<LedgerResponse?> ReadByNumberAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
+    private static async Task<LedgerResponse?> ReadByNumberAsync(DbConnection? c, DbTransaction? tx, LedgerDatabase database, long orgId,
         LedgerQuery query, Subject subject, IReadOnlyList<LoyaltyProgram> programs, Filter filter, CancellationToken ct, bool nameTheCustomer = false)
     {
         var (seq, low, high) = (filter.SeqColumn!, filter.SeqLow!, filter.SeqHigh!);
@@ -269,7 +297,8 @@ public static class LedgerReader
             LEFT JOIN ledger_entries le ON le.org_id = e.org_id AND le.event_id = e.event_id{filter.Entries}
             ORDER BY e.{seq} {direction}, le.entry_id
             """;
-        var rows = await KeptReads.QueryAsync<NumberedRow>(c, database.Dialect, sql, args, tx, ct);
+        var rows = c is null ? await database.PipelinedQueryAsync<NumberedRow>(sql, args, ct)
+            : await KeptReads.QueryAsync<NumberedRow>(c, database.Dialect, sql, args, tx, ct);
         // No row: the owner has no such event, or the page is past the last.
         if (rows.Count == 0) return nameTheCustomer ? null : throw PointsLedgerException.NoEntries();
         if (nameTheCustomer)
@@ -289,7 +318,7 @@ public static class LedgerReader
         var named = await NameEventsAsync(c, tx, database, orgId, subject, programs, ids, events, entries, ct);
 
         IReadOnlyList<LedgerClosingBalance>? closing = null;
-        if (query.IsDateBounded) closing = await ClosingBalancesAsync(c, tx, filter, query.ToMs!.Value, ct);
+        if (query.IsDateBounded) closing = await ClosingBalancesAsync(Held(c), tx, filter, query.ToMs!.Value, ct);
         return new LedgerResponse(subject.Details, new PageDetails(query.Page, query.Limit, total, (total + query.Limit - 1) / query.Limit), named, closing,
             query.Warnings.Select(w => new LedgerWarning(w)).ToList());
     }
@@ -333,7 +362,7 @@ public static class LedgerReader
     }
 
     /// <summary>The page's events, their lines in hand, with their members, programs, currencies, stores and tills named.</summary>
-    private static async Task<IReadOnlyList<LedgerEvent>> NameEventsAsync(DbConnection c, DbTransaction? tx, LedgerDatabase database, long orgId,
+    private static async Task<IReadOnlyList<LedgerEvent>> NameEventsAsync(DbConnection? c, DbTransaction? tx, LedgerDatabase database, long orgId,
         Subject subject, IReadOnlyList<LoyaltyProgram> programs, List<long> ids, Dictionary<long, EventRow> rows, ILookup<long, EntryRow> entries,
         CancellationToken ct)
     {
@@ -343,7 +372,7 @@ public static class LedgerReader
         if (subject.GroupId is { } groupId)
         {
             var memberArgs = new { org = orgId, groupId, customers = dialect.IdList(rows.Values.Select(r => r.CustomerId).Distinct()) };
-            members = (await c.QueryAsync<MemberRow>(new CommandDefinition(
+            members = (await Held(c).QueryAsync<MemberRow>(new CommandDefinition(
                 $"""
                 SELECT cu.customer_id, cu.first_name, cu.last_name, cu.external_id, m.role
                 FROM customers cu
@@ -353,15 +382,16 @@ public static class LedgerReader
         }
 
         // A program or a currency created after the list was read (in the last second, by another
-        // process) is not in it: the list is read again, from this read's own connection.
+        // process) is not in it: the list is read again, from this read's own connection (a read
+        // through the pipeline has none, and takes one).
         var programsById = programs.ToDictionary(p => p.ProgramId);
         bool Known(long programId, long currencyId) => programsById.TryGetValue(programId, out var p)
             && (currencyId == WalletKey.PlainPoints || p.Currencies.Any(cur => cur.CurrencyId == currencyId));
         if (rows.Values.Any(r => r.SourceProgramId is { } id && !programsById.ContainsKey(id))
             || entries.SelectMany(g => g).Any(x => !Known(x.ProgramId, x.CurrencyId)))
-            programsById = (await ProgramCatalog.ListAsync(c, dialect, orgId, tx, ct)).ToDictionary(p => p.ProgramId);
+            programsById = (await database.OnConnectionAsync(c, held => ProgramCatalog.ListAsync(held, dialect, orgId, tx, ct), ct)).ToDictionary(p => p.ProgramId);
         // Stores and tills never change, and one a replica has is committed: the cache may keep what any read finds.
-        var (stores, tills) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Values.Select(r => r.StoreId).OfType<long>(),
+        var (stores, tills) = await StoreDirectory.ByIdsAsync(database, c, orgId, rows.Values.Select(r => r.StoreId).OfType<long>(),
             rows.Values.Select(r => r.TillId).OfType<long>(), database.Catalog, tx, ct);
         var names = new Names(programsById, stores, tills);
         return ids.Select(id => ToEvent(rows[id], entries[id], subject, members, names)).ToList();
@@ -476,7 +506,7 @@ public static class LedgerReader
 
     // owner: the owner's id in the SQL, the parameter or what stands in for it (the id of the
     // statement's own subject CTE, when the customer is looked up in the page's statement).
-    private static async Task<Filter> BuildFilterAsync(DbConnection c, DbTransaction? tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
+    private static async Task<Filter> BuildFilterAsync(DbConnection? c, DbTransaction? tx, SqlDialect dialect, long orgId, LedgerQuery query, Subject subject,
         IReadOnlyList<LoyaltyProgram> programs, CancellationToken ct, string owner = "@ownerId")
     {
         var args = new DynamicParameters();
@@ -495,7 +525,7 @@ public static class LedgerReader
 
         if (query.TillId is { } till)
         {
-            var tillId = await c.ExecuteScalarAsync<long?>(new CommandDefinition(
+            var tillId = await Held(c).ExecuteScalarAsync<long?>(new CommandDefinition(
                 "SELECT till_id FROM tills WHERE org_id = @org AND (code = @till OR CAST(till_id AS text) = @till) ORDER BY till_id LIMIT 1",
                 new { org = orgId, till }, tx, cancellationToken: ct));
             // An unknown till has no entries: the page is empty, which the spec answers with 11003.
@@ -508,7 +538,7 @@ public static class LedgerReader
         // role keeps exactly what members of that role did.
         if (subject.GroupId is { } groupId && query.Role is { } role)
         {
-            var members = (await c.QueryAsync<long>(new CommandDefinition(
+            var members = (await Held(c).QueryAsync<long>(new CommandDefinition(
                 "SELECT customer_id FROM group_members WHERE org_id = @org AND group_id = @groupId AND upper(role) = @role",
                 new { org = orgId, groupId, role }, tx, cancellationToken: ct))).ToList();
             events.Append(" AND ").Append(dialect.InIdList("e.customer_id", "roleMembers"));
@@ -567,7 +597,7 @@ public static class LedgerReader
             wallet.Append(" AND w.program_id = @programId");
             var concept = programs.FirstOrDefault(p => p.ProgramId == programId)?.Concept;
             var conceptTills = query.IncludeTillConceptEvents && concept is not null
-                ? (await c.QueryAsync<long>(new CommandDefinition("SELECT till_id FROM tills WHERE org_id = @org AND concept = @concept",
+                ? (await Held(c).QueryAsync<long>(new CommandDefinition("SELECT till_id FROM tills WHERE org_id = @org AND concept = @concept",
                     new { org = orgId, concept }, tx, cancellationToken: ct))).ToList()
                 : [];
             if (conceptTills.Count == 0)

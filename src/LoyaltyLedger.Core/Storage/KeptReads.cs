@@ -58,23 +58,7 @@ public static class KeptReads
         try
         {
             await using var reader = await command.ExecuteReaderAsync(ct);
-            var rows = new List<T>();
-            // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
-            // plain value is converted as Dapper converts it (SQLite's integers are 64-bit).
-            var parse = reader.GetRowParser<object>(typeof(T));
-            var plain = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
-            while (await reader.ReadAsync(ct))
-            {
-                var row = parse(reader);
-                rows.Add(row switch
-                {
-                    T typed => typed,
-                    // NULL where the type has no null is an error, as it is with Dapper, not a 0.
-                    null => default(T) is null ? default! : throw new InvalidOperationException($"A NULL value cannot be read as {typeof(T).Name}."),
-                    _ => (T)Convert.ChangeType(row, plain, CultureInfo.InvariantCulture)!,
-                });
-            }
-            return rows;
+            return await RowsAsync<T>(reader, ct);
         }
         finally
         {
@@ -83,6 +67,28 @@ public static class KeptReads
             command.Transaction = null;
             if (!dialect.KeepsCompiledStatements) await command.DisposeAsync();
         }
+    }
+
+    /// <summary>The rows of the reader's current result, each as Dapper maps it to <typeparamref name="T"/>.</summary>
+    internal static async Task<List<T>> RowsAsync<T>(DbDataReader reader, CancellationToken ct)
+    {
+        var rows = new List<T>();
+        // Typed as object: Dapper's parser for a plain value (a string) is built for object; a
+        // plain value is converted as Dapper converts it (SQLite's integers are 64-bit).
+        var parse = reader.GetRowParser<object>(typeof(T));
+        var plain = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
+        while (await reader.ReadAsync(ct))
+        {
+            var row = parse(reader);
+            rows.Add(row switch
+            {
+                T typed => typed,
+                // NULL where the type has no null is an error, as it is with Dapper, not a 0.
+                null => default(T) is null ? default! : throw new InvalidOperationException($"A NULL value cannot be read as {typeof(T).Name}."),
+                _ => (T)Convert.ChangeType(row, plain, CultureInfo.InvariantCulture)!,
+            });
+        }
+        return rows;
     }
 
     /// <summary>The one row, or the default when there is none; more than one is an error, as Dapper's <c>QuerySingleOrDefault</c>.</summary>
@@ -100,6 +106,16 @@ public static class KeptReads
     /// <summary>The first column of the first row (the default when there is no row), as Dapper's <c>ExecuteScalar</c>.</summary>
     public static async Task<T?> ScalarAsync<T>(DbConnection c, SqlDialect dialect, string sql, object? args, DbTransaction? tx, CancellationToken ct) =>
         (await QueryAsync<T>(c, dialect, sql, args, tx, ct)) is [var first, ..] ? first : default;
+
+    /// <summary>
+    /// The statement's positional form (<see cref="PositionalSql"/>) and its values, when both bind as
+    /// they are, as <see cref="QueryAsync{T}"/> binds them on PostgreSQL; null when only Dapper could bind them.
+    /// </summary>
+    internal static (PositionalSql Statement, List<(string Name, object? Value, Type? Declared)> Values)? Positional(string sql, object? args)
+    {
+        var values = StatementBatch.ArgumentsOf(args);
+        return AsTheyAre(args, values) && values.TrueForAll(v => IsPlain(v.Value)) && PositionalSql.Of(sql) is { } statement ? (statement, values) : null;
+    }
 
     /// <summary>
     /// A value the provider binds as it is, as Dapper would pass it. Lists never get here: they go to

@@ -28,6 +28,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
     private GroupCommit? _postgresWriters;
     private ReadReplicas? _replicas;
     private ReadSlots? _readSlots;
+    private ReadPipeline? _readPipeline;
 
     private LedgerDatabase(SqlDialect dialect, NpgsqlDataSource? postgres, string? sqlite, string description)
     {
@@ -155,6 +156,46 @@ public sealed class LedgerDatabase : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         _readSlots ??= new ReadSlots(slots);
     }
+
+    /// <summary>
+    /// Sends the page reads of both read APIs through a read pipeline (see <see cref="ReadPipeline"/>):
+    /// <paramref name="lanes"/> connections, each sending up to <paramref name="maxBatch"/> waiting
+    /// reads in one round trip. PostgreSQL only (a SQLite read is a call into the process, with no
+    /// round trip to save); the first call sets it, as for <see cref="UseWriteLanes"/>.
+    /// </summary>
+    public void UseReadPipeline(int lanes, int maxBatch)
+    {
+        if (_postgres is null) throw new InvalidOperationException("The read pipeline is for PostgreSQL; SQLite reads run in the process.");
+        _readPipeline ??= new ReadPipeline(_postgres, lanes, maxBatch);
+    }
+
+    /// <summary>The read pipeline's lanes (<see cref="UseReadPipeline"/>); null: none.</summary>
+    public int? ReadPipelineLanes => _readPipeline?.Lanes;
+
+    /// <summary>Reads the read pipeline has sent (null: none is set), for tests to watch.</summary>
+    internal long? PipelinedReads => _readPipeline?.ReadsSent;
+
+    /// <summary>
+    /// Whether a read that <paramref name="consistency"/> allows goes through the read pipeline
+    /// (<see cref="PipelinedQueryAsync{T}"/>): when there is one, and the read is the primary's. A
+    /// read a replica may serve keeps the replicas' routing (<see cref="ReadAsync{T}(Func{DbConnection, Task{T}}, ReadConsistency, CancellationToken)"/>).
+    /// </summary>
+    public bool PipelinesReads(ReadConsistency consistency) => _readPipeline is not null && !(consistency.MayUseReplica && _replicas is not null);
+
+    /// <summary>
+    /// The rows of one statement, read through the read pipeline (<see cref="PipelinesReads"/> says
+    /// when), with no connection of the caller's. A statement whose text or values a batch cannot
+    /// bind (see <see cref="KeptReads.Positional"/>) is read on a connection of its own instead.
+    /// </summary>
+    public Task<List<T>> PipelinedQueryAsync<T>(string sql, object? args, CancellationToken ct) =>
+        _readPipeline?.TryQueryAsync<T>(sql, args, ct) ?? ReadAsync(c => KeptReads.QueryAsync<T>(c, Dialect, sql, args, null, ct), ct);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on <paramref name="held"/>, the connection of the read the caller
+    /// is in, or, for a read that holds none (one that went through the read pipeline), on a read of its own.
+    /// </summary>
+    public Task<T> OnConnectionAsync<T>(DbConnection? held, Func<DbConnection, Task<T>> work, CancellationToken ct) =>
+        held is not null ? work(held) : ReadAsync(work, ct);
 
     /// <summary>How many reads run on the primary at once (<see cref="UseReadSlots"/>); null: no bound.</summary>
     public int? ReadSlotCount => _readSlots?.Slots;
@@ -483,6 +524,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _closed = true;
         await DrainReadersAsync();
         if (_replicas is not null) await _replicas.DisposeAsync();
+        if (_readPipeline is not null) await _readPipeline.DisposeAsync();
         if (_postgresWriters is not null) await _postgresWriters.DisposeAsync();
         if (_sqliteWriter is not null) await _sqliteWriter.DisposeAsync();
         if (_checkpointer is not null) await _checkpointer.DisposeAsync();

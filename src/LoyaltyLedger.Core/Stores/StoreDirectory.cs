@@ -46,10 +46,12 @@ public static class StoreDirectory
     /// The stores and tills of these ids, from <paramref name="cache"/> when it has them and from the
     /// database (once per process for each) when not; ids that name nothing are left out. Stores and
     /// tills never change once created, so a read that shows them (an event's store and till) can
-    /// take them from memory instead of joining them on every request.
+    /// take them from memory instead of joining them on every request. The lookups run on
+    /// <paramref name="c"/>, the read's connection, or, for a read that holds none (one through the
+    /// read pipeline), on a read of their own: what the cache has needs no connection.
     /// </summary>
-    public static async Task<(IReadOnlyDictionary<long, Store> Stores, IReadOnlyDictionary<long, Till> Tills)> ByIdsAsync(DbConnection c, long orgId,
-        IEnumerable<long> storeIds, IEnumerable<long> tillIds, IStoreCache? cache, DbTransaction? tx, CancellationToken ct)
+    public static async Task<(IReadOnlyDictionary<long, Store> Stores, IReadOnlyDictionary<long, Till> Tills)> ByIdsAsync(LedgerDatabase database,
+        DbConnection? c, long orgId, IEnumerable<long> storeIds, IEnumerable<long> tillIds, IStoreCache? cache, DbTransaction? tx, CancellationToken ct)
     {
         var stores = new Dictionary<long, Store>();
         foreach (var id in storeIds.Distinct())
@@ -57,8 +59,8 @@ public static class StoreDirectory
             var store = cache?.StoreById(orgId, id);
             if (store is null)
             {
-                store = await c.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
-                    "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+                store = await database.OnConnectionAsync(c, held => held.QuerySingleOrDefaultAsync<Store>(new CommandDefinition(
+                    "SELECT store_id, code, name, concept FROM stores WHERE org_id = @orgId AND store_id = @id", new { orgId, id }, tx, cancellationToken: ct)), ct);
                 if (store is null) continue;
                 if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetStore(orgId, store));
             }
@@ -70,8 +72,8 @@ public static class StoreDirectory
             var till = cache?.TillById(orgId, id);
             if (till is null)
             {
-                till = await c.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
-                    "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct));
+                till = await database.OnConnectionAsync(c, held => held.QuerySingleOrDefaultAsync<Till>(new CommandDefinition(
+                    "SELECT till_id, store_id, code, name, concept FROM tills WHERE org_id = @orgId AND till_id = @id", new { orgId, id }, tx, cancellationToken: ct)), ct);
                 if (till is null) continue;
                 if (cache is not null) CommitHooks.AfterCommit(tx, () => cache.SetTill(orgId, till));
             }

@@ -145,6 +145,14 @@ public static class LedgerTelemetry
     public static readonly Counter<double> PostgresReadWait = Meter.CreateCounter<double>("ledger.postgres.read.wait", "s",
         "Time reads waited for a read slot on PostgreSQL's primary, summed over the reads.");
 
+    /// <summary>
+    /// Reads one round trip of PostgreSQL's read pipeline (<c>Ledger:Postgres:ReadPipelineLanes</c>)
+    /// sent together: how much of the pipeline's saving the load gives.
+    /// </summary>
+    public static readonly Histogram<int> PostgresReadPipelineBatch = Meter.CreateHistogram<int>("ledger.postgres.read_pipeline.batch", "{read}",
+        "Page reads one round trip of PostgreSQL's read pipeline sent together.",
+        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
     private static long _webhookQueue;
 
     /// <summary>Set by the dispatcher from time to time: deliveries waiting (to be sent or retried).</summary>

@@ -38,38 +38,58 @@ public static class VaultReads
     /// <summary>
     /// The account's movements in the program's plain points, oldest first (by time, then by the
     /// order they were written). Opening-balance lines of zero are left out: they move nothing.
+    /// <paramref name="consistency"/> says whether a read replica may serve it.
     /// </summary>
     /// <remarks>
     /// Stores and tills, which never change, are named from <paramref name="stores"/> (or looked up
     /// once per process) rather than joined on every page.
     /// </remarks>
-    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, long programId,
-        HistoryQuery query, CancellationToken ct, IProgramCache? catalog = null, IStoreCache? stores = null)
+    public static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(LedgerDatabase db, long orgId, string accountNumber, long programId,
+        HistoryQuery query, ReadConsistency consistency, CancellationToken ct, IProgramCache? catalog = null, IStoreCache? stores = null)
     {
         if (query.Limit is < 1 or > MaxLimit) throw LedgerException.Invalid($"limit is 1 to {MaxLimit}.");
         if (query.Offset is < 0) throw LedgerException.Invalid("offset cannot be negative.");
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
         VaultTransactions.RequireAccountNumber(accountNumber);
-        var paged = query.Limit is not null || query.Offset is not null;
-        var known = await ProgramCatalog.FindAsync(c, dialect, orgId, programId, null, catalog, ct);
-        if (paged && known is not null)
+        // On PostgreSQL's primary a page by number goes through the read pipeline, holding no
+        // connection: its one statement travels with other reads' in one round trip. The program must
+        // be in the process's cache for that (it is, but for one read a second); an empty answer is
+        // asked the long way, on a connection, below.
+        var pipelined = false;
+        if (IsPaged(query) && db.PipelinesReads(consistency) && catalog?.Programs(orgId)?.FirstOrDefault(p => p.ProgramId == programId) is { } cached)
+        {
+            var rows = await QueryPageAsync(null, db, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
+            if (rows.Count > 0) return await MovementsAsync(db, null, orgId, rows, cached, stores, ct);
+            pipelined = true;
+        }
+        return await db.ReadAsync(c => HistoryAsync(c, db, orgId, accountNumber, programId, query, tryByNumber: !pipelined, catalog, stores, ct), consistency, ct);
+    }
+
+    private static bool IsPaged(HistoryQuery query) => query.Limit is not null || query.Offset is not null;
+
+    private static async Task<IReadOnlyList<VaultMovement>> HistoryAsync(DbConnection c, LedgerDatabase db, long orgId, string accountNumber, long programId,
+        HistoryQuery query, bool tryByNumber, IProgramCache? catalog, IStoreCache? stores, CancellationToken ct)
+    {
+        var paged = IsPaged(query);
+        var known = await ProgramCatalog.FindAsync(c, db.Dialect, orgId, programId, null, catalog, ct);
+        if (tryByNumber && paged && known is not null)
         {
             // A page by number names the account and its wallet in the same statement: one round trip.
             // An empty answer (no such account, no points wallet, past the last page) is asked again
             // the long way, which tells those apart and answers each as it should.
-            var rows = await QueryPageAsync(c, dialect, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
-            if (rows.Count > 0) return await MovementsAsync(c, orgId, rows, known, stores, ct);
+            var rows = await QueryPageAsync(c, db, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
+            if (rows.Count > 0) return await MovementsAsync(db, c, orgId, rows, known, stores, ct);
         }
         var (account, walletId) = await VaultTransactions.RequireAccountAndWalletAsync(c, orgId, accountNumber, programId, ct);
         var program = known ?? throw LedgerException.NotFound("program", programId);
-        var found = await QueryPageAsync(c, dialect, orgId, accountNumber, programId, query, byNumber: paged && walletId is not null, account, walletId, ct);
-        return await MovementsAsync(c, orgId, found, program, stores, ct);
+        var found = await QueryPageAsync(c, db, orgId, accountNumber, programId, query, byNumber: paged && walletId is not null, account, walletId, ct);
+        return await MovementsAsync(db, c, orgId, found, program, stores, ct);
     }
 
-    private static async Task<IReadOnlyList<VaultMovement>> MovementsAsync(DbConnection c, long orgId, IReadOnlyList<MovementRow> rows, LoyaltyProgram program,
-        IStoreCache? stores, CancellationToken ct)
+    private static async Task<IReadOnlyList<VaultMovement>> MovementsAsync(LedgerDatabase db, DbConnection? c, long orgId, IReadOnlyList<MovementRow> rows,
+        LoyaltyProgram program, IStoreCache? stores, CancellationToken ct)
     {
-        var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
+        var (storesById, tillsById) = await StoreDirectory.ByIdsAsync(db, c, orgId, rows.Select(r => r.StoreId).OfType<long>(),
             rows.Select(r => r.TillId).OfType<long>(), stores, null, ct);
         foreach (var row in rows)
         {
@@ -81,12 +101,13 @@ public static class VaultReads
 
     /// <summary>
     /// The page's rows. Given the account and its wallet, by their ids; without them (<paramref name="account"/>
-    /// null), by the account's number, looked up in the same statement (a one-row CTE).
+    /// null), by the account's number, looked up in the same statement (a one-row CTE). Read on
+    /// <paramref name="c"/>, or through the read pipeline when it is null.
     /// </summary>
-    private static async Task<IReadOnlyList<MovementRow>> QueryPageAsync(DbConnection c, SqlDialect dialect, long orgId, string accountNumber, long programId,
+    private static async Task<IReadOnlyList<MovementRow>> QueryPageAsync(DbConnection? c, LedgerDatabase db, long orgId, string accountNumber, long programId,
         HistoryQuery query, bool byNumber, VaultAccountRef? account, long? walletId, CancellationToken ct)
     {
-        var paged = query.Limit is not null || query.Offset is not null;
+        var paged = IsPaged(query);
         var (walletRef, customerRef) = account is null ? ("(SELECT wallet_id FROM acct)", "(SELECT customer_id FROM acct)") : ("@walletId", "@customerId");
         var acct = account is not null ? "" : """
             acct AS (SELECT a.customer_id, w.wallet_id FROM loyalty_accounts a
@@ -181,13 +202,14 @@ public static class VaultReads
             LEFT JOIN bills b ON b.org_id = e.org_id AND b.bill_id = e.bill_id
             ORDER BY p.created_at, p.event_id, p.entry_id
             """;
-        return await KeptReads.QueryAsync<MovementRow>(c, dialect, sql, new
+        var args = new
         {
             walletId = walletId ?? -1, orgId, customerId = account?.CustomerId ?? -1, programId, accountNumber,
             from = query.From?.ToUnixTimeMilliseconds(), to = query.To?.ToUnixTimeMilliseconds(),
             limit = query.Limit ?? MaxLimit, offset = query.Offset ?? 0,
             top = (long)(query.Limit ?? MaxLimit) + (query.Offset ?? 0),
-        }, null, ct);
+        };
+        return c is null ? await db.PipelinedQueryAsync<MovementRow>(sql, args, ct) : await KeptReads.QueryAsync<MovementRow>(c, db.Dialect, sql, args, null, ct);
     }
 
     private static VaultMovement ToMovement(MovementRow r, LoyaltyProgram program)

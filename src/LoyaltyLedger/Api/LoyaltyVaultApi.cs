@@ -48,7 +48,7 @@ public static class LoyaltyVaultApi
         var consistency = ConsistencyTokens.Read(http);
         using var activity = LoyaltyLedger.Telemetry.LedgerTelemetry.Source.StartActivity("read vault-history");
         activity?.SetTag("ledger.org_id", orgId);
-        return TypedResults.Ok(await db.ReadAsync(c => VaultReads.HistoryAsync(c, db.Dialect, orgId, accountNumber, loyaltyPointDefinitionId, query, http.RequestAborted, db.Catalog, db.Catalog), consistency, http.RequestAborted));
+        return TypedResults.Ok(await VaultReads.HistoryAsync(db, orgId, accountNumber, loyaltyPointDefinitionId, query, consistency, http.RequestAborted, db.Catalog, db.Catalog));
     }
 
     private static Task<OkAnswer<VaultTransactionResult>> PostTransactionAsync(string accountNumber, VaultTransactionRequest request, HttpContext http, IdempotentWriter writer) =>

@@ -44,6 +44,7 @@ public static class LedgerServer
             var postgres = builder.Configuration.GetSection(PostgresSettings.Section).Get<PostgresSettings>() ?? new();
             if (postgres.WriteLanes > 0) options.Database.UseWriteLanes(postgres.WriteLanes, postgres.WriteBatch);
             if (postgres.ReadSlots > 0) options.Database.UseReadSlots(postgres.ReadSlots);
+            if (postgres.ReadPipelineLanes > 0) options.Database.UseReadPipeline(postgres.ReadPipelineLanes, postgres.ReadPipelineBatch);
         }
         builder.WebHost.ConfigureKestrel(k =>
         {

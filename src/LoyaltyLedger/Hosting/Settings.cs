@@ -170,11 +170,22 @@ public sealed class PostgresSettings : ILedgerSettings
     /// </summary>
     public int ReadSlots { get; set; } = 8;
 
+    /// <summary>
+    /// Connections of the read pipeline, which sends the page reads of both read APIs on the primary
+    /// several to a round trip (0: each takes a read slot and a round trip of its own).
+    /// </summary>
+    public int ReadPipelineLanes { get; set; } = 2;
+
+    /// <summary>The most page reads one round trip of the read pipeline sends.</summary>
+    public int ReadPipelineBatch { get; set; } = 16;
+
     public IEnumerable<string> Problems()
     {
         if (WriteLanes is < 0 or > 32) yield return $"{Section}:WriteLanes must be 0 (each write alone) to 32.";
         if (WriteBatch is < 1 or > 64) yield return $"{Section}:WriteBatch must be 1 to 64.";
         if (ReadSlots is < 0 or > 256) yield return $"{Section}:ReadSlots must be 0 (no bound) to 256.";
+        if (ReadPipelineLanes is < 0 or > 32) yield return $"{Section}:ReadPipelineLanes must be 0 (no pipeline) to 32.";
+        if (ReadPipelineBatch is < 1 or > 256) yield return $"{Section}:ReadPipelineBatch must be 1 to 256.";
     }
 }
 
