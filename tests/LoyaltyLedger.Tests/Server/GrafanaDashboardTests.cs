@@ -64,6 +64,9 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
             oneWriter.UseWriteLanes(1, maxBatch: 16);
             oneWriter.UseReadSlots(1);
             await WaitForAReadSlotAsync(oneWriter);
+            // A read through the read pipeline (ledger_postgres_read_pipeline_batch).
+            oneWriter.UseReadPipeline(1, maxBatch: 16);
+            (await oneWriter.PipelinedQueryAsync<long>("SELECT @n", new { n = 1L }, CancellationToken.None).WaitAsync(Bound)).ShouldBe([1L]);
             await DeferAWriteBehindALockHeldElsewhereAsync(oneWriter, t.OrgId);
         }
         else await RefuseAWriteAfterAnotherInItsBatchAsync(oneWriter);
@@ -90,7 +93,7 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
 
     /// <summary>
     /// Whether <paramref name="name"/> is exported only by a server on the other database: SQLite's
-    /// writer, checkpoints and log, or PostgreSQL's write lanes, read slots and Npgsql's
+    /// writer, checkpoints and log, or PostgreSQL's write lanes, read slots, read pipeline and Npgsql's
     /// <c>db_client_*</c> (Microsoft.Data.Sqlite has no meter). The other class of this suite checks them.
     /// </summary>
     private bool ExportedOnTheOtherDatabaseOnly(string name) => db.Provider == DatabaseProvider.Sqlite
