@@ -180,21 +180,21 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// (<see cref="PipelinedQueryAsync{T}"/>): when there is one, and the read is the primary's. A
     /// read a replica may serve keeps the replicas' routing (<see cref="ReadAsync{T}(Func{DbConnection, Task{T}}, ReadConsistency, CancellationToken)"/>).
     /// </summary>
-    public bool PipelinesReads(ReadConsistency consistency) => _readPipeline is not null && !(consistency.MayUseReplica && _replicas is not null);
+    internal bool PipelinesReads(ReadConsistency consistency) => _readPipeline is not null && !(consistency.MayUseReplica && _replicas is not null);
 
     /// <summary>
     /// The rows of one statement, read through the read pipeline (<see cref="PipelinesReads"/> says
     /// when), with no connection of the caller's. A statement whose text or values a batch cannot
     /// bind (see <see cref="KeptReads.Positional"/>) is read on a connection of its own instead.
     /// </summary>
-    public Task<List<T>> PipelinedQueryAsync<T>(string sql, object? args, CancellationToken ct) =>
+    internal Task<List<T>> PipelinedQueryAsync<T>(string sql, object? args, CancellationToken ct) =>
         _readPipeline?.TryQueryAsync<T>(sql, args, ct) ?? ReadAsync(c => KeptReads.QueryAsync<T>(c, Dialect, sql, args, null, ct), ct);
 
     /// <summary>
     /// Runs <paramref name="work"/> on <paramref name="held"/>, the connection of the read the caller
     /// is in, or, for a read that holds none (one that went through the read pipeline), on a read of its own.
     /// </summary>
-    public Task<T> OnConnectionAsync<T>(DbConnection? held, Func<DbConnection, Task<T>> work, CancellationToken ct) =>
+    internal Task<T> OnConnectionAsync<T>(DbConnection? held, Func<DbConnection, Task<T>> work, CancellationToken ct) =>
         held is not null ? work(held) : ReadAsync(work, ct);
 
     /// <summary>How many reads run on the primary at once (<see cref="UseReadSlots"/>); null: no bound.</summary>

@@ -11,19 +11,22 @@ namespace LoyaltyLedger.Storage;
 /// own result as soon as it is read.
 /// </summary>
 /// <remarks>
-/// A read in a batch is one statement outside any transaction: it sees one snapshot, as the same
-/// statement sent alone does. A page statement sent alone costs PostgreSQL a round trip, its wake-up
-/// and its sync; from 8 connections one at a time it ran 6,395 times a second where 2 connections
-/// sending 8 at a time ran it 9,867 times (docs/performance.md). Without error barriers the batch is
-/// one implicit transaction, and a statement's error skips those after it: the reads not yet
-/// answered are then sent again one by one, so that a read fails for its own error only.
+/// A page statement sent alone costs PostgreSQL a round trip, its wake-up and its sync; from 8
+/// connections one at a time it ran 6,395 times a second where 2 connections sending 8 at a time ran
+/// it 9,867 times (docs/performance.md). The batch has no error barriers, so it is one implicit
+/// transaction of read statements, each reading its own snapshot (read committed), as it would
+/// alone, and one sync. A statement's error skips the statements after it: the read whose
+/// statement failed gets the error, and the reads after it are sent again as a batch of their own.
+/// An error of the connection fails the reads not yet answered, as it fails a read sent alone. A
+/// read already sent runs to its end when its caller gives up (a page statement takes a fraction of
+/// a millisecond); one still waiting is not sent.
 /// </remarks>
 internal sealed class ReadPipeline : IAsyncDisposable
 {
     private abstract class PendingRead
     {
-        /// <summary>A command for one attempt: a command belongs to the batch it was sent in.</summary>
-        public abstract NpgsqlBatchCommand Command();
+        /// <summary>A command for one attempt (a command belongs to the batch it was sent in); null when the values do not bind to the statement.</summary>
+        public abstract NpgsqlBatchCommand? Command();
 
         /// <summary>Reads this read's result from the reader (positioned on it) and answers the caller.</summary>
         public abstract Task AnswerAsync(NpgsqlDataReader reader, CancellationToken ct);
@@ -39,6 +42,7 @@ internal sealed class ReadPipeline : IAsyncDisposable
     {
         private readonly TaskCompletionSource<List<T>> _answer = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private CancellationTokenRegistration _cancelled;
+        private NpgsqlBatchCommand? _bound;
 
         public Task<List<T>> Answer => _answer.Task;
 
@@ -46,12 +50,18 @@ internal sealed class ReadPipeline : IAsyncDisposable
 
         public void Watch() => _cancelled = ct.Register(() => _answer.TrySetCanceled(ct));
 
-        public override NpgsqlBatchCommand Command()
+        /// <summary>Binds the first attempt's command, so that values that do not bind are found before the read waits.</summary>
+        public bool Binds() => (_bound = Command()) is not null;
+
+        public override NpgsqlBatchCommand? Command()
         {
+            if (_bound is { } first)
+            {
+                _bound = null;
+                return first;
+            }
             var command = new NpgsqlBatchCommand(statement.Sql);
-            if (!statement.TryBind(values, () => new NpgsqlParameter(), command.Parameters))
-                throw new InvalidOperationException("A pipelined read's values no longer bind to its statement.");
-            return command;
+            return statement.TryBind(values, () => new NpgsqlParameter(), command.Parameters) ? command : null;
         }
 
         public override async Task AnswerAsync(NpgsqlDataReader reader, CancellationToken ct)
@@ -90,7 +100,7 @@ internal sealed class ReadPipeline : IAsyncDisposable
 
     private long _sent;
 
-    /// <summary>Reads sent in the pipeline's batches so far (a read sent again alone after an error counts again), for tests to watch.</summary>
+    /// <summary>Reads sent in the pipeline's batches so far (a read sent again after an error counts again), for tests to watch.</summary>
     internal long ReadsSent => Interlocked.Read(ref _sent);
 
     /// <summary>
@@ -102,8 +112,7 @@ internal sealed class ReadPipeline : IAsyncDisposable
     {
         if (KeptReads.Positional(sql, args) is not { } positional) return null;
         var read = new PendingRead<T>(positional.Statement, positional.Values, ct);
-        // Bound once here, so that a text that does not bind is found before it waits.
-        _ = read.Command();
+        if (!read.Binds()) return null;
         read.Watch();
         if (!_waiting.Writer.TryWrite(read)) read.Fail(new ObjectDisposedException(nameof(LedgerDatabase), "The database is closed."));
         return read.Answer;
@@ -120,21 +129,7 @@ internal sealed class ReadPipeline : IAsyncDisposable
                 while (batch.Count < _maxBatch && _waiting.Reader.TryRead(out var read))
                     if (!read.IsDone) batch.Add(read);
                 if (batch.Count == 0) continue;
-                LedgerTelemetry.PostgresReadPipelineBatch.Record(batch.Count);
-                try
-                {
-                    await SendAsync(batch);
-                }
-                catch (Exception) when (!_stopping.IsCancellationRequested)
-                {
-                    // One statement's error (or the connection's) ends the batch there: the reads
-                    // still unanswered are sent again, each alone, and each answered with what it alone gives.
-                    foreach (var read in batch.Where(r => !r.IsDone).ToList())
-                    {
-                        try { await SendAsync([read]); }
-                        catch (Exception error) { read.Fail(error); }
-                    }
-                }
+                await AnswerAsync(batch);
             }
         }
         catch (Exception) when (_stopping.IsCancellationRequested)
@@ -146,23 +141,63 @@ internal sealed class ReadPipeline : IAsyncDisposable
         }
     }
 
-    private async Task SendAsync(IReadOnlyList<PendingRead> reads)
+    /// <summary>
+    /// Sends <paramref name="reads"/> and answers each. A read whose statement fails (or whose rows do
+    /// not map) gets its error, and the reads after it, which the database skipped, go again as a
+    /// batch of their own; any other error (the connection's) fails every read not yet answered.
+    /// </summary>
+    private async Task AnswerAsync(List<PendingRead> reads)
     {
-        await using var connection = await _source.OpenConnectionAsync(_stopping.Token);
-        await using var batch = new NpgsqlBatch(connection);
-        foreach (var read in reads) batch.BatchCommands.Add(read.Command());
-        Interlocked.Add(ref _sent, reads.Count);
-        await using var reader = await batch.ExecuteReaderAsync(_stopping.Token);
-        for (var i = 0; i < reads.Count; i++)
+        while (reads.Count > 0)
         {
-            if (i > 0 && !await reader.NextResultAsync(_stopping.Token))
-                throw new InvalidOperationException($"The batch gave {i} results for {reads.Count} statements.");
-            await reads[i].AnswerAsync(reader, _stopping.Token);
+            LedgerTelemetry.PostgresReadPipelineBatch.Record(reads.Count);
+            var at = -1;
+            var sent = new List<NpgsqlBatchCommand>(reads.Count);
+            try
+            {
+                await using var connection = await _source.OpenConnectionAsync(_stopping.Token);
+                await using var batch = new NpgsqlBatch(connection);
+                foreach (var read in reads)
+                    sent.Add(read.Command() ?? throw new InvalidOperationException("A pipelined read's values no longer bind to its statement."));
+                foreach (var command in sent) batch.BatchCommands.Add(command);
+                Interlocked.Add(ref _sent, reads.Count);
+                at = 0;
+                await using var reader = await batch.ExecuteReaderAsync(_stopping.Token);
+                for (; at < reads.Count; at++)
+                {
+                    if (at > 0 && !await reader.NextResultAsync(_stopping.Token))
+                        throw new InvalidOperationException($"The batch gave {at} results for {reads.Count} statements.");
+                    await reads[at].AnswerAsync(reader, _stopping.Token);
+                }
+                return;
+            }
+            catch (Exception error) when (!_stopping.IsCancellationRequested)
+            {
+                // The statement the database refused, named on the error (IncludeFailedBatchedCommand,
+                // LedgerDatabase), or the read being answered when the error came, unless it is the
+                // connection's (an NpgsqlException that is not the database's answer to a statement).
+                var failed = error switch
+                {
+                    PostgresException { BatchCommand: { } command } when sent.IndexOf(command) is var named and >= 0 => named,
+                    PostgresException or not NpgsqlException when at >= 0 && at < reads.Count => at,
+                    _ => -1,
+                };
+                if (failed < 0)
+                {
+                    foreach (var read in reads) read.Fail(error);
+                    return;
+                }
+                reads[failed].Fail(error);
+                reads = reads.Where(r => !r.IsDone).ToList();
+            }
         }
     }
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _waiting.Writer.TryComplete();
         await _stopping.CancelAsync();
         await Task.WhenAll(_lanes);

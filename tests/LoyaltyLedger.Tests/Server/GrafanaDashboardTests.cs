@@ -164,6 +164,19 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
         return (answers[0], answers[1]);
     }
 
+    [Fact]
+    public void every_panel_has_an_id_of_its_own()
+    {
+        // Grafana keys a panel's links, its place in a saved view and its alerts by id: two panels
+        // with one id show one panel's state in the other.
+        using var dashboard = JsonDocument.Parse(File.ReadAllText(DashboardPath()));
+        static IEnumerable<JsonElement> All(JsonElement panels) =>
+            panels.EnumerateArray().SelectMany(p => p.TryGetProperty("panels", out var nested) ? All(nested).Prepend(p) : [p]);
+        var ids = All(dashboard.RootElement.GetProperty("panels")).Select(p => p.GetProperty("id").GetInt32()).ToList();
+        ids.ShouldNotBeEmpty();
+        ids.GroupBy(id => id).Where(g => g.Count() > 1).Select(g => g.Key).ShouldBeEmpty("panel ids used more than once");
+    }
+
     /// <summary>One query of the dashboard, where it is, the metrics it names and the labels it needs on their series.</summary>
     private sealed record DashboardQuery(string Panel, string Expr, IReadOnlyList<string> Metrics, IReadOnlyList<(string Metric, string Label)> Labels);
 

@@ -1,3 +1,4 @@
+using Dapper;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 using LoyaltyLedger.Tests.PointsLedger;
@@ -32,30 +33,51 @@ public sealed class ReadPipelineTests(PostgresDatabase db) : IClassFixture<Postg
         foreach (var database in _opened) await database.DisposeAsync();
     }
 
-    /// <summary>Holds the one lane with a read of 300 ms, and waits until it is in the database.</summary>
-    private static async Task<Task<List<DateTime>>> HoldTheLaneAsync(LedgerDatabase database)
+    /// <summary>A read that holds the one lane until <see cref="ReleaseAsync"/>: it waits for an advisory lock a session of the test holds.</summary>
+    private sealed class LaneHold(NpgsqlConnection session, Task<List<DateTime>> holding) : IAsyncDisposable
     {
+        public Task<List<DateTime>> Holding => holding;
+
+        /// <summary>Ends the session, and with it its lock: the holding read goes on.</summary>
+        public ValueTask ReleaseAsync() => session.DisposeAsync();
+
+        public ValueTask DisposeAsync() => session.DisposeAsync();
+    }
+
+    private async Task<LaneHold> HoldTheLaneAsync(LedgerDatabase database)
+    {
+        var key = Random.Shared.NextInt64();
+        // Not pooled: closed, the session ends, and its lock with it (a pooled one would keep it until reused).
+        var session = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.ConnectionString) { Pooling = false }.ConnectionString);
+        await session.OpenAsync();
+        await session.ExecuteAsync("SELECT pg_advisory_lock(@key)", new { key });
         var sent = database.PipelinedReads;
-        var holding = database.PipelinedQueryAsync<DateTime>("SELECT now() FROM pg_sleep(@seconds)", new { seconds = 0.3 }, CancellationToken.None);
-        while (database.PipelinedReads == sent) await Task.Delay(5);
-        return holding;
+        var holding = database.PipelinedQueryAsync<DateTime>("SELECT now() FROM pg_advisory_xact_lock_shared(@key)", new { key }, CancellationToken.None);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (database.PipelinedReads == sent)
+        {
+            if (waited.Elapsed > Bound) throw new TimeoutException("The holding read was never sent.");
+            await Task.Delay(5);
+        }
+        return new LaneHold(session, holding);
     }
 
     [Fact]
     public async Task the_reads_waiting_behind_one_in_flight_go_together_and_each_gets_its_own_rows()
     {
         var database = OneLane();
-        var holding = await HoldTheLaneAsync(database);
+        await using var hold = await HoldTheLaneAsync(database);
         // now() is the start of the statement's transaction: the statements of one batch share one
         // implicit transaction, so one now() for all of them says they went in one round trip.
         var reads = Enumerable.Range(1, 10).Select(n => database.PipelinedQueryAsync<(long N, DateTime At)>(
             "SELECT @n + g, now() FROM generate_series(0, @n - 1) g", new { n = (long)n }, CancellationToken.None)).ToList();
+        await hold.ReleaseAsync();
         var answers = await Task.WhenAll(reads).WaitAsync(Bound);
 
         for (var n = 1; n <= 10; n++)
             answers[n - 1].Select(r => r.N).ShouldBe(Enumerable.Range(n, n).Select(x => (long)x), $"read {n}");
         answers.Select(rows => rows[0].At).Distinct().Count().ShouldBe(1);
-        answers[0][0].At.ShouldNotBe((await holding)[0]);
+        answers[0][0].At.ShouldNotBe((await hold.Holding.WaitAsync(Bound))[0]);
         database.PipelinedReads.ShouldBe(11);
     }
 
@@ -63,33 +85,39 @@ public sealed class ReadPipelineTests(PostgresDatabase db) : IClassFixture<Postg
     public async Task a_read_that_fails_fails_alone_and_the_reads_beside_it_are_answered()
     {
         var database = OneLane();
-        var holding = await HoldTheLaneAsync(database);
+        await using var hold = await HoldTheLaneAsync(database);
         Task<List<long>> Read(long n, long divisor) =>
             database.PipelinedQueryAsync<long>("SELECT @n / @divisor", new { n, divisor }, CancellationToken.None);
         var before = Read(6, 2);
         var failing = Read(1, 0);
         var after = new[] { Read(8, 2), Read(10, 5) };
-        await holding;
+        await hold.ReleaseAsync();
 
         (await before.WaitAsync(Bound)).ShouldBe([3L]);
         var error = await Should.ThrowAsync<PostgresException>(failing.WaitAsync(Bound));
         error.SqlState.ShouldBe(PostgresErrorCodes.DivisionByZero);
         (await Task.WhenAll(after).WaitAsync(Bound)).ShouldBe([[4L], [2L]]);
+        // The holding read, the four together, and the two the database skipped after the error, again together.
+        database.PipelinedReads.ShouldBe(1 + 4 + 2);
     }
 
     [Fact]
     public async Task a_caller_that_gives_up_while_its_read_waits_is_answered_at_once_and_the_others_still_are()
     {
         var database = OneLane();
-        var holding = await HoldTheLaneAsync(database);
+        await using var hold = await HoldTheLaneAsync(database);
         using var giveUp = new CancellationTokenSource();
         var abandoned = database.PipelinedQueryAsync<long>("SELECT @n", new { n = 1L }, giveUp.Token);
         var kept = database.PipelinedQueryAsync<long>("SELECT @n", new { n = 2L }, CancellationToken.None);
         await giveUp.CancelAsync();
 
+        // Answered while the read ahead of it still holds the lane.
         await Should.ThrowAsync<OperationCanceledException>(abandoned.WaitAsync(Bound));
-        holding.IsCompleted.ShouldBeFalse("the caller was answered before the read ahead of it came back");
+        hold.Holding.IsCompleted.ShouldBeFalse();
+        await hold.ReleaseAsync();
         (await kept.WaitAsync(Bound)).ShouldBe([2L]);
+        // The holding read and the kept one: the abandoned statement was never sent.
+        database.PipelinedReads.ShouldBe(2);
     }
 
     [Fact]
@@ -108,14 +136,14 @@ public sealed class ReadPipelineTests(PostgresDatabase db) : IClassFixture<Postg
     {
         var database = db.OpenSecondInstance();
         database.UseReadPipeline(lanes: 1, maxBatch: 16);
-        var holding = await HoldTheLaneAsync(database);
+        await using var hold = await HoldTheLaneAsync(database);
         var waiting = database.PipelinedQueryAsync<long>("SELECT @n", new { n = 1L }, CancellationToken.None);
 
         await database.DisposeAsync().AsTask().WaitAsync(Bound);
 
-        // Each read ends, answered or failed; none is left waiting for ever.
-        await Should.ThrowAsync<Exception>(Task.WhenAll(holding, waiting).WaitAsync(Bound));
-        waiting.IsFaulted.ShouldBeTrue();
+        // Each read ends, failed, while the lock it waits behind is still held; none is left waiting for ever.
+        await Should.ThrowAsync<Exception>(hold.Holding.WaitAsync(Bound));
+        await Should.ThrowAsync<ObjectDisposedException>(waiting.WaitAsync(Bound));
     }
 
     [Fact]
