@@ -44,6 +44,47 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
     private readonly ConcurrentDictionary<long, long> _programsChangedAt = new();
     private readonly ConcurrentDictionary<string, long> _keysChangedAt = new(StringComparer.Ordinal);
 
+    private readonly SharedLoads<long, IReadOnlyList<LoyaltyProgram>> _programLoads = new();
+    private readonly SharedLoads<string, CachedKey> _keyLoads = new();
+
+    /// <summary>
+    /// One load at a time per entry: the callers that find an entry missing or stale while a load of it
+    /// is under way wait for that load instead of each reading their own. When an entry expires under
+    /// load (every second), every request that comes before the new one is read would otherwise read
+    /// it too: at 32 clients, a dozen or more reads a second queueing for the read slots.
+    /// </summary>
+    private sealed class SharedLoads<TKey, TValue> where TKey : notnull
+    {
+        private readonly ConcurrentDictionary<TKey, Lazy<Task<TValue>>> _running = new();
+
+        public async Task<TValue> LoadAsync(TKey key, Func<Task<TValue>> load)
+        {
+            var shared = _running.GetOrAdd(key, static (_, load) => new Lazy<Task<TValue>>(load), load);
+            try
+            {
+                return await shared.Value;
+            }
+            finally
+            {
+                // Only this load's entry: a later load of the same key may already have taken its place.
+                _running.TryRemove(new KeyValuePair<TKey, Lazy<Task<TValue>>>(key, shared));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The organization's programs: the cached list, or else <paramref name="load"/>'s, one load shared
+    /// by every caller that misses the list at the same time (<see cref="SharedLoads{TKey, TValue}"/>).
+    /// <paramref name="load"/> keeps what it reads (<see cref="SetPrograms"/>) and is run without the
+    /// caller's cancellation, since other callers may wait for it.
+    /// </summary>
+    public async Task<IReadOnlyList<LoyaltyProgram>> ProgramsAsync(long orgId, Func<Task<IReadOnlyList<LoyaltyProgram>>> load) =>
+        Programs(orgId) ?? await _programLoads.LoadAsync(orgId, load);
+
+    /// <summary>A key as last read, or else <paramref name="load"/>'s, one load shared as for <see cref="ProgramsAsync"/>.</summary>
+    public async Task<CachedKey> KeyAsync(string keyId, Func<Task<CachedKey>> load) =>
+        Key(keyId) ?? await _keyLoads.LoadAsync(keyId, load);
+
     /// <summary>The organization's programs if loaded within <see cref="ProgramsTtl"/>.</summary>
     public IReadOnlyList<LoyaltyProgram>? Programs(long orgId) =>
         _programs.TryGetValue(orgId, out var entry) && Fresh(entry.LoadedAt, ProgramsTtl) ? entry.Programs : null;

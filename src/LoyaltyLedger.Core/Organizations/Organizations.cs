@@ -190,14 +190,17 @@ public static class Tenants
     /// </summary>
     public static async Task<CachedKey> KeyStateAsync(LedgerDatabase db, string keyId, CancellationToken ct)
     {
-        var row = db.Catalog.Key(keyId);
-        if (row is not null) return row;
-        var loadedAt = CatalogCache.Now();
-        var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
-            new CommandDefinition("SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId }, cancellationToken: ct)), ct);
-        row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
-        db.Catalog.SetKey(keyId, row, loadedAt);
-        return row;
+        return await db.Catalog.KeyAsync(keyId, async () =>
+        {
+            // Shared by the requests that miss the key at the same time: none of their cancellations is its own.
+            var loadedAt = CatalogCache.Now();
+            var found = await db.ReadAsync(c => c.QuerySingleOrDefaultAsync<(long OrgId, string SecretHash, string Role)>(
+                new CommandDefinition("SELECT org_id, secret_hash, role FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId })),
+                CancellationToken.None);
+            var row = new CachedKey(found.OrgId, found.SecretHash, found.Role);
+            db.Catalog.SetKey(keyId, row, loadedAt);
+            return row;
+        }).WaitAsync(ct);
     }
 
     public static Task<Organization?> GetOrganizationAsync(LedgerDatabase db, long orgId, CancellationToken ct) =>

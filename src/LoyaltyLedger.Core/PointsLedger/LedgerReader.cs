@@ -32,12 +32,14 @@ public static class LedgerReader
     {
         // On PostgreSQL's primary, a customer's page by number goes through the read pipeline, holding
         // no connection: its one statement travels with other reads' in one round trip. The program
-        // list must be in the process's cache for that (it is, but for one read a second); what the
-        // statement cannot answer alone is asked the long way, on a connection, below.
+        // list comes from the process's cache (read again once a second, by one read for all that
+        // miss it); what the statement cannot answer alone is asked the long way, on a connection, below.
         var pipelined = false;
-        if (IsCustomersPageByNumber(query) && database.PipelinesReads(consistency) && database.Catalog.Programs(orgId) is { } cached)
+        if (IsCustomersPageByNumber(query) && database.PipelinesReads(consistency))
         {
-            if (await CustomersPageByNumberAsync(null, database, orgId, query, cached, ct) is { } page) return page;
+            var programs = await database.Catalog.ProgramsAsync(orgId, () => database.ReadAsync(
+                c => ProgramCatalog.ListAsync(c, database.Dialect, orgId, null, database.Catalog, CancellationToken.None), CancellationToken.None)).WaitAsync(ct);
+            if (await CustomersPageByNumberAsync(null, database, orgId, query, programs, ct) is { } page) return page;
             pipelined = true;
         }
         return await database.ReadAsync(connection => ReadAsync(connection, database, orgId, query, tryByNumber: !pipelined, ct), consistency, ct);

@@ -16,4 +16,11 @@ public interface IProgramCache
     /// process made is not kept.
     /// </summary>
     void SetPrograms(long orgId, IReadOnlyList<LoyaltyProgram> programs, long loadedAt);
+
+    /// <summary>
+    /// The organization's programs: the cached list, or else <paramref name="load"/>'s, one load shared
+    /// by every caller that misses the list at the same time. <paramref name="load"/> keeps what it
+    /// reads and runs without any one caller's cancellation.
+    /// </summary>
+    Task<IReadOnlyList<LoyaltyProgram>> ProgramsAsync(long orgId, Func<Task<IReadOnlyList<LoyaltyProgram>>> load);
 }

@@ -52,11 +52,14 @@ public static class VaultReads
         if (query is { From: { } f, To: { } t } && t <= f) throw LedgerException.Invalid("to must be after from.");
         VaultTransactions.RequireAccountNumber(accountNumber);
         // On PostgreSQL's primary a page by number goes through the read pipeline, holding no
-        // connection: its one statement travels with other reads' in one round trip. The program must
-        // be in the process's cache for that (it is, but for one read a second); an empty answer is
-        // asked the long way, on a connection, below.
+        // connection: its one statement travels with other reads' in one round trip. The program comes
+        // from the process's cache (read again once a second, by one read for all that miss it); an
+        // unknown program and an empty answer are asked the long way, on a connection, below.
         var pipelined = false;
-        if (IsPaged(query) && db.PipelinesReads(consistency) && catalog?.Programs(orgId)?.FirstOrDefault(p => p.ProgramId == programId) is { } cached)
+        if (IsPaged(query) && db.PipelinesReads(consistency) && catalog is not null
+            && (await catalog.ProgramsAsync(orgId, () => db.ReadAsync(
+                c => ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, catalog, CancellationToken.None), CancellationToken.None)).WaitAsync(ct))
+                .FirstOrDefault(p => p.ProgramId == programId) is { } cached)
         {
             var rows = await QueryPageAsync(null, db, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
             if (rows.Count > 0) return await MovementsAsync(db, null, orgId, rows, cached, stores, ct);
