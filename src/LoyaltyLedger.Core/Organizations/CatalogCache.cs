@@ -70,6 +70,12 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
                 _running.TryRemove(new KeyValuePair<TKey, Lazy<Task<TValue>>>(key, shared));
             }
         }
+
+        /// <summary>
+        /// Leaves a load under way to the callers already waiting for it: it may have read the entry
+        /// before this process changed it, so a caller that comes after the change starts a load of its own.
+        /// </summary>
+        public void Forget(TKey key) => _running.TryRemove(key, out _);
     }
 
     /// <summary>
@@ -101,6 +107,7 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
     {
         _programsChangedAt[orgId] = Now();
         _programs.TryRemove(orgId, out _);
+        _programLoads.Forget(orgId);
     }
 
     public Store? Store(long orgId, string code) => _stores.GetValueOrDefault((orgId, code));
@@ -142,6 +149,7 @@ public sealed class CatalogCache : ICatalogCache, IProgramCache, IStoreCache
     {
         _keysChangedAt[keyId] = Now();
         _keys.TryRemove(keyId, out _);
+        _keyLoads.Forget(keyId);
     }
 
     /// <summary>
