@@ -37,8 +37,7 @@ public static class LedgerReader
         var pipelined = false;
         if (IsCustomersPageByNumber(query) && database.PipelinesReads(consistency))
         {
-            var programs = await database.Catalog.ProgramsAsync(orgId, () => database.ReadAsync(
-                c => ProgramCatalog.ListAsync(c, database.Dialect, orgId, null, database.Catalog, CancellationToken.None), CancellationToken.None)).WaitAsync(ct);
+            var programs = await ProgramCatalog.ListSharedAsync(database, orgId, database.Catalog, ct);
             if (await CustomersPageByNumberAsync(null, database, orgId, query, programs, ct) is { } page) return page;
             pipelined = true;
         }

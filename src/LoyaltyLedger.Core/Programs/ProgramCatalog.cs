@@ -73,6 +73,15 @@ public static class ProgramCatalog
         ReadThroughAsync(connection, dialect, orgId, tx, cache, _ => true, ct);
 
     /// <summary>
+    /// The organization's programs through <paramref name="cache"/>, for a read that holds no
+    /// connection (one through the read pipeline): the cached list, or else one read of its own that
+    /// every caller missing the list at the same moment waits for (<see cref="IProgramCache.ProgramsAsync"/>).
+    /// </summary>
+    public static Task<IReadOnlyList<LoyaltyProgram>> ListSharedAsync(LedgerDatabase database, long orgId, IProgramCache cache, CancellationToken ct) =>
+        cache.ProgramsAsync(orgId, () => database.ReadAsync(
+            c => ListAsync(c, database.Dialect, orgId, null, cache, CancellationToken.None), CancellationToken.None)).WaitAsync(ct);
+
+    /// <summary>
     /// The cached list when it has what the caller needs, else the database's (which then replaces
     /// the cached one). Something missing from the cached list may be newer than the list (created
     /// through another server process), so the database decides before it is called unknown; a list

@@ -169,9 +169,6 @@ public sealed class LedgerDatabase : IAsyncDisposable
         _readPipeline ??= new ReadPipeline(_postgres, lanes, maxBatch);
     }
 
-    /// <summary>The read pipeline's lanes (<see cref="UseReadPipeline"/>); null: none.</summary>
-    public int? ReadPipelineLanes => _readPipeline?.Lanes;
-
     /// <summary>Reads the read pipeline has sent (null: none is set), for tests to watch.</summary>
     internal long? PipelinedReads => _readPipeline?.ReadsSent;
 

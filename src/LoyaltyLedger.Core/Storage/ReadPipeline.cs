@@ -92,11 +92,8 @@ internal sealed class ReadPipeline : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _source = source;
         _maxBatch = maxBatch;
-        Lanes = lanes;
         _lanes = Enumerable.Range(0, lanes).Select(_ => Task.Run(LaneAsync)).ToArray();
     }
-
-    public int Lanes { get; }
 
     private long _sent;
 

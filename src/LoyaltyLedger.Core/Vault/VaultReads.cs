@@ -57,9 +57,7 @@ public static class VaultReads
         // unknown program and an empty answer are asked the long way, on a connection, below.
         var pipelined = false;
         if (IsPaged(query) && db.PipelinesReads(consistency) && catalog is not null
-            && (await catalog.ProgramsAsync(orgId, () => db.ReadAsync(
-                c => ProgramCatalog.ListAsync(c, db.Dialect, orgId, null, catalog, CancellationToken.None), CancellationToken.None)).WaitAsync(ct))
-                .FirstOrDefault(p => p.ProgramId == programId) is { } cached)
+            && (await ProgramCatalog.ListSharedAsync(db, orgId, catalog, ct)).FirstOrDefault(p => p.ProgramId == programId) is { } cached)
         {
             var rows = await QueryPageAsync(null, db, orgId, accountNumber, programId, query, byNumber: true, account: null, walletId: null, ct);
             if (rows.Count > 0) return await MovementsAsync(db, null, orgId, rows, cached, stores, ct);
