@@ -111,24 +111,28 @@ public sealed class Posting
 
     public async Task<T?> ScalarAsync<T>(string sql, object? args = null)
     {
+        LockStep.Refuse(Transaction);
         await SendFirstAsync();
         return await Connection.ExecuteScalarAsync<T>(Command(sql, args));
     }
 
     public async Task<int> ExecuteAsync(string sql, object? args = null)
     {
+        LockStep.Refuse(Transaction);
         await SendFirstAsync();
         return await Connection.ExecuteAsync(Command(sql, args));
     }
 
     public async Task<IEnumerable<T>> QueryAsync<T>(string sql, object? args = null)
     {
+        LockStep.Refuse(Transaction);
         await SendFirstAsync();
         return await Connection.QueryAsync<T>(Command(sql, args));
     }
 
     public async Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args = null)
     {
+        LockStep.Refuse(Transaction);
         await SendFirstAsync();
         return await Connection.QuerySingleOrDefaultAsync<T>(Command(sql, args));
     }
@@ -140,6 +144,7 @@ public sealed class Posting
     /// </summary>
     public async Task<T> WithConnectionAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work)
     {
+        LockStep.Refuse(Transaction);
         await SendFirstAsync();
         return await work(Connection, Transaction);
     }
@@ -161,6 +166,9 @@ public sealed class Posting
     public async Task<BatchResults?> LockWalletsAsync(IEnumerable<WalletKey> keys, Action<StatementBatch>? andThen)
     {
         var toLock = keys.Distinct().Where(k => !_locked.ContainsKey(k)).Order().ToList();
+        // Run side by side with the other writes of its batch, a posting names the wallets it reads
+        // and changes: two writes of one batch never touch one wallet in the same round (LockStep).
+        foreach (var key in toLock) LockStep.Claim(Transaction, key);
         if (toLock.Count == 0)
         {
             if (andThen is null) return null;
@@ -265,6 +273,9 @@ public sealed class Posting
             throw new ArgumentException($"Unknown line kinds {e.LineKinds}.", nameof(e));
         var batch = Batch();
         var owner = (e.OwnerType, e.OwnerId);
+        // The owner's counters and its customer's row are this posting's alone in a batch run side by side (LockStep).
+        LockStep.Claim(Transaction, owner);
+        if (e.CustomerId != NewEvent.NoCustomer) LockStep.Claim(Transaction, (OwnerType.Customer, e.CustomerId));
         // The owner's counter row first: its upsert locks it, so this owner's events are numbered one
         // posting at a time, and its counts after it give the event its numbers. It returns the
         // owner's latest event time: later than this posting's, the event lands among events already

@@ -94,16 +94,23 @@ internal sealed class GroupCommit : IAsyncDisposable
     public int MaxBatch { get; }
 
     /// <summary>
+    /// Where set (PostgreSQL), a batch of units that may run side by side (see <see cref="WriteAsync{T}"/>)
+    /// first tries that (<see cref="LockStep"/>): its transactions by outcome, and its round trips.
+    /// </summary>
+    public (Counter<long> Tries, Counter<long> Rounds)? SideBySide { get; init; }
+
+    /// <summary>
     /// Runs <paramref name="work"/> in a batch; with <paramref name="locate"/>, answers the WAL
     /// position after its commit too. <paramref name="bounded"/>: the work is a posting of a few
     /// owners (an API write, a lifecycle run's posting), which changes a bounded number of pages;
     /// else it may change a whole table (a tier run, renumbering), and its batch keeps the
     /// database's default temporary storage (<see cref="SqlDialect.BeforeWriteAsync"/>).
     /// </summary>
+    /// <remarks><paramref name="sideBySide"/>: the work touches the database only through postings, and may run side by side with the other units of its batch (<see cref="SideBySide"/>).</remarks>
     public Task<(T Result, WalPosition? Position)> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, CancellationToken ct,
-        bool bounded = true)
+        bool bounded = true, bool sideBySide = false)
     {
-        var unit = new Unit<T>(work, locate, ct) { Bounded = bounded };
+        var unit = new Unit<T>(work, locate, ct) { Bounded = bounded, SideBySide = sideBySide };
         if (!_queue.Writer.TryWrite(unit)) throw Closed();
         return unit.Answer;
     }
@@ -123,6 +130,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         /// <summary>A posting of a few owners, which changes a bounded number of pages (see <see cref="WriteAsync{T}"/>).</summary>
         public bool Bounded { get; init; } = true;
 
+        /// <summary>The work touches the database only through postings: it may run side by side with others (<see cref="LockStep"/>).</summary>
+        public bool SideBySide { get; init; }
+
         public int Attempt { get; set; } = 1;
         public abstract void Succeed(WalPosition? position);
         public abstract void Fail(Exception ex);
@@ -136,17 +146,21 @@ internal sealed class GroupCommit : IAsyncDisposable
 
         protected abstract Task WorkAsync(DbConnection connection, DbTransaction transaction);
 
-        /// <summary>Runs the unit's work and then its commit hooks (its outbox rows), in the caller's context.</summary>
-        public Task RunAsync(DbConnection connection, DbTransaction transaction)
+        /// <summary>
+        /// Runs the unit's work and then its commit hooks (its outbox rows), in the caller's context;
+        /// with <paramref name="step"/>, as its write number <paramref name="seat"/>, side by side with the others.
+        /// </summary>
+        public Task RunAsync(DbConnection connection, DbTransaction transaction, LockStep? step = null, int seat = 0)
         {
-            if (_context is null) return RunHereAsync(connection, transaction);
+            if (_context is null) return RunHereAsync(connection, transaction, step, seat);
             Task? running = null;
-            ExecutionContext.Run(_context, _ => running = RunHereAsync(connection, transaction), null);
+            ExecutionContext.Run(_context, _ => running = RunHereAsync(connection, transaction, step, seat), null);
             return running!;
         }
 
-        private async Task RunHereAsync(DbConnection connection, DbTransaction transaction)
+        private async Task RunHereAsync(DbConnection connection, DbTransaction transaction, LockStep? step, int seat)
         {
+            LockStep.Sit(step, seat);
             // A write's lookups take no read slot (ReadSlots): the caller's context says so already;
             // this says it for a unit queued from a flow that did not carry it.
             ReadSlots.Exempt();
@@ -293,7 +307,9 @@ internal sealed class GroupCommit : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var rest = await RunTransactionAsync(lane, batch, Careful(batch.Count));
+            var careful = Careful(batch.Count);
+            if (!careful && TriesSideBySide(batch) && await RunSideBySideAsync(lane, batch)) return;
+            var rest = await RunTransactionAsync(lane, batch, careful);
             if (rest is not { Count: > 0 }) return;
             // A unit failed in a batch run without savepoints: the units not answered go again, with them.
             _reruns.Add(1);
@@ -304,6 +320,72 @@ internal sealed class GroupCommit : IAsyncDisposable
             _busy.Add(Stopwatch.GetElapsedTime(started).TotalSeconds);
             _batchSizes.Record(batch.Count);
         }
+    }
+
+    private readonly Lock _sideBySideLock = new();
+
+    private long _sideBySideRan, _sideBySideBrokenTries, _sideBySideRounds;
+
+    /// <summary>Side-by-side tries that ran and that broke, and their round trips, for tests to watch.</summary>
+    internal (long Ran, long Broken, long Rounds) SideBySideCounts =>
+        (Interlocked.Read(ref _sideBySideRan), Interlocked.Read(ref _sideBySideBrokenTries), Interlocked.Read(ref _sideBySideRounds));
+
+    /// <summary>The share of side-by-side tries that broke, a moving average over the last few dozen, all lanes.</summary>
+    private double _sideBySideBroken;
+
+    /// <summary>Batches that did not try side by side since the last that did, while tries mostly broke.</summary>
+    private int _sideBySideSkipped;
+
+    /// <summary>
+    /// Whether <paramref name="batch"/> tries its units side by side first: where the database takes
+    /// it (<see cref="SideBySide"/>), for two units or more, each of which may (<see cref="WriteAsync{T}"/>)
+    /// and none cancelled. A broken try costs running the batch again, so while most tries break (the
+    /// writes of the day touch the same rows, or send statements outside the rounds), only one batch
+    /// in 16 tries, to notice when that changes.
+    /// </summary>
+    private bool TriesSideBySide(IReadOnlyList<Unit> batch)
+    {
+        if (SideBySide is null || batch.Count < 2 || batch.Any(u => !u.SideBySide || u.Cancellation.IsCancellationRequested)) return false;
+        lock (_sideBySideLock)
+        {
+            if (_sideBySideBroken < 0.5) return true;
+            return ++_sideBySideSkipped % 16 == 0;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="batch"/> side by side in one transaction (<see cref="LockStep"/>) and, when
+    /// every unit ran to its end, commits it as any batch (<see cref="EndAsync"/>): true. False when
+    /// the try broke: the transaction is rolled back, nothing of it is kept or answered, and the batch
+    /// runs again one unit after another.
+    /// </summary>
+    private async Task<bool> RunSideBySideAsync(Lane lane, IReadOnlyList<Unit> batch)
+    {
+        var dialect = _database.Dialect;
+        var connection = lane.Connection ??= await _database.OpenWriterAsync(CancellationToken.None);
+        if (_beforeBatch is not null) await _beforeBatch(connection);
+        await dialect.BeforeWriteAsync(connection, bounded: true, CancellationToken.None);
+        await using var transaction = await dialect.BeginWriteAsync(connection, CancellationToken.None);
+        // The units' locks go in rounds, in no one global order across them, so none may wait: a lock
+        // held elsewhere breaks the try, and the batch then runs one unit after another, where the
+        // first may wait (see RunTransactionAsync).
+        var lockWaits = dialect.LockWaits;
+        var step = new LockStep(connection, transaction, dialect, first: lockWaits?.Refuse);
+        var ran = await step.RunAsync([.. batch.Select((unit, seat) => (Func<Task>)(() => unit.RunAsync(connection, transaction, step, seat)))]);
+        SideBySide!.Value.Rounds.Add(step.Rounds);
+        Interlocked.Add(ref _sideBySideRounds, step.Rounds);
+        if (ran) Interlocked.Increment(ref _sideBySideRan);
+        else Interlocked.Increment(ref _sideBySideBrokenTries);
+        lock (_sideBySideLock) _sideBySideBroken += ((ran ? 0 : 1) - _sideBySideBroken) / 32;
+        SideBySide.Value.Tries.Add(1, new KeyValuePair<string, object?>("outcome", ran ? "ran" : "broken"));
+        if (!ran)
+        {
+            // A connection that broke fails the batch before its commit (each unit then runs alone).
+            await transaction.RollbackAsync(CancellationToken.None);
+            return false;
+        }
+        await EndAsync(lane, connection, transaction, [.. batch], [], lockWaits?.Allow);
+        return true;
     }
 
     /// <summary>
@@ -394,6 +476,19 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (!savepoints) return batch.Count == 1 ? null : [.. batch.Where(u => u != unit && !u.IsAnswered)];
             }
         }
+        await EndAsync(lane, connection, transaction, done, refused, waitsRefused ? lockWaits!.Value.Allow : null);
+        return null;
+    }
+
+    /// <summary>
+    /// Ends a batch's transaction whose units have run: writes what they left for its end, commits,
+    /// and answers them (<paramref name="done"/> with their success, <paramref name="refused"/> with
+    /// their errors); <paramref name="allowWaits"/>, the statement that lets the end wait for locks
+    /// again, when the units refused them.
+    /// </summary>
+    private async Task EndAsync(Lane lane, DbConnection connection, DbTransaction transaction, List<Unit> done, List<(Unit Unit, Exception Error)> refused,
+        string? allowWaits)
+    {
         // What the units left for the end of the transaction (their outbox rows), written together;
         // on PostgreSQL the commit and the read of its position go in the same round trip
         // (SqlDialect.CommitInBatch), where each would otherwise be a round trip of its own that every
@@ -405,7 +500,7 @@ internal sealed class GroupCommit : IAsyncDisposable
         BatchResults? ended = null;
         try
         {
-            CommitHooks.AddTail(end, [.. done.SelectMany(u => u.Tail)], dialect, first: waitsRefused ? lockWaits!.Value.Allow : null);
+            CommitHooks.AddTail(end, [.. done.SelectMany(u => u.Tail)], dialect, first: allowWaits);
             if (dialect.CommitInBatch is { } inBatch)
             {
                 commitAt = end.Execute(inBatch.Commit);
@@ -452,7 +547,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (unit.Attempt < MaxAttempts) lane.Retries.Add(unit);
                 else unit.Fail(error);
             }
-            return null;
+            return;
         }
         if (commitAt is null)
         {
@@ -472,7 +567,7 @@ internal sealed class GroupCommit : IAsyncDisposable
             CountOutcome(failed: true);
             unit.Fail(error);
         }
-        if (done.Count == 0) return null;
+        if (done.Count == 0) return;
         WalPosition? position = null;
         if (positionAt is { } at)
         {
@@ -489,7 +584,6 @@ internal sealed class GroupCommit : IAsyncDisposable
             CommitHooks.RunAfterCommit(unit.AfterCommit);
             unit.Succeed(position);
         }
-        return null;
     }
 
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql)

@@ -137,12 +137,18 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// renumbering, configuration) keep a transaction of their own: they take table or advisory locks,
     /// or run long, and would hold up the writes batched with them.
     /// </summary>
-    public void UseWriteLanes(int lanes, int maxBatch)
+    /// <param name="lanes">Writers, each a connection.</param>
+    /// <param name="maxBatch">The most writes one transaction takes.</param>
+    /// <param name="sideBySide">The API's writes of a batch first run side by side (see <see cref="LockStep"/>).</param>
+    public void UseWriteLanes(int lanes, int maxBatch, bool sideBySide = true)
     {
         if (_postgres is null) throw new InvalidOperationException("Write lanes are for PostgreSQL; SQLite has its one writer.");
         if (_postgresWriters is not null) return;
         _postgresWriters = new GroupCommit(this, lanes, maxBatch, LedgerTelemetry.PostgresWriterBusy, LedgerTelemetry.PostgresWriterBatch,
-            LedgerTelemetry.PostgresWriterReruns, LedgerTelemetry.PostgresWriterDeferred);
+            LedgerTelemetry.PostgresWriterReruns, LedgerTelemetry.PostgresWriterDeferred)
+        {
+            SideBySide = sideBySide ? (LedgerTelemetry.PostgresWriterSideBySide, LedgerTelemetry.PostgresWriterRounds) : null,
+        };
     }
 
     /// <summary>
@@ -168,6 +174,9 @@ public sealed class LedgerDatabase : IAsyncDisposable
         if (_postgres is null) throw new InvalidOperationException("The read pipeline is for PostgreSQL; SQLite reads run in the process.");
         _readPipeline ??= new ReadPipeline(_postgres, lanes, maxBatch);
     }
+
+    /// <summary>The write lanes' side-by-side tries (see <see cref="GroupCommit.SideBySideCounts"/>; null: no lanes), for tests to watch.</summary>
+    internal (long Ran, long Broken, long Rounds)? SideBySide => _postgresWriters?.SideBySideCounts;
 
     /// <summary>Reads the read pipeline has sent (null: none is set), for tests to watch.</summary>
     internal long? PipelinedReads => _readPipeline?.ReadsSent;
@@ -256,8 +265,16 @@ public sealed class LedgerDatabase : IAsyncDisposable
     /// the position could not be read after the commit): what a write's answer gives the client as its
     /// consistency token.
     /// </summary>
-    public Task<(T Result, WalPosition? Position)> WriteAndLocateAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
-        WriteCoreAsync(work, locate: true, batched: true, ct);
+    /// <param name="work">The write.</param>
+    /// <param name="ct">Keeps a write that has not started from starting.</param>
+    /// <param name="postingsOnly">
+    /// The work touches the database only through postings (<c>Ledger.Posting</c>) on the connection it
+    /// is given, never through the connection itself: then, on PostgreSQL, it may run side by side
+    /// with the other writes of its batch (<see cref="LockStep"/>), which the posting's methods make safe.
+    /// </param>
+    public Task<(T Result, WalPosition? Position)> WriteAndLocateAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct,
+        bool postingsOnly = false) =>
+        WriteCoreAsync(work, locate: true, batched: true, ct, postingsOnly);
 
     /// <summary>
     /// <see cref="WriteAsync{T}(Func{DbConnection, DbTransaction, Task{T}}, CancellationToken)"/> for a
@@ -269,7 +286,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
         (await WriteCoreAsync(work, locate: false, batched: true, ct)).Result;
 
     private async Task<(T Result, WalPosition? Position)> WriteCoreAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, bool locate, bool batched,
-        CancellationToken ct)
+        CancellationToken ct, bool postingsOnly = false)
     {
         // What this write reads on the side (the catalog, in a lane or not) takes no read slot: no
         // write ever waits for one, so a read holding a slot may wait for a write (ReadSlots).
@@ -288,7 +305,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
                 _checkpointer!.Committed();
             }
         }
-        if (batched && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct);
+        if (batched && _postgresWriters is not null) return await _postgresWriters.WriteAsync(work, locate, ct, sideBySide: postingsOnly);
         for (var attempt = 1; ; attempt++)
         {
             await using var connection = await OpenAsync(ct);

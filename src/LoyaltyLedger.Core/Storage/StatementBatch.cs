@@ -76,7 +76,10 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         if (_statements.Count == 0) return results;
         try
         {
-            if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
+            // A write run side by side with the others of its batch sends its statements in the
+            // batch's next round, with theirs.
+            if (LockStep.Runs(transaction)) await LockStep.SendAsync(transaction, _statements, results, at => FailedAt = at);
+            else if (connection.CanCreateBatch) await RunAsBatchAsync(results, ct);
             else await RunOneByOneAsync(results, ct);
         }
         catch (DbException) when (leading is not null && FailedAt is { } failedAt && failedAt >= ahead)
@@ -177,7 +180,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         }
     }
 
-    private static async Task<List<object?[]>> ReadRowsAsync(DbDataReader reader, CancellationToken ct)
+    internal static async Task<List<object?[]>> ReadRowsAsync(DbDataReader reader, CancellationToken ct)
     {
         var rows = new List<object?[]>();
         while (await reader.ReadAsync(ct))

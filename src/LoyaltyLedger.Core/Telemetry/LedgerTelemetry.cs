@@ -139,6 +139,20 @@ public static class LedgerTelemetry
         "PostgreSQL group-commit units that would have waited for a lock behind others, run first in a later transaction instead.");
 
     /// <summary>
+    /// PostgreSQL group-commit transactions whose writes were first run side by side, their statements
+    /// sent together round by round (<c>outcome</c>: <c>ran</c>, every write to its end, and the
+    /// transaction went on to its commit; or <c>broken</c>, when two of
+    /// them touched the same rows, one failed or would have waited for a lock, and the transaction was
+    /// rolled back and its writes run one after another).
+    /// </summary>
+    public static readonly Counter<long> PostgresWriterSideBySide = Meter.CreateCounter<long>("ledger.postgres.writer.side_by_side", "{transaction}",
+        "PostgreSQL group-commit transactions whose writes ran side by side, by outcome (ran, or broken and run again one after another).");
+
+    /// <summary>Round trips of PostgreSQL group-commit transactions run side by side, each carrying every waiting write's statements.</summary>
+    public static readonly Counter<long> PostgresWriterRounds = Meter.CreateCounter<long>("ledger.postgres.writer.rounds", "{round trip}",
+        "Round trips of PostgreSQL group-commit transactions whose writes ran side by side.");
+
+    /// <summary>
     /// Time reads waited for one of PostgreSQL's read slots (<c>Ledger:Postgres:ReadSlots</c>), summed
     /// over the reads: its rate is how many reads were waiting, on average.
     /// </summary>

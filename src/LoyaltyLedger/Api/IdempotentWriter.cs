@@ -199,7 +199,7 @@ public sealed class IdempotentWriter(LedgerDatabase database, TimeProvider clock
                 // The claim has gone by now (with the posting's first statements, or with these).
                 if (claim is { Claimed: false }) throw new InvalidOperationException("The write's Idempotency-Key claim was sent but never settled.");
                 return (Replay: false, Body: body);
-            }, ct);
+            }, ct, postingsOnly: true);
             return (replay, body, position);
         }
         catch (KeyAlreadyClaimed)

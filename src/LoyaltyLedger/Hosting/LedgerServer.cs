@@ -42,7 +42,7 @@ public static class LedgerServer
         if (options.Database.Provider == DatabaseProvider.Postgres)
         {
             var postgres = builder.Configuration.GetSection(PostgresSettings.Section).Get<PostgresSettings>() ?? new();
-            if (postgres.WriteLanes > 0) options.Database.UseWriteLanes(postgres.WriteLanes, postgres.WriteBatch);
+            if (postgres.WriteLanes > 0) options.Database.UseWriteLanes(postgres.WriteLanes, postgres.WriteBatch, postgres.WritesSideBySide);
             if (postgres.ReadSlots > 0) options.Database.UseReadSlots(postgres.ReadSlots);
             if (postgres.ReadPipelineLanes > 0) options.Database.UseReadPipeline(postgres.ReadPipelineLanes, postgres.ReadPipelineBatch);
         }

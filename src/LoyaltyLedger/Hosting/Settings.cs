@@ -164,6 +164,12 @@ public sealed class PostgresSettings : ILedgerSettings
     public int WriteBatch { get; set; } = 16;
 
     /// <summary>
+    /// Whether the API's writes of one of those transactions first run side by side, their statements
+    /// sent together round by round (false: always one after another, as the lifecycle's do).
+    /// </summary>
+    public bool WritesSideBySide { get; set; } = true;
+
+    /// <summary>
     /// Reads that run on the primary at once; the others wait their turn, first come first served
     /// (0: each read takes a pooled connection as it comes). About twice the database server's cores;
     /// above the pool's size (`Maximum Pool Size`, 64 unless the connection string says) the pool bounds them.
