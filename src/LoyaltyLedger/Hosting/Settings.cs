@@ -158,7 +158,7 @@ public sealed class PostgresSettings : ILedgerSettings
     public const string Section = "Ledger:Postgres";
 
     /// <summary>Writers (each a connection) that gather the API's writes and the lifecycle run's postings into shared transactions; 0 writes each in a transaction of its own.</summary>
-    public int WriteLanes { get; set; } = 4;
+    public int WriteLanes { get; set; } = 2;
 
     /// <summary>The most writes one of those transactions takes: bounds the wait a write adds to the others.</summary>
     public int WriteBatch { get; set; } = 16;
