@@ -68,6 +68,7 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
             oneWriter.UseReadPipeline(1, maxBatch: 16);
             (await oneWriter.PipelinedQueryAsync<long>("SELECT @n", new { n = 1L }, CancellationToken.None).WaitAsync(Bound)).ShouldBe([1L]);
             await DeferAWriteBehindALockHeldElsewhereAsync(oneWriter, t.OrgId);
+            await RunABatchSideBySideAsync(oneWriter);
         }
         else await RefuseAWriteAfterAnotherInItsBatchAsync(oneWriter);
 
@@ -150,6 +151,27 @@ public abstract partial class GrafanaDashboardTests(DatabaseFixture db)
         (await written.WaitAsync(Bound)).ShouldBe(1);
         await holding.RollbackAsync();
         (await deferred.WaitAsync(Bound)).ShouldBe(1);
+    }
+
+    /// <summary>
+    /// Two writes made through postings only, queued behind a held one: they share the next batch
+    /// and run side by side (<c>ledger_postgres_writer_side_by_side_total</c>, <c>ledger_postgres_writer_rounds_total</c>).
+    /// </summary>
+    private static async Task RunABatchSideBySideAsync(LedgerDatabase database)
+    {
+        var before = database.SideBySide!.Value.Ran;
+        Func<DbConnection, DbTransaction, Task<long>> Echo(long n) => async (c, tx) =>
+        {
+            var batch = new StatementBatch(c, tx, database.Dialect);
+            var echo = batch.Query("SELECT @n", new { n });
+            return (await batch.RunAsync()).SingleLong(echo);
+        };
+        var answers = await GroupCommitTests.RunBehindABlockerAsync(
+            unit => database.WriteAndLocateAsync(unit, CancellationToken.None, postingsOnly: true)
+                .ContinueWith(t => t.GetAwaiter().GetResult().Result, TaskScheduler.Default),
+            (_, _) => Task.CompletedTask, [Echo(1), Echo(2)]);
+        (await Task.WhenAll(answers).WaitAsync(Bound)).ShouldBe([1L, 2L]);
+        database.SideBySide!.Value.Ran.ShouldBe(before + 1);
     }
 
     /// <summary>

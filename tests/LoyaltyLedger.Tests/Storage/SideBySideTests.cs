@@ -169,6 +169,8 @@ public sealed class SideBySideTests(PostgresDatabase db) : IClassFixture<Postgre
             if (waited.Elapsed > Bound) throw new TimeoutException("The try waited for the row held elsewhere.");
             await Task.Delay(10);
         }
+        // At once: a try that waited would break only when its statement timed out (Npgsql's 30 s).
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10));
         await holding.CommitAsync();
 
         // One after another: the first waited for the row (a batch's first write may), the others behind it.
