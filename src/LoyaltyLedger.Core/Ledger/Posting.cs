@@ -168,7 +168,13 @@ public sealed class Posting
         var toLock = keys.Distinct().Where(k => !_locked.ContainsKey(k)).Order().ToList();
         // Run side by side with the other writes of its batch, a posting names the wallets it reads
         // and changes: two writes of one batch never touch one wallet in the same round (LockStep).
-        foreach (var key in toLock) LockStep.Claim(Transaction, key);
+        // Their owners too: what a posting changes of an owner's (its tier counters, its events) is
+        // then its alone, whichever statement changes it first.
+        foreach (var key in toLock)
+        {
+            LockStep.Claim(Transaction, key);
+            LockStep.Claim(Transaction, (key.OwnerType, key.OwnerId));
+        }
         if (toLock.Count == 0)
         {
             if (andThen is null) return null;

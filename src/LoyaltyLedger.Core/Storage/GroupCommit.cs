@@ -133,6 +133,12 @@ internal sealed class GroupCommit : IAsyncDisposable
         /// <summary>The work touches the database only through postings: it may run side by side with others (<see cref="LockStep"/>).</summary>
         public bool SideBySide { get; init; }
 
+        /// <summary>
+        /// The unit once would have waited for a lock held elsewhere (<see cref="Lane.Firsts"/>): a try
+        /// side by side, which refuses lock waits, would most likely break on it again.
+        /// </summary>
+        public bool WaitedForALock { get; set; }
+
         public int Attempt { get; set; } = 1;
         public abstract void Succeed(WalPosition? position);
         public abstract void Fail(Exception ex);
@@ -339,13 +345,13 @@ internal sealed class GroupCommit : IAsyncDisposable
     /// <summary>
     /// Whether <paramref name="batch"/> tries its units side by side first: where the database takes
     /// it (<see cref="SideBySide"/>), for two units or more, each of which may (<see cref="WriteAsync{T}"/>)
-    /// and none cancelled. A broken try costs running the batch again, so while most tries break (the
+    /// and none cancelled or ever deferred for a lock held elsewhere (it would break the try again). A broken try costs running the batch again, so while most tries break (the
     /// writes of the day touch the same rows, or send statements outside the rounds), only one batch
     /// in 16 tries, to notice when that changes.
     /// </summary>
     private bool TriesSideBySide(IReadOnlyList<Unit> batch)
     {
-        if (SideBySide is null || batch.Count < 2 || batch.Any(u => !u.SideBySide || u.Cancellation.IsCancellationRequested)) return false;
+        if (SideBySide is null || batch.Count < 2 || batch.Any(u => !u.SideBySide || u.WaitedForALock || u.Cancellation.IsCancellationRequested)) return false;
         lock (_sideBySideLock)
         {
             if (_sideBySideBroken < 0.5) return true;
@@ -460,6 +466,7 @@ internal sealed class GroupCommit : IAsyncDisposable
                 if (waitsRefused && _database.Dialect.IsLockWaitRefused(ex))
                 {
                     // It would have waited behind the units before it: it goes first in a later batch.
+                    unit.WaitedForALock = true;
                     lane.Firsts.Enqueue(unit);
                     _deferred?.Add(1);
                     if (savepoints) continue;

@@ -11,8 +11,9 @@ namespace LoyaltyLedger.Storage;
 /// </summary>
 /// <remarks>
 /// <para>This is an optimistic first try of a batch (<see cref="GroupCommit"/>), safe only for writes
-/// that do not touch each other's rows: a write sees only what it has written itself and what was
-/// committed, since the statements of one round run in an order nobody chose. So each write names
+/// that do not touch each other's rows: the writes share one transaction, and the statements of one
+/// round run in an order nobody chose, so a write that read a row another changes could decide on
+/// what it read before or after that change. So each write names
 /// what it touches before its statements go (its wallets, its owners: <see cref="Claim"/>), and a
 /// write that names what another write of the batch has named breaks the try. So does a statement
 /// sent past the rounds (<see cref="Refuse"/>: Dapper's calls on the connection, whose rows nobody
@@ -227,6 +228,16 @@ internal sealed class LockStep
 
     private async Task SendAsync(List<Request> round)
     {
+        lock (_gate)
+        {
+            if (_broken is { } broken)
+            {
+                // Broken while these waited (a write named another's rows): the try will be rolled
+                // back, so its statements are not sent, and take no locks for nothing.
+                foreach (var request in round) request.Answer.TrySetException(BreakLocked(broken));
+                return;
+            }
+        }
         Rounds++;
         var owners = new List<(Request? Request, int Index)>();
         Exception? failure = null;

@@ -1,6 +1,8 @@
 using System.Data.Common;
 using Dapper;
 using LoyaltyLedger.Ledger;
+using LoyaltyLedger.Organizations;
+using LoyaltyLedger.Postings;
 using LoyaltyLedger.Storage;
 using LoyaltyLedger.Tests.Infrastructure;
 
@@ -179,5 +181,38 @@ public sealed class SideBySideTests(PostgresDatabase db) : IClassFixture<Postgre
         (await db.Database.ReadAsync(c => c.ExecuteScalarAsync<long>(
             "SELECT last_value FROM id_counters WHERE org_id = @scope AND name = 'busy'", new { scope }), CancellationToken.None)).ShouldBe(5L);
         (await NamesAsync(scope)).ShouldBe(["blocker", "busy", "unit-0", "unit-1", "unit-2"]);
+    }
+
+    [Fact]
+    public async Task two_redemptions_of_one_customer_in_one_batch_break_the_try_and_never_overspend()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var customer = await t.NewCustomerAsync();
+        await t.AwardAsync(customer, "100");
+        // A redemption as the API posts one: through a posting alone, the catalog from the cache.
+        Func<DbConnection, DbTransaction, Task<long>> Redeem(long points) => async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, Writer.Dialect, t.OrgId, DateTimeOffset.UtcNow, null) { Catalog = Writer.Catalog };
+            return (await PointsPostings.RedeemAsync(posting, new NewRedemption(new Points(points), CustomerId: customer, ProgramId: shop.ProgramId))).EventId;
+        };
+        // One alone first, which fills the cache with the tenant's programs: a program read past the
+        // cache is a statement outside the rounds, and would break the try for its own reason.
+        await WriteAsync(Redeem(10_000));
+        var before = Counts;
+
+        var tasks = await RunBehindABlockerAsync(NewScope(), [Redeem(50_000), Redeem(50_000)]);
+        var outcomes = await Task.WhenAll(tasks.Select(async task =>
+        {
+            try { await task; return "posted"; }
+            catch (LedgerException) { return "refused"; }
+        }));
+
+        // Side by side both would have read a balance of 90 and spent 50 of it: the wallet they
+        // both name breaks the try, and one after another the second sees the first's debit.
+        outcomes.Order().ShouldBe(["posted", "refused"]);
+        (Counts.Broken - before.Broken).ShouldBe(1);
+        (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(40_000);
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
 }
