@@ -239,63 +239,40 @@ internal sealed class LockStep
             }
         }
         Rounds++;
-        var owners = new List<(Request? Request, int Index)>();
+        // One batch of every waiting write's statements, after the statement that goes first; each
+        // write's results are its slice of the batch's.
+        var statements = new List<(string Sql, object? Args, bool ReturnsRows)>();
+        if (_first is { } first) statements.Add((first, null, false));
+        _first = null;
+        var starts = new int[round.Count];
+        for (var r = 0; r < round.Count; r++)
+        {
+            starts[r] = statements.Count;
+            statements.AddRange(round[r].Statements);
+        }
+        var results = new BatchResults(statements.Count);
+        int? failedAt = null;
         Exception? failure = null;
-        Request? failed = null;
         try
         {
-            await using var batch = _connection.CreateBatch();
-            batch.Transaction = _transaction;
-            if (_first is { } first)
-            {
-                var command = batch.CreateBatchCommand();
-                command.CommandText = first;
-                batch.BatchCommands.Add(command);
-                owners.Add((null, -1));
-                _first = null;
-            }
-            foreach (var request in round)
-            {
-                for (var i = 0; i < request.Statements.Count; i++)
-                {
-                    var (sql, args, _) = request.Statements[i];
-                    var command = batch.CreateBatchCommand();
-                    command.CommandText = PositionalSql.Bind(_dialect, sql, StatementBatch.ArgumentsOf(args), command.CreateParameter, command.Parameters)!;
-                    batch.BatchCommands.Add(command);
-                    owners.Add((request, i));
-                }
-            }
-            try
-            {
-                await using var reader = await batch.ExecuteReaderAsync(CancellationToken.None);
-                var firstRows = true;
-                foreach (var (request, index) in owners)
-                {
-                    if (request is null || !request.Statements[index].ReturnsRows) continue;
-                    if (!firstRows) await reader.NextResultAsync(CancellationToken.None);
-                    firstRows = false;
-                    request.Results.SetRows(index, await StatementBatch.ReadRowsAsync(reader, CancellationToken.None));
-                }
-            }
-            catch (DbException ex) when (ex.BatchCommand is { } command && batch.BatchCommands.IndexOf(command) is var at && at >= 0 && owners[at].Request is { } owner)
-            {
-                owner.FailedAt = owners[at].Index;
-                failed = owner;
-                throw;
-            }
-            for (var k = 0; k < owners.Count; k++)
-                if (owners[k].Request is { } request) request.Results.SetAffected(owners[k].Index, batch.BatchCommands[k].RecordsAffected);
+            await StatementBatch.SendAsBatchAsync(_connection, _transaction, _dialect, statements, results, at => failedAt = at, CancellationToken.None);
         }
         catch (Exception ex)
         {
             failure = ex;
         }
+        for (var r = 0; r < round.Count; r++) round[r].Results.CopyFrom(results, starts[r]);
         if (failure is not null)
         {
             lock (_gate) BreakLocked(failure);
-            foreach (var request in round)
+            for (var r = 0; r < round.Count; r++)
             {
-                if (request == failed) request.Answer.TrySetException(failure);
+                var request = round[r];
+                if (failedAt is { } at && at >= starts[r] && at < starts[r] + request.Statements.Count)
+                {
+                    request.FailedAt = at - starts[r];
+                    request.Answer.TrySetException(failure);
+                }
                 else request.Answer.TrySetException(new BrokenException("Another write of the batch failed.", failure));
             }
             return;

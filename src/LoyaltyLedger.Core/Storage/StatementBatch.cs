@@ -101,11 +101,21 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         return results.Slice(ahead, results.Count - ahead);
     }
 
-    private async Task RunAsBatchAsync(BatchResults results, CancellationToken ct)
+    private Task RunAsBatchAsync(BatchResults results, CancellationToken ct) =>
+        SendAsBatchAsync(connection, transaction, dialect, _statements, results, at => FailedAt = at, ct);
+
+    /// <summary>
+    /// Sends <paramref name="statements"/> as one <see cref="DbBatch"/> in <paramref name="transaction"/>
+    /// and fills <paramref name="results"/>; when a statement fails, gives its index to
+    /// <paramref name="failedAt"/> (the statements before it completed, and their counts are filled)
+    /// and throws. Also the round trip of writes run side by side (<see cref="LockStep"/>).
+    /// </summary>
+    internal static async Task SendAsBatchAsync(DbConnection connection, DbTransaction transaction, SqlDialect dialect,
+        IReadOnlyList<(string Sql, object? Args, bool ReturnsRows)> statements, BatchResults results, Action<int> failedAt, CancellationToken ct)
     {
         await using var batch = connection.CreateBatch();
         batch.Transaction = transaction;
-        foreach (var (sql, args, _) in _statements)
+        foreach (var (sql, args, _) in statements)
         {
             var command = batch.CreateBatchCommand();
             command.CommandText = PositionalSql.Bind(dialect, sql, ArgumentsOf(args), command.CreateParameter, command.Parameters)!;
@@ -118,9 +128,9 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
             // The reader has one result set per statement that returns rows, in order; statements
             // without rows (an INSERT without RETURNING, an UPDATE) produce none.
             var first = true;
-            for (var i = 0; i < _statements.Count; i++)
+            for (var i = 0; i < statements.Count; i++)
             {
-                if (!_statements[i].ReturnsRows) continue;
+                if (!statements[i].ReturnsRows) continue;
                 if (!first) await reader.NextResultAsync(ct);
                 first = false;
                 results.SetRows(i, await ReadRowsAsync(reader, ct));
@@ -130,13 +140,14 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         {
             // The error of a statement without rows may surface only as the reader moves past it or
             // closes; either way the provider names the statement.
-            FailedAt = batch.BatchCommands.IndexOf(failed);
+            var at = batch.BatchCommands.IndexOf(failed);
+            failedAt(at);
             // The statements before it completed: what they wrote is known (RunAsync settles the
             // statements that went ahead with it).
-            for (var i = 0; i < FailedAt; i++) results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);
+            for (var i = 0; i < at; i++) results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);
             throw;
         }
-        for (var i = 0; i < _statements.Count; i++)
+        for (var i = 0; i < statements.Count; i++)
             results.SetAffected(i, batch.BatchCommands[i].RecordsAffected);
     }
 
@@ -180,7 +191,7 @@ public sealed class StatementBatch(DbConnection connection, DbTransaction transa
         }
     }
 
-    internal static async Task<List<object?[]>> ReadRowsAsync(DbDataReader reader, CancellationToken ct)
+    private static async Task<List<object?[]>> ReadRowsAsync(DbDataReader reader, CancellationToken ct)
     {
         var rows = new List<object?[]>();
         while (await reader.ReadAsync(ct))
@@ -344,6 +355,13 @@ public sealed class BatchResults
 
     /// <summary>How many statements the results are for.</summary>
     public int Count => _affected.Length;
+
+    /// <summary>Takes the results of this many statements of <paramref name="from"/>, from its <paramref name="start"/>.</summary>
+    internal void CopyFrom(BatchResults from, int start)
+    {
+        Array.Copy(from._rows, start, _rows, 0, Count);
+        Array.Copy(from._affected, start, _affected, 0, Count);
+    }
 
     /// <summary>The results of <paramref name="count"/> statements from <paramref name="start"/>, numbered from 0.</summary>
     internal BatchResults Slice(int start, int count)
