@@ -211,11 +211,10 @@ public static class PointsPostings
         });
         if (request.ExternalReference is { Length: > 200 }) throw LedgerException.Invalid("externalReference is at most 200 characters.");
         // The reference has a column of its own (not only the details) so a reversal finds the redemption by it.
-        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
+        var (eventId, debit) = await posting.InsertEventAndDebitAsync(new NewEvent(ownerType, ownerId, customerId, EventNames.PointsRedemption,
             SourceProgramId: program.ProgramId, StoreId: store?.StoreId, TillId: till?.TillId, DetailsJson: details, Reason: request.Notes,
             ExternalReference: request.ExternalReference, StoreCode: store?.Code, TillCode: till?.Code,
-            LineKinds: currency is null ? EventLineKinds.Points : EventLineKinds.Currency));
-        var debit = await posting.DebitAsync(eventId, key, request.Points, allowNegative);
+            LineKinds: currency is null ? EventLineKinds.Points : EventLineKinds.Currency), key, request.Points, allowNegative);
         return new PostingResult(eventId, EventNames.PointsRedemption, null, [View(debit.Entry, currency)]);
     }
 

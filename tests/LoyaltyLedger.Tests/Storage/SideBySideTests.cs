@@ -215,4 +215,50 @@ public sealed class SideBySideTests(PostgresDatabase db) : IClassFixture<Postgre
         (await t.BalanceAsync(customer, shop.ProgramId)).ShouldBe(40_000);
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
+
+    [Fact]
+    public async Task redemptions_of_several_customers_go_side_by_side_in_three_rounds_each_debit_moving_lots_under_its_own_line()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync();
+        var customers = new List<long>();
+        for (var i = 0; i < 4; i++)
+        {
+            var customer = await t.NewCustomerAsync();
+            // Two lots each: a redemption of 150 takes the first whole and half of the second.
+            await t.AwardAsync(customer, "100");
+            await t.AwardAsync(customer, "100");
+            customers.Add(customer);
+        }
+        Func<DbConnection, DbTransaction, Task<long>> Redeem(long customer) => async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, Writer.Dialect, t.OrgId, DateTimeOffset.UtcNow, null) { Catalog = Writer.Catalog };
+            return (await PointsPostings.RedeemAsync(posting, new NewRedemption(new Points(150_000), CustomerId: customer, ProgramId: shop.ProgramId))).EventId;
+        };
+        // One alone first, which fills the cache with the tenant's programs (a read past the cache
+        // would break the try for its own reason).
+        var warm = await t.NewCustomerAsync();
+        await t.AwardAsync(warm, "200");
+        await WriteAsync(Redeem(warm));
+        var before = Counts;
+
+        var events = await Task.WhenAll(await RunBehindABlockerAsync(NewScope(), customers.Select(Redeem).ToList()));
+
+        // The wallet's lock; the event with the wallet's first open lots; the line with the lots it takes.
+        (Counts.Ran - before.Ran).ShouldBe(1);
+        (Counts.Rounds - before.Rounds).ShouldBe(3);
+        for (var i = 0; i < customers.Count; i++)
+        {
+            (await t.BalanceAsync(customers[i], shop.ProgramId)).ShouldBe(50_000);
+            // The movements name the debit's own line, which names the redemption's event.
+            var moved = await db.Database.ReadAsync(c => c.QueryAsync<(long Points, long Line)>(
+                """
+                SELECT m.points, le.entry_id FROM lot_movements m JOIN ledger_entries le ON le.org_id = m.org_id AND le.entry_id = m.entry_id
+                WHERE m.org_id = @org AND le.event_id = @eventId AND le.entry_type = 'DEBIT' ORDER BY m.movement_id
+                """, new { org = t.OrgId, eventId = events[i] }), CancellationToken.None);
+            moved.Select(m => m.Points).ShouldBe([100_000L, 50_000L]);
+            moved.Select(m => m.Line).Distinct().Count().ShouldBe(1);
+        }
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
 }
