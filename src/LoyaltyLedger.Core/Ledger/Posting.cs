@@ -185,15 +185,17 @@ public sealed class Posting
         // One multi-row upsert: it touches each row in the order of its VALUES (the key order), which
         // takes PostgreSQL's row locks as FOR UPDATE would, creates the wallets that do not exist yet,
         // and returns the committed balances and activity clocks, all in one round trip. On SQLite the
-        // IMMEDIATE transaction already holds the writer lock.
+        // IMMEDIATE transaction already holds the writer lock. A wallet it creates has no lot, so none
+        // is due before the end of time (Wallet.NoLotDue): a new member's first posting does not look
+        // for due lots, a round trip of its own.
         var values = new System.Text.StringBuilder();
-        var args = new Dictionary<string, object?> { ["org"] = OrgId, ["now"] = NowMs };
+        var args = new Dictionary<string, object?> { ["org"] = OrgId, ["now"] = NowMs, ["noLotDue"] = Wallet.NoLotDue };
         for (var i = 0; i < toLock.Count; i++)
         {
             var key = toLock[i];
             var n = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
             if (i > 0) values.Append(", ");
-            values.Append($"(@org, @ot{n}, @oi{n}, @p{n}, @c{n}, @k{n}, 0, @now)");
+            values.Append($"(@org, @ot{n}, @oi{n}, @p{n}, @c{n}, @k{n}, 0, @now, @noLotDue)");
             args["ot" + n] = key.OwnerType.ToWire();
             args["oi" + n] = key.OwnerId;
             args["p" + n] = key.ProgramId;
@@ -203,7 +205,7 @@ public sealed class Posting
         var batch = Batch();
         var locked = batch.Query(
             $"""
-            INSERT INTO wallets (org_id, owner_type, owner_id, program_id, currency_id, category, balance, updated_at)
+            INSERT INTO wallets (org_id, owner_type, owner_id, program_id, currency_id, category, balance, updated_at, lots_due_from)
             VALUES {values}
             ON CONFLICT (org_id, owner_type, owner_id, program_id, currency_id, category)
             DO UPDATE SET updated_at = wallets.updated_at
@@ -885,6 +887,22 @@ public sealed class Posting
     private async Task<IReadOnlyList<PostedEntry>> CreditTogetherAsync(long eventId, IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits,
         IReadOnlyList<Wallet> wallets, Action<StatementBatch>? andThen, bool restartActivity)
     {
+        var batch = Batch();
+        var posted = AddCreditTogether(batch, eventId, credits, wallets, andThen, restartActivity);
+        return posted(await batch.RunAsync(), eventId);
+    }
+
+    /// <summary>
+    /// Adds <see cref="CreditTogetherAsync"/>'s statement to <paramref name="batch"/>, then
+    /// <paramref name="andThen"/>'s; returns what gives the lines posted, from the batch's results and
+    /// the event's id. With <paramref name="eventId"/> null, the lines name the event inserted last
+    /// before them in <paramref name="batch"/> (<c>{lastEventId}</c>), whose id the caller reads from
+    /// the same results.
+    /// </summary>
+    private Func<BatchResults, long, IReadOnlyList<PostedEntry>> AddCreditTogether(StatementBatch batch, long? eventId,
+        IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits, IReadOnlyList<Wallet> wallets, Action<StatementBatch>? andThen,
+        bool restartActivity)
+    {
         var n = credits.Count;
         var walletIds = new long[n];
         var ownerTypes = new string[n];
@@ -900,15 +918,17 @@ public sealed class Posting
         var historyCounts = new long[n];
         var historyLastAts = new long[n];
         var lotsDueFrom = new long?[n];
-        var batch = Batch();
+        var statementsBefore = batch.Count;
         for (var i = 0; i < n; i++)
         {
             var (key, credit, expiresAt) = credits[i];
             var wallet = wallets[i];
             wallet.Balance += credit;
-            // The bookkeeping of AddPlainCredit, in its order; none of it needs a statement here (the
-            // event counts the kind, the history numbers the line last), which the count below checks.
-            var historySeq = NoteEntry(batch, eventId, wallet, EntryType.Credit, credit);
+            // The bookkeeping of AddPlainCredit, in its order, but for the line's account in its event
+            // (NoteEntry's), which needs the event's id and is kept below, once the results give it.
+            // None of it needs a statement here (the event counts the kind, the history numbers the
+            // line last), which the count below checks.
+            var historySeq = wallet.KeepsHistory ? AddHistoryNumber(batch, wallet, eventId) : NoHistoryNumber;
             wallet.LotHolds(expiresAt);
             NoteCreditedBalance(wallet, restartActivity);
             walletIds[i] = wallet.WalletId;
@@ -931,15 +951,25 @@ public sealed class Posting
             historyLastAts[i] = wallet.HistoryLastAt;
             lotsDueFrom[i] = wallet.LotsDueFrom;
         }
-        if (batch.Count != 0)
+        if (batch.Count != statementsBefore)
             throw new InvalidOperationException("A credit written with others needed statements of its own.");
+        var args = new Dictionary<string, object?>
+        {
+            ["walletIds"] = walletIds, ["ownerTypes"] = ownerTypes, ["ownerIds"] = ownerIds, ["programIds"] = programIds,
+            ["currencyIds"] = currencyIds, ["categories"] = categories, ["points"] = points, ["balances"] = balances, ["tiers"] = tiers,
+            ["historySeqs"] = historySeqs, ["expiries"] = expiries, ["historyCounts"] = historyCounts, ["historyLastAts"] = historyLastAts,
+            ["lotsDueFrom"] = lotsDueFrom, ["org"] = OrgId, ["entryType"] = EntryType.Credit.ToWire(), ["now"] = NowMs,
+            ["restartActivity"] = restartActivity,
+        };
+        if (eventId is { } known) args["eventId"] = known;
+        var eventSql = eventId is null ? "{lastEventId}" : "@eventId";
         // The rows in their order (WITH ORDINALITY, ORDER BY x.ord): PostgreSQL draws each line's id
         // as the sorted rows reach the insert, so the lines take their ids in the credits' order, as
         // one statement each would, and a read lists an event's lines by id. (It does so in practice,
         // not by a documented rule; nothing here depends on the order RETURNING gives, the ids are
         // matched to their wallets.)
         var inserted = batch.Query(
-            """
+            $"""
             WITH x AS (
                 SELECT * FROM unnest(@walletIds::bigint[], @ownerTypes::text[], @ownerIds::bigint[], @programIds::bigint[], @currencyIds::bigint[],
                     @categories::text[], @points::bigint[], @balances::bigint[], @tiers::text[], @historySeqs::bigint[], @expiries::bigint[],
@@ -949,7 +979,7 @@ public sealed class Posting
             ), e AS (
                 INSERT INTO ledger_entries (org_id, event_id, wallet_id, owner_type, owner_id, program_id, currency_id,
                     category, entry_type, points, balance_after, created_at, tier, history_seq)
-                SELECT @org, @eventId, x.wallet_id, x.owner_type, x.owner_id, x.program_id, x.currency_id,
+                SELECT @org, {eventSql}, x.wallet_id, x.owner_type, x.owner_id, x.program_id, x.currency_id,
                     x.category, @entryType, x.points, x.balance_after, @now, x.tier, x.history_seq
                 FROM x ORDER BY x.ord
                 RETURNING entry_id, wallet_id
@@ -965,21 +995,53 @@ public sealed class Posting
             )
             SELECT wallet_id, entry_id FROM e
             """,
-            new Dictionary<string, object?>
-            {
-                ["walletIds"] = walletIds, ["ownerTypes"] = ownerTypes, ["ownerIds"] = ownerIds, ["programIds"] = programIds,
-                ["currencyIds"] = currencyIds, ["categories"] = categories, ["points"] = points, ["balances"] = balances, ["tiers"] = tiers,
-                ["historySeqs"] = historySeqs, ["expiries"] = expiries, ["historyCounts"] = historyCounts, ["historyLastAts"] = historyLastAts,
-                ["lotsDueFrom"] = lotsDueFrom, ["org"] = OrgId, ["eventId"] = eventId, ["entryType"] = EntryType.Credit.ToWire(), ["now"] = NowMs,
-                ["restartActivity"] = restartActivity,
-            });
+            args);
         andThen?.Invoke(batch);
-        var results = await batch.RunAsync();
-        var entryIds = results.Rows(inserted).ToDictionary(row => AsLong(row[0]), row => AsLong(row[1]));
-        if (entryIds.Count != n)
-            throw new InvalidOperationException($"Crediting {n} wallets together wrote {entryIds.Count} lines.");
-        return [.. credits.Select((c, i) => new PostedEntry(entryIds[walletIds[i]], walletIds[i], c.Key, EntryType.Credit, c.Points,
-            new Points(balances[i]), c.ExpiresAt, tiers[i]))];
+        return (results, postedFor) =>
+        {
+            var entryIds = results.Rows(inserted).ToDictionary(row => AsLong(row[0]), row => AsLong(row[1]));
+            if (entryIds.Count != n)
+                throw new InvalidOperationException($"Crediting {n} wallets together wrote {entryIds.Count} lines.");
+            for (var i = 0; i < n; i++)
+            {
+                // NoteEntry's account of the line: its event was written counting its kind.
+                var kind = LineKindOf(wallets[i]);
+                if (!_eventKinds.Contains((postedFor, kind)))
+                    throw new InvalidOperationException($"Event {postedFor} was credited lines of a kind it was not written with.");
+                _declaredKinds.Remove((postedFor, kind));
+                _announcements.Line(postedFor, wallets[i], EntryType.Credit, credits[i].Points);
+            }
+            return [.. credits.Select((c, i) => new PostedEntry(entryIds[walletIds[i]], walletIds[i], c.Key, EntryType.Credit, c.Points,
+                new Points(balances[i]), c.ExpiresAt, tiers[i]))];
+        };
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="e"/> (with <paramref name="then"/>, as <see cref="InsertEventAsync"/>)
+    /// and credits the locked wallets of <paramref name="credits"/> for it, as
+    /// <see cref="InsertEventAsync"/> and then <see cref="CreditEachAsync"/> would, in one round trip
+    /// where it can: where rows go from one statement to the next (PostgreSQL), for distinct wallets
+    /// that owe nothing, whose kinds of lines the event declares and whose history numbers them last,
+    /// the lines, lots and balances are written together (<see cref="CreditTogetherAsync"/>) right
+    /// after the event's insert, naming it as <c>{lastEventId}</c>. A bill of points and currencies
+    /// is then three round trips (its customer, the wallets' lock, the event with its lines), where it
+    /// was four; a batch run side by side (<see cref="LockStep"/>) takes as many rounds as its slowest write.
+    /// </summary>
+    public async Task<(long EventId, IReadOnlyList<PostedEntry> Entries)> InsertEventAndCreditAsync(NewEvent e, (string Sql, object? Args)? then,
+        IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits, Action<StatementBatch>? andThen = null, bool restartActivity = false)
+    {
+        var wallets = credits.Select(c => Locked(c.Key)).ToList();
+        if (!Dialect.WritesRowsFromArrays || e.HistoryWallet is not null || credits.Count < 2 || credits.Any(c => !c.Points.IsPositive)
+            || wallets.Distinct().Count() != wallets.Count
+            || wallets.Any(w => w.Balance.IsNegative || (e.LineKinds & LineKindOf(w)) == 0 || (w.KeepsHistory && !TakesNextHistoryNumber(w))))
+        {
+            var id = await InsertEventAsync(e, then);
+            return (id, await CreditEachAsync(id, credits, andThen, restartActivity));
+        }
+        Func<BatchResults, long, IReadOnlyList<PostedEntry>>? posted = null;
+        var (eventId, results) = await InsertEventWithAsync(e, then,
+            withInsert: batch => posted = AddCreditTogether(batch, eventId: null, credits, wallets, andThen, restartActivity));
+        return (eventId, posted!(results, eventId));
     }
 
     /// <summary>The kind of lines a wallet's line is (<see cref="EventLineKinds"/>): plain points or a currency.</summary>

@@ -163,14 +163,14 @@ public static class PointsPostings
         // The bill earns at the tier held before it (a bill that crosses a threshold too): the rule's
         // lines times that tier's multiplier, except the metric's own currency; awards as given.
         var credits = standing is null ? baseCredits : [.. ruleCredits.Select(c => Multiplied(c, standing)), .. awards];
-        var eventId = await posting.InsertEventAsync(new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
+        // The event, the bill's link to it and the lines: one round trip where the posting can.
+        var (eventId, entries) = await InsertEventAndCreditAllAsync(posting, new NewEvent(ownerType, ownerId, bill.CustomerId, EventNames.TransactionAdd,
                 SourceProgramId: await SourceProgramAsync(posting, bill.SourceProgramId, program), StoreId: store.StoreId, TillId: till?.TillId,
                 BillId: billId, Reason: bill.Notes, BillNumber: bill.BillNumber, StoreCode: store.Code, TillCode: till?.Code,
                 LineKinds: NewEvent.KindsOf(credits)),
             then: ("UPDATE bills SET event_id = {lastEventId}, tier_period = @tierPeriod WHERE org_id = @org AND bill_id = @billId",
-                new { org = posting.OrgId, billId, tierPeriod = standing?.CountedInPeriod }));
-
-        var entries = await CreditAllAsync(posting, eventId, ownerType, ownerId, program, credits, category, qualifying: true);
+                new { org = posting.OrgId, billId, tierPeriod = standing?.CountedInPeriod }),
+            program, credits, category, qualifying: true);
         return new PostingResult(eventId, EventNames.TransactionAdd, billId, entries, await UpgradeAsync(posting, standing, eventId));
     }
 
@@ -409,6 +409,32 @@ public static class PointsPostings
         LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits,
         PointCategory category = PointCategory.Regular, bool qualifying = false)
     {
+        var (lines, activity) = await CreditLinesAsync(posting, ownerType, ownerId, program, credits, category, qualifying);
+        var posted = await posting.CreditEachAsync(eventId, lines, activity, restartActivity: qualifying && category == PointCategory.Regular);
+        return posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList();
+    }
+
+    /// <summary>
+    /// <see cref="CreditAllAsync"/> of a new event: the event inserted (with <paramref name="then"/>)
+    /// and its credits, in one round trip where the posting can (<see cref="Posting.InsertEventAndCreditAsync"/>).
+    /// </summary>
+    private static async Task<(long EventId, IReadOnlyList<EntryView> Entries)> InsertEventAndCreditAllAsync(Posting posting, NewEvent e,
+        (string Sql, object? Args)? then, LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits,
+        PointCategory category = PointCategory.Regular, bool qualifying = false)
+    {
+        var (lines, activity) = await CreditLinesAsync(posting, e.OwnerType, e.OwnerId, program, credits, category, qualifying);
+        var (eventId, posted) = await posting.InsertEventAndCreditAsync(e, then, lines, activity, restartActivity: qualifying && category == PointCategory.Regular);
+        return (eventId, posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList());
+    }
+
+    /// <summary>
+    /// The wallets' lines of <paramref name="credits"/> (locked), each with its lot's expiry, and for
+    /// a qualifying activity what it adds to the credits' round trip.
+    /// </summary>
+    private static async Task<(List<(WalletKey Key, Points Points, long? ExpiresAt)> Lines, Action<StatementBatch>? Activity)> CreditLinesAsync(
+        Posting posting, OwnerType ownerType, long ownerId, LoyaltyProgram program, IReadOnlyList<(AlternateCurrency? Currency, Points Points)> credits,
+        PointCategory category, bool qualifying)
+    {
         var keys = credits.Select(c => new WalletKey(ownerType, ownerId, program.ProgramId, c.Currency?.CurrencyId ?? WalletKey.PlainPoints, category)).ToList();
         await posting.LockWalletsAsync(keys);
         var lines = new List<(WalletKey, Points, long?)>();
@@ -429,10 +455,10 @@ public static class PointsPostings
         // The credits and, for a qualifying activity, the activity clocks: one round trip. A credited
         // main wallet's clock restarts with its balance; the activity adds the rest (main wallets
         // credited in another category, rolling lot dates).
-        var posted = await posting.CreditEachAsync(eventId, lines, qualifying
+        Action<StatementBatch>? activity = qualifying
             ? batch => LotExpiry.AddActivity(batch, posting, program, keys.Select(k => k with { Category = PointCategory.Regular }))
-            : null, restartActivity: qualifying && category == PointCategory.Regular);
-        return posted.Select((entry, i) => View(entry, credits[i].Currency)).ToList();
+            : null;
+        return (lines, activity);
     }
 
     /// <summary>A rule-earned line at the owner's tier: times its multiplier, rounded down to the thousandth, except the tier metric's own currency.</summary>

@@ -261,4 +261,43 @@ public sealed class SideBySideTests(PostgresDatabase db) : IClassFixture<Postgre
         }
         (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
     }
+
+    [Fact]
+    public async Task bills_of_several_customers_go_side_by_side_in_three_rounds_their_lines_written_with_their_events()
+    {
+        var t = await db.Host.NewTenantAsync();
+        var shop = await t.NewShopAsync(earnRate: "0.1");
+        var customers = new List<long>();
+        for (var i = 0; i < 4; i++) customers.Add(await t.NewCustomerAsync());
+        // Points by the earn rule and Stars by an award: two lines, in two wallets, of one event.
+        Func<DbConnection, DbTransaction, Task<long>> Bill(long customer, string number) => async (c, tx) =>
+        {
+            var posting = new Posting(c, tx, Writer.Dialect, t.OrgId, DateTimeOffset.UtcNow, null) { Catalog = Writer.Catalog };
+            return (await PointsPostings.AddTransactionAsync(posting, new NewBill(customer, number, 100m, shop.StoreCode, shop.TillCode,
+                ProgramId: shop.ProgramId, Awards: [new Award(new Points(5_000), "Stars")]))).EventId;
+        };
+        // One alone first, which fills the cache with the tenant's program and store.
+        await WriteAsync(Bill(await t.NewCustomerAsync(), "warm"));
+        var before = Counts;
+
+        var events = await Task.WhenAll(await RunBehindABlockerAsync(NewScope(), customers.Select((customer, i) => Bill(customer, $"bill-{i}")).ToList()));
+
+        // The customer (and its pooling group, if any); the wallets' lock with the bill's row; the
+        // event with the bill's link to it and its lines, lots and balances.
+        (Counts.Ran - before.Ran).ShouldBe(1);
+        (Counts.Rounds - before.Rounds).ShouldBe(3);
+        for (var i = 0; i < customers.Count; i++)
+        {
+            (await t.BalanceAsync(customers[i], shop.ProgramId)).ShouldBe(10_000);
+            (await t.BalanceAsync(customers[i], shop.ProgramId, "Stars")).ShouldBe(5_000);
+            var (lines, linked) = await db.Database.ReadAsync(async c => (
+                await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM ledger_entries WHERE org_id = @org AND event_id = @eventId AND owner_id = @customer",
+                    new { org = t.OrgId, eventId = events[i], customer = customers[i] }),
+                await c.ExecuteScalarAsync<long>("SELECT COUNT(*) FROM bills WHERE org_id = @org AND event_id = @eventId AND bill_number = @number",
+                    new { org = t.OrgId, eventId = events[i], number = $"bill-{i}" })), CancellationToken.None);
+            lines.ShouldBe(2);
+            linked.ShouldBe(1);
+        }
+        (await LedgerAudit.ViolationsAsync(db.Database, t.OrgId)).ShouldBeEmpty();
+    }
 }
