@@ -1024,8 +1024,8 @@ public sealed class Posting
     /// that owe nothing, whose kinds of lines the event declares and whose history numbers them last,
     /// the lines, lots and balances are written together (<see cref="CreditTogetherAsync"/>) right
     /// after the event's insert, naming it as <c>{lastEventId}</c>. A bill of points and currencies
-    /// is then three round trips (its customer, the wallets' lock, the event with its lines), where it
-    /// was four; a batch run side by side (<see cref="LockStep"/>) takes as many rounds as its slowest write.
+    /// is then three round trips (its customer, the wallets' lock, the event with its lines), not
+    /// four; a batch run side by side (<see cref="LockStep"/>) takes as many rounds as its slowest write.
     /// </summary>
     public async Task<(long EventId, IReadOnlyList<PostedEntry> Entries)> InsertEventAndCreditAsync(NewEvent e, (string Sql, object? Args)? then,
         IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits, Action<StatementBatch>? andThen = null, bool restartActivity = false)
@@ -1111,7 +1111,7 @@ public sealed class Posting
     /// next (<see cref="SqlDialect.WritesRowsFromArrays"/>, PostgreSQL): the wallet's first open lots
     /// are read in the event's round trip (they do not depend on it), and the debit's line goes with
     /// the lots it takes, whose movements name it as <c>{lastEntryId}</c>. A redemption is then three
-    /// round trips (the wallet's lock, the event, the line with its lots), as a bill is, where it was
+    /// round trips (the wallet's lock, the event, the line with its lots), as a bill is, not
     /// four: a batch run side by side (<see cref="LockStep"/>) takes as many rounds as its slowest write.
     /// A debit the balance does not cover is refused before the event is written.
     /// </summary>
