@@ -860,8 +860,7 @@ public sealed class Posting
         }
 
         var wallets = credits.Select(c => Locked(c.Key)).ToList();
-        if (Dialect.WritesRowsFromArrays && credits.Count > 1 && wallets.Distinct().Count() == wallets.Count
-            && wallets.All(w => _eventKinds.Contains((eventId, LineKindOf(w))) && (!w.KeepsHistory || TakesNextHistoryNumber(w))))
+        if (CreditTogether(wallets, w => _eventKinds.Contains((eventId, LineKindOf(w)))))
             return await CreditTogetherAsync(eventId, credits, wallets, andThen, restartActivity);
 
         var batch = Batch();
@@ -1031,9 +1030,7 @@ public sealed class Posting
         IReadOnlyList<(WalletKey Key, Points Points, long? ExpiresAt)> credits, Action<StatementBatch>? andThen = null, bool restartActivity = false)
     {
         var wallets = credits.Select(c => Locked(c.Key)).ToList();
-        if (!Dialect.WritesRowsFromArrays || e.HistoryWallet is not null || credits.Count < 2 || credits.Any(c => !c.Points.IsPositive)
-            || wallets.Distinct().Count() != wallets.Count
-            || wallets.Any(w => w.Balance.IsNegative || (e.LineKinds & LineKindOf(w)) == 0 || (w.KeepsHistory && !TakesNextHistoryNumber(w))))
+        if (e.HistoryWallet is not null || credits.Any(c => !c.Points.IsPositive) || !CreditTogether(wallets, w => (e.LineKinds & LineKindOf(w)) != 0))
         {
             var id = await InsertEventAsync(e, then);
             return (id, await CreditEachAsync(id, credits, andThen, restartActivity));
@@ -1043,6 +1040,16 @@ public sealed class Posting
             withInsert: batch => posted = AddCreditTogether(batch, eventId: null, credits, wallets, andThen, restartActivity));
         return (eventId, posted!(results, eventId));
     }
+
+    /// <summary>
+    /// True when credits of the locked <paramref name="wallets"/> go as one statement
+    /// (<see cref="CreditTogetherAsync"/>): on a database that writes rows from arrays, for two or more
+    /// distinct wallets that owe nothing, whose event counts their kinds of lines
+    /// (<paramref name="eventCountsKind"/>) and whose history numbers them last.
+    /// </summary>
+    private bool CreditTogether(IReadOnlyList<Wallet> wallets, Func<Wallet, bool> eventCountsKind) =>
+        Dialect.WritesRowsFromArrays && wallets.Count > 1 && wallets.Distinct().Count() == wallets.Count
+        && wallets.All(w => !w.Balance.IsNegative && eventCountsKind(w) && (!w.KeepsHistory || TakesNextHistoryNumber(w)));
 
     /// <summary>The kind of lines a wallet's line is (<see cref="EventLineKinds"/>): plain points or a currency.</summary>
     private static int LineKindOf(Wallet wallet) =>
