@@ -166,7 +166,7 @@ public static class VaultReads
         var (from, low) = windowed ? (", bounds b", "b.low") : ("", "1");
         var range = $"history_seq >= {low} + @offset AND history_seq < {low} + @offset + @limit" + (query.To is null ? "" : " AND history_seq <= b.high");
         // Each row of the page carries its line's type, points and balance. By number, the scan that
-        // finds a line reads its row anyway (the numbers' index holds only the number), so it takes
+        // finds a line reads its row anyway (the numbers' index holds the wallet and the number), so it takes
         // them there, where joining the page back to ledger_entries by id read each row a second time
         // (a third of the buffers of a page of the heaviest customer's history). A walk reads the
         // lines' time index alone, which does not hold the points, so it joins the page's rows only.
